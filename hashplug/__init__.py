@@ -1,0 +1,38 @@
+"""hashplug: learned binary hash codes for LanceDB.
+
+Training side (extra ``train``): :mod:`hashplug.encoders` (BioHash and baselines), ``hashplug.export``.
+Serving side (base install): :mod:`hashplug.codes`, :mod:`hashplug.hamming`, :mod:`hashplug.metrics`,
+``hashplug.OnnxEncoder`` and ``hashplug.integrations`` (LanceDB, Arrow). Heavy modules load lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .encoders import available_encoders, get_encoder, load_encoder  # noqa: E402  (numpy-only at import)
+from .validation import HashplugError, ModelFileError, ModelMismatchError  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "available_encoders",
+    "get_encoder",
+    "load_encoder",
+    "HashplugError",
+    "ModelFileError",
+    "ModelMismatchError",
+]
+
+_LAZY = {
+    "OnnxEncoder": ("hashplug.runtime", "OnnxEncoder"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'hashplug' has no attribute {name!r}")

@@ -1,0 +1,307 @@
+"""The encoder contract shared by every hashplug method.
+
+scikit-learn style: ``__init__`` only stores parameters; ``fit(X, y=None)`` validates them,
+learns attributes ending in ``_`` and returns ``self``; ``encode(X, format=...)`` produces codes.
+Every encoder describes its inference once as a graph (:mod:`hashplug.graph`): a list of steps
+from the raw input to scores and a head (``"dense"`` sign bits or ``"khot"`` top-k). ``encode``,
+the torch path and the ONNX export all interpret that one description.
+
+Models are saved without pickle as a single ``.npz``: learned arrays plus a JSON header
+(parameters, scalar attributes, format version, sha256 of the arrays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import codes as _codes
+from ..graph import check_steps, run_steps, scores_to_bits
+from ..validation import HashplugError, ModelFileError, check_array, check_is_fitted
+
+__all__ = ["BaseEncoder", "register_encoder", "get_encoder", "available_encoders", "load_encoder", "ENCODERS"]
+
+ENCODERS: dict[str, type[BaseEncoder]] = {}
+FILE_FORMAT = "hashplug-encoder/1"
+
+
+def register_encoder(name: str):
+    """Class decorator adding an encoder class to the registry under ``name``."""
+
+    def deco(cls: type[BaseEncoder]) -> type[BaseEncoder]:
+        if name in ENCODERS and ENCODERS[name] is not cls:
+            raise HashplugError(f"an encoder named {name!r} is already registered")
+        cls.method_name = name
+        ENCODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def available_encoders() -> list[str]:
+    """Names accepted by :func:`get_encoder`."""
+    return sorted(ENCODERS)
+
+
+def get_encoder(name: str, **params: Any) -> BaseEncoder:
+    """Create an encoder by its registry name, e.g. ``get_encoder("biohash", k=16)``.
+
+    Names are case-insensitive. An unknown name raises an error listing the known ones.
+    """
+    key = str(name).lower()
+    lookup = {n.lower(): c for n, c in ENCODERS.items()}
+    if key not in lookup:
+        raise HashplugError(f"Unknown encoder {name!r}. Available encoders: {', '.join(available_encoders())}.")
+    return lookup[key](**params)
+
+
+def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """A stable sha256 over named arrays (name, dtype, shape and bytes, in name order)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(key.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class BaseEncoder:
+    """Base class of all encoders.
+
+    Subclasses set ``code_kind`` (``"dense"`` or ``"khot"``), implement ``_validate_params``,
+    ``_fit`` and ``_steps``, and list their learned array attributes in ``_array_attrs``.
+    """
+
+    method_name: ClassVar[str] = "base"
+    code_kind: ClassVar[str] = "dense"
+    _array_attrs: ClassVar[tuple[str, ...]] = ()
+    _scalar_attrs: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters as given to ``__init__``."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> BaseEncoder:
+        """Set parameters (scikit-learn contract); returns self."""
+        names = self._param_names()
+        for key, val in params.items():
+            if key not in names:
+                raise HashplugError(f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {names}.")
+            setattr(self, key, val)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ contract
+    def _validate_params(self, n_features: int) -> None:
+        """Check parameters at fit time; raise with the value and the allowed range."""
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _steps(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def m(self) -> int:
+        """Number of hash units (bits of a dense code)."""
+        check_is_fitted(self, ["m_"])
+        return int(self.m_)
+
+    @property
+    def k(self) -> int:
+        """Active units per code (k-hot) or bits per code (dense, where k == m)."""
+        check_is_fitted(self, ["k_"])
+        return int(self.k_)
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes per packed code, ``ceil(m / 8)``."""
+        return _codes.n_bytes(self.m)
+
+    def _check_X(self, X: Any, *, fitting: bool = False, allow_empty: bool = False) -> np.ndarray:
+        """The input check every entry point uses; returns float32 of shape (n, d)."""
+        owner = type(self).__name__
+        if fitting:
+            arr = check_array(X, ndim=(2, 3, 4), owner=owner)
+            self.input_shape_ = tuple(int(s) for s in arr.shape[1:])
+            self.n_features_in_ = int(np.prod(self.input_shape_))
+        else:
+            check_is_fitted(self, ["n_features_in_"])
+            arr = check_array(
+                X, ndim=(2, 3, 4), shape_tail=self.input_shape_, owner=owner, allow_empty=allow_empty
+            )
+        return arr.reshape(arr.shape[0], -1)
+
+    def fit(self, X: Any, y: Any = None) -> BaseEncoder:
+        """Learn the encoder from X of shape (n_samples, ...) (flattened to (n, d)); returns self."""
+        Xf = self._check_X(X, fitting=True)
+        self._validate_params(Xf.shape[1])
+        yy = None if y is None else np.asarray(y)
+        if yy is not None and yy.shape[0] != Xf.shape[0]:
+            raise HashplugError(f"y has {yy.shape[0]} rows but X has {Xf.shape[0]}; they must match.")
+        self._fit(Xf, yy)
+        steps = self._steps()
+        m = check_steps(steps, Xf.shape[1])
+        if m != self.m_:
+            raise HashplugError(f"internal: graph width {m} != m_ {self.m_}")
+        return self
+
+    @property
+    def graph(self) -> dict[str, Any]:
+        """The inference description: steps, head, k, input shape (see :mod:`hashplug.graph`)."""
+        check_is_fitted(self, ["m_"])
+        return {
+            "steps": self._steps(),
+            "head": self.code_kind,
+            "k": self.k,
+            "m": self.m,
+            "input_shape": list(self.input_shape_),
+        }
+
+    def scores(self, X: Any) -> np.ndarray:
+        """Real-valued unit activations before binarisation, shape (n, m), float32."""
+        return run_steps(self._steps(), self._check_X(X))
+
+    def encode(self, X: Any, format: str = "packed", batch_size: int = 8192) -> np.ndarray:
+        """Encode X into binary codes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *input_shape)
+            Raw inputs, same per-sample shape as at fit.
+        format : {"packed", "indices", "pm1"}
+            ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
+            ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
+            ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
+        batch_size : int
+            Rows per chunk; memory stays bounded by ``batch_size * m``.
+        """
+        if format not in _codes.FORMATS:
+            raise HashplugError(f"Unknown code format {format!r}; use one of {list(_codes.FORMATS)}.")
+        if format == "indices" and self.code_kind != "khot":
+            raise HashplugError(
+                f"{type(self).__name__} produces dense codes; format='indices' is only for k-hot encoders. "
+                "Use format='packed' or 'pm1'."
+            )
+        Xf = self._check_X(X)
+        steps = self._steps()
+        out = []
+        for s in range(0, Xf.shape[0], int(batch_size)):
+            bits = scores_to_bits(run_steps(steps, Xf[s : s + batch_size]), self.code_kind, self.k)
+            if format == "packed":
+                out.append(_codes.pack_bits(bits))
+            elif format == "pm1":
+                out.append(np.where(bits, np.int8(1), np.int8(-1)))
+            else:
+                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k).astype(np.int64))
+        return np.concatenate(out, axis=0)
+
+    def fit_encode(self, X: Any, y: Any = None, format: str = "packed") -> np.ndarray:
+        """``fit(X, y).encode(X, format)``."""
+        return self.fit(X, y).encode(X, format=format)
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        check_is_fitted(self, ["m_", "k_", "n_features_in_"])
+        arrays = {a: np.asarray(getattr(self, a)) for a in self._array_attrs}
+        scalars = {a: _jsonable(getattr(self, a)) for a in ("m_", "k_", "n_features_in_", *self._scalar_attrs)}
+        scalars["input_shape_"] = list(self.input_shape_)
+        return arrays, scalars
+
+    def weights_sha256(self) -> str:
+        """sha256 of the learned arrays (recorded in saved files and ONNX metadata)."""
+        return sha256_arrays(self._state()[0])
+
+    def save(self, path: str | Path) -> Path:
+        """Save to ``path`` (``.npz``; arrays + JSON header, no pickle). Returns the path written."""
+        from .. import __version__
+
+        arrays, scalars = self._state()
+        header = {
+            "format": FILE_FORMAT,
+            "hashplug_version": __version__,
+            "method": self.method_name,
+            "class": type(self).__name__,
+            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
+            "attrs": scalars,
+            "sha256": sha256_arrays(arrays),
+        }
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {f"a__{k}": v for k, v in arrays.items()}
+        payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        np.savez(path, **payload)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> BaseEncoder:
+        """Load an encoder saved by :meth:`save`, validating format, method and checksum."""
+        return load_encoder(path, expect=cls if cls is not BaseEncoder else None)
+
+
+def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> BaseEncoder:
+    """Load any saved encoder; the file's header says which class it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"No model file at {str(path)!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ModelFileError(f"{str(path)!r} is not a readable hashplug model (.npz): {exc}") from exc
+    if "__header__" not in files:
+        raise ModelFileError(f"{str(path)!r} has no hashplug header; it was not written by Encoder.save().")
+    try:
+        header = json.loads(files.pop("__header__").tobytes().decode())
+    except Exception as exc:
+        raise ModelFileError(f"{str(path)!r} has a corrupt header: {exc}") from exc
+    if header.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{str(path)!r} has format {header.get('format')!r}; expected {FILE_FORMAT!r}.")
+    method = header.get("method")
+    if method not in ENCODERS:
+        raise ModelFileError(f"{str(path)!r} holds unknown method {method!r}; known: {available_encoders()}.")
+    klass = ENCODERS[method]
+    if expect is not None and not issubclass(klass, expect):
+        raise ModelFileError(f"{str(path)!r} holds a {klass.__name__}, not a {expect.__name__}.")
+    arrays = {k[3:]: v for k, v in files.items() if k.startswith("a__")}
+    missing = set(klass._array_attrs) - set(arrays)
+    if missing:
+        raise ModelFileError(f"{str(path)!r} lacks arrays {sorted(missing)} needed by {klass.__name__}.")
+    digest = sha256_arrays(arrays)
+    if digest != header.get("sha256"):
+        raise ModelFileError(
+            f"{str(path)!r} is corrupt: weights sha256 {digest[:12]}... != recorded {str(header.get('sha256'))[:12]}..."
+        )
+    est = klass(**header["params"])
+    for k, v in arrays.items():
+        setattr(est, k, v)
+    for k, v in header["attrs"].items():
+        setattr(est, k, tuple(v) if k == "input_shape_" else v)
+    check_steps(est._steps(), est.n_features_in_)
+    return est
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
