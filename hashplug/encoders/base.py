@@ -72,6 +72,36 @@ def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+class _SizeAttr:
+    """``m`` / ``k``: a constructor parameter before fit, the fitted size (``m_`` / ``k_``) after.
+
+    scikit-learn keeps parameters untouched by ``fit``; this descriptor keeps the passed value for
+    :meth:`BaseEncoder.get_params` while ``encoder.m`` reads the learned size once fitted
+    (e.g. ``BioHash(k=8, activity=0.05).fit(X).m == 160``).
+    """
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        fitted = obj.__dict__.get(self.name + "_")
+        if fitted is not None:
+            return int(fitted)
+        if ("_param_" + self.name) in obj.__dict__:
+            return obj.__dict__["_param_" + self.name]
+        check_is_fitted(obj, [self.name + "_"])
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_param_" + self.name] = value
+
+    @staticmethod
+    def raw(obj: Any, name: str) -> Any:
+        return obj.__dict__.get("_param_" + name)
+
+
 class BaseEncoder:
     """Base class of all encoders.
 
@@ -91,8 +121,8 @@ class BaseEncoder:
         return [p for p in sig.parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Parameters as given to ``__init__``."""
-        return {p: getattr(self, p) for p in self._param_names()}
+        """Parameters as given to ``__init__`` (``m`` / ``k`` as passed, not as fitted)."""
+        return {p: _SizeAttr.raw(self, p) if p in ("m", "k") else getattr(self, p) for p in self._param_names()}
 
     def set_params(self, **params: Any) -> BaseEncoder:
         """Set parameters (scikit-learn contract); returns self."""
@@ -117,17 +147,8 @@ class BaseEncoder:
     def _steps(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    @property
-    def m(self) -> int:
-        """Number of hash units (bits of a dense code)."""
-        check_is_fitted(self, ["m_"])
-        return int(self.m_)
-
-    @property
-    def k(self) -> int:
-        """Active units per code (k-hot) or bits per code (dense, where k == m)."""
-        check_is_fitted(self, ["k_"])
-        return int(self.k_)
+    m = _SizeAttr("m", "Number of hash units (bits of a dense code); the fitted value after fit.")
+    k = _SizeAttr("k", "Active units per code (k-hot) or bits per code (dense, k == m); fitted value after fit.")
 
     @property
     def n_bytes(self) -> int:

@@ -1,0 +1,219 @@
+"""BioHash (Ryali, Hopfield, Grinberg, Krotov, ICML 2020), section 2.1.
+
+Hidden units are trained with the local plasticity rule of eq. 1-2 (:mod:`hashplug.train.plasticity`);
+the hash of eq. 6 keeps the k units with the largest p-norm inner product
+``<W_mu, x>_mu = sum_i sign(W_mu i) |W_mu i|^(p-1) x_i`` active (k-hot code over m units). The same
+score is used in training (ranking) and encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError, check_float_param, check_int_param
+from .base import BaseEncoder, register_encoder
+
+__all__ = ["BioHash", "NaiveBioHash"]
+
+
+class _PlasticityEncoder(BaseEncoder):
+    """Shared parameter checks and training for encoders trained by the plasticity rule."""
+
+    _array_attrs = ("W_", "mean_")
+
+    def _check_rule_params(self, m: int) -> None:
+        name = type(self).__name__
+        check_float_param(self.p, "p", name, 1.0, None)
+        check_float_param(self.delta, "delta", name, 0.0, None)
+        check_int_param(self.r, "r", name, 2, max(2, m))
+        check_int_param(self.epochs, "epochs", name, 1, None)
+        check_int_param(self.batch_size, "batch_size", name, 1, None)
+        check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
+        check_float_param(self.init_scale, "init_scale", name, 0.0, None, low_open=True)
+        if self.random_state is not None:
+            check_int_param(self.random_state, "random_state", name, 0, None)
+
+    def _train(self, Xc: np.ndarray, m: int) -> None:
+        from .._torch import resolve_device
+        from ..train.plasticity import train_plasticity
+
+        rng = np.random.default_rng(self.random_state)
+        # Standard-normal rows, as in the Krotov-Hopfield reference: their large initial norms are what
+        # recruits idle units (rows started on the unit sphere let a few winners take every sample).
+        W0 = (float(self.init_scale) * rng.standard_normal((m, Xc.shape[1]))).astype(np.float32)
+        self.W_ = train_plasticity(
+            Xc,
+            m,
+            p=float(self.p),
+            delta=float(self.delta),
+            r=int(self.r),
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            seed=self.random_state,
+            device=resolve_device(self.device),
+            W0=W0,
+            verbose=bool(self.verbose),
+            desc=type(self).__name__,
+        )
+
+    def _center_input(self, X: np.ndarray) -> np.ndarray:
+        self.mean_ = X.mean(axis=0).astype(np.float32) if self.center else np.zeros(X.shape[1], np.float32)
+        return X - self.mean_ if self.center else X
+
+    @property
+    def row_norms_(self) -> np.ndarray:
+        """p-norms of the learned rows, shape (m,), float32 (converge to 1 under the rule)."""
+        return ((np.abs(self.W_.astype(np.float64)) ** self.p).sum(axis=1) ** (1.0 / self.p)).astype(np.float32)
+
+    def _steps(self) -> list[dict[str, Any]]:
+        from ..train.plasticity import pnorm_weights
+
+        steps: list[dict[str, Any]] = []
+        if self.center:
+            steps.append({"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_})
+        steps.append({"op": "matmul", "weight": np.ascontiguousarray(pnorm_weights(self.W_, float(self.p)).T)})
+        return steps
+
+
+@register_encoder("biohash")
+class BioHash(_PlasticityEncoder):
+    """BioHash: sparse expansion to m units trained by the plasticity rule, k-hot WTA code.
+
+    Parameters
+    ----------
+    k : int
+        Hash length: active units per code (1 <= k <= m).
+    m : int or None
+        Number of hidden units. ``None`` derives it from ``activity``: ``m = round(k / activity)``.
+    activity : float
+        Fraction of active units a = k / m when ``m`` is None (paper: 0.05 MNIST, 0.005 CIFAR-10).
+    p : float
+        Exponent of the p-norm inner product (>= 1).
+    delta : float
+        Strength of the anti-Hebbian update of the rank-r unit (Delta, >= 0).
+    r : int
+        Rank of the unit receiving the anti-Hebbian update (2 <= r <= m).
+    epochs, batch_size, lr : int, int, float
+        Minibatch training; the learning rate decays linearly from ``lr`` to 0.
+    center : bool
+        Subtract the training mean from inputs (part of the exported graph).
+    init_scale : float
+        Standard deviation of the Gaussian initial weights.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    random_state : int or None
+        Seed for initialisation and minibatch order.
+    verbose : bool
+        Show a progress bar.
+
+    Attributes
+    ----------
+    W_ : ndarray of shape (m, d), dtype=float32
+        Learned synapses.
+    mean_ : ndarray of shape (d,), dtype=float32
+        Training mean (zeros when ``center`` is False).
+    m_, k_, n_features_in_, input_shape_ : learned sizes.
+    """
+
+    code_kind = "khot"
+
+    def __init__(
+        self,
+        k: int = 16,
+        m: int | None = None,
+        activity: float = 0.05,
+        p: float = 2.0,
+        delta: float = 0.1,
+        r: int = 2,
+        epochs: int = 30,
+        batch_size: int = 100,
+        lr: float = 0.02,
+        center: bool = False,
+        init_scale: float = 1.0,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.k = k
+        self.m = m
+        self.activity = activity
+        self.p = p
+        self.delta = delta
+        self.r = r
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.center = center
+        self.init_scale = init_scale
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self, n_features: int) -> None:
+        name = type(self).__name__
+        m_param = self.get_params()["m"]
+        k_param = self.get_params()["k"]
+        if m_param is None:
+            act = check_float_param(self.activity, "activity", name, 0.0, 1.0, low_open=True)
+            kk = check_int_param(k_param, "k", name, 1, None)
+            m = max(kk, int(round(kk / act)))
+        else:
+            m = check_int_param(m_param, "m", name, 1, None)
+        kk = check_int_param(k_param, "k", name, 1, m, range_text=f"[1, m={m}]")
+        self._check_rule_params(m)
+        self.m_, self.k_ = m, kk
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        self._train(self._center_input(X), self.m_)
+
+
+@register_encoder("naivebiohash")
+class NaiveBioHash(_PlasticityEncoder):
+    """NaiveBioHash (paper sec. 3.3): k dense units trained by the same rule, code = sign of the score.
+
+    Parameters are those of :class:`BioHash` without sparse expansion: ``k`` units give a k-bit code.
+    ``center`` defaults to True so that the sign splits the data.
+    """
+
+    code_kind = "dense"
+
+    def __init__(
+        self,
+        k: int = 16,
+        p: float = 2.0,
+        delta: float = 0.1,
+        r: int = 2,
+        epochs: int = 30,
+        batch_size: int = 100,
+        lr: float = 0.02,
+        center: bool = True,
+        init_scale: float = 1.0,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.k = k
+        self.p = p
+        self.delta = delta
+        self.r = r
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.center = center
+        self.init_scale = init_scale
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self, n_features: int) -> None:
+        kk = check_int_param(self.get_params()["k"], "k", type(self).__name__, 1, None)
+        self._check_rule_params(max(kk, 2))
+        if kk < 2 and self.delta:
+            raise HashplugError("NaiveBioHash with k=1 has no rank-r unit; set delta=0.")
+        self.m_ = self.k_ = kk
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        self._train(self._center_input(X), self.m_)
