@@ -14,6 +14,11 @@ __version__ = "0.1.0"
 from .encoders import available_encoders, get_encoder, load_encoder  # noqa: E402  (numpy-only at import)
 from .validation import HashplugError, ModelFileError, ModelMismatchError  # noqa: E402
 
+try:  # registers the "hashplug" LanceDB embedding function, so saved tables reopen
+    from .integrations import lancedb as _lancedb_registration  # noqa: E402, F401
+except ImportError:  # pragma: no cover - lancedb not installed
+    pass
+
 __all__ = [
     "__version__",
     "available_encoders",
@@ -26,6 +31,12 @@ __all__ = [
 
 _LAZY = {
     "OnnxEncoder": ("hashplug.runtime", "OnnxEncoder"),
+    "Query": ("hashplug.integrations.lancedb", "Query"),
+    "search": ("hashplug.integrations.lancedb", "search"),
+    "ingest": ("hashplug.integrations.arrow", "ingest"),
+    "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
+    "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
+    "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
 }
 
 

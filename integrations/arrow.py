@@ -1,0 +1,497 @@
+"""Streaming encode and resumable, chunked ingestion into LanceDB tables.
+
+:func:`encode_batches`
+    Wrap a ``RecordBatchReader`` so every batch gains a code column; one batch in memory at a time.
+:func:`ingest`
+    Load numpy arrays, pyarrow Tables / readers, parquet files or folders, or pandas DataFrames into a hashplug
+    table in chunks. Each chunk is one atomic ``table.add`` (or ``merge_insert`` on an id column), and an
+    optional JSON checkpoint records the rows committed, so rerunning the same call after a crash resumes
+    where it stopped: nothing committed is lost and nothing is added twice.
+
+Serving side: numpy, pyarrow, LanceDB and :class:`hashplug.runtime.OnnxEncoder` only. If you parallelise
+ingestion over processes, start them with the ``spawn`` method (``fork`` after LanceDB has started its
+threads can hang).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..validation import HashplugError, ModelMismatchError, check_int_param
+from ._common import code_type, codes_to_arrow, column_to_numpy
+
+__all__ = ["encode_batches", "ingest", "IngestResult", "iter_source"]
+
+
+# ---------------------------------------------------------------------------------------------------- encode
+def _encode_fn(encoder: Any, code: str) -> tuple[Any, tuple[int, ...], int]:
+    """(encode(ndarray) -> codes, input_shape, n_bytes) for an OnnxEncoder or a HashplugEmbeddings."""
+    if hasattr(encoder, "encode_query") and hasattr(encoder, "arrow_type"):  # HashplugEmbeddings
+        return encoder.encode, tuple(encoder.input_shape), int(encoder.n_bytes)
+    shape = tuple(int(s) for s in encoder.input_shape)
+    if code == "dense":
+        return (lambda X: encoder.encode(X, format="packed")), shape, int(encoder.n_bytes)
+    if code == "sparse":
+        if encoder.code_kind != "khot":
+            raise ModelMismatchError(
+                f"code='sparse' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has {encoder.code_kind} codes."
+            )
+        return (lambda X: encoder.encode(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes)
+    raise HashplugError(f"code must be 'dense' or 'sparse'; got {code!r}.")
+
+
+def encode_batches(
+    reader: pa.RecordBatchReader | Iterable[pa.RecordBatch],
+    encoder: Any,
+    *,
+    source: str = "vector",
+    target: str = "code",
+    code: str | None = None,
+    batch_size: int | None = None,
+    schema: pa.Schema | None = None,
+) -> pa.RecordBatchReader:
+    """Add a code column to every batch of a stream, with bounded memory.
+
+    Parameters
+    ----------
+    reader : pyarrow.RecordBatchReader or iterable of RecordBatch
+        The input stream; it must have the ``source`` column.
+    encoder : OnnxEncoder or HashplugEmbeddings
+        The model.
+    source, target : str
+        Input column and code column (replaced if present).
+    code : {"dense", "sparse"} or None
+        Code layout (default: the function's, or ``"dense"`` for an OnnxEncoder).
+    batch_size : int or None
+        Split larger input batches to at most this many rows.
+    schema : pyarrow.Schema or None
+        Input schema when ``reader`` is a plain iterable (default: the first batch's).
+
+    Returns
+    -------
+    pyarrow.RecordBatchReader
+        Lazily encoded; each batch is validated (dimension, NaN, nulls) before it is yielded.
+    """
+    code = code or getattr(encoder, "code", None) or "dense"
+    enc, shape, nb = _encode_fn(encoder, code)
+    if batch_size is not None:
+        batch_size = check_int_param(batch_size, "batch_size", "encode_batches", 1)
+    it: Iterator[pa.RecordBatch]
+    if isinstance(reader, pa.RecordBatchReader):
+        in_schema, it = reader.schema, iter(reader)
+    else:
+        it = iter(reader)
+        if schema is None:
+            try:
+                first = next(it)
+            except StopIteration:
+                raise HashplugError("encode_batches got an empty stream with no schema.") from None
+            in_schema = first.schema
+
+            def chain(
+                f: pa.RecordBatch = first, rest: Iterator[pa.RecordBatch] = it
+            ) -> Iterator[pa.RecordBatch]:
+                yield f
+                yield from rest
+
+            it = chain()
+        else:
+            in_schema = schema
+    if source not in in_schema.names:
+        raise HashplugError(f"the input has no source column {source!r}; columns: {in_schema.names}.")
+    base = pa.schema([f for f in in_schema if f.name != target], metadata=in_schema.metadata)
+    out_schema = base.append(pa.field(target, code_type(code, nb)))
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        for batch in it:
+            step = batch_size or max(batch.num_rows, 1)
+            for s in range(0, batch.num_rows, step):
+                part = batch.slice(s, step)
+                X = column_to_numpy(part.column(source), shape, name=f"column {source!r}")
+                arr = codes_to_arrow(enc(X), code)
+                cols = [part.column(f.name) for f in base]
+                yield pa.RecordBatch.from_arrays([*cols, arr], schema=out_schema)
+
+    return pa.RecordBatchReader.from_batches(out_schema, gen())
+
+
+# ---------------------------------------------------------------------------------------------------- sources
+def _vectors_to_arrow(X: np.ndarray) -> pa.Array:
+    X = np.ascontiguousarray(X)
+    if X.ndim < 2:
+        raise HashplugError(f"vectors must be an array of shape (n, d) or (n, *shape); got shape {X.shape}.")
+    arr: pa.Array = pa.array(X.reshape(-1))
+    for s in reversed(X.shape[1:]):
+        arr = pa.FixedSizeListArray.from_arrays(arr, int(s))
+    return arr
+
+
+def iter_source(
+    source: Any,
+    *,
+    source_column: str = "vector",
+    columns: Mapping[str, Any] | None = None,
+    batch_size: int = 65536,
+) -> tuple[Iterator[pa.RecordBatch], int | None, str]:
+    """Normalise an ingest source to ``(batches, total rows or None, description)``.
+
+    ``source`` is an ndarray of samples (with optional ``columns`` of the same length), a mapping of column
+    name to arrays, a ``pyarrow.Table``, ``RecordBatchReader`` or iterable of ``RecordBatch``, a pandas
+    DataFrame, or the path of a parquet file or folder of parquet files (read in sorted file order).
+    """
+    if isinstance(source, np.ndarray):
+        cols = {source_column: _vectors_to_arrow(source)}
+        for name, vals in (columns or {}).items():
+            cols[name] = (
+                pa.array(np.asarray(vals)) if not isinstance(vals, (pa.Array, pa.ChunkedArray)) else vals
+            )
+        lens = {k: len(v) for k, v in cols.items()}
+        if len(set(lens.values())) > 1:
+            raise HashplugError(f"columns have different lengths: {lens}.")
+        source = pa.table(cols)
+        desc = f"ndarray{tuple(np.shape(source[source_column]))}"
+    elif isinstance(source, Mapping):
+        cols = {
+            k: (_vectors_to_arrow(np.asarray(v)) if isinstance(v, np.ndarray) and v.ndim >= 2 else v)
+            for k, v in source.items()
+        }
+        source = pa.table(cols)
+        desc = "mapping"
+    else:
+        desc = type(source).__name__
+    if type(source).__module__.startswith("pandas"):
+        df = source
+        vec = {}
+        if source_column in df.columns:
+            vec[source_column] = (
+                _vectors_to_arrow(
+                    np.stack([np.asarray(v, dtype=np.float32) for v in df[source_column].to_numpy()])
+                )
+                if len(df)
+                else pa.array([], type=pa.list_(pa.float32()))
+            )
+            df = df.drop(columns=[source_column])
+        t = pa.Table.from_pandas(df, preserve_index=False)
+        for k, v in vec.items():
+            t = t.append_column(k, v)
+        source, desc = t, "DataFrame"
+    if isinstance(source, (str, os.PathLike)):
+        import pyarrow.parquet as pq
+
+        p = Path(source)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*.parquet") if f.is_file())
+        elif p.is_file():
+            files = [p]
+        else:
+            raise HashplugError(f"no parquet file or folder at {str(p)!r}.")
+        if not files:
+            raise HashplugError(f"no .parquet files under {str(p)!r}.")
+        total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+        def read() -> Iterator[pa.RecordBatch]:
+            for f in files:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+
+        return read(), total, f"parquet:{p}"
+    if isinstance(source, pa.Table):
+        return iter(source.to_batches(max_chunksize=batch_size)), source.num_rows, desc
+    if isinstance(source, pa.RecordBatch):
+        return iter([source]), source.num_rows, desc
+    if isinstance(source, pa.RecordBatchReader):
+        return iter(source), None, desc
+    if isinstance(source, Iterable):
+        return iter(source), None, desc
+    raise HashplugError(
+        f"cannot ingest a {type(source).__name__}; pass an ndarray, pyarrow Table/RecordBatchReader, a pandas "
+        "DataFrame, or the path of a parquet file or folder."
+    )
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], size: int, skip: int) -> Iterator[pa.Table]:
+    """Regroup a batch stream into tables of ``size`` rows, after skipping the first ``skip`` rows."""
+    buf: list[pa.RecordBatch] = []
+    n = 0
+    for b in batches:
+        if isinstance(b, pa.Table):
+            parts = b.to_batches()
+        else:
+            parts = [b]
+        for part in parts:
+            if skip:
+                if part.num_rows <= skip:
+                    skip -= part.num_rows
+                    continue
+                part = part.slice(skip)
+                skip = 0
+            while part.num_rows:
+                take = min(size - n, part.num_rows)
+                buf.append(part.slice(0, take))
+                n += take
+                part = part.slice(take)
+                if n == size:
+                    yield pa.Table.from_batches(buf)
+                    buf, n = [], 0
+    if n:
+        yield pa.Table.from_batches(buf)
+
+
+# ---------------------------------------------------------------------------------------------------- ingest
+@dataclass
+class IngestResult:
+    """What :func:`ingest` did.
+
+    Attributes
+    ----------
+    table : lancedb.table.Table
+    rows_written : int
+        Rows committed by this call.
+    rows_skipped : int
+        Rows skipped because an earlier run had committed them (resume).
+    chunks : int
+        Commits made by this call.
+    """
+
+    table: Any
+    rows_written: int
+    rows_skipped: int
+    chunks: int
+
+
+def _open_table(
+    table_or_uri: Any,
+    name: str | None,
+    model: Any,
+    code: str | None,
+    source_column: str,
+    code_column: str,
+    first: pa.Table | None,
+) -> Any:
+    if hasattr(table_or_uri, "add") and hasattr(table_or_uri, "schema"):
+        return table_or_uri
+    import lancedb
+
+    p = Path(table_or_uri)
+    if name is None:
+        if p.suffix != ".lance":
+            raise HashplugError(
+                "ingest(uri, ...) needs name= (the table in the database at uri), or the path of a '<name>.lance' table."
+            )
+        p, name = p.parent, p.stem
+    db = lancedb.connect(str(p))
+    try:
+        return db.open_table(name)
+    except (ValueError, FileNotFoundError):  # LanceDB: "Table '...' was not found"
+        pass
+    if model is None:
+        raise HashplugError(f"table {name!r} does not exist at {str(p)!r}; pass model= to create it.")
+    from .lancedb import schema
+
+    func = _as_function(model, code)
+    extra = (
+        [f for f in first.schema if f.name not in (source_column, code_column)] if first is not None else []
+    )
+    return db.create_table(name, schema=schema(func, source=source_column, target=code_column, extra=extra))
+
+
+def _as_function(model: Any, code: str | None) -> Any:
+    from .lancedb import HashplugEmbeddings
+
+    if isinstance(model, HashplugEmbeddings):
+        return model
+    from lancedb.embeddings import get_registry
+
+    path = getattr(model, "path", model)  # an OnnxEncoder or a path
+    kwargs: dict[str, Any] = {"model": str(path)}
+    if code is not None:
+        kwargs["code"] = code
+    return get_registry().get("hashplug").create(**kwargs)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HashplugError(
+            f"checkpoint {str(path)!r} is unreadable ({exc}); delete it to start over."
+        ) from None
+
+
+def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
+
+
+def ingest(
+    table_or_uri: Any,
+    source: Any,
+    *,
+    name: str | None = None,
+    model: Any = None,
+    code: str | None = None,
+    source_column: str = "vector",
+    code_column: str = "code",
+    columns: Mapping[str, Any] | None = None,
+    id_column: str | None = None,
+    chunk_size: int = 65536,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> IngestResult:
+    """Encode and load data into a hashplug table in atomic chunks, resumably.
+
+    Parameters
+    ----------
+    table_or_uri : lancedb.table.Table, or str / PathLike
+        An open table; a database URI together with ``name``; or a ``<name>.lance`` path. A missing table is
+        created (needs ``model``) with :func:`hashplug.integrations.lancedb.schema`.
+    source : ndarray, mapping, pyarrow Table / RecordBatchReader / iterable of RecordBatch, DataFrame or path
+        The rows. An ndarray holds the samples (shape ``(n, *input_shape)``); give other columns in ``columns``.
+        A path is a parquet file or a folder of parquet files.
+    name : str or None
+        Table name inside the database at ``table_or_uri``.
+    model : str, OnnxEncoder, HashplugEmbeddings or None
+        The encoder. Default: the table's own function. If given for an existing table it must be the very
+        file the table was built with (same sha256), else :class:`~hashplug.validation.ModelMismatchError`
+        is raised before anything is written.
+    code : {"dense", "sparse"} or None
+        Code layout when a new table is created.
+    source_column, code_column : str
+        Names of the sample and code columns.
+    columns : mapping or None
+        Extra columns for an ndarray source.
+    id_column : str or None
+        If given, each chunk is written with ``merge_insert(id_column)`` (update matching rows, insert new
+        ones), so a retried chunk never duplicates rows even without a checkpoint.
+    chunk_size : int
+        Rows per commit (each commit is atomic: a failing chunk leaves the table unchanged).
+    checkpoint : str, PathLike or None
+        JSON file recording the rows committed so far. Rerun the same call with the same checkpoint after a
+        crash to resume; if the crash fell between a commit and the checkpoint update, the committed rows are
+        derived from the table's row count (for append mode, this assumes no other writer touched the table).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    HashplugError
+        Bad input (wrong dimension, NaN, nulls, an empty source); chunks committed before the bad one stay.
+    ModelMismatchError
+        The model does not match the table.
+    """
+    from .lancedb import check_table
+
+    chunk_size = check_int_param(chunk_size, "chunk_size", "hashplug.ingest", 1)
+    batches, total, desc = iter_source(
+        source, source_column=source_column, columns=columns, batch_size=chunk_size
+    )
+    chunks = _rechunk(batches, chunk_size, 0)
+    first = next(chunks, None)
+    if first is None or first.num_rows == 0:
+        raise HashplugError(f"the source ({desc}) is empty; nothing to ingest.")
+
+    table = _open_table(table_or_uri, name, model, code, source_column, code_column, first)
+    func = _as_function(model, code) if model is not None else None
+    col, src, func = check_table(table, func, code_column if code_column in table.schema.names else None)
+    if src not in first.column_names:
+        raise HashplugError(
+            f"the source has no column {src!r} (the table's input column); columns: {first.column_names}."
+        )
+    if id_column is not None and id_column not in first.column_names:
+        raise HashplugError(f"id_column {id_column!r} is not in the source columns {first.column_names}.")
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    table_rows = table.count_rows()
+    state = _read_checkpoint(ckpt_path) if ckpt_path is not None else None
+    skip = 0
+    if state is not None:
+        if state.get("model_sha256") != func.encoder.file_sha256:
+            raise ModelMismatchError(
+                f"checkpoint {str(ckpt_path)!r} was written with model sha256 {state.get('model_sha256')}, but the "
+                f"table's model is {func.encoder.file_sha256}; delete the checkpoint to start over."
+            )
+        if state.get("chunk_size") != chunk_size:
+            raise HashplugError(
+                f"checkpoint {str(ckpt_path)!r} used chunk_size={state.get('chunk_size')}; resume with the same value."
+            )
+        skip = int(state["rows_done"])
+        if id_column is None:
+            derived = table_rows - int(state["base_rows"])
+            if derived != skip:
+                if skip < derived <= skip + chunk_size:
+                    skip = derived  # the crash fell between a commit and the checkpoint update
+                else:
+                    raise HashplugError(
+                        f"checkpoint {str(ckpt_path)!r} records {skip} rows committed on top of {state['base_rows']}, "
+                        f"but the table has {table_rows} rows; another writer changed it. Use id_column= "
+                        "(merge_insert) or delete the checkpoint."
+                    )
+    else:
+        state = {
+            "version": 1,
+            "source": desc,
+            "table": getattr(table, "name", None),
+            "model_sha256": func.encoder.file_sha256,
+            "chunk_size": chunk_size,
+            "base_rows": table_rows,
+            "rows_done": 0,
+            "finished": False,
+        }
+    if state.get("finished"):
+        return IngestResult(table, 0, int(state["rows_done"]), 0)
+
+    def all_chunks() -> Iterator[pa.Table]:
+        yield first
+        yield from chunks
+
+    stream = _rechunk((b for t in all_chunks() for b in t.to_batches()), chunk_size, skip)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=skip, unit="rows", desc=f"ingest {getattr(table, 'name', '')}")
+    written = n_chunks = 0
+    target_type = table.schema.field(col).type
+    try:
+        for chunk in stream:
+            enc = encode_batches(chunk.to_reader(), func, source=src, target=col).read_all()
+            enc = enc.set_column(
+                enc.schema.get_field_index(col), pa.field(col, target_type), enc[col].cast(target_type)
+            )
+            if id_column is None:
+                table.add(enc)
+            else:
+                (
+                    table.merge_insert(id_column)
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(enc)
+                )
+            written += chunk.num_rows
+            n_chunks += 1
+            state["rows_done"] = skip + written
+            if ckpt_path is not None:
+                _write_checkpoint(ckpt_path, state)
+            if bar is not None:
+                bar.update(chunk.num_rows)
+    finally:
+        if bar is not None:
+            bar.close()
+    state["finished"] = True
+    if ckpt_path is not None:
+        _write_checkpoint(ckpt_path, state)
+    return IngestResult(table, written, skip, n_chunks)

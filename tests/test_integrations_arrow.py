@@ -1,0 +1,204 @@
+"""Streaming encode and resumable chunked ingestion into real LanceDB tables."""
+
+from __future__ import annotations
+
+import json
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hashplug.integrations import arrow as harrow
+from hashplug.integrations import lancedb as hl
+from lancedb.embeddings import get_registry
+from test_integrations_lancedb import brute_hamming, make_model
+
+import hashplug
+from hashplug.runtime import OnnxEncoder
+from hashplug.validation import HashplugError, ModelMismatchError
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture
+def setup(tmp_path):
+    path, ref = make_model(tmp_path / "enc.onnx")
+    func = get_registry().get("hashplug").create(model=str(path))
+    db = lancedb.connect(tmp_path / "db")
+    tbl = db.create_table("items", schema=hl.schema(func, extra={"id": pa.int64()}))
+    X = np.random.default_rng(2).standard_normal((1000, 16)).astype(np.float32)
+    return tbl, func, ref, path, X
+
+
+def table_codes(tbl):
+    t = tbl.to_arrow().sort_by("id")
+    return t["id"].to_numpy(), np.stack(t["code"].to_numpy(zero_copy_only=False))
+
+
+def test_encode_batches_streams_with_bounded_batches(setup):
+    _, func, ref, path, X = setup
+    src = pa.table({"id": np.arange(1000), "vector": list(X)})
+    reader = src.to_reader(max_chunksize=300)
+    out = harrow.encode_batches(reader, OnnxEncoder(path), batch_size=128)
+    assert out.schema.field("code").type == pa.list_(pa.uint8(), 4)
+    sizes, parts = [], []
+    for b in out:
+        sizes.append(b.num_rows)
+        parts.append(np.stack(b.column("code").to_numpy(zero_copy_only=False)))
+    assert max(sizes) <= 128 and sum(sizes) == 1000
+    np.testing.assert_array_equal(np.concatenate(parts), ref(X))
+    # The embedding function works as the encoder too, and sparse ids come out as list<int32>.
+    kpath, kref = make_model(path.parent / "k.onnx", m=64, k=5)
+    sp = harrow.encode_batches(src.to_reader(), OnnxEncoder(kpath), code="sparse").read_all()
+    assert sp.schema.field("code").type == pa.list_(pa.int32())
+    ids = np.asarray(sp["code"].to_pylist())
+    assert np.array_equal(np.packbits(np.isin(np.arange(64), ids[0])), kref(X[:1])[0])
+
+
+@pytest.mark.parametrize("kind", ["numpy", "table", "reader", "pandas", "parquet"])
+def test_ingest_sources(setup, tmp_path, kind):
+    tbl, func, ref, _, X = setup
+    ids = np.arange(1000)
+    if kind == "numpy":
+        src, kw = X, {"columns": {"id": ids}}
+    elif kind == "table":
+        src, kw = pa.table({"id": ids, "vector": list(X)}), {}
+    elif kind == "reader":
+        src, kw = pa.table({"id": ids, "vector": list(X)}).to_reader(max_chunksize=77), {}
+    elif kind == "pandas":
+        pd = pytest.importorskip("pandas")
+        src, kw = pd.DataFrame({"id": ids, "vector": list(X)}), {}
+    else:
+        folder = tmp_path / "pq"
+        folder.mkdir()
+        for i in range(4):
+            sl = slice(250 * i, 250 * (i + 1))
+            pq.write_table(pa.table({"id": ids[sl], "vector": list(X[sl])}), folder / f"part-{i}.parquet")
+        src, kw = folder, {}
+    res = hashplug.ingest(tbl, src, chunk_size=300, progress=(kind == "table"), **kw)
+    assert (res.rows_written, res.chunks) == (1000, 4)
+    got_ids, codes = table_codes(tbl)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(codes, ref(X))
+    assert tbl.schema.field("code").type == pa.list_(pa.uint8(), 4)
+
+
+def test_ingest_creates_table_from_uri(tmp_path):
+    path, ref = make_model(tmp_path / "k.onnx", m=64, k=6)
+    X = np.random.default_rng(0).standard_normal((200, 16)).astype(np.float32)
+    res = hashplug.ingest(
+        tmp_path / "db",
+        X,
+        name="new",
+        model=str(path),
+        code="sparse",
+        columns={"id": np.arange(200)},
+        progress=False,
+    )
+    tbl = res.table
+    assert tbl.schema.field("code").type == pa.list_(pa.int32())
+    hl.create_index(tbl)
+    P = ref(X)
+    out = hashplug.search(tbl, X[9], k=7)
+    assert out["_distance"].to_pylist() == sorted(brute_hamming(P, P[9]))[:7]
+    # Reopen by '<name>.lance' path.
+    res2 = hashplug.ingest(tmp_path / "db" / "new.lance", X[:3], columns={"id": [1, 2, 3]}, progress=False)
+    assert res2.table.count_rows() == 203
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def failing(batches, fail_at):
+    for i, b in enumerate(batches):
+        if i == fail_at:
+            raise Boom("disk on fire")
+        yield b
+
+
+def test_resume_after_crash_mid_ingest(setup, tmp_path):
+    tbl, func, ref, _, X = setup
+    src = pa.table({"id": np.arange(1000), "vector": list(X)})
+    ckpt = tmp_path / "ingest.json"
+    with pytest.raises(Boom):
+        hashplug.ingest(
+            tbl,
+            failing(src.to_batches(max_chunksize=100), 5),
+            chunk_size=200,
+            checkpoint=ckpt,
+            progress=False,
+        )
+    assert tbl.count_rows() == 400  # two chunks of 200 committed, the third never was
+    assert json.loads(ckpt.read_text())["rows_done"] == 400
+    res = hashplug.ingest(tbl, src, chunk_size=200, checkpoint=ckpt, progress=False)
+    assert (res.rows_skipped, res.rows_written) == (400, 600)
+    ids, codes = table_codes(tbl)
+    np.testing.assert_array_equal(ids, np.arange(1000))  # nothing lost, nothing twice
+    np.testing.assert_array_equal(codes, ref(X))
+    # Running again with the finished checkpoint does nothing.
+    assert hashplug.ingest(tbl, src, chunk_size=200, checkpoint=ckpt, progress=False).rows_written == 0
+    assert tbl.count_rows() == 1000
+
+
+def test_resume_when_crash_between_commit_and_checkpoint(setup, tmp_path, monkeypatch):
+    tbl, func, ref, _, X = setup
+    src = pa.table({"id": np.arange(1000), "vector": list(X)})
+    ckpt = tmp_path / "ingest.json"
+    real = harrow._write_checkpoint
+    calls = {"n": 0}
+
+    def flaky(path, state):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Boom("killed after the third commit")
+        real(path, state)
+
+    monkeypatch.setattr(harrow, "_write_checkpoint", flaky)
+    with pytest.raises(Boom):
+        hashplug.ingest(tbl, src, chunk_size=150, checkpoint=ckpt, progress=False)
+    monkeypatch.setattr(harrow, "_write_checkpoint", real)
+    assert tbl.count_rows() == 450 and json.loads(ckpt.read_text())["rows_done"] == 300
+    res = hashplug.ingest(tbl, src, chunk_size=150, checkpoint=ckpt, progress=False)
+    assert res.rows_skipped == 450  # derived from the table
+    ids, _ = table_codes(tbl)
+    np.testing.assert_array_equal(ids, np.arange(1000))
+
+
+def test_merge_insert_retry_never_duplicates(setup):
+    tbl, func, ref, _, X = setup
+    src = pa.table({"id": np.arange(1000), "vector": list(X)})
+    with pytest.raises(Boom):
+        hashplug.ingest(
+            tbl, failing(src.to_batches(max_chunksize=100), 7), id_column="id", chunk_size=300, progress=False
+        )
+    assert tbl.count_rows() == 600
+    hashplug.ingest(tbl, src, id_column="id", chunk_size=300, progress=False)  # retry from scratch
+    ids, codes = table_codes(tbl)
+    np.testing.assert_array_equal(ids, np.arange(1000))
+    np.testing.assert_array_equal(codes, ref(X))
+
+
+def test_bad_input_keeps_committed_data(setup, tmp_path):
+    tbl, func, ref, path, X = setup
+    bad = X.copy()
+    bad[650, 3] = np.nan
+    with pytest.raises(HashplugError, match="NaN"):
+        hashplug.ingest(tbl, bad, columns={"id": np.arange(1000)}, chunk_size=300, progress=False)
+    assert tbl.count_rows() == 600  # chunks before the bad one are committed and kept
+    n = tbl.count_rows()
+    with pytest.raises(HashplugError, match="features"):
+        hashplug.ingest(tbl, X[:, :12], columns={"id": np.arange(1000)}, progress=False)
+    with pytest.raises(HashplugError, match="empty"):
+        hashplug.ingest(
+            tbl,
+            pa.table({"id": pa.array([], pa.int64()), "vector": pa.array([], pa.list_(pa.float32()))}),
+            progress=False,
+        )
+    with pytest.raises(HashplugError, match="source column|no column"):
+        hashplug.ingest(tbl, pa.table({"id": [1], "emb": [X[0]]}), progress=False)
+    other, _ = make_model(tmp_path / "other.onnx", seed=5)
+    with pytest.raises(ModelMismatchError, match="sha256"):
+        hashplug.ingest(tbl, X, model=str(other), columns={"id": np.arange(1000)}, progress=False)
+    assert tbl.count_rows() == n
