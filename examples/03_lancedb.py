@@ -17,11 +17,11 @@ from pathlib import Path
 import lancedb
 import numpy as np
 import pyarrow as pa
-from hashplug.integrations.lancedb import create_index, schema
-from hashplug.integrations.reranker import FloatRescoreReranker
 from lancedb.embeddings import get_registry
 
 import hashplug
+from hashplug.integrations.lancedb import create_index, schema
+from hashplug.integrations.reranker import FloatRescoreReranker
 
 
 def make_data(

@@ -8,8 +8,10 @@ An encoder's inference is a short list of *steps* that map the raw input (flatte
     ``x * s + t``; ``s`` and ``t`` are scalars or vectors over the last axis.
 ``{"op": "l2_normalize", "eps": e}``
     ``x / max(||x||_2, e)`` per row.
-``{"op": "matmul", "weight": W}``
-    ``x @ W`` with ``W`` of shape (d_in, d_out), float32.
+``{"op": "matmul", "weight": W, "accumulate": "float32" | "float64"}``
+    ``x @ W`` with ``W`` of shape (d_in, d_out), float32. ``accumulate="float64"`` sums in double and
+    rounds once to float32, so scores that tie exactly (FlyHash's 0/1 weights) tie on every backend,
+    whatever order the backend adds in.
 ``{"op": "sin"}``
     elementwise sine.
 
@@ -71,7 +73,10 @@ def run_steps(steps: list[dict[str, Any]], X: np.ndarray) -> np.ndarray:
             nrm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))[:, None]
             x = x / np.maximum(nrm, np.float32(st.get("eps", 1e-12)))
         elif op == "matmul":
-            x = x @ np.asarray(st["weight"], dtype=np.float32)
+            if st.get("accumulate") == "float64":
+                x = (x.astype(np.float64) @ np.asarray(st["weight"], np.float64)).astype(np.float32)
+            else:
+                x = x @ np.asarray(st["weight"], dtype=np.float32)
         elif op == "sin":
             x = np.sin(x)
         else:  # pragma: no cover - check_steps rejects it first
@@ -129,7 +134,10 @@ def run_steps_torch(steps: list[dict[str, Any]], x: Any, cache: dict | None = No
         elif op == "l2_normalize":
             x = x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=float(st.get("eps", 1e-12)))
         elif op == "matmul":
-            x = x @ t(i, "weight")
+            if st.get("accumulate") == "float64":
+                x = (x.double() @ t(i, "weight").double()).float()
+            else:
+                x = x @ t(i, "weight")
         elif op == "sin":
             x = torch.sin(x)
     return x

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hashplug.integrations import arrow as harrow
-from hashplug.integrations import lancedb as hl
 from lancedb.embeddings import get_registry
 from test_integrations_lancedb import brute_hamming, make_model
 
 import hashplug
+from hashplug.integrations import arrow as harrow
+from hashplug.integrations import lancedb as hl
 from hashplug.runtime import OnnxEncoder
 from hashplug.validation import HashplugError, ModelMismatchError
 

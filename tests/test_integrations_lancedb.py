@@ -15,11 +15,11 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hashplug.integrations import lancedb as hl
 from lancedb.embeddings import get_registry
 
 import hashplug
 from hashplug.graph import run_steps, scores_to_bits
+from hashplug.integrations import lancedb as hl
 from hashplug.validation import HashplugError, ModelMismatchError
 
 pytest.importorskip("onnx")  # test fixtures export tiny models; the library under test never imports onnx

@@ -6,12 +6,12 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hashplug.integrations import lancedb as hl
-from hashplug.integrations.reranker import FloatRescoreReranker, HammingReranker
 from lancedb.embeddings import get_registry
 from test_integrations_lancedb import brute_hamming, make_model
 
 import hashplug
+from hashplug.integrations import lancedb as hl
+from hashplug.integrations.reranker import FloatRescoreReranker, HammingReranker
 from hashplug.validation import HashplugError
 
 pytest.importorskip("onnx")

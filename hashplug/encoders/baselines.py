@@ -224,5 +224,5 @@ class FlyHash(BaseEncoder):
         steps: list[dict[str, Any]] = []
         if self.center:
             steps.append({"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_})
-        steps.append({"op": "matmul", "weight": self.W_})
+        steps.append({"op": "matmul", "weight": self.W_, "accumulate": "float64"})
         return steps

@@ -1,0 +1,73 @@
+"""Export an encoder to ONNX and serve it with numpy + onnxruntime only.
+
+Fits an encoder on scikit-learn's digits (1797 images of 8x8), exports it with
+``hashplug.export.to_onnx``, loads the file with ``hashplug.OnnxEncoder`` and checks that both give
+bit-identical codes.
+
+Usage::
+
+    python examples/02_export_onnx.py                 # BioHash, a few seconds
+    python examples/02_export_onnx.py --small         # fewer epochs, about a second of training
+    python examples/02_export_onnx.py --method lsh --out /tmp/lsh.onnx
+
+``HASHPLUG_EXAMPLE_SMALL=1`` has the same effect as ``--small``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+import hashplug
+from hashplug.export import check_parity, read_metadata, to_onnx
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", default="biohash", help=f"one of {hashplug.available_encoders()}")
+    ap.add_argument("--k", type=int, default=8, help="hash length (active units for k-hot codes)")
+    ap.add_argument("--out", type=Path, default=None, help="ONNX file to write (default: a temp dir)")
+    ap.add_argument("--small", action="store_true", help="train briefly (for tests / CI)")
+    args = ap.parse_args(argv)
+    small = args.small or os.environ.get("HASHPLUG_EXAMPLE_SMALL", "") not in ("", "0")
+
+    X = load_digits().data.reshape(-1, 8, 8).astype(np.float32) / 16.0  # (1797, 8, 8), values in [0, 1]
+
+    params = {"k": args.k, "random_state": 0}
+    if args.method in ("biohash", "naivebiohash"):
+        params.update(epochs=2 if small else 10, device="cpu")
+    encoder = hashplug.get_encoder(args.method, **params).fit(X)
+    print(f"fitted {encoder!r}: m={encoder.m}, k={encoder.k}, {encoder.code_kind} codes")
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="hashplug_")) / f"{args.method}.onnx"
+    path = to_onnx(encoder, out)
+    print(f"exported to {path} ({path.stat().st_size / 1024:.1f} KiB)")
+
+    # Serving side: only numpy + onnxruntime are needed from here on.
+    onx = hashplug.OnnxEncoder(path)
+    codes = onx.encode(X[:3])
+    print(f"OnnxEncoder: m={onx.m}, k={onx.k}, n_bytes={onx.n_bytes}, input_shape={onx.input_shape}")
+    print("first codes (packed uint8):", codes.tolist())
+    if onx.code_kind == "khot":
+        print("first codes (indices):", onx.encode(X[:3], format="indices").tolist())
+
+    card = read_metadata(path)
+    print("metadata:")
+    for key, val in card.to_metadata().items():
+        print(f"  {key} = {val}")
+    print(f"file sha256 = {onx.file_sha256}")
+
+    report = check_parity(encoder, path, X)
+    print("parity:", report)
+    if not report["identical"]:
+        raise SystemExit("numpy and onnxruntime codes differ")
+    return report
+
+
+if __name__ == "__main__":
+    main()

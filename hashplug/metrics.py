@@ -1,0 +1,539 @@
+r"""Retrieval metrics: mAP@R (BioHash paper, eq. 12-13), precision@R and recall@R.
+
+Average precision
+-----------------
+For one query with the database ranked by ascending distance, ``Rel(l)`` = 1 if the item at rank ``l`` is
+relevant and ``Precision(l)`` = (relevant items in ranks 1..l) / l. Following eq. 12 of the BioHash
+paper (Ryali et al., ICML 2020)::
+
+    AP(q)@R = 1 / (sum_{l<=R} Rel(l)) * sum_{l=1}^{R} Precision(l) Rel(l)
+
+**The denominator is the number of relevant items retrieved in the top R**, as the equation is written. For
+R < All this differs from the common "divide by all relevant items in the database" convention (it can
+only be larger). For ``R=None`` (All) the two coincide. A query with no relevant item in its top R has
+AP 0. ``mAP@R`` is the mean of AP over queries (eq. 13).
+
+Ranking and ties
+----------------
+Items are ranked by ascending distance; **among equal distances the lower database index comes first**,
+the same rule as :func:`hashplug.hamming.hamming_topk`. With Hamming distances ties are common (k-hot
+codes take only ``k + 1`` distinct distances), so the deterministic order can flatter or penalise a
+method arbitrarily. ``tie_aware=True`` instead returns the **exact expected AP over uniformly random
+orders within every group of equal distance** (McSherry & Najork, ECIR 2008).
+
+Tie-aware AP, derivation
+~~~~~~~~~~~~~~~~~~~~~~~~
+Let the groups of equal distance, in ascending order, have ``n_g`` items of which ``r_g`` are relevant,
+with ``N_g`` items and ``P_g`` relevant items ranked before the group. Within a group placed wholly in
+the top R, position ``j`` (rank ``N_g + j``) is relevant with probability ``r_g / n_g``, and given that, the
+number of relevant items at group positions ``1..j-1`` is hypergeometric with mean
+``(j - 1)(r_g - 1)/(n_g - 1)``. So the expected sum of ``Precision(l) Rel(l)`` over the group is::
+
+    S_g = (r_g / n_g) sum_{j=1}^{n_g} (P_g + 1 + (j - 1)(r_g - 1)/(n_g - 1)) / (N_g + j)
+        = (r_g / n_g) [ (P_g + 1) S1 + (r_g - 1)/(n_g - 1) S2 ],
+    S1 = H(N_g + n_g) - H(N_g),  S2 = n_g - (N_g + 1) S1,
+
+with ``H`` the harmonic numbers (closed form, O(1) per group). If R ends exactly at a group boundary the
+denominator ``D`` (relevant items in the top R) is fixed and ``E[AP] = sum_g S_g / D``; this is always
+the case for R = All.
+
+If R cuts a group ``b`` (``N_b < R < N_b + n_b``), only its first ``L = R - N_b`` positions count and
+``D = P_b + X`` is random, ``X ~ Hypergeometric(n_b, r_b, L)``. Writing ``A`` for the precision sum of the
+earlier groups (independent of the order inside ``b``) and ``B`` for that of the ``L`` retrieved positions
+of ``b``, given ``X = x`` the relevant positions are a uniform ``x``-subset of ``1..L``, so
+``E[B | x] = (x / L) [ (P_b + 1) S1' + (x - 1)/(L - 1) S2' ]`` with ``S1', S2'`` as above for ``L``
+positions after ``N_b``, and::
+
+    E[AP] = sum_x P(X = x) (E[A] + E[B | x]) / (P_b + x),   E[A] = sum_{g < b} S_g,
+
+with the term 0 when ``P_b + x = 0``. This is exact (no approximation) and costs O(min(L, r_b)) per query.
+
+numpy only: the serving side imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .hamming import (
+    _TEMP_BYTES,
+    _check_chunk,
+    _check_packed_pair,
+    _check_R,
+    _hamming_chunks,
+    _stable_order,
+)
+from .validation import HashplugError, check_array
+
+__all__ = [
+    "relevance",
+    "average_precision",
+    "per_query_average_precision",
+    "mean_average_precision",
+    "map_from_codes",
+    "precision_at_r",
+    "recall_at_r",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# labels and relevance
+# --------------------------------------------------------------------------------------------------
+
+
+class _Labels:
+    """Validated query / database labels; computes relevance for blocks of queries."""
+
+    def __init__(self, q_labels: Any, db_labels: Any, owner: str) -> None:
+        q = check_array(q_labels, name="q_labels", ndim=(1, 2), dtype=None, owner=owner)
+        db = check_array(db_labels, name="db_labels", ndim=(1, 2), dtype=None, owner=owner)
+        if q.ndim != db.ndim:
+            raise HashplugError(
+                f"{owner}: q_labels has {q.ndim} dimension(s) but db_labels has {db.ndim}; use 1-D integer "
+                "class labels for both (single-label) or 2-D 0/1 indicator matrices for both (multi-label)."
+            )
+        self.multi = q.ndim == 2
+        if self.multi:
+            if q.shape[1] != db.shape[1]:
+                raise HashplugError(
+                    f"{owner}: q_labels has {q.shape[1]} classes but db_labels has {db.shape[1]}; multi-label "
+                    "indicator matrices need the same class columns."
+                )
+            for arr, name in ((q, "q_labels"), (db, "db_labels")):
+                if not np.all((arr == 0) | (arr == 1)):
+                    raise HashplugError(
+                        f"{owner}: {name} is 2-D, so it must be a 0/1 multi-label indicator matrix; it has "
+                        "other values. Pass 1-D integer labels for single-label data."
+                    )
+            self.q = q.astype(np.float32)
+            self.dbT = np.ascontiguousarray(db.astype(np.float32).T)
+        else:
+            for arr, name in ((q, "q_labels"), (db, "db_labels")):
+                if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+                    raise HashplugError(
+                        f"{owner}: {name} must hold integer class labels; got dtype {arr.dtype}. "
+                        "Convert with labels.astype(np.int64)."
+                    )
+            self.q = q.astype(np.int64, copy=False)
+            self.db = db.astype(np.int64, copy=False)
+        self.n_q = q.shape[0]
+        self.n_db = db.shape[0]
+
+    def check_sizes(self, n_q: int, n_db: int, owner: str, what: str = "dist") -> None:
+        if self.n_q != n_q:
+            raise HashplugError(f"{owner}: {what} has {n_q} query rows but q_labels has {self.n_q} labels.")
+        if self.n_db != n_db:
+            raise HashplugError(
+                f"{owner}: {what} has {n_db} database items but db_labels has {self.n_db} labels."
+            )
+
+    def full(self, s: int, e: int) -> np.ndarray:
+        """Relevance of queries s..e against the whole database: bool (e - s, n_db)."""
+        if self.multi:
+            return (self.q[s:e] @ self.dbT) > 0.5
+        return self.q[s:e, None] == self.db[None, :]
+
+    def gather(self, s: int, e: int, idx: np.ndarray) -> np.ndarray:
+        """Relevance of queries s..e against database items ``idx`` (e - s, R): bool (e - s, R)."""
+        if self.multi:
+            return np.take_along_axis(self.full(s, e), idx, axis=1)
+        return self.db[idx] == self.q[s:e, None]
+
+
+def relevance(q_labels: Any, db_labels: Any) -> np.ndarray:
+    """Relevance matrix between query and database labels.
+
+    Parameters
+    ----------
+    q_labels : ndarray of shape (n_q,) int or (n_q, n_classes) 0/1
+        Query labels: 1-D integer class labels (single-label) or a 2-D indicator matrix (multi-label).
+    db_labels : ndarray of shape (n_db,) int or (n_db, n_classes) 0/1
+        Database labels, in the same form as ``q_labels``.
+
+    Returns
+    -------
+    rel : ndarray of shape (n_q, n_db), dtype=bool
+        Single-label: same class. Multi-label: at least one shared class.
+    """
+    lab = _Labels(q_labels, db_labels, "relevance")
+    return lab.full(0, lab.n_q)
+
+
+# --------------------------------------------------------------------------------------------------
+# core computations
+# --------------------------------------------------------------------------------------------------
+
+
+def _ap_ranked(rel: np.ndarray) -> np.ndarray:
+    """AP (paper denominator) of ranked relevance rows (c, R) bool -> float64 (c,)."""
+    c = rel.shape[0]
+    rows, cols = np.nonzero(rel)  # row-major: the relevant ranks of each row, ascending
+    nrel = np.bincount(rows, minlength=c)
+    first = np.cumsum(nrel) - nrel
+    hits = np.arange(1, rows.size + 1, dtype=np.float64) - first[rows]  # relevant items up to this rank
+    num = np.bincount(rows, weights=hits / (cols + 1.0), minlength=c)
+    return np.divide(num, nrel, out=np.zeros(c), where=nrel > 0)
+
+
+class _Tables:
+    """Harmonic numbers H[i] and log-factorials lf[i] for i = 0..n."""
+
+    def __init__(self, n: int) -> None:
+        i = np.arange(1, n + 1, dtype=np.float64)
+        self.H = np.concatenate([[0.0], np.cumsum(1.0 / i)])
+        self.lf = np.concatenate([[0.0], np.cumsum(np.log(i))])
+
+
+def _group_hist(D: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row counts of items and of relevant items in each group of equal distance, ascending.
+
+    Returns ``n, r`` int64 of shape (c, V); groups may be empty (n = 0).
+    """
+    c, ndb = D.shape
+    codes = None
+    if np.issubdtype(D.dtype, np.integer) or D.dtype == np.bool_:
+        lo, hi = int(D.min()), int(D.max())
+        if hi - lo < ndb + 1:  # histogram no larger than the input: count per distance value
+            V = hi - lo + 1
+            codes = D.astype(np.int64)
+            codes += (np.arange(c, dtype=np.int64) * V - lo)[:, None]
+    if codes is None:  # general values: sort, then number the runs of equal values
+        order = _stable_order(D)
+        Ds = np.take_along_axis(D, order, axis=1)
+        rel = np.take_along_axis(rel, order, axis=1)
+        codes = np.zeros((c, ndb), dtype=np.int64)
+        np.cumsum(Ds[:, 1:] != Ds[:, :-1], axis=1, out=codes[:, 1:])
+        V = int(codes[:, -1].max()) + 1
+        codes += (np.arange(c, dtype=np.int64) * V)[:, None]
+    n = np.bincount(codes.ravel(), minlength=c * V).reshape(c, V)
+    r = np.bincount(codes[rel], minlength=c * V).reshape(c, V)
+    return n, r
+
+
+def _cut_groups(n: np.ndarray, r: np.ndarray, R: int):
+    Nend = np.cumsum(n, axis=1)
+    N = Nend - n
+    Pend = np.cumsum(r, axis=1)
+    P = Pend - r
+    inside = Nend <= R
+    cut = (N < R) & (Nend > R)
+    return N, Nend, P, inside, cut
+
+
+def _tie_aware_ap(n: np.ndarray, r: np.ndarray, R: int, T: _Tables) -> np.ndarray:
+    """Exact expected AP@R over random orders within tie groups, from group counts (c, V) -> (c,)."""
+    N, Nend, P, inside, cut = _cut_groups(n, r, R)
+    H = T.H
+    with np.errstate(divide="ignore", invalid="ignore"):
+        S1 = H[Nend] - H[N]
+        S2 = n - (N + 1) * S1
+        coef = np.where(n > 1, (r - 1) / np.maximum(n - 1, 1), 0.0)
+        S = np.where(inside & (r > 0), (r / np.maximum(n, 1)) * ((P + 1) * S1 + coef * S2), 0.0)
+    A = S.sum(axis=1)
+    D = np.where(inside, r, 0).sum(axis=1)
+    ap = np.divide(A, D, out=np.zeros(A.shape[0]), where=D > 0)
+    rows = np.flatnonzero(cut.any(axis=1))
+    if rows.size:
+        g = np.argmax(cut[rows], axis=1)
+        Nb, nb, rb, Pb = N[rows, g], n[rows, g], r[rows, g], P[rows, g]
+        hi = np.minimum(R - Nb, rb)
+        # blocks of rows so the (block, max hi + 1) grids stay small
+        step = max(1, 2**20 // (int(hi.max()) + 1))
+        for s in range(0, rows.size, step):
+            sl = slice(s, s + step)
+            ap[rows[sl]] = _cut_group_ap(A[rows[sl]], Nb[sl], nb[sl], rb[sl], Pb[sl], R, T)
+    return ap
+
+
+def _cut_group_ap(
+    A: np.ndarray, Nb: np.ndarray, nb: np.ndarray, rb: np.ndarray, Pb: np.ndarray, R: int, T: _Tables
+) -> np.ndarray:
+    """Expected AP of rows whose tie group (Nb items before it, nb items, rb relevant, Pb relevant before
+    it) is cut by R; ``A`` is the expected precision sum of the earlier groups. All (c,) -> (c,).
+    """
+    H, lf = T.H, T.lf
+    L = R - Nb
+    lo = np.maximum(0, L - (nb - rb))
+    hi = np.minimum(L, rb)
+    x = np.arange(int(hi.max()) + 1, dtype=np.int64)[None, :]
+    valid = (x >= lo[:, None]) & (x <= hi[:, None])
+
+    def lfc(v: np.ndarray) -> np.ndarray:
+        return lf[np.clip(v, 0, None)]
+
+    rb_, nb_, L_ = rb[:, None], nb[:, None], L[:, None]
+    # hypergeometric pmf P(X = x) = C(rb, x) C(nb - rb, L - x) / C(nb, L), via log-factorials
+    logp = (
+        lfc(rb_)
+        - lfc(x)
+        - lfc(rb_ - x)
+        + lfc(nb_ - rb_)
+        - lfc(L_ - x)
+        - lfc(nb_ - rb_ - L_ + x)
+        - (lf[nb] - lf[L] - lf[nb - L])[:, None]
+    )
+    p = np.where(valid, np.exp(np.where(valid, logp, 0.0)), 0.0)
+    p /= p.sum(axis=1, keepdims=True)
+    S1b = (H[Nb + L] - H[Nb])[:, None]
+    S2b = L_ - (Nb[:, None] + 1) * S1b
+    coefx = np.where(L_ > 1, (x - 1) / np.maximum(L_ - 1, 1), 0.0)
+    EB = (x / L_) * ((Pb[:, None] + 1) * S1b + coefx * S2b)
+    Dx = Pb[:, None] + x
+    term = np.divide(p * (A[:, None] + EB), Dx, out=np.zeros(p.shape), where=Dx > 0)
+    return term.sum(axis=1)
+
+
+def _tie_aware_precision(n: np.ndarray, r: np.ndarray, R: int) -> np.ndarray:
+    """Expected precision@R over random orders within tie groups -> (c,)."""
+    N, Nend, P, inside, cut = _cut_groups(n, r, R)
+    part = np.where(cut, (R - N) * r / np.maximum(n, 1), 0.0)
+    return (np.where(inside, r, 0).sum(axis=1) + part.sum(axis=1)) / R
+
+
+def _metric_rows(
+    D: np.ndarray, lab: _Labels, s: int, e: int, R: int, tie_aware: bool, kind: str, T: _Tables | None
+) -> np.ndarray:
+    """AP@R or precision@R for queries s..e given their distance rows D (e - s, n_db)."""
+    if tie_aware:
+        n, r = _group_hist(D, lab.full(s, e))
+        if kind == "ap":
+            return _tie_aware_ap(n, r, R, T)
+        return _tie_aware_precision(n, r, R)
+    idx = _stable_order(D)[:, :R]
+    rel = lab.gather(s, e, idx)
+    if kind == "ap":
+        return _ap_ranked(rel)
+    return np.count_nonzero(rel, axis=1) / R
+
+
+def _query_chunk(chunk_size: int | None, n_db: int) -> int:
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, _TEMP_BYTES // (8 * max(1, n_db)))
+
+
+def _from_dist(
+    dist: Any, q_labels: Any, db_labels: Any, R: Any, tie_aware: bool, chunk_size: Any, kind: str, owner: str
+) -> np.ndarray:
+    d = check_array(dist, name="dist", ndim=2, dtype=None, owner=owner)
+    if d.shape[1] == 0:
+        raise HashplugError(f"{owner}: dist has 0 database columns (shape {d.shape}).")
+    lab = _Labels(q_labels, db_labels, owner)
+    lab.check_sizes(d.shape[0], d.shape[1], owner)
+    R = _check_R(R, d.shape[1], owner)
+    chunk = _query_chunk(_check_chunk(chunk_size, owner), d.shape[1])
+    T = _Tables(d.shape[1]) if (tie_aware and kind == "ap") else None
+    out = np.empty(d.shape[0], dtype=np.float64)
+    for s in range(0, d.shape[0], chunk):
+        e = min(s + chunk, d.shape[0])
+        out[s:e] = _metric_rows(d[s:e], lab, s, e, R, bool(tie_aware), kind, T)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+
+
+def average_precision(rel: Any) -> np.ndarray:
+    """AP of each query from relevance flags already in ranked order (BioHash eq. 12).
+
+    Parameters
+    ----------
+    rel : ndarray of shape (n_q, R), dtype=bool (or 0/1 integers)
+        ``rel[i, l]`` is True if the item at rank ``l + 1`` for query ``i`` is relevant.
+
+    Returns
+    -------
+    ap : ndarray of shape (n_q,), dtype=float64
+        ``sum_l Precision(l) Rel(l) / sum_l Rel(l)``: the denominator is the number of relevant items in
+        these R ranks (not in the whole database); 0 for a row without relevant items.
+    """
+    owner = "average_precision"
+    arr = check_array(rel, name="rel", ndim=2, dtype=None, owner=owner)
+    if arr.shape[1] == 0:
+        raise HashplugError(f"{owner}: rel has 0 ranks (shape {arr.shape}); pass at least one column.")
+    if arr.dtype != np.bool_:
+        if not np.all((arr == 0) | (arr == 1)):
+            raise HashplugError(f"{owner}: rel must be boolean or 0/1; it has other values.")
+        arr = arr != 0
+    return _ap_ranked(arr)
+
+
+def per_query_average_precision(
+    dist: Any,
+    q_labels: Any,
+    db_labels: Any,
+    R: int | None = None,
+    tie_aware: bool = False,
+    *,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """AP@R of every query; see :func:`mean_average_precision` for the parameters.
+
+    Returns
+    -------
+    ap : ndarray of shape (n_q,), dtype=float64
+    """
+    return _from_dist(
+        dist, q_labels, db_labels, R, tie_aware, chunk_size, "ap", "per_query_average_precision"
+    )
+
+
+def mean_average_precision(
+    dist: Any,
+    q_labels: Any,
+    db_labels: Any,
+    R: int | None = None,
+    tie_aware: bool = False,
+    *,
+    chunk_size: int | None = None,
+) -> float:
+    """mAP@R (BioHash eq. 12-13) from a query-by-database distance matrix.
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n_q, n_db)
+        Distances, any real dtype (smaller is closer); NaN and infinity are rejected.
+    q_labels : ndarray of shape (n_q,) int or (n_q, n_classes) 0/1
+        Query labels: 1-D class labels (relevant = same label) or a multi-label indicator matrix
+        (relevant = at least one shared label).
+    db_labels : ndarray of shape (n_db,) int or (n_db, n_classes) 0/1
+        Database labels, in the same form.
+    R : int or None, default=None
+        Ranks scored, in [1, n_db]; None means All. ``R > n_db`` raises.
+    tie_aware : bool, default=False
+        False: rank by ascending distance, ties -> lower database index first (as
+        :func:`hashplug.hamming.hamming_topk`). True: exact expected AP over uniformly random orders within
+        each group of equal distance, including a group cut by R (see the module docstring).
+    chunk_size : int or None, default=None
+        Queries processed at once (None: ~16 MB per (chunk, n_db) temporary).
+
+    Returns
+    -------
+    map : float
+        Mean over queries of ``AP(q)@R = sum_{l<=R} Precision(l) Rel(l) / sum_{l<=R} Rel(l)``. The
+        denominator counts relevant items **retrieved in the top R** (eq. 12 as written), not all relevant
+        items in the database; the two agree for R = All. Queries without a relevant item in the top R
+        score 0.
+    """
+    ap = _from_dist(dist, q_labels, db_labels, R, tie_aware, chunk_size, "ap", "mean_average_precision")
+    return float(ap.mean())
+
+
+def precision_at_r(
+    dist: Any,
+    q_labels: Any,
+    db_labels: Any,
+    R: int,
+    tie_aware: bool = False,
+    *,
+    chunk_size: int | None = None,
+) -> float:
+    """Mean fraction of relevant items among the top R of each query.
+
+    Parameters are those of :func:`mean_average_precision` (``R`` is required). With ``tie_aware=True``
+    the expected precision over random orders within tie groups is returned.
+
+    Returns
+    -------
+    precision : float
+    """
+    if R is None:
+        raise HashplugError("precision_at_r: R is required (an int in [1, n_db]).")
+    p = _from_dist(dist, q_labels, db_labels, R, tie_aware, chunk_size, "precision", "precision_at_r")
+    return float(p.mean())
+
+
+def map_from_codes(
+    Q_packed: Any,
+    DB_packed: Any,
+    q_labels: Any,
+    db_labels: Any,
+    R: int | None = None,
+    tie_aware: bool = False,
+    *,
+    chunk_size: int | None = None,
+) -> float:
+    """mAP@R of packed binary codes under Hamming distance, without forming the full distance matrix.
+
+    Parameters
+    ----------
+    Q_packed : ndarray of shape (n_q, n_bytes), dtype=uint8
+        Packed query codes.
+    DB_packed : ndarray of shape (n_db, n_bytes), dtype=uint8
+        Packed database codes.
+    q_labels, db_labels, R, tie_aware, chunk_size
+        As in :func:`mean_average_precision`; distances are computed ``chunk_size`` queries at a time.
+
+    Returns
+    -------
+    map : float
+        Same value as ``mean_average_precision(hamming_distances(Q_packed, DB_packed), ...)``.
+    """
+    owner = "map_from_codes"
+    Q, DB = _check_packed_pair(Q_packed, DB_packed, ("Q_packed", "DB_packed"), owner)
+    lab = _Labels(q_labels, db_labels, owner)
+    lab.check_sizes(Q.shape[0], DB.shape[0], owner, what="the codes")
+    R = _check_R(R, DB.shape[0], owner)
+    chunk = _query_chunk(_check_chunk(chunk_size, owner), DB.shape[0])
+    T = _Tables(DB.shape[0]) if tie_aware else None
+    total = 0.0
+    for s, e, D in _hamming_chunks(Q, DB, chunk):
+        total += float(_metric_rows(D, lab, s, e, R, bool(tie_aware), "ap", T).sum())
+    return total / Q.shape[0]
+
+
+def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> float:
+    """Mean fraction of the true top-R neighbours found among the retrieved top R.
+
+    Parameters
+    ----------
+    retrieved_idx : ndarray of shape (n_q, R_ret), dtype=int
+        Database indices returned by the search, best first (duplicates count once).
+    true_idx : ndarray of shape (n_q, R_true), dtype=int
+        Indices of the exact nearest neighbours (e.g. by cosine similarity), best first, no duplicates.
+    R : int or None, default=None
+        Compare ``retrieved_idx[:, :R]`` with ``true_idx[:, :R]``; None uses ``R_true``. Must not exceed
+        ``R_true``; ``retrieved_idx`` may have fewer columns than R (missing results count as misses).
+
+    Returns
+    -------
+    recall : float
+        Mean over queries of ``|retrieved[:R] & true[:R]| / R`` (e.g. recall@10 of exact neighbours).
+    """
+    owner = "recall_at_r"
+    ret = check_array(retrieved_idx, name="retrieved_idx", ndim=2, dtype=None, owner=owner)
+    tru = check_array(true_idx, name="true_idx", ndim=2, dtype=None, owner=owner)
+    for arr, name in ((ret, "retrieved_idx"), (tru, "true_idx")):
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise HashplugError(f"{owner}: {name} must hold integer indices; got dtype {arr.dtype}.")
+    if ret.shape[0] != tru.shape[0]:
+        raise HashplugError(
+            f"{owner}: retrieved_idx has {ret.shape[0]} query rows but true_idx has {tru.shape[0]}."
+        )
+    if tru.shape[1] == 0:
+        raise HashplugError(f"{owner}: true_idx has 0 columns; pass at least one true neighbour per query.")
+    if R is None:
+        R = tru.shape[1]
+    if isinstance(R, bool) or not isinstance(R, (int, np.integer)) or not 1 <= int(R) <= tru.shape[1]:
+        raise HashplugError(
+            f"{owner}: R must be an int in [1, {tru.shape[1]}] (columns of true_idx); got {R!r}."
+        )
+    R = int(R)
+    ret = ret[:, :R].astype(np.int64)
+    tru = tru[:, :R].astype(np.int64)
+    lo = min(int(ret.min()) if ret.size else 0, int(tru.min()))
+    span = max(int(ret.max()) if ret.size else 0, int(tru.max())) - lo + 1
+    off = (np.arange(tru.shape[0], dtype=np.int64) * span)[:, None] - lo
+    t_flat = np.sort((tru + off).ravel())
+    if np.any(t_flat[1:] == t_flat[:-1]):
+        raise HashplugError(
+            f"{owner}: true_idx has a repeated index within a row; true neighbours must be distinct."
+        )
+    r_flat = np.unique((ret + off).ravel())
+    hits = np.isin(r_flat, t_flat, assume_unique=True)
+    per_row = np.bincount(r_flat[hits] // span, minlength=tru.shape[0])
+    return float((per_row / R).mean())

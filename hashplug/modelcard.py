@@ -1,0 +1,343 @@
+"""The model card: the metadata every hashplug ONNX file carries, and its validation.
+
+Serving side: numpy and the standard library only (no onnx, no torch). ``hashplug.export`` writes the
+card into the ONNX ``metadata_props``; :class:`hashplug.runtime.OnnxEncoder` and the integrations read
+it back with :meth:`ModelCard.from_metadata`, which checks every key and names the key and the file in
+its error.
+
+Keys (all values are strings, as ONNX ``metadata_props`` require):
+
+``hashplug.format``
+    File format version, :data:`FORMAT_VERSION`.
+``hashplug.version``
+    hashplug version that wrote the file.
+``hashplug.method``
+    Encoder registry name (``"biohash"``, ``"lsh"``, ...).
+``hashplug.input_shape``
+    JSON list of the per-sample input shape, e.g. ``[28, 28]`` or ``[64]``.
+``hashplug.input_dtype``
+    ``"float32"``: the dtype of the ONNX input ``x`` of shape (N, *input_shape).
+``hashplug.m`` / ``hashplug.k``
+    Hash units and active units (``k == m`` for dense codes).
+``hashplug.code_kind``
+    ``"dense"`` (bit i is ``score_i > 0``) or ``"khot"`` (the k largest scores).
+``hashplug.bit_order``
+    ``"packbits-big"``: unit ``i`` is bit ``7 - i % 8`` of byte ``i // 8`` (``np.packbits`` default).
+``hashplug.tie_rule``
+    ``"score>0"`` for dense codes (a score of exactly 0 is bit 0); ``"lower-index"`` for k-hot codes
+    (among equal scores the lower unit index wins, as ONNX ``TopK`` orders them).
+``hashplug.preprocessing``
+    JSON list describing every graph step (op name, scalar parameters inline, shapes of array parameters).
+``hashplug.n_bytes``
+    Bytes per packed code, ``ceil(m / 8)``.
+``hashplug.weights_sha256``
+    ``encoder.weights_sha256()``: sha256 over the learned arrays of the encoder that was exported (the
+    same digest its ``.npz`` save file records), so a file can be traced back to its training run. The
+    sha256 of the ONNX file's own bytes is computed at load time (``OnnxEncoder.file_sha256``).
+
+Graph outputs: ``packed`` (N, n_bytes) uint8 always; ``indices`` (N, k) int64 ascending for k-hot codes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .graph import STEP_OPS
+from .validation import ModelFileError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "PREFIX",
+    "KEYS",
+    "CODE_KINDS",
+    "BIT_ORDER",
+    "TIE_RULES",
+    "INPUT_NAME",
+    "OUTPUT_PACKED",
+    "OUTPUT_INDICES",
+    "ModelCard",
+    "describe_steps",
+    "is_hashplug_metadata",
+]
+
+FORMAT_VERSION = "hashplug-onnx/1"
+PREFIX = "hashplug."
+CODE_KINDS = ("dense", "khot")
+BIT_ORDER = "packbits-big"
+TIE_RULES = {"dense": "score>0", "khot": "lower-index"}
+INPUT_NAME = "x"
+OUTPUT_PACKED = "packed"
+OUTPUT_INDICES = "indices"
+
+# field name -> metadata key
+_FIELDS = {
+    "format_version": "format",
+    "hashplug_version": "version",
+    "method": "method",
+    "input_shape": "input_shape",
+    "input_dtype": "input_dtype",
+    "m": "m",
+    "k": "k",
+    "code_kind": "code_kind",
+    "bit_order": "bit_order",
+    "tie_rule": "tie_rule",
+    "preprocessing": "preprocessing",
+    "n_bytes": "n_bytes",
+    "weights_sha256": "weights_sha256",
+}
+KEYS = tuple(PREFIX + v for v in _FIELDS.values())
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_hashplug_metadata(meta: dict[str, str]) -> bool:
+    """Whether a metadata mapping carries any hashplug key."""
+    return any(str(key).startswith(PREFIX) for key in meta)
+
+
+def describe_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A JSON-able description of graph steps: op names, scalar parameters, shapes of array parameters.
+
+    Parameters
+    ----------
+    steps : list of dict
+        Graph steps as in :mod:`hashplug.graph`.
+
+    Returns
+    -------
+    list of dict
+        E.g. ``[{"op": "affine", "scale": 0.0039, "shift": 0.0}, {"op": "matmul", "weight_shape": [784, 64]}]``.
+    """
+    out: list[dict[str, Any]] = []
+    for st in steps:
+        d: dict[str, Any] = {"op": str(st["op"])}
+        for key, val in st.items():
+            if key == "op":
+                continue
+            arr = np.asarray(val)
+            if arr.ndim == 0:
+                d[key] = float(arr) if np.issubdtype(arr.dtype, np.number) else str(arr)
+            else:
+                d[f"{key}_shape"] = [int(s) for s in arr.shape]
+        out.append(d)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Validated hashplug metadata of one ONNX file.
+
+    Attributes
+    ----------
+    method : str
+        Encoder registry name.
+    input_shape : tuple of int
+        Per-sample input shape; the ONNX input is (N, *input_shape) float32.
+    m, k : int
+        Hash units and active units per code (``k == m`` for dense codes).
+    code_kind : {"dense", "khot"}
+    n_bytes : int
+        ``ceil(m / 8)``.
+    weights_sha256 : str
+        sha256 (hex) of the exported encoder's learned arrays.
+    preprocessing : list of dict
+        :func:`describe_steps` of the graph steps.
+    hashplug_version, format_version, input_dtype, bit_order, tie_rule : str
+    source : str or None
+        File the card was read from (used in error messages; not written to metadata).
+    """
+
+    method: str
+    input_shape: tuple[int, ...]
+    m: int
+    k: int
+    code_kind: str
+    weights_sha256: str
+    preprocessing: list[dict[str, Any]] = field(default_factory=list)
+    n_bytes: int = 0
+    hashplug_version: str = ""
+    format_version: str = FORMAT_VERSION
+    input_dtype: str = "float32"
+    bit_order: str = BIT_ORDER
+    tie_rule: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.n_bytes:
+            object.__setattr__(self, "n_bytes", (int(self.m) + 7) // 8)
+        if not self.tie_rule and self.code_kind in TIE_RULES:
+            object.__setattr__(self, "tie_rule", TIE_RULES[self.code_kind])
+        if not self.hashplug_version:
+            from . import __version__
+
+            object.__setattr__(self, "hashplug_version", __version__)
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def n_features(self) -> int:
+        """Flattened input width ``prod(input_shape)``."""
+        return int(np.prod(self.input_shape))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the ONNX graph outputs."""
+        return (OUTPUT_PACKED, OUTPUT_INDICES) if self.code_kind == "khot" else (OUTPUT_PACKED,)
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, key: str, msg: str) -> ModelFileError:
+        where = f"{self.source!r}" if self.source else "the model metadata"
+        return ModelFileError(f"{where}: metadata key {PREFIX + key!r} {msg}")
+
+    def validate(self) -> None:
+        """Check every field and their consistency; raise :class:`ModelFileError` naming the key."""
+        if self.format_version != FORMAT_VERSION:
+            raise self._fail("format", f"is {self.format_version!r}; this hashplug reads {FORMAT_VERSION!r}.")
+        if not isinstance(self.method, str) or not self.method:
+            raise self._fail("method", "must be a non-empty string.")
+        if not self.input_shape or any(s < 1 for s in self.input_shape):
+            raise self._fail(
+                "input_shape", f"must be a non-empty list of positive ints; got {list(self.input_shape)}."
+            )
+        if self.input_dtype != "float32":
+            raise self._fail("input_dtype", f"must be 'float32'; got {self.input_dtype!r}.")
+        if self.code_kind not in CODE_KINDS:
+            raise self._fail("code_kind", f"is {self.code_kind!r}; known kinds are {list(CODE_KINDS)}.")
+        if int(self.m) < 1:
+            raise self._fail("m", f"must be >= 1; got {self.m}.")
+        if not 1 <= int(self.k) <= int(self.m):
+            raise self._fail("k", f"must be in [1, m={self.m}]; got {self.k}.")
+        if self.code_kind == "dense" and int(self.k) != int(self.m):
+            raise self._fail("k", f"must equal m={self.m} for dense codes; got {self.k}.")
+        if int(self.n_bytes) != (int(self.m) + 7) // 8:
+            raise self._fail(
+                "n_bytes", f"is {self.n_bytes} but m={self.m} needs ceil(m/8)={(int(self.m) + 7) // 8}."
+            )
+        if self.bit_order != BIT_ORDER:
+            raise self._fail("bit_order", f"is {self.bit_order!r}; expected {BIT_ORDER!r}.")
+        if self.tie_rule != TIE_RULES[self.code_kind]:
+            raise self._fail(
+                "tie_rule", f"is {self.tie_rule!r}; {self.code_kind} codes use {TIE_RULES[self.code_kind]!r}."
+            )
+        if not isinstance(self.weights_sha256, str) or not _SHA_RE.match(self.weights_sha256):
+            raise self._fail(
+                "weights_sha256", f"must be 64 lowercase hex digits; got {self.weights_sha256!r}."
+            )
+        if not isinstance(self.preprocessing, list) or not all(
+            isinstance(st, dict) and st.get("op") in STEP_OPS for st in self.preprocessing
+        ):
+            raise self._fail(
+                "preprocessing", f"must be a JSON list of steps whose 'op' is one of {list(STEP_OPS)}."
+            )
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_metadata(self) -> dict[str, str]:
+        """The card as ONNX ``metadata_props`` (str -> str), keys in :data:`KEYS`."""
+        out: dict[str, str] = {}
+        for name, key in _FIELDS.items():
+            val = getattr(self, name)
+            if name == "input_shape":
+                s = json.dumps([int(v) for v in val])
+            elif name == "preprocessing":
+                s = json.dumps(val, sort_keys=True)
+            else:
+                s = str(val)
+            out[PREFIX + key] = s
+        return out
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str | Path | None = None) -> ModelCard:
+        """Parse and validate ONNX ``metadata_props``.
+
+        Parameters
+        ----------
+        meta : dict of str to str
+            E.g. ``session.get_modelmeta().custom_metadata_map``.
+        source : str or Path or None
+            The file the metadata came from, named in error messages.
+
+        Raises
+        ------
+        ModelFileError
+            The file is not a hashplug ONNX file, or a key is missing, malformed or inconsistent.
+        """
+        src = None if source is None else str(source)
+        where = f"{src!r}" if src else "the model metadata"
+        meta = dict(meta or {})
+        if not is_hashplug_metadata(meta):
+            raise ModelFileError(
+                f"{where} is not a hashplug ONNX file: it has no '{PREFIX}*' metadata. "
+                "Export encoders with hashplug.export.to_onnx(encoder, path)."
+            )
+
+        def get(key: str) -> str:
+            full = PREFIX + key
+            if full not in meta:
+                raise ModelFileError(
+                    f"{where}: metadata key {full!r} is missing; the file is corrupt or truncated."
+                )
+            return str(meta[full])
+
+        def get_int(key: str) -> int:
+            raw = get(key)
+            try:
+                return int(raw)
+            except ValueError:
+                raise ModelFileError(
+                    f"{where}: metadata key {PREFIX + key!r} must be an integer; got {raw!r}."
+                ) from None
+
+        def get_json(key: str) -> Any:
+            raw = get(key)
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ModelFileError(
+                    f"{where}: metadata key {PREFIX + key!r} is not valid JSON ({exc})."
+                ) from None
+
+        shape = get_json("input_shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in shape
+        ):
+            raise ModelFileError(
+                f"{where}: metadata key {PREFIX + 'input_shape'!r} must be a JSON list of ints; got {get('input_shape')!r}."
+            )
+        return cls(
+            format_version=get("format"),
+            hashplug_version=get("version") or "?",
+            method=get("method"),
+            input_shape=tuple(shape),
+            input_dtype=get("input_dtype"),
+            m=get_int("m"),
+            k=get_int("k"),
+            code_kind=get("code_kind"),
+            bit_order=get("bit_order"),
+            tie_rule=get("tie_rule"),
+            preprocessing=get_json("preprocessing"),
+            n_bytes=get_int("n_bytes") or -1,
+            weights_sha256=get("weights_sha256"),
+            source=src,
+        )
+
+    @classmethod
+    def from_graph(
+        cls, graph: dict[str, Any], *, method: str, weights_sha256: str, source: str | None = None
+    ) -> ModelCard:
+        """Build the card of an encoder from its :attr:`graph` description (used by the exporter)."""
+        return cls(
+            method=str(method),
+            input_shape=tuple(int(s) for s in graph["input_shape"]),
+            m=int(graph["m"]),
+            k=int(graph["k"]),
+            code_kind=str(graph["head"]),
+            weights_sha256=str(weights_sha256),
+            preprocessing=describe_steps(graph["steps"]),
+            source=source,
+        )

@@ -1,0 +1,305 @@
+"""Serve an exported encoder: :class:`OnnxEncoder`, numpy + onnxruntime only.
+
+This module never imports torch, onnx, ``hashplug.export`` or ``hashplug.encoders``: on the serving side
+an encoder is only an ONNX file written by ``hashplug.export.to_onnx``, described by its model card
+(:mod:`hashplug.modelcard`).
+
+onnxruntime sessions are cached per (resolved path, sha256 of the file bytes, providers), so building
+``OnnxEncoder`` objects repeatedly (LanceDB re-creates embedding functions often) costs one session in
+total; a file rewritten in place gets a new session because its sha256 changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codes as _codes
+from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
+from .validation import HashplugError, ModelFileError, check_array, check_int_param
+
+__all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "resolve_providers"]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    session: Any
+    card: ModelCard
+    file_sha256: str
+
+
+_LOCK = threading.Lock()
+_SESSIONS: dict[tuple[str, str, tuple[str, ...]], _Loaded] = {}
+# (resolved path, size, mtime_ns, inode) -> sha256: avoids re-hashing an unchanged file on every rebuild.
+_SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
+
+
+def clear_session_cache() -> None:
+    """Drop every cached onnxruntime session (they are rebuilt on the next use)."""
+    with _LOCK:
+        _SESSIONS.clear()
+        _SHA_MEMO.clear()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_providers(providers: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Turn the ``providers`` argument into an onnxruntime provider list.
+
+    ``None`` -> CPU; ``"auto"`` -> CUDA when onnxruntime has it, then CPU; a string or a list is used as given.
+    """
+    import onnxruntime as ort
+
+    if providers is None:
+        return ("CPUExecutionProvider",)
+    if isinstance(providers, str):
+        if providers == "auto":
+            avail = ort.get_available_providers()
+            pick = [p for p in ("CUDAExecutionProvider",) if p in avail]
+            return (*pick, "CPUExecutionProvider")
+        providers = [providers]
+    out = tuple(str(p) for p in providers)
+    if not out:
+        raise HashplugError("providers must name at least one onnxruntime execution provider.")
+    return out
+
+
+def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
+    """Session + validated card for ``path``; cached per (resolved path, file sha256, providers)."""
+    import onnxruntime as ort
+
+    resolved = str(path.resolve())
+    try:
+        st = os.stat(resolved)
+    except OSError as exc:
+        raise ModelFileError(f"No ONNX model file at {str(path)!r} ({exc.strerror}).") from None
+    if not os.path.isfile(resolved):
+        raise ModelFileError(f"{str(path)!r} is not a file; pass the path of an exported .onnx model.")
+    stat_key = (resolved, st.st_size, st.st_mtime_ns, st.st_ino)
+    with _LOCK:
+        sha = _SHA_MEMO.get(stat_key)
+        loaded = _SESSIONS.get((resolved, sha, providers)) if sha else None
+    if loaded is not None:
+        return loaded
+    data = Path(resolved).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    key = (resolved, sha, providers)
+    with _LOCK:
+        for old in [k for k in _SHA_MEMO if k[0] == resolved and k != stat_key]:
+            del _SHA_MEMO[old]
+        _SHA_MEMO[stat_key] = sha
+        loaded = _SESSIONS.get(key)
+        if loaded is not None:
+            return loaded
+        try:
+            opts = ort.SessionOptions()
+            session = ort.InferenceSession(data, sess_options=opts, providers=list(providers))
+        except Exception as exc:
+            raise ModelFileError(
+                f"{str(path)!r} could not be loaded as an ONNX model by onnxruntime "
+                f"({type(exc).__name__}: {str(exc).strip()[:300]}). Is it a hashplug .onnx export?"
+            ) from exc
+        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=path)
+        _check_signature(session, card, path)
+        loaded = _Loaded(session, card, sha)
+        # a rewritten file replaces its stale session (objects built earlier keep their own reference)
+        for old in [k for k in _SESSIONS if k[0] == resolved and k[2] == providers]:
+            del _SESSIONS[old]
+        _SESSIONS[key] = loaded
+        return loaded
+
+
+def _check_signature(session: Any, card: ModelCard, path: Path) -> None:
+    """The ONNX inputs/outputs must match the card (one float32 input, the expected outputs)."""
+    ins = session.get_inputs()
+    if len(ins) != 1 or ins[0].name != INPUT_NAME or ins[0].type != "tensor(float)":
+        got = [(i.name, i.type) for i in ins]
+        raise ModelFileError(
+            f"{str(path)!r}: expected one float32 input named {INPUT_NAME!r}; the graph has {got}."
+        )
+    tail = list(ins[0].shape[1:])
+    if tail != list(card.input_shape):
+        raise ModelFileError(
+            f"{str(path)!r}: graph input per-sample shape {tail} does not match metadata input_shape "
+            f"{list(card.input_shape)}."
+        )
+    outs = {o.name for o in session.get_outputs()}
+    missing = [o for o in card.outputs if o not in outs]
+    if missing:
+        raise ModelFileError(
+            f"{str(path)!r}: graph lacks outputs {missing} required for {card.code_kind} codes."
+        )
+
+
+class OnnxEncoder:
+    """Encode with an exported hashplug ONNX file (numpy + onnxruntime only).
+
+    Parameters
+    ----------
+    path : str or Path
+        File written by ``hashplug.export.to_onnx``.
+    providers : None, "auto", str or list of str
+        onnxruntime execution providers: ``None`` -> CPU, ``"auto"`` -> CUDA if available then CPU.
+    batch_size : int
+        Rows per onnxruntime call; memory stays bounded by ``batch_size * m`` floats.
+
+    Attributes
+    ----------
+    card : ModelCard
+        Validated metadata.
+    m, k, n_bytes : int
+    code_kind : {"dense", "khot"}
+    input_shape : tuple of int
+        Per-sample input shape.
+    path : Path
+        Resolved file path.
+    file_sha256 : str
+        sha256 of the file bytes.
+    weights_sha256 : str
+        sha256 of the exported encoder's learned arrays (from the metadata).
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt or non-hashplug file, or metadata that does not match the graph.
+    """
+
+    def __init__(
+        self, path: str | Path, providers: str | list[str] | None = None, batch_size: int = 8192
+    ) -> None:
+        self.batch_size = check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
+        self.providers = resolve_providers(providers)
+        self._given_providers = providers
+        loaded = _load(Path(path), self.providers)
+        self.path = Path(path).resolve()
+        self._session = loaded.session
+        self.card = loaded.card
+        self.file_sha256 = loaded.file_sha256
+
+    # ------------------------------------------------------------------ description
+    @property
+    def m(self) -> int:
+        """Number of hash units."""
+        return int(self.card.m)
+
+    @property
+    def k(self) -> int:
+        """Active units per code (``k == m`` for dense codes)."""
+        return int(self.card.k)
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes per packed code, ``ceil(m / 8)``."""
+        return int(self.card.n_bytes)
+
+    @property
+    def code_kind(self) -> str:
+        """``"dense"`` or ``"khot"``."""
+        return self.card.code_kind
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape."""
+        return tuple(self.card.input_shape)
+
+    @property
+    def n_features_in_(self) -> int:
+        """Flattened input width ``prod(input_shape)``."""
+        return self.card.n_features
+
+    @property
+    def method_name(self) -> str:
+        """Registry name of the exported encoder."""
+        return self.card.method
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the exported encoder's learned arrays, as recorded in the metadata."""
+        return self.card.weights_sha256
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxEncoder({str(self.path)!r}, method={self.method_name!r}, m={self.m}, k={self.k}, "
+            f"code_kind={self.code_kind!r})"
+        )
+
+    # pickling (Ray, multiprocessing): ship the path, reopen on the other side
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path), "providers": self._given_providers, "batch_size": self.batch_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], providers=state["providers"], batch_size=state["batch_size"])
+
+    # ------------------------------------------------------------------ encoding
+    def check_input(self, X: Any, *, allow_empty: bool = False) -> np.ndarray:
+        """Validate X and return float32 of shape (n, *input_shape).
+
+        Accepts (n, *input_shape) or the flattened (n, d); numeric dtypes are cast to float32;
+        NaN/infinity, a wrong width and (unless ``allow_empty``) an empty batch are rejected.
+        """
+        arr = check_array(
+            X,
+            ndim=tuple(sorted({2, 1 + len(self.input_shape)})),
+            shape_tail=self.input_shape,
+            owner="OnnxEncoder",
+            allow_empty=allow_empty,
+        )
+        return arr.reshape((arr.shape[0], *self.input_shape))
+
+    def encode(self, X: Any, format: str = "packed", batch_size: int | None = None) -> np.ndarray:
+        """Encode X into binary codes (same contract as ``BaseEncoder.encode``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *input_shape) or (n, d)
+            Raw inputs; cast to float32.
+        format : {"packed", "indices", "pm1"}
+            ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
+            ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
+            ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
+        batch_size : int or None
+            Rows per onnxruntime call (default: the encoder's ``batch_size``).
+
+        Returns
+        -------
+        ndarray
+            Codes in the requested format.
+        """
+        if format not in _codes.FORMATS:
+            raise HashplugError(f"Unknown code format {format!r}; use one of {list(_codes.FORMATS)}.")
+        if format == "indices" and self.code_kind != "khot":
+            raise HashplugError(
+                f"{self.path.name} holds a {self.method_name!r} encoder with dense codes; format='indices' is only "
+                "for k-hot encoders. Use format='packed' or 'pm1'."
+            )
+        bs = (
+            self.batch_size
+            if batch_size is None
+            else check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
+        )
+        Xs = self.check_input(X)
+        output = OUTPUT_INDICES if format == "indices" else OUTPUT_PACKED
+        parts = []
+        for s in range(0, Xs.shape[0], bs):
+            (res,) = self._session.run([output], {INPUT_NAME: Xs[s : s + bs]})
+            if format == "pm1":
+                res = _codes.packed_to_pm1(res, self.m)
+            parts.append(res)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def __call__(self, X: Any, format: str = "packed") -> np.ndarray:
+        """Alias of :meth:`encode`."""
+        return self.encode(X, format=format)

@@ -1,0 +1,320 @@
+"""ONNX export: graph translation, model card, parity with ``encoder.encode`` for every encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from sklearn.datasets import load_digits  # noqa: E402
+
+from hashplug.encoders import ENCODERS, available_encoders, get_encoder  # noqa: E402
+from hashplug.encoders.base import BaseEncoder  # noqa: E402
+from hashplug.export import build_model, check_parity, read_metadata, to_onnx  # noqa: E402
+from hashplug.graph import run_steps  # noqa: E402
+from hashplug.modelcard import KEYS, ModelCard  # noqa: E402
+from hashplug.runtime import OnnxEncoder  # noqa: E402
+from hashplug.validation import HashplugError, ModelFileError, NotFittedError  # noqa: E402
+
+MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+
+
+# ---------------------------------------------------------------------------- tiny encoders
+class _TinyDense(BaseEncoder):
+    """Random projection with every step op: affine, l2_normalize, matmul, affine, sin; dense head."""
+
+    method_name = "tiny_dense"
+    code_kind = "dense"
+    _array_attrs = ("W_", "mean_", "phase_")
+
+    def __init__(self, n_units: int = 30, random_state: int = 0) -> None:
+        self.n_units = n_units
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        rng = np.random.default_rng(self.random_state)
+        self.mean_ = X.mean(axis=0).astype(np.float32)
+        self.W_ = rng.standard_normal((X.shape[1], self.n_units)).astype(np.float32)
+        self.phase_ = rng.uniform(-1, 1, self.n_units).astype(np.float32)
+        self.m_ = self.k_ = self.n_units
+
+    def _steps(self) -> list[dict[str, Any]]:
+        return [
+            {"op": "affine", "scale": np.float32(0.5), "shift": -0.5 * self.mean_},
+            {"op": "l2_normalize", "eps": 1e-12},
+            {"op": "matmul", "weight": self.W_},
+            {"op": "affine", "scale": np.float32(3.0), "shift": self.phase_},
+            {"op": "sin"},
+        ]
+
+
+class _TinyKHot(BaseEncoder):
+    """Random expansion + top-k; ``W`` can be given (for exact ties)."""
+
+    method_name = "tiny_khot"
+    code_kind = "khot"
+    _array_attrs = ("W_",)
+
+    def __init__(
+        self,
+        n_units: int = 50,
+        n_active: int = 7,
+        W: np.ndarray | None = None,
+        normalize: bool = True,
+        random_state: int = 0,
+    ) -> None:
+        self.n_units = n_units
+        self.n_active = n_active
+        self.W = W
+        self.normalize = normalize
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        if self.W is not None:
+            self.W_ = np.asarray(self.W, dtype=np.float32)
+        else:
+            self.W_ = np.random.default_rng(self.random_state).standard_normal((X.shape[1], self.n_units))
+            self.W_ = self.W_.astype(np.float32)
+        self.m_, self.k_ = self.W_.shape[1], self.n_active
+
+    def _steps(self) -> list[dict[str, Any]]:
+        pre = [{"op": "l2_normalize", "eps": 1e-6}] if self.normalize else []
+        return [*pre, {"op": "matmul", "weight": self.W_}]
+
+
+# ---------------------------------------------------------------------------- data & registry
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return (load_digits().data / 16.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def digits_int() -> np.ndarray:
+    return load_digits().data.astype(np.float32)  # integers 0..16
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST as stored: 3,000 training and the 10,000 test images, pixel values 0..255, shape (n, 28, 28)."""
+    if not MNIST.is_file():
+        pytest.skip(f"MNIST not found at {MNIST}")
+    with np.load(MNIST) as z:
+        return z["x_train"][:3000].astype(np.float32), z["x_test"].astype(np.float32)
+
+
+REGISTERED = available_encoders()
+
+# Small, fast settings per method (unknown keys are dropped, so a new encoder runs with its defaults).
+SMALL = {
+    "biohash": {"k": 8, "m": 96, "epochs": 2, "device": "cpu"},
+    "naivebiohash": {"k": 16, "epochs": 2, "device": "cpu"},
+    "flyhash": {"k": 16, "expansion": 2},
+    "itq": {"k": 16, "n_iter": 10},
+}
+
+
+def small_encoder(name: str) -> BaseEncoder:
+    params = {"k": 16, "random_state": 0, **SMALL.get(name, {})}
+    allowed = ENCODERS[name]._param_names()
+    return get_encoder(name, **{key: v for key, v in params.items() if key in allowed})
+
+
+def _expected_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Reference top-k with the lower-index tie rule, via a stable sort."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.sort(top, axis=1)
+
+
+# ---------------------------------------------------------------------------- graph & checker
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+@pytest.mark.parametrize("cls", [_TinyDense, _TinyKHot])
+def test_checker_and_parity_across_opsets(cls, opset, digits, tmp_path):
+    enc = cls().fit(digits)
+    model = build_model(enc, opset=opset)
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain for o in model.opset_import} == {""}
+    path = to_onnx(enc, tmp_path / f"m{opset}", opset=opset)
+    assert path.suffix == ".onnx" and path.is_file()
+    rep = check_parity(enc, path, digits)
+    assert rep["identical"], rep
+    assert rep["n_rows"] == len(digits)
+
+
+def test_graph_io_signature(digits, tmp_path):
+    enc = _TinyKHot().fit(digits.reshape(-1, 8, 8))
+    model = onnx.load(to_onnx(enc, tmp_path / "k.onnx"))
+    (inp,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert inp.name == "x" and dims == ["N", 8, 8]
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    outs = {o.name: o for o in model.graph.output}
+    assert set(outs) == {"packed", "indices"}
+    assert outs["packed"].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert outs["indices"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    dense = onnx.load(to_onnx(_TinyDense().fit(digits), tmp_path / "d.onnx"))
+    assert [o.name for o in dense.graph.output] == ["packed"]
+
+
+def test_unsupported_opset_and_unfitted(digits, tmp_path):
+    with pytest.raises(HashplugError, match="opset"):
+        build_model(_TinyDense().fit(digits), opset=9)
+    with pytest.raises(NotFittedError):
+        to_onnx(_TinyDense(), tmp_path / "x.onnx")
+
+
+def test_unknown_step_op_rejected(digits):
+    enc = _TinyDense().fit(digits)
+    enc._steps = lambda: [{"op": "relu"}]  # type: ignore[method-assign]
+    with pytest.raises(HashplugError, match="relu"):
+        build_model(enc)
+
+
+# ---------------------------------------------------------------------------- metadata
+def test_metadata_round_trip(digits, tmp_path):
+    enc = _TinyKHot().fit(digits)
+    path = to_onnx(enc, tmp_path / "k.onnx")
+    card = read_metadata(path)
+    assert card.method == "tiny_khot" and card.code_kind == "khot"
+    assert (card.m, card.k, card.n_bytes) == (50, 7, 7)
+    assert card.input_shape == (64,) and card.input_dtype == "float32"
+    assert card.bit_order == "packbits-big" and card.tie_rule == "lower-index"
+    assert card.weights_sha256 == enc.weights_sha256()
+    assert [st["op"] for st in card.preprocessing] == ["l2_normalize", "matmul"]
+    assert card.preprocessing[1]["weight_shape"] == [64, 50]
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert set(KEYS) <= set(props)
+    assert ModelCard.from_metadata(props) == card
+    assert ModelCard.from_metadata(card.to_metadata()) == card
+    # the runtime reads the same card through onnxruntime
+    assert OnnxEncoder(path).card == card
+
+
+def _meta(**over: str) -> dict[str, str]:
+    card = ModelCard(method="x", input_shape=(4, 4), m=20, k=5, code_kind="khot", weights_sha256="a" * 64)
+    meta = card.to_metadata()
+    for key, val in over.items():
+        if val is None:
+            meta.pop("hashplug." + key)
+        else:
+            meta["hashplug." + key] = val
+    return meta
+
+
+@pytest.mark.parametrize(
+    ("over", "pattern"),
+    [
+        ({"m": None}, r"'hashplug\.m' is missing"),
+        ({"weights_sha256": None}, r"'hashplug\.weights_sha256' is missing"),
+        ({"input_shape": "[4, 4"}, r"'hashplug\.input_shape' is not valid JSON"),
+        ({"input_shape": '"abc"'}, r"'hashplug\.input_shape' must be a JSON list"),
+        ({"preprocessing": "{nope"}, r"'hashplug\.preprocessing' is not valid JSON"),
+        ({"preprocessing": '[{"op": "conv"}]'}, r"'hashplug\.preprocessing'"),
+        ({"k": "21"}, r"'hashplug\.k' must be in \[1, m=20\]"),
+        ({"k": "five"}, r"'hashplug\.k' must be an integer"),
+        ({"n_bytes": "2"}, r"'hashplug\.n_bytes'"),
+        ({"code_kind": "ternary"}, r"'hashplug\.code_kind' is 'ternary'"),
+        ({"code_kind": "dense"}, r"'hashplug\.k' must equal m=20 for dense"),
+        ({"format": "hashplug-onnx/99"}, r"'hashplug\.format'"),
+        ({"bit_order": "little"}, r"'hashplug\.bit_order'"),
+        ({"tie_rule": "random"}, r"'hashplug\.tie_rule'"),
+        ({"input_dtype": "float64"}, r"'hashplug\.input_dtype'"),
+        ({"weights_sha256": "xyz"}, r"'hashplug\.weights_sha256'"),
+    ],
+)
+def test_card_validation_names_key_and_file(over, pattern):
+    with pytest.raises(ModelFileError, match=pattern) as info:
+        ModelCard.from_metadata(_meta(**over), source="/models/enc.onnx")
+    assert "/models/enc.onnx" in str(info.value)
+
+
+def test_card_rejects_non_hashplug_metadata():
+    with pytest.raises(ModelFileError, match="not a hashplug ONNX file"):
+        ModelCard.from_metadata({"author": "someone"}, source="f.onnx")
+
+
+# ---------------------------------------------------------------------------- ties
+def test_ties_flyhash_like_integer_inputs(digits_int, tmp_path):
+    """Binary weights on integer inputs give exactly tied integer scores; both sides take the lower index."""
+    rng = np.random.default_rng(1)
+    W = (rng.random((64, 200)) < 0.1).astype(np.float32)
+    enc = _TinyKHot(n_active=12, W=W, normalize=False).fit(digits_int)
+    scores = run_steps(enc._steps(), digits_int)
+    srt = -np.sort(-scores, axis=1)
+    tied_at_boundary = srt[:, 11] == srt[:, 12]
+    assert tied_at_boundary.mean() > 0.2  # the test really exercises ties
+    expected = _expected_indices(scores, 12)
+    path = to_onnx(enc, tmp_path / "ties.onnx")
+    onx = OnnxEncoder(path)
+    np.testing.assert_array_equal(enc.encode(digits_int, format="indices"), expected)
+    np.testing.assert_array_equal(onx.encode(digits_int, format="indices"), expected)
+    np.testing.assert_array_equal(onx.encode(digits_int), enc.encode(digits_int))
+
+
+def test_ties_all_equal_scores_pick_first_k(tmp_path):
+    """Duplicated weight columns: every score equal -> units 0..k-1 on both sides."""
+    X = np.random.default_rng(0).random((50, 10)).astype(np.float32)
+    W = np.repeat(np.ones((10, 1), np.float32), 24, axis=1)
+    enc = _TinyKHot(n_active=5, W=W, normalize=False).fit(X)
+    onx = OnnxEncoder(to_onnx(enc, tmp_path / "eq.onnx"))
+    want = np.tile(np.arange(5), (50, 1))
+    np.testing.assert_array_equal(enc.encode(X, format="indices"), want)
+    np.testing.assert_array_equal(onx.encode(X, format="indices"), want)
+
+
+def test_dense_zero_score_is_bit_zero(tmp_path):
+    """A score of exactly 0 is bit 0 (strict ``>``) on both sides; padding bits stay 0."""
+    X = np.array([[1.0, -1.0], [2.0, 0.5], [0.0, 0.0]], np.float32)
+    W = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, -1.0]], np.float32)  # unit0 = x0 + x1 is 0 on row 0
+
+    class Lin(_TinyDense):
+        def _fit(self, X, y):
+            self.W_, self.mean_, self.phase_ = W, np.zeros(2, np.float32), np.zeros(3, np.float32)
+            self.m_ = self.k_ = 3
+
+        def _steps(self):
+            return [{"op": "matmul", "weight": self.W_}]
+
+    enc = Lin().fit(X)
+    onx = OnnxEncoder(to_onnx(enc, tmp_path / "z.onnx"))
+    want = np.packbits(np.array([[0, 0, 1], [1, 1, 1], [0, 0, 0]], bool), axis=1)
+    np.testing.assert_array_equal(enc.encode(X), want)
+    np.testing.assert_array_equal(onx.encode(X), want)
+
+
+# ---------------------------------------------------------------------------- every registered encoder
+def test_registry_is_not_empty():
+    assert REGISTERED, "no encoders registered"
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_parity_registered_digits(name, digits, tmp_path):
+    enc = small_encoder(name).fit(digits)
+    path = to_onnx(enc, tmp_path / f"{name}.onnx")
+    rep = check_parity(enc, path, digits)
+    assert rep["identical"], rep
+    onx = OnnxEncoder(path)
+    assert (onx.m, onx.k, onx.code_kind, onx.method_name) == (enc.m, enc.k, enc.code_kind, name)
+    np.testing.assert_array_equal(onx.encode(digits, format="pm1"), enc.encode(digits, format="pm1"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", ["pixels", "unit"])
+@pytest.mark.parametrize("name", REGISTERED)
+def test_parity_registered_mnist_10k(name, scale, mnist, tmp_path):
+    """Bit-identical codes on the 10,000 MNIST test images (inputs of shape (n, 28, 28)).
+
+    ``pixels``: the stored values 0..255; ``unit``: divided by 255.
+    """
+    Xtr, Xte = mnist
+    if scale == "unit":
+        Xtr, Xte = Xtr / np.float32(255), Xte / np.float32(255)
+    enc = small_encoder(name).fit(Xtr)
+    path = to_onnx(enc, tmp_path / f"{name}.onnx")
+    rep = check_parity(enc, path, Xte)
+    assert rep["n_rows"] == 10_000
+    assert rep["identical"], rep
