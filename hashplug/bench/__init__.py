@@ -1,0 +1,24 @@
+"""Benchmark suites behind ``hashplug bench``: each prints a table and writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["run_suite", "SUITES"]
+
+SUITES = {
+    "encode": ("hashplug.bench.serving", "bench_encode"),
+    "ingest": ("hashplug.bench.serving", "bench_ingest"),
+    "ag-news": ("hashplug.bench.serving", "bench_ag_news"),
+}
+
+
+def run_suite(name: str, args: argparse.Namespace) -> int:
+    """Run the suite ``name`` with the CLI's parsed arguments."""
+    import importlib
+
+    if name not in SUITES:
+        known = ["biohash-mnist", "biohash-cifar10", "biohash-tune-mnist", "biohash-tune-cifar10", *SUITES]
+        raise ValueError(f"Unknown benchmark {name!r}. Available: {', '.join(known)}.")
+    mod, fn = SUITES[name]
+    return int(getattr(importlib.import_module(mod), fn)(args) or 0)

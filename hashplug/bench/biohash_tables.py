@@ -282,7 +282,7 @@ def tune(
     dataset: str,
     data: str | Path | None = None,
     ks: Sequence[int] = (2, 8, 32),
-    grid: dict[str, list[Any]] | None = None,
+    grid: dict[str, list[Any]] | list[dict[str, Any]] | None = None,
     method: str = "BioHash",
     epochs: int | None = None,
     seed: int = 0,
@@ -292,18 +292,23 @@ def tune(
 ) -> dict[str, Any]:
     """Grid search on a validation split cut from the training set (queries never seen).
 
-    Scores every combination of ``grid`` at each ``k``; the best combination by mean validation mAP
-    over ``ks`` is returned with the whole table.
+    Scores every combination of ``grid`` (a dict of value lists, expanded as a product, or an explicit
+    list of parameter dicts) at each ``k``; the best combination by mean validation mAP over ``ks`` is
+    returned with the whole table. The validation queries (100 per class) and their database come from
+    the protocol's training set only.
     """
     from tqdm.auto import tqdm
 
     from ..data import validation_split
 
     split = load_protocol(dataset, data, seed, limit)
-    val = validation_split(split, per_class=DATASETS[dataset]["per_class"] // 10 or 10, seed=seed + 1000)
+    val = validation_split(split, per_class=min(100, DATASETS[dataset]["per_class"]), seed=seed + 1000)
     grid = grid or GRID
-    keys = list(grid)
-    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    if isinstance(grid, dict):
+        keys = list(grid)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    else:
+        combos = [dict(c) for c in grid]
     base = dict(DEFAULT_HP[dataset].get(method, {}))
     rows = []
     for combo in tqdm(combos, desc=f"tune {method} {dataset}", disable=not verbose):

@@ -1,0 +1,126 @@
+"""Packaging: every subpackage is in the wheel; the base install serves without torch or onnx."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: source folder -> installed package name (pyproject's [tool.setuptools.package-dir])
+MAPPED = {"hashplug": "hashplug", "export": "hashplug.export", "integrations": "hashplug.integrations"}
+
+
+def _source_packages() -> set[str]:
+    pkgs = set()
+    for folder, name in MAPPED.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            pkgs.add(".".join((name, *rel)))
+    return pkgs
+
+
+def _setuptools_ok() -> bool:
+    try:
+        import setuptools
+        import wheel  # noqa: F401
+    except ImportError:
+        return False
+    return int(setuptools.__version__.split(".")[0]) >= 68
+
+
+@pytest.mark.skipif(not _setuptools_ok(), reason="needs setuptools>=68 and wheel (the dev extra) to build offline")
+def test_wheel_contains_every_subpackage(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (whl,) = tmp_path.glob("hashplug-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    in_wheel = {str(Path(n).parent).replace("/", ".") for n in names if n.endswith("__init__.py")}
+    expected = _source_packages()
+    assert {"hashplug", "hashplug.export", "hashplug.integrations"} <= expected
+    missing = expected - in_wheel
+    assert not missing, f"subpackages missing from the wheel (add them to [tool.setuptools].packages): {missing}"
+    # every module file of the sources is shipped
+    for folder, name in MAPPED.items():
+        for py in (ROOT / folder).glob("*.py"):
+            assert f"{name.replace('.', '/')}/{py.name}" in names, py
+
+
+# Any real import of torch or onnx fails (their specs resolve, so libraries that merely probe for them,
+# as lancedb does with importlib.util.find_spec, behave as they would with them installed).
+BLOCKER = r"""
+import sys, importlib.abc, importlib.machinery
+class _Fail(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        raise ImportError(f'{module.__name__} is blocked: the serving side must not need it')
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'onnx'):
+            return importlib.machinery.ModuleSpec(name, _Fail())
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+SERVE = r"""
+import numpy as np, lancedb, pyarrow as pa
+import hashplug
+from hashplug.integrations.lancedb import schema, search
+from lancedb.embeddings import get_registry
+path, db = sys.argv[1], sys.argv[2]
+X = np.load(sys.argv[3])
+enc = hashplug.OnnxEncoder(path)
+codes = enc.encode(X)
+func = get_registry().get("hashplug").create(model=path)
+tbl = lancedb.connect(db).create_table("t", schema=schema(func, extra={"id": pa.int64()}))
+tbl.add(pa.table({"id": np.arange(len(X)), "vector": list(X)}))
+res = search(tbl, X[3], k=5)
+assert res["id"].to_pylist()[0] == 3 or res["_distance"].to_pylist()[0] == 0
+assert 'torch' not in sys.modules and 'onnx' not in sys.modules
+print('served', codes.shape, tbl.count_rows())
+"""
+
+
+def test_serving_runs_with_torch_and_onnx_unimportable(tmp_path):
+    """Encode, ingest and search with torch and onnx made unimportable (as on a base install)."""
+    import numpy as np
+
+    from hashplug.data import load_digits
+    from hashplug.export import to_onnx
+
+    X, _ = load_digits()
+    enc = __import__("hashplug").get_encoder("lsh", k=32, random_state=0).fit(X)
+    onnx_path = to_onnx(enc, tmp_path / "lsh.onnx")
+    np.save(tmp_path / "x.npy", X[:200])
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER + SERVE, str(onnx_path), str(tmp_path / "db"), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "served (200, 4) 200" in proc.stdout
+
+
+def test_training_without_torch_says_which_extra(tmp_path):
+    code = BLOCKER + (
+        "import numpy as np, hashplug\n"
+        "try:\n"
+        "    hashplug.get_encoder('biohash', k=2, epochs=1).fit(np.random.rand(50, 8))\n"
+        "except ImportError as e:\n"
+        "    assert 'hashplug[train]' in str(e), e\n"
+        "    print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
