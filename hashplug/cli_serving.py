@@ -120,8 +120,8 @@ def run_demo(
     from .data import load_digits, per_class_split
     from .encoders import get_encoder
     from .export import to_onnx
-    from .integrations.lancedb import create_index, get_function, search
     from .integrations.arrow import ingest
+    from .integrations.lancedb import create_index, get_function, search
     from .metrics import map_from_codes
     from .runtime import OnnxEncoder
 

@@ -138,11 +138,19 @@ def packed_to_indices(packed: np.ndarray, m: int, k: int | None = None) -> np.nd
     return rows.astype(np.int64)
 
 
-def pm1_to_packed(pm1: np.ndarray) -> np.ndarray:
-    """+-1 codes (n, m) -> packed codes (n, ceil(m/8)) uint8 (+1 is bit 1)."""
+def pm1_to_packed(pm1: np.ndarray, m: int | None = None) -> np.ndarray:
+    """+-1 codes (n, m) -> packed codes (n, ceil(m/8)) uint8 (+1 is bit 1).
+
+    When ``m`` is given, the codes must have exactly ``m`` columns.
+    """
     arr = np.asarray(pm1)
     if arr.ndim != 2 or not np.all(np.abs(arr) == 1):
         raise HashplugError("pm1 codes must be a 2-D array whose entries are all +1 or -1.")
+    if m is not None and arr.shape[1] != int(m):
+        raise HashplugError(
+            f"pm1 codes have {arr.shape[1]} columns but m={int(m)} units were given; "
+            "pass codes of shape (n, m) or the m they were made with."
+        )
     return pack_bits(arr > 0)
 
 
@@ -161,14 +169,14 @@ def convert(codes: np.ndarray, src: str, dst: str, m: int, k: int | None = None)
     for f in (src, dst):
         if f not in FORMATS:
             raise HashplugError(f"Unknown code format {f!r}; use one of {list(FORMATS)}.")
-    if src == dst:
-        return np.asarray(codes)
     if src == "packed":
         packed = check_packed(codes, m)
     elif src == "indices":
         packed = indices_to_packed(codes, m)
     else:
-        packed = pm1_to_packed(codes)
+        packed = pm1_to_packed(codes, m)
+    if src == dst:  # validated above; returned unchanged
+        return np.asarray(codes)
     if dst == "packed":
         return packed
     if dst == "indices":

@@ -256,8 +256,12 @@ def test_ties_flyhash_like_integer_inputs(digits_int, tmp_path):
 
 
 def test_ties_all_equal_scores_pick_first_k(tmp_path):
-    """Duplicated weight columns: every score equal -> units 0..k-1 on both sides."""
-    X = np.random.default_rng(0).random((50, 10)).astype(np.float32)
+    """Duplicated weight columns: every score equal -> units 0..k-1 on both sides.
+
+    Inputs are small integers so every column's dot product is exact: with random floats, BLAS may sum
+    identical columns in different orders (SIMD tail vs. body) and the scores are no longer all equal.
+    """
+    X = np.random.default_rng(0).integers(0, 17, (50, 10)).astype(np.float32)
     W = np.repeat(np.ones((10, 1), np.float32), 24, axis=1)
     enc = _TinyKHot(n_active=5, W=W, normalize=False).fit(X)
     onx = OnnxEncoder(to_onnx(enc, tmp_path / "eq.onnx"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import codes as _codes
 from ..graph import check_steps, run_steps, scores_to_bits
-from ..validation import HashplugError, ModelFileError, check_array, check_is_fitted
+from ..validation import HashplugError, ModelFileError, check_array, check_int_param, check_is_fitted
 
 __all__ = ["BaseEncoder", "register_encoder", "get_encoder", "available_encoders", "load_encoder", "ENCODERS"]
 
@@ -170,17 +170,27 @@ class BaseEncoder:
         return arr.reshape(arr.shape[0], -1)
 
     def fit(self, X: Any, y: Any = None) -> BaseEncoder:
-        """Learn the encoder from X of shape (n_samples, ...) (flattened to (n, d)); returns self."""
-        Xf = self._check_X(X, fitting=True)
-        self._validate_params(Xf.shape[1])
-        yy = None if y is None else np.asarray(y)
-        if yy is not None and yy.shape[0] != Xf.shape[0]:
-            raise HashplugError(f"y has {yy.shape[0]} rows but X has {Xf.shape[0]}; they must match.")
-        self._fit(Xf, yy)
-        steps = self._steps()
-        m = check_steps(steps, Xf.shape[1])
-        if m != self.m_:
-            raise HashplugError(f"internal: graph width {m} != m_ {self.m_}")
+        """Learn the encoder from X of shape (n_samples, ...) (flattened to (n, d)); returns self.
+
+        A fit that fails (bad input, bad parameter, interrupted training) leaves an already fitted
+        encoder exactly as it was.
+        """
+        before = dict(self.__dict__)
+        try:
+            Xf = self._check_X(X, fitting=True)
+            self._validate_params(Xf.shape[1])
+            yy = None if y is None else np.asarray(y)
+            if yy is not None and yy.shape[0] != Xf.shape[0]:
+                raise HashplugError(f"y has {yy.shape[0]} rows but X has {Xf.shape[0]}; they must match.")
+            self._fit(Xf, yy)
+            steps = self._steps()
+            m = check_steps(steps, Xf.shape[1])
+            if m != self.m_:
+                raise HashplugError(f"internal: graph width {m} != m_ {self.m_}")
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     @property
@@ -197,7 +207,8 @@ class BaseEncoder:
 
     def scores(self, X: Any) -> np.ndarray:
         """Real-valued unit activations before binarisation, shape (n, m), float32."""
-        return run_steps(self._steps(), self._check_X(X))
+        Xf = self._check_X(X)  # first: raises NotFittedError before any learned attribute is read
+        return run_steps(self._steps(), Xf)
 
     def encode(self, X: Any, format: str = "packed", batch_size: int = 8192) -> np.ndarray:
         """Encode X into binary codes.
@@ -220,6 +231,7 @@ class BaseEncoder:
                 f"{type(self).__name__} produces dense codes; format='indices' is only for k-hot encoders. "
                 "Use format='packed' or 'pm1'."
             )
+        batch_size = check_int_param(batch_size, "batch_size", f"{type(self).__name__}.encode", 1, None)
         Xf = self._check_X(X)
         steps = self._steps()
         out = []
@@ -311,12 +323,43 @@ def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> B
         raise ModelFileError(
             f"{str(path)!r} is corrupt: weights sha256 {digest[:12]}... != recorded {str(header.get('sha256'))[:12]}..."
         )
-    est = klass(**header["params"])
-    for k, v in arrays.items():
-        setattr(est, k, v)
-    for k, v in header["attrs"].items():
-        setattr(est, k, tuple(v) if k == "input_shape_" else v)
-    check_steps(est._steps(), est.n_features_in_)
+    return _restore(klass, header, arrays, str(path))
+
+
+def _restore(klass: type[BaseEncoder], header: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> BaseEncoder:
+    """Build a fitted ``klass`` from a checked header and arrays; any inconsistency is a ModelFileError."""
+    params, attrs = header.get("params"), header.get("attrs")
+    if not isinstance(params, dict) or not isinstance(attrs, dict):
+        raise ModelFileError(f"{where!r} has a corrupt header: 'params' and 'attrs' must both be JSON objects.")
+    unknown = sorted(set(params) - set(klass._param_names()))
+    if unknown:
+        raise ModelFileError(
+            f"{where!r} has parameters {unknown} that {klass.__name__} does not take "
+            f"(valid: {klass._param_names()}); the file was written by another version or edited."
+        )
+    need = {"m_", "k_", "n_features_in_", "input_shape_", *klass._scalar_attrs}
+    if need - set(attrs):
+        raise ModelFileError(f"{where!r} lacks attributes {sorted(need - set(attrs))} in its header.")
+    try:
+        m, k, d = int(attrs["m_"]), int(attrs["k_"]), int(attrs["n_features_in_"])
+        shape = tuple(int(s) for s in attrs["input_shape_"])
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where!r} has non-integer sizes in its header: {exc}") from exc
+    if not 1 <= k <= m:
+        raise ModelFileError(f"{where!r} is inconsistent: k_={k} must be in [1, m_={m}].")
+    if int(np.prod(shape)) != d:
+        raise ModelFileError(f"{where!r} is inconsistent: input_shape_ {shape} does not flatten to {d} features.")
+    est = klass(**params)
+    for key, v in arrays.items():
+        setattr(est, key, v)
+    for key, v in attrs.items():
+        setattr(est, key, tuple(v) if key == "input_shape_" else v)
+    try:
+        width = check_steps(est._steps(), d)
+    except Exception as exc:
+        raise ModelFileError(f"{where!r} is inconsistent: its weights do not fit its header ({exc}).") from exc
+    if width != m:
+        raise ModelFileError(f"{where!r} is inconsistent: its weights give {width} units but the header says m_={m}.")
     return est
 
 

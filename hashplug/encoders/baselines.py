@@ -104,6 +104,8 @@ class ITQ(_DenseProjection):
     quantisation loss ||B - V R||_F by alternating B = sign(V R) and Procrustes (``n_iter`` rounds).
     """
 
+    _array_attrs = ("mean_", "W_", "R_")
+
     def __init__(self, k: int = 16, n_iter: int = 50, random_state: int | None = None) -> None:
         self.k = k
         self.n_iter = n_iter

@@ -126,5 +126,5 @@ def train_plasticity(
             for s in range(0, n, batch_size):
                 plasticity_step(W, Xt[perm[s : s + batch_size]], p, delta, r, eps)
             if callback is not None:
-                callback(ep, W.cpu().numpy())
+                callback(ep, W.cpu().numpy().copy())  # a snapshot, never a view of live W
     return W.cpu().numpy().astype(np.float32)

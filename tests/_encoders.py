@@ -1,0 +1,37 @@
+"""Registry-driven encoder parameters shared by the encoder tests.
+
+``ALL_ENCODERS`` lists every registered method (from :func:`hashplug.available_encoders`) with small,
+fast parameters, so a newly registered encoder is picked up by the parametrized tests (and
+``test_every_registered_encoder_has_fast_params`` fails until it gets an entry here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hashplug
+
+# Small, fast settings: every fit on sklearn digits (1797 x 64) takes well under a second.
+FAST_PARAMS: dict[str, dict[str, Any]] = {
+    "biohash": {"k": 4, "m": 40, "epochs": 5, "lr": 0.2, "device": "cpu"},
+    "naivebiohash": {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"},
+    "flyhash": {"k": 8, "expansion": 2},
+    "itq": {"k": 8, "n_iter": 10},
+    "lsh": {"k": 8},
+    "pcahash": {"k": 8},
+    "sh": {"k": 8},
+}
+
+ALL_ENCODERS: list[tuple[str, dict[str, Any]]] = [
+    (name, dict(FAST_PARAMS.get(name, {}))) for name in hashplug.available_encoders()
+]
+ENCODER_NAMES: list[str] = [name for name, _ in ALL_ENCODERS]
+
+# Encoders whose fitted weights depend on random_state (PCAHash and SH are deterministic).
+RANDOMISED = ("biohash", "naivebiohash", "flyhash", "lsh")
+
+
+def make_encoder(name: str, random_state: int | None = 0, **overrides: Any) -> hashplug.encoders.BaseEncoder:
+    """``get_encoder(name, **FAST_PARAMS[name], random_state=..., **overrides)``."""
+    params = {**FAST_PARAMS.get(name, {}), "random_state": random_state, **overrides}
+    return hashplug.get_encoder(name, **params)

@@ -1,0 +1,141 @@
+"""Smoke tests of the serving benchmarks (``hashplug bench encode | ingest | ag-news``).
+
+Tiny synthetic data and settings: they check that each suite runs end to end and writes JSON of the
+documented shape with finite numbers. They assert nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from hashplug.bench import serving  # noqa: E402
+
+
+def _args(**kw):
+    base = dict(
+        data=None,
+        k=None,
+        seeds=1,
+        methods=None,
+        epochs=None,
+        limit=None,
+        rows=None,
+        out=None,
+        hp=None,
+        grid=None,
+    )
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _finite(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    p = tmp_path_factory.mktemp("data") / "mnist.npz"
+    np.savez(
+        p,
+        x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 300),
+        x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 100),
+    )
+    return p
+
+
+@pytest.fixture(scope="module")
+def fake_ag_news(tmp_path_factory):
+    """4 separable classes of unit vectors in 32 dims, 200 rows each (400 queries + 400 database)."""
+    rng = np.random.default_rng(1)
+    centers = rng.standard_normal((4, 32))
+    y = np.repeat(np.arange(4), 200)
+    X = centers[y] + 0.8 * rng.standard_normal((800, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    p = tmp_path_factory.mktemp("data") / "ag_news.npz"
+    np.savez(p, emb=X.astype(np.float16), y=y.astype(np.uint8))
+    return p
+
+
+def test_encode_smoke(fake_mnist, tmp_path, capsys):
+    out = tmp_path / "encode.json"
+    args = _args(data=str(fake_mnist), k=[8], methods=["lsh", "biohash"], epochs=1, limit=200, out=str(out))
+    assert serving.bench_encode(args) == 0
+    assert "ort/torch" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["suite"] == "encode"
+    rows = res["rows"]
+    assert {(r["method"], r["batch"]) for r in rows} == {
+        (m, b) for m in ("lsh", "biohash") for b in serving.ENCODE_BATCHES
+    }
+    for r in rows:
+        for key in (
+            "ort_rows_per_s",
+            "torch_rows_per_s",
+            "numpy_rows_per_s",
+            "ort_over_torch",
+            "ort_over_numpy",
+        ):
+            assert _finite(r[key]) and r[key] > 0, (key, r)
+        assert r["k"] == 8
+        # all three backends produce the same packed codes
+        assert r["codes_agree_with_numpy"] == {"ort": 1.0, "torch": 1.0, "numpy": 1.0}
+
+
+def test_ingest_smoke(fake_mnist, tmp_path):
+    out = tmp_path / "ingest.json"
+    args = _args(data=str(fake_mnist), rows=1500, limit=200, k=[16], out=str(out))
+    args.chunk_size = 400  # several commits
+    assert serving.bench_ingest(args) == 0
+    res = json.loads(out.read_text())
+    assert res["suite"] == "ingest"
+    assert res["settings"]["chunks"] == 4
+    assert res["checks"] == {"plain_rows": 1500, "ingest_rows": 1500, "codes_equal_first_1000_ids": True}
+    assert len(res["rows"]) == 5
+    for r in res["rows"]:
+        assert r["rows"] == 1500
+        assert all(_finite(r[k]) and r[k] > 0 for k in ("seconds", "rows_per_s", "ratio_to_ingest"))
+    assert res["rows"][-1]["path"].startswith("hashplug.ingest") and res["rows"][-1]["ratio_to_ingest"] == 1.0
+    assert all(_finite(v) for v in res["ratios"].values())
+
+
+def test_ag_news_smoke(fake_ag_news, tmp_path):
+    out = tmp_path / "ag_news.json"
+    hp = {"sizes": [[64, 4]], "centers": [False]}
+    args = _args(
+        data=str(fake_ag_news),
+        k=[16],
+        epochs=1,
+        out=str(out),
+        hp=json.dumps(hp),
+        grid=json.dumps({"init_scale": [0.1, 0.3]}),
+    )
+    assert serving.bench_ag_news(args) == 0
+    res = json.loads(out.read_text())
+    assert res["suite"] == "ag-news"
+    assert res["protocol"]["n_queries"] == 400 and res["protocol"]["n_db"] == 400
+    methods = [r["method"] for r in res["rows"]]
+    assert methods == ["float32", "sign", "ITQ", "LSH", "BioHash"]
+    by = {r["method"]: r for r in res["rows"]}
+    assert by["float32"]["recall10"] == 1.0 and by["float32"]["storage_bits"] == 32 * 32
+    assert by["sign"]["storage_bits"] == 32
+    assert by["BioHash"]["storage_bits"] == 4 * 6  # k * ceil(log2 m)
+    for r in res["rows"][1:]:
+        for key in ("p10", "p10_tie_aware", "recall10", "p10_rescored", "recall10_rescored"):
+            assert _finite(r[key]) and 0.0 <= r[key] <= 1.0, (key, r)
+        # rescoring the 100 Hamming candidates (here: a quarter of the database) can only help recall
+        assert r["recall10_rescored"] >= r["recall10"] - 1e-9
+    (tuned,) = res["tuning"]
+    assert len(tuned["trials"]) == 2 and tuned["chosen"]["init_scale"] in (0.1, 0.3)
+    assert by["BioHash"]["hp"]["init_scale"] == tuned["chosen"]["init_scale"]
+    assert _finite(by["BioHash"]["row_norms"]["median"])
