@@ -109,6 +109,8 @@ def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int |
 def _params(method: str, k: int, dataset: str, seed: int, hp: dict[str, dict[str, Any]], epochs: int | None):
     params: dict[str, Any] = {"k": int(k), "random_state": int(seed)}
     params.update(hp.get(method, {}))
+    # Optional per-hash-length overrides, e.g. {"by_k": {"2": {"delta": 0.0}}}, chosen on validation too.
+    params.update(params.pop("by_k", {}).get(str(int(k)), {}))
     if method == "BioHash":
         params.setdefault("activity", DATASETS[dataset]["activity"])
     if epochs is not None and "epochs" in params:
@@ -116,25 +118,42 @@ def _params(method: str, k: int, dataset: str, seed: int, hp: dict[str, dict[str
     return params
 
 
-#: Methods whose learned weights do not depend on k (same seed): their unit scores are computed once per
-#: seed and the k-hot head applied per k (FlyHash's m = 10 d wiring is the same for every k).
+#: Methods whose learned weights do not depend on k (same seed): their units are ranked once per seed
+#: and the k-hot head applied per k (FlyHash's m = 10 d wiring is the same for every k).
 K_INDEPENDENT = {"FlyHash"}
 
 
-def _codes_from_scores(scores: list[np.ndarray], k: int) -> np.ndarray:
-    from ..codes import pack_bits
+def _ranked_units(enc: Any, X: np.ndarray, kmax: int, chunk: int = 2048) -> np.ndarray:
+    """The ``kmax`` best units of every row, best first, ties to the lower unit index: (n, kmax) int32.
+
+    Its first k columns are exactly the units ``topk_mask(scores, k)`` keeps, for every k <= kmax,
+    so one pass over the (n, m) scores serves every hash length with bounded memory.
+    """
     from ..graph import topk_mask
 
-    return np.concatenate([pack_bits(topk_mask(s, k)) for s in scores])
+    out = []
+    for i in range(0, len(X), chunk):
+        s = enc.scores(X[i : i + chunk])
+        kk = min(kmax, s.shape[1])
+        idx = np.nonzero(topk_mask(s, kk))[1].reshape(s.shape[0], kk)  # ascending unit index
+        order = np.argsort(-np.take_along_axis(s, idx, axis=1), axis=1, kind="stable")
+        out.append(np.take_along_axis(idx, order, axis=1).astype(np.int32))
+    return np.concatenate(out)
+
+
+def _codes_from_ranked(ranked: np.ndarray, k: int, m: int) -> np.ndarray:
+    from ..codes import indices_to_packed
+
+    return indices_to_packed(np.sort(ranked[:, :k], axis=1).astype(np.int64), m)
 
 
 def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict, epochs: int | None = None,
              tie_aware: bool = False, verbose: bool = False, cache: dict | None = None) -> dict[str, float]:
     """Fit ``method`` at hash length ``k`` on the split's database and score its queries.
 
-    ``cache`` (a dict) keeps the unit scores of :data:`K_INDEPENDENT` methods between calls; the codes
-    are then exactly what ``encoder.encode`` gives (same graph, same top-k rule), without recomputing
-    the (n, m) products for every k.
+    ``cache`` (a dict with ``"kmax"``, the largest k of the run) keeps the ranked units of
+    :data:`K_INDEPENDENT` methods between calls; the codes are then exactly what ``encoder.encode``
+    gives (same graph, same top-k rule), without recomputing the (n, m) products for every k.
     """
     params = _params(method, k, dataset, seed, hp, epochs)
     if method in ("BioHash", "NaiveBioHash"):
@@ -143,23 +162,22 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
     Xdb = split.Xdb.astype(np.float32) / 255.0
     Xq = split.Xq.astype(np.float32) / 255.0
     key = (method, seed, split.name)
-    if cache is not None and method in K_INDEPENDENT and key in cache:
-        t_fit, m, sdb, sq = cache[key]
+    if cache is not None and method in K_INDEPENDENT:
+        if cache.get("key") != key or cache["db"].shape[1] < k:
+            kmax = max(int(cache.get("kmax", k)), k)
+            t0 = time.perf_counter()
+            enc.fit(Xdb)
+            t_fit = time.perf_counter() - t0
+            cache.update(key=key, fit=(t_fit, enc.m), db=_ranked_units(enc, Xdb, kmax),
+                         q=_ranked_units(enc, Xq, kmax))
+        t_fit, m = cache["fit"]
         enc.m_ = m
-        cdb, cq = _codes_from_scores(sdb, k), _codes_from_scores(sq, k)
+        cdb, cq = _codes_from_ranked(cache["db"], k, m), _codes_from_ranked(cache["q"], k, m)
     else:
         t0 = time.perf_counter()
         enc.fit(Xdb)
         t_fit = time.perf_counter() - t0
-        if cache is not None and method in K_INDEPENDENT:
-            chunk = 4096
-            sdb = [enc.scores(Xdb[i : i + chunk]) for i in range(0, len(Xdb), chunk)]
-            sq = [enc.scores(Xq[i : i + chunk]) for i in range(0, len(Xq), chunk)]
-            cache.clear()
-            cache[key] = (t_fit, enc.m, sdb, sq)
-            cdb, cq = _codes_from_scores(sdb, k), _codes_from_scores(sq, k)
-        else:
-            cdb, cq = enc.encode(Xdb), enc.encode(Xq)
+        cdb, cq = enc.encode(Xdb), enc.encode(Xq)
     R = DATASETS[dataset]["R"]
     out = {"map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R), "fit_seconds": t_fit, "m": enc.m}
     if tie_aware:
@@ -225,7 +243,7 @@ def run_table(
     jobs = [(s, m, k) for s in seed_list for m in methods for k in ks if not (m == "BioHash" and k > 32)]
     bar = tqdm(total=len(jobs), desc=f"bench {dataset}", disable=not verbose)
     t_all = time.perf_counter()
-    cache: dict = {}
+    cache: dict = {"kmax": max(ks)}
     for s in seed_list:
         split = load_protocol(dataset, data, s, limit)
         for m in methods:
@@ -258,6 +276,7 @@ def run_table(
         "train_seconds": {m: {k: round(float(np.mean([r["fit_seconds"] for r in v])), 2) for k, v in per[m].items()}
                           for m in methods},
         "std": {m: {k: round(float(np.std([r["map"] for r in v])), 2) for k, v in per[m].items()} for m in methods},
+        "per_seed": {m: {k: [round(float(r["map"]), 2) for r in v] for k, v in per[m].items()} for m in methods},
         "m": {m: {k: int(v[0]["m"]) for k, v in per[m].items()} for m in methods},
         "total_seconds": round(time.perf_counter() - t_all, 1),
         "hashplug_version": __version__,

@@ -1,0 +1,103 @@
+"""The paper-table benchmark (hashplug.bench.biohash_tables): exact codes, JSON shape, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import hashplug
+from hashplug.bench import biohash_tables as bt
+from hashplug.data import per_class_split
+from hashplug.data.protocols import Split
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    """Digits as integer pixels 0..16 (many exactly tied FlyHash scores), 10 queries per class."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X, y = d.data.astype(np.uint8), np.asarray(d.target)
+    q, db = per_class_split(y, 10, seed=0)
+    return Split(X[q], y[q], X[db], y[db], q, db, 0, "digits")
+
+
+def test_ranked_units_give_exactly_the_encoders_codes(digits_split):
+    """One ranking at kmax serves every k: codes equal ``encode`` bit for bit, ties included."""
+    enc = hashplug.get_encoder("flyhash", k=4, random_state=0).fit(digits_split.Xdb)
+    ranked = bt._ranked_units(enc, digits_split.Xdb, kmax=32, chunk=100)
+    assert ranked.shape == (len(digits_split.Xdb), 32)
+    scores = enc.scores(digits_split.Xdb)
+    srt = -np.sort(-scores, axis=1)
+    assert (srt[:, 7] == srt[:, 8]).mean() > 0.2  # the check really exercises tied scores
+    for k in (1, 2, 8, 16, 32):
+        want = hashplug.get_encoder("flyhash", k=k, random_state=0).fit(digits_split.Xdb).encode(digits_split.Xdb)
+        np.testing.assert_array_equal(bt._codes_from_ranked(ranked, k, enc.m), want)
+
+
+def test_evaluate_cache_matches_uncached(digits_split):
+    cache = {"kmax": 16}
+    for k in (16, 4, 2):  # any order, one fit
+        cached = bt.evaluate("FlyHash", k, digits_split, "mnist", 0, {}, cache=cache)
+        plain = bt.evaluate("FlyHash", k, digits_split, "mnist", 0, {})
+        assert cached["map"] == pytest.approx(plain["map"], abs=1e-9)
+        assert cached["m"] == plain["m"] == 640
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """An MNIST-format npz of 600 smooth synthetic 28x28 digits (two blobs per class), 10 classes."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    imgs, labels = [], []
+    for c in range(10):
+        cy, cx = 6 + 2 * c, 20 - c
+        base = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0) + np.exp(-((yy - cx) ** 2 + (xx - cy) ** 2) / 30.0)
+        for _ in range(60):
+            img = base + 0.15 * rng.random((28, 28))
+            imgs.append(np.clip(255 * img / img.max(), 0, 255).astype(np.uint8))
+            labels.append(c)
+    X, y = np.stack(imgs), np.array(labels, np.uint8)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=X[::2], y_train=y[::2], x_test=X[1::2], y_test=y[1::2])
+    return path
+
+
+def test_run_table_json_shape(tiny_mnist, tmp_path):
+    out = tmp_path / "t.json"
+    res = bt.run_table("mnist", tiny_mnist, ks=[2, 4], seeds=2, methods=["LSH", "FlyHash", "BioHash"],
+                       out=out, epochs=2, limit=500, verbose=False)
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for key in ("table", "metric", "rows", "paper", "seeds", "hyperparameters", "train_seconds"):
+        assert key in on_disk, key
+    assert on_disk["metric"] == "mAP@All" and on_disk["seeds"] == [0, 1]
+    assert set(on_disk["rows"]) == {"LSH", "FlyHash", "BioHash"}
+    for method, row in on_disk["rows"].items():
+        assert set(row) == {"2", "4"}
+        assert all(0.0 <= v <= 100.0 for v in row.values()), (method, row)
+    assert on_disk["paper"]["BioHash"]["2"] == 44.38
+    assert on_disk["hyperparameters"]["BioHash"]["activity"] == 0.05
+    # The blobs are well separated: a trained k-hot code must do far better than chance (10 %).
+    assert on_disk["rows"]["BioHash"]["4"] > 30.0
+    assert "BioHash" in bt.format_table(res)
+
+
+def test_run_table_rejects_unknown_names(tiny_mnist):
+    with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
+        bt.run_table("svhn", tiny_mnist)
+    with pytest.raises(ValueError, match="Unknown methods \\['DeepHash'\\]"):
+        bt.run_table("mnist", tiny_mnist, methods=["DeepHash"])
+
+
+def test_cli_bench_table(tiny_mnist, tmp_path, capsys):
+    from hashplug.cli import main
+
+    out = tmp_path / "cli.json"
+    rc = main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--k", "2", "--seeds", "1",
+               "--methods", "LSH", "ITQ", "--limit", "500", "--out", str(out)])
+    assert rc == 0
+    assert set(json.loads(out.read_text())["rows"]) == {"LSH", "ITQ"}
+    assert "ours / paper" in capsys.readouterr().out
