@@ -79,6 +79,10 @@ def test_run_table_json_shape(tiny_mnist, tmp_path):
         assert set(row) == {"2", "4"}
         assert all(0.0 <= v <= 100.0 for v in row.values()), (method, row)
     assert on_disk["paper"]["BioHash"]["2"] == 44.38
+    # The headline rows are the order-independent tie-aware mAP; the lower-index rule is kept beside it.
+    assert on_disk["rows"] == on_disk["rows_tie_aware"]
+    assert set(on_disk["rows_first_index"]) == set(on_disk["rows"])
+    assert len(on_disk["per_seed"]["LSH"]["2"]) == 2
     assert on_disk["hyperparameters"]["BioHash"]["activity"] == 0.05
     # The blobs are well separated: a trained k-hot code must do far better than chance (10 %).
     assert on_disk["rows"]["BioHash"]["4"] > 30.0
