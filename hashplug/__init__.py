@@ -12,7 +12,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .encoders import available_encoders, get_encoder, load_encoder  # noqa: E402  (numpy-only at import)
-from .validation import HashplugError, ModelFileError, ModelMismatchError  # noqa: E402
+from .validation import (  # noqa: E402
+    HashplugError,
+    HashplugTypeError,
+    IngestError,
+    ModelFileError,
+    ModelMismatchError,
+    ModelNotFoundError,
+)
 
 try:  # registers the "hashplug" LanceDB embedding function, so saved tables reopen
     from .integrations import lancedb as _lancedb_registration  # noqa: E402, F401
@@ -25,8 +32,11 @@ __all__ = [
     "get_encoder",
     "load_encoder",
     "HashplugError",
+    "HashplugTypeError",
+    "IngestError",
     "ModelFileError",
     "ModelMismatchError",
+    "ModelNotFoundError",
 ]
 
 _LAZY = {

@@ -13,8 +13,11 @@ import numpy as np
 
 __all__ = [
     "HashplugError",
+    "HashplugTypeError",
     "ModelFileError",
+    "ModelNotFoundError",
     "ModelMismatchError",
+    "IngestError",
     "check_array",
     "check_int_param",
     "check_float_param",
@@ -25,15 +28,45 @@ __all__ = [
 
 
 class HashplugError(ValueError):
-    """Base class of hashplug's input errors (a ``ValueError``)."""
+    """Base class of every error hashplug raises for bad input (a ``ValueError``).
+
+    ``except hashplug.HashplugError`` catches them all; the subclasses below also derive from the builtin
+    type that fits (``TypeError``, ``FileNotFoundError``), so code written against the builtins keeps working.
+    """
+
+
+class HashplugTypeError(HashplugError, TypeError):
+    """An argument of the wrong type (also a ``TypeError``)."""
 
 
 class ModelFileError(HashplugError):
     """A saved model or ONNX file is missing, corrupt or not a hashplug file."""
 
 
+class ModelNotFoundError(ModelFileError, FileNotFoundError):
+    """A model file (or a file the model needs) does not exist (also a ``FileNotFoundError``)."""
+
+
 class ModelMismatchError(HashplugError):
     """A model file does not match the table, the data or the saved configuration."""
+
+
+class IngestError(HashplugError):
+    """Ingestion stopped on a bad chunk; what was committed before it stays committed.
+
+    Attributes
+    ----------
+    rows_committed : int
+        Rows of the source committed to the table before the failure (by this and earlier runs
+        sharing the checkpoint).
+    row : int or None
+        Index, in the whole source, of the first bad row when it is known.
+    """
+
+    def __init__(self, message: str, *, rows_committed: int = 0, row: int | None = None) -> None:
+        super().__init__(message)
+        self.rows_committed = int(rows_committed)
+        self.row = row
 
 
 class NotFittedError(HashplugError, AttributeError):
