@@ -55,7 +55,7 @@ def main() -> None:
     print("code column:", tbl.schema.field("code").type)  # fixed_size_list<uint8>[8], not floats
     create_index(tbl)  # IVF_FLAT, hamming
 
-    res = hashplug.search(tbl, Q[0], k=5, columns=["id", "label"], nprobes=8)
+    res = hashplug.search(tbl, Q[0], limit=5, columns=["id", "label"], nprobes=8)
     print("hashplug.search:", res.to_pylist())
     res = (
         tbl.search(hashplug.Query(Q[0]))
@@ -68,7 +68,7 @@ def main() -> None:
 
     # Two-stage: 10x Hamming candidates, rescored by exact cosine distance on the stored floats.
     rr = FloatRescoreReranker("vector", metric="cosine", overfetch=10)
-    res = hashplug.search(tbl, Q[1], k=5, reranker=rr, columns=["id", "label"])
+    res = hashplug.search(tbl, Q[1], limit=5, reranker=rr, columns=["id", "label"])
     print("rescored:", res.select(["id", "label", "_hamming", "_float_distance"]).to_pylist())
 
     # ---- 3. sparse table via resumable chunked ingest (checkpoint + atomic chunks)
@@ -91,7 +91,7 @@ def main() -> None:
         sp.schema.field("code").type,
     )
     for i in range(len(Q)):
-        res = hashplug.search(sp, Q[i], k=10, columns=["id", "label"])
+        res = hashplug.search(sp, Q[i], limit=10, columns=["id", "label"])
         prec = float(np.mean(np.asarray(res["label"].to_pylist()) == yq[i]))
         print(f"query {i}: label precision@10 = {prec:.2f}, distances {res['_distance'].to_pylist()[:5]}")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import check_steps
 from ..modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
-from ..validation import HashplugError, ModelFileError, check_array
+from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_array
 
 __all__ = ["to_onnx", "build_model", "read_metadata", "check_parity", "DEFAULT_OPSET", "SUPPORTED_OPSETS"]
 
@@ -250,7 +250,7 @@ def read_metadata(path: str | Path) -> ModelCard:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"No ONNX file at {str(path)!r}.")
+        raise ModelNotFoundError(f"No ONNX file at {str(path)!r}; export one with hashplug.export.to_onnx(encoder, path).")
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:

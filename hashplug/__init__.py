@@ -19,6 +19,7 @@ from .validation import (  # noqa: E402
     ModelFileError,
     ModelMismatchError,
     ModelNotFoundError,
+    TableSchemaError,
 )
 
 try:  # registers the "hashplug" LanceDB embedding function, so saved tables reopen
@@ -37,6 +38,7 @@ __all__ = [
     "ModelFileError",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "TableSchemaError",
 ]
 
 _LAZY = {
@@ -44,6 +46,8 @@ _LAZY = {
     "Query": ("hashplug.integrations.lancedb", "Query"),
     "search": ("hashplug.integrations.lancedb", "search"),
     "ingest": ("hashplug.integrations.arrow", "ingest"),
+    "add": ("hashplug.integrations.arrow", "add"),
+    "update": ("hashplug.integrations.lancedb", "update"),
     "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
     "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
     "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import codes as _codes
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
-from .validation import HashplugError, ModelFileError, check_array, check_int_param
+from .validation import HashplugError, ModelFileError, ModelNotFoundError, check_array, check_int_param
 
 __all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "resolve_providers"]
 
@@ -85,7 +85,10 @@ def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
     try:
         st = os.stat(resolved)
     except OSError as exc:
-        raise ModelFileError(f"No ONNX model file at {str(path)!r} ({exc.strerror}).") from None
+        raise ModelNotFoundError(
+            f"No ONNX model file at {str(path)!r} ({exc.strerror}); export one with "
+            "hashplug.export.to_onnx(encoder, path) or `hashplug export model.npz --out model.onnx`."
+        ) from None
     if not os.path.isfile(resolved):
         raise ModelFileError(f"{str(path)!r} is not a file; pass the path of an exported .onnx model.")
     stat_key = (resolved, st.st_size, st.st_mtime_ns, st.st_ino)

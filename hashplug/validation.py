@@ -17,6 +17,7 @@ __all__ = [
     "ModelFileError",
     "ModelNotFoundError",
     "ModelMismatchError",
+    "TableSchemaError",
     "IngestError",
     "check_array",
     "check_int_param",
@@ -49,6 +50,10 @@ class ModelNotFoundError(ModelFileError, FileNotFoundError):
 
 class ModelMismatchError(HashplugError):
     """A model file does not match the table, the data or the saved configuration."""
+
+
+class TableSchemaError(HashplugError):
+    """A LanceDB table's columns cannot hold or search hashplug codes (e.g. a float code column)."""
 
 
 class IngestError(HashplugError):
@@ -84,6 +89,7 @@ def check_array(
     allow_empty: bool = False,
     finite: bool = True,
     owner: str | None = None,
+    row_offset: int = 0,
 ) -> np.ndarray:
     """Validate and convert an input array.
 
@@ -107,6 +113,8 @@ def check_array(
         Reject NaN and infinity.
     owner : str or None
         Who is checking (class or function name), prefixed to messages.
+    row_offset : int
+        Added to the row index in messages, when ``X`` is a slice of a larger source (a chunk of an ingest).
 
     Returns
     -------
@@ -151,9 +159,11 @@ def check_array(
     if dtype is not None and arr.dtype != dtype:
         arr = arr.astype(dtype)
     if finite and arr.size and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
+        bad = [int(i) for i in np.argwhere(~np.isfinite(arr))[0]]
+        if arr.ndim:
+            bad[0] += int(row_offset)
         raise HashplugError(
-            f"{who}{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)}); "
+            f"{who}{name} contains NaN or infinity (first at index {tuple(bad)}); "
             "clean or impute the data before encoding."
         )
     return np.ascontiguousarray(arr)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..validation import HashplugError, ModelFileError
+from ..validation import HashplugError, ModelNotFoundError
 
 __all__ = [
     "CODE_KINDS",
@@ -70,7 +70,7 @@ def load_encoder_cached(
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ModelFileError(
+        raise ModelNotFoundError(
             f"No ONNX model at {str(p)!r}. The table's embedding function was configured with this path; restore the "
             "file there (or re-create the function with the model's new location)."
         ) from None
@@ -93,12 +93,15 @@ def load_encoder_cached(
     return enc
 
 
-def column_to_numpy(col: Any, input_shape: tuple[int, ...], *, name: str = "source") -> np.ndarray:
+def column_to_numpy(
+    col: Any, input_shape: tuple[int, ...], *, name: str = "source", row_offset: int = 0
+) -> np.ndarray:
     """Convert an Arrow column of samples to a float32 array of shape ``(n, *input_shape)``.
 
     Accepts ``fixed_size_list`` (nested for images), ``list`` / ``large_list`` with equal lengths,
     ``fixed_shape_tensor`` columns, numpy arrays and Python lists of vectors. Nulls, NaN, infinity and a wrong
-    number of features are rejected with a :class:`~hashplug.validation.HashplugError`.
+    number of features are rejected with a :class:`~hashplug.validation.HashplugError`; row numbers in the
+    messages are ``row_offset`` plus the row in ``col`` (the row in the whole source when ``col`` is a chunk).
     """
     from ..validation import check_array
 
@@ -113,7 +116,8 @@ def column_to_numpy(col: Any, input_shape: tuple[int, ...], *, name: str = "sour
             if col.null_count:
                 first = int(np.flatnonzero(~np.asarray(col.is_valid()))[0])
                 raise HashplugError(
-                    f"{name} has {col.null_count} null rows (first at row {first}); every row needs a sample."
+                    f"{name} has {col.null_count} null rows (first at row {first + int(row_offset)}); "
+                    "every row needs a sample."
                 )
             vals: Any = col
             while (
@@ -151,7 +155,14 @@ def column_to_numpy(col: Any, input_shape: tuple[int, ...], *, name: str = "sour
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
     arr = check_array(
-        arr, name=name, ndim=None, n_features=n_features, dtype=np.float32, allow_empty=True, finite=True
+        arr,
+        name=name,
+        ndim=None,
+        n_features=n_features,
+        dtype=np.float32,
+        allow_empty=True,
+        finite=True,
+        row_offset=row_offset,
     )
     return arr.reshape((arr.shape[0], *input_shape))
 

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..validation import HashplugError, ModelMismatchError, check_int_param
+from ..validation import HashplugError, IngestError, ModelMismatchError, check_int_param
 from ._common import code_type, codes_to_arrow, column_to_numpy
 
-__all__ = ["encode_batches", "ingest", "IngestResult", "iter_source"]
+__all__ = ["encode_batches", "ingest", "add", "IngestResult", "iter_source"]
 
 
 # ---------------------------------------------------------------------------------------------------- encode
@@ -57,6 +57,7 @@ def encode_batches(
     code: str | None = None,
     batch_size: int | None = None,
     schema: pa.Schema | None = None,
+    row_offset: int = 0,
 ) -> pa.RecordBatchReader:
     """Add a code column to every batch of a stream, with bounded memory.
 
@@ -74,6 +75,8 @@ def encode_batches(
         Split larger input batches to at most this many rows.
     schema : pyarrow.Schema or None
         Input schema when ``reader`` is a plain iterable (default: the first batch's).
+    row_offset : int
+        Row number of the stream's first row in a larger source; error messages count rows from it.
 
     Returns
     -------
@@ -111,14 +114,16 @@ def encode_batches(
     out_schema = base.append(pa.field(target, code_type(code, nb)))
 
     def gen() -> Iterator[pa.RecordBatch]:
+        row = int(row_offset)
         for batch in it:
             step = batch_size or max(batch.num_rows, 1)
             for s in range(0, batch.num_rows, step):
                 part = batch.slice(s, step)
-                X = column_to_numpy(part.column(source), shape, name=f"column {source!r}")
+                X = column_to_numpy(part.column(source), shape, name=f"column {source!r}", row_offset=row + s)
                 arr = codes_to_arrow(enc(X), code)
                 cols = [part.column(f.name) for f in base]
                 yield pa.RecordBatch.from_arrays([*cols, arr], schema=out_schema)
+            row += batch.num_rows
 
     return pa.RecordBatchReader.from_batches(out_schema, gen())
 
@@ -165,6 +170,10 @@ def iter_source(
         }
         source = pa.table(cols)
         desc = "mapping"
+    elif isinstance(source, list) and source and all(isinstance(r, Mapping) or hasattr(r, "model_dump") for r in source):
+        rows = [r if isinstance(r, Mapping) else r.model_dump() for r in source]  # dicts or LanceModel rows
+        source = pa.Table.from_pylist([{k: v for k, v in r.items() if v is not None} for r in rows])
+        desc = f"list of {len(rows)} rows"
     else:
         desc = type(source).__name__
     if type(source).__module__.startswith("pandas"):
@@ -208,7 +217,7 @@ def iter_source(
         return iter([source]), source.num_rows, desc
     if isinstance(source, pa.RecordBatchReader):
         return iter(source), None, desc
-    if isinstance(source, Iterable):
+    if isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
         return iter(source), None, desc
     raise HashplugError(
         f"cannot ingest a {type(source).__name__}; pass an ndarray, pyarrow Table/RecordBatchReader, a pandas "
@@ -316,21 +325,97 @@ def _as_function(model: Any, code: str | None) -> Any:
     return get_registry().get("hashplug").create(**kwargs)
 
 
+_CKPT_VERSION = 2
+#: Every ``_DIGEST_STRIDE``-th source row (by its index in the whole source) enters the checkpoint's digest.
+_DIGEST_STRIDE = 61
+
+
+class _SourceDigest:
+    """A fingerprint of a source's first rows: the row count and every ``_DIGEST_STRIDE``-th sample's values.
+
+    It depends only on the rows and their positions (not on how the source is split into batches), so a rerun
+    recomputes it over the rows its checkpoint says were committed and refuses a different source. Hashing a
+    sample of rows keeps its cost negligible next to encoding and writing.
+    """
+
+    def __init__(self, column: str, shape: tuple[int, ...]) -> None:
+        import hashlib
+
+        self.column, self.shape = column, shape
+        self.rows = 0
+        self._h = hashlib.blake2b(digest_size=16)
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        n = batch.num_rows
+        first = (-self.rows) % _DIGEST_STRIDE
+        idx = np.arange(first, n, _DIGEST_STRIDE)
+        if idx.size:
+            col = batch.column(self.column).take(pa.array(idx))
+            X = column_to_numpy(col, self.shape, name=f"column {self.column!r}", row_offset=self.rows)
+            self._h.update((self.rows + idx).astype("<i8").tobytes())
+            self._h.update(X.astype("<f4").tobytes())
+        self.rows += n
+
+    def hexdigest(self) -> str:
+        h = self._h.copy()
+        h.update(np.int64(self.rows).tobytes())
+        return h.hexdigest()
+
+
+def _table_identity(table: Any) -> dict[str, Any]:
+    return {"name": getattr(table, "name", None), "uri": str(getattr(table, "uri", "") or "") or None}
+
+
 def _read_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise HashplugError(
             f"checkpoint {str(path)!r} is unreadable ({exc}); delete it to start over."
         ) from None
+    if not isinstance(state, dict) or state.get("version") != _CKPT_VERSION:
+        raise HashplugError(
+            f"checkpoint {str(path)!r} is not a hashplug ingest checkpoint of version {_CKPT_VERSION} (found "
+            f"version {state.get('version') if isinstance(state, dict) else None!r}); it cannot prove which rows "
+            "it covers. Delete it and rerun with id_column= (merge_insert), which never duplicates rows."
+        )
+    return state
 
 
 def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
+
+
+def _skip_verified(
+    batches: Iterator[pa.RecordBatch],
+    skip: int,
+    checks: dict[int, str],
+    digest: _SourceDigest,
+    mismatch: Any,
+) -> Iterator[pa.RecordBatch]:
+    """Drop the first ``skip`` rows of a stream, feeding them to ``digest``; at each row count in ``checks`` the
+    digest must equal the recorded one (else ``mismatch(rows, got, want)`` raises). Yields the rest."""
+    pending = sorted(c for c in checks if 0 < c <= skip)
+    for b in batches:
+        for part in b.to_batches() if isinstance(b, pa.Table) else [b]:
+            while part.num_rows and digest.rows < skip:
+                stop = min(pending[0] if pending else skip, skip)
+                take = min(part.num_rows, stop - digest.rows)
+                digest.update(part.slice(0, take))
+                part = part.slice(take)
+                if pending and digest.rows == pending[0]:
+                    got = digest.hexdigest()
+                    if got != checks[pending[0]]:
+                        mismatch(pending[0], got, checks[pending[0]])
+                    pending.pop(0)
+            if part.num_rows:
+                yield part
+    if digest.rows < skip:
+        mismatch(digest.rows, None, None)
 
 
 def ingest(
@@ -417,18 +502,33 @@ def ingest(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     table_rows = table.count_rows()
     state = _read_checkpoint(ckpt_path) if ckpt_path is not None else None
+    digest = _SourceDigest(src, func.input_shape)
     skip = 0
+    checks: dict[int, str] = {}
     if state is not None:
+        where = f"checkpoint {str(ckpt_path)!r}"
         if state.get("model_sha256") != func.encoder.file_sha256:
             raise ModelMismatchError(
-                f"checkpoint {str(ckpt_path)!r} was written with model sha256 {state.get('model_sha256')}, but the "
+                f"{where} was written with model sha256 {state.get('model_sha256')}, but the "
                 f"table's model is {func.encoder.file_sha256}; delete the checkpoint to start over."
+            )
+        if state.get("table") != _table_identity(table):
+            raise HashplugError(
+                f"{where} belongs to table {state.get('table')}, not to {_table_identity(table)}; "
+                "use one checkpoint file per table and source (or delete it to start over)."
             )
         if state.get("chunk_size") != chunk_size:
             raise HashplugError(
-                f"checkpoint {str(ckpt_path)!r} used chunk_size={state.get('chunk_size')}; resume with the same value."
+                f"{where} used chunk_size={state.get('chunk_size')}; resume with the same value."
             )
         skip = int(state["rows_done"])
+        checks[skip] = state["digest"]
+        if total is not None and total < skip:
+            raise HashplugError(
+                f"{where} records {skip} rows of its source committed, but this source ({desc}) has only "
+                f"{total} rows: it is not the source the checkpoint was written for. Use a new checkpoint "
+                "file for a new source (or delete this one to start over)."
+            )
         if id_column is None:
             derived = table_rows - int(state["base_rows"])
             if derived != skip:
@@ -436,29 +536,43 @@ def ingest(
                     skip = derived  # the crash fell between a commit and the checkpoint update
                 else:
                     raise HashplugError(
-                        f"checkpoint {str(ckpt_path)!r} records {skip} rows committed on top of {state['base_rows']}, "
+                        f"{where} records {skip} rows committed on top of {state['base_rows']}, "
                         f"but the table has {table_rows} rows; another writer changed it. Use id_column= "
                         "(merge_insert) or delete the checkpoint."
                     )
     else:
         state = {
-            "version": 1,
+            "version": _CKPT_VERSION,
             "source": desc,
-            "table": getattr(table, "name", None),
+            "table": _table_identity(table),
             "model_sha256": func.encoder.file_sha256,
             "chunk_size": chunk_size,
             "base_rows": table_rows,
             "rows_done": 0,
+            "digest": digest.hexdigest(),
             "finished": False,
         }
-    if state.get("finished"):
-        return IngestResult(table, 0, int(state["rows_done"]), 0)
 
-    def all_chunks() -> Iterator[pa.Table]:
-        yield first
-        yield from chunks
+    def mismatch(rows: int, got: str | None, want: str | None) -> None:
+        if got is None:
+            raise HashplugError(
+                f"checkpoint {str(ckpt_path)!r} records {skip} rows of its source committed, but this source "
+                f"({desc}) ended after {rows}: it is not the source the checkpoint was written for. Use a new "
+                "checkpoint file for a new source (or delete this one to start over)."
+            )
+        raise HashplugError(
+            f"checkpoint {str(ckpt_path)!r} was written for another source: its first {rows} rows do not match "
+            f"the rows it recorded (fingerprint {got} != {want}). Nothing was written. Use a new checkpoint "
+            "file for a new source, or delete this one to ingest this source from its first row."
+        )
 
-    stream = _rechunk((b for t in all_chunks() for b in t.to_batches()), chunk_size, skip)
+    def all_batches() -> Iterator[pa.RecordBatch]:
+        yield from first.to_batches()
+        for t in chunks:
+            yield from t.to_batches()
+
+    rest = _skip_verified(all_batches(), skip, checks, digest, mismatch)
+    stream = _rechunk(rest, chunk_size, 0)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -468,7 +582,24 @@ def ingest(
     target_type = table.schema.field(col).type
     try:
         for chunk in stream:
-            enc = encode_batches(chunk.to_reader(), func, source=src, target=col).read_all()
+            start = skip + written
+            try:
+                enc = encode_batches(
+                    chunk.to_reader(), func, source=src, target=col, row_offset=start
+                ).read_all()
+            except HashplugError as exc:
+                how = (
+                    f"rerun the same call with checkpoint={str(ckpt_path)!r} to resume from row {start}"
+                    if ckpt_path is not None
+                    else f"ingest the rest from source row {start} on (or pass checkpoint= to resume automatically)"
+                )
+                raise IngestError(
+                    f"{exc} Ingest stopped at the chunk of source rows {start}-{start + chunk.num_rows - 1}: "
+                    f"{start} rows of this source are committed and stay in the table ({written} by this call); "
+                    f"nothing of this chunk was written. Fix the data and {how}.",
+                    rows_committed=start,
+                    row=_first_row_number(str(exc)),
+                ) from exc
             enc = enc.set_column(
                 enc.schema.get_field_index(col), pa.field(col, target_type), enc[col].cast(target_type)
             )
@@ -481,9 +612,12 @@ def ingest(
                     .when_not_matched_insert_all()
                     .execute(enc)
                 )
+            digest.update(chunk)
             written += chunk.num_rows
             n_chunks += 1
             state["rows_done"] = skip + written
+            state["digest"] = digest.hexdigest()
+            state["finished"] = False
             if ckpt_path is not None:
                 _write_checkpoint(ckpt_path, state)
             if bar is not None:
@@ -495,3 +629,40 @@ def ingest(
     if ckpt_path is not None:
         _write_checkpoint(ckpt_path, state)
     return IngestResult(table, written, skip, n_chunks)
+
+
+def add(table: Any, data: Any, *, columns: Mapping[str, Any] | None = None, **kwargs: Any) -> IngestResult:
+    """``table.add(data)`` for a hashplug table, with hashplug's checks and error types.
+
+    ``table.add`` runs the embedding function inside LanceDB's Rust writer, which re-raises any error as
+    ``RuntimeError("Arrow error: C Data interface error: Invalid: <hashplug's message> ...")``. This call
+    encodes the rows first, raising :class:`~hashplug.validation.HashplugError` subclasses for bad input
+    (before anything is written), then commits all rows in one atomic ``table.add``.
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+    data : ndarray, list of dicts or LanceModel rows, mapping, pyarrow Table / RecordBatch, DataFrame or path
+        The rows (anything :func:`ingest` takes).
+    columns : mapping or None
+        Extra columns for an ndarray ``data``.
+    **kwargs
+        Passed to :func:`ingest` (``source_column``, ``code_column``, ``id_column``).
+
+    Returns
+    -------
+    IngestResult
+    """
+    kwargs.setdefault("progress", False)
+    return ingest(table, data, columns=columns, chunk_size=_ONE_COMMIT, **kwargs)
+
+
+_ONE_COMMIT = 1 << 62
+
+
+def _first_row_number(message: str) -> int | None:
+    """The source row named in a validation message ("first at index (r, ...)" or "first at row r")."""
+    import re
+
+    m = re.search(r"first at (?:index \(|row )(\d+)", message)
+    return int(m.group(1)) if m else None

@@ -11,7 +11,7 @@ Quick start::
     tbl = db.create_table("items", schema=schema(func, source_dim=784, extra={"id": pa.int64()}))
     tbl.add(pa.table({"id": ids, "vector": list(X)}))                     # codes computed by the function
     tbl.search(hashplug.Query(x)).distance_type("hamming").limit(10).to_arrow()
-    hashplug.search(tbl, x, k=10)                                          # the same, dense or sparse
+    hashplug.search(tbl, x, limit=10)                                          # the same, dense or sparse
 
 Why the helpers: LanceDB writes an embedding function's output as *float* vectors unless the table was created
 with an explicit schema whose code column is ``fixed_size_list<uint8>[n_bytes]``, so always create tables with
@@ -36,7 +36,7 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, EmbeddingFunctionConfig, get_registry, register
 from pydantic import PrivateAttr
 
-from ..validation import HashplugError, ModelMismatchError, check_array
+from ..validation import HashplugError, ModelMismatchError, TableSchemaError, check_array
 from ._common import (
     CODE_KINDS,
     META_K,
@@ -60,7 +60,9 @@ __all__ = [
     "create_index",
     "get_function",
     "check_table",
+    "check_code_column",
     "search",
+    "update",
 ]
 
 _QUERY_PREFIX = "hashplug-query:v1:"
@@ -286,7 +288,7 @@ class HashplugEmbeddings(EmbeddingFunction):
         if self.code == "sparse":
             raise HashplugError(
                 "This table stores sparse k-hot codes (list<int32>), which LanceDB's vector search cannot rank; "
-                "use hashplug.search(table, x, k=...) instead of table.search(hashplug.Query(x))."
+                "use hashplug.search(table, x, limit=...) instead of table.search(hashplug.Query(x))."
             )
         if not isinstance(query, (Query, str)):
             raise HashplugError(
@@ -409,6 +411,11 @@ def lance_model(
 ) -> type:
     """A ``LanceModel`` subclass for a dense hashplug table (``Vector(n_bytes, value_type=pa.uint8())`` codes).
 
+    Writing the model by hand, declare the code field as ``Vector(func.ndims(), value_type=pa.uint8())``:
+    LanceDB's default ``Vector(n)`` (and a ``list[float]`` ``VectorField``) make a *float* column, into which
+    LanceDB silently casts the codes, and Hamming search then fails. Declare the source field as ``list[float]``
+    rather than ``Vector(d)``, or every ``table.search`` needs ``vector_column_name``.
+
     Parameters
     ----------
     func : HashplugEmbeddings
@@ -440,7 +447,9 @@ def lance_model(
             f"source_dim={d} but the model expects {int(np.prod(func.input_shape))} features."
         )
     fields: dict[str, Any] = {k: (v, ...) for k, v in (extra or {}).items()}
-    fields[source] = (Vector(d), func.SourceField())
+    # ``list[float]`` (not ``Vector(d)``): the code column stays the table's only vector column, so
+    # ``table.search(hashplug.Query(x))`` needs no ``vector_column_name``.
+    fields[source] = (list[float], func.SourceField())
     fields[target] = (Vector(func.n_bytes, value_type=pa.uint8()), func.VectorField(default=None))
     return create_model(name, __base__=LanceModel, **fields)
 
@@ -538,6 +547,7 @@ def check_table(
         The column's type or recorded ``m``/``k``/kind/sha256 differ from the model's (the message lists each).
     """
     col, src, own = get_function(table, column)
+    check_code_column(table, col, own)
     use = func if func is not None else own
     field = table.schema.field(col)
     diffs = []
@@ -559,6 +569,44 @@ def check_table(
     return col, src, use
 
 
+def check_code_column(table: Any, column: str, func: HashplugEmbeddings) -> None:
+    """Raise :class:`~hashplug.validation.TableSchemaError` unless ``column`` has the type ``func`` writes.
+
+    Catches the LanceDB idiom that silently stores codes as floats: a ``LanceModel`` field declared
+    ``Vector(func.ndims())`` or ``list[float]`` with ``func.VectorField()`` makes a ``fixed_size_list<float>``
+    column, into which LanceDB casts the codes on ``add`` (Hamming search then fails inside LanceDB). The
+    message names the declaration to use and how to keep the rows already stored.
+    """
+    field = table.schema.field(column)
+    want = func.arrow_type()
+    if field.type == want:
+        return
+    name = getattr(table, "name", "?")
+    keep = (
+        f"The rows already stored are intact apart from the codes: copy them into a new table, e.g. "
+        f"hashplug.integrations.lancedb.create_table(db, '{name}_v2', func, "
+        f"data=table.to_arrow().drop_columns(['{column}'])), which recomputes the codes."
+    )
+    if func.code == "dense":
+        fix = (
+            f"declare the field as `{column}: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()` "
+            "in your LanceModel, or create the table with hashplug.integrations.lancedb.schema(func) or "
+            "lance_model(func)."
+        )
+    else:
+        fix = "create sparse tables with hashplug.integrations.lancedb.schema(func) (a list<int32> column)."
+    what = (
+        "LanceDB's default for Vector(n) and list[float] vector fields, so the codes were cast to floats and "
+        "Hamming search cannot run on them"
+        if pa.types.is_fixed_size_list(field.type) and pa.types.is_floating(field.type.value_type)
+        else "not the type this function writes"
+    )
+    raise TableSchemaError(
+        f"column {column!r} of table {name!r} is {field.type} ({what}); the hashplug function "
+        f"(code={func.code!r}) needs {want}. Fix: {fix} {keep}"
+    )
+
+
 def create_index(
     table: Any, column: str | None = None, *, num_partitions: int | None = None, replace: bool = True
 ) -> None:
@@ -570,6 +618,7 @@ def create_index(
     from lancedb.index import IvfFlat, LabelList
 
     col, _, func = get_function(table, column)
+    check_code_column(table, col, func)
     if func.code == "dense":
         n = table.count_rows()
         parts = num_partitions or max(1, min(256, int(np.sqrt(max(n, 1)))))
@@ -653,7 +702,7 @@ def _apply_reranker(
 def search(
     table: Any,
     x: Any,
-    k: int = 10,
+    limit: int = 10,
     *,
     reranker: Any = None,
     where: str | None = None,
@@ -662,6 +711,7 @@ def search(
     nprobes: int | None = None,
     exact: bool = False,
     query_string: str | None = None,
+    k: int | None = None,
 ) -> pa.Table:
     """Hamming search of a hashplug table with a raw query, in one call.
 
@@ -675,10 +725,10 @@ def search(
         A table created with :func:`schema` (or :func:`lance_model` / :func:`create_table`).
     x : array-like or Query
         One sample.
-    k : int
-        Rows to return.
+    limit : int
+        Rows to return (``k=`` is the deprecated 0.1.0 name; it still works, with a ``DeprecationWarning``).
     reranker : lancedb.rerankers.Reranker or None
-        Applied to ``k * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``k``.
+        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``.
         hashplug rerankers receive the query code (and raw query) directly; other rerankers get
         ``query_string`` (default ``str(Query(x))``).
     where : str or None
@@ -701,8 +751,18 @@ def search(
     """
     from ..validation import check_int_param
 
-    k = check_int_param(k, "k", "hashplug.search", 1)
+    if k is not None:
+        import warnings
+
+        warnings.warn(
+            "hashplug.search(k=...) is deprecated and will be removed in 0.3; use limit=.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        limit = k
+    k = check_int_param(limit, "limit", "hashplug.search", 1)
     col, _, func = get_function(table, column)
+    check_code_column(table, col, func)
     q = x if isinstance(x, Query) else Query(x)
     codes = func.encode_query(q)
     if codes.shape[0] != 1:
@@ -738,6 +798,79 @@ def search(
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
     return res
+
+
+def update(
+    table: Any,
+    where: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    *,
+    values_sql: Mapping[str, str] | None = None,
+    column: str | None = None,
+) -> Any:
+    """``table.update`` that keeps the code column in step with the source column.
+
+    LanceDB runs embedding functions on ``add`` and ``merge_insert`` only: ``table.update(values={"vector":
+    x})`` replaces the samples and silently leaves their *old* codes in place. This call encodes the new
+    sample with the table's own function and writes sample and code in one atomic update. To give many rows
+    different new samples, use ``hashplug.ingest(table, rows, id_column="id")`` (``merge_insert``: each row's
+    code is recomputed).
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+    where : str or None
+        SQL filter of the rows to update (all rows when None), as in ``table.update``.
+    values : mapping or None
+        Column -> new value. A new sample for the source column is encoded; the code column cannot be set
+        directly.
+    values_sql : mapping or None
+        Column -> SQL expression, for columns other than the source and code columns.
+    column : str or None
+        Code column, when the table has several hashplug columns.
+
+    Returns
+    -------
+    The result of ``table.update``.
+
+    Raises
+    ------
+    HashplugError
+        ``values`` sets the code column, ``values_sql`` sets the source or code column, or the sample is
+        invalid (checked before anything is written).
+    """
+    col, src, func = get_function(table, column)
+    check_code_column(table, col, func)
+    vals = dict(values or {})
+    sql = dict(values_sql or {})
+    if col in vals or col in sql:
+        raise HashplugError(
+            f"hashplug.update: the code column {col!r} is computed by the table's function; set the source "
+            f"column {src!r} instead."
+        )
+    if src in sql:
+        raise HashplugError(
+            f"hashplug.update: the source column {src!r} cannot be set by a SQL expression (its code could not "
+            f"be computed); pass the new sample in values={{{src!r}: x}}, or use hashplug.ingest(table, rows, "
+            "id_column=...) for per-row samples."
+        )
+    if src in vals:
+        x = Query(vals[src]).x
+        code = func.encode_query(Query(x))
+        if code.shape[0] != 1:
+            raise HashplugError(
+                f"hashplug.update sets one sample on every matching row; got {code.shape[0]}. For per-row samples "
+                "use hashplug.ingest(table, rows, id_column=...)."
+            )
+        depth, t = 0, table.schema.field(src).type
+        while pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+            depth, t = depth + 1, t.value_type
+        shape = func.input_shape if depth == len(func.input_shape) else (-1,)  # nested lists for images
+        vals[src] = x.reshape(shape).tolist()
+        vals[col] = code[0].tolist()
+    if not vals and not sql:
+        raise HashplugError("hashplug.update: nothing to update; pass values= or values_sql=.")
+    return table.update(where=where, values=vals or None, values_sql=sql or None)
 
 
 def query_code(table: Any, x: Any, column: str | None = None) -> np.ndarray:

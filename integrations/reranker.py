@@ -149,9 +149,10 @@ class HammingReranker(_HashplugReranker):
     Parameters
     ----------
     query_code : array-like or None
-        The query's code: packed uint8 ``(n_bytes,)`` or active unit ids. Default: taken from
-        :func:`hashplug.search`, or by encoding the query string (``str(hashplug.Query(x))``) with the table's
-        function.
+        The query's code: packed uint8 ``(n_bytes,)`` or active unit ids. When given it is always used, also
+        by :func:`hashplug.search` (which then fetches candidates for its own query ``x`` and orders them by
+        the distance to this code). Default: the code :func:`hashplug.search` computes, or the query string
+        (``str(hashplug.Query(x))``) encoded with the table's function.
     function : HashplugEmbeddings or None
         Encoder used for string queries (default: ``table``'s).
     table : lancedb.table.Table or None
@@ -188,10 +189,10 @@ class HammingReranker(_HashplugReranker):
         self.query_code = None if query_code is None else np.asarray(query_code).ravel()
 
     def _resolve_code(self, query_code: Any, query: Any, function: Any) -> np.ndarray:
+        if self.query_code is not None:  # given explicitly: it wins over the code hashplug.search passes
+            return self.query_code
         if query_code is not None:
             return np.asarray(query_code).ravel()
-        if self.query_code is not None:
-            return self.query_code
         q = query if not isinstance(query, str) else self._query_from_string(query)
         if q is None:
             raise HashplugError(
@@ -234,7 +235,8 @@ class FloatRescoreReranker(_HashplugReranker):
         Stored float column (e.g. the source column ``"vector"``).
     metric : {"cosine", "l2"}
     query_vector : array-like or None
-        The raw query (default: from :func:`hashplug.search` or the query string ``str(hashplug.Query(x))``).
+        The raw query; when given it is always used, also by :func:`hashplug.search` (default: the query of
+        :func:`hashplug.search`, or the query string ``str(hashplug.Query(x))``).
     overfetch : int
         Candidate multiple (default 10).
     limit : int or None
@@ -265,10 +267,10 @@ class FloatRescoreReranker(_HashplugReranker):
         from ._common import column_to_numpy
         from .lancedb import Query
 
-        if isinstance(query, Query):
-            q = query.x.ravel()
-        elif self.query_vector is not None:
+        if self.query_vector is not None:  # given explicitly: it wins over the query hashplug.search passes
             q = self.query_vector
+        elif isinstance(query, Query):
+            q = query.x.ravel()
         else:
             qq = self._query_from_string(query)
             if qq is None:

@@ -100,7 +100,7 @@ def test_ingest_creates_table_from_uri(tmp_path):
     assert tbl.schema.field("code").type == pa.list_(pa.int32())
     hl.create_index(tbl)
     P = ref(X)
-    out = hashplug.search(tbl, X[9], k=7)
+    out = hashplug.search(tbl, X[9], limit=7)
     assert out["_distance"].to_pylist() == sorted(brute_hamming(P, P[9]))[:7]
     # Reopen by '<name>.lance' path.
     res2 = hashplug.ingest(tmp_path / "db" / "new.lance", X[:3], columns={"id": [1, 2, 3]}, progress=False)
@@ -202,3 +202,93 @@ def test_bad_input_keeps_committed_data(setup, tmp_path):
     with pytest.raises(ModelMismatchError, match="sha256"):
         hashplug.ingest(tbl, X, model=str(other), columns={"id": np.arange(1000)}, progress=False)
     assert tbl.count_rows() == n
+
+
+# ---------------------------------------------------------------------------------------------------- step 3a
+def test_checkpoint_refuses_another_source_and_writes_nothing(setup, tmp_path):
+    """A finished checkpoint reused for a different source used to report rows_written=0 and drop the data."""
+    tbl, func, ref, _, X = setup
+    ckpt = tmp_path / "g.ckpt"
+    res = hashplug.ingest(tbl, X[:400], columns={"id": np.arange(400)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    assert res.rows_written == 400
+    with pytest.raises(HashplugError, match="another source") as err:
+        hashplug.ingest(
+            tbl, X[300:700], columns={"id": np.arange(300, 700)}, chunk_size=100, checkpoint=ckpt, progress=False
+        )
+    assert "new checkpoint" in str(err.value)
+    assert tbl.count_rows() == 400
+    # A shorter source cannot be the one the checkpoint covers either.
+    with pytest.raises(HashplugError, match="only 50 rows|ended after"):
+        hashplug.ingest(tbl, X[:50], columns={"id": np.arange(50)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    # The same source again is a no-op; the same source grown by 200 rows ingests just the new rows.
+    again = hashplug.ingest(tbl, X[:400], columns={"id": np.arange(400)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    assert (again.rows_written, again.rows_skipped) == (0, 400)
+    grown = hashplug.ingest(tbl, X[:600], columns={"id": np.arange(600)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    assert (grown.rows_written, grown.rows_skipped) == (200, 400)
+    ids, codes = table_codes(tbl)
+    np.testing.assert_array_equal(ids, np.arange(600))
+    np.testing.assert_array_equal(codes, ref(X[:600]))
+
+
+def test_checkpoint_detects_a_change_after_the_first_chunk(setup, tmp_path):
+    tbl, func, ref, _, X = setup
+    ckpt = tmp_path / "c.json"
+    hashplug.ingest(tbl, X[:500], columns={"id": np.arange(500)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    changed = X[:700].copy()
+    changed[[433, 366, 427]] += 1.0  # differs only inside the committed range, after the first chunk
+    with pytest.raises(HashplugError, match="another source"):
+        hashplug.ingest(tbl, changed, columns={"id": np.arange(700)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    assert tbl.count_rows() == 500
+
+
+def test_checkpoint_belongs_to_its_table(setup, tmp_path):
+    tbl, func, ref, _, X = setup
+    ckpt = tmp_path / "t.json"
+    hashplug.ingest(tbl, X[:100], columns={"id": np.arange(100)}, checkpoint=ckpt, progress=False)
+    other = lancedb.connect(tmp_path / "db").create_table("other", schema=hl.schema(func, extra={"id": pa.int64()}))
+    with pytest.raises(HashplugError, match="belongs to table"):
+        hashplug.ingest(other, X[:100], columns={"id": np.arange(100)}, checkpoint=ckpt, progress=False)
+    assert other.count_rows() == 0
+
+
+def test_old_checkpoint_format_is_refused(setup, tmp_path):
+    tbl, func, ref, _, X = setup
+    ckpt = tmp_path / "v1.json"
+    ckpt.write_text(json.dumps({"version": 1, "rows_done": 100, "finished": True, "chunk_size": 65536}))
+    with pytest.raises(HashplugError, match="version 2"):
+        hashplug.ingest(tbl, X[:100], columns={"id": np.arange(100)}, checkpoint=ckpt, progress=False)
+    assert tbl.count_rows() == 0
+
+
+def test_bad_row_is_reported_in_source_numbers(setup, tmp_path):
+    """NaN in row 250 with chunks of 100: the message names row 250 and the 200 rows already committed."""
+    tbl, func, ref, _, X = setup
+    bad = X[:400].copy()
+    bad[250, 3] = np.nan
+    ckpt = tmp_path / "nan.json"
+    with pytest.raises(hashplug.IngestError) as err:
+        hashplug.ingest(tbl, bad, columns={"id": np.arange(400)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    e = err.value
+    assert isinstance(e, HashplugError) and isinstance(e, ValueError)
+    assert (e.rows_committed, e.row) == (200, 250)
+    msg = str(e)
+    assert "(250, 3)" in msg and "200 rows of this source are committed" in msg and "rows 200-299" in msg
+    assert "(50, 3)" not in msg
+    assert tbl.count_rows() == 200
+    # Fix the row, rerun the same call: it resumes at row 200.
+    bad[250, 3] = X[250, 3]
+    res = hashplug.ingest(tbl, bad, columns={"id": np.arange(400)}, chunk_size=100, checkpoint=ckpt, progress=False)
+    assert (res.rows_skipped, res.rows_written) == (200, 200)
+    ids, codes = table_codes(tbl)
+    np.testing.assert_array_equal(ids, np.arange(400))
+    np.testing.assert_array_equal(codes, ref(X[:400]))
+
+
+def test_null_row_is_reported_in_source_numbers(setup):
+    tbl, func, ref, _, X = setup
+    vec = pa.array([list(v) for v in X[:300]], type=pa.list_(pa.float32(), 16))
+    vec = pa.array([None if i == 170 else v for i, v in enumerate(vec.to_pylist())], type=vec.type)
+    src = pa.table({"id": np.arange(300), "vector": vec})
+    with pytest.raises(hashplug.IngestError, match="first at row 170") as err:
+        hashplug.ingest(tbl, src, chunk_size=100, progress=False)
+    assert err.value.row == 170 and tbl.count_rows() == 100

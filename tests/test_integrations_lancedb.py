@@ -138,7 +138,7 @@ def test_dense_search_matches_bruteforce(dense, data):
     tbl, func, ref, _ = dense
     P = ref(data)
     for i in (0, 7, 123):
-        res = hashplug.search(tbl, data[i], k=10)
+        res = hashplug.search(tbl, data[i], limit=10)
         check_topk(res, P, P[i], 10)
         # The LanceDB way, through the wrapper object.
         res2 = tbl.search(hashplug.Query(data[i])).distance_type("hamming").limit(10).to_arrow()
@@ -147,7 +147,7 @@ def test_dense_search_matches_bruteforce(dense, data):
         res3 = tbl.search(str(hashplug.Query(data[i]))).distance_type("hamming").limit(10).to_arrow()
         check_topk(res3, P, P[i], 10)
     # Filter and column selection.
-    res = hashplug.search(tbl, data[0], k=5, where="id >= 200", columns=["id"])
+    res = hashplug.search(tbl, data[0], limit=5, where="id >= 200", columns=["id"])
     assert res.column_names == ["id", "_distance"] and min(res["id"].to_pylist()) >= 200
 
 
@@ -156,12 +156,12 @@ def test_dense_index_ivf_flat_hamming_stays_updatable(dense, data):
     hl.create_index(tbl, num_partitions=4)
     idx = tbl.list_indices()
     assert idx[0].index_type == "IvfFlat"
-    res = hashplug.search(tbl, data[5], k=10, nprobes=4)
+    res = hashplug.search(tbl, data[5], limit=10, nprobes=4)
     check_topk(res, ref(data), ref(data)[5], 10)
     tbl.add(pa.table({"id": np.arange(400, 410), "vector": list(data[:10])}))
     tbl.optimize()
     assert tbl.count_rows() == 410
-    exact = hashplug.search(tbl, data[5], k=3, exact=True)
+    exact = hashplug.search(tbl, data[5], limit=3, exact=True)
     assert exact["_distance"].to_pylist()[:2] == [0.0, 0.0]
 
 
@@ -173,7 +173,7 @@ def test_sparse_table_label_list_and_exact_hamming(sparse, data):
     stored = tbl.to_arrow().sort_by("id")["code"].to_pylist()
     assert all(len(r) == 6 for r in stored)
     for i in (0, 42, 399):
-        res = hashplug.search(tbl, data[i], k=12)
+        res = hashplug.search(tbl, data[i], limit=12)
         check_topk(res, P, P[i], 12)
         # Hamming = 2 (k - overlap) for k-hot codes.
         q = set(np.flatnonzero(np.unpackbits(P[i])))
@@ -187,7 +187,7 @@ def test_sparse_table_label_list_and_exact_hamming(sparse, data):
 
 def test_sparse_search_fills_with_non_candidates(sparse, data):
     tbl, func, ref, _ = sparse
-    res = hashplug.search(tbl, data[0], k=len(data))
+    res = hashplug.search(tbl, data[0], limit=len(data))
     check_topk(res, ref(data), ref(data)[0], len(data))
     assert res["_distance"].to_pylist()[-1] == 12.0  # rows sharing no unit: 2k
 
@@ -275,7 +275,7 @@ def test_wrong_model_at_path_is_refused(dense, data, tmp_path):
     msg = str(ei.value)
     assert sha_old in msg and hl.load_encoder_cached(path).file_sha256 in msg
     with pytest.raises(ModelMismatchError):
-        hashplug.search(t, data[0], k=3)
+        hashplug.search(t, data[0], limit=3)
     assert t.count_rows() == n
 
 
@@ -299,7 +299,7 @@ SUBPROCESS = textwrap.dedent(
     tbl = db.open_table("items")
     X = np.load(sys.argv[2])
     hashplug.ingest(tbl, X[:10], columns={"id": np.arange(1000, 1010)}, chunk_size=4, progress=False)
-    res = hashplug.search(tbl, X[3], k=5)
+    res = hashplug.search(tbl, X[3], limit=5)
     res2 = tbl.search(hashplug.Query(X[3])).distance_type("hamming").limit(5).to_arrow()
     print(json.dumps({
         "rows": tbl.count_rows(),
@@ -344,7 +344,7 @@ def test_image_source_as_fixed_size_arrays(tmp_path):
     hashplug.ingest(tbl, imgs, source_column="image", columns={"id": np.arange(30)}, progress=False)
     tbl.add(pa.table({"id": [30], "image": [imgs[0].tolist()]}))  # through the embedding function
     np.testing.assert_array_equal(codes_by_id(tbl), ref(np.concatenate([imgs, imgs[:1]])))
-    res = hashplug.search(tbl, imgs[7], k=2)
+    res = hashplug.search(tbl, imgs[7], limit=2)
     assert res["id"][0].as_py() == 7 and res["_distance"][0].as_py() == 0.0
 
 
@@ -355,7 +355,7 @@ def test_concurrent_searches_share_one_session(dense, data):
     P = ref(data)
 
     def one(i):
-        return hashplug.search(tbl, data[i], k=5)["_distance"].to_pylist()
+        return hashplug.search(tbl, data[i], limit=5)["_distance"].to_pylist()
 
     with ThreadPoolExecutor(8) as ex:
         out = list(ex.map(one, range(40)))

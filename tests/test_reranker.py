@@ -88,7 +88,7 @@ def test_rerank_fts_and_hybrid(setup):
 def test_search_hands_query_code_to_reranker_and_trims(setup):
     tbl, func, P, X = setup
     r = HammingReranker(overfetch=5)
-    res = hashplug.search(tbl, X[7], k=8, reranker=r)
+    res = hashplug.search(tbl, X[7], limit=8, reranker=r)
     assert res.num_rows == 8
     assert_hamming_sorted(res, P, P[7])
     np.testing.assert_array_equal(res["_hamming"].to_numpy(), res["_distance"].to_numpy().astype(int))
@@ -98,9 +98,9 @@ def test_two_stage_float_rescoring(setup):
     tbl, func, P, X = setup
     q = X[21] + 0.05 * np.random.default_rng(0).standard_normal(16).astype(np.float32)
     rr = FloatRescoreReranker("vector", metric="cosine", overfetch=10)
-    res = hashplug.search(tbl, q, k=5, reranker=rr)
+    res = hashplug.search(tbl, q, limit=5, reranker=rr)
     assert res.num_rows == 5
-    cand = hashplug.search(tbl, q, k=50)  # the Hamming candidates it rescored
+    cand = hashplug.search(tbl, q, limit=50)  # the Hamming candidates it rescored
     Xc = np.stack(cand["vector"].to_numpy(zero_copy_only=False))
     cos = 1 - Xc @ q / (np.linalg.norm(Xc, axis=1) * np.linalg.norm(q))
     want = np.sort(cos)[:5]
@@ -145,7 +145,7 @@ def test_sparse_table_reranking(tmp_path):
         progress=False,
     )
     P = ref(X)
-    out = hashplug.search(res.table, X[4], k=6, reranker=HammingReranker())
+    out = hashplug.search(res.table, X[4], limit=6, reranker=HammingReranker())
     ham = np.asarray(out["_hamming"].to_pylist())
     np.testing.assert_array_equal(ham, brute_hamming(P, P[4])[out["id"].to_numpy()])
     np.testing.assert_array_equal(ham, np.sort(brute_hamming(P, P[4]))[:6])

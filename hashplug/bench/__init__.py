@@ -19,6 +19,8 @@ def run_suite(name: str, args: argparse.Namespace) -> int:
 
     if name not in SUITES:
         known = ["biohash-mnist", "biohash-cifar10", "biohash-tune-mnist", "biohash-tune-cifar10", *SUITES]
-        raise ValueError(f"Unknown benchmark {name!r}. Available: {', '.join(known)}.")
+        from ..validation import HashplugError
+
+        raise HashplugError(f"Unknown benchmark {name!r}. Available: {', '.join(known)}.")
     mod, fn = SUITES[name]
     return int(getattr(importlib.import_module(mod), fn)(args) or 0)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import __version__
 from ..encoders import get_encoder
 from ..metrics import map_from_codes
+from ..validation import HashplugError
 
 __all__ = ["PAPER", "DATASETS", "DEFAULT_HP", "run_table", "tune", "format_table"]
 
@@ -234,13 +235,13 @@ def run_table(
     from tqdm.auto import tqdm
 
     if dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
+        raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     ks = [int(k) for k in (ks or [2, 4, 8, 16, 32, 64])]
     methods = list(methods or METHODS)
     unknown = set(methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"Unknown methods {sorted(unknown)}; use some of {METHODS}.")
+        raise HashplugError(f"Unknown methods {sorted(unknown)}; use some of {METHODS}.")
     hpd = {m: dict(v) for m, v in DEFAULT_HP[dataset].items()}
     for m, v in (hp or {}).items():
         hpd.setdefault(m, {}).update(v)

@@ -22,7 +22,15 @@ import numpy as np
 
 from .. import codes as _codes
 from ..graph import check_steps, run_steps, scores_to_bits
-from ..validation import HashplugError, ModelFileError, check_array, check_int_param, check_is_fitted
+from ..validation import (
+    HashplugError,
+    HashplugTypeError,
+    ModelFileError,
+    ModelNotFoundError,
+    check_array,
+    check_int_param,
+    check_is_fitted,
+)
 
 __all__ = ["BaseEncoder", "register_encoder", "get_encoder", "available_encoders", "load_encoder", "ENCODERS"]
 
@@ -57,7 +65,15 @@ def get_encoder(name: str, **params: Any) -> BaseEncoder:
     lookup = {n.lower(): c for n, c in ENCODERS.items()}
     if key not in lookup:
         raise HashplugError(f"Unknown encoder {name!r}. Available encoders: {', '.join(available_encoders())}.")
-    return lookup[key](**params)
+    cls = lookup[key]
+    valid = cls._param_names()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise HashplugTypeError(
+            f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))}. Its parameters are: "
+            f"{', '.join(valid)}."
+        )
+    return cls(**params)
 
 
 def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
@@ -129,7 +145,9 @@ class BaseEncoder:
         names = self._param_names()
         for key, val in params.items():
             if key not in names:
-                raise HashplugError(f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {names}.")
+                raise HashplugTypeError(
+                    f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {names}."
+                )
             setattr(self, key, val)
         return self
 
@@ -294,7 +312,10 @@ def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> B
     """Load any saved encoder; the file's header says which class it is."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"No model file at {str(path)!r}.")
+        raise ModelNotFoundError(
+            f"No model file at {str(path)!r}; pass the path of a model saved with encoder.save(path) or "
+            "`hashplug train ... --out model.npz`."
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: z[k] for k in z.files}
