@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import HashplugError
+
 __all__ = ["main", "build_parser"]
 
 
@@ -23,13 +25,30 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"--param expects key=value, got {item!r}")
+            raise HashplugError(f"--param expects key=value (e.g. --param epochs=10), got {item!r}.")
         key, val = item.split("=", 1)
         try:
             out[key] = json.loads(val)
         except json.JSONDecodeError:
             out[key] = val
     return out
+
+
+def _make_encoder(method: str, k: int, params: dict[str, Any]) -> Any:
+    """``get_encoder(method, k=k, **params)``; ``--param k=...`` is pointed to ``--k``.
+
+    Unknown names are refused by :func:`~hashplug.encoders.get_encoder` (naming the closest valid one and all
+    of them) before any data is loaded; values are checked by the encoder at fit time.
+    """
+    from .encoders import get_encoder
+
+    if "k" in params:
+        shown = params["k"] if isinstance(params["k"], str) else json.dumps(params["k"])
+        name = type(get_encoder(method)).__name__
+        raise HashplugError(
+            f"--param k={shown}: the hash length of {name} is set with --k (e.g. --k 16), not --param."
+        )
+    return get_encoder(method, k=k, **params)
 
 
 def _load_xy(data: str, scale: float | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -43,14 +62,12 @@ def _load_xy(data: str, scale: float | None) -> tuple[np.ndarray, np.ndarray | N
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .encoders import get_encoder
-
-    X, _ = _load_xy(args.data, args.scale)
     params = _parse_params(args.param)
     params.setdefault("random_state", args.seed)
     if args.method.lower() in ("biohash", "naivebiohash"):
         params.setdefault("verbose", True)
-    enc = get_encoder(args.method, k=args.k, **params)
+    enc = _make_encoder(args.method, args.k, params)  # before loading data: bad --param fails fast
+    X, _ = _load_xy(args.data, args.scale)
     t0 = time.perf_counter()
     enc.fit(X)
     path = enc.save(args.out)
@@ -68,10 +85,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .encoders import load_encoder
     from .metrics import map_from_codes
 
+    enc = load_encoder(args.model)
     X, y = _load_xy(args.data, args.scale)
     if y is None:
-        raise SystemExit(f"{args.data} has no labels; eval needs labelled data.")
-    enc = load_encoder(args.model)
+        raise HashplugError(f"{args.data} has no labels; eval needs labelled data.")
     q, db = per_class_split(y, args.per_class, args.seed)
     cq, cdb = enc.encode(X[q]), enc.encode(X[db])
     R = None if args.R in (None, 0) else args.R
@@ -172,10 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code.
+
+    Bad input is reported in one place, argparse-style: ``hashplug <command>: error: <message>`` on stderr,
+    exit code 2, no traceback. Commands raise :class:`~hashplug.validation.HashplugError` for it (the other
+    ``ValueError`` / ``FileNotFoundError`` cases are caught too, as before). Usage errors found by argparse
+    itself exit with 2 through ``SystemExit``.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (HashplugError, ValueError, FileNotFoundError) as exc:
         print(f"hashplug {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

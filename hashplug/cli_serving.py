@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import HashplugError
+
 __all__ = ["add_commands", "run_demo"]
 
 
@@ -75,25 +77,53 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_query(text: str) -> np.ndarray:
+    """The ``--query`` value: one vector as a JSON array of numbers, returned as a (1, d) float32 array."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    usage = f"--query must be a JSON array of numbers, e.g. '[0.1, 0.2, ...]'; got {shown!r}"
+    try:
+        val = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HashplugError(f"{usage}, which is not valid JSON ({exc.msg} at character {exc.pos}).") from exc
+    if not isinstance(val, list) or not val:
+        kinds = {bool: "a JSON boolean", int: "a JSON number", float: "a JSON number", str: "a JSON string",
+                 dict: "a JSON object"}
+        what = "an empty array" if isinstance(val, list) else kinds.get(type(val), "a JSON null")
+        raise HashplugError(f"{usage} ({what}).")
+    for i, v in enumerate(val):
+        if isinstance(v, list):
+            raise HashplugError(f"{usage} (a nested array); pass one vector, or several rows with --query-file.")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise HashplugError(f"{usage} (element {i} is {v!r}).")
+    return np.asarray(val, dtype=np.float32)[None, :]
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import lancedb
 
     from .integrations.lancedb import search
 
-    tbl = lancedb.connect(args.db).open_table(args.table)
     if args.query_file:
         from .data import load_array
 
         Q, _ = load_array(args.query_file)
         Q = np.asarray(Q, dtype=np.float32)
+        where = f"{args.query_file} has {len(Q)} row{'' if len(Q) == 1 else 's'}"
     else:
-        Q = np.asarray(json.loads(args.query), dtype=np.float32)[None, :]
+        Q = _parse_query(args.query)
+        where = "--query is a single row"
+    if args.n < 1:
+        raise HashplugError(f"--n must be at least 1 (the number of query rows); got {args.n}.")
+    if not 0 <= args.row < len(Q):
+        valid = f"valid rows are 0 to {len(Q) - 1}" if len(Q) > 1 else "the only valid row is 0"
+        raise HashplugError(f"--row {args.row} is out of range: {where}; {valid}.")
     if args.scale:
         Q = Q / np.float32(args.scale)
+    tbl = lancedb.connect(args.db).open_table(args.table)
     rows = Q[args.row : args.row + args.n]
     cols = args.columns.split(",") if args.columns else None
     for i, q in enumerate(rows):
-        res = search(tbl, q, k=args.k, columns=cols)
+        res = search(tbl, q, args.k, columns=cols)  # positional: the keyword is `k` or (renamed) `limit`
         keep = [c for c in res.column_names if c not in ("vector", "code")]
         print(json.dumps({"query": args.row + i, "results": res.select(keep).to_pylist()}, default=str))
     return 0
@@ -162,7 +192,7 @@ def run_demo(
     map_all = 100 * map_from_codes(cq, cdb, y[q], y[db])
     precs, neighbours = [], []
     for i, qi in enumerate(q):
-        hits = search(tbl, X[qi], k=10, columns=["id", "label"], exact=True)
+        hits = search(tbl, X[qi], 10, columns=["id", "label"], exact=True)
         labels = np.asarray(hits["label"].to_pylist())
         precs.append(float(np.mean(labels == y[qi])))
         if i < n_show:

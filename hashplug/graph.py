@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .ranking import topk_mask
 from .validation import HashplugError
 
 __all__ = ["STEP_OPS", "HEADS", "run_steps", "topk_mask", "scores_to_bits", "check_steps", "run_steps_torch"]
@@ -83,24 +84,6 @@ def run_steps(steps: list[dict[str, Any]], X: np.ndarray) -> np.ndarray:
             raise HashplugError(f"unknown graph op {op!r}")
         x = x.astype(np.float32, copy=False)
     return x
-
-
-def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask (n, m) of the k largest scores per row; ties go to the lower unit index.
-
-    Runs in O(m) per row (partition, then fill ties left to right).
-    """
-    s = np.asarray(scores)
-    n, m = s.shape
-    if not 1 <= k <= m:
-        raise HashplugError(f"k must be in [1, m={m}]; got {k}.")
-    if k == m:
-        return np.ones((n, m), dtype=bool)
-    kth = np.partition(s, m - k, axis=1)[:, m - k][:, None]
-    gt = s > kth
-    eq = s == kth
-    need = k - gt.sum(axis=1, keepdims=True)
-    return gt | (eq & (np.cumsum(eq, axis=1) <= need))
 
 
 def scores_to_bits(scores: np.ndarray, head: str, k: int | None) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .codes import check_indices
+from .ranking import order_rows, topk_rows
 from .validation import HashplugError, check_array, check_int_param
 
 __all__ = [
@@ -179,21 +180,6 @@ def _check_R(R: Any, n_db: int, owner: str) -> int:
     return R
 
 
-def _stable_order(dist: np.ndarray) -> np.ndarray:
-    """``np.argsort(dist, axis=1, kind="stable")``, using a radix sort when the values are small integers."""
-    if dist.size and (np.issubdtype(dist.dtype, np.integer) or dist.dtype == np.bool_):
-        lo, hi = int(dist.min()), int(dist.max())
-        if hi - lo < 2**16:
-            d16 = dist.astype(np.uint16) if lo == 0 else (dist - lo).astype(np.uint16)
-            return np.argsort(d16, axis=1, kind="stable")
-    return np.argsort(dist, axis=1, kind="stable")
-
-
-def _topk_rows(dist: np.ndarray, R: int) -> np.ndarray:
-    """Indices (n, R) int64 of the R smallest entries per row; ties -> lower index first."""
-    return _stable_order(dist)[:, :R]
-
-
 def rank_distances(dist: Any, R: int | None = None) -> np.ndarray:
     """Rank database items by a precomputed distance matrix with hashplug's tie rule.
 
@@ -215,7 +201,7 @@ def rank_distances(dist: Any, R: int | None = None) -> np.ndarray:
     if d.shape[1] == 0:
         raise HashplugError(f"{owner}: dist has 0 database columns (shape {d.shape}).")
     R = _check_R(R, d.shape[1], owner)
-    return _topk_rows(d, R).astype(np.int64, copy=False)
+    return topk_rows(d, R).astype(np.int64, copy=False)
 
 
 def hamming_topk(Q: Any, DB: Any, R: int, *, chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +237,7 @@ def hamming_topk(Q: Any, DB: Any, R: int, *, chunk_size: int | None = None) -> t
     out_d = np.empty((Q.shape[0], R), dtype=np.int32)
     out_i = np.empty((Q.shape[0], R), dtype=np.int64)
     for s, e, D in _hamming_chunks(Q, DB, chunk):
-        idx = _topk_rows(D, R)
+        idx = topk_rows(D, R)
         out_i[s:e] = idx
         out_d[s:e] = np.take_along_axis(D, idx, axis=1)
     return out_d, out_i
@@ -279,7 +265,7 @@ def hamming_rank(Q: Any, DB: Any, *, chunk_size: int | None = None) -> np.ndarra
     chunk = _check_chunk(chunk_size, owner)
     out = np.empty((Q.shape[0], DB.shape[0]), dtype=np.int64)
     for s, e, D in _hamming_chunks(Q, DB, chunk):
-        out[s:e] = _stable_order(D)
+        out[s:e] = order_rows(D)
     return out
 
 

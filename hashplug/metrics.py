@@ -63,8 +63,8 @@ from .hamming import (
     _check_packed_pair,
     _check_R,
     _hamming_chunks,
-    _stable_order,
 )
+from .ranking import order_rows
 from .validation import HashplugError, check_array
 
 __all__ = [
@@ -200,7 +200,7 @@ def _group_hist(D: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             codes = D.astype(np.int64)
             codes += (np.arange(c, dtype=np.int64) * V - lo)[:, None]
     if codes is None:  # general values: sort, then number the runs of equal values
-        order = _stable_order(D)
+        order = order_rows(D)
         Ds = np.take_along_axis(D, order, axis=1)
         rel = np.take_along_axis(rel, order, axis=1)
         codes = np.zeros((c, ndb), dtype=np.int64)
@@ -301,7 +301,7 @@ def _metric_rows(
         if kind == "ap":
             return _tie_aware_ap(n, r, R, T)
         return _tie_aware_precision(n, r, R)
-    idx = _stable_order(D)[:, :R]
+    idx = order_rows(D)[:, :R]
     rel = lab.gather(s, e, idx)
     if kind == "ap":
         return _ap_ranked(rel)

@@ -36,6 +36,7 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, EmbeddingFunctionConfig, get_registry, register
 from pydantic import PrivateAttr
 
+from ..ranking import order_rows
 from ..validation import HashplugError, ModelMismatchError, TableSchemaError, check_array
 from ._common import (
     CODE_KINDS,
@@ -662,11 +663,11 @@ def _sparse_search(
             t = t.append_column("_distance", pa.array(d.astype(np.float32)))
             best = t if best is None else pa.concat_tables([best, t])
             if best.num_rows > 2 * limit:
-                order = np.argsort(best["_distance"].to_numpy(), kind="stable")[:limit]
+                order = order_rows(best["_distance"].to_numpy())[:limit]
                 best = best.take(pa.array(order))
         if best is None:
             return None
-        order = np.argsort(best["_distance"].to_numpy(), kind="stable")[:limit]
+        order = order_rows(best["_distance"].to_numpy())[:limit]
         return best.take(pa.array(order))
 
     found = scan(has_any, None)

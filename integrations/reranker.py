@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.rerankers import Reranker
 
+from ..ranking import order_rows
 from ..validation import HashplugError, check_choice, check_int_param
 from ._common import hamming_to_query
 
@@ -101,7 +102,7 @@ class _HashplugReranker(Reranker):
             if name in out.column_names:
                 out = out.drop_columns([name])
             out = out.append_column(name, pa.array(vals))
-        order = np.argsort(key, kind="stable")
+        order = order_rows(key)
         if self.limit is not None:
             order = order[: self.limit]
         out = out.take(pa.array(order))

@@ -337,16 +337,16 @@ def _retype_array(path: Path, enc: BaseEncoder) -> None:
 CORRUPTIONS: dict[str, tuple[Any, str]] = {
     "truncated": (
         lambda p, e: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
-        "is not a readable hashplug model",
+        "is not a valid hashplug model file",
     ),
-    "flipped-bytes": (_flip_bytes, "is not a readable hashplug model"),
+    "flipped-bytes": (_flip_bytes, "is not a valid hashplug model file"),
     "tampered-array": (
         _tamper_array,
         r"is corrupt: weights sha256 [0-9a-f]{12}\.\.\. != recorded [0-9a-f]{12}\.\.\.",
     ),
     "retyped-array": (_retype_array, r"is corrupt: weights sha256"),
-    "not-npz": (lambda p, e: p.write_text("hello, I am not a model"), "is not a readable hashplug model"),
-    "empty-file": (lambda p, e: p.write_bytes(b""), "is not a readable hashplug model"),
+    "not-npz": (lambda p, e: p.write_text("hello, I am not a model"), "is not a valid hashplug model file"),
+    "empty-file": (lambda p, e: p.write_bytes(b""), "is not a valid hashplug model file"),
     "no-header": (
         lambda p, e: _write(p, {k: v for k, v in _read(p).items() if k != "__header__"}),
         "has no hashplug header; it was not written by Encoder.save()",
@@ -608,9 +608,11 @@ def test_get_params_set_params(name, digits):
     assert enc.get_params()["random_state"] == 5
     assert repr(enc).startswith(f"{type(enc).__name__}(") and "random_state=5" in repr(enc)
     with pytest.raises(
-        HashplugError, match=rf"^Invalid parameter 'bogus' for {type(enc).__name__}\. Valid parameters: \["
+        hashplug.HashplugTypeError, match=rf"^unknown parameter 'bogus' for {type(enc).__name__}\. Valid parameters: k"
     ):
         enc.set_params(bogus=1)
+    with pytest.raises(TypeError, match=r"Did you mean 'random_state'\?"):
+        hashplug.get_encoder(name, random_stat=1)
     # a clone from get_params fits to the same model
     X = digits[0]
     enc.fit(X)

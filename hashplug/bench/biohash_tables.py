@@ -137,22 +137,27 @@ def _ranked_units(enc: Any, X: np.ndarray, kmax: int, chunk: int = 2048) -> np.n
     Its first k columns are exactly the units ``topk_mask(scores, k)`` keeps, for every k <= kmax,
     so one pass over the (n, m) scores serves every hash length with bounded memory.
     """
-    from ..graph import topk_mask
+    from ..ranking import ranked_units
 
-    out = []
-    for i in range(0, len(X), chunk):
-        s = enc.scores(X[i : i + chunk])
-        kk = min(kmax, s.shape[1])
-        idx = np.nonzero(topk_mask(s, kk))[1].reshape(s.shape[0], kk)  # ascending unit index
-        order = np.argsort(-np.take_along_axis(s, idx, axis=1), axis=1, kind="stable")
-        out.append(np.take_along_axis(idx, order, axis=1).astype(np.int32))
-    return np.concatenate(out)
+    return np.concatenate([ranked_units(enc.scores(X[i : i + chunk]), kmax) for i in range(0, len(X), chunk)])
 
 
 def _codes_from_ranked(ranked: np.ndarray, k: int, m: int) -> np.ndarray:
     from ..codes import indices_to_packed
 
     return indices_to_packed(np.sort(ranked[:, :k], axis=1).astype(np.int64), m)
+
+
+def _codes_digest(cq: np.ndarray, cdb: np.ndarray) -> str:
+    """sha256 of the packed query and database codes: equal digests mean bit-identical codes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in (cq, cdb):
+        c = np.ascontiguousarray(c, dtype=np.uint8)
+        h.update(str(c.shape).encode())
+        h.update(c.tobytes())
+    return h.hexdigest()
 
 
 def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict, epochs: int | None = None,
@@ -185,7 +190,8 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
     else:
         cdb, cq = enc.encode(Xdb), enc.encode(Xq)
     R = DATASETS[dataset]["R"]
-    out = {"map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R), "fit_seconds": t_fit, "m": m}
+    out = {"map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R), "fit_seconds": t_fit, "m": m,
+           "codes_sha256": _codes_digest(cq, cdb)}
     if tie_aware:
         out["map_tie_aware"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
     if method in ("BioHash", "NaiveBioHash"):
@@ -292,6 +298,8 @@ def run_table(
         "std": {m: {k: round(float(np.std([r[key] for r in v])), 2) for k, v in per[m].items()} for m in methods},
         "per_seed": {m: {k: [round(float(r[key]), 2) for r in v] for k, v in per[m].items()} for m in methods},
         "m": {m: {k: int(v[0]["m"]) for k, v in per[m].items()} for m in methods},
+        # per seed: sha256 of the packed query and database codes (bit-identical codes <=> equal digests)
+        "codes_sha256": {m: {k: [r["codes_sha256"] for r in v] for k, v in per[m].items()} for m in methods},
         "total_seconds": round(time.perf_counter() - t_all, 1),
         "hashplug_version": __version__,
         "protocol": "paper" if limit is None else f"subset of {limit} images (not the paper protocol)",

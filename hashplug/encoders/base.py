@@ -66,14 +66,23 @@ def get_encoder(name: str, **params: Any) -> BaseEncoder:
     if key not in lookup:
         raise HashplugError(f"Unknown encoder {name!r}. Available encoders: {', '.join(available_encoders())}.")
     cls = lookup[key]
-    valid = cls._param_names()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise HashplugTypeError(
-            f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))}. Its parameters are: "
-            f"{', '.join(valid)}."
-        )
+    _check_param_names(cls, params)
     return cls(**params)
+
+
+def _check_param_names(cls: type[BaseEncoder], params: dict[str, Any]) -> None:
+    """Raise :class:`HashplugTypeError` naming unknown parameters, the closest valid name and all of them."""
+    import difflib
+
+    valid = cls._param_names()
+    unknown = [p for p in params if p not in valid]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise HashplugTypeError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+            f"{cls.__name__}.{hint} Valid parameters: {', '.join(valid)}."
+        )
 
 
 def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
@@ -142,12 +151,8 @@ class BaseEncoder:
 
     def set_params(self, **params: Any) -> BaseEncoder:
         """Set parameters (scikit-learn contract); returns self."""
-        names = self._param_names()
+        _check_param_names(type(self), params)
         for key, val in params.items():
-            if key not in names:
-                raise HashplugTypeError(
-                    f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {names}."
-                )
             setattr(self, key, val)
         return self
 
@@ -308,6 +313,63 @@ class BaseEncoder:
         return load_encoder(path, expect=cls if cls is not BaseEncoder else None)
 
 
+_MAKE_MODEL = (
+    "Create one with `hashplug train <method> --data ... --k ... --out model.npz` or encoder.save('model.npz')."
+)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a model file, never unpickling anything; a clear error for files that are not ``.npz``.
+
+    numpy's own messages for such files suggest ``allow_pickle=True``, which hashplug never uses (a pickle
+    can run arbitrary code), so the file is classified by its first bytes first.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelFileError(f"{str(path)!r} cannot be read ({exc.strerror}).") from None
+    bad = f"{str(path)!r} is not a valid hashplug model file"
+    refuse = (
+        "which hashplug refuses to load for safety (models are saved as plain arrays plus a JSON header, "
+        f"without pickle). {_MAKE_MODEL}"
+    )
+    if head.startswith(b"\x93NUMPY"):
+        if _npy_holds_objects(path):
+            raise ModelFileError(f"{bad}: it is a .npy array of pickled Python objects, {refuse}")
+        raise ModelFileError(f"{bad}: it is a single numpy array (.npy), not a model (.npz). {_MAKE_MODEL}")
+    if head[:1] == b"\x80":
+        raise ModelFileError(f"{bad}: it is a Python pickle, {refuse}")
+    if not head.startswith(b"PK"):
+        kind = (
+            "an ONNX file; load it with hashplug.OnnxEncoder(path), or pass the .npz model it was exported from"
+            if path.suffix.lower() == ".onnx"
+            else "not a numpy .npz archive"
+        )
+        raise ModelFileError(f"{bad}: it is {kind}. {_MAKE_MODEL}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise ModelFileError(f"{bad}: {exc}") from exc
+        raise ModelFileError(f"{bad}: it contains pickled Python objects (object arrays), {refuse}") from None
+    except Exception as exc:
+        raise ModelFileError(f"{bad}: the .npz archive is corrupt ({exc}).") from exc
+
+
+def _npy_holds_objects(path: Path) -> bool:
+    """Whether a ``.npy`` file's header declares an object (pickled) dtype; reads the header only."""
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            _, _, dtype = read(f)
+        return bool(dtype.hasobject)
+    except Exception:
+        return False
+
+
 def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> BaseEncoder:
     """Load any saved encoder; the file's header says which class it is."""
     path = Path(path)
@@ -316,11 +378,7 @@ def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> B
             f"No model file at {str(path)!r}; pass the path of a model saved with encoder.save(path) or "
             "`hashplug train ... --out model.npz`."
         )
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise ModelFileError(f"{str(path)!r} is not a readable hashplug model (.npz): {exc}") from exc
+    files = _read_npz(path)
     if "__header__" not in files:
         raise ModelFileError(f"{str(path)!r} has no hashplug header; it was not written by Encoder.save().")
     try:

@@ -1,0 +1,87 @@
+"""Digests of the codes every registered encoder gives, numpy and ONNX, for refactoring checks.
+
+A refactor that must not move the numbers ("nothing moves but the code") is checked by running this
+script before and after and comparing the JSON: for every encoder in the registry (fitted with
+``random_state=0`` on 10,000 MNIST training images / 255 at two hash lengths) it records the sha256 of
+the packed codes of the 10,000 MNIST test images from ``encoder.encode`` (numpy) and from the exported
+ONNX file run by onnxruntime, and whether the two agree bit for bit.
+
+    python benchmarks/code_digests.py --out before.json
+    ... change the code ...
+    python benchmarks/code_digests.py --out after.json --compare before.json
+
+Pin the torch thread count (``HASHPLUG_NUM_THREADS=2``) on both runs: BioHash's training sums in a
+thread-dependent order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def digest(codes: np.ndarray) -> str:
+    c = np.ascontiguousarray(codes, dtype=np.uint8)
+    return hashlib.sha256(str(c.shape).encode() + c.tobytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import hashplug
+    from hashplug.data import load_mnist
+    from hashplug.export import to_onnx
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/mnist/mnist.npz"))
+    ap.add_argument("--train", type=int, default=10000, help="training images")
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 16])
+    ap.add_argument("--epochs", type=int, default=3, help="epochs of iteratively trained encoders")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--compare", default=None, help="an earlier JSON: report every digest that differs")
+    args = ap.parse_args(argv)
+
+    X, y = load_mnist(args.data)
+    X = X.astype(np.float32) / np.float32(255)
+    Xtr, Xte = X[: args.train], X[60000:]
+    rows = {}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in hashplug.available_encoders():
+            for k in args.k:
+                params = {"k": k, "random_state": 0}
+                enc = hashplug.get_encoder(name, **params)
+                if "epochs" in enc.get_params():
+                    enc.set_params(epochs=args.epochs)
+                enc.fit(Xtr)
+                ref = enc.encode(Xte)
+                path = to_onnx(enc, Path(tmp) / f"{name}_{k}.onnx")
+                got = hashplug.OnnxEncoder(path).encode(Xte, format="packed")
+                rows[f"{name}/k={k}"] = {
+                    "m": int(enc.m),
+                    "numpy_sha256": digest(ref),
+                    "onnx_sha256": digest(got),
+                    "onnx_equals_numpy": bool(np.array_equal(ref, got)),
+                }
+                print(f"{name:>14} k={k:<3} m={enc.m:<6} numpy {rows[f'{name}/k={k}']['numpy_sha256'][:16]} "
+                      f"onnx==numpy {rows[f'{name}/k={k}']['onnx_equals_numpy']}", flush=True)
+    out = {"rows": rows, "settings": vars(args), "seconds": round(time.perf_counter() - t0, 1),
+           "hashplug_version": hashplug.__version__}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    if args.compare:
+        old = json.loads(Path(args.compare).read_text())["rows"]
+        diff = [key for key in sorted(set(old) | set(rows))
+                if old.get(key, {}).get("numpy_sha256") != rows.get(key, {}).get("numpy_sha256")
+                or old.get(key, {}).get("onnx_sha256") != rows.get(key, {}).get("onnx_sha256")]
+        print(f"compared with {args.compare}: {len(rows) - len(diff)} identical, {len(diff)} differ {diff}")
+        return 1 if diff else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
