@@ -2,17 +2,20 @@
 
 Training side (extra ``train``): :mod:`hashplug.encoders` (BioHash and baselines), ``hashplug.export``.
 Serving side (base install): :mod:`hashplug.codes`, :mod:`hashplug.hamming`, :mod:`hashplug.metrics`,
-``hashplug.OnnxEncoder`` and ``hashplug.integrations`` (LanceDB, Arrow). Heavy modules load lazily.
+``hashplug.OnnxEncoder`` and ``hashplug.integrations`` (LanceDB, Arrow).
+
+The face is light: ``import hashplug`` loads numpy and the error types only; every other name below is
+imported on first use. The ``"hashplug"`` LanceDB embedding function is registered as soon as LanceDB is
+imported (before or after hashplug), so tables written with it reopen in a fresh process.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .encoders import available_encoders, get_encoder, load_encoder  # noqa: E402  (numpy-only at import)
-from .validation import (  # noqa: E402
+from . import _lancedb_hook
+from ._version import __version__
+from .validation import (
     HashplugError,
     HashplugTypeError,
     IngestError,
@@ -22,16 +25,24 @@ from .validation import (  # noqa: E402
     TableSchemaError,
 )
 
-try:  # registers the "hashplug" LanceDB embedding function, so saved tables reopen
-    from .integrations import lancedb as _lancedb_registration  # noqa: E402, F401
-except ImportError:  # pragma: no cover - lancedb not installed
-    pass
+_LAZY = {
+    "available_encoders": ("hashplug.encoders", "available_encoders"),
+    "get_encoder": ("hashplug.encoders", "get_encoder"),
+    "load_encoder": ("hashplug.encoders", "load_encoder"),
+    "register_encoder": ("hashplug.encoders", "register_encoder"),
+    "OnnxEncoder": ("hashplug.runtime", "OnnxEncoder"),
+    "Query": ("hashplug.integrations.lancedb", "Query"),
+    "search": ("hashplug.integrations.lancedb", "search"),
+    "update": ("hashplug.integrations.lancedb", "update"),
+    "ingest": ("hashplug.integrations.arrow", "ingest"),
+    "add": ("hashplug.integrations.arrow", "add"),
+    "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
+    "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
+    "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
+}
 
 __all__ = [
     "__version__",
-    "available_encoders",
-    "get_encoder",
-    "load_encoder",
     "HashplugError",
     "HashplugTypeError",
     "IngestError",
@@ -39,19 +50,10 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "TableSchemaError",
+    *_LAZY,
 ]
 
-_LAZY = {
-    "OnnxEncoder": ("hashplug.runtime", "OnnxEncoder"),
-    "Query": ("hashplug.integrations.lancedb", "Query"),
-    "search": ("hashplug.integrations.lancedb", "search"),
-    "ingest": ("hashplug.integrations.arrow", "ingest"),
-    "add": ("hashplug.integrations.arrow", "add"),
-    "update": ("hashplug.integrations.lancedb", "update"),
-    "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
-    "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
-    "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
-}
+_lancedb_hook.install()
 
 
 def __getattr__(name: str) -> Any:
@@ -59,5 +61,11 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     raise AttributeError(f"module 'hashplug' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -84,7 +84,7 @@ codes = enc.encode(X)
 func = get_registry().get("hashplug").create(model=path)
 tbl = lancedb.connect(db).create_table("t", schema=schema(func, extra={"id": pa.int64()}))
 tbl.add(pa.table({"id": np.arange(len(X)), "vector": list(X)}))
-res = search(tbl, X[3], k=5)
+res = search(tbl, X[3], limit=5)
 assert res["id"].to_pylist()[0] == 3 or res["_distance"].to_pylist()[0] == 0
 assert 'torch' not in sys.modules and 'onnx' not in sys.modules
 print('served', codes.shape, tbl.count_rows())
@@ -124,3 +124,58 @@ def test_training_without_torch_says_which_extra(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------- light face
+#: What edge inference must never load: the training side, the integrations and their heavy dependencies.
+HEAVY = (
+    "torch", "onnx", "lancedb", "pyarrow", "pydantic", "sklearn", "scipy", "pandas",
+    "hashplug.encoders", "hashplug.train", "hashplug.export", "hashplug.integrations", "hashplug.bench",
+    "hashplug.data", "hashplug.cli",
+)
+
+EDGE = r"""
+import sys, numpy as np
+import hashplug.runtime
+enc = hashplug.OnnxEncoder(sys.argv[1])
+codes = enc.encode(np.load(sys.argv[2]))
+loaded = sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in HEAVY))
+print('codes', codes.shape, 'heavy', loaded)
+print('hashplug modules', sorted(m for m in sys.modules if m.startswith('hashplug')))
+"""
+
+
+@pytest.mark.parametrize("entry", ["import hashplug", "import hashplug.runtime"])
+def test_light_face_loads_no_heavy_module(entry, tmp_path):
+    import numpy as np
+
+    fixture = ROOT / "tests" / "fixtures" / "v0_1_0"
+    code = f"HEAVY = {HEAVY!r}\n{entry}\n" + EDGE
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(fixture / "itq_k16.onnx"), str(fixture / "X.npy")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n = len(np.load(fixture / "X.npy"))
+    assert f"codes ({n}, 2) heavy []" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(
+    "imports",
+    ["import hashplug\nimport lancedb", "import lancedb\nimport hashplug", "from lancedb.embeddings import get_registry\nimport hashplug\nimport lancedb"],
+)
+def test_tables_reopen_after_import_hashplug_in_any_order(imports, tmp_path):
+    """LanceDB has no entry points: the face registers the function when LanceDB is (or gets) imported."""
+    import shutil
+
+    shutil.rmtree("/tmp/hashplug-fixture-v0_1_0", ignore_errors=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "v0_1_0", "/tmp/hashplug-fixture-v0_1_0")
+    code = imports + (
+        "\nimport numpy as np\n"
+        "t = lancedb.connect('/tmp/hashplug-fixture-v0_1_0/db').open_table('dense')\n"
+        "x = np.load('/tmp/hashplug-fixture-v0_1_0/X.npy')[3]\n"
+        "print('hit', t.search(hashplug.Query(x)).distance_type('hamming').limit(1).to_arrow()['id'][0].as_py())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hit 3" in proc.stdout
