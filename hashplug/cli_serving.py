@@ -40,7 +40,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .integrations.arrow import ingest
+    from .integrations.ingest import ingest
 
     source: Any = args.source
     columns = None
@@ -150,7 +150,7 @@ def run_demo(
     from .data import load_digits, per_class_split
     from .encoders import get_encoder
     from .export import to_onnx
-    from .integrations.arrow import ingest
+    from .integrations.ingest import ingest
     from .integrations.lancedb import create_index, get_function, search
     from .metrics import map_from_codes
     from .runtime import OnnxEncoder

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import codes as _codes
+from ._files import file_sha256
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
 from .validation import HashplugError, ModelFileError, ModelNotFoundError, check_array, check_int_param
 
@@ -45,15 +46,6 @@ def clear_session_cache() -> None:
     with _LOCK:
         _SESSIONS.clear()
         _SHA_MEMO.clear()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_providers(providers: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

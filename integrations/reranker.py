@@ -26,14 +26,14 @@ from lancedb.rerankers import Reranker
 
 from ..ranking import order_rows
 from ..validation import HashplugError, check_choice, check_int_param
-from ._common import hamming_to_query
+from .search import hamming_to_query
 
 __all__ = ["HammingReranker", "FloatRescoreReranker"]
 
 
 def _resolve_function(function: Any, table: Any, column: str | None) -> tuple[Any, str | None]:
     if function is None and table is not None:
-        from .lancedb import get_function
+        from .tables import get_function
 
         column_, _, function = get_function(table, column)
         column = column or column_
@@ -111,7 +111,7 @@ class _HashplugReranker(Reranker):
         return out
 
     def _query_from_string(self, query: Any) -> Any:
-        from .lancedb import Query
+        from .function import Query
 
         if Query.is_query_string(query):
             return Query.from_string(query)
@@ -265,8 +265,8 @@ class FloatRescoreReranker(_HashplugReranker):
     def _score(
         self, results: pa.Table, query_code: Any, query: Any, function: Any, column: str | None
     ) -> tuple[np.ndarray, dict, np.ndarray]:
-        from ._common import column_to_numpy
-        from .lancedb import Query
+        from .arrow import column_to_numpy
+        from .function import Query
 
         if self.query_vector is not None:  # given explicitly: it wins over the query hashplug.search passes
             q = self.query_vector

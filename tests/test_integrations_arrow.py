@@ -14,6 +14,7 @@ from test_integrations_lancedb import brute_hamming, make_model
 
 import hashplug
 from hashplug.integrations import arrow as harrow
+from hashplug.integrations import ingest as hingest
 from hashplug.integrations import lancedb as hl
 from hashplug.runtime import OnnxEncoder
 from hashplug.validation import HashplugError, ModelMismatchError
@@ -146,7 +147,7 @@ def test_resume_when_crash_between_commit_and_checkpoint(setup, tmp_path, monkey
     tbl, func, ref, _, X = setup
     src = pa.table({"id": np.arange(1000), "vector": list(X)})
     ckpt = tmp_path / "ingest.json"
-    real = harrow._write_checkpoint
+    real = hingest._write_checkpoint
     calls = {"n": 0}
 
     def flaky(path, state):
@@ -155,10 +156,10 @@ def test_resume_when_crash_between_commit_and_checkpoint(setup, tmp_path, monkey
             raise Boom("killed after the third commit")
         real(path, state)
 
-    monkeypatch.setattr(harrow, "_write_checkpoint", flaky)
+    monkeypatch.setattr(hingest, "_write_checkpoint", flaky)
     with pytest.raises(Boom):
         hashplug.ingest(tbl, src, chunk_size=150, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(harrow, "_write_checkpoint", real)
+    monkeypatch.setattr(hingest, "_write_checkpoint", real)
     assert tbl.count_rows() == 450 and json.loads(ckpt.read_text())["rows_done"] == 300
     res = hashplug.ingest(tbl, src, chunk_size=150, checkpoint=ckpt, progress=False)
     assert res.rows_skipped == 450  # derived from the table

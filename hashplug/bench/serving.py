@@ -517,7 +517,8 @@ def run_ingest(
 
     from ..encoders import get_encoder
     from ..export import to_onnx
-    from ..integrations.arrow import encode_batches, ingest
+    from ..integrations.arrow import encode_batches
+    from ..integrations.ingest import ingest
     from ..integrations.lancedb import schema
     from ..runtime import OnnxEncoder
 

@@ -14,7 +14,6 @@ numpy only at import time: pyarrow, Pillow, tqdm and scikit-learn load inside th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import file_sha256
 from ..validation import HashplugError
 
 __all__ = [
@@ -325,13 +325,6 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 # CIFAR-10
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _import_pillow() -> Any:
     try:
@@ -523,7 +516,7 @@ def load_cifar10(
         cache_file = None
         if use_cache:
             cdir = Path(os.fspath(cache_dir)).expanduser() if cache_dir is not None else default_cache_dir()
-            cache_file = cdir / f"cifar10_{_file_sha256(p)[:24]}_v{_CACHE_VERSION}.npy"
+            cache_file = cdir / f"cifar10_{file_sha256(p)[:24]}_v{_CACHE_VERSION}.npy"
             X = _load_cache(cache_file, n)
             if X is not None:
                 return X, y_all

@@ -1,0 +1,305 @@
+"""The ``"hashplug"`` LanceDB embedding function and :class:`Query`, the raw-query wrapper.
+
+``get_registry().get("hashplug").create(model="enc.onnx", code="dense" | "sparse")``: LanceDB saves the
+arguments (as JSON) in the table's schema metadata and rebuilds the function from them whenever it opens,
+adds to or searches the table; the ONNX file is opened with :class:`hashplug.runtime.OnnxEncoder`, whose
+session cache is shared by every rebuild.
+
+Serving side: numpy, pyarrow, pydantic, LanceDB and the ONNX runtime only.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from lancedb.embeddings import EmbeddingFunction, register
+from pydantic import PrivateAttr
+
+from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array
+from .arrow import LAYOUTS, code_type, codes_to_arrow, column_to_numpy
+
+__all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
+
+
+
+
+def load_encoder_cached(
+    path: str | os.PathLike, providers: list[str] | None = None, batch_size: int = 8192
+) -> Any:
+    """An :class:`~hashplug.runtime.OnnxEncoder` for ``path``, cheap to call on every LanceDB rebuild.
+
+    LanceDB rebuilds an embedding function from the table's saved config on every ``add()`` (twice) and on
+    every search. The onnxruntime session behind the encoder comes from the runtime's one session cache
+    (keyed on the file's path and content; a file replaced on disk is reloaded and its new sha256 is then
+    checked by the caller), so building the small encoder object here costs a ``stat``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ONNX file.
+    providers : list of str or None
+        onnxruntime execution providers.
+    batch_size : int
+        Rows per onnxruntime call.
+
+    Returns
+    -------
+    OnnxEncoder
+    """
+    from ..runtime import OnnxEncoder
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ModelNotFoundError(
+            f"No ONNX model at {str(p)!r}. The table's embedding function was configured with this path; restore the "
+            "file there (or re-create the function with the model's new location)."
+        )
+    return OnnxEncoder(str(p), providers=list(providers) if providers else None, batch_size=int(batch_size))
+
+
+_QUERY_PREFIX = "hashplug-query:v1:"
+
+
+# ---------------------------------------------------------------------------------------------------- Query
+class Query:
+    """A raw query for a hashplug table, encoded by the table's own embedding function.
+
+    ``table.search(list_or_ndarray)`` uses the array itself as the search vector; wrapping it in ``Query``
+    routes it through the table's :class:`HashplugEmbeddings` instead::
+
+        table.search(hashplug.Query(x)).distance_type("hamming").limit(10).to_arrow()
+
+    (add ``vector_column_name="code"`` when the table has another fixed-size vector column). ``str(q)`` is an
+    exact text form of the query (base64 of the float32 values); LanceDB passes only strings to rerankers, so
+    ``.rerank(reranker, query_string=str(q))`` lets :class:`~hashplug.integrations.reranker.HammingReranker`
+    and :class:`~hashplug.integrations.reranker.FloatRescoreReranker` recover the query, and
+    ``table.search(str(q))`` works too.
+
+    Parameters
+    ----------
+    x : array-like
+        One sample (its per-sample shape, e.g. ``(d,)`` or ``(28, 28)``), or a batch with a leading axis.
+    """
+
+    def __init__(self, x: Any) -> None:
+        if isinstance(x, Query):
+            x = x.x
+        self.x = check_array(
+            x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query"
+        )
+        if self.x.ndim == 0:
+            raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
+
+    def to_string(self) -> str:
+        """Exact, self-describing text form: ``hashplug-query:v1:<shape>:<base64 float32>``."""
+        shape = ",".join(str(s) for s in self.x.shape)
+        return f"{_QUERY_PREFIX}{shape}:{base64.b64encode(self.x.astype('<f4').tobytes()).decode('ascii')}"
+
+    __str__ = to_string
+
+    def __repr__(self) -> str:
+        return f"hashplug.Query(shape={self.x.shape})"
+
+    @staticmethod
+    def is_query_string(s: Any) -> bool:
+        """Whether ``s`` is the string form of a :class:`Query`."""
+        return isinstance(s, str) and s.startswith(_QUERY_PREFIX)
+
+    @classmethod
+    def from_string(cls, s: str) -> Query:
+        """Parse :meth:`to_string` output."""
+        if not cls.is_query_string(s):
+            raise HashplugError(
+                f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
+                f"str(hashplug.Query(x))); got {s[:60]!r}."
+            )
+        try:
+            shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
+            shape = tuple(int(v) for v in shape_txt.split(",") if v)
+            x = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape)
+        except Exception as exc:
+            raise HashplugError(f"malformed hashplug query string: {exc}") from None
+        return cls(x.astype(np.float32))
+
+
+@register("hashplug")
+class HashplugEmbeddings(EmbeddingFunction):
+    """LanceDB embedding function that writes binary hash codes computed by a hashplug ONNX encoder.
+
+    Create it through the registry; the arguments are saved (as JSON) in the table's schema metadata and the
+    function is rebuilt from them whenever LanceDB opens, adds to or searches the table::
+
+        func = get_registry().get("hashplug").create(model="enc.onnx", code="dense")
+
+    Parameters
+    ----------
+    model : str
+        Path of the ONNX file (stored absolute, so a fresh process finds it from any working directory).
+    sha256 : str or None
+        Expected sha256 of the file's bytes. Filled in at creation; when the table is reopened a different
+        file at ``model`` is refused with :class:`~hashplug.validation.ModelMismatchError`.
+    code : {"dense", "sparse"}
+        Code column layout: ``"dense"`` packed bits in ``fixed_size_list<uint8>[n_bytes]`` (LanceDB's native
+        ``distance_type("hamming")`` search, ``IVF_FLAT`` index), or ``"sparse"`` the k active unit ids of a
+        k-hot encoder in ``list<int32>`` (``LABEL_LIST`` index, searched by :func:`search`).
+    providers : list of str or None
+        onnxruntime execution providers (default: onnxruntime's choice).
+    batch_size : int
+        Rows per onnxruntime call.
+    m, k, code_kind : optional
+        The encoder's shape, recorded at creation and checked against the file when the table is reopened.
+    """
+
+    model: str
+    sha256: str | None = None
+    code: Literal["dense", "sparse"] = "dense"
+    providers: list[str] | None = None
+    batch_size: int = 8192
+    m: int | None = None
+    k: int | None = None
+    code_kind: str | None = None
+    max_retries: int = 0  # a local model does not benefit from LanceDB's exponential-backoff retries
+
+    _encoder: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> HashplugEmbeddings:
+        """Create the function, check the model file, and record its absolute path, sha256 and shape."""
+        inst = super().create(**kwargs)
+        inst._load_and_check()  # outside pydantic validation, so our own error types reach the caller
+        args = dict(inst._original_args)
+        if not (isinstance(args.get("model"), str) and args["model"].startswith("$var:")):
+            args["model"] = inst.model
+        enc = inst.encoder
+        args.setdefault("sha256", None)
+        if args["sha256"] is None or (isinstance(args["sha256"], str) and args["sha256"].startswith("$var:")):
+            args["sha256"] = enc.file_sha256
+        for key in ("m", "k", "code_kind"):
+            if args.get(key) is None:
+                args[key] = getattr(enc, key)
+        inst._original_args = args
+        return inst
+
+    def model_post_init(self, __context: Any) -> None:
+        from pathlib import Path
+
+        if self.code not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks
+            raise HashplugError(f"code must be one of {list(LAYOUTS)}; got {self.code!r}.")
+        if int(self.batch_size) < 1:
+            raise HashplugError(f"batch_size must be >= 1; got {self.batch_size}.")
+        self.model = str(Path(self.model).expanduser().resolve())
+
+    def _load_and_check(self) -> Any:
+        enc = load_encoder_cached(self.model, self.providers, self.batch_size)
+        if self.sha256 is not None and self.sha256 != enc.file_sha256:
+            raise ModelMismatchError(
+                f"The ONNX file at {self.model!r} is not the model this table was built with: its sha256 is "
+                f"{enc.file_sha256} but the table's saved config expects {self.sha256} (file sha256; the file's "
+                f"weights_sha256 is {enc.weights_sha256}). Put the original file back at that path, or rebuild the "
+                "table's codes with the new model."
+            )
+        diffs = [
+            f"{key}: table {want} != file {getattr(enc, key)}"
+            for key, want in (("m", self.m), ("k", self.k), ("code_kind", self.code_kind))
+            if want is not None and want != getattr(enc, key)
+        ]
+        if diffs:
+            raise ModelMismatchError(
+                f"The ONNX file at {self.model!r} does not match the saved config ({'; '.join(diffs)})."
+            )
+        if self.code == "sparse" and enc.code_kind != "khot":
+            raise ModelMismatchError(
+                f"code='sparse' stores the active unit ids of k-hot codes, but {self.model!r} produces "
+                f"{enc.code_kind} codes (m={enc.m}); use code='dense'."
+            )
+        self._encoder = enc
+        return enc
+
+    # ------------------------------------------------------------------ encoder facts
+    @property
+    def encoder(self) -> Any:
+        """The :class:`~hashplug.runtime.OnnxEncoder` (shared by every instance using the same file)."""
+        if self._encoder is None:  # constructed directly rather than through create()
+            return self._load_and_check()
+        return self._encoder
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes per packed code."""
+        return int(self.encoder.n_bytes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape of the encoder."""
+        return tuple(int(s) for s in self.encoder.input_shape)
+
+    def ndims(self) -> int:
+        """Length of one code: ``n_bytes`` (dense) or ``k`` (sparse)."""
+        return self.n_bytes if self.code == "dense" else int(self.encoder.k)
+
+    def arrow_type(self) -> pa.DataType:
+        """Arrow type of the code column this function writes."""
+        return code_type(self.code, self.n_bytes)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, X: Any) -> np.ndarray:
+        """Encode samples to the column's form: packed uint8 (n, n_bytes) or int32 ids (n, k).
+
+        ``X`` may be an ndarray of shape (n, *input_shape) or (n, prod(input_shape)), or an Arrow column.
+        """
+        arr = column_to_numpy(X, self.input_shape, name=f"input of {self.model!r}")
+        if arr.shape[0] == 0:
+            w = self.ndims()
+            return np.zeros((0, w), dtype=np.uint8 if self.code == "dense" else np.int32)
+        if self.code == "dense":
+            return self.encoder.encode(arr, format="packed")
+        return self.encoder.encode(arr, format="indices").astype(np.int32)
+
+    def encode_query(self, query: Any) -> np.ndarray:
+        """Encode a :class:`Query`, its string form, or a raw array to codes of shape (n, width)."""
+        if isinstance(query, str):
+            query = Query.from_string(query)
+        q = query if isinstance(query, Query) else Query(query)
+        x = q.x
+        if x.shape == self.input_shape or (x.ndim == 1 and x.size == int(np.prod(self.input_shape))):
+            x = x.reshape((1, *self.input_shape))
+        return self.encode(x)
+
+    def encode_arrow(self, col: Any) -> pa.Array:
+        """Encode an Arrow column of samples to an Arrow code column of :meth:`arrow_type`."""
+        return codes_to_arrow(self.encode(col), self.code)
+
+    def compute_source_embeddings(self, data: Any, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        """Codes of the source column (called by LanceDB on ``table.add``)."""
+        codes = self.encode(data)
+        return list(codes)
+
+    def compute_query_embeddings(self, query: Any, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        """Code of a :class:`Query` (or its string form), called by LanceDB on ``table.search(Query(x))``."""
+        if self.code == "sparse":
+            raise HashplugError(
+                "This table stores sparse k-hot codes (list<int32>), which LanceDB's vector search cannot rank; "
+                "use hashplug.search(table, x, limit=...) instead of table.search(hashplug.Query(x))."
+            )
+        if not isinstance(query, (Query, str)):
+            raise HashplugError(
+                f"hashplug tables take raw queries wrapped as hashplug.Query(x); got {type(query).__name__}."
+            )
+        return list(self.encode_query(query))
+
+    # LanceDB retries embedding calls with exponential backoff (for remote APIs); a local model's errors are
+    # final, so they are raised at once with their own message.
+    def compute_source_embeddings_with_retry(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        return self.compute_source_embeddings(*args, **kwargs)
+
+    def compute_query_embeddings_with_retry(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        return self.compute_query_embeddings(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return hash((self.model, self.sha256, self.code))
+

@@ -1,0 +1,235 @@
+"""Hamming search of hashplug tables with a raw query: dense codes natively, sparse codes exactly.
+
+Dense code columns are searched by LanceDB (``distance_type("hamming")``); sparse ones (the k active units in
+``list<int32>``) by ``LABEL_LIST`` candidates (``array_has_any``) ranked by the exact Hamming distance
+``2 (k - overlap)``, with rows sharing no unit filling up the result. Ties: lower row first
+(:mod:`hashplug.ranking`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..codes import indices_to_packed, packed_to_indices
+from ..ranking import order_rows
+from ..validation import HashplugError
+from .arrow import codes_from_arrow
+from .function import HashplugEmbeddings, Query
+from .tables import check_code_column, get_function
+
+__all__ = ["search", "query_code", "hamming", "hamming_to_query"]
+
+
+def hamming_to_query(query_code: np.ndarray, col: Any) -> np.ndarray:
+    """Hamming distances (int64, one per row) between one query code and an Arrow code column.
+
+    ``query_code`` is packed uint8 (``n_bytes``,) for a dense column or the active-unit ids for a sparse one
+    (either form is converted to the column's form). For sparse columns the distance is
+    ``|a| + |b| - 2 |a & b|`` (``2 (k - overlap)`` when both have k units).
+    """
+    kind, data = codes_from_arrow(col)
+    q = np.asarray(query_code).ravel()
+    if kind == "dense":
+        nb = data.shape[1]
+        if q.dtype != np.uint8 or q.size != nb:
+            q = indices_to_packed(np.unique(q.astype(np.int64)).reshape(1, -1), 8 * nb)[0]
+        if data.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        from ..hamming import hamming_distances
+
+        return np.asarray(hamming_distances(q.reshape(1, -1), data)).reshape(-1).astype(np.int64)
+    offsets, values = data
+    if q.dtype == np.uint8:
+        q = packed_to_indices(q.reshape(1, -1), 8 * q.size)[0]
+    q = np.unique(q.astype(np.int64))
+    lens = np.diff(offsets)
+    hit = np.isin(values, q).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(hit)])
+    overlap = csum[offsets[1:]] - csum[offsets[:-1]]
+    return (lens + q.size - 2 * overlap).astype(np.int64)
+
+
+def _sql_ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _sparse_search(
+    table: Any, col: str, ids: np.ndarray, limit: int, where: str | None, columns: list[str] | None
+) -> pa.Table:
+    """Exact Hamming top-``limit`` over a list<int> column: LABEL_LIST candidates, then ``|a|+|b|-2 overlap``."""
+    vt = table.schema.field(col).type.value_type
+    arrow_name = {pa.int8(): "Int8", pa.int16(): "Int16", pa.int32(): "Int32", pa.int64(): "Int64"}.get(
+        vt, "Int32"
+    )
+    lit = ", ".join(str(int(i)) for i in ids)
+    has_any = f"array_has_any({_sql_ident(col)}, arrow_cast([{lit}], 'List({arrow_name})'))"
+    sel = None if columns is None else list(dict.fromkeys([*columns, col]))
+
+    def scan(cond: str, cap: int | None) -> pa.Table:
+        best: pa.Table | None = None
+        full = cond if not where else f"({cond}) AND ({where})"
+        q = table.search().where(full)
+        if sel is not None:
+            q = q.select(sel)
+        if cap is not None:
+            q = q.limit(cap)
+        for batch in q.to_batches():
+            if batch.num_rows == 0:
+                continue
+            t = pa.Table.from_batches([batch])
+            d = hamming_to_query(ids, t[col])
+            t = t.append_column("_distance", pa.array(d.astype(np.float32)))
+            best = t if best is None else pa.concat_tables([best, t])
+            if best.num_rows > 2 * limit:
+                order = order_rows(best["_distance"].to_numpy())[:limit]
+                best = best.take(pa.array(order))
+        if best is None:
+            return None
+        order = order_rows(best["_distance"].to_numpy())[:limit]
+        return best.take(pa.array(order))
+
+    found = scan(has_any, None)
+    n_found = 0 if found is None else found.num_rows
+    if n_found < limit:
+        # Rows sharing no unit are all at the largest distance |a| + k; fill the rest with them.
+        rest = scan(f"NOT {has_any}", limit - n_found)
+        if rest is not None:
+            found = rest if found is None else pa.concat_tables([found, rest])
+    if found is None:
+        empty = table.schema.empty_table()
+        if sel is not None:
+            empty = empty.select(sel)
+        return empty.append_column("_distance", pa.array([], type=pa.float32()))
+    return found
+
+
+def _apply_reranker(
+    reranker: Any,
+    results: pa.Table,
+    *,
+    code: np.ndarray,
+    query: Query,
+    func: HashplugEmbeddings,
+    column: str,
+    query_string: str | None,
+) -> pa.Table:
+    if hasattr(reranker, "rerank_hashplug"):
+        return reranker.rerank_hashplug(results, query_code=code, query=query, function=func, column=column)
+    return reranker.rerank_vector(query_string if query_string is not None else str(query), results)
+
+
+def search(
+    table: Any,
+    x: Any,
+    limit: int = 10,
+    *,
+    reranker: Any = None,
+    where: str | None = None,
+    columns: Sequence[str] | None = None,
+    column: str | None = None,
+    nprobes: int | None = None,
+    exact: bool = False,
+    query_string: str | None = None,
+    k: int | None = None,
+) -> pa.Table:
+    """Hamming search of a hashplug table with a raw query, in one call.
+
+    The query is encoded by the table's own embedding function; dense code columns are searched natively
+    (``distance_type("hamming")``), sparse ones by ``LABEL_LIST`` candidates (``array_has_any``) ranked by the
+    exact Hamming distance ``2 (k - overlap)``.
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+        A table created with :func:`schema` (or :func:`lance_model` / :func:`create_table`).
+    x : array-like or Query
+        One sample.
+    limit : int
+        Rows to return (``k=`` is the deprecated 0.1.0 name; it still works, with a ``DeprecationWarning``).
+    reranker : lancedb.rerankers.Reranker or None
+        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``.
+        hashplug rerankers receive the query code (and raw query) directly; other rerankers get
+        ``query_string`` (default ``str(Query(x))``).
+    where : str or None
+        SQL filter applied before the search.
+    columns : sequence of str or None
+        Columns to return (default all). ``_distance`` is always added.
+    column : str or None
+        Code column, when the table has several hashplug columns.
+    nprobes : int or None
+        IVF partitions to probe (dense, indexed tables).
+    exact : bool
+        Ignore any vector index (exhaustive search; dense tables).
+    query_string : str or None
+        Query text handed to non-hashplug rerankers.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows, nearest first, with ``_distance`` (Hamming, float32) and the reranker's columns.
+    """
+    from ..validation import check_int_param
+
+    if k is not None:
+        import warnings
+
+        warnings.warn(
+            "hashplug.search(k=...) is deprecated and will be removed in 0.3; use limit=.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        limit = k
+    k = check_int_param(limit, "limit", "hashplug.search", 1)
+    col, _, func = get_function(table, column)
+    check_code_column(table, col, func)
+    q = x if isinstance(x, Query) else Query(x)
+    codes = func.encode_query(q)
+    if codes.shape[0] != 1:
+        raise HashplugError(
+            f"hashplug.search takes one query sample; got {codes.shape[0]}. Loop over the queries."
+        )
+    code = codes[0]
+    fetch = k * max(1, int(getattr(reranker, "overfetch", 1))) if reranker is not None else k
+    user_cols = None if columns is None else list(columns)
+    sel = user_cols
+    if reranker is not None and sel is not None:
+        need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
+        sel = list(dict.fromkeys([*sel, *need]))
+    if func.code == "dense":
+        qb = table.search(code, vector_column_name=col).distance_type("hamming").limit(fetch)
+        if where:
+            qb = qb.where(where, prefilter=True)
+        if sel is not None:
+            qb = qb.select([*sel, "_distance"])
+        if nprobes is not None:
+            qb = qb.nprobes(int(nprobes))
+        if exact:
+            qb = qb.bypass_vector_index()
+        res = qb.to_arrow()
+    else:
+        res = _sparse_search(table, col, code, fetch, where, sel)
+    if reranker is not None:
+        res = _apply_reranker(
+            reranker, res, code=code, query=q, func=func, column=col, query_string=query_string
+        )
+        res = res.slice(0, k)
+    if user_cols is not None:
+        keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
+        res = res.select(keep)
+    return res
+
+
+def query_code(table: Any, x: Any, column: str | None = None) -> np.ndarray:
+    """The code of one raw query under a table's function (packed uint8, or int32 ids for sparse tables)."""
+    _, _, func = get_function(table, column)
+    return func.encode_query(x)[0]
+
+
+def hamming(table_or_func: Any, query: Any, col: Any) -> np.ndarray:
+    """Hamming distances between a raw query (encoded by the table's function) and an Arrow code column."""
+    func = table_or_func if isinstance(table_or_func, HashplugEmbeddings) else get_function(table_or_func)[2]
+    return hamming_to_query(func.encode_query(query)[0], col)

@@ -1,0 +1,433 @@
+"""hashplug tables in LanceDB: the schema helpers, table facts and checks, the index and ``update``.
+
+Why the helpers: LanceDB writes an embedding function's output as *float* vectors unless the table was created
+with an explicit schema whose code column is ``fixed_size_list<uint8>[n_bytes]``, so create tables with
+:func:`schema` (or :func:`lance_model` / :func:`create_table`); :func:`check_code_column` refuses a float code
+column everywhere hashplug is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from lancedb.embeddings import EmbeddingFunctionConfig, get_registry
+
+from ..validation import HashplugError, ModelMismatchError, TableSchemaError
+from .function import HashplugEmbeddings, Query
+
+__all__ = [
+    "META_M",
+    "META_K",
+    "META_KIND",
+    "META_SHA",
+    "schema",
+    "code_field",
+    "lance_model",
+    "create_table",
+    "get_function",
+    "check_table",
+    "check_code_column",
+    "create_index",
+    "update",
+]
+
+META_M = b"hashplug.m"
+META_K = b"hashplug.k"
+META_KIND = b"hashplug.layout"
+META_SHA = b"hashplug.sha256"
+
+
+def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
+    """The code column's field, with the model's ``m``, ``k``, code kind and sha256 in its metadata."""
+    enc = func.encoder
+    meta = {
+        META_M: str(enc.m).encode(),
+        META_K: str(enc.k).encode(),
+        META_KIND: func.code.encode(),
+        META_SHA: str(enc.file_sha256).encode(),
+    }
+    return pa.field(name, func.arrow_type(), nullable=True, metadata=meta)
+
+
+def _source_type(
+    func: HashplugEmbeddings, source_dim: int | None, source_shape: Sequence[int] | None, source_type: str
+) -> pa.DataType:
+    shape = tuple(int(s) for s in (source_shape if source_shape is not None else func.input_shape))
+    if source_dim is not None:
+        if int(source_dim) != int(np.prod(func.input_shape)):
+            raise ModelMismatchError(
+                f"source_dim={source_dim} but the model {func.model!r} expects {int(np.prod(func.input_shape))} "
+                f"features per sample (input shape {func.input_shape})."
+            )
+        shape = (int(source_dim),)
+    if int(np.prod(shape)) != int(np.prod(func.input_shape)):
+        raise ModelMismatchError(
+            f"source_shape={shape} has {int(np.prod(shape))} values but the model expects input shape {func.input_shape}."
+        )
+    value = pa.float32()
+    if source_type == "list":
+        return pa.list_(value)
+    if source_type != "fixed":
+        raise HashplugError(f"source_type must be 'list' or 'fixed'; got {source_type!r}.")
+    t: pa.DataType = value
+    for s in reversed(shape):
+        t = pa.list_(t, int(s))
+    return t
+
+
+def schema(
+    func: HashplugEmbeddings,
+    *,
+    source: str = "vector",
+    target: str = "code",
+    source_dim: int | None = None,
+    source_shape: Sequence[int] | None = None,
+    source_type: Literal["list", "fixed"] = "list",
+    extra: Mapping[str, pa.DataType] | Sequence[pa.Field] | None = None,
+) -> pa.Schema:
+    """The pyarrow schema of a hashplug table, with the embedding function attached.
+
+    Creating the table with this schema is what makes LanceDB store the codes as ``uint8`` (or ``int32`` ids)
+    instead of silently falling back to floats.
+
+    Parameters
+    ----------
+    func : HashplugEmbeddings
+        From ``get_registry().get("hashplug").create(model=...)``.
+    source, target : str
+        Names of the input column (encoded on ``add``) and of the code column.
+    source_dim : int or None
+        Number of features per sample (checked against the model); default the model's input shape.
+    source_shape : sequence of int or None
+        Per-sample shape for ``source_type="fixed"`` (e.g. ``(28, 28)`` stores images as nested fixed-size lists).
+    source_type : {"list", "fixed"}
+        ``"list"`` (default) stores samples as ``list<float32>``, so the code column is the table's only vector
+        column and ``table.search(hashplug.Query(x))`` needs no ``vector_column_name``; ``"fixed"`` stores
+        ``fixed_size_list<float32>`` (LanceDB can then also index the floats; pass
+        ``vector_column_name=target`` to ``table.search``).
+    extra : mapping of name to pyarrow type, or list of pyarrow fields, optional
+        Further columns (ids, labels, ...).
+
+    Returns
+    -------
+    pyarrow.Schema
+    """
+    fields: list[pa.Field] = []
+    if extra:
+        if isinstance(extra, Mapping):
+            fields += [pa.field(n, t) for n, t in extra.items()]
+        else:
+            fields += list(extra)
+    fields.append(pa.field(source, _source_type(func, source_dim, source_shape, source_type)))
+    fields.append(code_field(func, target))
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise HashplugError(f"duplicate column names in the schema: {names}.")
+    conf = EmbeddingFunctionConfig(source_column=source, vector_column=target, function=func)
+    meta = get_registry().get_table_metadata([conf])
+    return pa.schema(fields, metadata=meta)
+
+
+def lance_model(
+    func: HashplugEmbeddings,
+    *,
+    source: str = "vector",
+    target: str = "code",
+    source_dim: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    name: str = "HashplugRecord",
+) -> type:
+    """A ``LanceModel`` subclass for a dense hashplug table (``Vector(n_bytes, value_type=pa.uint8())`` codes).
+
+    Writing the model by hand, declare the code field as ``Vector(func.ndims(), value_type=pa.uint8())``:
+    LanceDB's default ``Vector(n)`` (and a ``list[float]`` ``VectorField``) make a *float* column, into which
+    LanceDB silently casts the codes, and Hamming search then fails. Declare the source field as ``list[float]``
+    rather than ``Vector(d)``, or every ``table.search`` needs ``vector_column_name``.
+
+    Parameters
+    ----------
+    func : HashplugEmbeddings
+        Must use ``code="dense"`` (sparse tables: use :func:`schema`).
+    source, target : str
+        Field names of the samples and of the codes.
+    source_dim : int or None
+        Features per sample (default: the model's).
+    extra : mapping of field name to Python type, optional
+        Further fields, e.g. ``{"id": int, "label": str}``.
+    name : str
+        Class name.
+
+    Returns
+    -------
+    type
+        Pass it as ``db.create_table(name, schema=Model)``.
+    """
+    from lancedb.pydantic import LanceModel, Vector
+    from pydantic import create_model
+
+    if func.code != "dense":
+        raise HashplugError(
+            "lance_model() builds dense tables; for code='sparse' use hashplug.integrations.lancedb.schema()."
+        )
+    d = int(np.prod(func.input_shape)) if source_dim is None else int(source_dim)
+    if d != int(np.prod(func.input_shape)):
+        raise ModelMismatchError(
+            f"source_dim={d} but the model expects {int(np.prod(func.input_shape))} features."
+        )
+    fields: dict[str, Any] = {k: (v, ...) for k, v in (extra or {}).items()}
+    # ``list[float]`` (not ``Vector(d)``): the code column stays the table's only vector column, so
+    # ``table.search(hashplug.Query(x))`` needs no ``vector_column_name``.
+    fields[source] = (list[float], func.SourceField())
+    fields[target] = (Vector(func.n_bytes, value_type=pa.uint8()), func.VectorField(default=None))
+    return create_model(name, __base__=LanceModel, **fields)
+
+
+def create_table(
+    db: Any,
+    name: str,
+    func: HashplugEmbeddings,
+    data: Any = None,
+    *,
+    mode: str = "create",
+    index: bool = False,
+    **schema_kwargs: Any,
+) -> Any:
+    """Create a hashplug table with the right schema, optionally add data and build the code index.
+
+    Parameters
+    ----------
+    db : lancedb.DBConnection
+    name : str
+    func : HashplugEmbeddings
+    data : optional
+        Rows to add (anything ``table.add`` accepts; codes are computed by the function).
+    mode : {"create", "overwrite"}
+    index : bool
+        Build the code column's index after adding (:func:`create_index`).
+    **schema_kwargs
+        Passed to :func:`schema` (``source``, ``target``, ``source_dim``, ``extra``, ...).
+
+    Returns
+    -------
+    lancedb.table.Table
+    """
+    tbl = db.create_table(name, schema=schema(func, **schema_kwargs), mode=mode)
+    if data is not None:
+        tbl.add(data)
+    if index:
+        create_index(tbl)
+    return tbl
+
+
+def get_function(table: Any, column: str | None = None) -> tuple[str, str, HashplugEmbeddings]:
+    """The hashplug embedding function of a table: ``(code_column, source_column, function)``.
+
+    Raises
+    ------
+    HashplugError
+        The table has no hashplug function (or several and ``column`` is not given).
+    """
+    funcs = {
+        col: conf
+        for col, conf in table.embedding_functions.items()
+        if isinstance(conf.function, HashplugEmbeddings)
+    }
+    if column is not None:
+        if column not in funcs:
+            raise HashplugError(
+                f"column {column!r} of table {getattr(table, 'name', '?')!r} has no hashplug embedding function; "
+                f"hashplug columns: {sorted(funcs)}."
+            )
+        conf = funcs[column]
+    elif len(funcs) == 1:
+        conf = next(iter(funcs.values()))
+    elif not funcs:
+        raise HashplugError(
+            f"table {getattr(table, 'name', '?')!r} has no hashplug embedding function; create it with "
+            "hashplug.integrations.lancedb.schema(func, ...)."
+        )
+    else:
+        raise HashplugError(f"table has several hashplug code columns {sorted(funcs)}; pass column=.")
+    return conf.vector_column, conf.source_column, conf.function
+
+
+def check_table(
+    table: Any, func: HashplugEmbeddings | None = None, column: str | None = None
+) -> tuple[str, str, Any]:
+    """Check that a table's code column matches a model before anything is written.
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+    func : HashplugEmbeddings or None
+        The model to write with; default the table's own function.
+    column : str or None
+        Code column (default: the table's hashplug column).
+
+    Returns
+    -------
+    (code_column, source_column, function)
+
+    Raises
+    ------
+    ModelMismatchError
+        The column's type or recorded ``m``/``k``/kind/sha256 differ from the model's (the message lists each).
+    """
+    col, src, own = get_function(table, column)
+    check_code_column(table, col, own)
+    use = func if func is not None else own
+    field = table.schema.field(col)
+    diffs = []
+    if func is not None and own.sha256 and func.encoder.file_sha256 != own.sha256:
+        diffs.append(f"sha256: table {own.sha256} != model {func.encoder.file_sha256}")
+    if field.type != use.arrow_type():
+        diffs.append(f"column type: table {field.type} != model {use.arrow_type()}")
+    meta = field.metadata or {}
+    enc = use.encoder
+    for key, val in ((META_M, enc.m), (META_K, enc.k), (META_KIND, use.code)):
+        if key in meta and meta[key].decode() != str(val):
+            diffs.append(f"{key.decode()}: table {meta[key].decode()} != model {val}")
+    if diffs:
+        raise ModelMismatchError(
+            f"model {use.model!r} does not match column {col!r} of table {getattr(table, 'name', '?')!r}: "
+            + "; ".join(diffs)
+            + ". Nothing was written."
+        )
+    return col, src, use
+
+
+def check_code_column(table: Any, column: str, func: HashplugEmbeddings) -> None:
+    """Raise :class:`~hashplug.validation.TableSchemaError` unless ``column`` has the type ``func`` writes.
+
+    Catches the LanceDB idiom that silently stores codes as floats: a ``LanceModel`` field declared
+    ``Vector(func.ndims())`` or ``list[float]`` with ``func.VectorField()`` makes a ``fixed_size_list<float>``
+    column, into which LanceDB casts the codes on ``add`` (Hamming search then fails inside LanceDB). The
+    message names the declaration to use and how to keep the rows already stored.
+    """
+    field = table.schema.field(column)
+    want = func.arrow_type()
+    if field.type == want:
+        return
+    name = getattr(table, "name", "?")
+    keep = (
+        f"The rows already stored are intact apart from the codes: copy them into a new table, e.g. "
+        f"hashplug.integrations.lancedb.create_table(db, '{name}_v2', func, "
+        f"data=table.to_arrow().drop_columns(['{column}'])), which recomputes the codes."
+    )
+    if func.code == "dense":
+        fix = (
+            f"declare the field as `{column}: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()` "
+            "in your LanceModel, or create the table with hashplug.integrations.lancedb.schema(func) or "
+            "lance_model(func)."
+        )
+    else:
+        fix = "create sparse tables with hashplug.integrations.lancedb.schema(func) (a list<int32> column)."
+    what = (
+        "LanceDB's default for Vector(n) and list[float] vector fields, so the codes were cast to floats and "
+        "Hamming search cannot run on them"
+        if pa.types.is_fixed_size_list(field.type) and pa.types.is_floating(field.type.value_type)
+        else "not the type this function writes"
+    )
+    raise TableSchemaError(
+        f"column {column!r} of table {name!r} is {field.type} ({what}); the hashplug function "
+        f"(code={func.code!r}) needs {want}. Fix: {fix} {keep}"
+    )
+
+
+def create_index(
+    table: Any, column: str | None = None, *, num_partitions: int | None = None, replace: bool = True
+) -> None:
+    """Index the code column: ``IVF_FLAT`` with Hamming distance (dense) or ``LABEL_LIST`` (sparse).
+
+    ``IVF_FLAT`` is the only vector index LanceDB builds on ``uint8`` Hamming columns that also survives
+    ``optimize()`` after further adds (PQ/SQ/RQ reject uint8; IVF_HNSW_FLAT panics in optimize).
+    """
+    from lancedb.index import IvfFlat, LabelList
+
+    col, _, func = get_function(table, column)
+    check_code_column(table, col, func)
+    if func.code == "dense":
+        n = table.count_rows()
+        parts = num_partitions or max(1, min(256, int(np.sqrt(max(n, 1)))))
+        table.create_index(
+            col, config=IvfFlat(distance_type="hamming", num_partitions=parts), replace=replace
+        )
+    else:
+        table.create_index(col, config=LabelList(), replace=replace)
+
+
+def update(
+    table: Any,
+    where: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    *,
+    values_sql: Mapping[str, str] | None = None,
+    column: str | None = None,
+) -> Any:
+    """``table.update`` that keeps the code column in step with the source column.
+
+    LanceDB runs embedding functions on ``add`` and ``merge_insert`` only: ``table.update(values={"vector":
+    x})`` replaces the samples and silently leaves their *old* codes in place. This call encodes the new
+    sample with the table's own function and writes sample and code in one atomic update. To give many rows
+    different new samples, use ``hashplug.ingest(table, rows, id_column="id")`` (``merge_insert``: each row's
+    code is recomputed).
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+    where : str or None
+        SQL filter of the rows to update (all rows when None), as in ``table.update``.
+    values : mapping or None
+        Column -> new value. A new sample for the source column is encoded; the code column cannot be set
+        directly.
+    values_sql : mapping or None
+        Column -> SQL expression, for columns other than the source and code columns.
+    column : str or None
+        Code column, when the table has several hashplug columns.
+
+    Returns
+    -------
+    The result of ``table.update``.
+
+    Raises
+    ------
+    HashplugError
+        ``values`` sets the code column, ``values_sql`` sets the source or code column, or the sample is
+        invalid (checked before anything is written).
+    """
+    col, src, func = get_function(table, column)
+    check_code_column(table, col, func)
+    vals = dict(values or {})
+    sql = dict(values_sql or {})
+    if col in vals or col in sql:
+        raise HashplugError(
+            f"hashplug.update: the code column {col!r} is computed by the table's function; set the source "
+            f"column {src!r} instead."
+        )
+    if src in sql:
+        raise HashplugError(
+            f"hashplug.update: the source column {src!r} cannot be set by a SQL expression (its code could not "
+            f"be computed); pass the new sample in values={{{src!r}: x}}, or use hashplug.ingest(table, rows, "
+            "id_column=...) for per-row samples."
+        )
+    if src in vals:
+        x = Query(vals[src]).x
+        code = func.encode_query(Query(x))
+        if code.shape[0] != 1:
+            raise HashplugError(
+                f"hashplug.update sets one sample on every matching row; got {code.shape[0]}. For per-row samples "
+                "use hashplug.ingest(table, rows, id_column=...)."
+            )
+        depth, t = 0, table.schema.field(src).type
+        while pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+            depth, t = depth + 1, t.value_type
+        shape = func.input_shape if depth == len(func.input_shape) else (-1,)  # nested lists for images
+        vals[src] = x.reshape(shape).tolist()
+        vals[col] = code[0].tolist()
+    if not vals and not sql:
+        raise HashplugError("hashplug.update: nothing to update; pass values= or values_sql=.")
+    return table.update(where=where, values=vals or None, values_sql=sql or None)
+
