@@ -77,7 +77,7 @@ def main() -> None:
         X,
         name="sparse",
         model=str(sparse_path),
-        code="sparse",
+        layout="indices",
         columns={"id": np.arange(len(X)), "label": y},
         chunk_size=1000,
         checkpoint=work / "sparse.ckpt.json",

@@ -1,9 +1,11 @@
-"""Translate an encoder's graph (:mod:`hashplug.graph`) into an ONNX model.
+"""Translate a :class:`hashplug.graph.Graph` (an encoder's inference) into an ONNX model.
 
-Training side: imports ``onnx``. Every encoder goes through :func:`to_onnx`; there is no per-encoder
-export code. The ONNX model has
+Training side: imports ``onnx``. There is no per-encoder export code: :func:`graph_model` walks the graph's
+nodes and asks each op's emitter (:mod:`hashplug.export.onnx_ops`, one per op class) and the head's emitter
+for the ONNX nodes. Every graph input becomes an ONNX input of the same name, float32 of shape
+(N, *shape) with N dynamic. An encoder's model (:func:`build_model`) has
 
-* input ``x``: float32 of shape (N, *input_shape), N dynamic;
+* input ``x``: float32 of shape (N, *input_shape);
 * output ``packed``: uint8 of shape (N, ceil(m/8)) in ``np.packbits`` (big) bit order;
 * output ``indices`` (k-hot encoders only): int64 of shape (N, k), ascending;
 
@@ -17,111 +19,102 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import check_steps
-from ..modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
+from ..graph import Graph
+from ..modelcard import INPUT_NAME, ModelCard
 from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_array
+from .onnx_ops import Builder, emitter_for, head_emitter_for
 
-__all__ = ["to_onnx", "build_model", "read_metadata", "check_parity", "DEFAULT_OPSET", "SUPPORTED_OPSETS"]
+__all__ = [
+    "to_onnx",
+    "build_model",
+    "graph_model",
+    "read_metadata",
+    "check_parity",
+    "DEFAULT_OPSET",
+    "SUPPORTED_OPSETS",
+]
 
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(13, 23)
 
 
-class _Builder:
-    """Accumulates nodes and initializers with unique names."""
-
-    def __init__(self, opset: int) -> None:
-        self.opset = int(opset)
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self._n = 0
-
-    def name(self, base: str) -> str:
-        self._n += 1
-        return f"{base}_{self._n}"
-
-    def const(self, base: str, value: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        nm = self.name(base)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), nm))
-        return nm
-
-    def node(
-        self, op: str, inputs: list[str], n_out: int = 1, out: list[str] | None = None, **attrs: Any
-    ) -> list[str]:
-        from onnx import helper
-
-        outs = out if out is not None else [self.name(op.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op, inputs, outs, name=self.name(f"n_{op}"), **attrs))
-        return outs
-
-    def one(self, op: str, inputs: list[str], **attrs: Any) -> str:
-        return self.node(op, inputs, **attrs)[0]
+def _check_opset(opset: int) -> int:
+    if int(opset) not in SUPPORTED_OPSETS:
+        raise HashplugError(
+            f"opset must be in [{SUPPORTED_OPSETS.start}, {SUPPORTED_OPSETS.stop - 1}]; got {opset}."
+        )
+    return int(opset)
 
 
-def _emit_steps(b: _Builder, x: str, steps: list[dict[str, Any]]) -> str:
-    """Emit the ONNX nodes of the graph steps; returns the name of the (N, m) float32 scores."""
-    for st in steps:
-        op = st["op"]
-        if op == "affine":
-            scale = np.asarray(st["scale"], dtype=np.float32)
-            shift = np.asarray(st["shift"], dtype=np.float32)
-            # x * s + t exactly as numpy does it (two float32 roundings); identities are skipped.
-            if not (scale.ndim == 0 and scale == 1.0):
-                x = b.one("Mul", [x, b.const("affine_scale", scale)])
-            if not (shift.ndim == 0 and shift == 0.0):
-                x = b.one("Add", [x, b.const("affine_shift", shift)])
-        elif op == "l2_normalize":
-            eps = np.asarray(st.get("eps", 1e-12), dtype=np.float32)
-            if b.opset >= 18:
-                nrm = b.one("ReduceL2", [x, b.const("axes", np.array([1], dtype=np.int64))], keepdims=1)
-            else:
-                nrm = b.one("ReduceL2", [x], axes=[1], keepdims=1)
-            nrm = b.one("Max", [nrm, b.const("l2_eps", eps)])
-            x = b.one("Div", [x, nrm])
-        elif op == "matmul":
-            acc = st.get("accumulate", "float32")
-            if acc == "float64":
-                # Exact sums for e.g. binary weights: mathematically tied scores stay tied on every backend.
-                xd = b.one("Cast", [x], to=_onnx_type("float64"))
-                sd = b.one("MatMul", [xd, b.const("weight", np.asarray(st["weight"], dtype=np.float64))])
-                x = b.one("Cast", [sd], to=_onnx_type("float32"))
-            elif acc == "float32":
-                x = b.one("MatMul", [x, b.const("weight", np.asarray(st["weight"], dtype=np.float32))])
-            else:
-                raise HashplugError(f"matmul step has accumulate={acc!r}; use 'float32' or 'float64'.")
-        elif op == "sin":
-            x = b.one("Sin", [x])
-        else:
-            raise HashplugError(f"cannot export graph op {op!r}")
-    return x
+def graph_model(
+    graph: Graph,
+    *,
+    opset: int = DEFAULT_OPSET,
+    name: str = "hashplug",
+    doc_string: str = "",
+    metadata: dict[str, str] | None = None,
+    producer_version: str = "",
+) -> Any:
+    """Build the ``onnx.ModelProto`` of a graph (no model card unless ``metadata`` is given).
 
+    Parameters
+    ----------
+    graph : Graph
+        Inputs become ONNX inputs of the same names, float32 (N, *shape).
+    opset : int
+        ONNX default-domain opset (13 to 22).
+    name, doc_string : str
+        Graph name and model doc string.
+    metadata : dict of str to str or None
+        ``metadata_props`` (e.g. ``ModelCard.to_metadata()``).
+    producer_version : str
+        Recorded as the producer version (producer ``hashplug``).
 
-def _emit_pack(b: _Builder, bits_i32: str, m: int) -> str:
-    """(N, m) int32 0/1 -> (N, ceil(m/8)) uint8 in packbits big order; returns the uint8 tensor name."""
-    nbytes = (m + 7) // 8
-    pad = 8 * nbytes - m
-    if pad:
-        pads = b.const("pads", np.array([0, 0, 0, pad], dtype=np.int64))
-        bits_i32 = b.one("Pad", [bits_i32, pads], mode="constant")
-    grouped = b.one("Reshape", [bits_i32, b.const("shape_groups", np.array([0, nbytes, 8], dtype=np.int64))])
-    weights = b.const("bit_weights", (1 << np.arange(7, -1, -1)).astype(np.int32))  # 128, 64, ..., 1
-    weighted = b.one("Mul", [grouped, weights])
-    summed = b.one("ReduceSum", [weighted, b.const("axes", np.array([2], dtype=np.int64))], keepdims=0)
-    return b.node("Cast", [summed], out=[OUTPUT_PACKED], to=_onnx_type("uint8"))[0]
+    Returns
+    -------
+    onnx.ModelProto
+        Outputs are the head's (``packed``, and ``indices`` for k-hot) or, for a graph without head, its
+        float32 output value under the graph's output name. Checked with ``onnx.checker.check_model``.
+    """
+    import onnx
+    from onnx import TensorProto, helper
 
-
-def _onnx_type(name: str) -> int:
-    from onnx import TensorProto
-
-    return {
-        "float32": TensorProto.FLOAT,
-        "float64": TensorProto.DOUBLE,
-        "int32": TensorProto.INT32,
-        "int64": TensorProto.INT64,
-        "uint8": TensorProto.UINT8,
-    }[name]
+    b = Builder(_check_opset(opset))
+    names = {n: n for n in graph.inputs}
+    for node in graph.nodes:
+        emit = emitter_for(node.op)
+        names[node.output] = emit(
+            b, node.op, [names[i] for i in node.inputs], [graph.shapes[i] for i in node.inputs]
+        )
+    scores = names[graph.output]
+    if graph.head is not None:
+        outputs = head_emitter_for(graph.head)(b, graph.head, scores, graph.m)
+    else:
+        out_name = graph.output if graph.output not in graph.inputs else f"{graph.output}_out"
+        b.node("Identity", [scores], out=[out_name])
+        outputs = [
+            helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", *graph.shapes[graph.output]])
+        ]
+    g = helper.make_graph(
+        b.nodes,
+        name,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *s]) for n, s in graph.inputs.items()],
+        outputs,
+        initializer=b.inits,
+    )
+    opsets = [helper.make_opsetid("", b.opset)]
+    model = helper.make_model(
+        g,
+        opset_imports=opsets,
+        producer_name="hashplug",
+        producer_version=producer_version,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        doc_string=doc_string,
+    )
+    if metadata:
+        helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
 
 
 def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | None = None) -> Any:
@@ -130,7 +123,8 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     Parameters
     ----------
     encoder : BaseEncoder
-        A fitted hashplug encoder; only its :attr:`graph`, ``method_name`` and ``weights_sha256()`` are used.
+        A fitted hashplug encoder; only its :attr:`graph` (a :class:`~hashplug.graph.Graph` with one input
+        ``x`` and a head), ``method_name`` and ``weights_sha256()`` are used.
     opset : int
         ONNX default-domain opset (13 to 22).
     doc_string : str or None
@@ -141,73 +135,27 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     onnx.ModelProto
         Checked with ``onnx.checker.check_model``.
     """
-    import onnx
-    from onnx import TensorProto, helper
-
-    if int(opset) not in SUPPORTED_OPSETS:
-        raise HashplugError(
-            f"opset must be in [{SUPPORTED_OPSETS.start}, {SUPPORTED_OPSETS.stop - 1}]; got {opset}."
-        )
+    _check_opset(opset)
     graph = encoder.graph
-    steps = graph["steps"]
-    input_shape = [int(s) for s in graph["input_shape"]]
-    d = int(np.prod(input_shape))
-    m = check_steps(steps, d)
-    if m != int(graph["m"]):
-        raise HashplugError(f"graph steps produce {m} units but the encoder reports m={graph['m']}.")
-    head, k = graph["head"], int(graph["k"])
+    if not isinstance(graph, Graph):
+        raise HashplugError(f"encoder.graph must be a hashplug.graph.Graph; got {type(graph).__name__}.")
+    if list(graph.inputs) != [INPUT_NAME] or graph.head is None:
+        raise HashplugError(
+            f"an encoder's graph needs one input {INPUT_NAME!r} and a head (the model card and OnnxEncoder "
+            f"describe exactly that); this graph has inputs {list(graph.inputs)} and head {graph.head!r}. "
+            "Export other graphs with graph_model(graph)."
+        )
+    for node in graph.nodes:  # an op without emitter is named before the card rejects its unknown name
+        emitter_for(node.op)
     card = ModelCard.from_graph(graph, method=encoder.method_name, weights_sha256=encoder.weights_sha256())
-
-    b = _Builder(opset)
-    x = b.one("Reshape", [INPUT_NAME, b.const("shape_flat", np.array([-1, d], dtype=np.int64))])
-    scores = _emit_steps(b, x, steps)
-
-    outputs = [helper.make_tensor_value_info(OUTPUT_PACKED, TensorProto.UINT8, ["N", card.n_bytes])]
-    if head == "dense":
-        positive = b.one("Greater", [scores, b.const("zero", np.array(0.0, dtype=np.float32))])
-        bits = b.one("Cast", [positive], to=TensorProto.INT32)
-    elif head == "khot":
-        # TopK orders equal values by lower index first (ONNX spec) == hashplug's tie rule.
-        kk = b.const("k", np.array([k], dtype=np.int64))
-        _, top_idx = b.node("TopK", [scores, kk], n_out=2, axis=1, largest=1, sorted=1)
-        # Sort the k winners ascending: TopK(smallest) over the int64 indices themselves.
-        b.node("TopK", [top_idx, kk], out=[OUTPUT_INDICES, b.name("unused")], axis=1, largest=0, sorted=1)
-        zeros = b.one(
-            "ConstantOfShape",
-            [b.one("Shape", [scores])],
-            value=helper.make_tensor("z", TensorProto.INT32, [1], [0]),
-        )
-        ones = b.one(
-            "ConstantOfShape",
-            [b.one("Shape", [top_idx])],
-            value=helper.make_tensor("o", TensorProto.INT32, [1], [1]),
-        )
-        bits = b.one("ScatterElements", [zeros, top_idx, ones], axis=1)
-        outputs.append(helper.make_tensor_value_info(OUTPUT_INDICES, TensorProto.INT64, ["N", k]))
-    else:
-        raise HashplugError(f"unknown head {head!r}; known heads are ['dense', 'khot'].")
-    _emit_pack(b, bits, m)
-
-    g = helper.make_graph(
-        b.nodes,
-        f"hashplug_{card.method}",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", *input_shape])],
-        outputs,
-        initializer=b.inits,
-    )
-    opsets = [helper.make_opsetid("", int(opset))]
-    model = helper.make_model(
-        g,
-        opset_imports=opsets,
-        producer_name="hashplug",
+    return graph_model(
+        graph,
+        opset=opset,
+        name=f"hashplug_{card.method}",
+        doc_string=doc_string or f"hashplug {card.method} encoder: m={card.m}, k={card.k}, {card.code_kind} codes.",
+        metadata=card.to_metadata(),
         producer_version=card.hashplug_version,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        doc_string=doc_string
-        or f"hashplug {card.method} encoder: m={card.m}, k={card.k}, {card.code_kind} codes.",
     )
-    helper.set_model_props(model, card.to_metadata())
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def to_onnx(

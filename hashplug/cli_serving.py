@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         source,
         name=args.table,
         model=args.model,
-        code=args.code,
+        layout=_layout_option(args),
         source_column=args.source_column,
         columns=columns,
         id_column=args.id_column,
@@ -112,6 +113,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         Q = _parse_query(args.query)
         where = "--query is a single row"
+    if args.limit_k is not None:
+        print("hashplug search: --k is deprecated; use --limit.", file=sys.stderr)
+        args.limit = args.limit_k
+    if args.limit < 1:
+        raise HashplugError(f"--limit must be at least 1 (results per query); got {args.limit}.")
     if args.n < 1:
         raise HashplugError(f"--n must be at least 1 (the number of query rows); got {args.n}.")
     if not 0 <= args.row < len(Q):
@@ -123,7 +129,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     rows = Q[args.row : args.row + args.n]
     cols = args.columns.split(",") if args.columns else None
     for i, q in enumerate(rows):
-        res = search(tbl, q, args.k, columns=cols)  # positional: the keyword is `k` or (renamed) `limit`
+        res = search(tbl, q, limit=args.limit, columns=cols)
         keep = [c for c in res.column_names if c not in ("vector", "code")]
         print(json.dumps({"query": args.row + i, "results": res.select(keep).to_pylist()}, default=str))
     return 0
@@ -179,7 +185,7 @@ def run_demo(
     con = lancedb.connect(uri)
     if "digits" in con.table_names():
         con.drop_table("digits")
-    res = ingest(uri, X[db], name="digits", model=str(onnx_path), code="dense",
+    res = ingest(uri, X[db], name="digits", model=str(onnx_path), layout="packed",
                  columns={"id": db.astype(np.int64), "label": y[db].astype(np.int64)}, progress=False)
     tbl = res.table
     if tbl.count_rows() >= 256:
@@ -229,6 +235,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_option(args: argparse.Namespace) -> str | None:
+    """``--layout``, or the deprecated ``--code`` (0.1.0: dense / sparse)."""
+    if args.code is None:
+        return args.layout
+    if args.layout is not None:
+        raise HashplugError("pass --layout only (--code is its deprecated 0.1.0 name).")
+    print("hashplug ingest: --code is deprecated; use --layout packed|indices.", file=sys.stderr)
+    return {"dense": "packed", "sparse": "indices"}[args.code]
+
+
 def add_commands(sub: Any) -> None:
     """Register the serving commands on the CLI's subparsers."""
     e = sub.add_parser("export", help="export a saved model (.npz) to ONNX")
@@ -244,7 +260,11 @@ def add_commands(sub: Any) -> None:
     i.add_argument("--db", required=True, help="LanceDB folder")
     i.add_argument("--table", required=True)
     i.add_argument("--model", help="ONNX file (required for a new table)")
-    i.add_argument("--code", choices=["dense", "sparse"], default=None)
+    i.add_argument(
+        "--layout", choices=["packed", "indices"], default=None,
+        help="code column of a new table: packed bits (default) or the k active unit ids of a k-hot code",
+    )
+    i.add_argument("--code", choices=["dense", "sparse"], default=None, help="deprecated 0.1.0 name of --layout")
     i.add_argument("--source-column", default="vector")
     i.add_argument("--id-column", default=None, help="merge_insert on this column (safe retries)")
     i.add_argument("--chunk-size", type=int, default=65536)
@@ -261,7 +281,8 @@ def add_commands(sub: Any) -> None:
     g.add_argument("--query-file", help=".npy/.npz/.parquet of query vectors")
     s.add_argument("--row", type=int, default=0, help="first query row of --query-file")
     s.add_argument("--n", type=int, default=1, help="number of query rows")
-    s.add_argument("--k", type=int, default=10)
+    s.add_argument("--limit", type=int, default=10, help="results per query")
+    s.add_argument("--k", dest="limit_k", type=int, default=None, help="deprecated 0.1.0 name of --limit")
     s.add_argument("--columns", default=None, help="comma-separated columns to print")
     s.add_argument("--scale", type=float, default=None)
     s.set_defaults(func=cmd_search)

@@ -27,7 +27,10 @@ Keys (all values are strings, as ONNX ``metadata_props`` require):
     ``"score>0"`` for dense codes (a score of exactly 0 is bit 0); ``"lower-index"`` for k-hot codes
     (among equal scores the lower unit index wins, as ONNX ``TopK`` orders them).
 ``hashplug.preprocessing``
-    JSON list describing every graph step (op name, scalar parameters inline, shapes of array parameters).
+    JSON list describing every graph node in order: ``op.describe()`` (the op's registered name, scalar
+    parameters inline, ``<field>_shape`` of array parameters), e.g. ``[{"op": "flatten"}, {"op": "matmul",
+    "weight_shape": [784, 64], "accumulate": "float32"}]``. Any op name registered in
+    :data:`hashplug.graph.OPS` is valid (0.1.0 files use ``affine``, ``l2_normalize``, ``matmul``, ``sin``).
 ``hashplug.n_bytes``
     Bytes per packed code, ``ceil(m / 8)``.
 ``hashplug.weights_sha256``
@@ -48,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .graph import STEP_OPS
+from .graph import HEADS, OPS, Graph
 from .validation import ModelFileError
 
 __all__ = [
@@ -62,15 +65,15 @@ __all__ = [
     "OUTPUT_PACKED",
     "OUTPUT_INDICES",
     "ModelCard",
-    "describe_steps",
     "is_hashplug_metadata",
 ]
 
 FORMAT_VERSION = "hashplug-onnx/1"
 PREFIX = "hashplug."
-CODE_KINDS = ("dense", "khot")
+#: Code kinds and their tie rules: one per registered head (:data:`hashplug.graph.HEADS`).
+CODE_KINDS = tuple(HEADS)
 BIT_ORDER = "packbits-big"
-TIE_RULES = {"dense": "score>0", "khot": "lower-index"}
+TIE_RULES = {kind: head.tie_rule for kind, head in HEADS.items()}
 INPUT_NAME = "x"
 OUTPUT_PACKED = "packed"
 OUTPUT_INDICES = "indices"
@@ -100,34 +103,6 @@ def is_hashplug_metadata(meta: dict[str, str]) -> bool:
     return any(str(key).startswith(PREFIX) for key in meta)
 
 
-def describe_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A JSON-able description of graph steps: op names, scalar parameters, shapes of array parameters.
-
-    Parameters
-    ----------
-    steps : list of dict
-        Graph steps as in :mod:`hashplug.graph`.
-
-    Returns
-    -------
-    list of dict
-        E.g. ``[{"op": "affine", "scale": 0.0039, "shift": 0.0}, {"op": "matmul", "weight_shape": [784, 64]}]``.
-    """
-    out: list[dict[str, Any]] = []
-    for st in steps:
-        d: dict[str, Any] = {"op": str(st["op"])}
-        for key, val in st.items():
-            if key == "op":
-                continue
-            arr = np.asarray(val)
-            if arr.ndim == 0:
-                d[key] = float(arr) if np.issubdtype(arr.dtype, np.number) else str(arr)
-            else:
-                d[f"{key}_shape"] = [int(s) for s in arr.shape]
-        out.append(d)
-    return out
-
-
 @dataclass(frozen=True)
 class ModelCard:
     """Validated hashplug metadata of one ONNX file.
@@ -146,7 +121,7 @@ class ModelCard:
     weights_sha256 : str
         sha256 (hex) of the exported encoder's learned arrays.
     preprocessing : list of dict
-        :func:`describe_steps` of the graph steps.
+        :meth:`hashplug.graph.Graph.describe` of the encoder's graph.
     hashplug_version, format_version, input_dtype, bit_order, tie_rule : str
     source : str or None
         File the card was read from (used in error messages; not written to metadata).
@@ -230,10 +205,10 @@ class ModelCard:
                 "weights_sha256", f"must be 64 lowercase hex digits; got {self.weights_sha256!r}."
             )
         if not isinstance(self.preprocessing, list) or not all(
-            isinstance(st, dict) and st.get("op") in STEP_OPS for st in self.preprocessing
+            isinstance(st, dict) and st.get("op") in OPS for st in self.preprocessing
         ):
             raise self._fail(
-                "preprocessing", f"must be a JSON list of steps whose 'op' is one of {list(STEP_OPS)}."
+                "preprocessing", f"must be a JSON list of graph nodes whose 'op' is one of {sorted(OPS)}."
             )
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -328,16 +303,16 @@ class ModelCard:
 
     @classmethod
     def from_graph(
-        cls, graph: dict[str, Any], *, method: str, weights_sha256: str, source: str | None = None
+        cls, graph: Graph, *, method: str, weights_sha256: str, source: str | None = None
     ) -> ModelCard:
-        """Build the card of an encoder from its :attr:`graph` description (used by the exporter)."""
+        """Build the card of an encoder from its single-input :class:`~hashplug.graph.Graph` (used by the exporter)."""
         return cls(
             method=str(method),
-            input_shape=tuple(int(s) for s in graph["input_shape"]),
-            m=int(graph["m"]),
-            k=int(graph["k"]),
-            code_kind=str(graph["head"]),
+            input_shape=graph.input_shape,
+            m=graph.m,
+            k=graph.k,
+            code_kind=graph.code_kind,
             weights_sha256=str(weights_sha256),
-            preprocessing=describe_steps(graph["steps"]),
+            preprocessing=graph.describe(),
             source=source,
         )

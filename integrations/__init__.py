@@ -1,15 +1,26 @@
 """Serving-side integrations of hashplug encoders (ONNX files) with LanceDB and Arrow.
 
-Modules (imported on demand, so ``import hashplug.integrations`` stays light):
+Modules (imported on demand, so ``import hashplug.integrations`` stays light), one idea each, imports
+running down this list only:
 
 :mod:`hashplug.integrations.lancedb`
-    The ``"hashplug"`` LanceDB embedding function (registered when the module is imported), schema helpers,
-    :class:`~hashplug.integrations.lancedb.Query` and :func:`~hashplug.integrations.lancedb.search`.
+    The face: re-exports the names below; importing it registers the ``"hashplug"`` embedding function.
 :mod:`hashplug.integrations.reranker`
     :class:`~hashplug.integrations.reranker.HammingReranker` and
     :class:`~hashplug.integrations.reranker.FloatRescoreReranker`.
+:mod:`hashplug.integrations.ingest`
+    :func:`~hashplug.integrations.ingest.ingest` (resumable, chunked) and :func:`~hashplug.integrations.ingest.add`.
+:mod:`hashplug.integrations.search`
+    :func:`~hashplug.integrations.search.search`: dense codes natively, sparse (``indices``) codes exactly.
+:mod:`hashplug.integrations.tables`
+    Schema helpers, table checks (:func:`~hashplug.integrations.tables.check_code_column`), the index and
+    :func:`~hashplug.integrations.tables.update`.
+:mod:`hashplug.integrations.function`
+    The embedding function :class:`~hashplug.integrations.function.HashplugEmbeddings` and
+    :class:`~hashplug.integrations.function.Query`.
 :mod:`hashplug.integrations.arrow`
-    :func:`~hashplug.integrations.arrow.encode_batches` and :func:`~hashplug.integrations.arrow.ingest`.
+    Arrow <-> numpy for sample and code columns, the pure :func:`~hashplug.integrations.arrow.encode_batch`
+    and the streaming :func:`~hashplug.integrations.arrow.encode_batches` (no LanceDB).
 
 None of them imports torch or onnx: encoders are known only as ONNX files opened with
 :class:`hashplug.runtime.OnnxEncoder`.

@@ -4,8 +4,9 @@
     An Arrow (or numpy / list) column of samples -> float32 ``(n, *input_shape)``, rejecting nulls, NaN and
     wrong sizes with row numbers.
 :func:`code_type`, :func:`codes_to_arrow`, :func:`codes_from_arrow`
-    The one conversion of code columns: layout ``"dense"`` is ``fixed_size_list<uint8>[n_bytes]`` (packed
-    bits), ``"sparse"`` is ``list<int32>`` (the active units of k-hot codes).
+    The one conversion of code columns: layout ``"packed"`` is ``fixed_size_list<uint8>[n_bytes]`` (packed
+    bits), ``"indices"`` is ``list<int32>`` (the active units of k-hot codes). 0.1.0 called them
+    ``"dense"`` and ``"sparse"``; :func:`normalize_layout` still takes those names.
 :func:`encode_batch`
     A pure function ``RecordBatch -> RecordBatch`` that appends (or replaces) the code column: what
     :func:`encode_batches`, :func:`hashplug.ingest` and a Ray ``map_batches`` share.
@@ -28,6 +29,7 @@ from ..validation import HashplugError, ModelMismatchError, check_int_param
 
 __all__ = [
     "LAYOUTS",
+    "normalize_layout",
     "column_to_numpy",
     "code_type",
     "codes_to_arrow",
@@ -36,9 +38,45 @@ __all__ = [
     "encode_batches",
 ]
 
-#: Storage layouts of the code column: ``"dense"`` packed bits in ``fixed_size_list<uint8>[n_bytes]``,
-#: ``"sparse"`` active-unit ids of k-hot codes in ``list<int32>``.
-LAYOUTS = ("dense", "sparse")
+#: Storage layouts of the code column: ``"packed"`` bits in ``fixed_size_list<uint8>[n_bytes]``,
+#: ``"indices"`` the active-unit ids of k-hot codes in ``list<int32>``.
+LAYOUTS = ("packed", "indices")
+#: 0.1.0's names of the layouts.
+OLD_LAYOUTS = {"dense": "packed", "sparse": "indices"}
+
+
+def normalize_layout(value: Any, *, owner: str = "hashplug", warn: bool = True) -> str:
+    """A layout name: ``"packed"`` or ``"indices"``; 0.1.0's ``"dense"``/``"sparse"`` map to them (with a
+    ``DeprecationWarning`` when ``warn``)."""
+    if value in LAYOUTS:
+        return str(value)
+    if value in OLD_LAYOUTS:
+        if warn:
+            import warnings
+
+            warnings.warn(
+                f"{owner}: the layout {value!r} is now called {OLD_LAYOUTS[value]!r}; the old name will be removed "
+                "in 0.3.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        return OLD_LAYOUTS[value]
+    raise HashplugError(
+        f"{owner}: layout must be 'packed' (bits in fixed_size_list<uint8>) or 'indices' (the k active units of a "
+        f"k-hot code in list<int32>); got {value!r}."
+    )
+
+
+def _layout_arg(layout: Any, code: Any, owner: str) -> Any:
+    """``layout=`` or its deprecated 0.1.0 keyword ``code=``, not both."""
+    if code is None:
+        return layout
+    if layout is not None:
+        raise HashplugError(f"{owner}: pass layout= only (code= is its deprecated 0.1.0 name).")
+    import warnings
+
+    warnings.warn(f"{owner}(code=...) is deprecated; use layout='packed' or 'indices'.", DeprecationWarning, stacklevel=3)
+    return normalize_layout(code, owner=owner, warn=False)
 
 
 def column_to_numpy(
@@ -115,57 +153,66 @@ def column_to_numpy(
     return arr.reshape((arr.shape[0], *input_shape))
 
 
-def code_type(kind: str, n_bytes: int) -> pa.DataType:
-    """Arrow type of the code column: ``fixed_size_list<uint8>[n_bytes]`` (dense) or ``list<int32>`` (sparse)."""
-    if kind == "dense":
+def code_type(layout: str, n_bytes: int) -> pa.DataType:
+    """Arrow type of the code column: ``fixed_size_list<uint8>[n_bytes]`` (packed) or ``list<int32>`` (indices)."""
+    layout = normalize_layout(layout, owner="code_type", warn=False)
+    if layout == "packed":
         return pa.list_(pa.uint8(), int(n_bytes))
-    if kind == "sparse":
-        return pa.list_(pa.int32())
-    raise HashplugError(f"code layout must be one of {list(LAYOUTS)}; got {kind!r}.")
+    return pa.list_(pa.int32())
 
 
-def codes_to_arrow(codes: np.ndarray, kind: str) -> pa.Array:
-    """Packed codes (dense) or k-hot indices (sparse) as an Arrow array of :func:`code_type`."""
+def codes_to_arrow(codes: np.ndarray, layout: str) -> pa.Array:
+    """Packed codes (n, n_bytes) uint8 or k-hot indices (n, k) as an Arrow array of :func:`code_type`."""
+    layout = normalize_layout(layout, owner="codes_to_arrow", warn=False)
     codes = np.ascontiguousarray(codes)
     n, w = codes.shape
-    if kind == "dense":
+    if layout == "packed":
         return pa.FixedSizeListArray.from_arrays(pa.array(codes.astype(np.uint8, copy=False).ravel()), w)
     offsets = pa.array(np.arange(0, n * w + 1, w, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(codes.astype(np.int32, copy=False).ravel()))
 
 
 def codes_from_arrow(col: Any) -> tuple[str, Any]:
-    """Read a code column back: ``("dense", packed (n, n_bytes) uint8)`` or ``("sparse", list of int arrays)``."""
+    """Read a code column back.
+
+    Returns
+    -------
+    ("packed", ndarray of shape (n, n_bytes), dtype=uint8) or ("indices", (offsets (n + 1,), values))
+        The layout and the codes; ``indices`` rows are ``values[offsets[i]:offsets[i + 1]]``.
+    """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     t = col.type
     if pa.types.is_fixed_size_list(t) and pa.types.is_uint8(t.value_type):
         flat = col.flatten().to_numpy(zero_copy_only=False)
-        return "dense", flat.reshape(len(col), t.list_size)
+        return "packed", flat.reshape(len(col), t.list_size)
     if (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type):
         offsets = col.offsets.to_numpy(zero_copy_only=False)
         values = col.values.to_numpy(zero_copy_only=False)
-        return "sparse", (offsets - offsets[0], values[offsets[0] : offsets[-1]])
+        return "indices", (offsets - offsets[0], values[offsets[0] : offsets[-1]])
     raise HashplugError(
         f"column type {t} is not a hashplug code column (fixed_size_list<uint8> or list<int32>)."
     )
 
 
-
-def _encode_fn(encoder: Any, code: str) -> tuple[Any, tuple[int, ...], int]:
-    """(encode(ndarray) -> codes, input_shape, n_bytes) for an OnnxEncoder or a HashplugEmbeddings."""
+def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, tuple[int, ...], int, str]:
+    """(encode(ndarray) -> codes, input_shape, n_bytes, layout) for an OnnxEncoder or a HashplugEmbeddings."""
     if hasattr(encoder, "encode_query") and hasattr(encoder, "arrow_type"):  # HashplugEmbeddings
-        return encoder.encode, tuple(encoder.input_shape), int(encoder.n_bytes)
-    shape = tuple(int(s) for s in encoder.input_shape)
-    if code == "dense":
-        return (lambda X: encoder.encode(X, format="packed")), shape, int(encoder.n_bytes)
-    if code == "sparse":
-        if encoder.code_kind != "khot":
+        if layout is not None and normalize_layout(layout, warn=False) != encoder.layout:
             raise ModelMismatchError(
-                f"code='sparse' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has {encoder.code_kind} codes."
+                f"layout={layout!r} differs from the function's own layout {encoder.layout!r}; leave it out."
             )
-        return (lambda X: encoder.encode(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes)
-    raise HashplugError(f"code must be 'dense' or 'sparse'; got {code!r}.")
+        return encoder.encode, tuple(encoder.input_shape), int(encoder.n_bytes), encoder.layout
+    layout = normalize_layout(layout or "packed", owner="encode_batches")
+    shape = tuple(int(s) for s in encoder.input_shape)
+    if layout == "packed":
+        return (lambda X: encoder.encode(X, format="packed")), shape, int(encoder.n_bytes), layout
+    if encoder.code_kind != "khot":
+        raise ModelMismatchError(
+            f"layout='indices' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has "
+            f"{encoder.code_kind} codes; use layout='packed'."
+        )
+    return (lambda X: encoder.encode(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
 
 
 def encode_batches(
@@ -174,10 +221,11 @@ def encode_batches(
     *,
     source: str = "vector",
     target: str = "code",
-    code: str | None = None,
+    layout: str | None = None,
     batch_size: int | None = None,
     schema: pa.Schema | None = None,
     row_offset: int = 0,
+    code: str | None = None,
 ) -> pa.RecordBatchReader:
     """Add a code column to every batch of a stream, with bounded memory.
 
@@ -189,8 +237,9 @@ def encode_batches(
         The model.
     source, target : str
         Input column and code column (replaced if present).
-    code : {"dense", "sparse"} or None
-        Code layout (default: the function's, or ``"dense"`` for an OnnxEncoder).
+    layout : {"packed", "indices"} or None
+        Code layout (default: the function's, or ``"packed"`` for an OnnxEncoder). ``code=`` is its
+        deprecated 0.1.0 name (``"dense"``/``"sparse"``).
     batch_size : int or None
         Split larger input batches to at most this many rows.
     schema : pyarrow.Schema or None
@@ -203,8 +252,7 @@ def encode_batches(
     pyarrow.RecordBatchReader
         Lazily encoded; each batch is validated (dimension, NaN, nulls) before it is yielded.
     """
-    code = code or getattr(encoder, "code", None) or "dense"
-    enc, shape, nb = _encode_fn(encoder, code)
+    enc, shape, nb, layout = _encode_fn(encoder, _layout_arg(layout, code, "encode_batches"))
     if batch_size is not None:
         batch_size = check_int_param(batch_size, "batch_size", "encode_batches", 1)
     it: Iterator[pa.RecordBatch]
@@ -231,14 +279,14 @@ def encode_batches(
     if source not in in_schema.names:
         raise HashplugError(f"the input has no source column {source!r}; columns: {in_schema.names}.")
     base = pa.schema([f for f in in_schema if f.name != target], metadata=in_schema.metadata)
-    out_schema = base.append(pa.field(target, code_type(code, nb)))
+    out_schema = base.append(pa.field(target, code_type(layout, nb)))
 
     def gen() -> Iterator[pa.RecordBatch]:
         row = int(row_offset)
         for batch in it:
             step = batch_size or max(batch.num_rows, 1)
             for s in range(0, batch.num_rows, step):
-                yield _encode(batch.slice(s, step), enc, shape, code, nb, source, target, row + s)
+                yield _encode(batch.slice(s, step), enc, shape, layout, nb, source, target, row + s)
             row += batch.num_rows
 
     return pa.RecordBatchReader.from_batches(out_schema, gen())
@@ -250,7 +298,7 @@ def encode_batch(
     *,
     source: str = "vector",
     target: str = "code",
-    code: str | None = None,
+    layout: str | None = None,
     row_offset: int = 0,
 ) -> pa.RecordBatch:
     """Append (or replace) the code column of one batch: a pure function, safe to map over batches.
@@ -267,53 +315,34 @@ def encode_batch(
         The model.
     source, target : str
         Input column and code column (replaced if present, else appended last).
-    code : {"dense", "sparse"} or None
-        Code layout (default: the function's, or ``"dense"`` for an OnnxEncoder).
+    layout : {"packed", "indices"} or None
+        Code layout (default: the function's, or ``"packed"`` for an OnnxEncoder).
     row_offset : int
         Row number of the batch's first row in a larger source; error messages count rows from it.
 
     Returns
     -------
     pyarrow.RecordBatch
-        The batch's other columns, then ``target``: ``fixed_size_list<uint8>[n_bytes]`` (dense) or
-        ``list<int32>`` (sparse).
+        The batch's other columns, then ``target``: ``fixed_size_list<uint8>[n_bytes]`` (packed) or
+        ``list<int32>`` (indices).
     """
-    code = code or getattr(encoder, "code", None) or "dense"
-    enc, shape, nb = _encode_fn(encoder, code)
+    enc, shape, nb, layout = _encode_fn(encoder, layout)
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else pa.RecordBatch.from_pylist(
             [], schema=batch.schema
         )
     if source not in batch.schema.names:
         raise HashplugError(f"the input has no source column {source!r}; columns: {batch.schema.names}.")
-    return _encode(batch, enc, shape, code, nb, source, target, row_offset)
+    return _encode(batch, enc, shape, layout, nb, source, target, row_offset)
 
 
 def _encode(
-    batch: pa.RecordBatch, enc: Any, shape: tuple[int, ...], code: str, nb: int, source: str, target: str, row: int
+    batch: pa.RecordBatch, enc: Any, shape: tuple[int, ...], layout: str, nb: int, source: str, target: str, row: int
 ) -> pa.RecordBatch:
     X = column_to_numpy(batch.column(source), shape, name=f"column {source!r}", row_offset=row)
     keep = [f for f in batch.schema if f.name != target]
-    fields = [*keep, pa.field(target, code_type(code, nb))]
-    arrays = [batch.column(f.name) for f in keep] + [codes_to_arrow(enc(X), code)]
+    fields = [*keep, pa.field(target, code_type(layout, nb))]
+    arrays = [batch.column(f.name) for f in keep] + [codes_to_arrow(enc(X), layout)]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
 
-
-_MOVED = {"ingest", "add", "IngestResult", "iter_source"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:  # 0.1.0 had ingest here; it lives in hashplug.integrations.ingest now
-        import warnings
-
-        from . import ingest as _ingest
-
-        warnings.warn(
-            f"hashplug.integrations.arrow.{name} moved to hashplug.integrations.ingest.{name}; the old path "
-            "will be removed in 0.3.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(_ingest, name)
-    raise AttributeError(f"module 'hashplug.integrations.arrow' has no attribute {name!r}")

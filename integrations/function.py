@@ -1,6 +1,6 @@
 """The ``"hashplug"`` LanceDB embedding function and :class:`Query`, the raw-query wrapper.
 
-``get_registry().get("hashplug").create(model="enc.onnx", code="dense" | "sparse")``: LanceDB saves the
+``get_registry().get("hashplug").create(model="enc.onnx", layout="packed" | "indices")``: LanceDB saves the
 arguments (as JSON) in the table's schema metadata and rebuilds the function from them whenever it opens,
 adds to or searches the table; the ONNX file is opened with :class:`hashplug.runtime.OnnxEncoder`, whose
 session cache is shared by every rebuild.
@@ -21,7 +21,7 @@ from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr
 
 from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array
-from .arrow import LAYOUTS, code_type, codes_to_arrow, column_to_numpy
+from .arrow import LAYOUTS, OLD_LAYOUTS, code_type, codes_to_arrow, column_to_numpy
 
 __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
 
@@ -127,6 +127,33 @@ class Query:
         return cls(x.astype(np.float32))
 
 
+def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """0.1.0 configs (``code="dense" | "sparse"``, ``sha256=``) in today's names (``layout``, ``file_sha256``)."""
+    kw = dict(kwargs)
+    if "sha256" in kw:
+        old = kw.pop("sha256")
+        if kw.get("file_sha256") not in (None, old):
+            raise HashplugError("pass file_sha256= only (sha256= is its 0.1.0 name).")
+        kw["file_sha256"] = old
+    if "code" in kw:
+        old = kw.pop("code")
+        if old not in OLD_LAYOUTS and old not in LAYOUTS:
+            raise HashplugError(f"layout must be 'packed' or 'indices' (0.1.0: code='dense' or 'sparse'); got {old!r}.")
+        new = OLD_LAYOUTS.get(old, old)
+        if kw.get("layout") not in (None, new):
+            raise HashplugError("pass layout= only (code= is its 0.1.0 name).")
+        import warnings
+
+        warnings.warn(
+            f"the hashplug function's code={old!r} is now layout={new!r}; the old keyword will be removed in 0.3 "
+            "(tables written by 0.1.0 keep opening).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        kw["layout"] = new
+    return kw
+
+
 @register("hashplug")
 class HashplugEmbeddings(EmbeddingFunction):
     """LanceDB embedding function that writes binary hash codes computed by a hashplug ONNX encoder.
@@ -134,19 +161,21 @@ class HashplugEmbeddings(EmbeddingFunction):
     Create it through the registry; the arguments are saved (as JSON) in the table's schema metadata and the
     function is rebuilt from them whenever LanceDB opens, adds to or searches the table::
 
-        func = get_registry().get("hashplug").create(model="enc.onnx", code="dense")
+        func = get_registry().get("hashplug").create(model="enc.onnx", layout="packed")
 
     Parameters
     ----------
     model : str
         Path of the ONNX file (stored absolute, so a fresh process finds it from any working directory).
-    sha256 : str or None
-        Expected sha256 of the file's bytes. Filled in at creation; when the table is reopened a different
-        file at ``model`` is refused with :class:`~hashplug.validation.ModelMismatchError`.
-    code : {"dense", "sparse"}
-        Code column layout: ``"dense"`` packed bits in ``fixed_size_list<uint8>[n_bytes]`` (LanceDB's native
-        ``distance_type("hamming")`` search, ``IVF_FLAT`` index), or ``"sparse"`` the k active unit ids of a
-        k-hot encoder in ``list<int32>`` (``LABEL_LIST`` index, searched by :func:`search`).
+    file_sha256 : str or None
+        Expected sha256 of the file's bytes (not the ``weights_sha256`` of its model card). Filled in at
+        creation; when the table is reopened a different file at ``model`` is refused with
+        :class:`~hashplug.validation.ModelMismatchError`. 0.1.0 called it ``sha256`` (still accepted).
+    layout : {"packed", "indices"}
+        Code column layout: ``"packed"`` bits in ``fixed_size_list<uint8>[n_bytes]`` (LanceDB's native
+        ``distance_type("hamming")`` search, ``IVF_FLAT`` index), or ``"indices"`` the k active unit ids of a
+        k-hot encoder in ``list<int32>`` (``LABEL_LIST`` index, searched by :func:`hashplug.search`). 0.1.0's
+        keyword ``code="dense" | "sparse"`` is still accepted, with a ``DeprecationWarning``.
     providers : list of str or None
         onnxruntime execution providers (default: onnxruntime's choice).
     batch_size : int
@@ -156,8 +185,8 @@ class HashplugEmbeddings(EmbeddingFunction):
     """
 
     model: str
-    sha256: str | None = None
-    code: Literal["dense", "sparse"] = "dense"
+    file_sha256: str | None = None
+    layout: Literal["packed", "indices"] = "packed"
     providers: list[str] | None = None
     batch_size: int = 8192
     m: int | None = None
@@ -170,15 +199,20 @@ class HashplugEmbeddings(EmbeddingFunction):
     @classmethod
     def create(cls, **kwargs: Any) -> HashplugEmbeddings:
         """Create the function, check the model file, and record its absolute path, sha256 and shape."""
+        kwargs = _upgrade_config(kwargs)
         inst = super().create(**kwargs)
         inst._load_and_check()  # outside pydantic validation, so our own error types reach the caller
         args = dict(inst._original_args)
         if not (isinstance(args.get("model"), str) and args["model"].startswith("$var:")):
             args["model"] = inst.model
         enc = inst.encoder
-        args.setdefault("sha256", None)
-        if args["sha256"] is None or (isinstance(args["sha256"], str) and args["sha256"].startswith("$var:")):
-            args["sha256"] = enc.file_sha256
+        args.setdefault("file_sha256", None)
+        sha = args["file_sha256"]
+        if sha is None or (isinstance(sha, str) and sha.startswith("$var:")):
+            args["file_sha256"] = enc.file_sha256
+        if inst.file_sha256 is None:
+            inst.file_sha256 = enc.file_sha256
+        args.setdefault("layout", inst.layout)
         for key in ("m", "k", "code_kind"):
             if args.get(key) is None:
                 args[key] = getattr(enc, key)
@@ -188,18 +222,18 @@ class HashplugEmbeddings(EmbeddingFunction):
     def model_post_init(self, __context: Any) -> None:
         from pathlib import Path
 
-        if self.code not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks
-            raise HashplugError(f"code must be one of {list(LAYOUTS)}; got {self.code!r}.")
+        if self.layout not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks
+            raise HashplugError(f"layout must be one of {list(LAYOUTS)}; got {self.layout!r}.")
         if int(self.batch_size) < 1:
             raise HashplugError(f"batch_size must be >= 1; got {self.batch_size}.")
         self.model = str(Path(self.model).expanduser().resolve())
 
     def _load_and_check(self) -> Any:
         enc = load_encoder_cached(self.model, self.providers, self.batch_size)
-        if self.sha256 is not None and self.sha256 != enc.file_sha256:
+        if self.file_sha256 is not None and self.file_sha256 != enc.file_sha256:
             raise ModelMismatchError(
                 f"The ONNX file at {self.model!r} is not the model this table was built with: its sha256 is "
-                f"{enc.file_sha256} but the table's saved config expects {self.sha256} (file sha256; the file's "
+                f"{enc.file_sha256} but the table's saved config expects {self.file_sha256} (file sha256; the file's "
                 f"weights_sha256 is {enc.weights_sha256}). Put the original file back at that path, or rebuild the "
                 "table's codes with the new model."
             )
@@ -212,10 +246,10 @@ class HashplugEmbeddings(EmbeddingFunction):
             raise ModelMismatchError(
                 f"The ONNX file at {self.model!r} does not match the saved config ({'; '.join(diffs)})."
             )
-        if self.code == "sparse" and enc.code_kind != "khot":
+        if self.layout == "indices" and enc.code_kind != "khot":
             raise ModelMismatchError(
-                f"code='sparse' stores the active unit ids of k-hot codes, but {self.model!r} produces "
-                f"{enc.code_kind} codes (m={enc.m}); use code='dense'."
+                f"layout='indices' stores the active unit ids of k-hot codes, but {self.model!r} produces "
+                f"{enc.code_kind} codes (m={enc.m}); use layout='packed'."
             )
         self._encoder = enc
         return enc
@@ -240,11 +274,11 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     def ndims(self) -> int:
         """Length of one code: ``n_bytes`` (dense) or ``k`` (sparse)."""
-        return self.n_bytes if self.code == "dense" else int(self.encoder.k)
+        return self.n_bytes if self.layout == "packed" else int(self.encoder.k)
 
     def arrow_type(self) -> pa.DataType:
         """Arrow type of the code column this function writes."""
-        return code_type(self.code, self.n_bytes)
+        return code_type(self.layout, self.n_bytes)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, X: Any) -> np.ndarray:
@@ -255,8 +289,8 @@ class HashplugEmbeddings(EmbeddingFunction):
         arr = column_to_numpy(X, self.input_shape, name=f"input of {self.model!r}")
         if arr.shape[0] == 0:
             w = self.ndims()
-            return np.zeros((0, w), dtype=np.uint8 if self.code == "dense" else np.int32)
-        if self.code == "dense":
+            return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else np.int32)
+        if self.layout == "packed":
             return self.encoder.encode(arr, format="packed")
         return self.encoder.encode(arr, format="indices").astype(np.int32)
 
@@ -272,7 +306,7 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     def encode_arrow(self, col: Any) -> pa.Array:
         """Encode an Arrow column of samples to an Arrow code column of :meth:`arrow_type`."""
-        return codes_to_arrow(self.encode(col), self.code)
+        return codes_to_arrow(self.encode(col), self.layout)
 
     def compute_source_embeddings(self, data: Any, *args: Any, **kwargs: Any) -> list[np.ndarray]:
         """Codes of the source column (called by LanceDB on ``table.add``)."""
@@ -281,7 +315,7 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     def compute_query_embeddings(self, query: Any, *args: Any, **kwargs: Any) -> list[np.ndarray]:
         """Code of a :class:`Query` (or its string form), called by LanceDB on ``table.search(Query(x))``."""
-        if self.code == "sparse":
+        if self.layout == "indices":
             raise HashplugError(
                 "This table stores sparse k-hot codes (list<int32>), which LanceDB's vector search cannot rank; "
                 "use hashplug.search(table, x, limit=...) instead of table.search(hashplug.Query(x))."
@@ -301,5 +335,5 @@ class HashplugEmbeddings(EmbeddingFunction):
         return self.compute_query_embeddings(*args, **kwargs)
 
     def __hash__(self) -> int:
-        return hash((self.model, self.sha256, self.code))
+        return hash((self.model, self.file_sha256, self.layout))
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..validation import HashplugError, IngestError, ModelMismatchError, check_int_param
-from .arrow import column_to_numpy, encode_batches
+from .arrow import _layout_arg, column_to_numpy, encode_batches, normalize_layout
 
 __all__ = ["ingest", "add", "IngestResult", "iter_source"]
 
@@ -183,7 +183,7 @@ def _open_table(
     table_or_uri: Any,
     name: str | None,
     model: Any,
-    code: str | None,
+    layout: str | None,
     source_column: str,
     code_column: str,
     first: pa.Table | None,
@@ -208,14 +208,14 @@ def _open_table(
         raise HashplugError(f"table {name!r} does not exist at {str(p)!r}; pass model= to create it.")
     from .tables import schema
 
-    func = _as_function(model, code)
+    func = _as_function(model, layout)
     extra = (
         [f for f in first.schema if f.name not in (source_column, code_column)] if first is not None else []
     )
     return db.create_table(name, schema=schema(func, source=source_column, target=code_column, extra=extra))
 
 
-def _as_function(model: Any, code: str | None) -> Any:
+def _as_function(model: Any, layout: str | None) -> Any:
     from .function import HashplugEmbeddings
 
     if isinstance(model, HashplugEmbeddings):
@@ -224,8 +224,8 @@ def _as_function(model: Any, code: str | None) -> Any:
 
     path = getattr(model, "path", model)  # an OnnxEncoder or a path
     kwargs: dict[str, Any] = {"model": str(path)}
-    if code is not None:
-        kwargs["code"] = code
+    if layout is not None:
+        kwargs["layout"] = layout
     return get_registry().get("hashplug").create(**kwargs)
 
 
@@ -328,7 +328,7 @@ def ingest(
     *,
     name: str | None = None,
     model: Any = None,
-    code: str | None = None,
+    layout: str | None = None,
     source_column: str = "vector",
     code_column: str = "code",
     columns: Mapping[str, Any] | None = None,
@@ -336,6 +336,7 @@ def ingest(
     chunk_size: int = 65536,
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    code: str | None = None,
 ) -> IngestResult:
     """Encode and load data into a hashplug table in atomic chunks, resumably.
 
@@ -353,8 +354,8 @@ def ingest(
         The encoder. Default: the table's own function. If given for an existing table it must be the very
         file the table was built with (same sha256), else :class:`~hashplug.validation.ModelMismatchError`
         is raised before anything is written.
-    code : {"dense", "sparse"} or None
-        Code layout when a new table is created.
+    layout : {"packed", "indices"} or None
+        Code layout when a new table is created (``code="dense" | "sparse"`` is its deprecated 0.1.0 name).
     source_column, code_column : str
         Names of the sample and code columns.
     columns : mapping or None
@@ -384,6 +385,9 @@ def ingest(
     """
     from .tables import check_table
 
+    layout = _layout_arg(layout, code, "hashplug.ingest")
+    if layout is not None:
+        layout = normalize_layout(layout, owner="hashplug.ingest")
     chunk_size = check_int_param(chunk_size, "chunk_size", "hashplug.ingest", 1)
     batches, total, desc = iter_source(
         source, source_column=source_column, columns=columns, batch_size=chunk_size
@@ -393,8 +397,8 @@ def ingest(
     if first is None or first.num_rows == 0:
         raise HashplugError(f"the source ({desc}) is empty; nothing to ingest.")
 
-    table = _open_table(table_or_uri, name, model, code, source_column, code_column, first)
-    func = _as_function(model, code) if model is not None else None
+    table = _open_table(table_or_uri, name, model, layout, source_column, code_column, first)
+    func = _as_function(model, layout) if model is not None else None
     col, src, func = check_table(table, func, code_column if code_column in table.schema.names else None)
     if src not in first.column_names:
         raise HashplugError(

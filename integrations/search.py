@@ -33,7 +33,7 @@ def hamming_to_query(query_code: np.ndarray, col: Any) -> np.ndarray:
     """
     kind, data = codes_from_arrow(col)
     q = np.asarray(query_code).ravel()
-    if kind == "dense":
+    if kind == "packed":
         nb = data.shape[1]
         if q.dtype != np.uint8 or q.size != nb:
             q = indices_to_packed(np.unique(q.astype(np.int64)).reshape(1, -1), 8 * nb)[0]
@@ -199,7 +199,7 @@ def search(
     if reranker is not None and sel is not None:
         need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
         sel = list(dict.fromkeys([*sel, *need]))
-    if func.code == "dense":
+    if func.layout == "packed":
         qb = table.search(code, vector_column_name=col).distance_type("hamming").limit(fetch)
         if where:
             qb = qb.where(where, prefilter=True)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunctionConfig, get_registry
 
 from ..validation import HashplugError, ModelMismatchError, TableSchemaError
+from .arrow import OLD_LAYOUTS
 from .function import HashplugEmbeddings, Query
 
 __all__ = [
@@ -46,7 +47,7 @@ def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
     meta = {
         META_M: str(enc.m).encode(),
         META_K: str(enc.k).encode(),
-        META_KIND: func.code.encode(),
+        META_KIND: func.layout.encode(),
         META_SHA: str(enc.file_sha256).encode(),
     }
     return pa.field(name, func.arrow_type(), nullable=True, metadata=meta)
@@ -150,7 +151,7 @@ def lance_model(
     Parameters
     ----------
     func : HashplugEmbeddings
-        Must use ``code="dense"`` (sparse tables: use :func:`schema`).
+        Must use ``layout="packed"`` (``"indices"`` tables: use :func:`schema`).
     source, target : str
         Field names of the samples and of the codes.
     source_dim : int or None
@@ -168,9 +169,9 @@ def lance_model(
     from lancedb.pydantic import LanceModel, Vector
     from pydantic import create_model
 
-    if func.code != "dense":
+    if func.layout != "packed":
         raise HashplugError(
-            "lance_model() builds dense tables; for code='sparse' use hashplug.integrations.lancedb.schema()."
+            "lance_model() builds packed-code tables; for layout='indices' use hashplug.integrations.lancedb.schema()."
         )
     d = int(np.prod(func.input_shape)) if source_dim is None else int(source_dim)
     if d != int(np.prod(func.input_shape)):
@@ -281,15 +282,18 @@ def check_table(
     use = func if func is not None else own
     field = table.schema.field(col)
     diffs = []
-    if func is not None and own.sha256 and func.encoder.file_sha256 != own.sha256:
-        diffs.append(f"sha256: table {own.sha256} != model {func.encoder.file_sha256}")
+    if func is not None and own.file_sha256 and func.encoder.file_sha256 != own.file_sha256:
+        diffs.append(f"sha256: table {own.file_sha256} != model {func.encoder.file_sha256}")
     if field.type != use.arrow_type():
         diffs.append(f"column type: table {field.type} != model {use.arrow_type()}")
     meta = field.metadata or {}
     enc = use.encoder
-    for key, val in ((META_M, enc.m), (META_K, enc.k), (META_KIND, use.code)):
-        if key in meta and meta[key].decode() != str(val):
-            diffs.append(f"{key.decode()}: table {meta[key].decode()} != model {val}")
+    for key, val in ((META_M, enc.m), (META_K, enc.k), (META_KIND, use.layout)):
+        got = meta[key].decode() if key in meta else None
+        if key == META_KIND and got is not None:
+            got = OLD_LAYOUTS.get(got, got)  # 0.1.0 wrote "dense" / "sparse"
+        if got is not None and got != str(val):
+            diffs.append(f"{key.decode()}: table {got} != model {val}")
     if diffs:
         raise ModelMismatchError(
             f"model {use.model!r} does not match column {col!r} of table {getattr(table, 'name', '?')!r}: "
@@ -317,14 +321,14 @@ def check_code_column(table: Any, column: str, func: HashplugEmbeddings) -> None
         f"hashplug.integrations.lancedb.create_table(db, '{name}_v2', func, "
         f"data=table.to_arrow().drop_columns(['{column}'])), which recomputes the codes."
     )
-    if func.code == "dense":
+    if func.layout == "packed":
         fix = (
             f"declare the field as `{column}: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()` "
             "in your LanceModel, or create the table with hashplug.integrations.lancedb.schema(func) or "
             "lance_model(func)."
         )
     else:
-        fix = "create sparse tables with hashplug.integrations.lancedb.schema(func) (a list<int32> column)."
+        fix = "create 'indices' tables with hashplug.integrations.lancedb.schema(func) (a list<int32> column)."
     what = (
         "LanceDB's default for Vector(n) and list[float] vector fields, so the codes were cast to floats and "
         "Hamming search cannot run on them"
@@ -333,7 +337,7 @@ def check_code_column(table: Any, column: str, func: HashplugEmbeddings) -> None
     )
     raise TableSchemaError(
         f"column {column!r} of table {name!r} is {field.type} ({what}); the hashplug function "
-        f"(code={func.code!r}) needs {want}. Fix: {fix} {keep}"
+        f"(layout={func.layout!r}) needs {want}. Fix: {fix} {keep}"
     )
 
 
@@ -349,7 +353,7 @@ def create_index(
 
     col, _, func = get_function(table, column)
     check_code_column(table, col, func)
-    if func.code == "dense":
+    if func.layout == "packed":
         n = table.count_rows()
         parts = num_partitions or max(1, min(256, int(np.sqrt(max(n, 1)))))
         table.create_index(

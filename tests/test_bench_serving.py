@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from hashplug.bench import serving  # noqa: E402
+from hashplug.bench import ag_news, encode, ingest  # noqa: E402
 
 
 def _args(**kw):
@@ -70,13 +70,13 @@ def fake_ag_news(tmp_path_factory):
 def test_encode_smoke(fake_mnist, tmp_path, capsys):
     out = tmp_path / "encode.json"
     args = _args(data=str(fake_mnist), k=[8], methods=["lsh", "biohash"], epochs=1, limit=200, out=str(out))
-    assert serving.bench_encode(args) == 0
+    assert encode.bench_encode(args) == 0
     assert "ort/torch" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["suite"] == "encode"
     rows = res["rows"]
     assert {(r["method"], r["batch"]) for r in rows} == {
-        (m, b) for m in ("lsh", "biohash") for b in serving.ENCODE_BATCHES
+        (m, b) for m in ("lsh", "biohash") for b in encode.ENCODE_BATCHES
     }
     for r in rows:
         for key in (
@@ -96,7 +96,7 @@ def test_ingest_smoke(fake_mnist, tmp_path):
     out = tmp_path / "ingest.json"
     args = _args(data=str(fake_mnist), rows=1500, limit=200, k=[16], out=str(out))
     args.chunk_size = 400  # several commits
-    assert serving.bench_ingest(args) == 0
+    assert ingest.bench_ingest(args) == 0
     res = json.loads(out.read_text())
     assert res["suite"] == "ingest"
     assert res["settings"]["chunks"] == 4
@@ -120,7 +120,7 @@ def test_ag_news_smoke(fake_ag_news, tmp_path):
         hp=json.dumps(hp),
         grid=json.dumps({"init_scale": [0.1, 0.3]}),
     )
-    assert serving.bench_ag_news(args) == 0
+    assert ag_news.bench_ag_news(args) == 0
     res = json.loads(out.read_text())
     assert res["suite"] == "ag-news"
     assert res["protocol"]["n_queries"] == 400 and res["protocol"]["n_db"] == 400

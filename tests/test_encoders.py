@@ -15,7 +15,6 @@ from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS, RANDOMISED, make
 import hashplug
 from hashplug.codes import check_packed, convert, n_bytes, unpack_bits
 from hashplug.encoders import BaseEncoder, BioHash
-from hashplug.graph import run_steps, scores_to_bits
 from hashplug.validation import HashplugError, ModelFileError, NotFittedError
 
 pytest.importorskip("torch")
@@ -87,8 +86,8 @@ def test_sizes(name, fitted):
     expected_m = {"biohash": 40, "flyhash": 2 * 64}.get(name, FAST_PARAMS[name].get("k"))
     assert enc.m == expected_m
     graph = enc.graph
-    assert graph["head"] == enc.code_kind and graph["k"] == enc.k and graph["m"] == enc.m
-    assert graph["input_shape"] == [64]
+    assert graph.code_kind == enc.code_kind and graph.k == enc.k and graph.m == enc.m
+    assert graph.inputs == {"x": (64,)}
 
 
 def test_biohash_m_from_activity(digits):
@@ -150,8 +149,8 @@ def test_codes_are_the_graph_head_applied_to_scores(name, fitted, digits):
     enc = fitted(name)
     scores = enc.scores(X)
     assert scores.dtype == np.float32 and scores.shape == (200, enc.m)
-    np.testing.assert_array_equal(run_steps(enc.graph["steps"], X), scores)
-    bits = scores_to_bits(scores, enc.code_kind, enc.k)
+    np.testing.assert_array_equal(enc.graph.numpy(x=X), scores)
+    bits = enc.graph.head.bits(scores)
     np.testing.assert_array_equal(unpack_bits(enc.encode(X), enc.m), bits)
 
 

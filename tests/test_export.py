@@ -15,8 +15,16 @@ from sklearn.datasets import load_digits  # noqa: E402
 
 from hashplug.encoders import ENCODERS, available_encoders, get_encoder  # noqa: E402
 from hashplug.encoders.base import BaseEncoder  # noqa: E402
-from hashplug.export import build_model, check_parity, read_metadata, to_onnx  # noqa: E402
-from hashplug.graph import run_steps  # noqa: E402
+from hashplug.export import build_model, check_parity, graph_model, read_metadata, to_onnx  # noqa: E402
+from hashplug.graph import (  # noqa: E402
+    Affine,
+    Graph,
+    KHot,
+    L2Normalize,
+    MatMul,
+    Op,
+    Sin,
+)
 from hashplug.modelcard import KEYS, ModelCard  # noqa: E402
 from hashplug.runtime import OnnxEncoder  # noqa: E402
 from hashplug.validation import HashplugError, ModelFileError, NotFittedError  # noqa: E402
@@ -26,7 +34,7 @@ MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 
 # ---------------------------------------------------------------------------- tiny encoders
 class _TinyDense(BaseEncoder):
-    """Random projection with every step op: affine, l2_normalize, matmul, affine, sin; dense head."""
+    """Random projection through affine, l2_normalize, matmul, affine, sin; dense head."""
 
     method_name = "tiny_dense"
     code_kind = "dense"
@@ -43,13 +51,13 @@ class _TinyDense(BaseEncoder):
         self.phase_ = rng.uniform(-1, 1, self.n_units).astype(np.float32)
         self.m_ = self.k_ = self.n_units
 
-    def _steps(self) -> list[dict[str, Any]]:
+    def _ops(self) -> list[Op]:
         return [
-            {"op": "affine", "scale": np.float32(0.5), "shift": -0.5 * self.mean_},
-            {"op": "l2_normalize", "eps": 1e-12},
-            {"op": "matmul", "weight": self.W_},
-            {"op": "affine", "scale": np.float32(3.0), "shift": self.phase_},
-            {"op": "sin"},
+            Affine(np.float32(0.5), -0.5 * self.mean_),
+            L2Normalize(1e-12),
+            MatMul(self.W_),
+            Affine(np.float32(3.0), self.phase_),
+            Sin(),
         ]
 
 
@@ -82,9 +90,9 @@ class _TinyKHot(BaseEncoder):
             self.W_ = self.W_.astype(np.float32)
         self.m_, self.k_ = self.W_.shape[1], self.n_active
 
-    def _steps(self) -> list[dict[str, Any]]:
-        pre = [{"op": "l2_normalize", "eps": 1e-6}] if self.normalize else []
-        return [*pre, {"op": "matmul", "weight": self.W_}]
+    def _ops(self) -> list[Op]:
+        pre: list[Op] = [L2Normalize(1e-6)] if self.normalize else []
+        return [*pre, MatMul(self.W_)]
 
 
 # ---------------------------------------------------------------------------- data & registry
@@ -167,11 +175,36 @@ def test_unsupported_opset_and_unfitted(digits, tmp_path):
         to_onnx(_TinyDense(), tmp_path / "x.onnx")
 
 
-def test_unknown_step_op_rejected(digits):
+class _Relu(Op, register=False):
+    """A test double: an op with numpy and shapes but no ONNX emitter (kept out of the op registry)."""
+
+    name = "relu"
+
+    def out_shape(self, s):
+        return s
+
+    def numpy(self, x):
+        return np.maximum(x, np.float32(0))
+
+
+def test_op_without_emitter_is_rejected(digits):
     enc = _TinyDense().fit(digits)
-    enc._steps = lambda: [{"op": "relu"}]  # type: ignore[method-assign]
-    with pytest.raises(HashplugError, match="relu"):
+    enc._ops = lambda: [_Relu(), MatMul(enc.W_)]  # type: ignore[method-assign]
+    assert enc.encode(digits).shape == (len(digits), 4)  # numpy runs it
+    with pytest.raises(HashplugError, match=r"cannot export graph op _Relu \('relu'\): it has no ONNX emitter"):
         build_model(enc)
+
+
+def test_encoder_graph_must_have_one_input_x_and_a_head(digits):
+    enc = _TinyKHot().fit(digits)
+    g = enc.graph
+    for bad in (
+        Graph({"y": (64,)}, [(MatMul(enc.W_), "y", "s")], KHot(3)),
+        Graph(g.inputs, g.nodes, None),
+    ):
+        enc._build_graph = lambda bad=bad: bad  # type: ignore[method-assign]
+        with pytest.raises(HashplugError, match="an encoder's graph needs one input 'x' and a head"):
+            build_model(enc)
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -184,8 +217,10 @@ def test_metadata_round_trip(digits, tmp_path):
     assert card.input_shape == (64,) and card.input_dtype == "float32"
     assert card.bit_order == "packbits-big" and card.tie_rule == "lower-index"
     assert card.weights_sha256 == enc.weights_sha256()
-    assert [st["op"] for st in card.preprocessing] == ["l2_normalize", "matmul"]
-    assert card.preprocessing[1]["weight_shape"] == [64, 50]
+    assert card.preprocessing == [
+        {"op": "l2_normalize", "eps": 1e-6},
+        {"op": "matmul", "weight_shape": [64, 50], "accumulate": "float32"},
+    ]
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert set(KEYS) <= set(props)
     assert ModelCard.from_metadata(props) == card
@@ -243,7 +278,7 @@ def test_ties_flyhash_like_integer_inputs(digits_int, tmp_path):
     rng = np.random.default_rng(1)
     W = (rng.random((64, 200)) < 0.1).astype(np.float32)
     enc = _TinyKHot(n_active=12, W=W, normalize=False).fit(digits_int)
-    scores = run_steps(enc._steps(), digits_int)
+    scores = enc.graph.numpy(x=digits_int)
     srt = -np.sort(-scores, axis=1)
     tied_at_boundary = srt[:, 11] == srt[:, 12]
     assert tied_at_boundary.mean() > 0.2  # the test really exercises ties
@@ -280,8 +315,8 @@ def test_dense_zero_score_is_bit_zero(tmp_path):
             self.W_, self.mean_, self.phase_ = W, np.zeros(2, np.float32), np.zeros(3, np.float32)
             self.m_ = self.k_ = 3
 
-        def _steps(self):
-            return [{"op": "matmul", "weight": self.W_}]
+        def _ops(self):
+            return [MatMul(self.W_)]
 
     enc = Lin().fit(X)
     onx = OnnxEncoder(to_onnx(enc, tmp_path / "z.onnx"))
@@ -322,3 +357,68 @@ def test_parity_registered_mnist_10k(name, scale, mnist, tmp_path):
     rep = check_parity(enc, path, Xte)
     assert rep["n_rows"] == 10_000
     assert rep["identical"], rep
+
+
+# ---------------------------------------------------------------------------- image graphs
+class _TinyConv(BaseEncoder):
+    """An image encoder through the conv ops: cosine of filters with normalised patches, per-location
+    top-2, max-pool, flatten, k-hot head. Input (n, 1, 8, 8)."""
+
+    method_name = "tiny_conv"
+    code_kind = "khot"
+    _array_attrs = ("W_",)
+
+    def __init__(self, n_filters: int = 6, n_active: int = 5, random_state: int = 0) -> None:
+        self.n_filters = n_filters
+        self.n_active = n_active
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        rng = np.random.default_rng(self.random_state)
+        self.W_ = rng.standard_normal((self.n_filters, 1, 3, 3)).astype(np.float32)
+        self.m_, self.k_ = self.n_filters * 4 * 4, self.n_active
+
+    def _build_graph(self) -> Graph:
+        from hashplug.graph import Conv2d, Flatten, MaxPool2d, Node, PatchL2Norm, SafeDiv, TopKPerLocation
+
+        return Graph(
+            {"x": self.input_shape_},
+            [
+                Node(Conv2d(self.W_, stride=1, padding=1), "x", "conv"),
+                Node(PatchL2Norm(3, 1, 1), "x", "norm"),
+                Node(SafeDiv(1e-6), ("conv", "norm"), "cos"),
+                Node(TopKPerLocation(2), "cos", "sparse"),
+                Node(MaxPool2d(2), "sparse", "pooled"),
+                Node(Flatten(), "pooled", "scores"),
+            ],
+            KHot(self.k),
+        )
+
+
+def test_image_graph_encoder_exports_with_parity(digits, tmp_path):
+    X = digits.reshape(-1, 1, 8, 8)
+    enc = _TinyConv().fit(X)
+    assert enc.scores(X).shape == (len(X), 96)
+    path = to_onnx(enc, tmp_path / "conv.onnx")
+    card = read_metadata(path)
+    assert card.input_shape == (1, 8, 8)
+    assert [st["op"] for st in card.preprocessing] == [
+        "conv2d", "patch_l2_norm", "safe_div", "topk_per_location", "max_pool2d", "flatten",
+    ]  # fmt: skip
+    rep = check_parity(enc, path, X)
+    assert rep["identical"], rep
+    np.testing.assert_array_equal(OnnxEncoder(path).encode(X, format="indices"), enc.encode(X, format="indices"))
+
+
+def test_graph_model_of_a_graph_without_head(digits):
+    """graph_model exports any graph: here the float scores themselves, several inputs."""
+    ort = pytest.importorskip("onnxruntime")
+    W = np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32)
+    g = Graph({"a": (64,), "b": (10,)}, [(MatMul(W), "a", "p"), (Affine(2.0, 0.5), "p", "q")])
+    from hashplug.graph import Mul, Node
+
+    g = Graph(g.inputs, [*g.nodes, Node(Mul(), ("q", "b"), "out")])
+    sess = ort.InferenceSession(graph_model(g).SerializeToString(), providers=["CPUExecutionProvider"])
+    B = np.ones((len(digits), 10), np.float32) * 3
+    (got,) = sess.run(["out"], {"a": digits, "b": B})
+    np.testing.assert_allclose(got, g.numpy(a=digits, b=B), rtol=1e-5, atol=1e-5)

@@ -1,8 +1,11 @@
-"""Tests of hashplug.graph: the top-k tie rule, the numpy/torch interpreters, step validation."""
+"""Tests of hashplug.graph: the top-k tie rule, heads, the Graph (numpy/torch agree, shape checks)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -10,7 +13,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hashplug.graph import HEADS, STEP_OPS, check_steps, run_steps, run_steps_torch, scores_to_bits, topk_mask
+from hashplug.graph import (
+    HEADS,
+    Affine,
+    Flatten,
+    Graph,
+    GraphError,
+    KHot,
+    L2Normalize,
+    MatMul,
+    Mul,
+    Node,
+    PackedSign,
+    SafeDiv,
+    Sin,
+    head_for,
+)
+from hashplug.ranking import topk_mask
 from hashplug.validation import HashplugError
 
 torch = pytest.importorskip("torch")
@@ -95,99 +114,87 @@ def test_topk_k_out_of_range(k):
         topk_mask(np.zeros((2, 5), np.float32), k)
 
 
-def test_scores_to_bits_heads():
+
+# ------------------------------------------------------------------------------------------------
+# heads
+# ------------------------------------------------------------------------------------------------
+
+
+def test_heads_bits_and_registry():
     scores = np.array([[1.0, 0.0, -0.0, -2.0, 3.0]], np.float32)
     # dense: strictly positive only (0 is bit 0)
-    assert scores_to_bits(scores, "dense", None).astype(int).tolist() == [[1, 0, 0, 0, 1]]
-    assert scores_to_bits(scores, "khot", 2).astype(int).tolist() == [[1, 0, 0, 0, 1]]
-    assert scores_to_bits(scores, "khot", 3).astype(int).tolist() == [[1, 1, 0, 0, 1]]
-    with pytest.raises(
-        HashplugError, match=re.escape("unknown head 'sparse'; known heads are ['dense', 'khot'].")
-    ):
-        scores_to_bits(scores, "sparse", 2)
-    assert HEADS == ("dense", "khot")
+    assert PackedSign().bits(scores).astype(int).tolist() == [[1, 0, 0, 0, 1]]
+    assert KHot(2).bits(scores).astype(int).tolist() == [[1, 0, 0, 0, 1]]
+    assert KHot(3).bits(scores).astype(int).tolist() == [[1, 1, 0, 0, 1]]  # 0.0 == -0.0: lower index
+    assert KHot(3).indices(scores).tolist() == [[0, 1, 4]]
+    assert head_for("khot", 3) == KHot(3) and head_for("dense", 99) == PackedSign()
+    with pytest.raises(GraphError, match=re.escape("unknown head 'sparse'; known heads are ['dense', 'khot'].")):
+        head_for("sparse", 2)
+    assert HEADS == {"dense": PackedSign, "khot": KHot}
+    assert (PackedSign.tie_rule, KHot.tie_rule) == ("score>0", "lower-index")
 
 
 # ------------------------------------------------------------------------------------------------
-# numpy and torch interpreters agree
+# numpy and torch run the same graph
 # ------------------------------------------------------------------------------------------------
 
 
-def _case(op: str, rng: np.random.Generator, d: int) -> list[dict]:
-    if op == "affine_scalar":
-        return [{"op": "affine", "scale": np.float32(1.7), "shift": np.float32(-0.3)}]
-    if op == "affine_vector":
+def _case(case: str, rng: np.random.Generator, d: int) -> list:
+    if case == "affine_scalar":
+        return [Affine(np.float32(1.7), np.float32(-0.3))]
+    if case == "affine_vector":
+        return [Affine(rng.standard_normal(d), rng.standard_normal(d))]
+    if case == "l2_normalize":
+        return [L2Normalize(1e-6)]
+    if case == "matmul32":
+        return [MatMul(rng.standard_normal((d, 11)))]
+    if case == "matmul64":
+        return [MatMul(rng.standard_normal((d, 11)), accumulate="float64")]
+    if case == "sin":
+        return [Sin()]
+    if case == "chain":  # the SpectralHash shape: centre, project, shift, sin
         return [
-            {
-                "op": "affine",
-                "scale": rng.standard_normal(d).astype(np.float32),
-                "shift": rng.standard_normal(d).astype(np.float32),
-            }
+            Affine(np.float32(1.0), -rng.random(d)),
+            L2Normalize(),
+            MatMul(rng.standard_normal((d, 7))),
+            Affine(np.float32(3.0), rng.random(7)),
+            Sin(),
         ]
-    if op == "l2_normalize":
-        return [{"op": "l2_normalize", "eps": 1e-6}]
-    if op == "matmul32":
-        return [{"op": "matmul", "weight": rng.standard_normal((d, 11)).astype(np.float32)}]
-    if op == "matmul64":
-        return [
-            {
-                "op": "matmul",
-                "weight": rng.standard_normal((d, 11)).astype(np.float32),
-                "accumulate": "float64",
-            }
-        ]
-    if op == "sin":
-        return [{"op": "sin"}]
-    if op == "chain":  # the SpectralHash shape: centre, project, shift, sin
-        return [
-            {"op": "affine", "scale": np.float32(1.0), "shift": -rng.random(d).astype(np.float32)},
-            {"op": "l2_normalize"},
-            {"op": "matmul", "weight": rng.standard_normal((d, 7)).astype(np.float32)},
-            {"op": "affine", "scale": np.float32(3.0), "shift": rng.random(7).astype(np.float32)},
-            {"op": "sin"},
-        ]
-    raise AssertionError(op)
+    raise AssertionError(case)
 
 
 CASES = ["affine_scalar", "affine_vector", "l2_normalize", "matmul32", "matmul64", "sin", "chain"]
 
 
-def test_every_op_is_covered():
-    covered = {st["op"] for case in CASES for st in _case(case, np.random.default_rng(0), 4)}
-    assert covered == set(STEP_OPS)
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_run_steps_numpy_and_torch_agree(case, seed):
+def test_graph_numpy_and_torch_agree(case, seed):
     rng = np.random.default_rng(seed)
     d = 9
     X = (3 * rng.standard_normal((17, d))).astype(np.float32)
     X[3] = 0.0  # a zero row exercises the eps of l2_normalize
-    steps = _case(case, rng, d)
-    width = check_steps(steps, d)
-    out_np = run_steps(steps, X)
-    assert out_np.dtype == np.float32 and out_np.shape == (17, width)
-    cache: dict = {}
-    out_t = run_steps_torch(steps, torch.as_tensor(X), cache=cache)
+    g = Graph.chain(_case(case, rng, d), (d,), PackedSign())
+    out_np = g.numpy(x=X)
+    assert out_np.dtype == np.float32 and out_np.shape == (17, g.m)
+    out_t = g.to_torch()(torch.as_tensor(X))
     assert out_t.dtype == torch.float32
-    np.testing.assert_allclose(out_t.numpy(), out_np, rtol=1e-5, atol=1e-5)
-    # a second call reuses the cached parameter tensors and gives the same result
-    np.testing.assert_array_equal(
-        run_steps_torch(steps, torch.as_tensor(X), cache=cache).numpy(), out_t.numpy()
-    )
+    np.testing.assert_allclose(out_t.detach().numpy(), out_np, rtol=1e-5, atol=1e-5)
+    # keyword inputs, trainable parameters: the same numbers
+    out_tt = g.to_torch(trainable=True)(x=torch.as_tensor(X))
+    np.testing.assert_array_equal(out_tt.detach().numpy(), out_t.detach().numpy())
 
 
-def test_run_steps_reference_values():
+def test_graph_reference_values():
     X = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
-    np.testing.assert_array_equal(
-        run_steps([{"op": "l2_normalize"}], X), np.float32([[0.6, 0.8], [0.0, 0.0]])
-    )
-    aff = [{"op": "affine", "scale": np.array([2.0, -1.0], np.float32), "shift": np.float32(1.0)}]
-    assert run_steps(aff, X).tolist() == [[7.0, -3.0], [1.0, 1.0]]
+    np.testing.assert_array_equal(Graph.chain([L2Normalize()], (2,)).numpy(x=X), np.float32([[0.6, 0.8], [0.0, 0.0]]))
+    aff = Graph.chain([Affine(np.array([2.0, -1.0]), np.float32(1.0))], (2,))
+    assert aff.numpy(x=X).tolist() == [[7.0, -3.0], [1.0, 1.0]]
     W = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], np.float32)
-    assert run_steps([{"op": "matmul", "weight": W}], X).tolist() == [[3.0, 4.0, 7.0], [0.0, 0.0, 0.0]]
-    assert run_steps([], X.astype(np.float64)).dtype == np.float32
+    assert Graph.chain([MatMul(W)], (2,)).numpy(x=X).tolist() == [[3.0, 4.0, 7.0], [0.0, 0.0, 0.0]]
+    assert Graph.chain([], (2,)).numpy(x=X.astype(np.float64)).dtype == np.float32
+    # image input, flattened in C order
+    img = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2)
+    assert Graph.chain([Flatten()], (3, 2, 2)).numpy(x=img).tolist() == [list(range(12))]
 
 
 def test_float64_accumulation_gives_identical_ties_on_both_backends():
@@ -200,73 +207,118 @@ def test_float64_accumulation_gives_identical_ties_on_both_backends():
         W[rng.choice(d, 6, replace=False), j] = 1.0
     W[:, 1] = W[:, 0][::-1]  # same count, other pixels
     W[:, 2] = W[:, 0]  # an exact duplicate unit: always ties with unit 0
-    steps = [{"op": "matmul", "weight": W, "accumulate": "float64"}]
-    s_np = run_steps(steps, X)
-    s_t = run_steps_torch(steps, torch.as_tensor(X)).numpy()
+    g = Graph.chain([MatMul(W, accumulate="float64")], (d,), KHot(8))
+    s_np = g.numpy(x=X)
+    s_t = g.to_torch()(torch.as_tensor(X)).numpy()
     np.testing.assert_array_equal(s_np, s_t)
     np.testing.assert_array_equal(s_np[:, 0], s_np[:, 2])
-    np.testing.assert_array_equal(topk_mask(s_np, 8), topk_mask(s_t, 8))
+    np.testing.assert_array_equal(g.bits(x=X), topk_mask(s_t, 8))
+
+
+def test_dag_with_several_named_inputs():
+    """Two inputs, a value read by two nodes, a two-input op: numpy and torch agree."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 6)).astype(np.float32)
+    g = Graph(
+        {"a": (5,), "b": (6,)},
+        [
+            Node(MatMul(W), "a", "proj"),
+            Node(Mul(), ("proj", "b"), "prod"),
+            Node(Sin(), "proj", "s"),
+            Node(SafeDiv(1e-3), ("prod", "s"), "scores"),
+        ],
+        KHot(2),
+    )
+    assert g.shapes == {"a": (5,), "b": (6,), "proj": (6,), "prod": (6,), "s": (6,), "scores": (6,)}
+    A, B = rng.standard_normal((7, 5)), rng.standard_normal((7, 6))
+    want = (A.astype(np.float32) @ W) * B.astype(np.float32)
+    want = want / np.maximum(np.sin(A.astype(np.float32) @ W), np.float32(1e-3))
+    np.testing.assert_allclose(g.numpy(a=A, b=B), want, rtol=1e-5)
+    t = g.to_torch()(b=torch.as_tensor(B, dtype=torch.float32), a=torch.as_tensor(A, dtype=torch.float32))
+    np.testing.assert_allclose(t.numpy(), g.numpy(a=A, b=B), rtol=1e-4, atol=1e-5)
+    with pytest.raises(GraphError, match=r"missing \['b'\]"):
+        g.numpy(a=A)
+    with pytest.raises(GraphError, match="input_shape needs exactly one"):
+        _ = g.input_shape
 
 
 # ------------------------------------------------------------------------------------------------
-# check_steps
+# shape checks
 # ------------------------------------------------------------------------------------------------
 
 
-def test_check_steps_returns_output_width():
-    steps = [
-        {"op": "affine", "scale": np.float32(1), "shift": np.zeros(4, np.float32)},
-        {"op": "matmul", "weight": np.zeros((4, 6), np.float32)},
-        {"op": "affine", "scale": np.ones(6, np.float32), "shift": np.float32(0)},
-        {"op": "sin"},
-        {"op": "l2_normalize"},
-    ]
-    assert check_steps(steps, 4) == 6
-    assert check_steps([], 5) == 5
+def test_graph_shapes_and_sizes():
+    g = Graph.chain(
+        [
+            Flatten(),
+            Affine(np.float32(1), np.zeros(4, np.float32)),
+            MatMul(np.zeros((4, 6), np.float32)),
+            Affine(np.ones(6, np.float32), np.float32(0)),
+            Sin(),
+            L2Normalize(),
+        ],
+        (2, 2),
+        KHot(3),
+    )
+    assert (g.m, g.k, g.code_kind, g.input_shape) == (6, 3, "khot", (2, 2))
+    assert Graph.chain([], (5,), PackedSign()).k == 5
+    assert [d["op"] for d in g.describe()] == ["flatten", "affine", "matmul", "affine", "sin", "l2_normalize"]
 
 
-def test_check_steps_unknown_op():
+def test_graph_rejects_non_ops_and_bad_names():
+    with pytest.raises(GraphError, match=r"graph node 1 holds \{'op': 'relu'\}, which is not a hashplug.graph Op"):
+        Graph.chain([Sin(), {"op": "relu"}], (4,))
+    with pytest.raises(GraphError, match=r"graph node 0 \(sin\) reads \['y'\], defined by no input or earlier node"):
+        Graph({"x": (4,)}, [Node(Sin(), "y", "z")])
+    with pytest.raises(GraphError, match=r"graph node 0 \(safe_div\) takes 2 input\(s\); got \['x'\]"):
+        Graph({"x": (4,)}, [Node(SafeDiv(), "x", "z")])
+    with pytest.raises(GraphError, match=r"graph node 0 \(sin\) redefines the value 'x'"):
+        Graph({"x": (4,)}, [Node(Sin(), "x", "x")])
+    with pytest.raises(GraphError, match=r"a head needs scores \(m,\)"):
+        Graph.chain([], (2, 2), PackedSign())
+    with pytest.raises(GraphError, match=re.escape("k-hot head k=5 must be in [1, m=4].")):
+        Graph.chain([], (4,), KHot(5))
+
+
+def test_graph_matmul_shape():
+    with pytest.raises(
+        HashplugError, match=re.escape("graph node 0 (matmul): weight has shape (5, 3); expected (4, m).")
+    ):
+        Graph.chain([MatMul(np.zeros((5, 3)))], (4,))
+    with pytest.raises(
+        HashplugError, match=re.escape("graph node 1 (matmul): weight has shape (3,); expected (3, m).")
+    ):
+        Graph.chain([MatMul(np.zeros((4, 3))), MatMul(np.zeros(3))], (4,))
+    with pytest.raises(GraphError, match="accumulate='float16'"):
+        MatMul(np.zeros((4, 3)), accumulate="float16")
+
+
+def test_graph_affine_shapes():
     with pytest.raises(
         HashplugError,
-        match=re.escape(
-            "graph step 1 has unknown op 'relu'; known ops are ['affine', 'l2_normalize', 'matmul', 'sin']."
-        ),
+        match=re.escape("graph node 0 (affine): scale has shape (3,); it must broadcast to the input shape (4,)"),
     ):
-        check_steps([{"op": "sin"}, {"op": "relu"}], 4)
-    with pytest.raises(HashplugError, match=r"graph step 0 has unknown op None"):
-        check_steps([{"weight": np.zeros((4, 2))}], 4)
-
-
-def test_check_steps_matmul_shape():
-    with pytest.raises(
-        HashplugError, match=re.escape("graph step 0 (matmul) weight has shape (5, 3); expected (4, m).")
-    ):
-        check_steps([{"op": "matmul", "weight": np.zeros((5, 3))}], 4)
-    with pytest.raises(
-        HashplugError, match=re.escape("graph step 1 (matmul) weight has shape (3,); expected (3, m).")
-    ):
-        check_steps(
-            [{"op": "matmul", "weight": np.zeros((4, 3))}, {"op": "matmul", "weight": np.zeros(3)}], 4
-        )
-
-
-def test_check_steps_affine_shapes():
-    with pytest.raises(
-        HashplugError, match=re.escape("graph step 0 (affine) scale has shape (3,); expected () or (4,).")
-    ):
-        check_steps([{"op": "affine", "scale": np.ones(3), "shift": 0.0}], 4)
-    with pytest.raises(
-        HashplugError, match=re.escape("graph step 0 (affine) shift has shape (1, 4); expected () or (4,).")
-    ):
-        check_steps([{"op": "affine", "scale": 1.0, "shift": np.zeros((1, 4))}], 4)
+        Graph.chain([Affine(np.ones(3), 0.0)], (4,))
+    with pytest.raises(HashplugError, match=re.escape("shift has shape (1, 4); it must broadcast to the input shape (4,)")):
+        Graph.chain([Affine(1.0, np.zeros((1, 4)))], (4,))
     # the width after a matmul is what an affine is checked against
-    with pytest.raises(
-        HashplugError, match=re.escape("graph step 1 (affine) shift has shape (4,); expected () or (2,).")
-    ):
-        check_steps(
-            [
-                {"op": "matmul", "weight": np.zeros((4, 2))},
-                {"op": "affine", "scale": 1.0, "shift": np.zeros(4)},
-            ],
-            4,
-        )
+    with pytest.raises(HashplugError, match=re.escape("graph node 1 (affine): shift has shape (4,)")):
+        Graph.chain([MatMul(np.zeros((4, 2))), Affine(1.0, np.zeros(4))], (4,))
+    # per-channel parameters of an image broadcast
+    assert Graph.chain([Affine(np.ones((3, 1, 1)), 0.0)], (3, 5, 5)).shapes["v0"] == (3, 5, 5)
+
+
+def test_graph_package_imports_without_torch():
+    """``hashplug.graph`` is numpy-only at import: it builds and runs graphs with torch unavailable."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # any `import torch` raises ImportError
+        import numpy as np
+        import hashplug.graph as g
+        G = g.Graph.chain([g.Flatten(), g.MatMul(np.eye(4, dtype=np.float32))], (2, 2), g.KHot(1))
+        assert G.bits(x=np.arange(8, dtype=np.float32).reshape(2, 2, 2)).sum() == 2
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

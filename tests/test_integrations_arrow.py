@@ -51,7 +51,7 @@ def test_encode_batches_streams_with_bounded_batches(setup):
     np.testing.assert_array_equal(np.concatenate(parts), ref(X))
     # The embedding function works as the encoder too, and sparse ids come out as list<int32>.
     kpath, kref = make_model(path.parent / "k.onnx", m=64, k=5)
-    sp = harrow.encode_batches(src.to_reader(), OnnxEncoder(kpath), code="sparse").read_all()
+    sp = harrow.encode_batches(src.to_reader(), OnnxEncoder(kpath), layout="indices").read_all()
     assert sp.schema.field("code").type == pa.list_(pa.int32())
     ids = np.asarray(sp["code"].to_pylist())
     assert np.array_equal(np.packbits(np.isin(np.arange(64), ids[0])), kref(X[:1])[0])
@@ -93,7 +93,7 @@ def test_ingest_creates_table_from_uri(tmp_path):
         X,
         name="new",
         model=str(path),
-        code="sparse",
+        layout="indices",
         columns={"id": np.arange(200)},
         progress=False,
     )
@@ -293,3 +293,20 @@ def test_null_row_is_reported_in_source_numbers(setup):
     with pytest.raises(hashplug.IngestError, match="first at row 170") as err:
         hashplug.ingest(tbl, src, chunk_size=100, progress=False)
     assert err.value.row == 170 and tbl.count_rows() == 100
+
+
+def test_encode_batch_is_pure_and_shared(setup):
+    """The per-batch function ingest and encode_batches share: same codes, replaces an existing column."""
+    _, func, ref, path, X = setup
+    batch = pa.RecordBatch.from_pydict({"id": np.arange(50), "vector": list(X[:50])})
+    out = harrow.encode_batch(batch, OnnxEncoder(path))
+    assert out.schema.names == ["id", "vector", "code"] and batch.num_columns == 2  # input untouched
+    np.testing.assert_array_equal(np.stack(out["code"].to_numpy(zero_copy_only=False)), ref(X[:50]))
+    again = harrow.encode_batch(out, func)  # an existing code column is replaced, not duplicated
+    assert again.schema.names == ["id", "vector", "code"] and again["code"].equals(out["code"])
+    streamed = harrow.encode_batches(pa.Table.from_batches([batch]).to_reader(max_chunksize=7), func).read_all()
+    assert streamed["code"].combine_chunks().equals(out["code"])
+    bad = X[:50].copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(HashplugError, match=r"index \(1003, 1\)"):
+        harrow.encode_batch(pa.RecordBatch.from_pydict({"vector": list(bad)}), func, row_offset=1000)

@@ -18,7 +18,7 @@ import pytest
 from lancedb.embeddings import get_registry
 
 import hashplug
-from hashplug.graph import run_steps, scores_to_bits
+from hashplug.graph import Flatten, Graph, KHot, MatMul, PackedSign
 from hashplug.integrations import lancedb as hl
 from hashplug.validation import HashplugError, ModelMismatchError
 
@@ -39,18 +39,17 @@ def make_model(
 
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((d, m)).astype(np.float32)
-    steps = [{"op": "matmul", "weight": W}]
-    head = "dense" if k is None else "khot"
-    shape = list(input_shape) if input_shape is not None else [d]
-    graph = {"steps": steps, "input_shape": shape, "m": m, "k": m if k is None else k, "head": head}
+    shape = tuple(input_shape) if input_shape is not None else (d,)
+    ops = [Flatten(), MatMul(W)] if len(shape) != 1 else [MatMul(W)]
+    graph = Graph.chain(ops, shape, PackedSign() if k is None else KHot(k))
     enc = types.SimpleNamespace(
         graph=graph, method_name="test", weights_sha256=lambda: hashlib.sha256(W.tobytes()).hexdigest()
     )
     to_onnx(enc, path)
 
     def ref(X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-        return np.packbits(scores_to_bits(run_steps(steps, X), head, graph["k"]), axis=1)
+        X = np.asarray(X, dtype=np.float32).reshape(len(X), *shape)
+        return np.packbits(graph.bits(x=X), axis=1)
 
     return Path(path), ref
 
@@ -88,7 +87,7 @@ def dense(tmp_path, data):
 @pytest.fixture
 def sparse(tmp_path, data):
     path, ref = make_model(tmp_path / "khot.onnx", m=64, k=6, seed=3)
-    func = get_registry().get("hashplug").create(model=str(path), code="sparse")
+    func = get_registry().get("hashplug").create(model=str(path), layout="indices")
     db = lancedb.connect(tmp_path / "db")
     tbl = db.create_table("sparse", schema=hl.schema(func, extra={"id": pa.int64()}))
     tbl.add(pa.table({"id": np.arange(len(data)), "vector": list(data)}))
@@ -108,7 +107,7 @@ def test_registry_and_saved_config(dense):
     meta = json.loads(tbl.schema.metadata[b"embedding_functions"])
     cfg = meta[0]["model"]
     assert meta[0]["name"] == "hashplug" and meta[0]["vector_column"] == "code"
-    assert cfg["model"] == str(path.resolve()) and cfg["sha256"] == func.encoder.file_sha256
+    assert cfg["model"] == str(path.resolve()) and cfg["file_sha256"] == func.encoder.file_sha256 and cfg["layout"] == "packed"
     assert (cfg["m"], cfg["k"], cfg["code_kind"]) == (32, 32, "dense")
     # Rebuilt functions share one onnxruntime session per file (the runtime's one session cache).
     again = get_registry().get("hashplug").create(**cfg)
@@ -201,7 +200,7 @@ def test_sparse_table_search_via_lancedb_is_redirected(sparse, data):
 def test_sparse_needs_khot(dense):
     _, _, _, path = dense
     with pytest.raises(ModelMismatchError, match="k-hot"):
-        get_registry().get("hashplug").create(model=str(path), code="sparse")
+        get_registry().get("hashplug").create(model=str(path), layout="indices")
 
 
 def test_query_wrapper_roundtrip_and_errors():

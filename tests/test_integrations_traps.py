@@ -154,7 +154,7 @@ def test_update_keeps_codes_in_step(model):
 
 def test_update_sparse_table(tmp_path):
     path, ref = make_model(tmp_path / "k.onnx", m=64, k=5)
-    func = get_registry().get("hashplug").create(model=str(path), code="sparse")
+    func = get_registry().get("hashplug").create(model=str(path), layout="indices")
     X = np.random.default_rng(3).standard_normal((30, 16)).astype(np.float32)
     tbl = lancedb.connect(tmp_path / "db").create_table("s", schema=hl.schema(func, extra={"id": pa.int64()}))
     hashplug.add(tbl, X[:10], columns={"id": np.arange(10)})
@@ -186,7 +186,7 @@ def test_search_entry_points_raise_hashplug_errors(model, tmp_path):
     with pytest.raises(HashplugError, match="no hashplug embedding function"):
         hashplug.search(plain, X[0])
     kpath, _ = make_model(tmp_path / "k.onnx", m=64, k=5)
-    sfunc = get_registry().get("hashplug").create(model=str(kpath), code="sparse")
+    sfunc = get_registry().get("hashplug").create(model=str(kpath), layout="indices")
     sp = db.create_table("sp", schema=hl.schema(sfunc))
     hashplug.add(sp, X[:20])
     assert hashplug.search(sp, X[4], limit=1)["_distance"][0].as_py() == 0
@@ -203,3 +203,43 @@ def test_search_k_keyword_is_deprecated_for_limit(model):
         old = hashplug.search(tbl, X[2], k=4)
     new = hashplug.search(tbl, X[2], limit=4)
     assert old["id"].to_pylist() == new["id"].to_pylist() and old.num_rows == 4
+
+
+def test_one_vocabulary_with_0_1_0_names_still_accepted(model, tmp_path):
+    """Layouts are 'packed' / 'indices' everywhere; 0.1.0's code='dense'/'sparse' and sha256= still work."""
+    func, ref, X, db = model
+    assert func.layout == "packed" and func.file_sha256 == func.encoder.file_sha256
+    tbl = db.create_table("v", schema=hl.schema(func))
+    assert tbl.schema.field("code").metadata[b"hashplug.layout"] == b"packed"
+    kpath, _ = make_model(tmp_path / "k.onnx", m=64, k=5)
+    with pytest.warns(DeprecationWarning, match="layout='indices'"):
+        old = get_registry().get("hashplug").create(model=str(kpath), code="sparse", sha256=None)
+    assert old.layout == "indices"
+    with pytest.raises(HashplugError, match="layout= only"):
+        get_registry().get("hashplug").create(model=str(kpath), code="sparse", layout="packed")
+    with pytest.warns(DeprecationWarning, match="layout="):
+        res = hashplug.ingest(tmp_path / "db2", X[:10], name="t", model=str(kpath), code="sparse", progress=False)
+    assert res.table.schema.field("code").type == pa.list_(pa.int32())
+    with pytest.raises(HashplugError, match="'packed'.*'indices'"):
+        hashplug.ingest(tmp_path / "db2", X[:10], name="u", model=str(kpath), layout="bits", progress=False)
+
+
+def test_cli_layout_and_limit_options(model, tmp_path, capsys):
+    from hashplug.cli import main
+
+    func, ref, X, db = model
+    kpath, _ = make_model(tmp_path / "k.onnx", m=64, k=5)
+    np.save(tmp_path / "x.npy", X[:30])
+    base = ["ingest", str(tmp_path / "x.npy"), "--db", str(tmp_path / "cdb"), "--model", str(kpath)]
+    assert main([*base, "--table", "a", "--layout", "indices"]) == 0
+    assert main([*base, "--table", "b", "--code", "sparse"]) == 0
+    assert "--code is deprecated" in capsys.readouterr().err
+    t = lancedb.connect(tmp_path / "cdb")
+    assert t.open_table("a").schema == t.open_table("b").schema
+    q = ["search", "--db", str(tmp_path / "cdb"), "--table", "a", "--query-file", str(tmp_path / "x.npy"), "--row", "4"]
+    assert main([*q, "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert len(__import__("json").loads(out)["results"]) == 3
+    assert main([*q, "--k", "2"]) == 0
+    cap = capsys.readouterr()
+    assert "--k is deprecated" in cap.err and len(__import__("json").loads(cap.out)["results"]) == 2

@@ -49,6 +49,7 @@ def test_wheel_contains_every_subpackage(tmp_path):
     assert {"hashplug", "hashplug.export", "hashplug.integrations"} <= expected
     missing = expected - in_wheel
     assert not missing, f"subpackages missing from the wheel (add them to [tool.setuptools].packages): {missing}"
+    assert "hashplug/bench/papers.json" in names  # package data the table bench reads
     # every module file of the sources is shipped
     for folder, name in MAPPED.items():
         for py in (ROOT / folder).glob("*.py"):

@@ -140,7 +140,7 @@ def test_sparse_table_reranking(tmp_path):
         X,
         name="s",
         model=str(path),
-        code="sparse",
+        layout="indices",
         columns={"id": np.arange(200)},
         progress=False,
     )

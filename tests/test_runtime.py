@@ -23,6 +23,7 @@ import hashplug  # noqa: E402
 from hashplug import runtime  # noqa: E402
 from hashplug.encoders.base import BaseEncoder  # noqa: E402
 from hashplug.export import to_onnx  # noqa: E402
+from hashplug.graph import Affine, MatMul, Op  # noqa: E402
 from hashplug.runtime import OnnxEncoder, clear_session_cache  # noqa: E402
 from hashplug.validation import HashplugError, ModelFileError  # noqa: E402
 
@@ -49,11 +50,8 @@ class _Proj(BaseEncoder):
         self.m_ = self.n_units
         self.k_ = self.n_units if self.n_active is None else self.n_active
 
-    def _steps(self) -> list[dict[str, Any]]:
-        return [
-            {"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_},
-            {"op": "matmul", "weight": self.W_},
-        ]
+    def _ops(self) -> list[Op]:
+        return [Affine(np.float32(1.0), -self.mean_), MatMul(self.W_)]
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import argparse
 __all__ = ["run_suite", "SUITES"]
 
 SUITES = {
-    "encode": ("hashplug.bench.serving", "bench_encode"),
-    "ingest": ("hashplug.bench.serving", "bench_ingest"),
-    "ag-news": ("hashplug.bench.serving", "bench_ag_news"),
+    "encode": ("hashplug.bench.encode", "bench_encode"),
+    "ingest": ("hashplug.bench.ingest", "bench_ingest"),
+    "ag-news": ("hashplug.bench.ag_news", "bench_ag_news"),
 }
 
 

@@ -34,34 +34,14 @@ REGISTRY_NAME = {
     "BioHash": "biohash",
 }
 
-_KS = ("2", "4", "8", "16", "32", "64")
+def _paper_rows() -> dict[str, dict[str, dict[str, float]]]:
+    """The paper's Tables 1 and 2 (percent), from the data file ``papers.json`` beside this module."""
+    doc = json.loads((Path(__file__).with_name("papers.json")).read_text())
+    return {"mnist": doc["tables"]["biohash-mnist"]["rows"], "cifar10": doc["tables"]["biohash-cifar10"]["rows"]}
 
 
-def _row(*vals: float | None) -> dict[str, float]:
-    return {k: v for k, v in zip(_KS, vals) if v is not None}
-
-
-#: The paper's Tables 1 and 2 (percent).
-PAPER: dict[str, dict[str, dict[str, float]]] = {
-    "mnist": {
-        "LSH": _row(12.45, 13.77, 18.07, 20.30, 26.20, 32.30),
-        "PCAHash": _row(19.59, 23.02, 29.62, 26.88, 24.35, 21.04),
-        "FlyHash": _row(18.94, 20.02, 24.24, 26.29, 32.30, 38.41),
-        "SH": _row(20.17, 23.40, 29.76, 28.98, 27.37, 24.06),
-        "ITQ": _row(21.94, 28.45, 38.44, 41.23, 43.55, 44.92),
-        "NaiveBioHash": _row(25.85, 29.83, 28.18, 31.69, 36.48, 38.50),
-        "BioHash": _row(44.38, 49.32, 53.42, 54.92, 55.48),
-    },
-    "cifar10": {
-        "LSH": _row(11.73, 12.49, 13.44, 16.12, 18.07, 19.41),
-        "PCAHash": _row(12.73, 14.31, 16.20, 16.81, 17.19, 16.67),
-        "FlyHash": _row(14.62, 16.48, 18.01, 19.32, 21.40, 23.35),
-        "SH": _row(12.77, 14.29, 16.12, 16.79, 16.88, 16.44),
-        "ITQ": _row(12.64, 14.51, 17.05, 18.67, 20.55, 21.60),
-        "NaiveBioHash": _row(11.79, 12.43, 14.54, 16.62, 17.75, 18.65),
-        "BioHash": _row(20.47, 21.61, 22.61, 23.35, 24.02),
-    },
-}
+#: The paper's Tables 1 and 2 (percent), keyed by dataset, method and k (as a string).
+PAPER: dict[str, dict[str, dict[str, float]]] = _paper_rows()
 
 DATASETS: dict[str, dict[str, Any]] = {
     "mnist": {"table": "BioHash paper Table 1 (MNIST)", "metric": "mAP@All", "R": None, "activity": 0.05,

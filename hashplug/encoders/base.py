@@ -2,9 +2,10 @@
 
 scikit-learn style: ``__init__`` only stores parameters; ``fit(X, y=None)`` validates them,
 learns attributes ending in ``_`` and returns ``self``; ``encode(X, format=...)`` produces codes.
-Every encoder describes its inference once as a graph (:mod:`hashplug.graph`): a list of steps
-from the raw input to scores and a head (``"dense"`` sign bits or ``"khot"`` top-k). ``encode``,
-the torch path and the ONNX export all interpret that one description.
+Every encoder describes its inference once as a typed graph (:class:`hashplug.graph.Graph`): ops
+from the raw input to scores and a head (:class:`~hashplug.graph.PackedSign` sign bits or
+:class:`~hashplug.graph.KHot` top-k). ``encode``, the torch path and the ONNX export all run that one
+description.
 
 Models are saved without pickle as a single ``.npz``: learned arrays plus a JSON header
 (parameters, scalar attributes, format version, sha256 of the arrays).
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import codes as _codes
-from ..graph import check_steps, run_steps, scores_to_bits
+from ..graph import Flatten, Graph, Op, head_for
 from ..validation import (
     HashplugError,
     HashplugTypeError,
@@ -131,7 +132,8 @@ class BaseEncoder:
     """Base class of all encoders.
 
     Subclasses set ``code_kind`` (``"dense"`` or ``"khot"``), implement ``_validate_params``,
-    ``_fit`` and ``_steps``, and list their learned array attributes in ``_array_attrs``.
+    ``_fit`` and ``_ops`` (or ``_build_graph`` for a graph that is not a chain over the flattened
+    input), and list their learned array attributes in ``_array_attrs``.
     """
 
     method_name: ClassVar[str] = "base"
@@ -167,8 +169,18 @@ class BaseEncoder:
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _steps(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+    def _ops(self) -> list[Op]:  # pragma: no cover - abstract
+        """The ops from the flattened input (n, d) to the scores (n, m), applied in order."""
         raise NotImplementedError
+
+    def _build_graph(self) -> Graph:
+        """The inference graph: input ``x`` of shape ``input_shape_``, flattened, then :meth:`_ops`, then the head.
+
+        Override for graphs that are not a chain over the flattened input (images, several inputs).
+        """
+        shape = tuple(int(s) for s in self.input_shape_)
+        pre: list[Op] = [Flatten()] if len(shape) != 1 else []
+        return Graph.chain([*pre, *self._ops()], shape, head_for(self.code_kind, self.k))
 
     m = _SizeAttr("m", "Number of hash units (bits of a dense code); the fitted value after fit.")
     k = _SizeAttr("k", "Active units per code (k-hot) or bits per code (dense, k == m); fitted value after fit.")
@@ -206,8 +218,7 @@ class BaseEncoder:
             if yy is not None and yy.shape[0] != Xf.shape[0]:
                 raise HashplugError(f"y has {yy.shape[0]} rows but X has {Xf.shape[0]}; they must match.")
             self._fit(Xf, yy)
-            steps = self._steps()
-            m = check_steps(steps, Xf.shape[1])
+            m = self._build_graph().m
             if m != self.m_:
                 raise HashplugError(f"internal: graph width {m} != m_ {self.m_}")
         except BaseException:
@@ -217,21 +228,19 @@ class BaseEncoder:
         return self
 
     @property
-    def graph(self) -> dict[str, Any]:
-        """The inference description: steps, head, k, input shape (see :mod:`hashplug.graph`)."""
+    def graph(self) -> Graph:
+        """The inference graph (:class:`hashplug.graph.Graph`): input ``x``, ops, head; built from the fitted state."""
         check_is_fitted(self, ["m_"])
-        return {
-            "steps": self._steps(),
-            "head": self.code_kind,
-            "k": self.k,
-            "m": self.m,
-            "input_shape": list(self.input_shape_),
-        }
+        return self._build_graph()
+
+    def _graph_input(self, Xf: np.ndarray) -> np.ndarray:
+        """Checked rows (n, d) back in the graph's input shape (n, *input_shape_) (a view)."""
+        return Xf.reshape(Xf.shape[0], *self.input_shape_)
 
     def scores(self, X: Any) -> np.ndarray:
         """Real-valued unit activations before binarisation, shape (n, m), float32."""
         Xf = self._check_X(X)  # first: raises NotFittedError before any learned attribute is read
-        return run_steps(self._steps(), Xf)
+        return self.graph.numpy(x=self._graph_input(Xf))
 
     def encode(self, X: Any, format: str = "packed", batch_size: int = 8192) -> np.ndarray:
         """Encode X into binary codes.
@@ -256,10 +265,10 @@ class BaseEncoder:
             )
         batch_size = check_int_param(batch_size, "batch_size", f"{type(self).__name__}.encode", 1, None)
         Xf = self._check_X(X)
-        steps = self._steps()
+        graph = self.graph
         out = []
         for s in range(0, Xf.shape[0], int(batch_size)):
-            bits = scores_to_bits(run_steps(steps, Xf[s : s + batch_size]), self.code_kind, self.k)
+            bits = graph.bits(x=self._graph_input(Xf[s : s + batch_size]))
             if format == "packed":
                 out.append(_codes.pack_bits(bits))
             elif format == "pm1":
@@ -434,7 +443,7 @@ def _restore(klass: type[BaseEncoder], header: dict[str, Any], arrays: dict[str,
     for key, v in attrs.items():
         setattr(est, key, tuple(v) if key == "input_shape_" else v)
     try:
-        width = check_steps(est._steps(), d)
+        width = est._build_graph().m
     except Exception as exc:
         raise ModelFileError(f"{where!r} is inconsistent: its weights do not fit its header ({exc}).") from exc
     if width != m:

@@ -7,10 +7,9 @@ in :mod:`hashplug.encoders.biohash` since it shares the plasticity rule.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from ..graph import Affine, MatMul, Op, Sin
 from ..validation import HashplugError, check_float_param, check_int_param
 from .base import BaseEncoder, register_encoder
 
@@ -38,10 +37,11 @@ class _DenseProjection(BaseEncoder):
         self.mean_ = X.mean(axis=0).astype(np.float32) if center else np.zeros(X.shape[1], np.float32)
         return (X - self.mean_).astype(np.float64)
 
-    def _steps(self) -> list[dict[str, Any]]:
+    def _ops(self) -> list[Op]:
+        """``Affine(1, -mean_)`` then ``MatMul(W_)``: scores (x - mean) @ W."""
         return [
-            {"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_},
-            {"op": "matmul", "weight": np.ascontiguousarray(self.W_, dtype=np.float32)},
+            Affine(scale=np.float32(1.0), shift=-self.mean_),
+            MatMul(np.ascontiguousarray(self.W_, dtype=np.float32)),
         ]
 
 
@@ -163,12 +163,9 @@ class SpectralHash(_DenseProjection):
         self.W_ = (P[:, dims] * om[None, :]).astype(np.float32)
         self.shift_ = (np.pi / 2 - om * mn[dims]).astype(np.float32)
 
-    def _steps(self) -> list[dict[str, Any]]:
-        return [
-            *super()._steps(),
-            {"op": "affine", "scale": np.float32(1.0), "shift": self.shift_},
-            {"op": "sin"},
-        ]
+    def _ops(self) -> list[Op]:
+        """The projection, then ``Affine(1, shift_)`` and ``Sin``: the eigenfunctions' sign."""
+        return [*super()._ops(), Affine(scale=np.float32(1.0), shift=self.shift_), Sin()]
 
 
 @register_encoder("flyhash")
@@ -222,9 +219,10 @@ class FlyHash(BaseEncoder):
         self.W_ = W
         self.mean_ = X.mean(axis=0).astype(np.float32) if self.center else np.zeros(d, np.float32)
 
-    def _steps(self) -> list[dict[str, Any]]:
-        steps: list[dict[str, Any]] = []
+    def _ops(self) -> list[Op]:
+        """``[Affine(1, -mean_)]`` when centring, then the binary wiring summed in float64 (exact ties)."""
+        ops: list[Op] = []
         if self.center:
-            steps.append({"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_})
-        steps.append({"op": "matmul", "weight": self.W_, "accumulate": "float64"})
-        return steps
+            ops.append(Affine(scale=np.float32(1.0), shift=-self.mean_))
+        ops.append(MatMul(self.W_, accumulate="float64"))
+        return ops

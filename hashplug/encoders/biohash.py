@@ -8,10 +8,9 @@ score is used in training (ranking) and encoding.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from ..graph import Affine, MatMul, Op
 from ..validation import HashplugError, check_float_param, check_int_param
 from .base import BaseEncoder, register_encoder
 
@@ -68,14 +67,15 @@ class _PlasticityEncoder(BaseEncoder):
         """p-norms of the learned rows, shape (m,), float32 (converge to 1 under the rule)."""
         return ((np.abs(self.W_.astype(np.float64)) ** self.p).sum(axis=1) ** (1.0 / self.p)).astype(np.float32)
 
-    def _steps(self) -> list[dict[str, Any]]:
+    def _ops(self) -> list[Op]:
+        """``[Affine(1, -mean_)]`` when centring, then ``MatMul(sign(W)|W|^(p-1) .T)``: scores <W, x>_mu."""
         from ..train.plasticity import pnorm_weights
 
-        steps: list[dict[str, Any]] = []
+        ops: list[Op] = []
         if self.center:
-            steps.append({"op": "affine", "scale": np.float32(1.0), "shift": -self.mean_})
-        steps.append({"op": "matmul", "weight": np.ascontiguousarray(pnorm_weights(self.W_, float(self.p)).T)})
-        return steps
+            ops.append(Affine(scale=np.float32(1.0), shift=-self.mean_))
+        ops.append(MatMul(np.ascontiguousarray(pnorm_weights(self.W_, float(self.p)).T)))
+        return ops
 
 
 @register_encoder("biohash")

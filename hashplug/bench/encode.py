@@ -1,0 +1,255 @@
+"""``hashplug bench encode``: encode throughput (rows/s) of an exported model under onnxruntime
+(:class:`~hashplug.runtime.OnnxEncoder`) against torch eager (:meth:`~hashplug.graph.Graph.to_torch` + head)
+and numpy (``encoder.encode``), at batch 1 and batch 1,024, for every registered encoder fitted on MNIST
+pixels / 255.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import environment, format_rows, load_mnist_float, median_rate, write_json
+
+__all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
+
+
+#: Batch sizes of the encode benchmark.
+ENCODE_BATCHES: tuple[int, ...] = (1, 1024)
+
+
+def _torch_encoder(enc: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Torch eager twin of ``enc.encode(X, format="packed")``: graph module, head, pack (float32, no_grad)."""
+    import torch
+
+    g = enc.graph
+    module = g.to_torch().eval()
+    head, k, m, shape = g.code_kind, int(g.k), int(g.m), g.input_shape
+
+    def encode(X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32).reshape(X.shape[0], *shape))
+            scores = module(x)
+            if head == "khot":
+                idx = torch.topk(scores, k, dim=1).indices
+                bits = torch.zeros((x.shape[0], m), dtype=torch.bool).scatter_(1, idx, True)
+            else:
+                bits = scores > 0
+            return np.packbits(bits.numpy(), axis=1)
+
+    return encode
+
+
+def run_encode(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    ks: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    epochs: int | None = None,
+    n_fit: int = 10_000,
+    pool: int = 8192,
+    batches: Sequence[int] = ENCODE_BATCHES,
+    repeats: int = 7,
+    target_seconds: float = 0.3,
+    max_calls: int = 2000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Encode throughput of onnxruntime, torch eager and numpy for every registered encoder.
+
+    Parameters
+    ----------
+    data : path-like or None
+        ``mnist.npz``; default :func:`hashplug.data.default_data_path` ``("mnist")``. Inputs are pixels / 255.
+    ks : sequence of int or None
+        Hash lengths (default ``[16]``).
+    methods : sequence of str or None
+        Encoder names (default :func:`hashplug.available_encoders`).
+    epochs : int or None
+        Training epochs of BioHash / NaiveBioHash (default 2: quality is irrelevant for throughput).
+    n_fit : int
+        Rows (sampled from the 70,000) used for fitting.
+    pool : int
+        Distinct rows the timed calls cycle through.
+    batches : sequence of int
+        Rows per encode call.
+    repeats, target_seconds, max_calls : int, float, int
+        Timing: median over ``repeats`` trials, each of about ``target_seconds`` (at most ``max_calls`` calls).
+    seed : int
+        Seed of the row sampling and of the encoders.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    dict
+        ``rows`` (one per method, k and batch size) with rows/s per backend and the ratios, plus settings.
+    """
+    from tqdm.auto import tqdm
+
+    from ..encoders import available_encoders, get_encoder
+    from ..export import to_onnx
+    from ..runtime import OnnxEncoder
+
+    t_start = time.perf_counter()
+    X, _, path = load_mnist_float(data)
+    rng = np.random.default_rng(seed)
+    fit_idx = rng.choice(X.shape[0], size=min(n_fit, X.shape[0]), replace=False)
+    Xfit = X[fit_idx]
+    need = max(int(pool), max(batches))
+    pool_idx = rng.choice(X.shape[0], size=need, replace=need > X.shape[0])
+    Xpool = np.ascontiguousarray(X[pool_idx])
+    del X
+    ks = list(ks) if ks else [16]
+    methods = [m.lower() for m in (methods or available_encoders())]
+    epochs = 2 if epochs is None else int(epochs)
+
+    rows: list[dict[str, Any]] = []
+    fits: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="hashplug_bench_encode_"))
+    jobs = [(m, k) for m in methods for k in ks]
+    try:
+        for method, k in tqdm(jobs, desc="encode bench", disable=not progress):
+            params: dict[str, Any] = {"k": k, "random_state": seed}
+            if method in ("biohash", "naivebiohash"):
+                params.update(epochs=epochs, device="cpu")
+            enc = get_encoder(method, **params)
+            t0 = time.perf_counter()
+            enc.fit(Xfit)
+            fit_s = time.perf_counter() - t0
+            onnx_path = to_onnx(enc, tmp / f"{method}_{k}.onnx")
+            ort = OnnxEncoder(onnx_path)
+            tenc = _torch_encoder(enc)
+            backends: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+                "ort": lambda xb, o=ort: o.encode(xb),
+                "torch": tenc,
+                "numpy": lambda xb, e=enc: e.encode(xb),
+            }
+            # the three backends must produce the same codes (torch's top-k may break exact ties differently)
+            ref = enc.encode(Xpool[:256])
+            agree = {b: float(np.mean(np.all(f(Xpool[:256]) == ref, axis=1))) for b, f in backends.items()}
+            fits.append(
+                {
+                    "method": enc.method_name,
+                    "k": enc.k,
+                    "m": enc.m,
+                    "fit_seconds": round(fit_s, 2),
+                    "params": {kk: v for kk, v in enc.get_params().items() if kk != "verbose"},
+                }
+            )
+            for bs in batches:
+                n_slots = max(1, Xpool.shape[0] // bs)
+                slices = [Xpool[i * bs : (i + 1) * bs] for i in range(n_slots)]
+                rates = {}
+                for name, f in backends.items():
+                    rates[name] = median_rate(
+                        lambda i, f=f, sl=slices: f(sl[i % len(sl)]),
+                        bs,
+                        repeats=repeats,
+                        target_seconds=target_seconds,
+                        max_calls=max_calls,
+                    )
+                r = {
+                    "method": enc.method_name,
+                    "k": int(enc.k),
+                    "m": int(enc.m),
+                    "code_kind": enc.code_kind,
+                    "batch": int(bs),
+                    "ort_rows_per_s": round(rates["ort"]["median"], 1),
+                    "torch_rows_per_s": round(rates["torch"]["median"], 1),
+                    "numpy_rows_per_s": round(rates["numpy"]["median"], 1),
+                    "ort_over_torch": round(rates["ort"]["median"] / rates["torch"]["median"], 3),
+                    "ort_over_numpy": round(rates["ort"]["median"] / rates["numpy"]["median"], 3),
+                    "codes_agree_with_numpy": agree,
+                    "timing": rates,
+                }
+                rows.append(r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "suite": "encode",
+        "metric": "encode throughput, rows/s (median of repeats); ratios ort/torch and ort/numpy",
+        "data": path,
+        "input": "MNIST pixels / 255, float32 (n, 784)",
+        "settings": {
+            "ks": ks,
+            "methods": methods,
+            "batches": list(batches),
+            "n_fit": int(Xfit.shape[0]),
+            "pool_rows": int(Xpool.shape[0]),
+            "repeats": repeats,
+            "target_seconds_per_trial": target_seconds,
+            "biohash_epochs": epochs,
+            "seed": seed,
+        },
+        "notes": [
+            "Encoders are fitted only to have realistic weights; code quality is irrelevant here "
+            f"(BioHash / NaiveBioHash trained {epochs} epoch(s) on {Xfit.shape[0]} rows).",
+            "All three backends return packed uint8 codes: ort = OnnxEncoder.encode (one session.run per "
+            "call); torch = torch.from_numpy + Graph.to_torch module + head (topk / > 0) + np.packbits, eager, "
+            "float32, no_grad; numpy = encoder.encode (validation + Graph.numpy + head + pack).",
+            "FlyHash scores accumulate in float64 on every backend (exact ties), so it is slow everywhere.",
+            "Timings are noisy (shared 2-core machine); compare ratios within a row.",
+        ],
+        "fits": fits,
+        "rows": rows,
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+        "environment": environment(),
+    }
+
+
+def format_encode(res: dict[str, Any]) -> str:
+    """Text table of :func:`run_encode` results."""
+    cols = [
+        ("method", "method"),
+        ("k", "k"),
+        ("m", "m"),
+        ("batch", "batch"),
+        ("ort_rows_per_s", "ort rows/s"),
+        ("torch_rows_per_s", "torch rows/s"),
+        ("numpy_rows_per_s", "numpy rows/s"),
+        ("ort_over_torch", "ort/torch"),
+        ("ort_over_numpy", "ort/numpy"),
+    ]
+    rows = [
+        {
+            **r,
+            "ort_over_torch": f"{r['ort_over_torch']:.2f}x",
+            "ort_over_numpy": f"{r['ort_over_numpy']:.2f}x",
+        }
+        for r in res["rows"]
+    ]
+    return format_rows(rows, cols, nd=0)
+
+
+def bench_encode(args: argparse.Namespace) -> int:
+    """``hashplug bench encode``: run, print the table, write ``--out``.
+
+    ``--limit N`` is a smoke run: N fitting rows, a pool of N rows and short timings.
+    """
+    smoke = args.limit is not None
+    kw: dict[str, Any] = {}
+    if smoke:
+        kw = {
+            "n_fit": int(args.limit),
+            "pool": int(args.limit),
+            "repeats": 2,
+            "target_seconds": 0.01,
+            "max_calls": 3,
+        }
+    res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
+    print(format_encode(res))
+    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+    write_json(res, args.out)
+    return 0
+
+
+# ==================================================================================================== ingest

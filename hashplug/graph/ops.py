@@ -1,0 +1,713 @@
+"""Typed graph ops: one small class per op (numpy only at import; torch lazily).
+
+Every op is a frozen dataclass whose array fields are float32 numpy arrays, and implements
+
+``out_shape(*in_shapes) -> tuple``
+    The per-sample output shape (no batch axis) from the per-sample input shapes; raises
+    :class:`GraphError` when the inputs do not fit the op's parameters.
+``numpy(*xs) -> ndarray``
+    The batched numpy forward: inputs and output carry a leading batch axis ``n``; float32.
+``torch(*xs, **arrays) -> Tensor``
+    The batched torch forward. ``arrays`` are the op's array fields as torch tensors (the parameters or
+    buffers of the module built by :meth:`Op.to_torch`); missing ones are taken from the op as constants.
+``to_torch(trainable=False) -> torch.nn.Module``
+    A module running :meth:`torch` whose array fields are ``nn.Parameter`` (``trainable=True``) or buffers;
+    its ``to_op()`` writes the (trained) values back into a new op of the same class.
+``describe() -> dict`` / ``arrays() -> dict``
+    JSON-able description for the model card (op name, scalar parameters inline, ``<field>_shape`` for
+    arrays) and the named arrays (for hashing).
+
+Concrete ops register themselves by their ``name`` in :data:`OPS` (the model card accepts exactly these
+names); a class declared ``class MyOp(Op, register=False)`` stays out of the registry (test doubles).
+
+Images are ``(n, C, H, W)``; per-sample shapes are ``(C, H, W)``. Convolution-like ops use square kernels,
+one stride and a symmetric zero padding. The cosine of every filter with the unit-normalised input patch,
+``<W_f, p / max(||p||, eps)>``, is three ops (conv is linear, so dividing the output divides the patch)::
+
+    Conv2d(W, stride, padding)(x)          (F, H', W')   <W_f, p>
+    PatchL2Norm(K, stride, padding)(x)     (1, H', W')   ||p|| = sqrt(conv(x * x, ones(1, C, K, K)))
+    SafeDiv(eps)(conv, norm)               (F, H', W')   conv / max(norm, eps)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..ranking import topk_mask
+from ..validation import HashplugError
+
+__all__ = [
+    "GraphError",
+    "Shape",
+    "OPS",
+    "Op",
+    "Affine",
+    "L2Normalize",
+    "MatMul",
+    "Sin",
+    "Cos",
+    "Mul",
+    "Conv2d",
+    "PatchL2Norm",
+    "SafeDiv",
+    "TopKPerLocation",
+    "MaxPool2d",
+    "Reshape",
+    "Flatten",
+]
+
+Shape = tuple[int, ...]
+
+#: Registered op classes by name (the ``"op"`` of the model card's preprocessing entries).
+OPS: dict[str, type[Op]] = {}
+
+
+class GraphError(HashplugError):
+    """An invalid graph: wrong shapes, unknown names, bad op parameters."""
+
+
+def _f32(a: Any) -> np.ndarray:
+    """``np.asarray(a, float32)``: no copy when ``a`` already is a float32 array (its layout is kept)."""
+    return np.asarray(a, dtype=np.float32)
+
+
+def _broadcasts_to(param: np.ndarray, shape: Shape, what: str) -> None:
+    """Raise unless ``param`` broadcasts to the per-sample ``shape`` without growing it."""
+    try:
+        ok = np.broadcast_shapes(shape, param.shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise GraphError(
+            f"{what} has shape {param.shape}; it must broadcast to the input shape {tuple(shape)} "
+            f"(a scalar, or a trailing-aligned array such as {tuple(shape[-1:])})."
+        )
+
+
+def _same_rank_broadcast(a: Shape, b: Shape) -> Shape:
+    """Broadcast two per-sample shapes of equal rank (equal rank keeps the batch axes aligned)."""
+    if len(a) != len(b):
+        raise GraphError(f"inputs of shapes {a} and {b} have different ranks; reshape one of them first.")
+    try:
+        return tuple(int(s) for s in np.broadcast_shapes(a, b))
+    except ValueError:
+        raise GraphError(f"inputs of shapes {a} and {b} do not broadcast.") from None
+
+
+def _window_out(size: int, kernel: int, stride: int, padding: int, axis: str) -> int:
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise GraphError(
+            f"kernel {kernel} with padding {padding} does not fit the input {axis} {size}; "
+            "use a smaller kernel or more padding."
+        )
+    return out
+
+
+def _check_window(kernel: int, stride: int, padding: int) -> None:
+    if int(kernel) < 1 or int(stride) < 1 or int(padding) < 0:
+        raise GraphError(f"kernel={kernel} and stride={stride} must be >= 1 and padding={padding} >= 0.")
+
+
+def _windows(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value: float) -> np.ndarray:
+    """Strided view (n, C, H', W', K, K) of the K x K windows of x (n, C, H, W) after padding."""
+    if padding:
+        p = int(padding)
+        x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=pad_value)
+    v = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
+    return v[:, :, :: int(stride), :: int(stride)]
+
+
+def _conv_numpy(x: np.ndarray, weight: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Cross-correlation (torch/ONNX ``Conv``) of x (n, C, H, W) with weight (F, C, K, K) -> (n, F, H', W')."""
+    F, C, K, _ = weight.shape
+    v = _windows(x, K, stride, padding, 0.0)
+    n, _, Ho, Wo = v.shape[:4]
+    cols = v.transpose(0, 2, 3, 1, 4, 5).reshape(n * Ho * Wo, C * K * K)
+    out = cols @ weight.reshape(F, C * K * K).T
+    return np.ascontiguousarray(out.reshape(n, Ho, Wo, F).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+_OP_MODULE: Any = None
+
+
+def _op_module_class() -> Any:
+    """The torch ``nn.Module`` wrapping one op (defined on first use: importing this file needs no torch)."""
+    global _OP_MODULE
+    if _OP_MODULE is None:
+        import torch
+
+        class OpModule(torch.nn.Module):
+            """Runs ``op.torch``; the op's arrays are parameters (trainable) or buffers, float32."""
+
+            def __init__(self, op: Op, trainable: bool = False) -> None:
+                super().__init__()
+                self.op = op
+                self.array_names = tuple(op.arrays())
+                for key in self.array_names:
+                    t = torch.tensor(np.array(getattr(op, key), dtype=np.float32))
+                    if trainable:
+                        self.register_parameter(key, torch.nn.Parameter(t))
+                    else:
+                        self.register_buffer(key, t)
+
+            def forward(self, *xs: Any) -> Any:
+                return self.op.torch(*xs, **{key: getattr(self, key) for key in self.array_names})
+
+            def to_op(self) -> Op:
+                """A new op of the same class holding this module's current array values."""
+                vals = {key: getattr(self, key).detach().cpu().numpy().astype(np.float32) for key in self.array_names}
+                return self.op.replace(**vals)
+
+            def extra_repr(self) -> str:
+                return repr(self.op)
+
+        _OP_MODULE = OpModule
+    return _OP_MODULE
+
+
+class Op:
+    """Base class of graph ops (see the module docstring for the contract).
+
+    Class attributes
+    ----------------
+    name : str
+        Registry and model-card name (``"matmul"``); subclasses without their own name are abstract.
+    n_inputs : int
+        Number of graph values the op consumes.
+    array_fields : tuple of str
+        Fields holding float32 arrays (trainable in :meth:`to_torch`); ``None`` values are skipped.
+    """
+
+    name: ClassVar[str] = ""
+    n_inputs: ClassVar[int] = 1
+    array_fields: ClassVar[tuple[str, ...]] = ()
+    registered: ClassVar[bool] = False
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own_name = cls.__dict__.get("name", "")
+        cls.registered = bool(register and own_name)
+        if cls.registered:
+            prev = OPS.get(own_name)
+            if prev is not None and (prev.__module__, prev.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise GraphError(f"an op named {own_name!r} is already registered ({prev.__qualname__}).")
+            OPS[own_name] = cls
+
+    # ------------------------------------------------------------------ contract
+    def out_shape(self, *in_shapes: Shape) -> Shape:  # pragma: no cover - abstract
+        """Per-sample output shape from the per-sample input shapes (no batch axis)."""
+        raise NotImplementedError
+
+    def numpy(self, *xs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Batched numpy forward: float32 arrays (n, *in_shape) -> float32 (n, *out_shape)."""
+        raise NotImplementedError
+
+    def torch(self, *xs: Any, **arrays: Any) -> Any:  # pragma: no cover - abstract
+        """Batched torch forward; ``arrays`` override the op's array fields (parameters of a module)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def _t(self, key: str, arrays: dict[str, Any], like: Any) -> Any:
+        """The array field ``key`` as a torch tensor: from ``arrays`` if given, else a constant on like's device."""
+        if key in arrays:
+            return arrays[key]
+        import torch
+
+        return torch.as_tensor(np.asarray(getattr(self, key), dtype=np.float32), device=like.device)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The op's float32 arrays by field name (``None`` fields left out)."""
+        return {key: getattr(self, key) for key in self.array_fields if getattr(self, key) is not None}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description: ``{"op": name, <scalar fields>, "<array field>_shape": [...]}``."""
+        out: dict[str, Any] = {"op": self.name}
+        names = [f.name for f in dataclasses.fields(self)] if dataclasses.is_dataclass(self) else list(vars(self))
+        for key in names:
+            v = getattr(self, key)
+            if v is None:
+                continue
+            if isinstance(v, np.ndarray):
+                if v.ndim == 0:
+                    out[key] = float(v)
+                else:
+                    out[f"{key}_shape"] = [int(s) for s in v.shape]
+            elif isinstance(v, tuple):
+                out[key] = [int(s) for s in v]
+            elif isinstance(v, (bool, int, float, str)):
+                out[key] = v
+            else:
+                out[key] = str(v)
+        return out
+
+    def replace(self, **changes: Any) -> Op:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def to_torch(self, trainable: bool = False) -> Any:
+        """A ``torch.nn.Module`` running this op; arrays become ``nn.Parameter`` when ``trainable``."""
+        return _op_module_class()(self, trainable)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "op")
+        return f"{type(self).__name__}({args})"
+
+
+_op = dataclass(frozen=True, eq=False, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+@_op
+class Affine(Op):
+    """``x * scale + shift`` in float32 (two roundings, in that order).
+
+    Parameters
+    ----------
+    scale, shift : float or ndarray, float32
+        Scalars or arrays broadcasting to the per-sample input shape (trailing-aligned, e.g. ``(d,)`` for
+        vectors (d,) or ``(C, 1, 1)`` for images (C, H, W)).
+    """
+
+    name: ClassVar[str] = "affine"
+    array_fields: ClassVar[tuple[str, ...]] = ("scale", "shift")
+    scale: Any = 1.0
+    shift: Any = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", _f32(self.scale))
+        object.__setattr__(self, "shift", _f32(self.shift))
+
+    def out_shape(self, s: Shape) -> Shape:
+        _broadcasts_to(self.scale, s, "scale")
+        _broadcasts_to(self.shift, s, "shift")
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.scale + self.shift).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        return x * self._t("scale", arrays, x) + self._t("shift", arrays, x)
+
+
+@_op
+class L2Normalize(Op):
+    """``x / max(||x||_2, eps)`` per sample, the norm over all of the sample's axes.
+
+    Parameters
+    ----------
+    eps : float
+        Lower bound of the norm (a zero sample stays zero).
+    """
+
+    name: ClassVar[str] = "l2_normalize"
+    eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", float(self.eps))
+
+    def out_shape(self, s: Shape) -> Shape:
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(x.shape[0], -1)
+        nrm = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float32))
+        nrm = nrm.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+        return (x / np.maximum(nrm, np.float32(self.eps))).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        nrm = torch.linalg.vector_norm(x.flatten(1), dim=1).reshape((-1,) + (1,) * (x.dim() - 1))
+        return x / torch.clamp(nrm, min=self.eps)
+
+
+@_op
+class Sin(Op):
+    """Elementwise sine."""
+
+    name: ClassVar[str] = "sin"
+
+    def out_shape(self, s: Shape) -> Shape:
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.sin(x).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        return torch.sin(x)
+
+
+@_op
+class Cos(Op):
+    """Elementwise cosine."""
+
+    name: ClassVar[str] = "cos"
+
+    def out_shape(self, s: Shape) -> Shape:
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.cos(x).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        return torch.cos(x)
+
+
+@_op
+class Mul(Op):
+    """Elementwise product: of two inputs (``factor=None``), or of one input by a constant ``factor``.
+
+    Parameters
+    ----------
+    factor : None or float or ndarray, float32
+        ``None``: the op takes two inputs of equal rank whose shapes broadcast (e.g. (F, H, W) and
+        (1, H, W)). Otherwise one input, multiplied by ``factor`` (broadcasting to its shape, as in
+        :class:`Affine`).
+    """
+
+    name: ClassVar[str] = "mul"
+    array_fields: ClassVar[tuple[str, ...]] = ("factor",)
+    factor: Any = None
+
+    def __post_init__(self) -> None:
+        if self.factor is not None:
+            object.__setattr__(self, "factor", _f32(self.factor))
+
+    @property
+    def n_inputs(self) -> int:  # type: ignore[override]
+        return 2 if self.factor is None else 1
+
+    def out_shape(self, *s: Shape) -> Shape:
+        if self.factor is not None:
+            _broadcasts_to(self.factor, s[0], "factor")
+            return tuple(s[0])
+        return _same_rank_broadcast(s[0], s[1])
+
+    def numpy(self, *xs: np.ndarray) -> np.ndarray:
+        other = self.factor if self.factor is not None else xs[1]
+        return (xs[0] * other).astype(np.float32, copy=False)
+
+    def torch(self, *xs: Any, **arrays: Any) -> Any:
+        other = self._t("factor", arrays, xs[0]) if self.factor is not None else xs[1]
+        return xs[0] * other
+
+
+@_op
+class SafeDiv(Op):
+    """``x / max(d, eps)`` for two inputs of equal rank, ``d`` broadcasting (e.g. (F, H, W) / (1, H, W)).
+
+    With :class:`PatchL2Norm` as ``d`` and :class:`Conv2d` as ``x`` it gives the inner product of each
+    filter with the unit-normalised input patch.
+
+    Parameters
+    ----------
+    eps : float
+        Lower bound of the divisor.
+    """
+
+    name: ClassVar[str] = "safe_div"
+    n_inputs: ClassVar[int] = 2
+    eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", float(self.eps))
+
+    def out_shape(self, x: Shape, d: Shape) -> Shape:
+        return _same_rank_broadcast(x, d)
+
+    def numpy(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return (x / np.maximum(d, np.float32(self.eps))).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, d: Any, **arrays: Any) -> Any:
+        import torch
+
+        return x / torch.clamp(d, min=self.eps)
+
+
+# ---------------------------------------------------------------------------------------------- linear
+@_op
+class MatMul(Op):
+    """``x @ weight`` over the last axis: (..., d) -> (..., m).
+
+    Parameters
+    ----------
+    weight : ndarray of shape (d, m), float32
+    accumulate : {"float32", "float64"}
+        ``"float64"`` casts x and the weight to double, sums there and rounds once to float32, so scores that
+        are mathematically equal (0/1 weights, as in FlyHash) tie on every backend whatever order it adds in.
+    """
+
+    name: ClassVar[str] = "matmul"
+    array_fields: ClassVar[tuple[str, ...]] = ("weight",)
+    weight: Any = None
+    accumulate: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", _f32(self.weight))
+        if self.accumulate not in ("float32", "float64"):
+            raise GraphError(f"matmul accumulate={self.accumulate!r}; use 'float32' or 'float64'.")
+
+    def out_shape(self, s: Shape) -> Shape:
+        W = self.weight
+        width = s[-1] if s else None
+        if W.ndim != 2 or not s or W.shape[0] != width:
+            raise GraphError(f"weight has shape {W.shape}; expected ({width}, m).")
+        return (*s[:-1], int(W.shape[1]))
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        if self.accumulate == "float64":
+            return (x.astype(np.float64) @ np.asarray(self.weight, np.float64)).astype(np.float32)
+        return (x @ self.weight).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        W = self._t("weight", arrays, x)
+        if self.accumulate == "float64":
+            return (x.double() @ W.double()).float()
+        return x @ W
+
+
+@_op
+class Conv2d(Op):
+    """2-D cross-correlation without bias (torch ``conv2d`` / ONNX ``Conv``): (C, H, W) -> (F, H', W').
+
+    ``H' = (H + 2 padding - K) // stride + 1`` (likewise W'); padding is zeros on all four sides.
+
+    Parameters
+    ----------
+    weight : ndarray of shape (F, C, K, K), float32
+    stride : int
+    padding : int
+    """
+
+    name: ClassVar[str] = "conv2d"
+    array_fields: ClassVar[tuple[str, ...]] = ("weight",)
+    weight: Any = None
+    stride: int = 1
+    padding: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", _f32(self.weight))
+        object.__setattr__(self, "stride", int(self.stride))
+        object.__setattr__(self, "padding", int(self.padding))
+        W = self.weight
+        if W.ndim != 4 or W.shape[2] != W.shape[3]:
+            raise GraphError(f"conv2d weight has shape {W.shape}; expected (F, C, K, K).")
+        _check_window(W.shape[2], self.stride, self.padding)
+
+    @property
+    def kernel(self) -> int:
+        """Kernel size K."""
+        return int(self.weight.shape[2])
+
+    def out_shape(self, s: Shape) -> Shape:
+        F, C, K, _ = self.weight.shape
+        if len(s) != 3 or s[0] != C:
+            raise GraphError(f"weight has shape {self.weight.shape}; expected an input of shape ({C}, H, W), got {s}.")
+        return (
+            int(F),
+            _window_out(s[1], K, self.stride, self.padding, "height"),
+            _window_out(s[2], K, self.stride, self.padding, "width"),
+        )
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return _conv_numpy(x, self.weight, self.stride, self.padding)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.conv2d(x, self._t("weight", arrays, x), stride=self.stride, padding=self.padding)
+
+
+@_op
+class PatchL2Norm(Op):
+    """The L2 norm of every K x K x C input patch: (C, H, W) -> (1, H', W').
+
+    Computed as ``sqrt(conv(x * x, ones(1, C, K, K)))`` with the window geometry of :class:`Conv2d`
+    (same kernel, stride and zero padding give the patches that convolution sees). The op has no
+    parameters; note that the torch gradient with respect to an all-zero patch is not finite (sqrt at 0).
+
+    Parameters
+    ----------
+    kernel, stride, padding : int
+    """
+
+    name: ClassVar[str] = "patch_l2_norm"
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("kernel", "stride", "padding"):
+            object.__setattr__(self, key, int(getattr(self, key)))
+        _check_window(self.kernel, self.stride, self.padding)
+
+    def ones(self, channels: int) -> np.ndarray:
+        """The summing filter, ndarray (1, channels, K, K) of float32 ones."""
+        return np.ones((1, int(channels), self.kernel, self.kernel), dtype=np.float32)
+
+    def out_shape(self, s: Shape) -> Shape:
+        if len(s) != 3:
+            raise GraphError(f"expects an image input (C, H, W); got shape {s}.")
+        return (
+            1,
+            _window_out(s[1], self.kernel, self.stride, self.padding, "height"),
+            _window_out(s[2], self.kernel, self.stride, self.padding, "width"),
+        )
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(_conv_numpy(x * x, self.ones(x.shape[1]), self.stride, self.padding))
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        ones = torch.ones((1, x.shape[1], self.kernel, self.kernel), dtype=x.dtype, device=x.device)
+        return torch.sqrt(F.conv2d(x * x, ones, stride=self.stride, padding=self.padding))
+
+
+# ---------------------------------------------------------------------------------------------- selection
+@_op
+class TopKPerLocation(Op):
+    """Keep the ``k`` largest of the channel values (axis 1) at every location, zero the others.
+
+    Input (F, *spatial) (e.g. (F, H, W), or (F,) for a plain top-k), output the same shape. Ties go to the
+    lower channel index (:func:`hashplug.ranking.topk_mask`, ONNX ``TopK``). Kept values are copied exactly;
+    the others are +0.0.
+
+    Parameters
+    ----------
+    k : int
+        Winners per location, in [1, F].
+    """
+
+    name: ClassVar[str] = "topk_per_location"
+    k: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k", int(self.k))
+
+    def out_shape(self, s: Shape) -> Shape:
+        if not s or not 1 <= self.k <= s[0]:
+            raise GraphError(f"k={self.k} must be in [1, F] for an input of shape {s} (F channels first).")
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        xt = np.moveaxis(x, 1, -1)
+        mask = topk_mask(xt.reshape(-1, x.shape[1]), self.k).reshape(xt.shape)
+        return np.where(np.moveaxis(mask, -1, 1), x, np.float32(0)).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        # A stable descending sort keeps equal values in index order: the lower index wins ties.
+        idx = torch.sort(x.detach(), dim=1, descending=True, stable=True).indices.narrow(1, 0, self.k)
+        mask = torch.zeros_like(x, dtype=torch.bool).scatter_(1, idx, True)
+        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+@_op
+class MaxPool2d(Op):
+    """2-D max-pooling: (C, H, W) -> (C, H', W'), padding with -inf (torch ``max_pool2d`` / ONNX ``MaxPool``).
+
+    Parameters
+    ----------
+    kernel : int
+    stride : int or None
+        Defaults to ``kernel``.
+    padding : int
+        At most ``kernel // 2`` (torch's limit).
+    """
+
+    name: ClassVar[str] = "max_pool2d"
+    kernel: int = 2
+    stride: int | None = None
+    padding: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel", int(self.kernel))
+        object.__setattr__(self, "stride", int(self.kernel if self.stride is None else self.stride))
+        object.__setattr__(self, "padding", int(self.padding))
+        _check_window(self.kernel, self.stride, self.padding)
+        if self.padding > self.kernel // 2:
+            raise GraphError(f"max_pool2d padding={self.padding} must be <= kernel // 2 = {self.kernel // 2}.")
+
+    def out_shape(self, s: Shape) -> Shape:
+        if len(s) != 3:
+            raise GraphError(f"expects an image input (C, H, W); got shape {s}.")
+        return (
+            int(s[0]),
+            _window_out(s[1], self.kernel, int(self.stride), self.padding, "height"),
+            _window_out(s[2], self.kernel, int(self.stride), self.padding, "width"),
+        )
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        v = _windows(x, self.kernel, int(self.stride), self.padding, -np.inf)
+        return v.max(axis=(-2, -1)).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.max_pool2d(x, self.kernel, stride=self.stride, padding=self.padding)
+
+
+# ---------------------------------------------------------------------------------------------- shape
+@_op
+class Reshape(Op):
+    """Reshape every sample to ``shape`` (at most one entry -1, inferred); the batch axis is kept.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    """
+
+    name: ClassVar[str] = "reshape"
+    shape: tuple[int, ...] = (-1,)
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        if sum(s == -1 for s in shape) > 1 or any(s < 1 and s != -1 for s in shape) or not shape:
+            raise GraphError(f"reshape shape {shape} must be positive ints with at most one -1.")
+        object.__setattr__(self, "shape", shape)
+
+    def out_shape(self, s: Shape) -> Shape:
+        total = math.prod(s)
+        known = math.prod(v for v in self.shape if v != -1)
+        if -1 in self.shape:
+            if total % known:
+                raise GraphError(f"cannot reshape {tuple(s)} to {self.shape}.")
+            return tuple(total // known if v == -1 else v for v in self.shape)
+        if known != total:
+            raise GraphError(f"cannot reshape {tuple(s)} ({total} values) to {self.shape} ({known} values).")
+        return self.shape
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], *self.out_shape(x.shape[1:]))
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        return x.reshape(x.shape[0], *self.out_shape(tuple(x.shape[1:])))
+
+
+@_op
+class Flatten(Op):
+    """Flatten every sample: (*s) -> (prod(s),), C order (as ``np.reshape``, ONNX ``Flatten(axis=1)``)."""
+
+    name: ClassVar[str] = "flatten"
+
+    def out_shape(self, s: Shape) -> Shape:
+        return (math.prod(s),)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))

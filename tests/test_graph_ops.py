@@ -1,0 +1,380 @@
+"""Every graph op: numpy, torch and onnxruntime agree on random shapes; every op has an emitter and a torch side.
+
+The op classes are found by walking ``Op.__subclasses__()`` (not a hand-kept list), so a new op fails
+these tests until it has an ONNX emitter, a torch implementation and a parity case in ``CASES`` below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from hashplug.export import graph_model  # noqa: E402
+from hashplug.export.onnx_ops import EMITTERS, HEAD_EMITTERS  # noqa: E402
+from hashplug.graph import (  # noqa: E402
+    OPS,
+    Affine,
+    Conv2d,
+    Cos,
+    Flatten,
+    Graph,
+    GraphError,
+    Head,
+    KHot,
+    L2Normalize,
+    MatMul,
+    MaxPool2d,
+    Mul,
+    Node,
+    Op,
+    PatchL2Norm,
+    Reshape,
+    SafeDiv,
+    Sin,
+    TopKPerLocation,
+)
+
+
+def _walk(cls: type) -> set[type]:
+    out: set[type] = set()
+    for sub in cls.__subclasses__():
+        out |= {sub} | _walk(sub)
+    return out
+
+
+# concrete ops: a class with its own name that did not opt out of the registry (test doubles do)
+OP_CLASSES = sorted((c for c in _walk(Op) if c.__dict__.get("name") and c.registered), key=lambda c: c.name)
+HEAD_CLASSES = sorted((c for c in _walk(Head) if c.__dict__.get("code_kind")), key=lambda c: c.code_kind)
+
+
+# ---------------------------------------------------------------------------------------------- coverage
+def test_walked_ops_are_the_registry():
+    assert set(OP_CLASSES) == set(OPS.values())
+    assert {c.name for c in OP_CLASSES} >= {
+        "affine", "l2_normalize", "matmul", "sin", "cos", "mul", "safe_div", "conv2d", "patch_l2_norm",
+        "topk_per_location", "max_pool2d", "reshape", "flatten",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", OP_CLASSES, ids=lambda c: c.__name__)
+def test_every_op_has_an_onnx_emitter(cls):
+    assert cls in EMITTERS, f"{cls.__name__} has no ONNX emitter: add @emits({cls.__name__}) to export/onnx_ops.py"
+
+
+@pytest.mark.parametrize("cls", OP_CLASSES, ids=lambda c: c.__name__)
+def test_every_op_has_a_torch_implementation(cls):
+    assert cls.torch is not Op.torch, f"{cls.__name__} does not implement torch()"
+    assert cls.numpy is not Op.numpy and cls.out_shape is not Op.out_shape
+
+
+@pytest.mark.parametrize("cls", HEAD_CLASSES, ids=lambda c: c.__name__)
+def test_every_head_has_an_onnx_emitter(cls):
+    assert cls in HEAD_EMITTERS
+
+
+@pytest.mark.parametrize("cls", OP_CLASSES, ids=lambda c: c.__name__)
+def test_every_op_has_a_parity_case(cls):
+    assert cls in CASES, f"add a parity case for {cls.__name__} to CASES in tests/test_graph_ops.py"
+
+
+# ---------------------------------------------------------------------------------------------- cases
+# A case draws (op, inputs, tolerance); tolerance None means exact equality on all three backends.
+Case = tuple[Op, list[np.ndarray], "float | None"]
+
+
+def _rng(data: Any) -> np.random.Generator:
+    return np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+
+
+def _shape(data: Any, min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> tuple[int, ...]:
+    nd = data.draw(st.integers(min_dims, max_dims), label="ndim")
+    return tuple(data.draw(st.integers(1, max_side), label=f"side{i}") for i in range(nd))
+
+
+def _batch(data: Any) -> int:
+    return data.draw(st.integers(1, 3), label="n")
+
+
+def _param_shape(data: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape broadcasting to ``shape``: scalar, a trailing part, with some axes set to 1."""
+    tail = shape[len(shape) - data.draw(st.integers(0, len(shape)), label="tail") :]
+    return tuple(1 if data.draw(st.booleans(), label="one") else s for s in tail)
+
+
+def _images(data: Any, rng: np.random.Generator, max_c: int = 3, max_hw: int = 8) -> np.ndarray:
+    n = _batch(data)
+    C = data.draw(st.integers(1, max_c), label="C")
+    H, W = (data.draw(st.integers(1, max_hw), label=a) for a in "HW")
+    return rng.standard_normal((n, C, H, W)).astype(np.float32)
+
+
+def _window(data: Any, H: int, W: int, max_pad: int | None = None) -> tuple[int, int, int]:
+    """(kernel, stride, padding) whose window fits an H x W input."""
+    padding = data.draw(st.integers(0, 2 if max_pad is None else max_pad), label="padding")
+    kernel = data.draw(st.integers(1, min(H, W) + 2 * padding), label="kernel")
+    if max_pad is not None and padding > kernel // 2:
+        padding = kernel // 2
+    stride = data.draw(st.integers(1, 3), label="stride")
+    return kernel, stride, padding
+
+
+def _affine(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    x = rng.standard_normal((_batch(data), *s)).astype(np.float32)
+    scale = rng.standard_normal(_param_shape(data, s))
+    shift = rng.standard_normal(_param_shape(data, s))
+    return Affine(scale, shift), [x], 1e-6
+
+
+def _l2_normalize(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    x = (3 * rng.standard_normal((_batch(data) + 1, *s))).astype(np.float32)
+    x[0] = 0.0  # the eps branch
+    return L2Normalize(data.draw(st.sampled_from([1e-12, 1e-6, 1.0]), label="eps")), [x], 1e-5
+
+
+def _matmul(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data, 1, 2, 8)
+    m = data.draw(st.integers(1, 9), label="m")
+    x = rng.standard_normal((_batch(data), *s)).astype(np.float32)
+    acc = data.draw(st.sampled_from(["float32", "float64"]), label="accumulate")
+    return MatMul(rng.standard_normal((s[-1], m)), accumulate=acc), [x], 1e-4
+
+
+def _sin(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    return Sin(), [(3 * rng.standard_normal((_batch(data), *s))).astype(np.float32)], 1e-5
+
+
+def _cos(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    return Cos(), [(3 * rng.standard_normal((_batch(data), *s))).astype(np.float32)], 1e-5
+
+
+def _mul(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    n = _batch(data)
+    x = rng.standard_normal((n, *s)).astype(np.float32)
+    if data.draw(st.booleans(), label="constant"):
+        return Mul(rng.standard_normal(_param_shape(data, s))), [x], 1e-6
+    other = tuple(1 if data.draw(st.booleans(), label="one") else v for v in s)
+    return Mul(), [x, rng.standard_normal((n, *other)).astype(np.float32)], 1e-6
+
+
+def _safe_div(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    n = _batch(data)
+    x = rng.standard_normal((n, *s)).astype(np.float32)
+    den_shape = tuple(1 if data.draw(st.booleans(), label="one") else v for v in s)
+    den = np.abs(rng.standard_normal((n, *den_shape))).astype(np.float32)
+    den.reshape(-1)[0] = 0.0  # the eps branch
+    return SafeDiv(data.draw(st.sampled_from([1e-12, 1e-3, 0.5]), label="eps")), [x, den], 1e-5
+
+
+def _conv2d(data: Any) -> Case:
+    rng = _rng(data)
+    x = _images(data, rng)
+    kernel, stride, padding = _window(data, *x.shape[2:])
+    F = data.draw(st.integers(1, 5), label="F")
+    W = rng.standard_normal((F, x.shape[1], kernel, kernel))
+    return Conv2d(W, stride=stride, padding=padding), [x], 1e-4
+
+
+def _patch_l2_norm(data: Any) -> Case:
+    rng = _rng(data)
+    x = _images(data, rng)
+    kernel, stride, padding = _window(data, *x.shape[2:])
+    return PatchL2Norm(kernel, stride, padding), [x], 1e-5
+
+
+def _topk_per_location(data: Any) -> Case:
+    rng = _rng(data)
+    F = data.draw(st.integers(1, 6), label="F")
+    spatial = _shape(data, 0, 2, 4)
+    # small nonzero integers: many ties, and a zero in the output always means "not kept"
+    x = rng.choice(np.float32([-2, -1, 1, 2]), size=(_batch(data), F, *spatial))
+    return TopKPerLocation(data.draw(st.integers(1, F), label="k")), [x], None
+
+
+def _max_pool2d(data: Any) -> Case:
+    rng = _rng(data)
+    x = _images(data, rng)
+    x = rng.permutation(x.size).reshape(x.shape).astype(np.float32) - x.size / 2  # distinct values
+    kernel, stride, padding = _window(data, *x.shape[2:], max_pad=1)
+    return MaxPool2d(kernel, stride, padding), [x], None
+
+
+def _reshape(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    x = rng.standard_normal((_batch(data), *s)).astype(np.float32)
+    target = data.draw(st.sampled_from([(-1,), tuple(reversed(s)), (*s[:-1], -1), (1, -1)]), label="target")
+    return Reshape(target), [x], None
+
+
+def _flatten(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data, 1, 4, 4)
+    return Flatten(), [rng.standard_normal((_batch(data), *s)).astype(np.float32)], None
+
+
+CASES: dict[type[Op], Callable[[Any], Case]] = {
+    Affine: _affine,
+    L2Normalize: _l2_normalize,
+    MatMul: _matmul,
+    Sin: _sin,
+    Cos: _cos,
+    Mul: _mul,
+    SafeDiv: _safe_div,
+    Conv2d: _conv2d,
+    PatchL2Norm: _patch_l2_norm,
+    TopKPerLocation: _topk_per_location,
+    MaxPool2d: _max_pool2d,
+    Reshape: _reshape,
+    Flatten: _flatten,
+}
+
+
+def _session(model: Any) -> Any:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _one_op_graph(op: Op, xs: list[np.ndarray]) -> Graph:
+    names = [f"in{i}" for i in range(len(xs))]
+    return Graph({nm: x.shape[1:] for nm, x in zip(names, xs)}, [Node(op, tuple(names), "y")])
+
+
+def _close(got: np.ndarray, want: np.ndarray, tol: float | None, what: str) -> None:
+    assert got.shape == want.shape and got.dtype == np.float32, (what, got.shape, want.shape, got.dtype)
+    if tol is None:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:
+        scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("cls", [c for c in OP_CLASSES if c in CASES], ids=lambda c: c.__name__)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_op_numpy_torch_onnxruntime_agree(cls, data):
+    op, xs, tol = CASES[cls](data)
+    assert type(op) is cls
+    g = _one_op_graph(op, xs)
+    want_shape = op.out_shape(*(x.shape[1:] for x in xs))
+    assert g.shapes["y"] == want_shape
+
+    y_np = op.numpy(*xs)
+    assert y_np.shape == (xs[0].shape[0], *want_shape) and y_np.dtype == np.float32
+    np.testing.assert_array_equal(g.numpy(**{f"in{i}": x for i, x in enumerate(xs)}), y_np)
+
+    txs = [torch.from_numpy(x) for x in xs]
+    for trainable in (False, True):
+        y_t = op.to_torch(trainable)(*txs).detach().numpy()
+        _close(y_t, y_np, tol, f"torch (trainable={trainable}) vs numpy, {op!r}")
+    _close(op.torch(*txs).numpy(), y_np, tol, f"op.torch vs numpy, {op!r}")
+
+    opset = data.draw(st.sampled_from([13, 17, 18, 21]), label="opset")
+    sess = _session(graph_model(g, opset=opset))
+    (y_ort,) = sess.run(["y"], {f"in{i}": x for i, x in enumerate(xs)})
+    _close(y_ort, y_np, tol, f"onnxruntime (opset {opset}) vs numpy, {op!r}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_topk_per_location_follows_the_lower_index_tie_rule(data):
+    op, (x,), _ = _topk_per_location(data)
+    xt = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    order = np.argsort(-xt, axis=1, kind="stable")[:, : op.k]  # stable: equal values keep index order
+    oracle = np.zeros(xt.shape, dtype=bool)
+    np.put_along_axis(oracle, order, True, axis=1)
+    oracle = np.moveaxis(oracle.reshape(*np.moveaxis(x, 1, -1).shape), -1, 1)
+    y = op.numpy(x)
+    np.testing.assert_array_equal(y != 0, oracle)  # inputs are nonzero: y != 0 is the kept mask
+    np.testing.assert_array_equal(y[oracle], x[oracle])
+
+
+def test_op_errors_name_the_problem():
+    with pytest.raises(GraphError, match=re.escape("conv2d weight has shape (2, 1, 3, 2); expected (F, C, K, K).")):
+        Conv2d(np.zeros((2, 1, 3, 2)))
+    with pytest.raises(GraphError, match=re.escape("graph node 0 (conv2d): weight has shape (2, 3, 3, 3)")):
+        Graph.chain([Conv2d(np.zeros((2, 3, 3, 3)))], (1, 5, 5))
+    with pytest.raises(GraphError, match="kernel 5 with padding 0 does not fit the input height 4"):
+        Graph.chain([PatchL2Norm(5)], (1, 4, 9))
+    with pytest.raises(GraphError, match=re.escape("k=4 must be in [1, F]")):
+        Graph.chain([TopKPerLocation(4)], (3, 2, 2))
+    with pytest.raises(GraphError, match="padding=2 must be <= kernel // 2 = 1"):
+        MaxPool2d(3, padding=2)
+    with pytest.raises(GraphError, match=re.escape("cannot reshape (2, 3) (6 values) to (4,)")):
+        Graph.chain([Reshape((4,))], (2, 3))
+    with pytest.raises(GraphError, match="different ranks"):
+        Graph({"a": (3, 2, 2), "b": (2, 2)}, [Node(SafeDiv(), ("a", "b"), "y")])
+
+
+def test_describe_is_json_with_shapes_of_arrays():
+    conv = Conv2d(np.zeros((4, 2, 3, 3)), stride=2, padding=1)
+    assert conv.describe() == {"op": "conv2d", "weight_shape": [4, 2, 3, 3], "stride": 2, "padding": 1}
+    assert Affine(2.0, np.zeros(3)).describe() == {"op": "affine", "scale": 2.0, "shift_shape": [3]}
+    assert Mul().describe() == {"op": "mul"} and Mul().n_inputs == 2 and Mul(2.0).n_inputs == 1
+    assert MaxPool2d(2).describe() == {"op": "max_pool2d", "kernel": 2, "stride": 2, "padding": 0}
+    assert Reshape((2, -1)).describe() == {"op": "reshape", "shape": [2, -1]}
+    assert set(Conv2d(np.ones((1, 1, 1, 1))).arrays()) == {"weight"} and Mul().arrays() == {}
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_trainable_graph_gets_gradients_and_exports_what_it_trained():
+    """Gradients reach conv and matmul parameters; the trained values written back export to ONNX == numpy."""
+    rng = np.random.default_rng(0)
+    F, C, K = 6, 2, 3
+    g = Graph(
+        {"x": (C, 9, 9)},
+        [
+            Node(Conv2d(rng.standard_normal((F, C, K, K)), stride=1, padding=1), "x", "conv"),
+            Node(PatchL2Norm(K, 1, 1), "x", "norm"),
+            Node(SafeDiv(1e-6), ("conv", "norm"), "cos"),
+            Node(TopKPerLocation(2), "cos", "sparse"),
+            Node(MaxPool2d(3, 3), "sparse", "pooled"),
+            Node(Flatten(), "pooled", "flat"),
+            Node(MatMul(rng.standard_normal((F * 9, 40)) * 0.1), "flat", "proj"),
+            Node(Affine(np.float32(1.0), rng.standard_normal(40)), "proj", "shifted"),
+            Node(Cos(), "shifted", "scores"),
+        ],
+        KHot(5),
+    )
+    X = rng.standard_normal((16, C, 9, 9)).astype(np.float32)
+    module = g.to_torch(trainable=True)
+    params = dict(module.named_parameters())
+    assert {"ops.0.weight", "ops.6.weight", "ops.7.scale", "ops.7.shift"} <= set(params)
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    for _ in range(3):
+        opt.zero_grad()
+        scores = module(torch.from_numpy(X))
+        loss = (scores - 1.0).square().mean()
+        loss.backward()
+        for key in ("ops.0.weight", "ops.6.weight", "ops.7.shift"):
+            grad = params[key].grad
+            assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, key
+        opt.step()
+    assert not torch.equal(before["ops.0.weight"], params["ops.0.weight"].detach())
+
+    trained = module.to_graph()
+    assert isinstance(trained.nodes[0].op, Conv2d)
+    np.testing.assert_array_equal(trained.nodes[0].op.weight, params["ops.0.weight"].detach().numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(trained.numpy(x=X), module(torch.from_numpy(X)).numpy(), rtol=1e-4, atol=1e-5)
+
+    sess = _session(graph_model(trained))
+    packed, idx = sess.run(["packed", "indices"], {"x": X})
+    bits = trained.bits(x=X)
+    np.testing.assert_array_equal(packed, np.packbits(bits, axis=1))
+    np.testing.assert_array_equal(idx, np.nonzero(bits)[1].reshape(len(X), 5))
