@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._torch import require_torch
+from .._torch import RECHECK_SECONDS, require_torch, torch_threads
 
 __all__ = ["pnorm_weights", "pnorm_scores", "plasticity_step", "train_plasticity", "energy"]
 
@@ -103,15 +103,23 @@ def train_plasticity(
     verbose: bool = False,
     desc: str = "plasticity",
     callback: Any = None,
+    n_threads: int | str | None = None,
 ) -> np.ndarray:
     """Train W (m, d) on X (n, d) float32 with the rule; returns float32 numpy weights.
 
     ``lr`` decays linearly from ``lr`` to 0 across epochs (per epoch, as in the reference).
     ``callback(epoch, W_numpy)`` is called after each epoch when given.
+
+    ``n_threads`` (int, ``"auto"`` or None) is torch's intra-op thread count during training, restored
+    afterwards (:func:`hashplug._torch.torch_threads`). None follows ``hashplug._torch.default_threads``,
+    then the ``HASHPLUG_NUM_THREADS`` environment variable, then ``"auto"``: the cores not kept busy by
+    other processes, measured on the running training after 0.1 s and then every 0.5 s.
     """
     torch = require_torch()
     from tqdm.auto import tqdm
 
+    # checks n_threads / HASHPLUG_NUM_THREADS before any work; "auto" follows the load between minibatches
+    threads = torch_threads(n_threads, recheck=RECHECK_SECONDS)
     rng = np.random.default_rng(seed)
     n, d = X.shape
     if W0 is None:
@@ -119,11 +127,12 @@ def train_plasticity(
     W = torch.as_tensor(np.array(W0, dtype=np.float32), device=device)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
     bar = tqdm(range(epochs), desc=desc, disable=not verbose, leave=False)
-    with torch.no_grad():
+    with torch.no_grad(), threads:
         for ep in bar:
             eps = lr * (1.0 - ep / epochs)
             perm = torch.as_tensor(rng.permutation(n), device=device)
             for s in range(0, n, batch_size):
+                threads.tick()
                 plasticity_step(W, Xt[perm[s : s + batch_size]], p, delta, r, eps)
             if callback is not None:
                 callback(ep, W.cpu().numpy().copy())  # a snapshot, never a view of live W
