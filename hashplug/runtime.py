@@ -23,7 +23,14 @@ import numpy as np
 from . import codes as _codes
 from ._files import file_sha256
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
-from .validation import HashplugError, ModelFileError, ModelNotFoundError, check_array, check_int_param
+from .validation import (
+    HashplugError,
+    ModelFileError,
+    ModelNotFoundError,
+    check_array,
+    check_int_param,
+    check_path,
+)
 
 __all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "resolve_providers"]
 
@@ -178,8 +185,9 @@ class OnnxEncoder:
         self.batch_size = check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
         self.providers = resolve_providers(providers)
         self._given_providers = providers
-        loaded = _load(Path(path), self.providers)
-        self.path = Path(path).resolve()
+        path = check_path(path, "path", "OnnxEncoder")
+        loaded = _load(path, self.providers)
+        self.path = path.resolve()
         self._session = loaded.session
         self.card = loaded.card
         self.file_sha256 = loaded.file_sha256

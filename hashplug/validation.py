@@ -24,6 +24,7 @@ __all__ = [
     "check_float_param",
     "check_choice",
     "check_is_fitted",
+    "check_path",
     "NotFittedError",
 ]
 
@@ -214,6 +215,19 @@ def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> A
             f"The '{name}' parameter of {owner} must be one of {choices}. Got {value!r} instead."
         )
     return value
+
+
+def check_path(value: Any, name: str, owner: str) -> Any:
+    """Return ``value`` as a ``pathlib.Path``; anything but ``str`` / ``os.PathLike`` raises
+    :class:`HashplugTypeError` naming the argument and what it got."""
+    import os
+    from pathlib import Path
+
+    if isinstance(value, (str, os.PathLike)) and str(value) != "":
+        return Path(value)
+    raise HashplugTypeError(
+        f"{owner}: {name} must be a file path (str or os.PathLike); got {type(value).__name__} {value!r:.60}."
+    )
 
 
 def check_is_fitted(estimator: Any, attributes: Sequence[str]) -> None:

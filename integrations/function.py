@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, register
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, ValidationError
 
-from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array
-from .arrow import LAYOUTS, OLD_LAYOUTS, code_type, codes_to_arrow, column_to_numpy
+from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array, check_path
+from .arrow import LAYOUTS, OLD_LAYOUTS, code_type, codes_to_arrow, column_to_numpy, normalize_layout
 
 __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
 
@@ -200,7 +200,15 @@ class HashplugEmbeddings(EmbeddingFunction):
     def create(cls, **kwargs: Any) -> HashplugEmbeddings:
         """Create the function, check the model file, and record its absolute path, sha256 and shape."""
         kwargs = _upgrade_config(kwargs)
-        inst = super().create(**kwargs)
+        model = kwargs.get("model")
+        if not (isinstance(model, str) and model.startswith("$var:")):
+            kwargs["model"] = str(check_path(model, "model (the ONNX file)", "the hashplug embedding function"))
+        if kwargs.get("layout") is not None:
+            kwargs["layout"] = normalize_layout(kwargs["layout"], owner="the hashplug embedding function")
+        try:
+            inst = super().create(**kwargs)
+        except ValidationError as exc:
+            raise HashplugError(f"invalid configuration of the hashplug embedding function: {exc}") from None
         inst._load_and_check()  # outside pydantic validation, so our own error types reach the caller
         args = dict(inst._original_args)
         if not (isinstance(args.get("model"), str) and args["model"].startswith("$var:")):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..validation import HashplugError, IngestError, ModelMismatchError, check_int_param
+from ..validation import HashplugError, IngestError, ModelMismatchError, check_int_param, check_path
 from .arrow import _layout_arg, column_to_numpy, encode_batches, normalize_layout
 
 __all__ = ["ingest", "add", "IngestResult", "iter_source"]
@@ -191,6 +191,8 @@ def _open_table(
     if hasattr(table_or_uri, "add") and hasattr(table_or_uri, "schema"):
         return table_or_uri
     import lancedb
+
+    check_path(table_or_uri, "table_or_uri (an open LanceDB table, or a database path)", "hashplug.ingest")
 
     p = Path(table_or_uri)
     if name is None:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunctionConfig, get_registry
 
-from ..validation import HashplugError, ModelMismatchError, TableSchemaError
+from ..validation import HashplugError, HashplugTypeError, ModelMismatchError, TableSchemaError
 from .arrow import OLD_LAYOUTS
 from .function import HashplugEmbeddings, Query
 
@@ -231,6 +231,10 @@ def get_function(table: Any, column: str | None = None) -> tuple[str, str, Hashp
     HashplugError
         The table has no hashplug function (or several and ``column`` is not given).
     """
+    if not hasattr(table, "embedding_functions") or not hasattr(table, "schema"):
+        raise HashplugTypeError(
+            f"expected a LanceDB table (db.open_table(name)); got {type(table).__name__} {table!r:.60}."
+        )
     funcs = {
         col: conf
         for col, conf in table.embedding_functions.items()
