@@ -34,7 +34,7 @@ def digest(codes: np.ndarray) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import hashplug
-    from hashplug.data import load_mnist
+    from hashplug.data import get_dataset
     from hashplug.export import to_onnx
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", default=None, help="an earlier JSON: report every digest that differs")
     args = ap.parse_args(argv)
 
-    X, y = load_mnist(args.data)
-    X = X.astype(np.float32) / np.float32(255)
+    mnist = get_dataset("mnist")
+    X, y = mnist.load(args.data, flat=True)  # (70000, 784) vectors
+    X = X.astype(np.float32) / np.float32(mnist.scale)
     Xtr, Xte = X[: args.train], X[60000:]
     rows = {}
     t0 = time.perf_counter()
@@ -63,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
                 path = to_onnx(enc, Path(tmp) / f"{name}_{k}.onnx")
                 got = hashplug.OnnxEncoder(path).encode(Xte, format="packed")
                 rows[f"{name}/k={k}"] = {
-                    "m": int(enc.m),
+                    "m": int(enc.m_),
                     "numpy_sha256": digest(ref),
                     "onnx_sha256": digest(got),
                     "onnx_equals_numpy": bool(np.array_equal(ref, got)),
                 }
-                print(f"{name:>14} k={k:<3} m={enc.m:<6} numpy {rows[f'{name}/k={k}']['numpy_sha256'][:16]} "
+                print(f"{name:>14} k={k:<3} m={enc.m_:<6} numpy {rows[f'{name}/k={k}']['numpy_sha256'][:16]} "
                       f"onnx==numpy {rows[f'{name}/k={k}']['onnx_equals_numpy']}", flush=True)
     out = {"rows": rows, "settings": vars(args), "seconds": round(time.perf_counter() - t0, 1),
            "hashplug_version": hashplug.__version__}

@@ -49,7 +49,7 @@ def _prepare(data: str | None, cache: Path) -> None:
 
     from hashplug.data import load_mnist, mnist_protocol
 
-    X, y = load_mnist(data)
+    X, y = load_mnist(data, flat=True)
     split = mnist_protocol(X, y, seed=0)
     np.save(cache, (split.Xdb.astype(np.float32) / 255.0))
 
@@ -95,7 +95,7 @@ def worker(args: argparse.Namespace) -> None:
         "others_busy_during": None if others is None else round(others, 2),
         "threads_history": history[-1] if history else [],
         "torch_threads_after": torch.get_num_threads(),
-        "m": int(enc.m),
+        "m": int(enc.m_),
     }))
 # ------------------------------------------------------------------------------------------------
 # driver

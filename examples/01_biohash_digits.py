@@ -1,8 +1,10 @@
 """Step 1 in miniature: BioHash against the paper's baselines on scikit-learn digits.
 
-Trains BioHash (the Krotov-Hopfield plasticity rule, k-hot WTA codes) and the baselines of the
-BioHash paper (LSH, PCAHash, ITQ, SH, FlyHash, NaiveBioHash) on the digits database, encodes the
-queries and prints mAP@All per hash length, with BioHash's convergence (row p-norms).
+Trains every registered encoder -- BioHash (the Krotov-Hopfield plasticity rule, k-hot WTA codes) and
+the baselines of the BioHash paper (LSH, PCAHash, ITQ, SH, FlyHash, NaiveBioHash) -- on the digits
+database, encodes the queries and prints mAP@All per hash length, with the convergence (row p-norms) of
+the encoders trained over epochs. What differs between encoders comes from their tags and their
+``"digits"`` preset, not from their names.
 
 Usage::
 
@@ -22,9 +24,8 @@ import numpy as np
 
 import hashplug
 from hashplug.data import load_digits, per_class_split
+from hashplug.encoders import get_preset, get_tags
 from hashplug.metrics import map_from_codes
-
-METHODS = ["lsh", "pcahash", "itq", "sh", "flyhash", "naivebiohash", "biohash"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
@@ -41,21 +42,26 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
     X = X / np.float32(16.0)
     q, db = per_class_split(y, 20, args.seed)
     table: dict[str, dict[int, float]] = {}
-    for name in METHODS:
+    for name in hashplug.available_encoders():
+        tags, preset = get_tags(name), get_preset(name, "digits")
         for k in args.k:
-            params: dict = {"k": k, "random_state": args.seed}
-            if name in ("biohash", "naivebiohash"):
-                params.update(epochs=args.epochs, lr=0.2, delta=0.05)
-            if name in ("pcahash", "itq") and k > X.shape[1]:
+            if tags.k_at_most_n_features and k > np.prod(X.shape[1:]):  # k <= n_features
                 continue
+            enc = hashplug.get_encoder(name, k=k)
+            if "random_state" in enc.get_params():
+                enc.set_params(random_state=args.seed)
+            if preset is not None:
+                enc.set_params(**preset.for_k(k))  # hyperparameters for digits, with their source
+            if tags.iterative:
+                enc.set_params(epochs=args.epochs)
             t0 = time.perf_counter()
-            enc = hashplug.get_encoder(name, **params).fit(X[db])
+            enc.fit(X[db])
             score = 100 * map_from_codes(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db])
-            table.setdefault(type(enc).__name__, {})[k] = score
-            if name == "biohash":
-                norms = enc.row_norms_
-                print(f"BioHash k={k}: m={enc.m}, row p-norms in [{norms.min():.3f}, {norms.max():.3f}], "
-                      f"fit {time.perf_counter() - t0:.1f} s")
+            table.setdefault(tags.display_name, {})[k] = score
+            norms = getattr(enc, "row_norms_", None) if tags.iterative else None
+            if norms is not None:
+                print(f"{tags.display_name} k={k}: m={enc.m_}, row p-norms in [{norms.min():.3f}, "
+                      f"{norms.max():.3f}], fit {time.perf_counter() - t0:.1f} s")
     print(f"\nmAP@All (%) on digits, {len(q)} queries / {len(db)} database rows, seed {args.seed}")
     print(f"{'method':<14}" + "".join(f"{'k=' + str(k):>9}" for k in args.k))
     for name, row in table.items():

@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import hashplug
+from hashplug.encoders import get_tags
 from hashplug.export import check_parity, read_metadata, to_onnx
 
 
@@ -38,11 +39,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     X = load_digits().data.reshape(-1, 8, 8).astype(np.float32) / 16.0  # (1797, 8, 8), values in [0, 1]
 
-    params = {"k": args.k, "random_state": 0}
-    if args.method in ("biohash", "naivebiohash"):
-        params.update(epochs=2 if small else 10, device="cpu")
-    encoder = hashplug.get_encoder(args.method, **params).fit(X)
-    print(f"fitted {encoder!r}: m={encoder.m}, k={encoder.k}, {encoder.code_kind} codes")
+    encoder = hashplug.get_encoder(args.method, k=args.k)
+    if "random_state" in encoder.get_params():
+        encoder.set_params(random_state=0)
+    if get_tags(encoder).iterative:  # trained over epochs: keep it short, on the CPU
+        encoder.set_params(epochs=2 if small else 10, device="cpu")
+    encoder.fit(X)
+    print(f"fitted {encoder!r}: m={encoder.m_}, k={encoder.k_}, {encoder.code_kind} codes")
 
     out = args.out or Path(tempfile.mkdtemp(prefix="hashplug_")) / f"{args.method}.onnx"
     path = to_onnx(encoder, out)

@@ -238,10 +238,11 @@ def check_parity(
 
     Xc = check_array(X, ndim=None, owner="check_parity")
     onx = OnnxEncoder(onnx_path, batch_size=batch_size)
-    if (onx.m, onx.k, onx.code_kind) != (encoder.m, encoder.k, encoder.code_kind):
+    m, k = encoder.graph.m, encoder.graph.k  # the fitted sizes (m_, k_), not the parameters
+    if (onx.m, onx.k, onx.code_kind) != (m, k, encoder.code_kind):
         raise HashplugError(
             f"{str(onnx_path)!r} encodes m={onx.m}, k={onx.k}, {onx.code_kind}; the encoder has "
-            f"m={encoder.m}, k={encoder.k}, {encoder.code_kind}."
+            f"m={m}, k={k}, {encoder.code_kind}."
         )
     ref = encoder.encode(Xc, format="packed", batch_size=batch_size)
     got = onx.encode(Xc, format="packed")
@@ -255,11 +256,11 @@ def check_parity(
     if diff_rows.size:
         sc = encoder.scores(Xc[diff_rows]).astype(np.float64)
         if encoder.code_kind == "khot":
-            thr = -np.partition(-sc, encoder.k - 1, axis=1)[:, encoder.k - 1 : encoder.k]
+            thr = -np.partition(-sc, k - 1, axis=1)[:, k - 1 : k]
         else:
             thr = np.zeros((sc.shape[0], 1))
         tol = rtol * np.maximum(np.abs(sc).max(axis=1, keepdims=True), 1e-30)
-        bad = np.unpackbits(xor[diff_rows], axis=1, count=encoder.m).astype(bool)
+        bad = np.unpackbits(xor[diff_rows], axis=1, count=m).astype(bool)
         near = np.abs(sc - thr) <= tol
         at_ties = int(np.all(near | ~bad, axis=1).sum())
     sha_ok = onx.weights_sha256 == encoder.weights_sha256()

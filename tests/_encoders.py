@@ -27,8 +27,7 @@ ALL_ENCODERS: list[tuple[str, dict[str, Any]]] = [
 ]
 ENCODER_NAMES: list[str] = [name for name, _ in ALL_ENCODERS]
 
-# Encoders whose fitted weights depend on random_state (PCAHash and SH are deterministic).
-RANDOMISED = ("biohash", "naivebiohash", "flyhash", "lsh")
+# Which encoders are randomised, iterative, ... is in their tags (hashplug.encoders.get_tags), not here.
 
 
 def make_encoder(name: str, random_state: int | None = 0, **overrides: Any) -> hashplug.encoders.BaseEncoder:

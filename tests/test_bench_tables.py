@@ -34,7 +34,7 @@ def test_ranked_units_give_exactly_the_encoders_codes(digits_split):
     assert (srt[:, 7] == srt[:, 8]).mean() > 0.2  # the check really exercises tied scores
     for k in (1, 2, 8, 16, 32):
         want = hashplug.get_encoder("flyhash", k=k, random_state=0).fit(digits_split.Xdb).encode(digits_split.Xdb)
-        np.testing.assert_array_equal(bt._codes_from_ranked(ranked, k, enc.m), want)
+        np.testing.assert_array_equal(bt._codes_from_ranked(ranked, k, enc.m_), want)
 
 
 def test_evaluate_cache_matches_uncached(digits_split):
@@ -105,3 +105,39 @@ def test_cli_bench_table(tiny_mnist, tmp_path, capsys):
     assert rc == 0
     assert set(json.loads(out.read_text())["rows"]) == {"LSH", "ITQ"}
     assert "ours / paper" in capsys.readouterr().out
+
+
+def test_methods_and_hyperparameters_come_from_the_registry():
+    """No name list in the bench: the default methods are the encoders with a preset for the dataset."""
+    assert bt.table_methods("mnist") == ["LSH", "PCAHash", "FlyHash", "SH", "ITQ", "NaiveBioHash", "BioHash"]
+    assert bt.table_methods("cifar10") == bt.table_methods("mnist")
+    assert bt._resolve_methods(["sh", "BioHash", "NAIVEBIOHASH", "SH"]) == ["SH", "BioHash", "NaiveBioHash"]
+    # the presets, with the per-k overrides and the paper's activities
+    assert bt.DEFAULT_HP["mnist"]["BioHash"]["by_k"] == {"2": {"p": 1.5}}
+    assert bt._params("BioHash", 2, "mnist", 7, {}, None) == {
+        "k": 2, "random_state": 7, "activity": 0.05, "p": 1.5, "delta": 0.0, "r": 2, "epochs": 30,
+        "batch_size": 100, "lr": 0.05, "center": False,
+    }  # fmt: skip
+    assert bt._params("BioHash", 8, "cifar10", 0, {}, 3)["activity"] == 0.005
+    assert bt._params("BioHash", 8, "cifar10", 0, {}, 3)["epochs"] == 3  # --epochs: iterative encoders only
+    assert bt._params("FlyHash", 8, "mnist", 0, {}, 3) == {"k": 8, "random_state": 0, "expansion": 10, "sampling": 0.1}
+    # --hp overrides a preset (by_k still applies unless replaced)
+    hp = {"BioHash": {**bt.DEFAULT_HP["mnist"]["BioHash"], "p": 2.5}}
+    assert bt._params("BioHash", 4, "mnist", 0, hp, None)["p"] == 2.5
+    assert bt._params("BioHash", 2, "mnist", 0, hp, None)["p"] == 1.5
+
+
+def test_hp_overrides_by_registry_name_and_the_tuned_method(tiny_mnist):
+    res = bt.run_table("mnist", tiny_mnist, ks=[2], seeds=1, methods=["naivebiohash"], epochs=1, limit=300,
+                       hp={"naivebiohash": {"delta": 0.0}}, verbose=False)
+    assert res["hyperparameters"]["NaiveBioHash"]["delta"] == 0.0
+    assert set(res["seconds_per_epoch"]) == {"NaiveBioHash"} and "NaiveBioHash" in res["convergence"]
+    assert res["n_train"] > 0
+    with pytest.raises(ValueError, match="Unknown methods"):
+        bt.run_table("mnist", tiny_mnist, ks=[2], methods=["LSH"], hp={"DeepHash": {}}, limit=300, verbose=False)
+    # `hashplug bench biohash-tune-mnist` without --methods tunes the one encoder that has a tuning grid
+    method, grid = bt._tuning_setup("mnist", None, None)
+    assert method == "BioHash" and grid == hashplug.encoders.BioHash.tuning_grid
+    assert bt._tuning_setup("mnist", "naivebiohash", [{"delta": 0.0}]) == ("NaiveBioHash", [{"delta": 0.0}])
+    with pytest.raises(ValueError, match="no default tuning grid"):
+        bt._tuning_setup("mnist", "lsh", None)

@@ -1,7 +1,8 @@
-"""Tests of hashplug.data: loaders (synthetic files, and the real files when present) and protocol splits."""
+"""Tests of hashplug.data: the registry, loaders (synthetic files, and the real files when present) and splits."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import hashplug.data as hd
-from hashplug.data import loaders
+from hashplug.data import _io, cifar10
 from hashplug.validation import HashplugError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def _real_file(name: str) -> Path:
     data_dir = hd.default_data_dir()
     if data_dir is None:
         pytest.skip("no shared/data directory next to the repository")
-    path = data_dir / hd.DATA_FILES[name]
+    path = data_dir / hd.get_dataset(name).file
     if not path.is_file():
         pytest.skip(f"{path} not present")
     return path
@@ -57,7 +58,7 @@ def _smooth_images(n: int, seed: int) -> np.ndarray:
 
 
 def _write_fake_cifar(path: Path, n_train: int = 12, n_test: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """A CIFAR-10-format npz of smooth images; returns the original pooled pixels and labels."""
+    """A CIFAR-10-format npz of smooth images; returns the original pooled pixels (n, 32, 32, 3) and labels."""
     imgs = _smooth_images(n_train + n_test, seed=1)
     y = np.arange(n_train + n_test) % 10
     arrays = {}
@@ -69,7 +70,7 @@ def _write_fake_cifar(path: Path, n_train: int = 12, n_test: int = 4) -> tuple[n
         )
         arrays[f"y_{split}"] = y[sl].astype(np.uint8)
     np.savez(path, **arrays)
-    return imgs.reshape(len(imgs), -1), y
+    return imgs, y
 
 
 def _write_fake_mnist(path: Path) -> None:
@@ -81,6 +82,131 @@ def _write_fake_mnist(path: Path) -> None:
         x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
         y_test=np.array([7, 8, 9], dtype=np.uint8),
     )
+
+
+def _old_flat_cifar(path: Path, idx: list[int]) -> np.ndarray:
+    """The 0.1.0 decoding: each JPEG through Pillow as RGB, flattened row-major (HWC) to 3,072 values."""
+    from PIL import Image
+
+    with np.load(path) as z:
+        parts = [(z[f"{s}_jpeg"], z[f"{s}_offsets"]) for s in ("train", "test")]
+    n_train = len(parts[0][1]) - 1
+    rows = []
+    for i in idx:
+        (jpeg, off), j = (parts[0], i) if i < n_train else (parts[1], i - n_train)
+        with Image.open(io.BytesIO(jpeg[off[j] : off[j + 1]].tobytes())) as im:
+            rows.append(np.asarray(im.convert("RGB")).reshape(-1))
+    return np.stack(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the registry
+
+
+def test_registry_entries():
+    assert list(hd.DATASETS) == ["digits", "mnist", "cifar10", "ag_news"]
+    for name, ds in hd.DATASETS.items():
+        assert ds.name == name and hd.get_dataset(name) is ds and hd.get_dataset(f" {name.upper()} ") is ds
+        for alias in ds.aliases:
+            assert hd.get_dataset(alias) is ds and hd.get_dataset(alias.upper()) is ds
+        assert len(ds.axes) == len(ds.shape) and ds.n_features == int(np.prod(ds.shape))
+        assert ds.scale > 0 and np.dtype(ds.dtype).kind in "uf" and ds.loader is not None
+        if ds.protocol is not None:
+            assert 0 < ds.protocol.per_class * ds.n_classes < ds.n_samples
+    shapes = {name: (ds.shape, ds.dtype, ds.scale) for name, ds in hd.DATASETS.items()}
+    assert shapes == {
+        "digits": ((8, 8), "float32", 16.0),
+        "mnist": ((28, 28), "uint8", 255.0),
+        "cifar10": ((32, 32, 3), "uint8", 255.0),
+        "ag_news": ((384,), "float32", 1.0),
+    }
+    assert hd.get_dataset("cifar10").axes == "HWC"
+    # the 0.1.0 tables are views of the registry
+    assert hd.DATA_FILES == {n: d.file for n, d in hd.DATASETS.items() if d.file}
+    assert hd.PROTOCOLS == {"mnist": 100, "cifar10": 1000, "ag_news": 100}
+    assert (hd.get_dataset("mnist").protocol.R, hd.get_dataset("cifar10").protocol.R) == (None, 1000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hd.get_dataset("mnist").file = "other.npz"
+
+
+def test_unknown_dataset_lists_the_available_ones():
+    for call in (hd.get_dataset, hd.default_data_path, hd.load_dataset):
+        with pytest.raises(hd.DataFileError) as err:
+            call("imagenet")
+        msg = str(err.value)
+        assert "'imagenet'" in msg
+        for name, ds in hd.DATASETS.items():
+            assert name in msg and all(alias in msg for alias in ds.aliases), (call, msg)
+
+
+def test_bundled_dataset_takes_no_path_and_has_no_protocol(tmp_path):
+    ds = hd.get_dataset("digits")
+    with pytest.raises(hd.DataFileError, match="takes no path or options"):
+        ds.load(tmp_path / "x.npz")
+    with pytest.raises(hd.DataFileError, match="takes no path or options"):
+        hd.load_dataset("digits", indices=[0])
+    X, y = ds.load()
+    with pytest.raises(HashplugError, match="digits has no retrieval protocol; known protocols: mnist"):
+        hd.protocol_split("digits", X, y)
+
+
+@pytest.mark.parametrize("name", list(hd.DATASETS))
+def test_every_entry_loads_in_its_natural_shape(name):
+    """Each registry entry loads from its default file (when present): natural shape and dtype, flat agrees."""
+    ds = hd.get_dataset(name)
+    if ds.file is not None:
+        _real_file(name)
+    options = {"indices": [0, 1, 777, 49999, 50000, 59999], "progress": False} if name == "cifar10" else {}
+    X, y = ds.load(**options)
+    Xf, yf = hd.load_dataset(name, flat=True, **options)
+    n = len(y)
+    assert X.shape == (n, *ds.shape) and X.dtype == np.dtype(ds.dtype) and y.dtype == np.int64
+    assert Xf.shape == (n, ds.n_features) and Xf.dtype == X.dtype and Xf.flags.c_contiguous
+    np.testing.assert_array_equal(X.reshape(n, -1), Xf)
+    np.testing.assert_array_equal(y, yf)
+    assert np.abs(X).max() <= ds.scale and (ds.axes == "D" or X.max() > ds.scale / 2)
+    if not options:
+        assert n == ds.n_samples and np.unique(y).size == ds.n_classes
+
+
+def test_flat_agrees_with_natural_on_synthetic_files(tmp_path):
+    """Reference files are recognised by their name; ``natural.reshape(n, -1) == flat`` for each."""
+    _write_fake_mnist(tmp_path / "mnist.npz")
+    _write_fake_cifar(tmp_path / "cifar10_jpeg_q75.npz")
+    np.savez(tmp_path / "ag_news_test_minilm.npz", emb=np.ones((5, 384), np.float16), y=np.arange(5) % 4)
+    for name in ("mnist", "cifar10", "ag_news"):
+        ds = hd.get_dataset(name)
+        path = tmp_path / Path(ds.file).name
+        options = {"use_cache": False, "progress": False} if name == "cifar10" else {}
+        X, y = hd.load_dataset(path, **options)
+        Xf, yf = hd.load_dataset(path, flat=True, **options)
+        assert X.shape == (len(y), *ds.shape) and X.dtype == np.dtype(ds.dtype)
+        assert Xf.shape == (len(y), ds.n_features) and Xf.dtype == X.dtype
+        np.testing.assert_array_equal(X.reshape(len(y), -1), Xf)
+        np.testing.assert_array_equal(y, yf)
+    X, _ = hd.load_digits()
+    np.testing.assert_array_equal(X.reshape(len(X), -1), hd.load_digits(flat=True)[0])
+
+
+def test_cifar10_pixels_are_the_0_1_0_pixels_on_synthetic_file(tmp_path):
+    src = tmp_path / "c.npz"
+    _write_fake_cifar(src)
+    idx = [0, 5, 11, 12, 15]
+    old = _old_flat_cifar(src, idx)
+    X, _ = hd.load_cifar10(src, indices=idx, progress=False)
+    np.testing.assert_array_equal(hd.load_cifar10(src, indices=idx, progress=False, flat=True)[0], old)
+    np.testing.assert_array_equal(X, old.reshape(-1, 32, 32, 3))
+    full, _ = hd.load_cifar10(src, use_cache=False, progress=False, flat=True)
+    np.testing.assert_array_equal(full[idx], old)
+
+
+def test_protocol_split_keeps_the_natural_shape():
+    y = _labels([7000] * 10)
+    X = np.zeros((y.size, 28, 28), np.uint8)
+    s = hd.mnist_protocol(X, y, seed=0)
+    assert s.Xq.shape == (1000, 28, 28) and s.Xdb.shape == (69000, 28, 28)
+    flat = hd.mnist_protocol(X.reshape(y.size, -1), y, seed=0)
+    np.testing.assert_array_equal(flat.q_idx, s.q_idx)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -211,17 +337,20 @@ def test_default_data_dir_env(monkeypatch, tmp_path):
     _write_fake_mnist(tmp_path / "mnist" / "mnist.npz")
     assert hd.default_data_path("MNIST") == tmp_path / "mnist" / "mnist.npz"
     X, y = hd.load_dataset("mnist")
-    assert X.shape == (9, 784)
+    assert X.shape == (9, 28, 28)
+    assert hd.load_dataset("mnist", flat=True)[0].shape == (9, 784)
 
 
 def test_default_data_dir_absent(monkeypatch, tmp_path):
     monkeypatch.delenv("HASHPLUG_DATA", raising=False)
-    monkeypatch.setattr(loaders, "_data_dir_candidates", lambda: [tmp_path / "nope", tmp_path / "nada"])
+    monkeypatch.setattr(_io, "_data_dir_candidates", lambda: [tmp_path / "nope", tmp_path / "nada"])
     assert hd.default_data_dir() is None
     with pytest.raises(hd.DataFileError, match=r"no data directory.*--data PATH"):
         hd.default_data_path("cifar10")
-    with pytest.raises(hd.DataFileError, match="known names"):
+    with pytest.raises(hd.DataFileError, match="available datasets: digits, mnist, cifar10"):
         hd.default_data_path("imagenet")
+    with pytest.raises(hd.DataFileError, match="digits has no data file"):
+        hd.default_data_path("digits")
 
 
 def test_default_data_dir_relative_discovery(monkeypatch, tmp_path):
@@ -259,9 +388,13 @@ def test_load_mnist_synthetic(tmp_path):
     path = tmp_path / "mnist.npz"
     _write_fake_mnist(path)
     X, y = hd.load_mnist(path)
-    assert X.shape == (9, 784) and X.dtype == np.uint8 and y.dtype == np.int64
+    assert X.shape == (9, 28, 28) and X.dtype == np.uint8 and y.dtype == np.int64
     raw = np.load(path)
-    np.testing.assert_array_equal(X[6].reshape(28, 28), raw["x_test"][0])
+    np.testing.assert_array_equal(X[6], raw["x_test"][0])
+    np.testing.assert_array_equal(hd.load_mnist(path, flat=True)[0], X.reshape(9, 784))
+    # images stored flattened load in their natural shape too
+    np.savez(path, **{k: (v.reshape(len(v), -1) if k.startswith("x") else v) for k, v in raw.items()})
+    np.testing.assert_array_equal(hd.load_mnist(path)[0], X)
     assert y.tolist() == list(range(10))[:6] + [7, 8, 9]
 
 
@@ -288,7 +421,7 @@ def test_load_ag_news_synthetic(tmp_path):
 
 def test_load_digits():
     X, y = hd.load_digits()
-    assert X.shape == (1797, 64) and X.dtype == np.float32 and y.dtype == np.int64
+    assert X.shape == (1797, 8, 8) and X.dtype == np.float32 and y.dtype == np.int64
     assert X.min() == 0 and X.max() == 16 and set(np.unique(y)) == set(range(10))
     X2, y2 = hd.load_dataset("digits")
     np.testing.assert_array_equal(X, X2)
@@ -299,20 +432,23 @@ def test_load_cifar10_synthetic_and_cache(tmp_path, monkeypatch):
     orig, y_orig = _write_fake_cifar(src)
     cache = tmp_path / "cache"
     X, y = hd.load_cifar10(src, cache_dir=cache, progress=False)
-    assert X.shape == (16, 3072) and X.dtype == np.uint8 and y.dtype == np.int64
+    assert X.shape == (16, 32, 32, 3) and X.dtype == np.uint8 and y.dtype == np.int64
     np.testing.assert_array_equal(y, y_orig)
-    # decoded pixels are close to the originals (JPEG is lossy), and HWC-flattened
+    # decoded pixels are close to the originals (JPEG is lossy), height x width x RGB
     assert np.abs(X.astype(int) - orig.astype(int)).mean() < 3
     files = list(cache.glob("cifar10_*.npy"))
-    assert len(files) == 1
+    assert len(files) == 1 and files[0].name.endswith(f"_v{cifar10._CACHE_VERSION}.npy")
 
     # the second call reads the cache without decoding
     def boom(*args, **kwargs):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(loaders, "_decode_cifar", boom)
+    monkeypatch.setattr(cifar10, "_decode_cifar", boom)
     X2, y2 = hd.load_cifar10(src, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(
+        hd.load_cifar10(src, cache_dir=cache, progress=False, flat=True)[0], X.reshape(16, -1)
+    )
     monkeypatch.undo()
 
     # a cache of the wrong shape is ignored with a warning and rewritten
@@ -320,7 +456,13 @@ def test_load_cifar10_synthetic_and_cache(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="Ignoring cache"):
         X3, _ = hd.load_cifar10(src, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(X, X3)
-    assert np.load(files[0]).shape == (16, 3072)
+    assert np.load(files[0]).shape == (16, 32, 32, 3)
+    # a 0.1.0 cache, (n, 3072) under the v1 name, is never read: the v2 layout has its own name
+    np.save(files[0].with_name(files[0].name.replace("_v2.npy", "_v1.npy")), np.zeros((16, 3072), np.uint8))
+    files[0].unlink()
+    X5, _ = hd.load_cifar10(src, cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(X, X5)
+    assert sorted(f.name[-7:] for f in cache.glob("cifar10_*.npy")) == ["_v1.npy", "_v2.npy"]
     # a corrupt cache likewise
     files[0].write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="corrupt cache"):
@@ -354,7 +496,7 @@ def test_load_cifar10_unwritable_cache_warns(tmp_path):
     blocker.write_text("not a directory")
     with pytest.warns(UserWarning, match="Could not write"):
         X, _ = hd.load_cifar10(src, cache_dir=blocker / "sub", progress=False)
-    assert X.shape == (16, 3072)
+    assert X.shape == (16, 32, 32, 3)
 
 
 def test_load_cifar10_corrupt(tmp_path):
@@ -384,6 +526,9 @@ def test_load_array_npy(tmp_path):
     np.save(tmp_path / "a.npy", a)
     X, y = hd.load_array(tmp_path / "a.npy")
     assert X.shape == (4, 6) and X.dtype == np.float64 and y is None
+    np.testing.assert_array_equal(hd.load_array(tmp_path / "a.npy", flat=False)[0], a)
+    np.testing.assert_array_equal(hd.load_dataset(tmp_path / "a.npy")[0], a)  # stored shape by default
+    np.testing.assert_array_equal(hd.load_dataset(tmp_path / "a.npy", flat=True)[0], X)
     np.save(tmp_path / "b.npy", np.arange(5))
     with pytest.raises(hd.DataFileError, match=r"shape \(5,\)"):
         hd.load_array(tmp_path / "b.npy")
@@ -478,7 +623,7 @@ def test_load_array_wrong_extension_and_missing(tmp_path):
         hd.load_array(tmp_path / "x.csv")
     with pytest.raises(hd.DataFileError, match=r"missing\.npz does not exist"):
         hd.load_array(tmp_path / "missing.npz")
-    with pytest.raises(hd.DataFileError, match="neither a known data set"):
+    with pytest.raises(hd.DataFileError, match="neither a known dataset.*available: digits, mnist"):
         hd.load_dataset("imagenet")
     assert issubclass(hd.DataFileError, HashplugError) and issubclass(hd.DataFileError, ValueError)
 
@@ -489,12 +634,13 @@ def test_load_array_wrong_extension_and_missing(tmp_path):
 
 def test_real_mnist():
     X, y = hd.load_mnist(_real_file("mnist"))
-    assert X.shape == (70000, 784) and X.dtype == np.uint8 and y.dtype == np.int64
+    assert X.shape == (70000, 28, 28) and X.dtype == np.uint8 and y.dtype == np.int64
     assert np.bincount(y).sum() == 70000 and np.bincount(y).min() > 6000 and y.max() == 9
     assert X.max() == 255
     s = hd.mnist_protocol(X, y, seed=0)
     assert (s.n_queries, s.n_db) == (1000, 69000)
     np.testing.assert_array_equal(np.bincount(s.yq), [100] * 10)
+    assert s.Xq.shape == (1000, 28, 28)
 
 
 def test_real_ag_news():
@@ -510,10 +656,20 @@ def test_real_cifar10_few_images(tmp_path):
     path = _real_file("cifar10")
     idx = [0, 1, 49999, 50000, 59999]
     X, y = hd.load_cifar10(path, indices=idx, cache_dir=tmp_path / "cache", progress=False)
-    assert X.shape == (5, 3072) and X.dtype == np.uint8
+    assert X.shape == (5, 32, 32, 3) and X.dtype == np.uint8
     assert y.tolist() == [0, 0, 9, 0, 9]  # both splits are sorted by class
     assert 30 < X.mean() < 225 and X.std() > 10
     assert not (tmp_path / "cache").exists()
+
+
+def test_real_cifar10_pixels_are_the_0_1_0_pixels():
+    """Natural (n, 32, 32, 3) images hold exactly the pixels 0.1.0 returned flattened (HWC, RGB)."""
+    path = _real_file("cifar10")
+    idx = [0, 1, 4321, 49999, 50000, 55555, 59999]
+    old = _old_flat_cifar(path, idx)
+    X, _ = hd.load_cifar10(path, indices=idx, progress=False)
+    np.testing.assert_array_equal(X.reshape(len(idx), -1), old)
+    np.testing.assert_array_equal(X[:, 3, 5], old.reshape(-1, 32, 32, 3)[:, 3, 5])
 
 
 @pytest.mark.slow
@@ -522,11 +678,12 @@ def test_real_cifar10_full():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         X, y = hd.load_cifar10(path, progress=False)  # default cache: decodes once, then reads it
-    assert X.shape == (60000, 3072) and X.dtype == np.uint8
+    assert X.shape == (60000, 32, 32, 3) and X.dtype == np.uint8
     np.testing.assert_array_equal(np.bincount(y), [6000] * 10)
+    assert len(y) == hd.get_dataset("cifar10").n_samples
     Xi, _ = hd.load_cifar10(path, indices=[0, 12345, 59999], progress=False)
     np.testing.assert_array_equal(Xi, X[[0, 12345, 59999]])
     s = hd.cifar10_protocol(X, y, seed=0)
     assert (s.n_queries, s.n_db) == (10000, 50000)
-    means = X.reshape(-1, 32, 32, 3).mean(axis=(0, 1, 2))
+    means = X.mean(axis=(0, 1, 2))
     np.testing.assert_allclose(means, [125.3, 123.0, 113.9], atol=3)  # the usual CIFAR-10 channel means

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS, RANDOMISED, make_encoder
+from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS, make_encoder
 
 import hashplug
 from hashplug.codes import check_packed, convert, n_bytes, unpack_bits
-from hashplug.encoders import BaseEncoder, BioHash
+from hashplug.encoders import BaseEncoder, BioHash, EncoderTags, Preset, get_preset, get_tags
 from hashplug.validation import HashplugError, ModelFileError, NotFittedError
 
 pytest.importorskip("torch")
@@ -22,6 +22,7 @@ pytest.importorskip("torch")
 IDS = ENCODER_NAMES
 KHOT = [n for n in ENCODER_NAMES if hashplug.encoders.ENCODERS[n].code_kind == "khot"]
 DENSE = [n for n in ENCODER_NAMES if hashplug.encoders.ENCODERS[n].code_kind == "dense"]
+RANDOMISED = [n for n in ENCODER_NAMES if get_tags(n).randomized]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,75 @@ def test_every_registered_encoder_has_fast_params():
 
 
 # ------------------------------------------------------------------------------------------------
+# tags and presets
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_tags_tell_the_truth_about_parameters(name):
+    cls = hashplug.encoders.ENCODERS[name]
+    tags = get_tags(cls)
+    assert isinstance(tags, EncoderTags)
+    assert tags == get_tags(name) == get_tags(cls()) == get_tags(tags.display_name)
+    assert tags.code_kind == cls.code_kind
+    params = set(cls._param_names())
+    if tags.iterative:
+        assert {"epochs", "verbose", "device"} <= params
+    if tags.randomized:
+        assert "random_state" in params
+    assert hashplug.encoders.encoder_class(name) is hashplug.encoders.encoder_class(tags.display_name) is cls
+
+
+def test_tags_of_the_builtin_encoders():
+    tags = {n: get_tags(n) for n in ENCODER_NAMES}
+    assert {n for n, t in tags.items() if t.iterative} == {"biohash", "naivebiohash"}
+    assert {n for n, t in tags.items() if t.k_independent} == {"flyhash"}
+    assert {n for n, t in tags.items() if t.paper_max_k is not None} == {"biohash"}
+    assert {n for n, t in tags.items() if t.k_at_most_n_features} == {"pcahash", "itq"}
+    assert {n for n, t in tags.items() if t.randomized} == {"biohash", "naivebiohash", "flyhash", "lsh", "itq"}
+    assert tags["sh"].display_name == "SH" and tags["biohash"].display_name == "BioHash"
+    assert len({t.display_name.lower() for t in tags.values()}) == len(tags)  # display names are unique
+    assert all(t.input_kind == "vectors" for t in tags.values())
+    with pytest.raises(HashplugError, match="input_kind"):
+        EncoderTags("X", input_kind="audio")
+    with pytest.raises(TypeError, match="get_tags expects"):
+        get_tags(object())
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_presets_build_valid_encoders(name, digits):
+    cls = hashplug.encoders.ENCODERS[name]
+    for dataset, preset in cls.presets.items():
+        assert isinstance(preset, Preset) and preset.source.strip(), (name, dataset)
+        assert get_preset(name, dataset) is preset
+        for k in (2, *preset.by_k):
+            enc = hashplug.get_encoder(name, k=k, **preset.for_k(k))
+            assert enc.get_params()["k"] == k
+    assert get_preset(name, "no-such-dataset") is None
+
+
+def test_biohash_presets_moved_from_the_table_bench():
+    """The table bench's former DEFAULT_HP (and the paper's activities) now live beside BioHash."""
+    mnist, cifar = get_preset("biohash", "mnist"), get_preset("biohash", "cifar10")
+    assert mnist.params["activity"] == 0.05 and cifar.params["activity"] == 0.005
+    assert mnist.for_k(2)["p"] == 1.5 and mnist.for_k(8)["p"] == 1.75
+    assert mnist.as_dict()["by_k"] == {"2": {"p": 1.5}}
+    assert "tune_mnist_p.json" in mnist.source and "tune_cifar10.json" in cifar.source
+    with pytest.raises(TypeError):
+        mnist.params["p"] = 3.0  # presets are read-only
+
+
+def test_preset_naming_a_non_parameter_fails_at_class_creation():
+    with pytest.raises(TypeError, match=r"presets\['mnist'\] sets \['bogus'\]"):
+
+        class Bad(BaseEncoder):
+            presets = {"mnist": Preset({"bogus": 1}, source="test")}
+
+            def __init__(self, k: int = 4) -> None:
+                self.k = k
+
+
+# ------------------------------------------------------------------------------------------------
 # fit contract
 # ------------------------------------------------------------------------------------------------
 
@@ -55,11 +125,8 @@ def test_init_stores_params_and_fit_returns_self_with_trailing_underscore_attrs(
     enc = make_encoder(name)
     params = enc.get_params()
     assert set(params) == set(inspect.signature(type(enc).__init__).parameters) - {"self"}
-    # __init__ only stores the parameters (m / k live behind the size descriptor)
-    public_before = {a for a in vars(enc) if not a.startswith("_")}
-    stored = public_before | {a[len("_param_") :] for a in vars(enc) if a.startswith("_param_")}
-    assert stored == set(params)
-    assert not any(a.endswith("_") for a in public_before)
+    # __init__ only stores the parameters, k and m included, as plain attributes
+    assert vars(enc) == params
 
     before = set(vars(enc))
     assert enc.fit(X) is enc
@@ -76,17 +143,17 @@ def test_sizes(name, fitted):
     enc = fitted(name)
     assert enc.n_features_in_ == 64
     assert enc.input_shape_ == (64,)
-    assert enc.m == enc.m_ and enc.k == enc.k_
-    assert isinstance(enc.m, int) and isinstance(enc.k, int)
-    assert enc.n_bytes == n_bytes(enc.m)
+    assert isinstance(enc.m_, int) and isinstance(enc.k_, int)
+    assert enc.k == enc.k_ == FAST_PARAMS[name]["k"]  # the parameter is as given; k_ is what was fitted
+    assert enc.n_bytes == n_bytes(enc.m_)
     if enc.code_kind == "khot":
-        assert 1 <= enc.k < enc.m
+        assert 1 <= enc.k_ < enc.m_
     else:
-        assert enc.k == enc.m
+        assert enc.k_ == enc.m_
     expected_m = {"biohash": 40, "flyhash": 2 * 64}.get(name, FAST_PARAMS[name].get("k"))
-    assert enc.m == expected_m
+    assert enc.m_ == expected_m
     graph = enc.graph
-    assert graph.code_kind == enc.code_kind and graph.k == enc.k and graph.m == enc.m
+    assert graph.code_kind == enc.code_kind and graph.k == enc.k_ and graph.m == enc.m_
     assert graph.inputs == {"x": (64,)}
 
 
@@ -94,15 +161,15 @@ def test_biohash_m_from_activity(digits):
     enc = BioHash(k=8, activity=0.05, epochs=1, device="cpu", random_state=0)
     assert enc.m is None and enc.k == 8  # before fit: the parameters
     enc.fit(digits[0])
-    assert enc.m == 160 and enc.k == 8 and enc.W_.shape == (160, 64)
-    assert enc.get_params()["m"] is None  # the parameter itself is untouched
+    assert enc.m_ == 160 and enc.k_ == 8 and enc.W_.shape == (160, 64)
+    assert enc.m is None and enc.get_params()["m"] is None  # the parameter itself is untouched
     assert enc.row_norms_.shape == (160,) and enc.row_norms_.dtype == np.float32
 
 
 @pytest.mark.parametrize("name", ["biohash", "naivebiohash"])
 def test_plasticity_encoders_store_float32_weights(name, fitted):
     enc = fitted(name)
-    assert enc.W_.dtype == np.float32 and enc.W_.shape == (enc.m, 64)
+    assert enc.W_.dtype == np.float32 and enc.W_.shape == (enc.m_, 64)
     assert enc.mean_.dtype == np.float32 and enc.mean_.shape == (64,)
 
 
@@ -116,18 +183,18 @@ def test_encode_formats(name, fitted, digits):
     X = digits[0][:300]
     enc = fitted(name)
     packed = enc.encode(X)
-    assert packed.dtype == np.uint8 and packed.shape == (300, n_bytes(enc.m))
-    check_packed(packed, enc.m)  # padding bits are zero
+    assert packed.dtype == np.uint8 and packed.shape == (300, n_bytes(enc.m_))
+    check_packed(packed, enc.m_)  # padding bits are zero
     np.testing.assert_array_equal(enc.encode(X, format="packed"), packed)
     pm1 = enc.encode(X, format="pm1")
-    assert pm1.dtype == np.int8 and pm1.shape == (300, enc.m)
+    assert pm1.dtype == np.int8 and pm1.shape == (300, enc.m_)
     assert set(np.unique(pm1).tolist()) <= {-1, 1}
-    np.testing.assert_array_equal(convert(packed, "packed", "pm1", enc.m), pm1)
+    np.testing.assert_array_equal(convert(packed, "packed", "pm1", enc.m_), pm1)
     if enc.code_kind == "khot":
         idx = enc.encode(X, format="indices")
-        assert idx.dtype == np.int64 and idx.shape == (300, enc.k)
-        assert (np.diff(idx, axis=1) > 0).all() and idx.min() >= 0 and idx.max() < enc.m
-        np.testing.assert_array_equal(convert(idx, "indices", "packed", enc.m), packed)
+        assert idx.dtype == np.int64 and idx.shape == (300, enc.k_)
+        assert (np.diff(idx, axis=1) > 0).all() and idx.min() >= 0 and idx.max() < enc.m_
+        np.testing.assert_array_equal(convert(idx, "indices", "packed", enc.m_), packed)
     else:
         with pytest.raises(
             HashplugError,
@@ -148,21 +215,21 @@ def test_codes_are_the_graph_head_applied_to_scores(name, fitted, digits):
     X = digits[0][:200]
     enc = fitted(name)
     scores = enc.scores(X)
-    assert scores.dtype == np.float32 and scores.shape == (200, enc.m)
+    assert scores.dtype == np.float32 and scores.shape == (200, enc.m_)
     np.testing.assert_array_equal(enc.graph.numpy(x=X), scores)
     bits = enc.graph.head.bits(scores)
-    np.testing.assert_array_equal(unpack_bits(enc.encode(X), enc.m), bits)
+    np.testing.assert_array_equal(unpack_bits(enc.encode(X), enc.m_), bits)
 
 
 @pytest.mark.parametrize("name", KHOT)
 def test_khot_rows_have_exactly_k_bits(name, fitted, digits):
     X = digits[0]
     enc = fitted(name)
-    bits = unpack_bits(enc.encode(X), enc.m)
-    assert (bits.sum(axis=1) == enc.k).all()
+    bits = unpack_bits(enc.encode(X), enc.m_)
+    assert (bits.sum(axis=1) == enc.k_).all()
     # FlyHash's 0/1 weights on 0..16 pixels give many exact ties; the count still holds
     scores = enc.scores(X)
-    kth = -np.sort(-scores, axis=1)[:, enc.k - 1]
+    kth = -np.sort(-scores, axis=1)[:, enc.k_ - 1]
     if name == "flyhash":
         assert ((scores == kth[:, None]).sum(axis=1) > 1).mean() > 0.5, "expected ties at the k-th place"
 
@@ -172,7 +239,7 @@ def test_all_tied_scores_pick_the_lowest_units(name, fitted):
     enc = fitted(name)  # neither centres its input: a zero input scores 0 on every unit
     assert not enc.get_params().get("center", False)
     idx = enc.encode(np.zeros((3, 64), np.float32), format="indices")
-    np.testing.assert_array_equal(idx, np.tile(np.arange(enc.k), (3, 1)))
+    np.testing.assert_array_equal(idx, np.tile(np.arange(enc.k_), (3, 1)))
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -262,9 +329,9 @@ def test_save_load_roundtrip(name, fitted, digits, tmp_path):
     for loaded in (hashplug.load_encoder(path), type(enc).load(path), BaseEncoder.load(path)):
         assert type(loaded) is type(enc)
         assert loaded.get_params() == enc.get_params()
-        assert (loaded.m, loaded.k, loaded.n_features_in_, loaded.input_shape_) == (
-            enc.m,
-            enc.k,
+        assert (loaded.m_, loaded.k_, loaded.n_features_in_, loaded.input_shape_) == (
+            enc.m_,
+            enc.k_,
             enc.n_features_in_,
             enc.input_shape_,
         )
@@ -622,10 +689,27 @@ def test_get_params_set_params(name, digits):
 def test_set_params_k_refits_to_new_size(digits):
     X = digits[0]
     enc = make_encoder("lsh").fit(X)
-    assert enc.k == 8
+    assert enc.k == enc.k_ == 8
     enc.set_params(k=16)
     assert enc.get_params()["k"] == 16
-    assert enc.fit(X).k == 16 and enc.encode(X[:3]).shape == (3, 2)
+    fitted = enc.fit(X)
+    assert fitted.k == fitted.k_ == 16 and enc.encode(X[:3]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_set_params_k_after_fit_is_not_stale(name, digits):
+    """Regression (0.1.0's size descriptor): after ``set_params(k=...)`` on a fitted encoder, ``k`` is the new
+    parameter at once; ``k_`` (and the codes) stay the fitted ones until the next fit."""
+    X = digits[0]
+    enc = make_encoder(name).fit(X)
+    k0, m0 = enc.k_, enc.m_
+    new_k = 2 if k0 != 2 else 3
+    enc.set_params(k=new_k)
+    assert enc.k == new_k and enc.get_params()["k"] == new_k
+    assert (enc.k_, enc.m_, enc.graph.k) == (k0, m0, k0)
+    assert enc.encode(X[:3]).shape == (3, n_bytes(m0))
+    enc.fit(X)
+    assert enc.k == enc.k_ == new_k
 
 
 # ------------------------------------------------------------------------------------------------

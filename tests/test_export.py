@@ -337,7 +337,7 @@ def test_parity_registered_digits(name, digits, tmp_path):
     rep = check_parity(enc, path, digits)
     assert rep["identical"], rep
     onx = OnnxEncoder(path)
-    assert (onx.m, onx.k, onx.code_kind, onx.method_name) == (enc.m, enc.k, enc.code_kind, name)
+    assert (onx.m, onx.k, onx.code_kind, onx.method_name) == (enc.m_, enc.k_, enc.code_kind, name)
     np.testing.assert_array_equal(onx.encode(digits, format="pm1"), enc.encode(digits, format="pm1"))
 
 
@@ -391,7 +391,7 @@ class _TinyConv(BaseEncoder):
                 Node(MaxPool2d(2), "sparse", "pooled"),
                 Node(Flatten(), "pooled", "scores"),
             ],
-            KHot(self.k),
+            KHot(self.k_),
         )
 
 

@@ -243,3 +243,39 @@ def test_cli_layout_and_limit_options(model, tmp_path, capsys):
     assert main([*q, "--k", "2"]) == 0
     cap = capsys.readouterr()
     assert "--k is deprecated" in cap.err and len(__import__("json").loads(cap.out)["results"]) == 2
+
+
+def test_bad_argument_types_raise_hashplug_errors(model, tmp_path):
+    """Every entry point turns a wrong argument type into a HashplugError subclass naming the argument."""
+    func, ref, X, db = model
+    reg = get_registry().get("hashplug")
+    cases = [
+        (lambda: hashplug.OnnxEncoder(123), hashplug.HashplugTypeError, "path"),
+        (lambda: hashplug.load_encoder(None), hashplug.HashplugTypeError, "path"),
+        (lambda: reg.create(model=None), hashplug.HashplugTypeError, "model"),
+        (lambda: reg.create(model=func.model, layout="bits"), HashplugError, "'packed'"),
+        (lambda: reg.create(model=func.model, batch_size="big"), HashplugError, "batch_size"),
+        (lambda: hashplug.search(None, X[0]), hashplug.HashplugTypeError, "LanceDB table"),
+        (lambda: hashplug.ingest(None, X), hashplug.HashplugTypeError, "table_or_uri"),
+    ]
+    for call, kind, words in cases:
+        with pytest.raises(kind, match=words):
+            call()
+    assert issubclass(hashplug.HashplugTypeError, TypeError) and issubclass(hashplug.ModelNotFoundError, FileNotFoundError)
+    with pytest.raises(FileNotFoundError):
+        hashplug.OnnxEncoder(tmp_path / "missing.onnx")
+
+
+def test_cli_ingest_refuses_a_checkpoint_of_another_source(model, tmp_path, capsys):
+    from hashplug.cli import main
+
+    func, ref, X, db = model
+    np.save(tmp_path / "a.npy", X[:100])
+    np.save(tmp_path / "b.npy", X[100:200])
+    args = ["--db", str(tmp_path / "cdb"), "--table", "t", "--model", func.model, "--checkpoint", str(tmp_path / "c.json")]
+    assert main(["ingest", str(tmp_path / "a.npy"), *args]) == 0
+    capsys.readouterr()
+    code = main(["ingest", str(tmp_path / "b.npy"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "another source" in err and "Traceback" not in err
+    assert lancedb.connect(tmp_path / "cdb").open_table("t").count_rows() == 100

@@ -99,7 +99,7 @@ def test_serving_runs_with_torch_and_onnx_unimportable(tmp_path):
     from hashplug.data import load_digits
     from hashplug.export import to_onnx
 
-    X, _ = load_digits()
+    X, _ = load_digits(flat=True)
     enc = __import__("hashplug").get_encoder("lsh", k=32, random_state=0).fit(X)
     onnx_path = to_onnx(enc, tmp_path / "lsh.onnx")
     np.save(tmp_path / "x.npy", X[:200])

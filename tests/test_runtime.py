@@ -84,7 +84,7 @@ def test_encode_matches_encoder_in_every_format(which, X, request):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
     packed = onx.encode(X)
-    assert packed.dtype == np.uint8 and packed.shape == (len(X), (enc.m + 7) // 8)
+    assert packed.dtype == np.uint8 and packed.shape == (len(X), (enc.m_ + 7) // 8)
 
 
 def test_attributes(khot):

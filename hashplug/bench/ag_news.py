@@ -19,29 +19,32 @@ import numpy as np
 
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
 
-__all__ = ["AG_NEWS_DENSE", "AG_NEWS_BIOHASH", "AG_NEWS_BIOHASH_HP", "AG_NEWS_GRID", "run_ag_news",
-           "format_ag_news", "bench_ag_news"]
+__all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
+           "bench_ag_news"]
 
 
-#: Dense code lengths of the AG News suite: ``{family: bits}``.
+def __getattr__(name: str) -> Any:
+    # AG_NEWS_BIOHASH_HP, the 0.1.0 name of the k-hot encoder's "ag_news" preset
+    if name == "AG_NEWS_BIOHASH_HP":
+        from ..encoders import get_preset
+
+        return dict(get_preset(AG_NEWS_KHOT, "ag_news").params)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The suite is an experiment definition (like the paper tables' data): which registered encoders it runs at
+# which operating points. What it does differently for them comes from their tags and presets.
+
+#: Dense code lengths of the AG News suite: ``{registry name: bits}``.
 AG_NEWS_DENSE: dict[str, tuple[int, ...]] = {"itq": (64, 128, 192, 256), "lsh": (192, 384)}
+
+#: The k-hot encoder of the suite (registry name), run at every (m, k) of :data:`AG_NEWS_BIOHASH` and every
+#: ``center``, its hyperparameters chosen per size on validation starting from its ``"ag_news"`` preset.
+AG_NEWS_KHOT = "biohash"
 
 #: BioHash (m, k) pairs of the AG News suite (storage k * ceil(log2 m) <= 192 bits), each with center
 #: True and False.
 AG_NEWS_BIOHASH: tuple[tuple[int, int], ...] = ((500, 16), (1000, 16), (2000, 16), (4000, 12))
-
-#: BioHash defaults of the AG News suite before tuning. The embeddings have unit norm, so the rows must
-#: shrink from their initial norm (init_scale * sqrt(384)) to 1: init_scale 1.0 (the MNIST default) does not
-#: converge in 30 epochs, 0.05 starts on the sphere and leaves units idle (see :data:`AG_NEWS_GRID`).
-AG_NEWS_BIOHASH_HP: dict[str, Any] = {
-    "p": 2.0,
-    "delta": 0.05,
-    "r": 2,
-    "epochs": 30,
-    "lr": 0.03,
-    "batch_size": 100,
-    "init_scale": 0.3,
-}
 
 #: Default validation grid (key -> candidate values) of the AG News BioHash tuning, per (m, k, center).
 #: A preliminary search on the same validation split (m=1000, k=16, center=False, 30 epochs; val P@10) gave
@@ -138,12 +141,13 @@ def _grid_points(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(list(grid[k]) for k in keys))]
 
 
-def _fit_biohash(
+def _fit_khot(
     X: np.ndarray, m: int, k: int, center: bool, hp: dict[str, Any], seed: int
 ) -> tuple[Any, float]:
-    from ..encoders import get_encoder
+    from ..encoders import get_encoder, get_tags
 
-    enc = get_encoder("biohash", k=k, m=m, center=center, device="cpu", random_state=seed, **hp)
+    on_cpu = {"device": "cpu"} if get_tags(AG_NEWS_KHOT).iterative else {}
+    enc = get_encoder(AG_NEWS_KHOT, k=k, m=m, center=center, random_state=seed, **on_cpu, **hp)
     t0 = time.perf_counter()
     enc.fit(X)
     return enc, time.perf_counter() - t0
@@ -194,7 +198,7 @@ def run_ag_news(
     centers : sequence of bool
         BioHash ``center`` values, each run with every (m, k).
     hp : dict or None
-        BioHash parameters overriding :data:`AG_NEWS_BIOHASH_HP`.
+        BioHash parameters overriding its ``"ag_news"`` preset.
     grid : dict or None
         Validation grid (key -> list of values) on top of ``hp`` (default :data:`AG_NEWS_GRID`); a grid of
         one point skips the validation runs.
@@ -218,7 +222,7 @@ def run_ag_news(
 
     from ..codes import storage_bits
     from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
-    from ..encoders import get_encoder
+    from ..encoders import get_encoder, get_preset, get_tags
 
     t_start = time.perf_counter()
     path = Path(data) if data else default_data_path("ag_news")
@@ -230,10 +234,11 @@ def run_ag_news(
     d = Xq.shape[1]
     float_bits = d * FLOAT_BITS
     true_idx = _exact_cosine_topk(Xq, Xdb, R)
-    fams = [m.lower() for m in (methods or ["float32", "sign", "itq", "lsh", "biohash"])]
+    fams = [m.lower() for m in (methods or ["float32", "sign", *AG_NEWS_DENSE, AG_NEWS_KHOT])]
     dense = {k.lower(): tuple(v) for k, v in (dense or AG_NEWS_DENSE).items()}
     bio_sizes = [tuple(int(v) for v in mk) for mk in (biohash or AG_NEWS_BIOHASH)]
-    base_hp = {**AG_NEWS_BIOHASH_HP, **(hp or {})}
+    base_hp = {**get_preset(AG_NEWS_KHOT, "ag_news").params, **(hp or {})}
+    khot_name = get_tags(AG_NEWS_KHOT).display_name
     grid = dict(AG_NEWS_GRID if grid is None else grid)
     if epochs is not None:
         base_hp["epochs"] = int(epochs)
@@ -287,9 +292,10 @@ def run_ag_news(
             d,
             d,
         )
-    for fam, name in (("itq", "ITQ"), ("lsh", "LSH")):
+    for fam in dense:
         if fam not in fams:
             continue
+        name = get_tags(fam).display_name
         for bits in tqdm(dense.get(fam, ()), desc=fam, disable=not progress, leave=False):
             enc = get_encoder(fam, k=int(bits), random_state=seed)
             t0 = time.perf_counter()
@@ -301,26 +307,26 @@ def run_ag_news(
                 enc.encode(Xq),
                 enc.encode(Xdb),
                 "dense",
-                enc.m,
-                enc.k,
+                enc.m_,
+                enc.k_,
                 fit_seconds=round(fit_s, 2),
             )
 
     tuning: list[dict[str, Any]] = []
-    if "biohash" in fams and bio_sizes:
+    if AG_NEWS_KHOT in fams and bio_sizes:
         points = _grid_points(grid)
         # at most a quarter of the smallest class (only binds on small smoke databases)
         val_per_class = int(min(val_per_class, max(1, np.bincount(ydb).min() // 4)))
         val = validation_split(Xdb, ydb, per_class=val_per_class, seed=seed) if len(points) > 1 else None
         jobs = [(m, k, c) for (m, k) in bio_sizes for c in centers]
-        for m, k, center in tqdm(jobs, desc="biohash", disable=not progress):
+        for m, k, center in tqdm(jobs, desc=AG_NEWS_KHOT, disable=not progress):
             chosen = {**base_hp, **points[0]}
             if val is not None:
                 vtrue = _exact_cosine_topk(val.Xq, val.Xdb, R)
                 trials = []
                 for pt in points:
                     hp_pt = {**base_hp, **pt}
-                    enc, fit_s = _fit_biohash(val.Xdb, m, k, center, hp_pt, seed)
+                    enc, fit_s = _fit_khot(val.Xdb, m, k, center, hp_pt, seed)
                     vq = _eval_codes(
                         enc.encode(val.Xq),
                         enc.encode(val.Xdb),
@@ -345,9 +351,9 @@ def run_ag_news(
                 best = max(range(len(trials)), key=lambda i: (trials[i]["val_p10"], -i))
                 chosen = {**base_hp, **points[best]}
                 tuning.append({"m": m, "k": k, "center": center, "chosen": points[best], "trials": trials})
-            enc, fit_s = _fit_biohash(Xdb, m, k, center, chosen, seed)
+            enc, fit_s = _fit_khot(Xdb, m, k, center, chosen, seed)
             code_row(
-                "BioHash",
+                khot_name,
                 f"m={m} k={k} center={center}",
                 enc.encode(Xq),
                 enc.encode(Xdb),

@@ -2,7 +2,12 @@
 
 Protocol (paper sec. 3.2): pool the dataset, draw queries per class with a seed, the rest is both the
 training set and the database. Hyperparameters of the trained methods were chosen on a validation
-split cut from the training set (:func:`tune`), never on the queries; they are recorded in the JSON.
+split cut from the training set (:func:`tune`), never on the queries; they live beside each encoder as its
+preset for the dataset (:func:`hashplug.encoders.get_preset`) and are recorded in the JSON.
+
+The methods are the registered encoders that have a preset for the dataset (:func:`table_methods`), named
+in tables by their display name (:func:`hashplug.encoders.get_tags`); what the bench does differently for
+one of them (epochs, the ranking cache of k-independent weights, the largest k) comes from its tags.
 """
 
 from __future__ import annotations
@@ -17,22 +22,12 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..encoders import get_encoder
+from ..encoders import available_encoders, encoder_class, get_encoder, get_preset, get_tags
 from ..metrics import map_from_codes
 from ..validation import HashplugError
 
-__all__ = ["PAPER", "DATASETS", "DEFAULT_HP", "run_table", "tune", "format_table"]
+__all__ = ["PAPER", "DATASETS", "table_methods", "default_hp", "run_table", "tune", "format_table"]
 
-METHODS = ["LSH", "PCAHash", "FlyHash", "SH", "ITQ", "NaiveBioHash", "BioHash"]
-REGISTRY_NAME = {
-    "LSH": "lsh",
-    "PCAHash": "pcahash",
-    "FlyHash": "flyhash",
-    "SH": "sh",
-    "ITQ": "itq",
-    "NaiveBioHash": "naivebiohash",
-    "BioHash": "biohash",
-}
 
 def _paper_rows() -> dict[str, dict[str, dict[str, float]]]:
     """The paper's Tables 1 and 2 (percent), from the data file ``papers.json`` beside this module."""
@@ -40,75 +35,82 @@ def _paper_rows() -> dict[str, dict[str, dict[str, float]]]:
     return {"mnist": doc["tables"]["biohash-mnist"]["rows"], "cifar10": doc["tables"]["biohash-cifar10"]["rows"]}
 
 
-#: The paper's Tables 1 and 2 (percent), keyed by dataset, method and k (as a string).
+#: The paper's Tables 1 and 2 (percent), keyed by dataset, method display name and k (as a string).
 PAPER: dict[str, dict[str, dict[str, float]]] = _paper_rows()
 
 DATASETS: dict[str, dict[str, Any]] = {
-    "mnist": {"table": "BioHash paper Table 1 (MNIST)", "metric": "mAP@All", "R": None, "activity": 0.05,
-              "per_class": 100},
-    "cifar10": {"table": "BioHash paper Table 2 (CIFAR-10)", "metric": "mAP@1000", "R": 1000, "activity": 0.005,
-                "per_class": 1000},
+    "mnist": {"table": "BioHash paper Table 1 (MNIST)", "metric": "mAP@All", "R": None, "per_class": 100},
+    "cifar10": {"table": "BioHash paper Table 2 (CIFAR-10)", "metric": "mAP@1000", "R": 1000, "per_class": 1000},
 }
 
-#: Hyperparameters of the trained methods, chosen on the validation split by :func:`tune`
-#: (see the README and the JSON's "hyperparameters"). Inputs are pixels scaled to [0, 1].
-DEFAULT_HP: dict[str, dict[str, dict[str, Any]]] = {
-    "mnist": {
-        # Three validation searches (benchmarks/results/tune_mnist*.json, 1,000 validation queries cut
-        # from the 69k training set): Delta x p x center, then lr x epochs x Delta, then p in [1.25, 2.5]
-        # x (Delta, r). p = 1.75 with Delta = 0 had the best mean over k = 2, 8, 32 (44.6 / 55.2 / 57.6);
-        # p = 1.5 was best at k = 2 (46.5). p < 2 with Delta > 0 collapsed at some k, so Delta stays 0.
-        "BioHash": {"p": 1.75, "delta": 0.0, "r": 2, "epochs": 30, "batch_size": 100, "lr": 0.05, "center": False,
-                    "by_k": {"2": {"p": 1.5}}},
-        "NaiveBioHash": {"p": 2.0, "delta": 0.05, "r": 2, "epochs": 10, "batch_size": 100, "lr": 0.02,
-                         "center": True},
-    },
-    "cifar10": {
-        # Validation search (benchmarks/results/tune_cifar10.json, k = 2 and 8): Delta = 0 with centering
-        # was best (mean val mAP@1000 24.5); without centering it lost 5 points.
-        "BioHash": {"p": 2.0, "delta": 0.0, "r": 2, "epochs": 10, "batch_size": 100, "lr": 0.02, "center": True},
-        "NaiveBioHash": {"p": 2.0, "delta": 0.05, "r": 2, "epochs": 5, "batch_size": 100, "lr": 0.02,
-                         "center": True},
-    },
-}
 
+def table_methods(dataset: str) -> list[str]:
+    """Display names of the registered encoders that have a preset for ``dataset``.
+
+    In the order of the paper's table, then the others in registry order.
+    """
+    paper = list(PAPER.get(dataset, {}))
+    names = [get_tags(n).display_name for n in available_encoders() if get_preset(n, dataset) is not None]
+    return sorted(names, key=lambda n: (paper.index(n) if n in paper else len(paper), names.index(n)))
+
+
+def default_hp(dataset: str) -> dict[str, dict[str, Any]]:
+    """The presets of :func:`table_methods` on ``dataset`` as ``{display name: {params..., "by_k": {...}}}``."""
+    return {m: get_preset(m, dataset).as_dict() for m in table_methods(dataset)}
+
+
+def __getattr__(name: str) -> Any:
+    # ``DEFAULT_HP[dataset][method]``, the 0.1.0 name of the presets, computed from the registry
+    if name == "DEFAULT_HP":
+        return {ds: default_hp(ds) for ds in DATASETS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _resolve_methods(methods: Sequence[str]) -> list[str]:
+    """Display names of ``methods`` (registry or display names); unknown names are one clear error."""
+    known = {n.lower(): get_tags(n).display_name for n in available_encoders()}
+    known.update({d.lower(): d for d in list(known.values())})
+    unknown = [m for m in methods if str(m).lower() not in known]
+    if unknown:
+        raise HashplugError(f"Unknown methods {sorted(unknown)}; use some of {sorted(set(known.values()))}.")
+    return list(dict.fromkeys(known[str(m).lower()] for m in methods))
 
 def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int | None = None):
-    """Load ``dataset`` and split it by the paper's protocol with ``seed``.
+    """Load ``dataset`` as flat vectors and split it by its protocol (from the data registry) with ``seed``.
 
     ``limit`` keeps a stratified subset of that many rows before splitting (for smoke tests).
     """
-    from ..data import load_cifar10, load_mnist, protocol_split
+    from ..data import get_dataset, per_class_split, protocol_split
+    from ..data.protocols import Split
 
-    X, y = load_mnist(data) if dataset == "mnist" else load_cifar10(data)
+    ds = get_dataset(dataset)
+    X, y = ds.load(data, flat=True)  # the table's encoders take (n, n_features) vectors
     if limit is not None and limit < len(y):
         rng = np.random.default_rng(12345)
         keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
         X, y = X[keep], y[keep]
-        per_class = max(2, min(DATASETS[dataset]["per_class"], int(np.bincount(y).min()) // 5))
-        from ..data import per_class_split
-        from ..data.protocols import Split
-
+        per_class = max(2, min(ds.protocol.per_class, int(np.bincount(y).min()) // 5))
         q, db = per_class_split(y, per_class, seed)
         return Split(X[q], y[q], X[db], y[db], q, db, seed, f"{dataset}-limit{limit}")
     return protocol_split(dataset, X, y, seed)
 
 
 def _params(method: str, k: int, dataset: str, seed: int, hp: dict[str, dict[str, Any]], epochs: int | None):
-    params: dict[str, Any] = {"k": int(k), "random_state": int(seed)}
-    params.update(hp.get(method, {}))
+    """Constructor parameters of ``method`` at ``k``: ``hp[method]`` (default: its preset), per-k overrides."""
+    cls = encoder_class(method)
+    params: dict[str, Any] = {"k": int(k)}
+    if "random_state" in cls._param_names():
+        params["random_state"] = int(seed)
+    if method in hp:
+        params.update(hp[method])
+    else:
+        preset = get_preset(cls, dataset)
+        params.update(preset.as_dict() if preset is not None else {})
     # Optional per-hash-length overrides, e.g. {"by_k": {"2": {"delta": 0.0}}}, chosen on validation too.
     params.update(params.pop("by_k", {}).get(str(int(k)), {}))
-    if method == "BioHash":
-        params.setdefault("activity", DATASETS[dataset]["activity"])
-    if epochs is not None and "epochs" in params:
+    if epochs is not None and get_tags(cls).iterative:
         params["epochs"] = int(epochs)
     return params
-
-
-#: Methods whose learned weights do not depend on k (same seed): their units are ranked once per seed
-#: and the k-hot head applied per k (FlyHash's m = 10 d wiring is the same for every k).
-K_INDEPENDENT = {"FlyHash"}
 
 
 def _ranked_units(enc: Any, X: np.ndarray, kmax: int, chunk: int = 2048) -> np.ndarray:
@@ -144,24 +146,26 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
              tie_aware: bool = False, verbose: bool = False, cache: dict | None = None) -> dict[str, float]:
     """Fit ``method`` at hash length ``k`` on the split's database and score its queries.
 
-    ``cache`` (a dict with ``"kmax"``, the largest k of the run) keeps the ranked units of
-    :data:`K_INDEPENDENT` methods between calls; the codes are then exactly what ``encoder.encode``
-    gives (same graph, same top-k rule), without recomputing the (n, m) products for every k.
+    ``cache`` (a dict with ``"kmax"``, the largest k of the run) keeps the ranked units of methods tagged
+    ``k_independent`` between calls; the codes are then exactly what ``encoder.encode`` gives (same graph,
+    same top-k rule), without recomputing the (n, m) products for every k.
     """
+    cls = encoder_class(method)
+    tags = get_tags(cls)
     params = _params(method, k, dataset, seed, hp, epochs)
-    if method in ("BioHash", "NaiveBioHash"):
+    if tags.iterative:
         params["verbose"] = verbose
-    enc = get_encoder(REGISTRY_NAME[method], **params)
+    enc = get_encoder(cls.method_name, **params)
     Xdb = split.Xdb.astype(np.float32) / 255.0
     Xq = split.Xq.astype(np.float32) / 255.0
     key = (method, seed, split.name)
-    ranked = cache is not None and method in K_INDEPENDENT
+    ranked = cache is not None and tags.k_independent
     if ranked and cache.get("key") == key and cache["db"].shape[1] >= k:
         t_fit, m = cache["fit"]  # same weights as a fresh fit: reuse the ranking
     else:
         t0 = time.perf_counter()
         enc.fit(Xdb)
-        t_fit, m = time.perf_counter() - t0, enc.m
+        t_fit, m = time.perf_counter() - t0, enc.m_
         if ranked:
             kmax = max(int(cache.get("kmax", k)), k)
             cache.update(key=key, fit=(t_fit, m), db=_ranked_units(enc, Xdb, kmax), q=_ranked_units(enc, Xq, kmax))
@@ -174,10 +178,11 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
            "codes_sha256": _codes_digest(cq, cdb)}
     if tie_aware:
         out["map_tie_aware"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
-    if method in ("BioHash", "NaiveBioHash"):
-        norms = enc.row_norms_
-        out["row_norm_max_dev"] = float(np.max(np.abs(norms - 1.0)))
-        out["epochs"] = int(params["epochs"])
+    if tags.iterative:
+        out["epochs"] = int(enc.get_params()["epochs"])
+        norms = getattr(enc, "row_norms_", None)  # plasticity-rule encoders: rows converge to unit p-norm
+        if norms is not None:
+            out["row_norm_max_dev"] = float(np.max(np.abs(norms - 1.0)))
     return out
 
 
@@ -202,17 +207,18 @@ def run_table(
     data : path or None
         Dataset file (default: the shared data folder).
     ks : sequence of int
-        Hash lengths; BioHash skips 64 as the paper does.
+        Hash lengths; a method tagged with ``paper_max_k`` skips larger ones as the paper does (BioHash: 64).
     seeds : int or sequence of int
         Number of seeds (0..n-1) or the seeds themselves; results are averaged.
     methods : sequence of str
-        Subset of :data:`METHODS`.
+        Registered encoders by registry or display name (default :func:`table_methods`: those with a
+        preset for ``dataset``).
     out : path or None
         Where to write the JSON.
     hp : dict
-        Overrides of :data:`DEFAULT_HP` for this dataset.
+        ``{method: {param: value, "by_k": {...}}}`` overriding the methods' presets for this dataset.
     epochs : int or None
-        Override the training epochs of BioHash / NaiveBioHash (for quick runs).
+        Override the training epochs of the iterative encoders (for quick runs).
     limit : int or None
         Use a stratified subset of this many images (smoke tests only; not the paper protocol).
     tie_aware : bool
@@ -224,23 +230,30 @@ def run_table(
         raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     ks = [int(k) for k in (ks or [2, 4, 8, 16, 32, 64])]
-    methods = list(methods or METHODS)
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise HashplugError(f"Unknown methods {sorted(unknown)}; use some of {METHODS}.")
-    hpd = {m: dict(v) for m, v in DEFAULT_HP[dataset].items()}
+    methods = _resolve_methods(methods) if methods else table_methods(dataset)
+    tags = {m: get_tags(m) for m in methods}
+    hpd: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        preset = get_preset(m, dataset)
+        hpd[m] = preset.as_dict() if preset is not None else {}
     for m, v in (hp or {}).items():
-        hpd.setdefault(m, {}).update(v)
+        hpd.setdefault(_resolve_methods([m])[0], {}).update(v)
+
+    def runs(m: str, k: int) -> bool:
+        return tags[m].paper_max_k is None or k <= tags[m].paper_max_k
+
     per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods}
-    jobs = [(s, m, k) for s in seed_list for m in methods for k in ks if not (m == "BioHash" and k > 32)]
+    jobs = [(s, m, k) for s in seed_list for m in methods for k in ks if runs(m, k)]
     bar = tqdm(total=len(jobs), desc=f"bench {dataset}", disable=not verbose)
     t_all = time.perf_counter()
     cache: dict = {"kmax": max(ks)}
+    n_train = None
     for s in seed_list:
         split = load_protocol(dataset, data, s, limit)
+        n_train = len(split.ydb) if n_train is None else n_train
         for m in methods:
             for k in ks:
-                if m == "BioHash" and k > 32:
+                if not runs(m, k):
                     continue
                 bar.set_postfix_str(f"seed={s} {m} k={k}")
                 res = evaluate(m, k, split, dataset, s, hpd, epochs, tie_aware, verbose=False, cache=cache)
@@ -262,11 +275,10 @@ def run_table(
         "table": DATASETS[dataset]["table"],
         "metric": DATASETS[dataset]["metric"],
         "rows": rows,
-        "paper": {m: PAPER[dataset][m] for m in methods},
+        "paper": {m: PAPER[dataset].get(m, {}) for m in methods},
         "seeds": seed_list,
         "hyperparameters": {
-            **{m: {**hpd.get(m, {}), **({"activity": DATASETS[dataset]["activity"]} if m == "BioHash" else {})}
-               for m in methods},
+            **{m: hpd.get(m, {}) for m in methods},
             "epochs_override": epochs,
             "input_scaling": "pixels / 255",
             "selected_on": "validation split cut from the training set (hashplug bench biohash-tune)",
@@ -287,19 +299,17 @@ def run_table(
     if tie_aware:
         result["rows_tie_aware"] = rows
         result["rows_first_index"] = {m: mean(m, "map") for m in methods}
-    for m in ("BioHash", "NaiveBioHash"):
-        if m in methods:
+    for m in methods:
+        if any("row_norm_max_dev" in r for v in per[m].values() for r in v):
             result.setdefault("convergence", {})[m] = {
                 k: round(float(np.max([r["row_norm_max_dev"] for r in v])), 4) for k, v in per[m].items()
             }
-    if "BioHash" in methods and per["BioHash"]:
-        n_train = len(load_protocol(dataset, data, seed_list[0], limit).ydb) if limit else None
-        per_epoch = {
-            k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2) for k, v in per["BioHash"].items()
-        }
-        result["biohash_seconds_per_epoch"] = per_epoch
-        if n_train:
-            result["n_train"] = n_train
+        if tags[m].iterative and per[m]:
+            result.setdefault("seconds_per_epoch", {})[m] = {
+                k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2) for k, v in per[m].items()
+            }
+    if limit and n_train is not None:
+        result["n_train"] = n_train
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
@@ -321,16 +331,31 @@ def format_table(result: dict[str, Any]) -> str:
             )
         lines.append(f"{m:<14}" + "".join(f"{c:>16}" for c in cells))
     lines.insert(1, f"(ours: {result.get('rows_metric', 'mAP')})")
-    if "rows_first_index" in result and "BioHash" in result["rows_first_index"]:
-        fi = result["rows_first_index"]["BioHash"]
-        lines.append("BioHash, ties to the lower database index: " + ", ".join(f"k={k}: {v:.2f}" for k, v in fi.items()))
-    if "biohash_seconds_per_epoch" in result:
-        lines.append("BioHash seconds per epoch: " + ", ".join(
-            f"k={k}: {v:.2f}" for k, v in result["biohash_seconds_per_epoch"].items()))
+    if result.get("rows_first_index"):
+        lines.append("ours with ties to the lower database index:")
+        for m, fi in result["rows_first_index"].items():
+            lines.append(f"{m:<14}" + "".join(f"{'-' if fi.get(str(k)) is None else f'{fi[str(k)]:.2f}':>16}"
+                                              for k in ks))
+    for m, per_epoch in result.get("seconds_per_epoch", {}).items():
+        lines.append(f"{m} seconds per epoch: " + ", ".join(f"k={k}: {v:.2f}" for k, v in per_epoch.items()))
     return "\n".join(lines)
 
 
-GRID: dict[str, list[Any]] = {"delta": [0.0, 0.02, 0.05, 0.1, 0.2, 0.4], "p": [2.0, 3.0], "center": [False, True]}
+def _tuning_setup(dataset: str, method: str | None, grid: Any) -> tuple[str, Any]:
+    """The display name of the method to tune and its grid (default: the method's ``tuning_grid``).
+
+    Without ``method``: the one method of :func:`table_methods` that has a tuning grid.
+    """
+    if method is None:
+        tunable = [m for m in table_methods(dataset) if encoder_class(m).tuning_grid]
+        if len(tunable) != 1:
+            raise HashplugError(f"Name the method to tune (--methods NAME); encoders with a tuning grid: {tunable}.")
+        method = tunable[0]
+    method = _resolve_methods([method])[0]
+    grid = grid or encoder_class(method).tuning_grid
+    if not grid:
+        raise HashplugError(f"{method} has no default tuning grid; pass one (--grid JSON).")
+    return method, grid
 
 
 def tune(
@@ -338,7 +363,7 @@ def tune(
     data: str | Path | None = None,
     ks: Sequence[int] = (2, 8, 32),
     grid: dict[str, list[Any]] | list[dict[str, Any]] | None = None,
-    method: str = "BioHash",
+    method: str | None = None,
     epochs: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -351,20 +376,24 @@ def tune(
     list of parameter dicts) at each ``k``; the best combination by mean validation mAP over ``ks`` is
     returned with the whole table. The validation queries (100 per class) and their database come from
     the protocol's training set only.
+
+    ``method`` (registry or display name) defaults to the one method of :func:`table_methods` that has a
+    ``tuning_grid``; ``grid`` defaults to that grid. The search starts from the method's preset.
     """
     from tqdm.auto import tqdm
 
     from ..data import validation_split
 
+    method, grid = _tuning_setup(dataset, method, grid)
     split = load_protocol(dataset, data, seed, limit)
     val = validation_split(split, per_class=min(100, DATASETS[dataset]["per_class"]), seed=seed + 1000)
-    grid = grid or GRID
     if isinstance(grid, dict):
         keys = list(grid)
         combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
     else:
         combos = [dict(c) for c in grid]
-    base = dict(DEFAULT_HP[dataset].get(method, {}))
+    preset = get_preset(method, dataset)
+    base = preset.as_dict() if preset is not None else {}
     rows = []
     for combo in tqdm(combos, desc=f"tune {method} {dataset}", disable=not verbose):
         hp = {method: {**base, **combo}}

@@ -105,12 +105,13 @@ def _json_default(o: Any) -> Any:
 
 
 def load_mnist_float(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """MNIST pixels / 255 as float32 (70000, 784), labels, and the path read."""
-    from ..data import default_data_path, load_mnist
+    """MNIST pixels / 255 as float32 flat vectors (70000, 784), labels, and the path read."""
+    from ..data import get_dataset
 
-    path = Path(data) if data else default_data_path("mnist")
-    X, y = load_mnist(path)
-    return (X.astype(np.float32) / np.float32(255.0)), y, str(path)
+    ds = get_dataset("mnist")
+    path = Path(data) if data else ds.default_path()
+    X, y = ds.load(path, flat=True)
+    return (X.astype(np.float32) / np.float32(ds.scale)), y, str(path)
 
 
 def median_rate(

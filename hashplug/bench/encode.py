@@ -74,7 +74,8 @@ def run_encode(
     methods : sequence of str or None
         Encoder names (default :func:`hashplug.available_encoders`).
     epochs : int or None
-        Training epochs of BioHash / NaiveBioHash (default 2: quality is irrelevant for throughput).
+        Training epochs of the encoders tagged ``iterative`` (default 2: quality is irrelevant for
+        throughput); they train on the CPU.
     n_fit : int
         Rows (sampled from the 70,000) used for fitting.
     pool : int
@@ -95,7 +96,7 @@ def run_encode(
     """
     from tqdm.auto import tqdm
 
-    from ..encoders import available_encoders, get_encoder
+    from ..encoders import available_encoders, encoder_class, get_encoder, get_tags
     from ..export import to_onnx
     from ..runtime import OnnxEncoder
 
@@ -118,10 +119,13 @@ def run_encode(
     jobs = [(m, k) for m in methods for k in ks]
     try:
         for method, k in tqdm(jobs, desc="encode bench", disable=not progress):
-            params: dict[str, Any] = {"k": k, "random_state": seed}
-            if method in ("biohash", "naivebiohash"):
+            cls = encoder_class(method)
+            params: dict[str, Any] = {"k": k}
+            if "random_state" in cls._param_names():
+                params["random_state"] = seed
+            if get_tags(cls).iterative:
                 params.update(epochs=epochs, device="cpu")
-            enc = get_encoder(method, **params)
+            enc = get_encoder(cls.method_name, **params)
             t0 = time.perf_counter()
             enc.fit(Xfit)
             fit_s = time.perf_counter() - t0
@@ -139,8 +143,8 @@ def run_encode(
             fits.append(
                 {
                     "method": enc.method_name,
-                    "k": enc.k,
-                    "m": enc.m,
+                    "k": enc.k_,
+                    "m": enc.m_,
                     "fit_seconds": round(fit_s, 2),
                     "params": {kk: v for kk, v in enc.get_params().items() if kk != "verbose"},
                 }
@@ -159,8 +163,8 @@ def run_encode(
                     )
                 r = {
                     "method": enc.method_name,
-                    "k": int(enc.k),
-                    "m": int(enc.m),
+                    "k": int(enc.k_),
+                    "m": int(enc.m_),
                     "code_kind": enc.code_kind,
                     "batch": int(bs),
                     "ort_rows_per_s": round(rates["ort"]["median"], 1),
@@ -187,12 +191,12 @@ def run_encode(
             "pool_rows": int(Xpool.shape[0]),
             "repeats": repeats,
             "target_seconds_per_trial": target_seconds,
-            "biohash_epochs": epochs,
+            "biohash_epochs": epochs,  # the epochs of every iterative encoder (0.1.0 key name)
             "seed": seed,
         },
         "notes": [
             "Encoders are fitted only to have realistic weights; code quality is irrelevant here "
-            f"(BioHash / NaiveBioHash trained {epochs} epoch(s) on {Xfit.shape[0]} rows).",
+            f"(iterative encoders trained {epochs} epoch(s) on {Xfit.shape[0]} rows).",
             "All three backends return packed uint8 codes: ort = OnnxEncoder.encode (one session.run per "
             "call); torch = torch.from_numpy + Graph.to_torch module + head (topk / > 0) + np.packbits, eager, "
             "float32, no_grad; numpy = encoder.encode (validation + Graph.numpy + head + pack).",

@@ -97,7 +97,7 @@ def run_ingest(
     from lancedb.embeddings import get_registry
     from tqdm.auto import tqdm
 
-    from ..encoders import get_encoder
+    from ..encoders import encoder_class, get_encoder
     from ..export import to_onnx
     from ..integrations.arrow import encode_batches
     from ..integrations.ingest import ingest
@@ -109,7 +109,9 @@ def run_ingest(
     chunk_size = int(min(chunk_size, rows))
     X, y, path = load_mnist_float(data)
     rng = np.random.default_rng(seed)
-    enc = get_encoder(method, k=k, random_state=seed)
+    cls = encoder_class(method)
+    seeded = {"random_state": seed} if "random_state" in cls._param_names() else {}
+    enc = get_encoder(cls.method_name, k=k, **seeded)
     if enc.code_kind != "dense":
         raise ValueError(f"the ingest benchmark needs a dense encoder; {method!r} is {enc.code_kind}.")
     enc.fit(X[rng.choice(X.shape[0], size=min(n_fit, X.shape[0]), replace=False)])
@@ -247,8 +249,8 @@ def run_ingest(
         "tiled with fresh ids); columns id int64, label int64, vector list<float32>, code",
         "model": {
             "method": enc.method_name,
-            "k": int(enc.k),
-            "m": int(enc.m),
+            "k": int(enc.k_),
+            "m": int(enc.m_),
             "code_bytes": int(enc.n_bytes),
         },
         "settings": {"rows": rows, "chunk_size": chunk_size, "chunks": n_chunks, "seed": seed},

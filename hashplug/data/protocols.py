@@ -10,8 +10,11 @@ average several seeds.
   are training set and database; mAP@1000.
 - AG News: the 7,600 test-split embeddings, 100 queries per class (400), 7,200 in the database.
 
-Hyperparameters are tuned on :func:`validation_split`, which cuts its queries out of the training set,
-never touching the real queries.
+The numbers (queries per class, the metric and its cut-off R, the paper table) are the registry's
+(:class:`~hashplug.data.registry.Protocol` of each :class:`~hashplug.data.registry.Dataset`). Splits take
+samples of any shape, ``(n, n_features)`` vectors or ``(n, H, W[, C])`` images: rows are selected, never
+reshaped. Hyperparameters are tuned on :func:`validation_split`, which cuts its queries out of the training
+set, never touching the real queries.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..validation import HashplugError, check_int_param
+from .registry import DATASETS, get_dataset
 
 __all__ = [
     "Split",
@@ -35,8 +39,8 @@ __all__ = [
     "PROTOCOLS",
 ]
 
-#: Queries drawn per class by each named protocol.
-PROTOCOLS: dict[str, int] = {"mnist": 100, "cifar10": 1000, "ag_news": 100}
+#: Queries drawn per class by each dataset's protocol (derived from the registry; the 0.1.0 name).
+PROTOCOLS: dict[str, int] = {name: ds.protocol.per_class for name, ds in DATASETS.items() if ds.protocol}
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,12 +49,13 @@ class Split:
 
     Attributes
     ----------
-    Xq : ndarray of shape (n_queries, n_features)
-        Query vectors (same dtype as the input ``X``).
+    Xq : ndarray of shape (n_queries, *sample_shape)
+        Query samples (same dtype and sample shape as the input ``X``, e.g. ``(n_queries, n_features)``
+        vectors or ``(n_queries, 28, 28)`` images).
     yq : ndarray of shape (n_queries,), dtype int64
         Query labels.
-    Xdb : ndarray of shape (n_db, n_features)
-        Database vectors, which are also the training set.
+    Xdb : ndarray of shape (n_db, *sample_shape)
+        Database samples, which are also the training set.
     ydb : ndarray of shape (n_db,), dtype int64
         Database labels.
     q_idx : ndarray of shape (n_queries,), dtype int64
@@ -156,7 +161,7 @@ def _make_split(
     X: Any, y: Any, per_class: int, seed: int, name: str, owner: str, base_idx: np.ndarray | None = None
 ) -> Split:
     if X is None:
-        raise HashplugError(f"{owner}: X is None; pass the pooled data of shape (n_samples, n_features).")
+        raise HashplugError(f"{owner}: X is None; pass the pooled data of shape (n_samples, ...).")
     X = np.asarray(X)
     y = _check_labels(y, owner)
     if X.ndim < 1 or X.shape[0] != y.shape[0]:
@@ -172,14 +177,15 @@ def _make_split(
 
 
 def protocol_split(name: str, X: Any, y: Any, seed: int = 0) -> Split:
-    """The split of a named protocol (``"mnist"``, ``"cifar10"`` or ``"ag_news"``); see :data:`PROTOCOLS`.
+    """The split of a dataset's protocol (``"mnist"``, ``"cifar10"``, ``"ag_news"``); see the registry.
 
     Parameters
     ----------
     name : str
-        Protocol name.
-    X : array-like of shape (n_samples, n_features)
-        Pooled data (any dtype; rows are copied, not converted).
+        Dataset name or alias (case-insensitive); its :class:`~hashplug.data.registry.Protocol` gives the
+        queries per class.
+    X : array-like of shape (n_samples, ...)
+        Pooled data, vectors or images (any dtype; rows are copied, not converted or reshaped).
     y : array-like of shape (n_samples,)
         Integer labels.
     seed : int
@@ -188,12 +194,21 @@ def protocol_split(name: str, X: Any, y: Any, seed: int = 0) -> Split:
     Returns
     -------
     split : Split
+        Named after the dataset's canonical name.
+
+    Raises
+    ------
+    HashplugError
+        For an unknown name or a dataset without a protocol (the message lists those that have one).
     """
-    key = str(name).lower().replace("-", "_")
-    key = {"cifar_10": "cifar10", "agnews": "ag_news"}.get(key, key)
-    if key not in PROTOCOLS:
-        raise HashplugError(f"Unknown protocol {name!r}; known protocols: {', '.join(PROTOCOLS)}.")
-    return _make_split(X, y, PROTOCOLS[key], seed, key, f"{key}_protocol")
+    known = ", ".join(PROTOCOLS)
+    try:
+        ds = get_dataset(name)
+    except HashplugError:
+        raise HashplugError(f"Unknown protocol {name!r}; known protocols: {known}.") from None
+    if ds.protocol is None:
+        raise HashplugError(f"{ds.name} has no retrieval protocol; known protocols: {known}.")
+    return _make_split(X, y, ds.protocol.per_class, seed, ds.name, f"{ds.name}_protocol")
 
 
 def mnist_protocol(X: Any, y: Any, seed: int = 0) -> Split:
@@ -201,7 +216,7 @@ def mnist_protocol(X: Any, y: Any, seed: int = 0) -> Split:
 
     Parameters
     ----------
-    X : array-like of shape (70000, 784)
+    X : array-like of shape (70000, 28, 28) or (70000, 784)
         Pooled images, e.g. from :func:`~hashplug.data.load_mnist` (uint8 stays uint8).
     y : array-like of shape (70000,)
         Labels 0-9.
@@ -211,7 +226,7 @@ def mnist_protocol(X: Any, y: Any, seed: int = 0) -> Split:
     Returns
     -------
     split : Split
-        ``Xq`` (1000, 784), ``Xdb`` (69000, 784), ``name="mnist"``.
+        ``Xq`` (1000, 28, 28), ``Xdb`` (69000, 28, 28) (or ``(., 784)`` for flat input), ``name="mnist"``.
     """
     return protocol_split("mnist", X, y, seed)
 
@@ -221,7 +236,7 @@ def cifar10_protocol(X: Any, y: Any, seed: int = 0) -> Split:
 
     Parameters
     ----------
-    X : array-like of shape (60000, 3072)
+    X : array-like of shape (60000, 32, 32, 3) or (60000, 3072)
         Pooled images, e.g. from :func:`~hashplug.data.load_cifar10`.
     y : array-like of shape (60000,)
         Labels 0-9.
@@ -231,7 +246,7 @@ def cifar10_protocol(X: Any, y: Any, seed: int = 0) -> Split:
     Returns
     -------
     split : Split
-        ``Xq`` (10000, 3072), ``Xdb`` (50000, 3072), ``name="cifar10"``.
+        ``Xq`` (10000, 32, 32, 3), ``Xdb`` (50000, 32, 32, 3) (or ``(., 3072)``), ``name="cifar10"``.
     """
     return protocol_split("cifar10", X, y, seed)
 
@@ -263,7 +278,7 @@ def validation_split(X: Any, y: Any = None, per_class: int = 100, seed: int = 0)
 
     Parameters
     ----------
-    X : array-like of shape (n_train, n_features), or Split
+    X : array-like of shape (n_train, ...), or Split
         The training set, i.e. ``split.Xdb``; or a :class:`Split`, whose ``Xdb`` / ``ydb`` are used.
     y : array-like of shape (n_train,) or None
         Training labels (``split.ydb``); must be None when ``X`` is a Split.

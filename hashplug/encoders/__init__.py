@@ -1,16 +1,56 @@
 """Encoders: one API (fit / encode / save / load) and a registry.
 
-Importing this package registers every method without importing torch; torch loads only when an
-encoder that trains with it is fitted.
+Importing this package imports every module beside this one, each registering its methods, without
+importing torch; torch loads only when an encoder that trains with it is fitted. A new family is one
+file here. What each method is and can do is in its tags (:func:`get_tags`), its tuned hyperparameters
+per dataset in its presets (:func:`get_preset`).
 """
 
 from __future__ import annotations
 
-from .base import ENCODERS, BaseEncoder, available_encoders, get_encoder, load_encoder, register_encoder
+from .base import (
+    ENCODERS,
+    BaseEncoder,
+    EncoderTags,
+    Preset,
+    available_encoders,
+    encoder_class,
+    get_encoder,
+    get_preset,
+    get_tags,
+    load_encoder,
+    register_encoder,
+    unregister_encoder,
+)
 
-__all__ = ["ENCODERS", "BaseEncoder", "available_encoders", "get_encoder", "load_encoder", "register_encoder"]
+__all__ = [
+    "ENCODERS",
+    "BaseEncoder",
+    "EncoderTags",
+    "Preset",
+    "available_encoders",
+    "encoder_class",
+    "get_encoder",
+    "get_preset",
+    "get_tags",
+    "load_encoder",
+    "register_encoder",
+    "unregister_encoder",
+]
 
-from . import baselines, biohash  # noqa: E402,F401  (registers the methods)
+
+def _import_families() -> None:
+    """Import every encoder module of this package (each registers its methods): a new family is one file."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name != "base" and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_import_families()
+
 from .baselines import ITQ, LSH, FlyHash, PCAHash, SpectralHash  # noqa: E402
 from .biohash import BioHash, NaiveBioHash  # noqa: E402
 

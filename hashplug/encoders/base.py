@@ -7,6 +7,11 @@ from the raw input to scores and a head (:class:`~hashplug.graph.PackedSign` sig
 :class:`~hashplug.graph.KHot` top-k). ``encode``, the torch path and the ONNX export all run that one
 description.
 
+Capabilities are class-level tags (:class:`EncoderTags`, from :meth:`BaseEncoder.__hashplug_tags__`,
+read with :func:`get_tags`), tuned hyperparameters per dataset are :class:`Preset` s in the class's
+``presets`` (read with :func:`get_preset`): the CLI, the benchmarks and the examples ask these and never
+keep lists of encoder names.
+
 Models are saved without pickle as a single ``.npz``: learned arrays plus a JSON header
 (parameters, scalar attributes, format version, sha256 of the arrays).
 """
@@ -16,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,9 +39,23 @@ from ..validation import (
     check_array,
     check_int_param,
     check_is_fitted,
+    check_path,
 )
 
-__all__ = ["BaseEncoder", "register_encoder", "get_encoder", "available_encoders", "load_encoder", "ENCODERS"]
+__all__ = [
+    "BaseEncoder",
+    "EncoderTags",
+    "Preset",
+    "register_encoder",
+    "unregister_encoder",
+    "get_encoder",
+    "encoder_class",
+    "available_encoders",
+    "get_tags",
+    "get_preset",
+    "load_encoder",
+    "ENCODERS",
+]
 
 ENCODERS: dict[str, type[BaseEncoder]] = {}
 FILE_FORMAT = "hashplug-encoder/1"
@@ -50,6 +72,11 @@ def register_encoder(name: str):
         return cls
 
     return deco
+
+
+def unregister_encoder(name: str) -> type[BaseEncoder] | None:
+    """Remove ``name`` from the registry (e.g. a test's encoder in teardown); returns its class or None."""
+    return ENCODERS.pop(name, None)
 
 
 def available_encoders() -> list[str]:
@@ -69,6 +96,19 @@ def get_encoder(name: str, **params: Any) -> BaseEncoder:
     cls = lookup[key]
     _check_param_names(cls, params)
     return cls(**params)
+
+
+def encoder_class(name: str) -> type[BaseEncoder]:
+    """The registered class named ``name``: its registry name or its display name, case-insensitive.
+
+    ``encoder_class("sh")`` and ``encoder_class("SH")`` are :class:`~hashplug.encoders.SpectralHash`; an
+    unknown name raises :class:`~hashplug.validation.HashplugError` listing the known ones.
+    """
+    key = str(name).lower()
+    for reg, cls in ENCODERS.items():
+        if key in (reg.lower(), get_tags(cls).display_name.lower()):
+            return cls
+    raise HashplugError(f"Unknown encoder {name!r}. Available encoders: {', '.join(available_encoders())}.")
 
 
 def _check_param_names(cls: type[BaseEncoder], params: dict[str, Any]) -> None:
@@ -98,48 +138,166 @@ def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-class _SizeAttr:
-    """``m`` / ``k``: a constructor parameter before fit, the fitted size (``m_`` / ``k_``) after.
+INPUT_KINDS = ("vectors", "images", "structured")
+CODE_KINDS = ("dense", "khot")
 
-    scikit-learn keeps parameters untouched by ``fit``; this descriptor keeps the passed value for
-    :meth:`BaseEncoder.get_params` while ``encoder.m`` reads the learned size once fitted
-    (e.g. ``BioHash(k=8, activity=0.05).fit(X).m == 160``).
+
+@dataclass(frozen=True)
+class EncoderTags:
+    """What an encoder class is and can do, in the spirit of scikit-learn's ``__sklearn_tags__``.
+
+    Read them with :func:`get_tags`; a class states them in :meth:`BaseEncoder.__hashplug_tags__`. Code
+    that must treat encoders differently (the CLI, the benchmarks, the examples) asks the tags, never a
+    list of names.
+
+    Parameters
+    ----------
+    display_name : str
+        The name shown in tables and used as the key of the papers' numbers (``"BioHash"``, ``"SH"``).
+    code_kind : {"dense", "khot"}
+        ``dense``: m = k sign bits; ``khot``: k active units out of m (the class's ``code_kind``).
+    input_kind : {"vectors", "images", "structured"}
+        What ``fit`` / ``encode`` take per sample: a feature vector (images are flattened), an image
+        ``(C, H, W)`` kept in its shape, or several named inputs.
+    iterative : bool
+        Trained over epochs; the class then takes the parameters ``epochs``, ``verbose`` and ``device``.
+    randomized : bool
+        The learned weights depend on the ``random_state`` parameter (PCAHash and SH take the parameter
+        but do not use it).
+    k_independent : bool
+        For a fixed seed the learned weights do not depend on ``k`` (FlyHash's wiring): one fit ranks the
+        units for every hash length.
+    k_at_most_n_features : bool
+        ``k`` cannot exceed the number of input features (projections onto principal components).
+    paper_max_k : int or None
+        The largest hash length the paper's tables report for the method (BioHash: 32); the table
+        benchmark skips larger ``k``. None: no limit.
     """
 
-    def __init__(self, name: str, doc: str) -> None:
-        self.name = name
-        self.__doc__ = doc
+    display_name: str
+    code_kind: str = "dense"
+    input_kind: str = "vectors"
+    iterative: bool = False
+    randomized: bool = False
+    k_independent: bool = False
+    k_at_most_n_features: bool = False
+    paper_max_k: int | None = None
 
-    def __get__(self, obj: Any, owner: Any = None) -> Any:
-        if obj is None:
-            return self
-        fitted = obj.__dict__.get(self.name + "_")
-        if fitted is not None:
-            return int(fitted)
-        if ("_param_" + self.name) in obj.__dict__:
-            return obj.__dict__["_param_" + self.name]
-        check_is_fitted(obj, [self.name + "_"])
+    def __post_init__(self) -> None:
+        if self.code_kind not in CODE_KINDS:
+            raise HashplugError(f"EncoderTags.code_kind must be one of {CODE_KINDS}; got {self.code_kind!r}.")
+        if self.input_kind not in INPUT_KINDS:
+            raise HashplugError(f"EncoderTags.input_kind must be one of {INPUT_KINDS}; got {self.input_kind!r}.")
 
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj.__dict__["_param_" + self.name] = value
 
-    @staticmethod
-    def raw(obj: Any, name: str) -> Any:
-        return obj.__dict__.get("_param_" + name)
+@dataclass(frozen=True)
+class Preset:
+    """Tuned hyperparameters of one encoder on one dataset, and where they came from.
+
+    Parameters
+    ----------
+    params : mapping
+        Constructor parameters (never ``k`` or ``random_state``: the caller sets those).
+    source : str
+        Where the values come from, e.g. ``"validation search, benchmarks/results/tune_mnist_p.json"`` or
+        ``"paper sec. 3.1"``.
+    by_k : mapping of int to mapping
+        Per-hash-length overrides of ``params`` (also chosen on validation), e.g. ``{2: {"p": 1.5}}``.
+    """
+
+    params: Mapping[str, Any]
+    source: str
+    by_k: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(
+            self, "by_k", MappingProxyType({int(k): MappingProxyType(dict(v)) for k, v in self.by_k.items()})
+        )
+
+    def for_k(self, k: int) -> dict[str, Any]:
+        """The parameters at hash length ``k``: ``params`` updated with ``by_k[k]``."""
+        return {**self.params, **self.by_k.get(int(k), {})}
+
+    def as_dict(self) -> dict[str, Any]:
+        """``params`` plus ``"by_k": {"2": {...}}`` when there are per-k overrides (the benchmarks' JSON form)."""
+        out: dict[str, Any] = dict(self.params)
+        if self.by_k:
+            out["by_k"] = {str(k): dict(v) for k, v in self.by_k.items()}
+        return out
+
+
+def _as_class(estimator: Any, caller: str) -> type[BaseEncoder]:
+    """The encoder class of an instance, a class or a registered name (registry or display name)."""
+    if isinstance(estimator, str):
+        return encoder_class(estimator)
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    if not issubclass(cls, BaseEncoder):
+        raise HashplugTypeError(
+            f"{caller} expects a hashplug encoder, an encoder class or a registered name; got {cls.__name__}."
+        )
+    return cls
+
+
+def get_tags(estimator: BaseEncoder | type[BaseEncoder] | str) -> EncoderTags:
+    """The :class:`EncoderTags` of an encoder, an encoder class or a registered name (registry or display)."""
+    return _as_class(estimator, "get_tags").__hashplug_tags__()
+
+
+def get_preset(estimator: BaseEncoder | type[BaseEncoder] | str, dataset: str) -> Preset | None:
+    """The :class:`Preset` of an encoder (instance, class or name) for ``dataset``, or None when it has none."""
+    return _as_class(estimator, "get_preset").presets.get(str(dataset))
 
 
 class BaseEncoder:
     """Base class of all encoders.
 
-    Subclasses set ``code_kind`` (``"dense"`` or ``"khot"``), implement ``_validate_params``,
-    ``_fit`` and ``_ops`` (or ``_build_graph`` for a graph that is not a chain over the flattened
-    input), and list their learned array attributes in ``_array_attrs``.
+    Subclasses set ``code_kind`` (``"dense"`` or ``"khot"``), implement ``_validate_params`` (which sets
+    the learned sizes ``m_`` and ``k_``), ``_fit`` and ``_ops`` (or ``_build_graph`` for a graph that is not
+    a chain over the flattened input), and list their learned array attributes in ``_array_attrs``. They
+    state what differs from the default tags in :meth:`__hashplug_tags__` and may keep tuned
+    hyperparameters per dataset in ``presets``.
+
+    ``k`` (and ``m`` where an encoder takes it) are plain parameters, as given, before and after fit (``m``
+    may be None: derived at fit); the fitted sizes are ``k_`` and ``m_`` (also ``encoder.graph.k`` / ``.m``).
     """
 
     method_name: ClassVar[str] = "base"
     code_kind: ClassVar[str] = "dense"
+    #: Tuned hyperparameters per dataset name (``"mnist"``, ``"cifar10"``, ``"digits"``, ...).
+    presets: ClassVar[Mapping[str, Preset]] = MappingProxyType({})
     _array_attrs: ClassVar[tuple[str, ...]] = ()
     _scalar_attrs: ClassVar[tuple[str, ...]] = ()
+
+    #: Default validation grid of ``hashplug bench biohash-tune-*`` (parameter -> candidate values), if any.
+    tuning_grid: ClassVar[Mapping[str, list[Any]] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Freeze the class's presets and check that they name constructor parameters only."""
+        super().__init_subclass__(**kwargs)
+        if "presets" not in cls.__dict__:
+            return
+        names = set(cls._param_names()) - {"k", "random_state"}
+        for dataset, preset in cls.presets.items():
+            if not isinstance(preset, Preset):
+                raise HashplugTypeError(f"{cls.__name__}.presets[{dataset!r}] must be a Preset; got {preset!r}.")
+            bad = sorted({*preset.params, *(p for v in preset.by_k.values() for p in v)} - names)
+            if bad:
+                raise HashplugTypeError(
+                    f"{cls.__name__}.presets[{dataset!r}] sets {bad}, which are not parameters of {cls.__name__} "
+                    f"(k and random_state are set by the caller); valid: {sorted(names)}."
+                )
+        cls.presets = MappingProxyType(dict(cls.presets))
+
+    # ------------------------------------------------------------------ tags
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        """The class's :class:`EncoderTags`. Defaults: display name = class name, ``code_kind`` from the class.
+
+        Subclasses override what differs, e.g.
+        ``return replace(super().__hashplug_tags__(), iterative=True, randomized=True)``.
+        """
+        return EncoderTags(display_name=cls.__name__, code_kind=cls.code_kind)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -148,8 +306,8 @@ class BaseEncoder:
         return [p for p in sig.parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Parameters as given to ``__init__`` (``m`` / ``k`` as passed, not as fitted)."""
-        return {p: _SizeAttr.raw(self, p) if p in ("m", "k") else getattr(self, p) for p in self._param_names()}
+        """Parameters as given to ``__init__`` or :meth:`set_params` (``m`` / ``k`` as passed, not as fitted)."""
+        return {p: getattr(self, p) for p in self._param_names()}
 
     def set_params(self, **params: Any) -> BaseEncoder:
         """Set parameters (scikit-learn contract); returns self."""
@@ -180,15 +338,13 @@ class BaseEncoder:
         """
         shape = tuple(int(s) for s in self.input_shape_)
         pre: list[Op] = [Flatten()] if len(shape) != 1 else []
-        return Graph.chain([*pre, *self._ops()], shape, head_for(self.code_kind, self.k))
-
-    m = _SizeAttr("m", "Number of hash units (bits of a dense code); the fitted value after fit.")
-    k = _SizeAttr("k", "Active units per code (k-hot) or bits per code (dense, k == m); fitted value after fit.")
+        return Graph.chain([*pre, *self._ops()], shape, head_for(self.code_kind, self.k_))
 
     @property
     def n_bytes(self) -> int:
-        """Bytes per packed code, ``ceil(m / 8)``."""
-        return _codes.n_bytes(self.m)
+        """Bytes per packed code of the fitted encoder, ``ceil(m_ / 8)``."""
+        check_is_fitted(self, ["m_"])
+        return _codes.n_bytes(self.m_)
 
     def _check_X(self, X: Any, *, fitting: bool = False, allow_empty: bool = False) -> np.ndarray:
         """The input check every entry point uses; returns float32 of shape (n, d)."""
@@ -274,7 +430,7 @@ class BaseEncoder:
             elif format == "pm1":
                 out.append(np.where(bits, np.int8(1), np.int8(-1)))
             else:
-                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k).astype(np.int64))
+                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(np.int64))
         return np.concatenate(out, axis=0)
 
     def fit_encode(self, X: Any, y: Any = None, format: str = "packed") -> np.ndarray:
@@ -381,7 +537,7 @@ def _npy_holds_objects(path: Path) -> bool:
 
 def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> BaseEncoder:
     """Load any saved encoder; the file's header says which class it is."""
-    path = Path(path)
+    path = check_path(path, "path", "load_encoder")
     if not path.is_file():
         raise ModelNotFoundError(
             f"No model file at {str(path)!r}; pass the path of a model saved with encoder.save(path) or "

@@ -7,11 +7,13 @@ in :mod:`hashplug.encoders.biohash` since it shares the plasticity rule.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..graph import Affine, MatMul, Op, Sin
 from ..validation import HashplugError, check_float_param, check_int_param
-from .base import BaseEncoder, register_encoder
+from .base import BaseEncoder, EncoderTags, Preset, register_encoder
 
 __all__ = ["LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash"]
 
@@ -26,7 +28,7 @@ class _DenseProjection(BaseEncoder):
         name = type(self).__name__
         hi = max_k if max_k is not None else None
         rng = f"[1, n_features={max_k}]" if max_k is not None else None
-        kk = check_int_param(self.get_params()["k"], "k", name, 1, hi, range_text=rng)
+        kk = check_int_param(self.k, "k", name, 1, hi, range_text=rng)
         if self.random_state is not None:
             check_int_param(self.random_state, "random_state", name, 0, None)
         self.m_ = self.k_ = kk
@@ -43,6 +45,12 @@ class _DenseProjection(BaseEncoder):
             Affine(scale=np.float32(1.0), shift=-self.mean_),
             MatMul(np.ascontiguousarray(self.W_, dtype=np.float32)),
         ]
+
+
+def _paper_baseline(name: str) -> dict[str, Preset]:
+    """The same preset on both paper datasets: the defaults, as the BioHash paper's baselines (sec. 3.3)."""
+    src = f"{name} as a baseline of the BioHash paper (sec. 3.3): the class defaults, nothing tuned"
+    return {"mnist": Preset({}, source=src), "cifar10": Preset({}, source=src)}
 
 
 def _pca(Xc: np.ndarray, k: int) -> np.ndarray:
@@ -69,6 +77,12 @@ class LSH(_DenseProjection):
         Seed of the projections.
     """
 
+    presets = _paper_baseline("LSH (Charikar 2002)")
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        return replace(super().__hashplug_tags__(), randomized=True)
+
     def __init__(self, k: int = 16, center: bool = True, random_state: int | None = None) -> None:
         self.k = k
         self.center = center
@@ -85,7 +99,16 @@ class LSH(_DenseProjection):
 
 @register_encoder("pcahash")
 class PCAHash(_DenseProjection):
-    """Sign of the top-k principal components of the centred data (k <= n_features)."""
+    """Sign of the top-k principal components of the centred data (k <= n_features).
+
+    ``random_state`` is accepted for a uniform interface and not used (the fit is deterministic).
+    """
+
+    presets = _paper_baseline("PCAHash (Gong & Lazebnik 2011)")
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        return replace(super().__hashplug_tags__(), k_at_most_n_features=True)
 
     def __init__(self, k: int = 16, random_state: int | None = None) -> None:
         self.k = k
@@ -105,6 +128,11 @@ class ITQ(_DenseProjection):
     """
 
     _array_attrs = ("mean_", "W_", "R_")
+    presets = _paper_baseline("ITQ (Gong & Lazebnik 2011)")
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        return replace(super().__hashplug_tags__(), randomized=True, k_at_most_n_features=True)
 
     def __init__(self, k: int = 16, n_iter: int = 50, random_state: int | None = None) -> None:
         self.k = k
@@ -136,6 +164,12 @@ class SpectralHash(_DenseProjection):
     """
 
     _array_attrs = ("mean_", "W_", "shift_")
+    presets = _paper_baseline("SH (Weiss, Torralba, Fergus 2009)")
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        # the BioHash paper's tables call it SH; random_state is accepted and unused (deterministic fit)
+        return replace(super().__hashplug_tags__(), display_name="SH")
 
     def __init__(self, k: int = 16, random_state: int | None = None) -> None:
         self.k = k
@@ -192,6 +226,18 @@ class FlyHash(BaseEncoder):
 
     code_kind = "khot"
     _array_attrs = ("mean_", "W_")
+    presets = {
+        ds: Preset(
+            {"expansion": 10, "sampling": 0.1},
+            source="paper sec. 3.3, as in Dasgupta et al. 2017: sampling rate 0.1 and m = 10 d; nothing tuned",
+        )
+        for ds in ("mnist", "cifar10")
+    }
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        # the wiring depends on the seed and d, not on k: one fit ranks the units for every k
+        return replace(super().__hashplug_tags__(), randomized=True, k_independent=True)
 
     def __init__(
         self, k: int = 16, expansion: int = 10, sampling: float = 0.1, center: bool = False, random_state: int | None = None
@@ -206,7 +252,7 @@ class FlyHash(BaseEncoder):
         e = check_int_param(self.expansion, "expansion", "FlyHash", 1, None)
         check_float_param(self.sampling, "sampling", "FlyHash", 0.0, 1.0, low_open=True)
         m = e * n_features
-        kk = check_int_param(self.get_params()["k"], "k", "FlyHash", 1, m, range_text=f"[1, m={m}]")
+        kk = check_int_param(self.k, "k", "FlyHash", 1, m, range_text=f"[1, m={m}]")
         self.m_, self.k_ = m, kk
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:

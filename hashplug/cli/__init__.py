@@ -1,0 +1,47 @@
+"""The ``hashplug`` command line.
+
+Subcommands: the training side in :mod:`hashplug.cli.train` (``train``, ``eval``, ``export``, ``demo``,
+``bench``) and the serving side in :mod:`hashplug.cli.serve` (``ingest``, ``search``). This module holds the
+parser and the one error handler. Heavy modules (torch, onnx, lancedb) are imported inside the commands
+that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..validation import HashplugError
+
+__all__ = ["main", "build_parser"]
+
+#: The commands in the order ``hashplug --help`` lists them.
+COMMAND_ORDER: tuple[str, ...] = ("train", "eval", "bench", "export", "ingest", "search", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hashplug`` argument parser with every command of :mod:`.train` and :mod:`.serve`."""
+    from . import serve, train
+
+    p = argparse.ArgumentParser(prog="hashplug", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    adders = {**train.COMMANDS, **serve.COMMANDS}
+    for name in COMMAND_ORDER:
+        adders[name](sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code.
+
+    Bad input is reported in one place, argparse-style: ``hashplug <command>: error: <message>`` on stderr,
+    exit code 2, no traceback. Commands raise :class:`~hashplug.validation.HashplugError` for it (the other
+    ``ValueError`` / ``FileNotFoundError`` cases are caught too, as before). Usage errors found by argparse
+    itself exit with 2 through ``SystemExit``.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (HashplugError, ValueError, FileNotFoundError) as exc:
+        print(f"hashplug {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,9 @@
+"""``python -m hashplug.cli``: the ``hashplug`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from . import main
+
+sys.exit(main())

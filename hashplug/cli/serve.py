@@ -1,0 +1,167 @@
+"""Serving-side commands of the ``hashplug`` CLI: ``ingest`` and ``search``.
+
+They run on the base install (numpy, onnxruntime, LanceDB) and know an encoder only as an ONNX file: this
+module never imports torch, onnx or :mod:`hashplug.encoders`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError
+
+__all__ = ["COMMANDS"]
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ..integrations.ingest import ingest
+
+    source: Any = args.source
+    columns = None
+    if args.source.endswith((".npy", ".npz")):
+        from ..data import load_array
+
+        X, y = load_array(args.source)
+        source = np.asarray(X, dtype=np.float32) / np.float32(args.scale or 1.0)
+        columns = {"id": np.arange(len(source), dtype=np.int64)}
+        if y is not None:
+            columns["label"] = np.asarray(y)
+    t0 = time.perf_counter()
+    res = ingest(
+        args.db,
+        source,
+        name=args.table,
+        model=args.model,
+        layout=_layout_option(args),
+        source_column=args.source_column,
+        columns=columns,
+        id_column=args.id_column,
+        chunk_size=args.chunk_size,
+        checkpoint=args.checkpoint,
+        progress=True,
+    )
+    dt = time.perf_counter() - t0
+    print(f"ingested {res.rows_written} rows ({res.rows_skipped} skipped by resume) in {res.chunks} commits, "
+          f"{dt:.1f} s ({res.rows_written / max(dt, 1e-9):,.0f} rows/s); table has {res.table.count_rows()} rows")
+    if args.index:
+        from ..integrations.lancedb import create_index
+
+        create_index(res.table)
+        print("index built")
+    return 0
+
+
+def _parse_query(text: str) -> np.ndarray:
+    """The ``--query`` value: one vector as a JSON array of numbers, returned as a (1, d) float32 array."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    usage = f"--query must be a JSON array of numbers, e.g. '[0.1, 0.2, ...]'; got {shown!r}"
+    try:
+        val = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HashplugError(f"{usage}, which is not valid JSON ({exc.msg} at character {exc.pos}).") from exc
+    if not isinstance(val, list) or not val:
+        kinds = {bool: "a JSON boolean", int: "a JSON number", float: "a JSON number", str: "a JSON string",
+                 dict: "a JSON object"}
+        what = "an empty array" if isinstance(val, list) else kinds.get(type(val), "a JSON null")
+        raise HashplugError(f"{usage} ({what}).")
+    for i, v in enumerate(val):
+        if isinstance(v, list):
+            raise HashplugError(f"{usage} (a nested array); pass one vector, or several rows with --query-file.")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise HashplugError(f"{usage} (element {i} is {v!r}).")
+    return np.asarray(val, dtype=np.float32)[None, :]
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import lancedb
+
+    from ..integrations.lancedb import search
+
+    if args.query_file:
+        from ..data import load_array
+
+        Q, _ = load_array(args.query_file)
+        Q = np.asarray(Q, dtype=np.float32)
+        where = f"{args.query_file} has {len(Q)} row{'' if len(Q) == 1 else 's'}"
+    else:
+        Q = _parse_query(args.query)
+        where = "--query is a single row"
+    if args.limit_k is not None:
+        print("hashplug search: --k is deprecated; use --limit.", file=sys.stderr)
+        args.limit = args.limit_k
+    if args.limit < 1:
+        raise HashplugError(f"--limit must be at least 1 (results per query); got {args.limit}.")
+    if args.n < 1:
+        raise HashplugError(f"--n must be at least 1 (the number of query rows); got {args.n}.")
+    if not 0 <= args.row < len(Q):
+        valid = f"valid rows are 0 to {len(Q) - 1}" if len(Q) > 1 else "the only valid row is 0"
+        raise HashplugError(f"--row {args.row} is out of range: {where}; {valid}.")
+    if args.scale:
+        Q = Q / np.float32(args.scale)
+    tbl = lancedb.connect(args.db).open_table(args.table)
+    rows = Q[args.row : args.row + args.n]
+    cols = args.columns.split(",") if args.columns else None
+    for i, q in enumerate(rows):
+        res = search(tbl, q, limit=args.limit, columns=cols)
+        keep = [c for c in res.column_names if c not in ("vector", "code")]
+        print(json.dumps({"query": args.row + i, "results": res.select(keep).to_pylist()}, default=str))
+    return 0
+
+
+def _layout_option(args: argparse.Namespace) -> str | None:
+    """``--layout``, or the deprecated ``--code`` (0.1.0: dense / sparse)."""
+    if args.code is None:
+        return args.layout
+    if args.layout is not None:
+        raise HashplugError("pass --layout only (--code is its deprecated 0.1.0 name).")
+    print("hashplug ingest: --code is deprecated; use --layout packed|indices.", file=sys.stderr)
+    return {"dense": "packed", "sparse": "indices"}[args.code]
+
+
+def _add_ingest(sub: Any) -> None:
+    """``hashplug ingest``."""
+    i = sub.add_parser("ingest", help="encode and load vectors into a LanceDB table (resumable)")
+    i.add_argument("source", help=".npy/.npz array, parquet file or folder")
+    i.add_argument("--db", required=True, help="LanceDB folder")
+    i.add_argument("--table", required=True)
+    i.add_argument("--model", help="ONNX file (required for a new table)")
+    i.add_argument(
+        "--layout", choices=["packed", "indices"], default=None,
+        help="code column of a new table: packed bits (default) or the k active unit ids of a k-hot code",
+    )
+    i.add_argument("--code", choices=["dense", "sparse"], default=None, help="deprecated 0.1.0 name of --layout")
+    i.add_argument("--source-column", default="vector")
+    i.add_argument("--id-column", default=None, help="merge_insert on this column (safe retries)")
+    i.add_argument("--chunk-size", type=int, default=65536)
+    i.add_argument("--checkpoint", default=None, help="JSON checkpoint for resuming")
+    i.add_argument("--scale", type=float, default=None)
+    i.add_argument("--index", action="store_true", help="build the index afterwards")
+    i.set_defaults(func=cmd_ingest)
+
+
+def _add_search(sub: Any) -> None:
+    """``hashplug search``."""
+    s = sub.add_parser("search", help="Hamming search of a hashplug table with raw queries")
+    s.add_argument("--db", required=True)
+    s.add_argument("--table", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--query", help="one query vector as a JSON list")
+    g.add_argument("--query-file", help=".npy/.npz/.parquet of query vectors")
+    s.add_argument("--row", type=int, default=0, help="first query row of --query-file")
+    s.add_argument("--n", type=int, default=1, help="number of query rows")
+    s.add_argument("--limit", type=int, default=10, help="results per query")
+    s.add_argument("--k", dest="limit_k", type=int, default=None, help="deprecated 0.1.0 name of --limit")
+    s.add_argument("--columns", default=None, help="comma-separated columns to print")
+    s.add_argument("--scale", type=float, default=None)
+    s.set_defaults(func=cmd_search)
+
+
+#: The serving-side commands: name -> function adding its subparser.
+COMMANDS: dict[str, Callable[[Any], None]] = {"ingest": _add_ingest, "search": _add_search}

@@ -1,0 +1,359 @@
+"""Training-side commands of the ``hashplug`` CLI: ``train``, ``eval``, ``export``, ``demo`` and ``bench``.
+
+They fit, evaluate or export encoders and need the ``train`` extra (torch, onnx); heavy modules are
+imported inside the commands. What a command does differently for one encoder (a seed, a progress bar,
+epochs, the digits hyperparameters of the demo) comes from the encoder's tags and presets
+(:func:`hashplug.encoders.get_tags`, :func:`hashplug.encoders.get_preset`), never from its name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError
+
+__all__ = ["COMMANDS", "run_demo"]
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``--param key=value`` pairs; values parsed as JSON when possible (``delta=0.1``, ``center=true``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HashplugError(f"--param expects key=value (e.g. --param epochs=10), got {item!r}.")
+        key, val = item.split("=", 1)
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def _make_encoder(method: str, k: int, params: dict[str, Any], seed: int | None = None) -> Any:
+    """``get_encoder(method, k=k, **params)``; ``--param k=...`` is pointed to ``--k``.
+
+    ``method`` is a registry or display name. The encoder's tags decide the defaults: ``random_state=seed``
+    when it takes a seed, ``verbose=True`` (a progress bar) when it trains over epochs. Unknown parameter
+    names are refused by :func:`~hashplug.encoders.get_encoder` (naming the closest valid one and all of
+    them) before any data is loaded; values are checked by the encoder at fit time.
+    """
+    from ..encoders import encoder_class, get_encoder, get_tags
+
+    cls = encoder_class(method)
+    if "k" in params:
+        shown = params["k"] if isinstance(params["k"], str) else json.dumps(params["k"])
+        raise HashplugError(
+            f"--param k={shown}: the hash length of {cls.__name__} is set with --k (e.g. --k 16), not --param."
+        )
+    if seed is not None and "random_state" in cls._param_names():
+        params.setdefault("random_state", seed)
+    if get_tags(cls).iterative:
+        params.setdefault("verbose", True)
+    return get_encoder(cls.method_name, k=k, **params)
+
+
+def _load_xy(data: str, scale: float | None, encoder: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Samples (float32, divided by ``scale``) and labels; images keep their natural shape only for an
+    encoder whose tags say it takes images, every other encoder gets flat vectors (n, d)."""
+    from ..data import load_dataset
+    from ..encoders import get_tags
+
+    natural = encoder is not None and get_tags(encoder).input_kind == "images"
+    X, y = load_dataset(data, flat=not natural)
+    X = np.asarray(X, dtype=np.float32)
+    if scale:
+        X = X / np.float32(scale)
+    return X, y
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param)
+    enc = _make_encoder(args.method, args.k, params, seed=args.seed)  # before loading data: bad --param fails fast
+    X, _ = _load_xy(args.data, args.scale, enc)
+    t0 = time.perf_counter()
+    enc.fit(X)
+    path = enc.save(args.out)
+    print(f"trained {type(enc).__name__} (m={enc.m_}, k={enc.k_}) on {X.shape[0]} rows in "
+          f"{time.perf_counter() - t0:.1f} s -> {path}")
+    if args.onnx:
+        from ..export import to_onnx
+
+        print(f"exported ONNX -> {to_onnx(enc, args.onnx)}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..data import per_class_split
+    from ..encoders import load_encoder
+    from ..metrics import map_from_codes
+
+    enc = load_encoder(args.model)
+    X, y = _load_xy(args.data, args.scale, enc)
+    if y is None:
+        raise HashplugError(f"{args.data} has no labels; eval needs labelled data.")
+    q, db = per_class_split(y, args.per_class, args.seed)
+    cq, cdb = enc.encode(X[q]), enc.encode(X[db])
+    R = None if args.R in (None, 0) else args.R
+    res = {
+        "model": str(args.model),
+        "method": enc.method_name,
+        "m": enc.m_,
+        "k": enc.k_,
+        "metric": f"mAP@{'All' if R is None else R}",
+        "map": round(100 * map_from_codes(cq, cdb, y[q], y[db], R=R), 3),
+        "n_queries": int(len(q)),
+        "n_db": int(len(db)),
+    }
+    print(json.dumps(res, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    name = args.suite
+    if name in ("biohash-mnist", "biohash-cifar10"):
+        from ..bench.biohash_tables import format_table, run_table
+
+        ds = name.split("-", 1)[1]
+        res = run_table(
+            ds,
+            args.data,
+            ks=args.k,
+            seeds=args.seeds,
+            methods=args.methods,
+            out=args.out,
+            hp=json.loads(args.hp) if args.hp else None,
+            epochs=args.epochs,
+            limit=args.limit,
+        )
+        print(format_table(res))
+        print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+        return 0
+    if name in ("biohash-tune-mnist", "biohash-tune-cifar10"):
+        from ..bench.biohash_tables import tune
+
+        ds = name.rsplit("-", 1)[1]
+        res = tune(ds, args.data, ks=args.k or (2, 8, 32), epochs=args.epochs, out=args.out, limit=args.limit,
+                   grid=json.loads(args.grid) if args.grid else None,
+                   method=(args.methods or [None])[0])
+        print(json.dumps(res["best"], indent=2))
+        return 0
+    from ..bench import run_suite
+
+    return run_suite(name, args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..encoders import load_encoder
+    from ..export import check_parity, to_onnx
+
+    enc = load_encoder(args.model)
+    path = to_onnx(enc, args.out, opset=args.opset)
+    print(f"exported {type(enc).__name__} (m={enc.m_}, k={enc.k_}, {enc.code_kind}) -> {path}")
+    if args.check:
+        from ..data import load_dataset
+
+        X, _ = load_dataset(args.check, flat=True)
+        X = np.asarray(X, dtype=np.float32)
+        if args.scale:
+            X = X / np.float32(args.scale)
+        rep = check_parity(enc, path, X)
+        print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, np.ndarray)}, indent=2, default=str))
+        return 0 if rep["identical"] else 1
+    return 0
+
+
+def run_demo(
+    folder: str | Path = "hashplug_demo",
+    method: str = "biohash",
+    k: int = 16,
+    epochs: int = 60,
+    n_show: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The README's main job on scikit-learn digits, end to end.
+
+    Train ``method`` -> export ONNX -> ingest the database into a LanceDB table under ``folder`` ->
+    search every query through LanceDB -> print mAP, precision@10, storage per row against float32 and
+    a few neighbours. Returns the figures as a dict.
+
+    ``method`` is a registry or display name; its ``"digits"`` preset (if any) supplies the
+    hyperparameters and ``epochs`` applies to encoders that train over epochs (tags).
+    """
+    import lancedb
+    import pyarrow as pa
+
+    from ..codes import storage_bits
+    from ..data import load_digits, per_class_split
+    from ..encoders import encoder_class, get_encoder, get_preset, get_tags
+    from ..export import to_onnx
+    from ..integrations.ingest import ingest
+    from ..integrations.lancedb import create_index, get_function, search
+    from ..metrics import map_from_codes
+    from ..runtime import OnnxEncoder
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    X, y = load_digits()
+    # digits pixels are 0..16; one flat vector per row (the LanceDB vector column), whatever the loader's shape
+    X = X.reshape(len(X), -1) / np.float32(16.0)
+    q, db = per_class_split(y, 20, seed)
+    print(f"[1/5] data: scikit-learn digits, {len(db)} database rows, {len(q)} queries (20 per class), d={X.shape[1]}")
+
+    t0 = time.perf_counter()
+    cls = encoder_class(method)
+    params: dict[str, Any] = {"k": k}
+    if "random_state" in cls._param_names():
+        params["random_state"] = seed
+    preset = get_preset(cls, "digits")
+    if preset is not None:
+        params.update(preset.for_k(k))
+    if get_tags(cls).iterative:
+        params["epochs"] = epochs
+    enc = get_encoder(cls.method_name, **params).fit(X[db])
+    print(f"[2/5] trained {type(enc).__name__}: m={enc.m_} units, k={enc.k_} active, {time.perf_counter() - t0:.1f} s")
+
+    onnx_path = to_onnx(enc, folder / f"{method}_k{k}.onnx")
+    onx = OnnxEncoder(onnx_path)
+    same = bool(np.array_equal(onx.encode(X), enc.encode(X)))
+    print(f"[3/5] exported ONNX -> {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB); "
+          f"onnxruntime codes identical to the encoder's: {same}")
+
+    uri = folder / "lancedb"
+    con = lancedb.connect(uri)
+    if "digits" in con.table_names():
+        con.drop_table("digits")
+    res = ingest(uri, X[db], name="digits", model=str(onnx_path), layout="packed",
+                 columns={"id": db.astype(np.int64), "label": y[db].astype(np.int64)}, progress=False)
+    tbl = res.table
+    if tbl.count_rows() >= 256:
+        create_index(tbl)
+    col, _, _ = get_function(tbl)
+    code_type = tbl.schema.field(col).type
+    print(f"[4/5] ingested {res.rows_written} rows into {uri}/digits.lance; code column {col}: {code_type}")
+
+    cq, cdb = onx.encode(X[q]), onx.encode(X[db])
+    map_all = 100 * map_from_codes(cq, cdb, y[q], y[db])
+    precs, neighbours = [], []
+    for i, qi in enumerate(q):
+        hits = search(tbl, X[qi], 10, columns=["id", "label"], exact=True)
+        labels = np.asarray(hits["label"].to_pylist())
+        precs.append(float(np.mean(labels == y[qi])))
+        if i < n_show:
+            neighbours.append((int(qi), int(y[qi]), hits["id"].to_pylist()[:5], labels[:5].tolist(),
+                               hits["_distance"].to_pylist()[:5]))
+    float_bytes = X.shape[1] * 4
+    code_bytes = pa.array([0], pa.uint8()).type.byte_width * onx.n_bytes
+    bits_idx = storage_bits(onx.m, onx.k, onx.code_kind)
+    out = {
+        "method": type(enc).__name__,
+        "m": onx.m,
+        "k": onx.k,
+        "map_all": round(map_all, 2),
+        "precision_at_10": round(100 * float(np.mean(precs)), 2),
+        "bytes_per_row_float32": float_bytes,
+        "bytes_per_row_packed": code_bytes,
+        "bits_per_row_as_indices": bits_idx,
+        "onnx_parity": same,
+    }
+    print(f"[5/5] quality over {len(q)} queries: mAP@All {out['map_all']:.2f}%, "
+          f"label precision@10 via LanceDB {out['precision_at_10']:.2f}%")
+    print(f"      storage per row: float32 {float_bytes} B; packed code {code_bytes} B "
+          f"({float_bytes / code_bytes:.1f}x smaller); as {onx.k} indices {bits_idx} bits "
+          f"({8 * float_bytes / bits_idx:.1f}x smaller)")
+    for qi, lab, ids, labs, dists in neighbours:
+        print(f"      query #{qi} (label {lab}): neighbours {ids} labels {labs} hamming {dists}")
+    return out
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = run_demo(args.dir, method=args.method, k=args.k, epochs=args.epochs, seed=args.seed)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _add_train(sub: Any) -> None:
+    """``hashplug train``."""
+    t = sub.add_parser("train", help="fit an encoder and save it (.npz, optionally ONNX)")
+    t.add_argument("method", help="encoder name (see hashplug.available_encoders())")
+    t.add_argument("--data", required=True, help="'digits', 'mnist', 'cifar10', 'ag_news' or a .npy/.npz/.parquet file")
+    t.add_argument("--k", type=int, required=True, help="hash length (active units or bits)")
+    t.add_argument("--out", required=True, help="model file to write (.npz)")
+    t.add_argument("--onnx", help="also export ONNX to this path")
+    t.add_argument("--param", action="append", help="encoder parameter key=value (repeatable)")
+    t.add_argument("--scale", type=float, default=None, help="divide inputs by this (e.g. 255 for pixels)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+
+
+def _add_eval(sub: Any) -> None:
+    """``hashplug eval``."""
+    e = sub.add_parser("eval", help="mAP of a saved model on labelled data (per-class query split)")
+    e.add_argument("model")
+    e.add_argument("--data", required=True)
+    e.add_argument("--per-class", type=int, default=100, help="queries per class")
+    e.add_argument("--R", type=int, default=None, help="mAP@R (default All)")
+    e.add_argument("--scale", type=float, default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out")
+    e.set_defaults(func=cmd_eval)
+
+
+def _add_bench(sub: Any) -> None:
+    """``hashplug bench``."""
+    b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
+    b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
+                                 "encode, ingest, ag-news")
+    b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
+    b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--methods", nargs="+", default=None)
+    b.add_argument("--epochs", type=int, default=None, help="override training epochs")
+    b.add_argument("--limit", type=int, default=None, help="subset size (smoke runs; not the paper protocol)")
+    b.add_argument("--hp", default=None, help='JSON overrides, e.g. \'{"BioHash": {"delta": 0.1}}\'')
+    b.add_argument("--grid", default=None, help="JSON grid for tuning")
+    b.add_argument("--rows", type=int, default=None, help="rows for the ingest benchmark")
+    b.add_argument("--out", default=None, help="JSON file to write")
+    b.set_defaults(func=cmd_bench)
+
+
+def _add_export(sub: Any) -> None:
+    """``hashplug export``."""
+    e = sub.add_parser("export", help="export a saved model (.npz) to ONNX")
+    e.add_argument("model")
+    e.add_argument("--out", required=True)
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--check", help="dataset to verify onnxruntime parity on (name or file)")
+    e.add_argument("--scale", type=float, default=None)
+    e.set_defaults(func=cmd_export)
+
+
+def _add_demo(sub: Any) -> None:
+    """``hashplug demo``."""
+    d = sub.add_parser("demo", help="train on digits -> ONNX -> LanceDB -> search, printing quality")
+    d.add_argument("--dir", default="hashplug_demo", help="folder for the model and the LanceDB table")
+    d.add_argument("--method", default="biohash")
+    d.add_argument("--k", type=int, default=16)
+    d.add_argument("--epochs", type=int, default=60)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default=None, help="write the figures as JSON")
+    d.set_defaults(func=cmd_demo)
+
+
+#: The training-side commands: name -> function adding its subparser.
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "train": _add_train,
+    "eval": _add_eval,
+    "bench": _add_bench,
+    "export": _add_export,
+    "demo": _add_demo,
+}
