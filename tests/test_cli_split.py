@@ -16,21 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "v0_1_0"
 
-# Any real import of torch or onnx fails (as on a base install without the train extra).
-BLOCKER = r"""
-import sys, importlib.abc, importlib.machinery
-class _Fail(importlib.abc.Loader):
-    def create_module(self, spec):
-        return None
-    def exec_module(self, module):
-        raise ImportError(f'{module.__name__} is blocked: the serving side must not need it')
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'onnx'):
-            return importlib.machinery.ModuleSpec(name, _Fail())
-        return None
-sys.meta_path.insert(0, Block())
-"""
+from _blocker import BLOCKER  # noqa: E402
 
 SERVE = r"""
 import json

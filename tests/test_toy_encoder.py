@@ -159,24 +159,6 @@ def test_lancedb_function_ingest_and_search(vectors, tmp_path):
     assert 17 in hits["id"].to_pylist()
 
 
-@pytest.fixture
-def tiny_mnist(tmp_path: Path) -> Path:
-    """An MNIST-format npz of 400 smooth synthetic 28x28 digits, 10 classes."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-    imgs, labels = [], []
-    for c in range(10):
-        base = np.exp(-((yy - 6 - 2 * c) ** 2 + (xx - 20 + c) ** 2) / 18.0)
-        for _ in range(40):
-            img = base + 0.15 * rng.random((28, 28))
-            imgs.append(np.clip(255 * img / img.max(), 0, 255).astype(np.uint8))
-            labels.append(c)
-    X, y = np.stack(imgs), np.array(labels, np.uint8)
-    path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=X[::2], y_train=y[::2], x_test=X[1::2], y_test=y[1::2])
-    return path
-
-
 def test_table_bench_runs_the_toy_from_its_preset(tiny_mnist, tmp_path):
     from hashplug.bench import biohash_tables as bt
 
