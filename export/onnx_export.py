@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codes import unpack_bits
 from ..graph import Graph
 from ..modelcard import INPUT_NAME, ModelCard
 from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_array
@@ -260,7 +261,7 @@ def check_parity(
         else:
             thr = np.zeros((sc.shape[0], 1))
         tol = rtol * np.maximum(np.abs(sc).max(axis=1, keepdims=True), 1e-30)
-        bad = np.unpackbits(xor[diff_rows], axis=1, count=m).astype(bool)
+        bad = unpack_bits(xor[diff_rows], m)
         near = np.abs(sc - thr) <= tol
         at_ties = int(np.all(near | ~bad, axis=1).sum())
     sha_ok = onx.weights_sha256 == encoder.weights_sha256()
@@ -270,7 +271,7 @@ def check_parity(
         "k": onx.k,
         "n_rows": int(ref.shape[0]),
         "rows_differing": int(diff_rows.size),
-        "bits_differing": int(np.unpackbits(xor, axis=1).sum()),
+        "bits_differing": int(unpack_bits(xor, 8 * xor.shape[1]).sum()),
         "indices_rows_differing": idx_rows,
         "rows_differing_at_ties": at_ties,
         "weights_sha256_match": bool(sha_ok),

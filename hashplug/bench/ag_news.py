@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codes import pack_bits
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
 
 __all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
@@ -286,8 +287,8 @@ def run_ag_news(
         code_row(
             "sign",
             f"x > 0, {d} bits",
-            np.packbits(Xq > 0, axis=1),
-            np.packbits(Xdb > 0, axis=1),
+            pack_bits(Xq > 0),
+            pack_bits(Xdb > 0),
             "dense",
             d,
             d,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
@@ -43,7 +44,7 @@ def _torch_encoder(enc: Any) -> Callable[[np.ndarray], np.ndarray]:
                 bits = torch.zeros((x.shape[0], m), dtype=torch.bool).scatter_(1, idx, True)
             else:
                 bits = scores > 0
-            return np.packbits(bits.numpy(), axis=1)
+            return pack_bits(bits.numpy())
 
     return encode
 
@@ -198,7 +199,7 @@ def run_encode(
             "Encoders are fitted only to have realistic weights; code quality is irrelevant here "
             f"(iterative encoders trained {epochs} epoch(s) on {Xfit.shape[0]} rows).",
             "All three backends return packed uint8 codes: ort = OnnxEncoder.encode (one session.run per "
-            "call); torch = torch.from_numpy + Graph.to_torch module + head (topk / > 0) + np.packbits, eager, "
+            "call); torch = torch.from_numpy + Graph.to_torch module + head (topk / > 0) + codes.pack_bits, eager, "
             "float32, no_grad; numpy = encoder.encode (validation + Graph.numpy + head + pack).",
             "FlyHash scores accumulate in float64 on every backend (exact ties), so it is slow everywhere.",
             "Timings are noisy (shared 2-core machine); compare ratios within a row.",
