@@ -110,15 +110,19 @@ def find_data_file(rel: str, name: str) -> Path:
     return path
 
 
-def resolve_path(path: str | os.PathLike[str] | None, name: str | None = None) -> Path:
-    """An existing data file: ``path`` itself, or the registry's default file of dataset ``name``.
+def resolve_path(path: str | os.PathLike[str] | None, name: str | None = None, rel: str | None = None) -> Path:
+    """An existing data file: ``path`` itself, or the default file ``rel`` of dataset ``name``.
 
     Parameters
     ----------
     path : path-like or None
         The file to read. None: the default file of ``name`` (see :func:`hashplug.data.default_data_path`).
     name : str or None
-        Dataset name, for the default and for a hint when ``path`` is a directory.
+        Dataset name, for the messages.
+    rel : str or None
+        The dataset's default file relative to the data directory (the registry's ``Dataset.file``, which
+        each dataset module defines as ``FILE``): the default when ``path`` is None, and a hint when ``path``
+        is a directory.
 
     Returns
     -------
@@ -129,19 +133,15 @@ def resolve_path(path: str | os.PathLike[str] | None, name: str | None = None) -
     DataFileError
         Missing file, a directory, or no path and no name.
     """
-    # The registry imports the loaders, which import this module: look it up at call time.
-    from .registry import DATASETS, default_data_path
-
     if path is None:
-        if name is None:
+        if rel is None:
             raise DataFileError("No path given; pass the path to a data file.")
-        return default_data_path(name)
+        return find_data_file(rel, name or rel)
     p = Path(os.fspath(path)).expanduser()
     if not p.exists():
         raise DataFileError(f"Data file {p} does not exist; check the path (or pass --data PATH).")
     if p.is_dir():
         hint = ""
-        rel = DATASETS[name].file if name in DATASETS else None
         if rel is not None and (p / rel).is_file():
             hint = f" Did you mean {p / rel}?"
         raise DataFileError(f"{p} is a directory; pass the path to the data file itself.{hint}")

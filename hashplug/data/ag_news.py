@@ -11,6 +11,9 @@ from ._io import as_labels, as_samples, open_npz, read_key, resolve_path
 __all__ = ["load_ag_news"]
 
 
+#: The data file, relative to the data directory (the registry's ``Dataset.file``).
+FILE = "ag_news/ag_news_test_minilm.npz"
+
 def load_ag_news(
     path: str | os.PathLike[str] | None = None, *, flat: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +35,7 @@ def load_ag_news(
     y : ndarray of shape (7600,), dtype int64
         Labels 0-3 (World, Sports, Business, Sci/Tech).
     """
-    p = resolve_path(path, "ag_news")
+    p = resolve_path(path, "ag_news", FILE)
     with open_npz(p) as z:
         emb, y_raw = read_key(z, "emb", p, "AG News"), read_key(z, "y", p, "AG News")
     X = as_samples(emb, p, "emb", flat=True).astype(np.float32)

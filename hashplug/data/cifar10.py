@@ -31,6 +31,9 @@ _SHAPE = (32, 32, 3)
 _CACHE_VERSION = 2
 
 
+#: The data file, relative to the data directory (the registry's ``Dataset.file``).
+FILE = "cifar10/cifar10_jpeg_q75.npz"
+
 def _import_pillow() -> Any:
     try:
         from PIL import Image
@@ -210,7 +213,7 @@ def load_cifar10(
     y : ndarray of shape (n,), dtype int64
         Class labels 0-9.
     """
-    p = resolve_path(path, "cifar10")
+    p = resolve_path(path, "cifar10", FILE)
     with open_npz(p) as z:
         meta = _cifar_meta(z, p)
         y_all = np.concatenate([m[2] for m in meta])

@@ -13,6 +13,9 @@ __all__ = ["load_mnist"]
 _SHAPE = (28, 28)
 
 
+#: The data file, relative to the data directory (the registry's ``Dataset.file``).
+FILE = "mnist/mnist.npz"
+
 def load_mnist(
     path: str | os.PathLike[str] | None = None, *, flat: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +39,7 @@ def load_mnist(
     y : ndarray of shape (70000,), dtype int64
         Digit labels 0-9.
     """
-    p = resolve_path(path, "mnist")
+    p = resolve_path(path, "mnist", FILE)
     parts_x, parts_y = [], []
     with open_npz(p) as z:
         raw = {k: read_key(z, k, p, "MNIST") for k in ("x_train", "y_train", "x_test", "y_test")}

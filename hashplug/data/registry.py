@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import ag_news, cifar10, mnist
 from ._io import DataFileError, find_data_file
 from .ag_news import load_ag_news
 from .arrays import load_array
@@ -170,7 +171,7 @@ DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         name="mnist",
         aliases=(),
-        file="mnist/mnist.npz",
+        file=mnist.FILE,
         shape=(28, 28),
         axes="HW",
         dtype="uint8",
@@ -184,7 +185,7 @@ DATASETS: dict[str, Dataset] = {
     "cifar10": Dataset(
         name="cifar10",
         aliases=("cifar-10", "cifar_10"),
-        file="cifar10/cifar10_jpeg_q75.npz",
+        file=cifar10.FILE,
         shape=(32, 32, 3),
         axes="HWC",
         dtype="uint8",
@@ -200,7 +201,7 @@ DATASETS: dict[str, Dataset] = {
     "ag_news": Dataset(
         name="ag_news",
         aliases=("ag-news", "agnews"),
-        file="ag_news/ag_news_test_minilm.npz",
+        file=ag_news.FILE,
         shape=(384,),
         axes="D",
         dtype="float32",
