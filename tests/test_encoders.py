@@ -749,3 +749,75 @@ def test_biohash_beats_flyhash_and_lsh_on_digits(k, digits):
     assert maps["biohash"] - maps["flyhash"] > 0.15, summary
     for name, floor in FLOORS[k].items():
         assert maps[name] >= floor, f"{name} below its floor {floor}: {summary}"
+
+
+# ------------------------------------------------------------------------------------------------
+# plasticity encoders: initialisation and convergence facts
+# ------------------------------------------------------------------------------------------------
+
+PARAM_ERRORS_INIT = [
+    ("biohash", {"init": "pca"}, "The 'init' parameter of BioHash must be one of ['normal', 'data']. Got 'pca' instead."),
+    ("naivebiohash", {"init": None},
+     "The 'init' parameter of NaiveBioHash must be one of ['normal', 'data']. Got None instead."),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "message"), PARAM_ERRORS_INIT, ids=["biohash", "naivebiohash"])
+def test_init_parameter_is_validated(name, overrides, message, digits):
+    enc = make_encoder(name, **overrides)
+    with pytest.raises(HashplugError, match="^" + re.escape(message) + "$"):
+        enc.fit(digits[0])
+
+
+def test_init_defaults_to_normal_and_presets_may_set_it():
+    assert BioHash().init == "normal" and hashplug.encoders.NaiveBioHash().init == "normal"
+    # MNIST keeps N(0, 1) rows (data rows lost 0.7 points at k = 2); CIFAR-10's preset chose data rows
+    assert get_preset("biohash", "mnist").for_k(4).get("init", "normal") == "normal"
+    assert get_preset("biohash", "cifar10").for_k(4)["init"] == "data"
+    enc = hashplug.get_encoder("biohash", k=4, **get_preset("biohash", "cifar10").for_k(4))
+    assert enc.get_params()["init"] == "data"
+    # the explicit default gives the same model as before the parameter existed
+    X = np.random.default_rng(0).random((300, 10)).astype(np.float32)
+    kw = {"k": 4, "m": 20, "epochs": 2, "device": "cpu", "random_state": 1}
+    np.testing.assert_array_equal(BioHash(**kw).fit(X).W_, BioHash(init="normal", **kw).fit(X).W_)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_data_init_starts_from_unit_norm_training_samples(center, digits):
+    """With a vanishing learning rate the rows stay where they started: centred (when ``center``) training
+    samples chosen with ``random_state``, scaled to unit p-norm."""
+    X = digits[0].astype(np.float32)
+    p = 3.0
+    enc = BioHash(k=4, m=30, p=p, epochs=1, lr=1e-12, center=center, init="data", random_state=7, device="cpu")
+    enc.fit(X)
+    Xc = X - X.mean(axis=0) if center else X
+    idx = np.random.default_rng(7).choice(len(X), size=30, replace=False)
+    start = Xc[idx] / ((np.abs(Xc[idx].astype(np.float64)) ** p).sum(axis=1) ** (1 / p))[:, None]
+    np.testing.assert_allclose(enc.W_, start, atol=1e-5)
+    np.testing.assert_allclose(enc.row_norms_, 1.0, atol=1e-5)
+    other = BioHash(**{**enc.get_params(), "random_state": 8}).fit(X)
+    assert not np.allclose(other.W_, enc.W_)
+
+
+@pytest.mark.parametrize("name", ["biohash", "naivebiohash"])
+def test_convergence_facts_are_recorded_and_saved(name, fitted, tmp_path):
+    enc = fitted(name)
+    dev = np.abs(enc.row_norms_.astype(np.float64) - 1)
+    assert enc.row_norm_dev_max_ == pytest.approx(dev.max(), rel=1e-5)
+    assert enc.row_norm_dev_median_ == pytest.approx(np.median(dev), rel=1e-5)
+    assert 0 < enc.units_ever_won_ <= 1
+    assert set(enc.convergence_) == {"row_norm_dev_max", "row_norm_dev_median", "units_ever_won"}
+    path = enc.save(tmp_path / "m.npz")
+    assert {"row_norm_dev_max_", "row_norm_dev_median_", "units_ever_won_"} <= set(_header(_read(path))["attrs"])
+    loaded = hashplug.load_encoder(path)
+    assert loaded.convergence_ == enc.convergence_
+    assert loaded.get_params()["init"] == enc.get_params()["init"]
+
+
+def test_models_saved_before_the_convergence_facts_still_load(digits):
+    fx = Path(__file__).parent / "fixtures" / "v0_1_0" / "biohash_k4.npz"
+    enc = hashplug.load_encoder(fx)
+    assert enc.get_params()["init"] == "normal"  # absent from the file: the default
+    assert enc.convergence_ == {} and not hasattr(enc, "units_ever_won_")
+    X = np.load(fx.parent / "X.npy")
+    np.testing.assert_array_equal(enc.encode(X), np.load(fx.parent / "codes_biohash_k4_packed.npy"))

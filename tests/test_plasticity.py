@@ -377,3 +377,146 @@ def test_zero_delta_only_touches_winners():
     winners = set(np.argmax(pnorm_scores(W0, x, 2.0), axis=1).tolist())
     changed = set(np.flatnonzero(np.any(W.numpy() != W0, axis=1)).tolist())
     assert changed == winners
+
+
+# ------------------------------------------------------------------------------------------------
+# the won-rows update, the initialisations and the convergence facts
+# ------------------------------------------------------------------------------------------------
+
+
+def dense_step(W, x, p, delta, r, lr, prec=1e-30):
+    """The former dense form of the step (ds over all m rows, ``W += lr * ds / max|ds|``), for equality."""
+    m, B = W.shape[0], x.shape[0]
+    tot = pnorm_scores(W, x, p)
+    if r >= 2 and m >= r:
+        top = torch.topk(tot, r, dim=1).indices
+        units = torch.cat([top[:, 0], top[:, r - 1]])
+        g = torch.cat([torch.ones(B, dtype=W.dtype), torch.full((B,), -delta, dtype=W.dtype)])
+        xs = torch.cat([x, x])
+        rows = torch.arange(B)
+        act = torch.cat([tot[rows, top[:, 0]], tot[rows, top[:, r - 1]]])
+    else:
+        units = torch.argmax(tot, dim=1)
+        g = torch.ones(B, dtype=W.dtype)
+        xs = x
+        act = tot[torch.arange(B), units]
+    ds = torch.zeros_like(W)
+    ds.index_add_(0, units, g[:, None] * xs)
+    xx = torch.zeros(m, dtype=W.dtype)
+    xx.index_add_(0, units, g * act)
+    touched = torch.unique(units)
+    ds[touched] -= xx[touched, None] * W[touched]
+    W += (lr / torch.clamp(ds.abs().max(), min=prec)) * ds
+
+
+@pytest.mark.parametrize(
+    ("m", "p", "delta", "r"),
+    [(40, 2.0, 0.0, 2), (40, 3.0, 0.0, 3), (6, 2.0, 0.0, 2), (40, 2.0, 0.3, 2), (30, 1.5, 0.1, 4), (1, 2.0, 0.0, 2)],
+)
+def test_won_rows_update_is_bit_identical_to_the_dense_update(m, p, delta, r):
+    """Updating only the rows ranked 1 (and r) gives exactly the dense update, step after step, float32,
+    with and without the kept ``sign(W)|W|^(p-1)``; that cache stays exactly ``pnorm_weights(W)``."""
+    rng = np.random.default_rng(1)
+    X = torch.tensor(rng.standard_normal((400, 12)).astype(np.float32))
+    W0 = torch.tensor(rng.standard_normal((m, 12)).astype(np.float32))
+    Wd, Ws, Wc = W0.clone(), W0.clone(), W0.clone()
+    Wp = pnorm_weights(Wc, p)
+    for s in range(0, 400, 25):
+        lr = 0.1 * (1 - s / 400)
+        dense_step(Wd, X[s : s + 25], p, delta, r, lr)
+        plasticity_step(Ws, X[s : s + 25], p, delta, r, lr)
+        plasticity_step(Wc, X[s : s + 25], p, delta, r, lr, Wp=Wp)
+        assert torch.equal(Ws, Wd) and torch.equal(Wc, Wd)
+        assert torch.equal(Wp, pnorm_weights(Wc, p))
+    assert not torch.equal(Wd, W0)
+
+
+def test_train_plasticity_equals_the_dense_loop_bit_for_bit():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((500, 20)).astype(np.float32)
+    for delta in (0.0, 0.2):
+        kw = {"p": 2.0, "delta": delta, "r": 2, "epochs": 3, "batch_size": 50, "lr": 0.05}
+        got = train_plasticity(X, 40, **kw, seed=4, device=CPU)
+        W = torch.tensor(np.random.default_rng(4).standard_normal((40, 20)).astype(np.float32))
+        perm_rng = np.random.default_rng(4)
+        perm_rng.standard_normal((40, 20))  # the draw of the initial rows
+        for ep in range(3):
+            perm = perm_rng.permutation(500)
+            for s in range(0, 500, 50):
+                dense_step(W, torch.tensor(X[perm[s : s + 50]]), 2.0, delta, 2, 0.05 * (1 - ep / 3))
+        np.testing.assert_array_equal(got, W.numpy())
+
+
+def test_step_marks_the_units_that_won():
+    rng = np.random.default_rng(6)
+    W0 = rng.standard_normal((30, 6))
+    x = rng.random((10, 6))
+    for delta in (0.0, 0.3):
+        won = torch.zeros(30, dtype=torch.bool)
+        plasticity_step(torch.tensor(W0), torch.tensor(x), 2.0, delta, 2, 0.1, won=won)
+        winners = set(np.argmax(pnorm_scores(W0, x, 2.0), axis=1).tolist())  # rank 1 only, never rank r
+        assert set(np.flatnonzero(won.numpy()).tolist()) == winners
+
+
+def test_init_weights_normal_is_the_former_draw_and_data_is_unit_norm_samples():
+    from hashplug.train.plasticity import INITS, init_weights
+
+    assert INITS == ("normal", "data")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 7)).astype(np.float32)
+    np.testing.assert_array_equal(
+        init_weights(X, 9, 2.0, "normal", 0.5, np.random.default_rng(3)),
+        (0.5 * np.random.default_rng(3).standard_normal((9, 7))).astype(np.float32),
+    )
+    for p in (2.0, 3.0):
+        W = init_weights(X, 20, p, "data", 123.0, np.random.default_rng(5))  # scale is not used
+        assert W.dtype == np.float32 and W.shape == (20, 7)
+        np.testing.assert_allclose(p_norms(W, p), 1.0, rtol=1e-5)
+        idx = np.random.default_rng(5).choice(50, size=20, replace=False)
+        np.testing.assert_allclose(W, X[idx] / p_norms(X[idx], p)[:, None], rtol=1e-5)
+        assert len({tuple(w) for w in W}) == 20  # distinct samples when m <= n
+        np.testing.assert_array_equal(W, init_weights(X, 20, p, "data", 1.0, np.random.default_rng(5)))
+    assert init_weights(X, 80, 2.0, "data", 1.0, np.random.default_rng(0)).shape == (80, 7)  # m > n: with replacement
+    Z = np.zeros((3, 4), np.float32)
+    assert np.all(init_weights(Z, 2, 2.0, "data", 1.0, np.random.default_rng(0)) == 0)  # blank samples stay 0
+    with pytest.raises(ValueError, match="init must be one of"):
+        init_weights(X, 2, 2.0, "pca")
+
+
+def test_train_plasticity_stats_are_the_convergence_facts(digits, monkeypatch):
+    X = digits[0]
+    wins = []
+    real = plasticity_step
+
+    def step(W, x, p, delta, r, lr, prec=1e-30, **kw):
+        wins.append(np.argmax(pnorm_scores(W.numpy(), x.numpy(), p), axis=1))
+        return real(W, x, p, delta, r, lr, prec, **kw)
+
+    import hashplug.train.plasticity as plast
+
+    stats: dict = {}
+    monkeypatch.setattr(plast, "plasticity_step", step)
+    W = train_plasticity(X, 60, p=2.0, delta=0.0, r=2, epochs=3, batch_size=100, lr=0.1, seed=0, device=CPU,
+                         stats=stats)
+    assert set(stats) == {"units_ever_won", "row_norm_dev_max", "row_norm_dev_median"}
+    assert stats["units_ever_won"] == pytest.approx(len(set(np.concatenate(wins).tolist())) / 60)
+    dev = np.abs(p_norms(W, 2.0) - 1)
+    assert stats["row_norm_dev_max"] == pytest.approx(dev.max()) and stats["row_norm_dev_median"] == pytest.approx(
+        np.median(dev))
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0])
+def test_data_init_recruits_every_unit_and_converges(p, digits):
+    """Rows started from centred training samples on the unit p-sphere: every unit wins and every row
+    ends near unit p-norm (measured: max 4.5e-3 / 1.4e-3 for p = 2 / 3); N(0, 1) rows are still far from
+    the sphere after the same budget (max |norm - 1| 4.9 / 1.8, median 2.7 / 1.1)."""
+    X = digits[0]
+    kw = {"k": 8, "m": 160, "p": p, "delta": 0.0, "epochs": 20, "lr": 0.05, "center": True, "random_state": 0,
+          "device": "cpu"}
+    enc = BioHash(init="data", **kw).fit(X)
+    assert enc.units_ever_won_ == 1.0
+    assert enc.row_norm_dev_max_ < 0.02 and enc.row_norm_dev_median_ < 5e-3
+    dev = np.abs(p_norms(enc.W_, p) - 1)
+    assert enc.row_norm_dev_max_ == pytest.approx(dev.max()) and enc.row_norm_dev_median_ == pytest.approx(np.median(dev))
+    normal = BioHash(init="normal", **kw).fit(X)
+    assert normal.row_norm_dev_max_ > 1.0 and normal.row_norm_dev_median_ > 0.5

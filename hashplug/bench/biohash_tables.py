@@ -182,7 +182,12 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
         out["epochs"] = int(enc.get_params()["epochs"])
         norms = getattr(enc, "row_norms_", None)  # plasticity-rule encoders: rows converge to unit p-norm
         if norms is not None:
-            out["row_norm_max_dev"] = float(np.max(np.abs(norms - 1.0)))
+            dev = np.abs(norms.astype(np.float64) - 1.0)
+            out["row_norm_max_dev"] = float(np.max(dev))
+            out["row_norm_median_dev"] = float(np.median(dev))
+        won = getattr(enc, "units_ever_won_", None)  # share of units ranked first at least once in training
+        if won is not None:
+            out["units_ever_won"] = float(won)
     return out
 
 
@@ -301,9 +306,17 @@ def run_table(
         result["rows_first_index"] = {m: mean(m, "map") for m in methods}
     for m in methods:
         if any("row_norm_max_dev" in r for v in per[m].values() for r in v):
-            result.setdefault("convergence", {})[m] = {
-                k: round(float(np.max([r["row_norm_max_dev"] for r in v])), 4) for k, v in per[m].items()
-            }
+            # per k, over seeds: the largest max |p-norm - 1|, the mean of the medians, the smallest share
+            # of units that ever won during training (the worst seed for the first and the last)
+            conv: dict[str, dict[str, float]] = {}
+            for k, v in per[m].items():
+                c = {"row_norm_dev_max": round(float(np.max([r["row_norm_max_dev"] for r in v])), 4)}
+                if all("row_norm_median_dev" in r for r in v):
+                    c["row_norm_dev_median"] = round(float(np.mean([r["row_norm_median_dev"] for r in v])), 4)
+                if all("units_ever_won" in r for r in v):
+                    c["units_ever_won"] = round(float(np.min([r["units_ever_won"] for r in v])), 4)
+                conv[k] = c
+            result.setdefault("convergence", {})[m] = conv
         if tags[m].iterative and per[m]:
             result.setdefault("seconds_per_epoch", {})[m] = {
                 k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2) for k, v in per[m].items()
@@ -336,6 +349,10 @@ def format_table(result: dict[str, Any]) -> str:
         for m, fi in result["rows_first_index"].items():
             lines.append(f"{m:<14}" + "".join(f"{'-' if fi.get(str(k)) is None else f'{fi[str(k)]:.2f}':>16}"
                                               for k in ks))
+    for m, conv in result.get("convergence", {}).items():
+        lines.append(f"{m} convergence (max / median |p-norm - 1|, units ever won): " + ", ".join(
+            f"k={k}: {c.get('row_norm_dev_max', float('nan')):.3g} / {c.get('row_norm_dev_median', float('nan')):.3g}"
+            f" / {100 * c.get('units_ever_won', float('nan')):.1f}%" for k, c in conv.items()))
     for m, per_epoch in result.get("seconds_per_epoch", {}).items():
         lines.append(f"{m} seconds per epoch: " + ", ".join(f"k={k}: {v:.2f}" for k, v in per_epoch.items()))
     return "\n".join(lines)

@@ -13,7 +13,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..graph import Affine, MatMul, Op
-from ..validation import HashplugError, check_float_param, check_int_param
+from ..train.plasticity import INITS
+from ..validation import HashplugError, check_choice, check_float_param, check_int_param
 from .base import BaseEncoder, EncoderTags, Preset, register_encoder
 
 __all__ = ["BioHash", "NaiveBioHash"]
@@ -23,6 +24,9 @@ class _PlasticityEncoder(BaseEncoder):
     """Shared parameter checks and training for encoders trained by the plasticity rule."""
 
     _array_attrs = ("W_", "mean_")
+    #: Convergence facts recorded at fit and saved in the file's header when present (files written
+    #: before they existed load without them).
+    _convergence_attrs = ("row_norm_dev_max_", "row_norm_dev_median_", "units_ever_won_")
 
     @classmethod
     def __hashplug_tags__(cls) -> EncoderTags:
@@ -37,17 +41,21 @@ class _PlasticityEncoder(BaseEncoder):
         check_int_param(self.batch_size, "batch_size", name, 1, None)
         check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
         check_float_param(self.init_scale, "init_scale", name, 0.0, None, low_open=True)
+        check_choice(self.init, "init", name, INITS)
         if self.random_state is not None:
             check_int_param(self.random_state, "random_state", name, 0, None)
 
     def _train(self, Xc: np.ndarray, m: int) -> None:
         from .._torch import resolve_device
-        from ..train.plasticity import train_plasticity
+        from ..train.plasticity import init_weights, train_plasticity
 
         rng = np.random.default_rng(self.random_state)
-        # Standard-normal rows, as in the Krotov-Hopfield reference: their large initial norms are what
-        # recruits idle units (rows started on the unit sphere let a few winners take every sample).
-        W0 = (float(self.init_scale) * rng.standard_normal((m, Xc.shape[1]))).astype(np.float32)
+        # "normal": N(0, init_scale) rows, as in the Krotov-Hopfield reference: their large initial norms are
+        # what recruits idle units (Gaussian rows started on the unit sphere let a few winners take every
+        # sample). "data": training samples (centred when ``center``) scaled to unit p-norm: already on the
+        # sphere the rule converges to, and inside the data, so every unit can win.
+        W0 = init_weights(Xc, m, float(self.p), self.init, float(self.init_scale), rng)
+        stats: dict = {}
         self.W_ = train_plasticity(
             Xc,
             m,
@@ -62,7 +70,23 @@ class _PlasticityEncoder(BaseEncoder):
             W0=W0,
             verbose=bool(self.verbose),
             desc=type(self).__name__,
+            stats=stats,
         )
+        self.row_norm_dev_max_ = float(stats["row_norm_dev_max"])
+        self.row_norm_dev_median_ = float(stats["row_norm_dev_median"])
+        self.units_ever_won_ = float(stats["units_ever_won"])
+
+    def _state(self):
+        arrays, scalars = super()._state()
+        for a in self._convergence_attrs:  # optional: absent from models saved before they were recorded
+            if hasattr(self, a):
+                scalars[a] = float(getattr(self, a))
+        return arrays, scalars
+
+    @property
+    def convergence_(self) -> dict[str, float]:
+        """The convergence facts recorded at fit (``{}`` for a model loaded from a file without them)."""
+        return {a.rstrip("_"): float(getattr(self, a)) for a in self._convergence_attrs if hasattr(self, a)}
 
     def _center_input(self, X: np.ndarray) -> np.ndarray:
         self.mean_ = X.mean(axis=0).astype(np.float32) if self.center else np.zeros(X.shape[1], np.float32)
@@ -71,7 +95,9 @@ class _PlasticityEncoder(BaseEncoder):
     @property
     def row_norms_(self) -> np.ndarray:
         """p-norms of the learned rows, shape (m,), float32 (converge to 1 under the rule)."""
-        return ((np.abs(self.W_.astype(np.float64)) ** self.p).sum(axis=1) ** (1.0 / self.p)).astype(np.float32)
+        from ..train.plasticity import row_pnorms
+
+        return row_pnorms(self.W_, float(self.p)).astype(np.float32)
 
     def _ops(self) -> list[Op]:
         """``[Affine(1, -mean_)]`` when centring, then ``MatMul(sign(W)|W|^(p-1) .T)``: scores <W, x>_mu."""
@@ -106,8 +132,12 @@ class BioHash(_PlasticityEncoder):
         Minibatch training; the learning rate decays linearly from ``lr`` to 0.
     center : bool
         Subtract the training mean from inputs (part of the exported graph).
+    init : {"normal", "data"}
+        Initial synaptic rows: ``"normal"``, N(0, init_scale) entries (the Krotov-Hopfield reference);
+        ``"data"``, m training samples chosen at random with ``random_state`` (centred when ``center``, as
+        training sees them), each scaled to unit p-norm.
     init_scale : float
-        Standard deviation of the Gaussian initial weights.
+        Standard deviation of the Gaussian initial weights (``init="normal"`` only).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     random_state : int or None
@@ -121,6 +151,12 @@ class BioHash(_PlasticityEncoder):
         Learned synapses.
     mean_ : ndarray of shape (d,), dtype=float32
         Training mean (zeros when ``center`` is False).
+    row_norm_dev_max_, row_norm_dev_median_ : float
+        Max and median over rows of |p-norm - 1| after training (the rule converges to unit rows).
+    units_ever_won_ : float
+        Share of the m units that ranked first for at least one training sample during training (units
+        that never win never move). The three are saved with the model; files written before they were
+        recorded load without them.
     m_, k_, n_features_in_, input_shape_ : learned sizes.
     """
 
@@ -137,16 +173,20 @@ class BioHash(_PlasticityEncoder):
                 "tune_mnist_lr.json, tune_mnist_p.json): Delta x p x center, then lr x epochs x Delta, then p in "
                 "[1.25, 2.5] x (Delta, r). p = 1.75 with Delta = 0 had the best mean over k = 2, 8, 32 "
                 "(44.6 / 55.2 / 57.6); p = 1.5 was best at k = 2 (46.5). p < 2 with Delta > 0 collapsed at "
-                "some k, so Delta stays 0."
+                "some k, so Delta stays 0. These searches used init 'normal' (the default)."
             ),
         ),
         "cifar10": Preset(
             {"activity": 0.005, "p": 2.0, "delta": 0.0, "r": 2, "epochs": 10, "batch_size": 100, "lr": 0.02,
-             "center": True},
+             "center": True, "init": "data"},
             source=(
-                "activity 0.005: paper sec. 3.4 ('Effect of sparsity'). The rest: validation search "
-                "(benchmarks/results/tune_cifar10.json, k = 2 and 8): Delta = 0 with centering was best (mean "
-                "val mAP@1000 24.5); without centering it lost 5 points."
+                "activity 0.005: paper sec. 3.4 ('Effect of sparsity'). p, Delta, centering: validation search "
+                "(benchmarks/results/tune_cifar10.json, k = 2 and 8): Delta = 0 with centering was best; without "
+                "centering it lost 5 points. init 'data' (rows = random centred training images at unit norm): "
+                "with N(0, 1) rows 10 epochs left the rows far from unit norm (max |norm - 1| 4.7 to 56) and "
+                "mAP@1000 4-5 points under the paper at k >= 4; data rows converge (max |norm - 1| < 0.02, every "
+                "unit wins). lr 0.02 and 10 epochs from benchmarks/results/tune_cifar10_datainit.json (mean val "
+                "mAP@1000 at k = 4 and 16: lr 0.01 23.01, 0.02 23.27, 0.05 23.13; 20 epochs 23.29)."
             ),
         ),
         "ag_news": Preset(
@@ -190,6 +230,7 @@ class BioHash(_PlasticityEncoder):
         lr: float = 0.02,
         center: bool = False,
         init_scale: float = 1.0,
+        init: str = "normal",
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -205,6 +246,7 @@ class BioHash(_PlasticityEncoder):
         self.lr = lr
         self.center = center
         self.init_scale = init_scale
+        self.init = init
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -229,7 +271,8 @@ class BioHash(_PlasticityEncoder):
 class NaiveBioHash(_PlasticityEncoder):
     """NaiveBioHash (paper sec. 3.3): k dense units trained by the same rule, code = sign of the score.
 
-    Parameters are those of :class:`BioHash` without sparse expansion: ``k`` units give a k-bit code.
+    Parameters (including ``init``) are those of :class:`BioHash` without sparse expansion: ``k`` units
+    give a k-bit code.
     ``center`` defaults to True so that the sign splits the data.
     """
 
@@ -267,6 +310,7 @@ class NaiveBioHash(_PlasticityEncoder):
         lr: float = 0.02,
         center: bool = True,
         init_scale: float = 1.0,
+        init: str = "normal",
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -280,6 +324,7 @@ class NaiveBioHash(_PlasticityEncoder):
         self.lr = lr
         self.center = center
         self.init_scale = init_scale
+        self.init = init
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
