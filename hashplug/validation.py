@@ -163,10 +163,12 @@ def check_array(
         bad = [int(i) for i in np.argwhere(~np.isfinite(arr))[0]]
         if arr.ndim:
             bad[0] += int(row_offset)
-        raise HashplugError(
+        err = HashplugError(
             f"{who}{name} contains NaN or infinity (first at index {tuple(bad)}); "
             "clean or impute the data before encoding."
         )
+        err.row = bad[0] if arr.ndim else None  # the first bad row, for callers that report it
+        raise err
     return np.ascontiguousarray(arr)
 
 

@@ -73,10 +73,15 @@ def _layout_arg(layout: Any, code: Any, owner: str) -> Any:
         return layout
     if layout is not None:
         raise HashplugError(f"{owner}: pass layout= only (code= is its deprecated 0.1.0 name).")
+    new = normalize_layout(code, owner=owner, warn=False)
     import warnings
 
-    warnings.warn(f"{owner}(code=...) is deprecated; use layout='packed' or 'indices'.", DeprecationWarning, stacklevel=3)
-    return normalize_layout(code, owner=owner, warn=False)
+    warnings.warn(
+        f"{owner}: code={code!r} is now layout={new!r}; the old keyword will be removed in 0.3.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return new
 
 
 def column_to_numpy(
@@ -101,10 +106,12 @@ def column_to_numpy(
         else:
             if col.null_count:
                 first = int(np.flatnonzero(~np.asarray(col.is_valid()))[0])
-                raise HashplugError(
+                err = HashplugError(
                     f"{name} has {col.null_count} null rows (first at row {first + int(row_offset)}); "
                     "every row needs a sample."
                 )
+                err.row = first + int(row_offset)
+                raise err
             vals: Any = col
             while (
                 pa.types.is_fixed_size_list(vals.type)

@@ -21,7 +21,7 @@ from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
 from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array, check_path
-from .arrow import LAYOUTS, OLD_LAYOUTS, code_type, codes_to_arrow, column_to_numpy, normalize_layout
+from .arrow import LAYOUTS, _layout_arg, code_type, codes_to_arrow, column_to_numpy, normalize_layout
 
 __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
 
@@ -135,22 +135,8 @@ def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
         if kw.get("file_sha256") not in (None, old):
             raise HashplugError("pass file_sha256= only (sha256= is its 0.1.0 name).")
         kw["file_sha256"] = old
-    if "code" in kw:
-        old = kw.pop("code")
-        if old not in OLD_LAYOUTS and old not in LAYOUTS:
-            raise HashplugError(f"layout must be 'packed' or 'indices' (0.1.0: code='dense' or 'sparse'); got {old!r}.")
-        new = OLD_LAYOUTS.get(old, old)
-        if kw.get("layout") not in (None, new):
-            raise HashplugError("pass layout= only (code= is its 0.1.0 name).")
-        import warnings
-
-        warnings.warn(
-            f"the hashplug function's code={old!r} is now layout={new!r}; the old keyword will be removed in 0.3 "
-            "(tables written by 0.1.0 keep opening).",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        kw["layout"] = new
+    if "code" in kw:  # tables written by 0.1.0 keep opening, with a DeprecationWarning
+        kw["layout"] = _layout_arg(kw.get("layout"), kw.pop("code"), "the hashplug embedding function")
     return kw
 
 

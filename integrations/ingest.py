@@ -508,7 +508,7 @@ def ingest(
                     f"{start} rows of this source are committed and stay in the table ({written} by this call); "
                     f"nothing of this chunk was written. Fix the data and {how}.",
                     rows_committed=start,
-                    row=_first_row_number(str(exc)),
+                    row=getattr(exc, "row", None),
                 ) from exc
             enc = enc.set_column(
                 enc.schema.get_field_index(col), pa.field(col, target_type), enc[col].cast(target_type)
@@ -569,10 +569,3 @@ def add(table: Any, data: Any, *, columns: Mapping[str, Any] | None = None, **kw
 
 _ONE_COMMIT = 1 << 62
 
-
-def _first_row_number(message: str) -> int | None:
-    """The source row named in a validation message ("first at index (r, ...)" or "first at row r")."""
-    import re
-
-    m = re.search(r"first at (?:index \(|row )(\d+)", message)
-    return int(m.group(1)) if m else None

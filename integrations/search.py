@@ -19,7 +19,7 @@ from ..ranking import order_rows
 from ..validation import HashplugError
 from .arrow import codes_from_arrow
 from .function import HashplugEmbeddings, Query
-from .tables import check_code_column, get_function
+from .tables import get_function
 
 __all__ = ["search", "query_code", "hamming", "hamming_to_query"]
 
@@ -185,7 +185,6 @@ def search(
         limit = k
     k = check_int_param(limit, "limit", "hashplug.search", 1)
     col, _, func = get_function(table, column)
-    check_code_column(table, col, func)
     q = x if isinstance(x, Query) else Query(x)
     codes = func.encode_query(q)
     if codes.shape[0] != 1:

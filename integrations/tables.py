@@ -230,6 +230,8 @@ def get_function(table: Any, column: str | None = None) -> tuple[str, str, Hashp
     ------
     HashplugError
         The table has no hashplug function (or several and ``column`` is not given).
+    TableSchemaError
+        The code column cannot hold the function's codes (:func:`check_code_column`), e.g. a float column.
     """
     if not hasattr(table, "embedding_functions") or not hasattr(table, "schema"):
         raise HashplugTypeError(
@@ -256,6 +258,7 @@ def get_function(table: Any, column: str | None = None) -> tuple[str, str, Hashp
         )
     else:
         raise HashplugError(f"table has several hashplug code columns {sorted(funcs)}; pass column=.")
+    check_code_column(table, conf.vector_column, conf.function)
     return conf.vector_column, conf.source_column, conf.function
 
 
@@ -282,7 +285,6 @@ def check_table(
         The column's type or recorded ``m``/``k``/kind/sha256 differ from the model's (the message lists each).
     """
     col, src, own = get_function(table, column)
-    check_code_column(table, col, own)
     use = func if func is not None else own
     field = table.schema.field(col)
     diffs = []
@@ -356,7 +358,6 @@ def create_index(
     from lancedb.index import IvfFlat, LabelList
 
     col, _, func = get_function(table, column)
-    check_code_column(table, col, func)
     if func.layout == "packed":
         n = table.count_rows()
         parts = num_partitions or max(1, min(256, int(np.sqrt(max(n, 1)))))
@@ -407,7 +408,6 @@ def update(
         invalid (checked before anything is written).
     """
     col, src, func = get_function(table, column)
-    check_code_column(table, col, func)
     vals = dict(values or {})
     sql = dict(values_sql or {})
     if col in vals or col in sql:
