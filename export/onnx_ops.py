@@ -21,6 +21,7 @@ import numpy as np
 
 from ..graph import (
     Affine,
+    Concat,
     Conv2d,
     Cos,
     Flatten,
@@ -33,6 +34,7 @@ from ..graph import (
     Op,
     PackedSign,
     PatchL2Norm,
+    Relu,
     Reshape,
     SafeDiv,
     Shape,
@@ -246,6 +248,16 @@ def _reshape(b: Builder, op: Reshape, xs: list[str], shapes: list[Shape]) -> str
 @emits(Flatten)
 def _flatten(b: Builder, op: Flatten, xs: list[str], shapes: list[Shape]) -> str:
     return b.one("Flatten", [xs[0]], axis=1)
+
+
+@emits(Relu)
+def _relu(b: Builder, op: Relu, xs: list[str], shapes: list[Shape]) -> str:
+    return b.one("Relu", [xs[0]])
+
+
+@emits(Concat)
+def _concat(b: Builder, op: Concat, xs: list[str], shapes: list[Shape]) -> str:
+    return b.one("Concat", list(xs), axis=1)
 
 
 # ---------------------------------------------------------------------------------------------- heads

@@ -14,6 +14,9 @@ import hashplug
 # Small, fast settings: every fit on sklearn digits (1797 x 64) takes well under a second.
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "biohash": {"k": 4, "m": 40, "epochs": 5, "lr": 0.2, "device": "cpu"},
+    "bioconvhash": {"k": 4, "m": 40, "n_filters": 8, "kernel_sizes": (3,), "kci": 2, "pool_size": 3,
+                    "filter_epochs": 2, "n_patches": 2000, "epochs": 5, "lr": 0.2, "init": "data",
+                    "device": "cpu", "image_shape": (8, 8)},
     "naivebiohash": {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"},
     "flyhash": {"k": 8, "expansion": 2},
     "itq": {"k": 8, "n_iter": 10},

@@ -41,7 +41,7 @@ def fitted(digits):
 def test_every_registered_encoder_has_fast_params():
     assert set(FAST_PARAMS) == set(hashplug.available_encoders())
     assert [n for n, _ in ALL_ENCODERS] == hashplug.available_encoders()
-    assert set(KHOT) == {"biohash", "flyhash"}
+    assert set(KHOT) == {"biohash", "bioconvhash", "flyhash"}
     assert {"lsh", "pcahash", "itq", "sh", "naivebiohash"} <= set(DENSE)
 
 
@@ -67,14 +67,17 @@ def test_tags_tell_the_truth_about_parameters(name):
 
 def test_tags_of_the_builtin_encoders():
     tags = {n: get_tags(n) for n in ENCODER_NAMES}
-    assert {n for n, t in tags.items() if t.iterative} == {"biohash", "naivebiohash"}
+    assert {n for n, t in tags.items() if t.iterative} == {"biohash", "naivebiohash", "bioconvhash"}
     assert {n for n, t in tags.items() if t.k_independent} == {"flyhash"}
-    assert {n for n, t in tags.items() if t.paper_max_k is not None} == {"biohash"}
+    assert {n for n, t in tags.items() if t.paper_max_k is not None} == {"biohash", "bioconvhash"}
     assert {n for n, t in tags.items() if t.k_at_most_n_features} == {"pcahash", "itq"}
-    assert {n for n, t in tags.items() if t.randomized} == {"biohash", "naivebiohash", "flyhash", "lsh", "itq"}
+    assert {n for n, t in tags.items() if t.randomized} == {
+        "biohash", "naivebiohash", "bioconvhash", "flyhash", "lsh", "itq"
+    }
     assert tags["sh"].display_name == "SH" and tags["biohash"].display_name == "BioHash"
     assert len({t.display_name.lower() for t in tags.values()}) == len(tags)  # display names are unique
-    assert all(t.input_kind == "vectors" for t in tags.values())
+    assert {n for n, t in tags.items() if t.input_kind != "vectors"} == {"bioconvhash"}
+    assert tags["bioconvhash"].input_kind == "images"
     with pytest.raises(HashplugError, match="input_kind"):
         EncoderTags("X", input_kind="audio")
     with pytest.raises(TypeError, match="get_tags expects"):
@@ -150,7 +153,7 @@ def test_sizes(name, fitted):
         assert 1 <= enc.k_ < enc.m_
     else:
         assert enc.k_ == enc.m_
-    expected_m = {"biohash": 40, "flyhash": 2 * 64}.get(name, FAST_PARAMS[name].get("k"))
+    expected_m = FAST_PARAMS[name].get("m") or {"flyhash": 2 * 64}.get(name, FAST_PARAMS[name].get("k"))
     assert enc.m_ == expected_m
     graph = enc.graph
     assert graph.code_kind == enc.code_kind and graph.k == enc.k_ and graph.m == enc.m_

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from sklearn.datasets import load_digits  # noqa: E402
 
-from hashplug.encoders import ENCODERS, available_encoders, get_encoder  # noqa: E402
+from hashplug.encoders import ENCODERS, available_encoders, get_encoder, get_tags  # noqa: E402
 from hashplug.encoders.base import BaseEncoder  # noqa: E402
 from hashplug.export import build_model, check_parity, graph_model, read_metadata, to_onnx  # noqa: E402
 from hashplug.graph import (  # noqa: E402
@@ -123,7 +123,14 @@ SMALL = {
     "naivebiohash": {"k": 16, "epochs": 2, "device": "cpu"},
     "flyhash": {"k": 16, "expansion": 2},
     "itq": {"k": 16, "n_iter": 10},
+    "bioconvhash": {"k": 8, "m": 96, "n_filters": 16, "kernel_sizes": (3, 4), "kci": 3, "pool_size": 2,
+                    "filter_epochs": 2, "n_patches": 3000, "epochs": 3, "lr": 0.1, "init": "data", "device": "cpu"},
 }
+
+
+def _as_input(name: str, X: np.ndarray) -> np.ndarray:
+    """Flat digits (n, 64) as the encoder takes them: images (n, 8, 8) for encoders tagged ``images``."""
+    return X.reshape(len(X), 8, 8) if get_tags(name).input_kind == "images" else X
 
 
 def small_encoder(name: str) -> BaseEncoder:
@@ -332,6 +339,7 @@ def test_registry_is_not_empty():
 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_parity_registered_digits(name, digits, tmp_path):
+    digits = _as_input(name, digits)
     enc = small_encoder(name).fit(digits)
     path = to_onnx(enc, tmp_path / f"{name}.onnx")
     rep = check_parity(enc, path, digits)

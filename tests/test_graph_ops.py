@@ -24,6 +24,7 @@ from hashplug.export.onnx_ops import EMITTERS, HEAD_EMITTERS  # noqa: E402
 from hashplug.graph import (  # noqa: E402
     OPS,
     Affine,
+    Concat,
     Conv2d,
     Cos,
     Flatten,
@@ -38,6 +39,7 @@ from hashplug.graph import (  # noqa: E402
     Node,
     Op,
     PatchL2Norm,
+    Relu,
     Reshape,
     SafeDiv,
     Sin,
@@ -62,7 +64,7 @@ def test_walked_ops_are_the_registry():
     assert set(OP_CLASSES) == set(OPS.values())
     assert {c.name for c in OP_CLASSES} >= {
         "affine", "l2_normalize", "matmul", "sin", "cos", "mul", "safe_div", "conv2d", "patch_l2_norm",
-        "topk_per_location", "max_pool2d", "reshape", "flatten",
+        "topk_per_location", "max_pool2d", "reshape", "flatten", "relu", "concat",
     }  # fmt: skip
 
 
@@ -226,6 +228,23 @@ def _flatten(data: Any) -> Case:
     return Flatten(), [rng.standard_normal((_batch(data), *s)).astype(np.float32)], None
 
 
+def _relu(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    x = rng.standard_normal((_batch(data), *s)).astype(np.float32)
+    x.reshape(-1)[0] = 0.0
+    return Relu(), [x], None
+
+
+def _concat(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    n_in, b = data.draw(st.integers(1, 4), label="n_in"), _batch(data)
+    xs = [
+        rng.standard_normal((b, data.draw(st.integers(1, 4), label=f"first{i}"), *s[1:])).astype(np.float32)
+        for i in range(n_in)
+    ]
+    return Concat(n_in), xs, None
+
+
 CASES: dict[type[Op], Callable[[Any], Case]] = {
     Affine: _affine,
     L2Normalize: _l2_normalize,
@@ -240,6 +259,8 @@ CASES: dict[type[Op], Callable[[Any], Case]] = {
     MaxPool2d: _max_pool2d,
     Reshape: _reshape,
     Flatten: _flatten,
+    Relu: _relu,
+    Concat: _concat,
 }
 
 
@@ -316,6 +337,10 @@ def test_op_errors_name_the_problem():
         MaxPool2d(3, padding=2)
     with pytest.raises(GraphError, match=re.escape("cannot reshape (2, 3) (6 values) to (4,)")):
         Graph.chain([Reshape((4,))], (2, 3))
+    with pytest.raises(GraphError, match=re.escape("concat inputs must agree on every axis but the first")):
+        Graph({"a": (3, 2), "b": (2, 3)}, [Node(Concat(2), ("a", "b"), "y")])
+    with pytest.raises(GraphError, match=re.escape("takes 3 input(s)")):
+        Graph({"a": (3,), "b": (2,)}, [Node(Concat(3), ("a", "b"), "y")])
     with pytest.raises(GraphError, match="different ranks"):
         Graph({"a": (3, 2, 2), "b": (2, 2)}, [Node(SafeDiv(), ("a", "b"), "y")])
 

@@ -10,6 +10,8 @@ SUITES = {
     "encode": ("hashplug.bench.encode", "bench_encode"),
     "ingest": ("hashplug.bench.ingest", "bench_ingest"),
     "ag-news": ("hashplug.bench.ag_news", "bench_ag_news"),
+    "bioconvhash-mnist": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
+    "bioconvhash-cifar10": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
 }
 
 

@@ -44,13 +44,18 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def table_methods(dataset: str) -> list[str]:
-    """Display names of the registered encoders that have a preset for ``dataset``.
+def table_methods(dataset: str, input_kind: str = "vectors") -> list[str]:
+    """Display names of the registered encoders that take ``input_kind`` and have a preset for ``dataset``.
 
-    In the order of the paper's table, then the others in registry order.
+    In the order of the paper's table, then the others in registry order. Encoders of images (BioConvHash)
+    have their own table bench (:mod:`hashplug.bench.bioconvhash_tables`).
     """
     paper = list(PAPER.get(dataset, {}))
-    names = [get_tags(n).display_name for n in available_encoders() if get_preset(n, dataset) is not None]
+    names = [
+        get_tags(n).display_name
+        for n in available_encoders()
+        if get_preset(n, dataset) is not None and get_tags(n).input_kind == input_kind
+    ]
     return sorted(names, key=lambda n: (paper.index(n) if n in paper else len(paper), names.index(n)))
 
 
@@ -75,8 +80,9 @@ def _resolve_methods(methods: Sequence[str]) -> list[str]:
         raise HashplugError(f"Unknown methods {sorted(unknown)}; use some of {sorted(set(known.values()))}.")
     return list(dict.fromkeys(known[str(m).lower()] for m in methods))
 
-def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int | None = None):
-    """Load ``dataset`` as flat vectors and split it by its protocol (from the data registry) with ``seed``.
+def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int | None = None, flat: bool = True):
+    """Load ``dataset`` (flat vectors, or images in their natural shape with ``flat=False``) and split it by
+    its protocol (from the data registry) with ``seed``.
 
     ``limit`` keeps a stratified subset of that many rows before splitting (for smoke tests).
     """
@@ -84,7 +90,7 @@ def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int |
     from ..data.protocols import Split
 
     ds = get_dataset(dataset)
-    X, y = ds.load(data, flat=True)  # the table's encoders take (n, n_features) vectors
+    X, y = ds.load(data, flat=flat)  # the vector table's encoders take (n, n_features) vectors
     if limit is not None and limit < len(y):
         rng = np.random.default_rng(12345)
         keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))

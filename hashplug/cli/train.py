@@ -312,7 +312,7 @@ def _add_bench(sub: Any) -> None:
     """``hashplug bench``."""
     b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
     b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
-                                 "encode, ingest, ag-news")
+                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
     b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
     b.add_argument("--seeds", type=int, default=3)
@@ -323,6 +323,12 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--grid", default=None, help="JSON grid for tuning")
     b.add_argument("--rows", type=int, default=None, help="rows for the ingest benchmark")
     b.add_argument("--out", default=None, help="JSON file to write")
+    b.add_argument("--kci", type=int, nargs="*", default=None,
+                   help="bioconvhash-*: Table 4's k_CI ablation (no values: 1 5 10 25 100)")
+    b.add_argument("--shadows", action="store_true", help="bioconvhash-*: the shadows experiment (sec. 3.4)")
+    b.add_argument("--filters-png", default=None, help="bioconvhash-*: write a grid of the learned filters")
+    b.add_argument("--onnx-check", type=int, default=10_000,
+                   help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
     b.set_defaults(func=cmd_bench)
 
 

@@ -52,6 +52,7 @@ def _import_families() -> None:
 _import_families()
 
 from .baselines import ITQ, LSH, FlyHash, PCAHash, SpectralHash  # noqa: E402
+from .bioconvhash import BioConvHash  # noqa: E402
 from .biohash import BioHash, NaiveBioHash  # noqa: E402
 
-__all__ += ["BioHash", "NaiveBioHash", "LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash"]
+__all__ += ["BioHash", "NaiveBioHash", "BioConvHash", "LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash"]

@@ -593,7 +593,8 @@ def _restore(klass: type[BaseEncoder], header: dict[str, Any], arrays: dict[str,
         raise ModelFileError(f"{where!r} is inconsistent: k_={k} must be in [1, m_={m}].")
     if int(np.prod(shape)) != d:
         raise ModelFileError(f"{where!r} is inconsistent: input_shape_ {shape} does not flatten to {d} features.")
-    est = klass(**params)
+    # JSON has no tuples: sequence parameters (kernel sizes, image shapes) come back as lists
+    est = klass(**{key: tuple(v) if isinstance(v, list) else v for key, v in params.items()})
     for key, v in arrays.items():
         setattr(est, key, v)
     for key, v in attrs.items():

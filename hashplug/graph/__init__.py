@@ -16,6 +16,7 @@ from .heads import HEADS, Head, KHot, PackedSign, head_for
 from .ops import (
     OPS,
     Affine,
+    Concat,
     Conv2d,
     Cos,
     Flatten,
@@ -26,6 +27,7 @@ from .ops import (
     Mul,
     Op,
     PatchL2Norm,
+    Relu,
     Reshape,
     SafeDiv,
     Shape,
@@ -59,4 +61,6 @@ __all__ = [
     "MaxPool2d",
     "Reshape",
     "Flatten",
+    "Relu",
+    "Concat",
 ]

@@ -59,6 +59,8 @@ __all__ = [
     "MaxPool2d",
     "Reshape",
     "Flatten",
+    "Relu",
+    "Concat",
 ]
 
 Shape = tuple[int, ...]
@@ -434,6 +436,24 @@ class SafeDiv(Op):
         return x / torch.clamp(d, min=self.eps)
 
 
+@_op
+class Relu(Op):
+    """``max(x, 0)`` elementwise (torch ``relu`` / ONNX ``Relu``); -0.0 and NaN follow ``np.maximum``."""
+
+    name: ClassVar[str] = "relu"
+
+    def out_shape(self, s: Shape) -> Shape:
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        return torch.relu(x)
+
+
 # ---------------------------------------------------------------------------------------------- linear
 @_op
 class MatMul(Op):
@@ -609,9 +629,17 @@ class TopKPerLocation(Op):
     def torch(self, x: Any, **arrays: Any) -> Any:
         import torch
 
-        # A stable descending sort keeps equal values in index order: the lower index wins ties.
-        idx = torch.sort(x.detach(), dim=1, descending=True, stable=True).indices.narrow(1, 0, self.k)
-        mask = torch.zeros_like(x, dtype=torch.bool).scatter_(1, idx, True)
+        # Keep the values >= the k-th largest; where several values tie with the k-th, keep the lower
+        # channel indices only (the ONNX TopK / numpy rule). topk plus a tie fix-up: ~3x faster than a
+        # stable sort over the channels, and exact.
+        xd = x.detach()
+        kth = torch.topk(xd, self.k, dim=1).values.narrow(1, self.k - 1, 1)
+        mask = xd >= kth
+        over = mask.sum(dim=1, keepdim=True) > self.k
+        if bool(over.any()):
+            eq = (xd == kth) & over
+            need = self.k - (xd > kth).sum(dim=1, keepdim=True)
+            mask = mask & ~(eq & (torch.cumsum(eq, dim=1) > need))
         return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
@@ -711,3 +739,46 @@ class Flatten(Op):
 
     def torch(self, x: Any, **arrays: Any) -> Any:
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+@_op
+class Concat(Op):
+    """Concatenate ``n`` inputs along the first per-sample axis (ONNX ``Concat(axis=1)``).
+
+    The inputs have equal rank and agree on every other axis, e.g. flattened feature vectors (d1,), (d2,)
+    -> (d1 + d2,), or feature maps (F1, H, W), (F2, H, W) -> (F1 + F2, H, W).
+
+    Parameters
+    ----------
+    n : int
+        Number of inputs (>= 1).
+    """
+
+    name: ClassVar[str] = "concat"
+    n: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n", int(self.n))
+        if self.n < 1:
+            raise GraphError(f"concat needs n >= 1 inputs; got n={self.n}.")
+
+    @property
+    def n_inputs(self) -> int:  # type: ignore[override]
+        return self.n
+
+    def out_shape(self, *s: Shape) -> Shape:
+        first = tuple(s[0])
+        if not first:
+            raise GraphError("concat inputs need at least one axis per sample; got scalars.")
+        for other in s[1:]:
+            if len(other) != len(first) or tuple(other[1:]) != first[1:]:
+                raise GraphError(f"concat inputs must agree on every axis but the first; got {list(map(tuple, s))}.")
+        return (int(sum(o[0] for o in s)), *first[1:])
+
+    def numpy(self, *xs: np.ndarray) -> np.ndarray:
+        return np.concatenate(xs, axis=1).astype(np.float32, copy=False)
+
+    def torch(self, *xs: Any, **arrays: Any) -> Any:
+        import torch
+
+        return torch.cat(xs, dim=1)

@@ -1,0 +1,436 @@
+"""``hashplug bench bioconvhash-mnist|bioconvhash-cifar10``: the BioHash paper's BioConvHash rows of
+Tables 1 and 2, Table 4's k_CI ablation (``--kci``), the shadows experiment of sec. 3.4 (``--shadows``)
+and a PNG of the learned filters.
+
+Protocol as :mod:`hashplug.bench.biohash_tables` (same splits, metric, tie-aware mAP and JSON shape).
+The filter stage of BioConvHash does not depend on the hash length or on k_CI (the filters are learned on
+patches; k_CI only acts in the forward pass), so each seed trains the filters once
+(:meth:`~hashplug.encoders.BioConvHash.fit_filters`), computes the pooled features once per k_CI, and
+trains a BioHash layer per hash length (:meth:`~hashplug.encoders.BioConvHash.fit_layer`). Codes come
+from the features through the layer (:meth:`~hashplug.encoders.BioConvHash.codes_from_features`); for
+every seed a sample of queries is also encoded end to end by ``encoder.encode`` (numpy) and, on the first
+seed, by the exported ONNX model, and the agreement is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..encoders import BioConvHash, get_preset
+from ..metrics import map_from_codes
+from ..validation import HashplugError
+from .biohash_tables import DATASETS, PAPER, _codes_digest, load_protocol
+
+__all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
+           "bench_bioconvhash"]
+
+#: Table 4's k_CI values (the default of ``--kci`` without values).
+KCI_ABLATION: tuple[int, ...] = (1, 5, 10, 25, 100)
+#: Table 4's hash lengths.
+KCI_KS: tuple[int, ...] = (2, 4, 8, 16)
+
+
+def _paper_kci() -> dict[str, dict[str, dict[str, float]]]:
+    doc = json.loads((Path(__file__).with_name("papers.json")).read_text())["tables"]
+    return {ds: doc[f"bioconvhash-kci-{ds}"]["rows"] for ds in ("mnist", "cifar10")}
+
+
+#: Table 4 (percent): ``PAPER_KCI[dataset][str(k_CI)][str(k)]``.
+PAPER_KCI: dict[str, dict[str, dict[str, float]]] = _paper_kci()
+
+_LAYER = ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale")
+
+
+def shadow(X: np.ndarray, strength: float = 0.75) -> np.ndarray:
+    """Darken images by a smooth intensity ramp across the width: 1 at the left edge, 1 - strength at the right.
+
+    X: (n, H, W) or (n, C, H, W); returns float32 of the same shape.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    W = X.shape[-1]
+    ramp = (1.0 - float(strength) * np.linspace(0.0, 1.0, W)).astype(np.float32)
+    return X * ramp
+
+
+def _images(split: Any, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Query and database images, float32, channels first ((n, H, W) for MNIST, (n, 3, 32, 32) for CIFAR-10)."""
+    Xq, Xdb = split.Xq, split.Xdb
+    if Xq.ndim == 4:  # (n, H, W, C) as stored -> (n, C, H, W)
+        Xq, Xdb = Xq.transpose(0, 3, 1, 2), Xdb.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(Xq, dtype=np.float32), np.ascontiguousarray(Xdb, dtype=np.float32)
+
+
+def _params(dataset: str, k: int, seed: int, hp: dict[str, Any], epochs: int | None, verbose: bool) -> dict[str, Any]:
+    preset = get_preset(BioConvHash, dataset)
+    if preset is None:
+        raise HashplugError(f"BioConvHash has no preset for {dataset!r}; pass every parameter with --hp.")
+    params = {**preset.for_k(k), **{kk: v for kk, v in hp.items() if kk != "by_k"}}
+    params.update(hp.get("by_k", {}).get(str(int(k)), {}))
+    if epochs is not None:
+        params["epochs"] = int(epochs)
+    params.update(k=int(k), random_state=int(seed), verbose=verbose)
+    return params
+
+
+def _layer_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {kk: params[kk] for kk in _LAYER if kk in params}
+
+
+def _score(enc: BioConvHash, Fq: np.ndarray, Fdb: np.ndarray, split: Any, R: int | None) -> dict[str, Any]:
+    cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
+    return {
+        "map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R),
+        "map_tie_aware": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True),
+        "codes_sha256": _codes_digest(cq, cdb),
+    }
+
+
+def _onnx_check(enc: BioConvHash, X: np.ndarray, batches: Sequence[int] = (1, 1024)) -> dict[str, Any]:
+    """Export ``enc``; codes of onnxruntime vs ``encode`` (numpy) on X; ONNX encode time per image by batch."""
+    from ..export import to_onnx
+    from ..runtime import OnnxEncoder
+
+    with tempfile.TemporaryDirectory(prefix="hashplug_bioconv_") as tmp:
+        path = to_onnx(enc, Path(tmp) / "bioconvhash.onnx")
+        ort = OnnxEncoder(path)
+        t0 = time.perf_counter()
+        c_np = enc.encode(X, batch_size=1024)
+        t_np = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        c_ort = np.concatenate([ort.encode(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+        t_ort = time.perf_counter() - t0
+        timing = {}
+        for bs in batches:
+            xb = X[:bs]
+            ort.encode(xb)  # warm-up
+            reps = max(3, min(50, int(2048 // bs)))
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                ort.encode(xb)
+            timing[str(bs)] = round(1000 * (time.perf_counter() - t0) / (reps * len(xb)), 4)
+        size = path.stat().st_size
+    return {
+        "n_images": int(len(X)),
+        "identical_rows": int(np.all(c_np == c_ort, axis=1).sum()),
+        "numpy_seconds": round(t_np, 2),
+        "onnx_seconds": round(t_ort, 2),
+        "onnx_ms_per_image": timing,
+        "onnx_bytes": int(size),
+    }
+
+
+def run_conv_table(
+    dataset: str,
+    data: str | Path | None = None,
+    ks: Sequence[int] | None = None,
+    seeds: int | Sequence[int] = 3,
+    kcis: Sequence[int] | None = None,
+    shadows: bool = False,
+    out: str | Path | None = None,
+    hp: dict[str, Any] | None = None,
+    epochs: int | None = None,
+    limit: int | None = None,
+    filters_png: str | Path | None = None,
+    onnx_check: int = 10_000,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Run the BioConvHash table (and optionally Table 4's ablation and the shadows experiment).
+
+    Parameters
+    ----------
+    dataset : {"mnist", "cifar10"}
+    data : path or None
+        Dataset file (default: the shared data folder).
+    ks : sequence of int
+        Hash lengths (default 2, 4, 8, 16, 32).
+    seeds : int or sequence of int
+        Number of seeds (0..n-1) or the seeds; results are averaged.
+    kcis : sequence of int or None
+        k_CI values of the ablation (Table 4, at the hash lengths 2, 4, 8, 16 that are in ``ks``); None: no
+        ablation.
+    shadows : bool
+        Also score queries darkened by :func:`shadow` at k = 16 (or the largest k <= 16): BioConvHash with
+        and without patch normalisation, and BioHash (its preset for the dataset), clean and shadowed.
+    out : path or None
+        Where to write the JSON.
+    hp : dict or None
+        BioConvHash parameters overriding its preset (``"by_k": {"16": {...}}`` for per-k layer settings).
+    epochs : int or None
+        Override the BioHash layer's epochs (quick runs).
+    limit : int or None
+        A stratified subset of this many images (smoke tests only; not the paper protocol).
+    filters_png : path or None
+        Write a grid of the first seed's learned filters there.
+    onnx_check : int
+        Database images encoded by numpy and by the exported ONNX model on the first seed (0: skip).
+    """
+    from tqdm.auto import tqdm
+
+    if dataset not in DATASETS:
+        raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    ks = [int(k) for k in (ks or [2, 4, 8, 16, 32])]
+    hp = dict(hp or {})
+    if set(hp) <= {"BioConvHash", "bioconvhash"} and hp:  # the table bench's {method: {...}} form
+        hp = dict(next(iter(hp.values())))
+    R = DATASETS[dataset]["R"]
+    kcis = [int(v) for v in kcis] if kcis else []
+    abl_ks = [k for k in ks if k in KCI_KS] or ks[:1]
+    t_all = time.perf_counter()
+    per: dict[str, list[dict[str, Any]]] = {}
+    abl: dict[str, dict[str, list[float]]] = {}
+    shadow_res: dict[str, list[float]] = {}
+    timings: list[dict[str, Any]] = []
+    checks: dict[str, Any] = {}
+    n_train = None
+    base = _params(dataset, ks[0], 0, hp, epochs, False)
+    bar = tqdm(total=len(seed_list) * (len(ks) + len(kcis) * len(abl_ks)), desc=f"bioconvhash {dataset}",
+               disable=not verbose)
+    for s in seed_list:
+        split = load_protocol(dataset, data, s, limit, flat=False)
+        n_train = len(split.ydb) if n_train is None else n_train
+        Xq, Xdb = _images(split, dataset)
+        params = _params(dataset, ks[0], s, hp, epochs, verbose and len(seed_list) == 1)
+        enc = BioConvHash(**params)
+        Fdb = enc.fit_filters(Xdb)
+        t0 = time.perf_counter()
+        Fq = enc.pooled_features(Xq)
+        tim = {"seed": s, **{f"{kk}_seconds": round(v, 2) for kk, v in enc.fit_seconds_.items()},
+               "query_features_seconds": round(time.perf_counter() - t0, 2), "n_features_pooled": enc.n_features_pooled_,
+               "filter_convergence": {"row_norm_dev_max": round(enc.filter_row_norm_dev_max_, 4),
+                                      "units_ever_won": round(enc.filter_units_ever_won_, 4)},
+               "layer_seconds": {}}
+        for k in ks:
+            bar.set_postfix_str(f"seed={s} k={k}")
+            kp = _params(dataset, k, s, hp, epochs, False)
+            enc.fit_layer(Fdb, **_layer_params(kp), k=k)
+            res = _score(enc, Fq, Fdb, split, R)
+            res.update(m=int(enc.m_), fit_seconds=enc.fit_seconds_["layer"], epochs=int(enc.epochs),
+                       convergence=enc.convergence_)
+            tim["layer_seconds"][str(k)] = round(enc.fit_seconds_["layer"], 2)
+            per.setdefault(str(k), []).append(res)
+            bar.update(1)
+            if k == ks[-1] or k == 16:
+                # end to end: encode() (numpy graph) on a sample of queries vs codes from the torch features
+                n_chk = min(500, len(Xq))
+                same = np.all(enc.encode(Xq[:n_chk]) == enc.codes_from_features(Fq[:n_chk]), axis=1)
+                checks.setdefault("encode_vs_features", {}).setdefault(str(k), []).append(float(same.mean()))
+        if s == seed_list[0] and onnx_check:
+            checks["onnx"] = {"k": int(enc.k_), **_onnx_check(enc, Xdb[: int(onnx_check)])}
+        if s == seed_list[0] and filters_png:
+            plot_filters(enc, filters_png, title=f"BioConvHash filters, {dataset}, seed {s}")
+        if shadows:
+            shadow_res_s = _shadows(enc, Fdb, Xq, Xdb, split, dataset, ks, s, hp, epochs, R)
+            for kk, v in shadow_res_s.items():
+                shadow_res.setdefault(kk, []).append(v)
+        for kci in kcis:
+            enc.set_params(kci=min(int(kci), int(enc.n_filters)))
+            t0 = time.perf_counter()
+            Fdb_c, Fq_c = enc.pooled_features(Xdb), enc.pooled_features(Xq)
+            tim.setdefault("kci_features_seconds", {})[str(kci)] = round(time.perf_counter() - t0, 2)
+            for k in abl_ks:
+                bar.set_postfix_str(f"seed={s} k_CI={kci} k={k}")
+                kp = _params(dataset, k, s, hp, epochs, False)
+                enc.fit_layer(Fdb_c, **_layer_params(kp), k=k)
+                abl.setdefault(str(kci), {}).setdefault(str(k), []).append(_score(enc, Fq_c, Fdb_c, split, R)["map_tie_aware"])
+                bar.update(1)
+            del Fdb_c, Fq_c
+        timings.append(tim)
+        del Fdb, Fq
+    bar.close()
+
+    def mean(key: str) -> dict[str, float]:
+        return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per.items()}
+
+    rows = {"BioConvHash": mean("map_tie_aware")}
+    result: dict[str, Any] = {
+        "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
+        "metric": DATASETS[dataset]["metric"],
+        "rows": rows,
+        "paper": {"BioConvHash": PAPER[dataset].get("BioConvHash", {})},
+        "seeds": seed_list,
+        "hyperparameters": {
+            "BioConvHash": {kk: v for kk, v in base.items() if kk not in ("k", "random_state", "verbose")},
+            "by_k": {str(k): _layer_params(_params(dataset, k, 0, hp, epochs, False)) for k in ks},
+            "epochs_override": epochs,
+            "input_scaling": "raw pixels; the encoder divides by the largest training value (255)",
+            "selected_on": "validation split cut from the training set (see the preset's source)",
+            "preset_source": get_preset(BioConvHash, dataset).source,
+        },
+        "train_seconds": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] for r in v])), 2)
+                                          for k, v in per.items()}},
+        "rows_metric": "tie-aware (expected over random orders of tied items)",
+        "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()}},
+        "per_seed": {"BioConvHash": {k: [round(float(r["map_tie_aware"]), 2) for r in v] for k, v in per.items()}},
+        "m": {"BioConvHash": {k: int(v[0]["m"]) for k, v in per.items()}},
+        "codes_sha256": {"BioConvHash": {k: [r["codes_sha256"] for r in v] for k, v in per.items()}},
+        "rows_tie_aware": rows,
+        "rows_first_index": {"BioConvHash": mean("map")},
+        "convergence": {"BioConvHash": {k: {
+            "row_norm_dev_max": round(float(np.max([r["convergence"]["row_norm_dev_max"] for r in v])), 4),
+            "row_norm_dev_median": round(float(np.mean([r["convergence"]["row_norm_dev_median"] for r in v])), 4),
+            "units_ever_won": round(float(np.min([r["convergence"]["units_ever_won"] for r in v])), 4),
+        } for k, v in per.items()}},
+        "seconds_per_epoch": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2)
+                                              for k, v in per.items()}},
+        "filter_stage": timings,
+        "checks": checks,
+        "total_seconds": round(time.perf_counter() - t_all, 1),
+        "hashplug_version": __version__,
+        "protocol": "paper" if limit is None else f"subset of {limit} images (not the paper protocol)",
+    }
+    if kcis:
+        result["kci_ablation"] = {
+            "metric": DATASETS[dataset]["metric"] + " tie-aware",
+            "rows": {c: {k: round(float(np.mean(v)), 2) for k, v in r.items()} for c, r in abl.items()},
+            "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
+            "paper": {c: PAPER_KCI[dataset].get(c, {}) for c in abl},
+            "ks": abl_ks,
+        }
+    if shadows:
+        result["shadows"] = {
+            "metric": DATASETS[dataset]["metric"] + " tie-aware",
+            "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 0.25 at the right "
+                      "(hashplug.bench.bioconvhash_tables.shadow, strength 0.75); database clean",
+            "rows": {kk: round(float(np.mean(v)), 2) for kk, v in shadow_res.items()},
+            "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in shadow_res.items()},
+        }
+    if limit and n_train is not None:
+        result["n_train"] = n_train
+    if filters_png:
+        result["filters_png"] = str(filters_png)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _shadows(enc: BioConvHash, Fdb: np.ndarray, Xq: np.ndarray, Xdb: np.ndarray, split: Any, dataset: str,
+             ks: Sequence[int], seed: int, hp: dict, epochs: int | None, R: int | None) -> dict[str, float]:
+    """mAP of clean and shadowed queries at k = 16 (or the largest k <= 16): BioConvHash with and without
+    patch normalisation, and BioHash."""
+    from ..encoders import BioHash
+
+    k = max([kk for kk in ks if kk <= 16] or [min(ks)])
+    out: dict[str, float] = {}
+    Xs = shadow(Xq)
+    kp = _params(dataset, k, seed, hp, epochs, False)
+    enc.fit_layer(Fdb, **_layer_params(kp), k=k)
+    for name, X in (("clean", Xq), ("shadowed", Xs)):
+        out[f"BioConvHash k={k} {name}"] = _score(enc, enc.pooled_features(X), Fdb, split, R)["map_tie_aware"]
+    plain = BioConvHash(**{**kp, "patch_normalize": False})
+    Fdb_p = plain.fit_filters(Xdb)
+    plain.fit_layer(Fdb_p, **_layer_params(kp), k=k)
+    for name, X in (("clean", Xq), ("shadowed", Xs)):
+        out[f"BioConvHash without patch normalisation k={k} {name}"] = _score(
+            plain, plain.pooled_features(X), Fdb_p, split, R)["map_tie_aware"]
+    del Fdb_p
+    bp = get_preset(BioHash, dataset)
+    bh = BioHash(k=k, random_state=seed, **(bp.for_k(k) if bp else {}))
+    flat = Xdb.reshape(len(Xdb), -1) / np.float32(255.0)
+    bh.fit(flat)
+    cdb = bh.encode(flat)
+    for name, X in (("clean", Xq), ("shadowed", Xs)):
+        cq = bh.encode(X.reshape(len(X), -1) / np.float32(255.0))
+        out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
+    return out
+
+
+def plot_filters(enc: BioConvHash, path: str | Path, max_filters: int = 100, title: str | None = None) -> Path:
+    """A PNG grid of the learned filters, one panel per kernel size (each filter scaled to its own range)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    banks = enc.filter_banks_
+    n = min(int(max_filters), banks[0].shape[0])
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(1, len(banks), figsize=(4.2 * len(banks), 4.4), squeeze=False)
+    for ax, bank in zip(axes[0], banks):
+        F, C, K, _ = bank.shape
+        pad = 1
+        grid = np.ones((rows * (K + pad) + pad, cols * (K + pad) + pad, 3), np.float32)
+        for i in range(n):
+            f = bank[i].transpose(1, 2, 0)  # (K, K, C)
+            lo, hi = f.min(), f.max()
+            f = (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+            if C == 1:
+                f = np.repeat(f, 3, axis=2)
+            r, c = divmod(i, cols)
+            grid[pad + r * (K + pad) : pad + r * (K + pad) + K, pad + c * (K + pad) : pad + c * (K + pad) + K] = f[..., :3]
+        ax.imshow(grid, interpolation="nearest")
+        ax.set_title(f"K = {K}: {n} of {F} filters")
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def format_conv_table(result: dict[str, Any]) -> str:
+    """Ours beside the paper's numbers: the main row, the k_CI ablation, the shadows, the timings."""
+    from .biohash_tables import format_table
+
+    lines = [format_table(result)]
+    abl = result.get("kci_ablation")
+    if abl:
+        ks = abl["ks"]
+        lines.append(f"Table 4 k_CI ablation — {abl['metric']} (%), ours / paper")
+        lines.append(f"{'k_CI':<6}" + "".join(f"{'k=' + str(k):>16}" for k in ks))
+        for c, row in abl["rows"].items():
+            paper = abl["paper"].get(c, {})
+            lines.append(f"{c:<6}" + "".join(
+                f"{row.get(str(k), float('nan')):>7.2f} / {paper.get(str(k), float('nan')):<6.2f}" for k in ks))
+    sh = result.get("shadows")
+    if sh:
+        lines.append(f"Shadows — {sh['metric']} (%)")
+        lines += [f"  {name:<58} {v:6.2f}" for name, v in sh["rows"].items()]
+    for t in result.get("filter_stage", []):
+        lines.append(
+            f"seed {t['seed']}: filters {t.get('filters_seconds', 0):.1f} s, database features "
+            f"{t.get('features_seconds', 0):.1f} s, D = {t['n_features_pooled']}, layer per k (s): {t['layer_seconds']}"
+        )
+    onnx = result.get("checks", {}).get("onnx")
+    if onnx:
+        lines.append(
+            f"ONNX vs numpy on {onnx['n_images']} database images: {onnx['identical_rows']} identical codes; "
+            f"ONNX ms per image by batch: {onnx['onnx_ms_per_image']}"
+        )
+    return "\n".join(lines)
+
+
+def bench_bioconvhash(args: argparse.Namespace) -> int:
+    """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10``."""
+    dataset = args.suite.split("-", 1)[1]
+    kcis = None if args.kci is None else (list(args.kci) or list(KCI_ABLATION))
+    res = run_conv_table(
+        dataset,
+        args.data,
+        ks=args.k,
+        seeds=args.seeds,
+        kcis=kcis,
+        shadows=bool(args.shadows),
+        out=args.out,
+        hp=json.loads(args.hp) if args.hp else None,
+        epochs=args.epochs,
+        limit=args.limit,
+        filters_png=args.filters_png,
+        onnx_check=int(args.onnx_check),
+    )
+    print(format_conv_table(res))
+    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+    return 0

@@ -1,0 +1,629 @@
+"""BioConvHash (Ryali, Hopfield, Grinberg, Krotov, ICML 2020), sections 2.4 and 3.4.
+
+Convolutional filters are learned by the same local plasticity rule as BioHash (eq. 1-2,
+:mod:`hashplug.train.plasticity`) on image patches normalised to unit length. The forward pass, one
+typed graph (:class:`hashplug.graph.Graph`) shared by numpy, torch and ONNX, is, for every kernel size K::
+
+    Conv2d(sign(W)|W|^(p-1))(x) / max(||patch||, eps)   the filter scores of the unit-normalised patch
+    TopKPerLocation(k_CI)                                 cross-channel inhibition: top k_CI of F per location
+    Relu, MaxPool2d(pool_size, pool_stride), Flatten
+
+then the banks side by side (``Concat``), the pooled vector scaled to unit L2 norm, and a BioHash layer
+(the plasticity rule on the pooled representation; hash = its top-k units).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..graph import (
+    Affine,
+    Concat,
+    Conv2d,
+    Flatten,
+    Graph,
+    L2Normalize,
+    MatMul,
+    MaxPool2d,
+    Node,
+    PatchL2Norm,
+    Relu,
+    Reshape,
+    SafeDiv,
+    TopKPerLocation,
+    head_for,
+)
+from ..train.plasticity import INITS
+from ..validation import HashplugError, check_choice, check_float_param, check_int_param, check_is_fitted
+from .base import EncoderTags, Preset, register_encoder
+from .biohash import _PlasticityEncoder
+
+__all__ = ["BioConvHash", "pool_padding"]
+
+
+def pool_padding(size: int, kernel: int, stride: int) -> int:
+    """The smallest max-pool padding (<= kernel // 2) whose windows cover all ``size`` rows (else kernel // 2).
+
+    With stride = kernel and no padding the last ``(size - kernel) % stride`` rows would never be pooled;
+    the padding is -inf (:class:`~hashplug.graph.MaxPool2d`), so it adds no values.
+    """
+    for pad in range(kernel // 2 + 1):
+        if size + 2 * pad < kernel:
+            continue
+        out = (size + 2 * pad - kernel) // stride + 1
+        if (out - 1) * stride + kernel - pad >= size:
+            return pad
+    return kernel // 2
+
+
+def sample_patches(
+    X: np.ndarray, kernel: int, n: int, rng: np.random.Generator, eps: float, normalize: bool = True
+) -> np.ndarray:
+    """``n`` random K x K patches of the images X (N, C, H, W), flattened and scaled to unit L2 norm
+    (``normalize``; else as they are).
+
+    Patches are drawn uniformly over images and positions (stride 1, no padding); blank patches (norm <=
+    ``eps``) are dropped and replaced by new draws (at most 20 rounds; fewer patches come back only when
+    nearly every patch is blank). Returns float32 (n', C*K*K) with n' <= n.
+    """
+    N, C, H, W = X.shape
+    view = np.lib.stride_tricks.sliding_window_view(X, (kernel, kernel), axis=(2, 3))  # (N, C, H', W', K, K)
+    Ho, Wo = view.shape[2], view.shape[3]
+    out, have = [], 0
+    for _ in range(20):
+        draw = max(2 * (n - have), 1024)
+        i, a, b = rng.integers(0, N, draw), rng.integers(0, Ho, draw), rng.integers(0, Wo, draw)
+        P = view[i, :, a, b].reshape(draw, C * kernel * kernel).astype(np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", P, P, dtype=np.float64))
+        keep = norms > eps
+        P = P[keep] / norms[keep, None].astype(np.float32) if normalize else P[keep]
+        out.append(P[: n - have])
+        have += out[-1].shape[0]
+        if have >= n:
+            break
+    return np.concatenate(out, axis=0) if out else np.zeros((0, C * kernel * kernel), np.float32)
+
+
+@register_encoder("bioconvhash")
+class BioConvHash(_PlasticityEncoder):
+    """BioConvHash: plasticity-trained convolutional filters, cross-channel inhibition, pooling, BioHash.
+
+    Parameters
+    ----------
+    k : int
+        Hash length: active units of the BioHash layer (1 <= k <= m).
+    m : int or None
+        Units of the BioHash layer. ``None``: ``m = round(k / activity)``.
+    activity : float
+        k / m when ``m`` is None (paper: 0.05 MNIST, 0.005 CIFAR-10).
+    n_filters : int
+        Filters F per kernel size (paper: 500 MNIST, 400 CIFAR-10).
+    kernel_sizes : sequence of int
+        Kernel sizes K of the filter banks, side by side (paper: (3, 4) MNIST, (3, 4, 10) CIFAR-10).
+    kci : int
+        Cross-channel inhibition: filters kept active at every location (k_CI, 1 <= kci <= n_filters).
+    pool_size, pool_stride : int, int or None
+        Max-pooling window and stride (stride defaults to the window) over each bank's feature map; the
+        padding is the smallest that pools every row (:func:`pool_padding`). Not in the paper.
+    patch_eps : float
+        Patches with an L2 norm below it (blank ones) are divided by ``patch_eps`` instead of their norm
+        (after inputs are scaled to a largest absolute value of 1); also the blank-patch threshold of
+        filter training.
+    patch_normalize : bool
+        Divide every filter score by the patch's norm (the paper's patch normalisation; filters are then
+        trained on unit patches). False: plain convolution of the scaled image, filters trained on the raw
+        non-blank patches (the "without patch normalisation" arm of the shadows experiment).
+    filter_p, filter_delta, filter_r : float, float, int
+        p, Delta and r of the rule for the filters.
+    filter_epochs, filter_batch_size, filter_lr : int, int, float
+        Filter training schedule (the rate decays linearly to 0).
+    n_patches : int
+        Unit-length non-blank training patches per kernel size.
+    filter_init : {"normal", "data"}
+        Initial filters: N(0, 1) entries, or random unit training patches.
+    renormalize_filters : bool
+        Scale every learned filter to unit p-norm after training (the rule's fixed point), so that no
+        filter wins the inhibition by its length.
+    p, delta, r, epochs, batch_size, lr, init, init_scale :
+        The BioHash layer's rule and schedule, as in :class:`BioHash`, on the pooled unit vectors.
+    center : bool
+        Subtract the per-channel training mean from the (scaled) images before the filters.
+    image_shape : tuple of int or None
+        ``(H, W)`` or ``(C, H, W)`` of the images when they come as flat rows (n, C*H*W), e.g. from a LanceDB
+        vector column; None: the inputs themselves are images (n, H, W) or (n, C, H, W).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    random_state : int or None
+        Seed of patch sampling, initialisation and minibatch order.
+    verbose : bool
+        Progress bars.
+
+    Attributes
+    ----------
+    filters_ : ndarray of shape (sum_K n_filters * C * K * K,), dtype=float32
+        The learned filters of every bank, flattened one after the other (see :attr:`filter_banks_`).
+    W_ : ndarray of shape (m, D), dtype=float32
+        The BioHash layer's synapses over the D pooled features.
+    mean_ : ndarray of shape (C,), dtype=float32
+        Per-channel training mean of the scaled images (zeros when ``center`` is False).
+    input_scale_ : float
+        Largest absolute training value; inputs are divided by it (uint8 images: 255).
+    n_features_pooled_ : int
+        D, the length of the pooled feature vector.
+    filter_row_norm_dev_max_, filter_units_ever_won_ : float
+        Convergence of the filters (max |p-norm - 1| before renormalising; share of filters that won).
+    row_norm_dev_max_, row_norm_dev_median_, units_ever_won_ : float
+        Convergence of the BioHash layer, as for :class:`BioHash`.
+    fit_seconds_ : dict of str to float
+        Wall time of the last fit by stage: ``filters``, ``features`` (the training images' pooled
+        features), ``layer`` (saved with the model).
+    """
+
+    code_kind = "khot"
+    _array_attrs = ("filters_", "W_", "mean_")
+    _scalar_attrs = ("input_scale_", "n_features_pooled_")
+    _convergence_attrs = (
+        "row_norm_dev_max_",
+        "row_norm_dev_median_",
+        "units_ever_won_",
+        "filter_row_norm_dev_max_",
+        "filter_units_ever_won_",
+    )
+
+    presets = {
+        "mnist": Preset(
+            {"activity": 0.05, "n_filters": 500, "kernel_sizes": (3, 4), "kci": 10, "pool_size": 7,
+             "filter_p": 2.0, "filter_delta": 0.4, "filter_epochs": 20, "n_patches": 100_000, "filter_lr": 0.02,
+             "p": 2.0, "delta": 0.0, "epochs": 15, "lr": 0.02, "init": "normal"},
+            source="provisional: the issue's prototype recipe (to be replaced by a validation search)",
+        ),
+        "cifar10": Preset(
+            {"activity": 0.005, "n_filters": 400, "kernel_sizes": (3, 4, 10), "kci": 1, "pool_size": 8,
+             "filter_p": 2.0, "filter_delta": 0.4, "filter_epochs": 20, "n_patches": 100_000, "filter_lr": 0.02,
+             "p": 2.0, "delta": 0.0, "epochs": 10, "lr": 0.02, "init": "data"},
+            source="provisional (to be replaced by a validation search)",
+        ),
+        "digits": Preset(
+            {"activity": 0.05, "n_filters": 64, "kernel_sizes": (3,), "kci": 4, "pool_size": 3,
+             "filter_epochs": 10, "n_patches": 20000, "filter_lr": 0.02, "epochs": 40, "lr": 0.1,
+             "init": "data"},
+            source=(
+                "hand-set for scikit-learn digits (8 x 8 images) so that a fit takes a few seconds (the digits "
+                "test and examples), picked on a 200-query validation split of digits (seed 1; the test uses seed 0): "
+                "the layer's rows must converge (init data, lr 0.1: 78.9 / 80.8 mAP at k = 8 / 16; N(0, 1) rows at "
+                "lr 0.05: 60.5 / 54.6)."
+            ),
+        ),
+    }
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        # the BioHash paper's Tables 1 and 2 stop at k = 32 for BioConvHash
+        return replace(super().__hashplug_tags__(), input_kind="images", paper_max_k=32)
+
+    def __init__(
+        self,
+        k: int = 16,
+        m: int | None = None,
+        activity: float = 0.05,
+        n_filters: int = 500,
+        kernel_sizes: Any = (3, 4),
+        kci: int = 10,
+        pool_size: int = 7,
+        pool_stride: int | None = None,
+        patch_eps: float = 1e-3,
+        patch_normalize: bool = True,
+        filter_p: float = 2.0,
+        filter_delta: float = 0.4,
+        filter_r: int = 2,
+        filter_epochs: int = 20,
+        filter_batch_size: int = 100,
+        filter_lr: float = 0.02,
+        n_patches: int = 100_000,
+        filter_init: str = "normal",
+        renormalize_filters: bool = True,
+        p: float = 2.0,
+        delta: float = 0.0,
+        r: int = 2,
+        epochs: int = 15,
+        batch_size: int = 100,
+        lr: float = 0.02,
+        init: str = "normal",
+        init_scale: float = 1.0,
+        center: bool = False,
+        image_shape: Any = None,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.k = k
+        self.m = m
+        self.activity = activity
+        self.n_filters = n_filters
+        self.kernel_sizes = kernel_sizes
+        self.kci = kci
+        self.pool_size = pool_size
+        self.pool_stride = pool_stride
+        self.patch_eps = patch_eps
+        self.patch_normalize = patch_normalize
+        self.filter_p = filter_p
+        self.filter_delta = filter_delta
+        self.filter_r = filter_r
+        self.filter_epochs = filter_epochs
+        self.filter_batch_size = filter_batch_size
+        self.filter_lr = filter_lr
+        self.n_patches = n_patches
+        self.filter_init = filter_init
+        self.renormalize_filters = renormalize_filters
+        self.p = p
+        self.delta = delta
+        self.r = r
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.init = init
+        self.init_scale = init_scale
+        self.center = center
+        self.image_shape = image_shape
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def _image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images: ``image_shape`` when given, else the fitted input shape."""
+        s = self._given_shape() or tuple(int(v) for v in self.input_shape_)
+        return (1, *s) if len(s) == 2 else s  # type: ignore[return-value]
+
+    def _given_shape(self) -> tuple[int, ...] | None:
+        if self.image_shape is None:
+            return None
+        try:
+            shape = tuple(int(v) for v in self.image_shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise HashplugError(
+                f"The 'image_shape' parameter of BioConvHash must be (H, W) or (C, H, W) of positive ints, or None. "
+                f"Got {self.image_shape!r} instead."
+            )
+        return shape
+
+    def _kernels(self) -> list[int]:
+        ks = self.kernel_sizes
+        if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+            ks = [ks]
+        return [int(v) for v in ks]
+
+    def _check_X(self, X: Any, *, fitting: bool = False, allow_empty: bool = False) -> np.ndarray:
+        shape = getattr(X, "shape", None)
+        given = self._given_shape() if fitting else None
+        if fitting and shape is not None and len(shape) == 2 and given is None:
+            raise HashplugError(
+                f"BioConvHash takes images of shape (n, H, W) or (n, C, H, W); got flat rows of shape "
+                f"{tuple(shape)}. Reshape them (e.g. X.reshape(len(X), 28, 28) for MNIST) or pass "
+                "image_shape=(28, 28)."
+            )
+        if fitting and shape is not None and len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] > 4:
+            raise HashplugError(
+                f"BioConvHash takes channels first, (n, C, H, W); got shape {tuple(shape)}, which looks "
+                "channels-last (n, H, W, C). Pass X.transpose(0, 3, 1, 2)."
+            )
+        Xf = super()._check_X(X, fitting=fitting, allow_empty=allow_empty)
+        if given is not None:
+            tail = tuple(int(v) for v in self.input_shape_)
+            if int(np.prod(given)) != Xf.shape[1] or (len(tail) > 1 and tail[-2:] != given[-2:]):
+                raise HashplugError(
+                    f"BioConvHash: X has per-sample shape {tail}, which does not hold images of "
+                    f"image_shape={given}; pass matching images or fix image_shape."
+                )
+        elif fitting and len(self.input_shape_) not in (2, 3):
+            raise HashplugError(
+                f"BioConvHash takes images of shape (n, H, W) or (n, C, H, W); got per-sample shape "
+                f"{self.input_shape_}."
+            )
+        return Xf
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_params(self, n_features: int) -> None:
+        name = type(self).__name__
+        C, H, W = self._image_shape
+        if self.m is None:
+            act = check_float_param(self.activity, "activity", name, 0.0, 1.0, low_open=True)
+            kk = check_int_param(self.k, "k", name, 1, None)
+            m = max(kk, int(round(kk / act)))
+        else:
+            m = check_int_param(self.m, "m", name, 1, None)
+        kk = check_int_param(self.k, "k", name, 1, m, range_text=f"[1, m={m}]")
+        F = check_int_param(self.n_filters, "n_filters", name, 1, None)
+        check_int_param(self.kci, "kci", name, 1, F, range_text=f"[1, n_filters={F}]")
+        try:
+            ks = self._kernels()
+        except (TypeError, ValueError):
+            ks = []
+        if not ks:
+            raise HashplugError(
+                f"The 'kernel_sizes' parameter of {name} must be a non-empty list of ints in [1, {min(H, W)}]. "
+                f"Got {self.kernel_sizes!r} instead."
+            )
+        for K in ks:
+            check_int_param(K, "kernel_sizes", name, 1, min(H, W), range_text=f"[1, min(H, W)={min(H, W)}]")
+        side = min(H, W) - max(ks) + 1
+        pool = check_int_param(self.pool_size, "pool_size", name, 1, side, range_text=f"[1, {side}] (the smallest feature map)")
+        if self.pool_stride is not None:
+            check_int_param(self.pool_stride, "pool_stride", name, 1, None)
+        del pool
+        check_float_param(self.patch_eps, "patch_eps", name, 0.0, None, low_open=True)
+        check_float_param(self.filter_p, "filter_p", name, 1.0, None)
+        check_float_param(self.filter_delta, "filter_delta", name, 0.0, None)
+        check_int_param(self.filter_r, "filter_r", name, 2, max(2, F))
+        check_int_param(self.filter_epochs, "filter_epochs", name, 1, None)
+        check_int_param(self.filter_batch_size, "filter_batch_size", name, 1, None)
+        check_float_param(self.filter_lr, "filter_lr", name, 0.0, None, low_open=True)
+        check_int_param(self.n_patches, "n_patches", name, 1, None)
+        check_choice(self.filter_init, "filter_init", name, INITS)
+        check_choice(self.renormalize_filters, "renormalize_filters", name, (True, False))
+        check_choice(self.patch_normalize, "patch_normalize", name, (True, False))
+        self._check_rule_params(m)
+        self.m_, self.k_ = m, kk
+
+    # ------------------------------------------------------------------ graph
+    @property
+    def filter_banks_(self) -> list[np.ndarray]:
+        """The learned filters per kernel size: arrays of shape (n_filters, C, K, K), float32."""
+        check_is_fitted(self, ["filters_"])
+        C = self._image_shape[0]
+        flat = np.asarray(self.filters_, dtype=np.float32).reshape(-1)
+        banks, at = [], 0
+        F = int(self.n_filters)
+        for K in self._kernels():
+            size = F * C * K * K
+            if at + size > flat.size:
+                raise HashplugError(
+                    f"filters_ holds {flat.size} values; kernel_sizes {self._kernels()} with n_filters={F} and "
+                    f"{C} channel(s) need {sum(F * C * k * k for k in self._kernels())}."
+                )
+            banks.append(flat[at : at + size].reshape(F, C, K, K))
+            at += size
+        if at != flat.size:
+            raise HashplugError(f"filters_ holds {flat.size} values; the filter banks use {at}.")
+        return banks
+
+    def _pool_op(self, side: int) -> MaxPool2d:
+        stride = int(self.pool_size if self.pool_stride is None else self.pool_stride)
+        kernel = min(int(self.pool_size), side)
+        return MaxPool2d(kernel, stride, pool_padding(side, kernel, stride))
+
+    def _feature_nodes(self) -> tuple[list[Node], str]:
+        """Nodes from the input ``x`` to the unit-length pooled feature vector; returns (nodes, its name)."""
+        from ..train.plasticity import pnorm_weights
+
+        C, H, W = self._image_shape
+        nodes: list[Node] = []
+        src = "x"
+        if tuple(self.input_shape_) != (C, H, W):
+            nodes.append(Node(Reshape((C, H, W)), ("x",), "image"))
+            src = "image"
+        shift = -np.asarray(self.mean_, dtype=np.float32).reshape(C, 1, 1)
+        nodes.append(Node(Affine(np.float32(1.0 / float(self.input_scale_)), shift), (src,), "scaled"))
+        flats = []
+        for b, (K, bank) in enumerate(zip(self._kernels(), self.filter_banks_)):
+            weight = pnorm_weights(bank, float(self.filter_p))
+            side = min(H, W) - K + 1
+            nodes.append(Node(Conv2d(weight), ("scaled",), f"conv{b}"))
+            scores = f"conv{b}"
+            if self.patch_normalize:
+                nodes += [
+                    Node(PatchL2Norm(K), ("scaled",), f"patch_norm{b}"),
+                    Node(SafeDiv(float(self.patch_eps)), (f"conv{b}", f"patch_norm{b}"), f"unit_conv{b}"),
+                ]
+                scores = f"unit_conv{b}"
+            nodes += [
+                Node(TopKPerLocation(int(self.kci)), (scores,), f"inhibited{b}"),
+                Node(Relu(), (f"inhibited{b}",), f"relu{b}"),
+                Node(self._pool_op(side), (f"relu{b}",), f"pooled{b}"),
+                Node(Flatten(), (f"pooled{b}",), f"flat{b}"),
+            ]
+            flats.append(f"flat{b}")
+        nodes.append(Node(Concat(len(flats)), tuple(flats), "features"))
+        nodes.append(Node(L2Normalize(), ("features",), "unit_features"))
+        return nodes, "unit_features"
+
+    def feature_graph(self) -> Graph:
+        """The graph from the input to the unit-length pooled features (n, D), without the BioHash layer."""
+        nodes, out = self._feature_nodes()
+        return Graph({"x": tuple(self.input_shape_)}, nodes, None, out)
+
+    def _build_graph(self) -> Graph:
+        from ..train.plasticity import pnorm_weights
+
+        nodes, out = self._feature_nodes()
+        Wp = np.ascontiguousarray(pnorm_weights(np.asarray(self.W_, dtype=np.float32), float(self.p)).T)
+        nodes.append(Node(MatMul(Wp), (out,), "scores"))
+        return Graph({"x": tuple(self.input_shape_)}, nodes, head_for(self.code_kind, self.k_), "scores")
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        feats = self._fit_filters(X)
+        t0 = time.perf_counter()
+        self._train(feats, self.m_)  # the BioHash layer (step 1's rule) on the pooled unit vectors
+        self.fit_seconds_["layer"] = time.perf_counter() - t0
+
+    def fit_filters(self, X: Any) -> np.ndarray:
+        """Learn the filter stage only and return the training images' pooled features (n, D), float32.
+
+        The encoder is then not fitted yet: follow with :meth:`fit_layer` (the features it needs are the
+        return value). For benchmarks that train one filter stage and then a BioHash layer per hash length.
+        A failure leaves the encoder as it was.
+        """
+        before = dict(self.__dict__)
+        try:
+            Xf = self._check_X(X, fitting=True)
+            self._validate_params(Xf.shape[1])
+            return self._fit_filters(Xf)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit_filters(self, X: np.ndarray) -> np.ndarray:
+        from .._torch import resolve_device
+        from ..train.plasticity import init_weights, row_pnorms, train_plasticity
+
+        t0 = time.perf_counter()
+        C, H, W = self._image_shape
+        imgs = X.reshape(X.shape[0], C, H, W)
+        scale = float(np.abs(imgs).max()) if imgs.size else 1.0
+        self.input_scale_ = scale if scale > 0 else 1.0
+        imgs = imgs / np.float32(self.input_scale_)
+        self.mean_ = (
+            imgs.mean(axis=(0, 2, 3)).astype(np.float32) if self.center else np.zeros(C, dtype=np.float32)
+        )
+        if self.center:
+            imgs = imgs - self.mean_.reshape(1, C, 1, 1)
+        rng = np.random.default_rng(self.random_state)
+        device = resolve_device(self.device)
+        F = int(self.n_filters)
+        banks, devs, won = [], [], []
+        for K in self._kernels():
+            P = sample_patches(imgs, K, int(self.n_patches), rng, float(self.patch_eps), bool(self.patch_normalize))
+            if P.shape[0] < 2:
+                raise HashplugError(
+                    f"BioConvHash found {P.shape[0]} non-blank {K}x{K} patches in the training images; they are "
+                    f"(nearly) blank. Check the data or lower patch_eps={self.patch_eps}."
+                )
+            W0 = init_weights(P, F, float(self.filter_p), self.filter_init, 1.0, rng)
+            stats: dict = {}
+            Wf = train_plasticity(
+                P,
+                F,
+                p=float(self.filter_p),
+                delta=float(self.filter_delta),
+                r=int(self.filter_r),
+                epochs=int(self.filter_epochs),
+                batch_size=int(self.filter_batch_size),
+                lr=float(self.filter_lr),
+                seed=int(rng.integers(2**31)),
+                device=device,
+                W0=W0,
+                verbose=bool(self.verbose),
+                desc=f"BioConvHash filters K={K}",
+                stats=stats,
+            )
+            devs.append(stats["row_norm_dev_max"])
+            won.append(stats["units_ever_won"])
+            if self.renormalize_filters:
+                norms = row_pnorms(Wf, float(self.filter_p))
+                Wf = (Wf / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
+            banks.append(Wf.reshape(-1))
+        del imgs
+        self.filters_ = np.concatenate(banks).astype(np.float32)
+        self.filter_row_norm_dev_max_ = float(max(devs))
+        self.filter_units_ever_won_ = float(np.mean(won))
+        t1 = time.perf_counter()
+        feats = self.pooled_features(X)
+        self.n_features_pooled_ = int(feats.shape[1])
+        self.fit_seconds_ = {"filters": t1 - t0, "features": time.perf_counter() - t1}
+        return feats
+
+    def pooled_features(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """The unit-length pooled features (n, D), float32, of the filter stage (torch, on ``device``).
+
+        Runs :meth:`feature_graph` (the same ops as the export) with torch in batches; used to train the
+        BioHash layer and by benchmarks that reuse one filter stage for several layers.
+        """
+        from .._torch import require_torch, resolve_device, torch_threads
+
+        torch = require_torch()
+        check_is_fitted(self, ["filters_"])
+        if hasattr(X, "shape") and X.ndim == 2 and X.shape[1] == self.n_features_in_:
+            Xf = np.asarray(X, dtype=np.float32)
+        else:
+            Xf = super()._check_X(X)
+        device = resolve_device(self.device)
+        module = self.feature_graph().to_torch().to(device)
+        out = []
+        with torch.no_grad(), torch_threads(None):
+            for s in range(0, Xf.shape[0], int(batch_size)):
+                xb = torch.as_tensor(Xf[s : s + batch_size].reshape(-1, *self.input_shape_), device=device)
+                out.append(module(xb).cpu().numpy())
+        if not out:
+            return np.zeros((0, int(getattr(self, "n_features_pooled_", 0))), np.float32)
+        return np.concatenate(out, axis=0)
+
+    def fit_layer(self, features: np.ndarray, **params: Any) -> BioConvHash:
+        """Retrain only the BioHash layer on precomputed :meth:`pooled_features` (``set_params(**params)`` first).
+
+        For benchmarks that try several hash lengths or layer settings on one filter stage: the filters,
+        input scaling and mean are kept; ``k``, ``m``, ``activity`` and the layer's rule parameters may
+        change. Returns self.
+        """
+        check_is_fitted(self, ["filters_", "input_shape_"])
+        layer = {"k", "m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale",
+                 "random_state", "verbose", "device"}
+        bad = sorted(set(params) - layer)
+        if bad:
+            raise HashplugError(f"fit_layer changes the BioHash layer only; {bad} would change the filters. Use fit().")
+        feats = np.asarray(features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != self.n_features_pooled_:
+            raise HashplugError(
+                f"features have shape {feats.shape}; expected (n, {self.n_features_pooled_}) from pooled_features()."
+            )
+        before = dict(self.__dict__)
+        try:
+            self.set_params(**params)
+            self._validate_params(self.n_features_in_)
+            t0 = time.perf_counter()
+            self._train(feats, self.m_)
+            self.fit_seconds_ = {**getattr(self, "fit_seconds_", {}), "layer": time.perf_counter() - t0}
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _state(self):
+        arrays, scalars = super()._state()
+        if hasattr(self, "fit_seconds_"):  # optional: timings of the fit that made the model
+            scalars["fit_seconds_"] = {k: float(v) for k, v in self.fit_seconds_.items()}
+        return arrays, scalars
+
+    def codes_from_features(self, features: np.ndarray, format: str = "packed") -> np.ndarray:
+        """Codes of precomputed :meth:`pooled_features` through the BioHash layer (the graph's last ops).
+
+        ``encode(X)`` equals ``codes_from_features(pooled_features(X))`` up to the float rounding of the
+        filter stage (torch here, numpy in ``encode``), which can flip a near-tied unit.
+
+        Returns
+        -------
+        codes : ndarray of shape (n, ceil(m / 8)), dtype=uint8 (``"packed"``) or (n, k), dtype=int64
+            (``"indices"``)
+        """
+        from .. import codes as _codes
+        from ..train.plasticity import pnorm_weights
+
+        check_is_fitted(self, ["W_", "n_features_pooled_"])
+        feats = np.asarray(features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != self.n_features_pooled_:
+            raise HashplugError(
+                f"features have shape {feats.shape}; expected (n, {self.n_features_pooled_}) from pooled_features()."
+            )
+        if format not in ("packed", "indices"):
+            raise HashplugError(f"codes_from_features gives format 'packed' or 'indices'; got {format!r}.")
+        Wp = np.ascontiguousarray(pnorm_weights(np.asarray(self.W_, dtype=np.float32), float(self.p)).T)
+        layer = Graph({"features": (feats.shape[1],)}, [Node(MatMul(Wp), ("features",), "scores")],
+                      head_for(self.code_kind, self.k_), "scores")
+        out = []
+        for s in range(0, feats.shape[0], 8192):
+            bits = layer.bits(features=feats[s : s + 8192])
+            out.append(_codes.pack_bits(bits) if format == "packed"
+                       else np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(np.int64))
+        if not out:
+            return np.zeros((0, _codes.n_bytes(self.m_) if format == "packed" else self.k_),
+                            np.uint8 if format == "packed" else np.int64)
+        return np.concatenate(out, axis=0)

@@ -1,0 +1,223 @@
+"""BioConvHash: a hand-checked forward pass, invariances, quality on digits, parameters and errors."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from hashplug.data import per_class_split
+from hashplug.encoders import BioConvHash, BioHash, get_preset
+from hashplug.encoders.bioconvhash import pool_padding, sample_patches
+from hashplug.metrics import map_from_codes
+from hashplug.validation import HashplugError
+
+pytest.importorskip("torch")
+
+SMALL = {"k": 4, "m": 40, "n_filters": 8, "kernel_sizes": (3,), "kci": 2, "pool_size": 3, "filter_epochs": 2,
+         "n_patches": 2000, "epochs": 5, "lr": 0.2, "init": "data", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def images(digits):
+    X, y = digits
+    return X.reshape(-1, 8, 8), y
+
+
+@pytest.fixture(scope="module")
+def small(images):
+    return BioConvHash(random_state=0, **SMALL).fit(images[0])
+
+
+def _set_weights(enc: BioConvHash, banks: list[np.ndarray], W: np.ndarray) -> BioConvHash:
+    enc.filters_ = np.concatenate([b.reshape(-1) for b in banks]).astype(np.float32)
+    enc.W_ = np.asarray(W, dtype=np.float32)
+    return enc
+
+
+def test_forward_pass_worked_by_hand():
+    """A 1 x 3 x 3 image, two 2 x 2 filters, k_CI = 1, pool 2 (whole map), one BioHash unit per feature."""
+    x = np.array([[[1, 0, 0], [0, 0, 0], [0, 0, 2]]], np.float32)  # (1, 3, 3)
+    f_a = np.array([[[1, 0], [0, 0]]], np.float32)  # picks the top-left pixel of a patch
+    f_b = np.array([[[0, 0], [0, 1]]], np.float32)  # the bottom-right pixel
+    enc = BioConvHash(k=1, m=2, n_filters=2, kernel_sizes=(2,), kci=1, pool_size=2, p=2.0, filter_p=2.0)
+    enc.input_shape_, enc.n_features_in_, enc.m_, enc.k_ = (1, 3, 3), 9, 2, 1
+    enc.input_scale_, enc.mean_ = 2.0, np.zeros(1, np.float32)
+    _set_weights(enc, [np.stack([f_a, f_b])], np.eye(2))
+    # scaled image /2: [[.5,0,0],[0,0,0],[0,0,1]]; the four 2x2 patches (row-major locations):
+    #   (0,0): [.5,0;0,0] norm .5 -> cos a = 1, b = 0      (1,1): [0,0;0,1] norm 1 -> a = 0, b = 1
+    #   (0,1), (1,0): blank -> 0 / eps = 0 for both
+    # k_CI = 1 keeps the larger per location (ties -> filter a); ReLU; pool 2x2 with stride 2 over the 2x2
+    # map (padding 0) -> one value per filter: a = 1, b = 1; unit-normalised -> [1, 1] / sqrt(2)
+    feats = enc.feature_graph().numpy(x=x[None])
+    np.testing.assert_allclose(feats, [[2**-0.5, 2**-0.5]], rtol=1e-6)
+    np.testing.assert_allclose(enc.scores(x[None]), [[2**-0.5, 2**-0.5]], rtol=1e-6)
+    # the two units tie: the lower index wins (unit 0)
+    np.testing.assert_array_equal(enc.encode(x[None], format="indices"), [[0]])
+    # k_CI = 2 at location (0,0) also keeps b's 0; nothing changes. Darken the top-left pixel to a tiny
+    # value: patch normalisation keeps its cosine at 1, so the features do not move.
+    x2 = x.copy()
+    x2[0, 0, 0] = 0.01
+    np.testing.assert_allclose(enc.feature_graph().numpy(x=x2[None]), feats, rtol=1e-5)
+
+
+def test_pool_padding_covers_every_row():
+    assert pool_padding(26, 7, 7) == 1  # 26 + 2 = 28 = 4 windows of 7
+    assert pool_padding(25, 7, 7) == 2  # 25 + 4 = 29 -> 4 windows cover 28 - 2 = 26 >= 25
+    assert pool_padding(8, 2, 2) == 0
+    for size in range(3, 40):
+        for kernel in range(1, min(size, 9) + 1):
+            for stride in range(1, kernel + 1):
+                pad = pool_padding(size, kernel, stride)
+                out = (size + 2 * pad - kernel) // stride + 1
+                assert 0 <= pad <= kernel // 2
+                if (out - 1) * stride + kernel - pad < size:  # not covered: only when no padding could
+                    assert all(
+                        ((size + 2 * q - kernel) // stride) * stride + kernel - q < size for q in range(kernel // 2 + 1)
+                    )
+
+
+def test_sample_patches_are_unit_and_not_blank():
+    rng = np.random.default_rng(0)
+    X = np.zeros((20, 1, 6, 6), np.float32)
+    X[:, :, 2:4, 2:4] = rng.random((20, 1, 2, 2)) + 0.1
+    P = sample_patches(X, 3, 500, rng, 1e-3)
+    assert P.shape == (500, 9)
+    np.testing.assert_allclose(np.linalg.norm(P, axis=1), 1.0, rtol=1e-5)
+    raw = sample_patches(X, 3, 200, rng, 1e-3, normalize=False)
+    assert raw.shape == (200, 9) and (np.linalg.norm(raw, axis=1) > 1e-3).all()
+    assert sample_patches(np.zeros((3, 1, 5, 5), np.float32), 3, 10, rng, 1e-3).shape == (0, 9)
+
+
+def test_scaling_the_images_by_powers_of_two_changes_nothing(small, images):
+    """Patch normalisation and the final L2 normalisation make the codes invariant to the input's scale
+    (powers of two scale floats exactly, so the codes are bit-identical)."""
+    X = images[0][:300]
+    ref = small.encode(X)
+    for c in (0.5, 2.0, 4.0):
+        np.testing.assert_array_equal(small.encode(X * np.float32(c)), ref)
+
+
+def test_kci_equal_to_the_filters_keeps_every_positive_cosine(small, images):
+    X = images[0][:50]
+    full = BioConvHash(**{**small.get_params(), "kci": SMALL["n_filters"]})
+    for a in ("filters_", "W_", "mean_", "input_scale_", "input_shape_", "n_features_in_", "m_", "k_",
+              "n_features_pooled_"):
+        setattr(full, a, getattr(small, a))
+    g = full.feature_graph()
+    assert [n.op.name for n in g.nodes if n.op.name == "topk_per_location"] == ["topk_per_location"]
+    # no inhibition: every feature-map value is the ReLU of the cosine; with k_CI = 2 of 8 most are zeroed
+    dense = full.pooled_features(X)
+    sparse = small.pooled_features(X)
+    assert (dense > 0).sum() > (sparse > 0).sum()
+
+
+def test_codes_from_features_match_encode(small, images):
+    X = images[0]
+    same = np.all(small.codes_from_features(small.pooled_features(X)) == small.encode(X), axis=1)
+    assert same.mean() >= 0.99
+    np.testing.assert_array_equal(
+        small.codes_from_features(small.pooled_features(X[:20]), format="indices"), small.encode(X[:20], "indices")
+    )
+
+
+def test_flat_rows_with_image_shape_give_the_same_model(images):
+    X = images[0]
+    a = BioConvHash(random_state=1, **SMALL).fit(X)
+    b = BioConvHash(random_state=1, image_shape=(8, 8), **SMALL).fit(X.reshape(len(X), 64))
+    np.testing.assert_array_equal(a.filters_, b.filters_)
+    np.testing.assert_array_equal(a.encode(X[:100]), b.encode(X[:100].reshape(100, 64)))
+    assert b.graph.inputs == {"x": (64,)} and a.graph.inputs == {"x": (8, 8)}
+
+
+def test_fit_filters_then_fit_layer_equals_fit(images):
+    X = images[0]
+    ref = BioConvHash(random_state=2, **SMALL).fit(X)
+    enc = BioConvHash(random_state=2, **{**SMALL, "k": 2})
+    feats = enc.fit_filters(X)
+    assert feats.shape == (len(X), enc.n_features_pooled_)
+    enc.fit_layer(feats, k=SMALL["k"])
+    np.testing.assert_array_equal(enc.W_, ref.W_)
+    np.testing.assert_array_equal(enc.encode(X[:200]), ref.encode(X[:200]))
+    with pytest.raises(HashplugError, match=re.escape("fit_layer changes the BioHash layer only; ['kci']")):
+        enc.fit_layer(feats, kci=3)
+    with pytest.raises(HashplugError, match=re.escape(f"expected (n, {enc.n_features_pooled_})")):
+        enc.fit_layer(feats[:, :5])
+
+
+def test_bioconvhash_beats_biohash_on_digits_at_k_8_and_16(digits):
+    """Digits as 8 x 8 images, each method with its digits preset, seed 0: 20 queries per class."""
+    X, y = digits
+    q, db = per_class_split(y, 20, 0)
+    images = X.reshape(-1, 8, 8)
+    for k in (8, 16):
+        conv = BioConvHash(k=k, random_state=0, device="cpu", **get_preset(BioConvHash, "digits").for_k(k))
+        conv.fit(images[db])
+        bio = BioHash(k=k, random_state=0, device="cpu", **get_preset(BioHash, "digits").for_k(k)).fit(X[db])
+        m_conv = map_from_codes(conv.encode(images[q]), conv.encode(images[db]), y[q], y[db], tie_aware=True)
+        m_bio = map_from_codes(bio.encode(X[q]), bio.encode(X[db]), y[q], y[db], tie_aware=True)
+        assert m_conv > m_bio + 0.01, (k, m_conv, m_bio)
+        assert m_conv > 0.7, (k, m_conv)
+        conv_facts = conv.convergence_
+        assert conv_facts["row_norm_dev_max"] < 0.05 and conv_facts["units_ever_won"] == 1.0, conv_facts
+
+
+def test_parameter_errors_name_the_value_and_the_range(images):
+    X = images[0][:200]
+    cases = [
+        ({"kci": 9}, "The 'kci' parameter of BioConvHash must be an int in [1, n_filters=8]. Got 9 instead."),
+        ({"kernel_sizes": (3, 9)}, "The 'kernel_sizes' parameter of BioConvHash must be an int in [1, min(H, W)=8]. Got 9"),
+        ({"kernel_sizes": ()}, "The 'kernel_sizes' parameter of BioConvHash must be a non-empty list"),
+        ({"pool_size": 7}, "The 'pool_size' parameter of BioConvHash must be an int in [1, 6]"),
+        ({"k": 41}, "The 'k' parameter of BioConvHash must be an int in [1, m=40]. Got 41 instead."),
+        ({"filter_init": "zeros"}, "The 'filter_init' parameter of BioConvHash must be one of ['normal', 'data']"),
+        ({"patch_eps": 0.0}, "The 'patch_eps' parameter of BioConvHash"),
+        ({"image_shape": (8,)}, "The 'image_shape' parameter of BioConvHash must be (H, W) or (C, H, W)"),
+    ]
+    for change, msg in cases:
+        with pytest.raises(HashplugError, match=re.escape(msg)):
+            BioConvHash(**{**SMALL, **change}).fit(X)
+
+
+def test_input_errors_say_how_to_fix_them(images, small):
+    X = images[0][:50]
+    with pytest.raises(HashplugError, match=re.escape("got flat rows of shape (50, 64). Reshape them")):
+        BioConvHash(**SMALL).fit(X.reshape(50, 64))
+    with pytest.raises(HashplugError, match=re.escape("looks channels-last (n, H, W, C). Pass X.transpose(0, 3, 1, 2)")):
+        BioConvHash(**SMALL).fit(np.zeros((5, 8, 8, 3), np.float32) + 1)
+    with pytest.raises(HashplugError, match=re.escape("does not hold images of image_shape=(7, 7)")):
+        BioConvHash(**{**SMALL, "image_shape": (7, 7)}).fit(X)
+    with pytest.raises(HashplugError, match="non-blank 3x3 patches"):
+        BioConvHash(**SMALL).fit(np.zeros((10, 8, 8), np.float32))
+    with pytest.raises(HashplugError, match=re.escape("per-sample shape (4, 16), but the model expects (8, 8)")):
+        small.encode(X.reshape(-1, 4, 16))
+
+
+def test_failed_fit_keeps_the_fitted_model(small, images):
+    before = small.encode(images[0][:30])
+    with pytest.raises(HashplugError):
+        small.fit(images[0][:0])
+    np.testing.assert_array_equal(small.encode(images[0][:30]), before)
+
+
+def test_convergence_and_timings_are_recorded_and_saved(small, tmp_path):
+    facts = small.convergence_
+    assert set(facts) == {"row_norm_dev_max", "row_norm_dev_median", "units_ever_won", "filter_row_norm_dev_max",
+                          "filter_units_ever_won"}
+    assert 0 < facts["filter_units_ever_won"] <= 1
+    assert set(small.fit_seconds_) == {"filters", "features", "layer"}
+    loaded = BioConvHash.load(small.save(tmp_path / "conv.npz"))
+    assert loaded.convergence_ == pytest.approx(facts) and loaded.fit_seconds_ == pytest.approx(small.fit_seconds_)
+    assert [b.shape for b in loaded.filter_banks_] == [(8, 1, 3, 3)]
+
+
+def test_corrupt_filter_array_is_a_model_file_error(small, tmp_path):
+    from hashplug.encoders.base import FILE_FORMAT, sha256_arrays  # noqa: F401
+    from hashplug.validation import ModelFileError
+
+    bad = BioConvHash(**small.get_params())
+    bad.__dict__.update({k: v for k, v in small.__dict__.items() if k.endswith("_")})
+    bad.filters_ = small.filters_[:-3]
+    with pytest.raises(ModelFileError, match="do not fit its header"):
+        BioConvHash.load(bad.save(tmp_path / "bad.npz"))
