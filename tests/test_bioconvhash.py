@@ -140,10 +140,18 @@ def test_fit_filters_then_fit_layer_equals_fit(images):
     enc.fit_layer(feats, k=SMALL["k"])
     np.testing.assert_array_equal(enc.W_, ref.W_)
     np.testing.assert_array_equal(enc.encode(X[:200]), ref.encode(X[:200]))
-    with pytest.raises(HashplugError, match=re.escape("fit_layer changes the BioHash layer only; ['kci']")):
-        enc.fit_layer(feats, kci=3)
+    with pytest.raises(HashplugError, match=re.escape("fit_layer changes the BioHash layer only; ['n_filters']")):
+        enc.fit_layer(feats, n_filters=3)
     with pytest.raises(HashplugError, match=re.escape(f"expected (n, {enc.n_features_pooled_})")):
         enc.fit_layer(feats[:, :5])
+    # a forward parameter may change with features computed for it: pool 2 -> a 3 x 3 grid of 8 filters
+    enc.set_params(pool_size=2)
+    feats2 = enc.pooled_features(X)
+    assert feats2.shape == (len(X), 8 * 3 * 3)
+    with pytest.raises(HashplugError, match=re.escape("expected (n, 72)")):
+        enc.fit_layer(feats, pool_size=2)
+    enc.fit_layer(feats2, pool_size=2)
+    assert enc.n_features_pooled_ == 72 and enc.graph.m == enc.m_
 
 
 def test_bioconvhash_beats_biohash_on_digits_at_k_8_and_16(digits):
@@ -221,3 +229,28 @@ def test_corrupt_filter_array_is_a_model_file_error(small, tmp_path):
     bad.filters_ = small.filters_[:-3]
     with pytest.raises(ModelFileError, match="do not fit its header"):
         BioConvHash.load(bad.save(tmp_path / "bad.npz"))
+
+
+def test_lancedb_table_of_images_written_by_the_exported_model(small, images, tmp_path):
+    """Export, then the serving side only: an image column (fixed-size arrays) encoded by the ONNX model."""
+    pytest.importorskip("onnx")
+    lancedb = pytest.importorskip("lancedb")
+    import pyarrow as pa
+    from lancedb.embeddings import get_registry
+
+    import hashplug
+    import hashplug.integrations.lancedb as hl
+    from hashplug.export import to_onnx
+
+    path = to_onnx(small, tmp_path / "conv.onnx")
+    func = get_registry().get("hashplug").create(model=str(path))
+    sch = hl.schema(func, source="image", source_type="fixed", extra={"id": pa.int64()})
+    assert sch.field("image").type == pa.list_(pa.list_(pa.float32(), 8), 8)
+    X = images[0][:200]
+    tbl = lancedb.connect(tmp_path / "db").create_table("digits", schema=sch)
+    hashplug.ingest(tbl, X, source_column="image", columns={"id": np.arange(len(X))}, progress=False)
+    got = tbl.to_arrow().sort_by("id")
+    codes = np.stack([np.asarray(c, dtype=np.uint8) for c in got["code"].to_pylist()])
+    np.testing.assert_array_equal(codes, small.encode(X))
+    res = hashplug.search(tbl, X[7], limit=3, columns=["id"])
+    assert res["_distance"][0].as_py() == 0.0 and 7 in res["id"].to_pylist()

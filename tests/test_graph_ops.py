@@ -203,8 +203,8 @@ def _topk_per_location(data: Any) -> Case:
     rng = _rng(data)
     F = data.draw(st.integers(1, 6), label="F")
     spatial = _shape(data, 0, 2, 4)
-    # small nonzero integers: many ties, and a zero in the output always means "not kept"
-    x = rng.choice(np.float32([-2, -1, 1, 2]), size=(_batch(data), F, *spatial))
+    # small integers: many ties, also at 0 (blank patches tie everywhere at 0)
+    x = rng.choice(np.float32([-2, -1, 0, 1, 2]), size=(_batch(data), F, *spatial))
     return TopKPerLocation(data.draw(st.integers(1, F), label="k")), [x], None
 
 
@@ -320,8 +320,10 @@ def test_topk_per_location_follows_the_lower_index_tie_rule(data):
     np.put_along_axis(oracle, order, True, axis=1)
     oracle = np.moveaxis(oracle.reshape(*np.moveaxis(x, 1, -1).shape), -1, 1)
     y = op.numpy(x)
-    np.testing.assert_array_equal(y != 0, oracle)  # inputs are nonzero: y != 0 is the kept mask
-    np.testing.assert_array_equal(y[oracle], x[oracle])
+    np.testing.assert_array_equal(y, np.where(oracle, x, 0))
+    assert not np.signbit(y[y == 0]).any()  # every zero is +0.0
+    y_t = op.torch(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(y_t, np.where(oracle, x, 0))
 
 
 def test_op_errors_name_the_problem():

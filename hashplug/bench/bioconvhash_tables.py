@@ -48,6 +48,12 @@ def _paper_kci() -> dict[str, dict[str, dict[str, float]]]:
 PAPER_KCI: dict[str, dict[str, dict[str, float]]] = _paper_kci()
 
 _LAYER = ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale")
+_FORWARD = BioConvHash.FORWARD_PARAMS
+
+
+def _forward_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The forward-pass parameters of ``params`` (they decide the pooled features; the filters stay)."""
+    return {kk: params[kk] for kk in _FORWARD if kk in params}
 
 
 def shadow(X: np.ndarray, strength: float = 0.75) -> np.ndarray:
@@ -209,21 +215,41 @@ def run_conv_table(
                "filter_convergence": {"row_norm_dev_max": round(enc.filter_row_norm_dev_max_, 4),
                                       "units_ever_won": round(enc.filter_units_ever_won_, 4)},
                "layer_seconds": {}}
+        # hash lengths grouped by their forward-pass settings (a preset may pool differently per k): one
+        # feature pass per group, the filters are shared
+        groups: dict[tuple, list[int]] = {}
         for k in ks:
-            bar.set_postfix_str(f"seed={s} k={k}")
-            kp = _params(dataset, k, s, hp, epochs, False)
-            enc.fit_layer(Fdb, **_layer_params(kp), k=k)
-            res = _score(enc, Fq, Fdb, split, R)
-            res.update(m=int(enc.m_), fit_seconds=enc.fit_seconds_["layer"], epochs=int(enc.epochs),
-                       convergence=enc.convergence_)
-            tim["layer_seconds"][str(k)] = round(enc.fit_seconds_["layer"], 2)
-            per.setdefault(str(k), []).append(res)
-            bar.update(1)
-            if k == ks[-1] or k == 16:
-                # end to end: encode() (numpy graph) on a sample of queries vs codes from the torch features
-                n_chk = min(500, len(Xq))
-                same = np.all(enc.encode(Xq[:n_chk]) == enc.codes_from_features(Fq[:n_chk]), axis=1)
-                checks.setdefault("encode_vs_features", {}).setdefault(str(k), []).append(float(same.mean()))
+            fwd = _forward_params(_params(dataset, k, s, hp, epochs, False))
+            groups.setdefault(tuple(sorted(fwd.items())), []).append(k)
+        feats = {tuple(sorted(_forward_params(params).items())): (Fdb, Fq)}
+        for key, group in groups.items():
+            if key not in feats:
+                enc.set_params(**dict(key))
+                t0 = time.perf_counter()
+                feats = {key: (enc.pooled_features(Xdb), enc.pooled_features(Xq))}  # keep one group in memory
+                tim.setdefault("group_features_seconds", {})[str(dict(key))] = round(time.perf_counter() - t0, 2)
+            Fdb_g, Fq_g = feats[key]
+            for k in group:
+                bar.set_postfix_str(f"seed={s} k={k}")
+                kp = _params(dataset, k, s, hp, epochs, False)
+                enc.fit_layer(Fdb_g, **_layer_params(kp), **dict(key), k=k)
+                res = _score(enc, Fq_g, Fdb_g, split, R)
+                res.update(m=int(enc.m_), fit_seconds=enc.fit_seconds_["layer"], epochs=int(enc.epochs),
+                           convergence=enc.convergence_, n_features_pooled=int(enc.n_features_pooled_))
+                tim["layer_seconds"][str(k)] = round(enc.fit_seconds_["layer"], 2)
+                per.setdefault(str(k), []).append(res)
+                bar.update(1)
+                if k == group[-1]:
+                    # end to end: encode() (numpy graph) on a sample of queries vs codes from the torch features
+                    n_chk = min(500, len(Xq))
+                    same = np.all(enc.encode(Xq[:n_chk]) == enc.codes_from_features(Fq_g[:n_chk]), axis=1)
+                    checks.setdefault("encode_vs_features", {}).setdefault(str(k), []).append(float(same.mean()))
+        del feats, Fdb_g, Fq_g
+        # back to the first k's forward settings (Fdb, Fq) for the checks, the shadows and the ablation
+        base_fwd = _forward_params(params)
+        if tuple(sorted(base_fwd.items())) != list(groups)[-1]:
+            kp = _params(dataset, ks[0], s, hp, epochs, False)
+            enc.fit_layer(Fdb, **_layer_params(kp), **base_fwd, k=ks[0])
         if s == seed_list[0] and onnx_check:
             checks["onnx"] = {"k": int(enc.k_), **_onnx_check(enc, Xdb[: int(onnx_check)])}
         if s == seed_list[0] and filters_png:
@@ -260,7 +286,8 @@ def run_conv_table(
         "seeds": seed_list,
         "hyperparameters": {
             "BioConvHash": {kk: v for kk, v in base.items() if kk not in ("k", "random_state", "verbose")},
-            "by_k": {str(k): _layer_params(_params(dataset, k, 0, hp, epochs, False)) for k in ks},
+            "by_k": {str(k): {**_layer_params(kp), **_forward_params(kp)}
+                     for k in ks for kp in [_params(dataset, k, 0, hp, epochs, False)]},
             "epochs_override": epochs,
             "input_scaling": "raw pixels; the encoder divides by the largest training value (255)",
             "selected_on": "validation split cut from the training set (see the preset's source)",
@@ -272,6 +299,7 @@ def run_conv_table(
         "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()}},
         "per_seed": {"BioConvHash": {k: [round(float(r["map_tie_aware"]), 2) for r in v] for k, v in per.items()}},
         "m": {"BioConvHash": {k: int(v[0]["m"]) for k, v in per.items()}},
+        "n_features_pooled": {"BioConvHash": {k: int(v[0]["n_features_pooled"]) for k, v in per.items()}},
         "codes_sha256": {"BioConvHash": {k: [r["codes_sha256"] for r in v] for k, v in per.items()}},
         "rows_tie_aware": rows,
         "rows_first_index": {"BioConvHash": mean("map")},

@@ -531,7 +531,7 @@ class BioConvHash(_PlasticityEncoder):
         self.fit_seconds_ = {"filters": t1 - t0, "features": time.perf_counter() - t1}
         return feats
 
-    def pooled_features(self, X: Any, batch_size: int = 256) -> np.ndarray:
+    def pooled_features(self, X: Any, batch_size: int = 64) -> np.ndarray:
         """The unit-length pooled features (n, D), float32, of the filter stage (torch, on ``device``).
 
         Runs :meth:`feature_graph` (the same ops as the export) with torch in batches; used to train the
@@ -556,23 +556,34 @@ class BioConvHash(_PlasticityEncoder):
             return np.zeros((0, int(getattr(self, "n_features_pooled_", 0))), np.float32)
         return np.concatenate(out, axis=0)
 
+    #: Parameters of the BioHash layer (:meth:`fit_layer` retrains it alone).
+    LAYER_PARAMS = ("k", "m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale",
+                    "random_state", "verbose", "device")
+    #: Parameters of the forward pass after the filters: changing them changes the pooled features, not the
+    #: filters (recompute :meth:`pooled_features`, then :meth:`fit_layer` with the same values).
+    FORWARD_PARAMS = ("kci", "pool_size", "pool_stride", "patch_eps")
+
     def fit_layer(self, features: np.ndarray, **params: Any) -> BioConvHash:
         """Retrain only the BioHash layer on precomputed :meth:`pooled_features` (``set_params(**params)`` first).
 
         For benchmarks that try several hash lengths or layer settings on one filter stage: the filters,
-        input scaling and mean are kept; ``k``, ``m``, ``activity`` and the layer's rule parameters may
-        change. Returns self.
+        input scaling and mean are kept; the layer's parameters (:attr:`LAYER_PARAMS`) may change, and the
+        forward parameters (:attr:`FORWARD_PARAMS`) when ``features`` were computed with the new values.
+        Returns self.
         """
         check_is_fitted(self, ["filters_", "input_shape_"])
-        layer = {"k", "m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale",
-                 "random_state", "verbose", "device"}
-        bad = sorted(set(params) - layer)
+        bad = sorted(set(params) - set(self.LAYER_PARAMS) - set(self.FORWARD_PARAMS))
         if bad:
             raise HashplugError(f"fit_layer changes the BioHash layer only; {bad} would change the filters. Use fit().")
         feats = np.asarray(features, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[1] != self.n_features_pooled_:
+        want = self.n_features_pooled_
+        if set(params) & set(self.FORWARD_PARAMS):
+            trial = BioConvHash(**{**self.get_params(), **params})
+            trial.__dict__.update({a: getattr(self, a) for a in ("filters_", "input_shape_", "mean_", "input_scale_")})
+            want = trial.feature_graph().shapes["unit_features"][0]
+        if feats.ndim != 2 or feats.shape[1] != want:
             raise HashplugError(
-                f"features have shape {feats.shape}; expected (n, {self.n_features_pooled_}) from pooled_features()."
+                f"features have shape {feats.shape}; expected (n, {want}) from pooled_features()."
             )
         before = dict(self.__dict__)
         try:
@@ -580,6 +591,7 @@ class BioConvHash(_PlasticityEncoder):
             self._validate_params(self.n_features_in_)
             t0 = time.perf_counter()
             self._train(feats, self.m_)
+            self.n_features_pooled_ = int(feats.shape[1])
             self.fit_seconds_ = {**getattr(self, "fit_seconds_", {}), "layer": time.perf_counter() - t0}
         except BaseException:
             self.__dict__.clear()

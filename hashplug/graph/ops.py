@@ -622,25 +622,42 @@ class TopKPerLocation(Op):
         return tuple(s)
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
-        xt = np.moveaxis(x, 1, -1)
-        mask = topk_mask(xt.reshape(-1, x.shape[1]), self.k).reshape(xt.shape)
-        return np.where(np.moveaxis(mask, -1, 1), x, np.float32(0)).astype(np.float32, copy=False)
+        F = x.shape[1]
+        moved = np.moveaxis(x, 1, -1)
+        xt = np.ascontiguousarray(moved).reshape(-1, F)
+        if self.k < F:
+            kth = np.partition(xt, F - self.k, axis=1)[:, F - self.k : F - self.k + 1]
+            mask = xt >= kth
+            # Where more than k values reach the k-th, keep the lower channel indices only. Ties at 0 need
+            # no fix-up: every value they could keep is a zero (blank patches tie everywhere at 0).
+            rows = np.nonzero((mask.sum(axis=1) > self.k) & (kth[:, 0] != 0))[0]
+            if rows.size:
+                mask[rows] = topk_mask(xt[rows], self.k)
+            xt = np.where(mask & (xt != 0), xt, np.float32(0))  # +0.0 for every zero, kept or not
+        return np.ascontiguousarray(np.moveaxis(xt.reshape(moved.shape), -1, 1), dtype=np.float32)
 
     def torch(self, x: Any, **arrays: Any) -> Any:
         import torch
 
-        # Keep the values >= the k-th largest; where several values tie with the k-th, keep the lower
-        # channel indices only (the ONNX TopK / numpy rule). topk plus a tie fix-up: ~3x faster than a
-        # stable sort over the channels, and exact.
+        # The lower channel index wins ties (the ONNX TopK / numpy rule). topk of k + 1 tells whether the k-th value ties with the next one; only then (rare for real-valued
+        # inputs) is the lower-index rule applied by the exact path. Ties at 0 need no fix-up: every value
+        # they could keep is a zero (blank patches tie everywhere at 0).
         xd = x.detach()
-        kth = torch.topk(xd, self.k, dim=1).values.narrow(1, self.k - 1, 1)
-        mask = xd >= kth
-        over = mask.sum(dim=1, keepdim=True) > self.k
-        if bool(over.any()):
-            eq = (xd == kth) & over
-            need = self.k - (xd > kth).sum(dim=1, keepdim=True)
-            mask = mask & ~(eq & (torch.cumsum(eq, dim=1) > need))
-        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        F, k = xd.shape[1], self.k
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        vals, idx = torch.topk(xd, min(k + 1, F), dim=1)
+        if k < F:
+            kth = vals.narrow(1, k - 1, 1)
+            if bool(((kth == vals.narrow(1, k, 1)) & (kth != 0)).any()):
+                mask = xd >= kth
+                over = (mask.sum(dim=1, keepdim=True) > k) & (kth != 0)
+                eq = (xd == kth) & over
+                need = k - (xd > kth).sum(dim=1, keepdim=True)
+                mask = mask & ~(eq & (torch.cumsum(eq, dim=1) > need))
+                return torch.where(mask & (xd != 0), x, zero)
+        top = idx.narrow(1, 0, k)
+        kept = x.gather(1, top)
+        return torch.zeros_like(x).scatter(1, top, torch.where(kept != 0, kept, zero))
 
 
 @_op

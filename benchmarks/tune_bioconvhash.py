@@ -1,0 +1,87 @@
+"""Validation search for BioConvHash (issue 9): filter-stage settings x BioHash-layer settings.
+
+The queries are a validation split cut from the protocol's training set (seed 0), never the real queries;
+the database is the rest of the training set (optionally a random subset of ``--n-db`` images, for speed).
+For every filter-stage combination the pooled features are computed once; every layer combination is then
+trained on them at each ``--k``. Results are appended to ``--out`` (JSON) as they come.
+
+    python benchmarks/tune_bioconvhash.py --dataset mnist --n-db 20000 --k 2 16 \\
+        --filter-grid '[{}, {"kci": 5}]' --layer-grid '[{}, {"init": "data"}]' --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hashplug.bench.bioconvhash_tables import _images
+from hashplug.bench.biohash_tables import DATASETS, load_protocol
+from hashplug.data import validation_split
+from hashplug.encoders import BioConvHash, get_preset
+from hashplug.metrics import map_from_codes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--n-db", type=int, default=None, help="random subset of the validation database")
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 16])
+    ap.add_argument("--base", default="{}", help="JSON: parameters over the preset for every run")
+    ap.add_argument("--filter-grid", default="[{}]", help="JSON list of filter-stage changes")
+    ap.add_argument("--layer-grid", default="[{}]", help="JSON list of layer changes")
+    ap.add_argument("--per-class", type=int, default=100, help="validation queries per class")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    ds = args.dataset
+    split = load_protocol(ds, args.data, args.seed, flat=False)
+    val = validation_split(split, per_class=args.per_class, seed=args.seed)
+    Xq, Xdb = _images(val, ds)
+    ydb = val.ydb
+    if args.n_db and args.n_db < len(ydb):
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(ydb), args.n_db, replace=False))
+        Xdb, ydb = Xdb[keep], ydb[keep]
+    R = DATASETS[ds]["R"]
+    base = {**get_preset(BioConvHash, ds).params, **json.loads(args.base)}
+    out = Path(args.out)
+    doc = {"dataset": ds, "base": base, "ks": args.k, "n_db": int(len(ydb)), "n_val_queries": int(len(val.yq)),
+           "seed": args.seed, "metric": DATASETS[ds]["metric"] + " tie-aware, validation", "rows": []}
+    if out.exists():
+        old = json.loads(out.read_text())
+        if old.get("dataset") == ds and old.get("n_db") == doc["n_db"]:
+            doc["rows"] = old.get("rows", [])
+    for fchange in json.loads(args.filter_grid):
+        enc = BioConvHash(k=args.k[0], random_state=args.seed, **{**base, **fchange})
+        t0 = time.perf_counter()
+        Fdb = enc.fit_filters(Xdb)
+        Fq = enc.pooled_features(Xq)
+        t_feat = time.perf_counter() - t0
+        for lchange in json.loads(args.layer_grid):
+            res = {}
+            secs = {}
+            for k in args.k:
+                kp = {**get_preset(BioConvHash, ds).for_k(k), **json.loads(args.base), **fchange, **lchange}
+                layer = {kk: kp[kk] for kk in ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr",
+                                               "init", "init_scale") if kk in kp}
+                enc.fit_layer(Fdb, k=k, **layer)
+                cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
+                res[str(k)] = round(100 * map_from_codes(cq, cdb, val.yq, ydb, R=R, tie_aware=True), 2)
+                secs[str(k)] = round(enc.fit_seconds_["layer"], 1)
+                conv = {kk: round(v, 4) for kk, v in enc.convergence_.items()}
+            row = {"filter": fchange, "layer": lchange, "val_map": res, "mean": round(float(np.mean(list(res.values()))), 2),
+                   "features_seconds": round(t_feat, 1), "layer_seconds": secs, "convergence_last_k": conv,
+                   "n_features_pooled": int(enc.n_features_pooled_)}
+            doc["rows"].append(row)
+            print(json.dumps(row), flush=True)
+            out.write_text(json.dumps(doc, indent=1))
+        del Fdb, Fq
+
+
+if __name__ == "__main__":
+    main()
