@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     d = load_digits()
     X, y = d.data.astype(np.float32), d.target  # (1797, 64) pixels 0..16
-    images = X.reshape(-1, 8, 8)
     q, db = per_class_split(y, 20, 0)
 
     # ---- 1. BioConvHash vs BioHash on the same split
