@@ -254,3 +254,13 @@ def test_lancedb_table_of_images_written_by_the_exported_model(small, images, tm
     np.testing.assert_array_equal(codes, small.encode(X))
     res = hashplug.search(tbl, X[7], limit=3, columns=["id"])
     assert res["_distance"][0].as_py() == 0.0 and 7 in res["id"].to_pylist()
+
+
+def test_pooled_features_check_their_input(small, images):
+    X = images[0][:10].copy()
+    assert small.pooled_features(X[:0]).shape == (0, small.n_features_pooled_)
+    X[3, 2, 2] = np.nan
+    with pytest.raises(HashplugError, match="NaN or infinity"):
+        small.pooled_features(X)
+    with pytest.raises(HashplugError, match=re.escape("features have shape (2, 3)")):
+        small.codes_from_features(np.zeros((2, 3), np.float32))

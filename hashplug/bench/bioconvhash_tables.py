@@ -103,16 +103,16 @@ def _score(enc: BioConvHash, Fq: np.ndarray, Fdb: np.ndarray, split: Any, R: int
 def _onnx_check(enc: BioConvHash, X: np.ndarray, batches: Sequence[int] = (1, 1024)) -> dict[str, Any]:
     """Export ``enc``; codes of onnxruntime vs ``encode`` (numpy) on X; ONNX encode time per image by batch."""
     from ..export import to_onnx
-    from ..runtime import OnnxEncoder
+    from ..runtime import OnnxEncoder, clear_session_cache
 
     with tempfile.TemporaryDirectory(prefix="hashplug_bioconv_") as tmp:
         path = to_onnx(enc, Path(tmp) / "bioconvhash.onnx")
         ort = OnnxEncoder(path)
         t0 = time.perf_counter()
-        c_np = enc.encode(X, batch_size=1024)
+        c_np = enc.encode(X, batch_size=256)  # bounded memory: the feature maps are (256, F, H', W') per bank
         t_np = time.perf_counter() - t0
         t0 = time.perf_counter()
-        c_ort = np.concatenate([ort.encode(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+        c_ort = np.concatenate([ort.encode(X[i : i + 256]) for i in range(0, len(X), 256)])
         t_ort = time.perf_counter() - t0
         timing = {}
         for bs in batches:
@@ -124,6 +124,8 @@ def _onnx_check(enc: BioConvHash, X: np.ndarray, batches: Sequence[int] = (1, 10
                 ort.encode(xb)
             timing[str(bs)] = round(1000 * (time.perf_counter() - t0) / (reps * len(xb)), 4)
         size = path.stat().st_size
+    del ort
+    clear_session_cache()  # onnxruntime keeps its arena (GBs after batch 1,024) while a session lives
     return {
         "n_images": int(len(X)),
         "identical_rows": int(np.all(c_np == c_ort, axis=1).sum()),
@@ -161,8 +163,8 @@ def run_conv_table(
     seeds : int or sequence of int
         Number of seeds (0..n-1) or the seeds; results are averaged.
     kcis : sequence of int or None
-        k_CI values of the ablation (Table 4, at the hash lengths 2, 4, 8, 16 that are in ``ks``); None: no
-        ablation.
+        k_CI values of the ablation (Table 4, at the hash lengths 2, 4, 8, 16 that are in ``ks``, with the
+        first k's pooling); None: no ablation.
     shadows : bool
         Also score queries darkened by :func:`shadow` at k = 16 (or the largest k <= 16): BioConvHash with
         and without patch normalisation, and BioHash (its preset for the dataset), clean and shadowed.
@@ -201,6 +203,80 @@ def run_conv_table(
     base = _params(dataset, ks[0], 0, hp, epochs, False)
     bar = tqdm(total=len(seed_list) * (len(ks) + len(kcis) * len(abl_ks)), desc=f"bioconvhash {dataset}",
                disable=not verbose)
+    def assemble() -> dict[str, Any]:
+        def mean(key: str) -> dict[str, float]:
+            return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per.items()}
+
+        rows = {"BioConvHash": mean("map_tie_aware")}
+        result: dict[str, Any] = {
+            "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
+            "metric": DATASETS[dataset]["metric"],
+            "rows": rows,
+            "paper": {"BioConvHash": PAPER[dataset].get("BioConvHash", {})},
+            "seeds": seed_list,
+            "hyperparameters": {
+                "BioConvHash": {kk: v for kk, v in base.items() if kk not in ("k", "random_state", "verbose")},
+                "by_k": {str(k): {**_layer_params(kp), **_forward_params(kp)}
+                         for k in ks for kp in [_params(dataset, k, 0, hp, epochs, False)]},
+                "epochs_override": epochs,
+                "input_scaling": "raw pixels; the encoder divides by the largest training value (255)",
+                "selected_on": "validation split cut from the training set (see the preset's source)",
+                "preset_source": get_preset(BioConvHash, dataset).source,
+            },
+            "train_seconds": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] for r in v])), 2)
+                                              for k, v in per.items()}},
+            "rows_metric": "tie-aware (expected over random orders of tied items)",
+            "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()}},
+            "per_seed": {"BioConvHash": {k: [round(float(r["map_tie_aware"]), 2) for r in v] for k, v in per.items()}},
+            "m": {"BioConvHash": {k: int(v[0]["m"]) for k, v in per.items()}},
+            "n_features_pooled": {"BioConvHash": {k: int(v[0]["n_features_pooled"]) for k, v in per.items()}},
+            "codes_sha256": {"BioConvHash": {k: [r["codes_sha256"] for r in v] for k, v in per.items()}},
+            "rows_tie_aware": rows,
+            "rows_first_index": {"BioConvHash": mean("map")},
+            "convergence": {"BioConvHash": {k: {
+                "row_norm_dev_max": round(float(np.max([r["convergence"]["row_norm_dev_max"] for r in v])), 4),
+                "row_norm_dev_median": round(float(np.mean([r["convergence"]["row_norm_dev_median"] for r in v])), 4),
+                "units_ever_won": round(float(np.min([r["convergence"]["units_ever_won"] for r in v])), 4),
+            } for k, v in per.items()}},
+            "seconds_per_epoch": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2)
+                                                  for k, v in per.items()}},
+            "filter_stage": timings,
+            "checks": checks,
+            "total_seconds": round(time.perf_counter() - t_all, 1),
+            "hashplug_version": __version__,
+            "protocol": "paper" if limit is None else f"subset of {limit} images (not the paper protocol)",
+        }
+        if kcis:
+            result["kci_ablation"] = {
+                "metric": DATASETS[dataset]["metric"] + " tie-aware",
+                "rows": {c: {k: round(float(np.mean(v)), 2) for k, v in r.items()} for c, r in abl.items()},
+                "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
+                "paper": {c: PAPER_KCI[dataset].get(c, {}) for c in abl},
+                "ks": abl_ks,
+            }
+        if shadows:
+            result["shadows"] = {
+                "metric": DATASETS[dataset]["metric"] + " tie-aware",
+                "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 0.25 at the right "
+                          "(hashplug.bench.bioconvhash_tables.shadow, strength 0.75); database clean",
+                "rows": {kk: round(float(np.mean(v)), 2) for kk, v in shadow_res.items()},
+                "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in shadow_res.items()},
+            }
+        if limit and n_train is not None:
+            result["n_train"] = n_train
+        if filters_png:
+            result["filters_png"] = str(filters_png)
+        return result
+
+    def checkpoint(seed: int, done: bool = False) -> None:
+        """Write what is measured so far (a long run that dies keeps its finished parts)."""
+        if out and per:
+            res = assemble()
+            if not done or seed != seed_list[-1]:
+                res["partial"] = f"written during seed {seed}; the run had not finished"
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(res, indent=2))
+
     for s in seed_list:
         split = load_protocol(dataset, data, s, limit, flat=False)
         n_train = len(split.ydb) if n_train is None else n_train
@@ -254,15 +330,16 @@ def run_conv_table(
             checks["onnx"] = {"k": int(enc.k_), **_onnx_check(enc, Xdb[: int(onnx_check)])}
         if s == seed_list[0] and filters_png:
             plot_filters(enc, filters_png, title=f"BioConvHash filters, {dataset}, seed {s}")
-        if shadows:
-            shadow_res_s = _shadows(enc, Fdb, Xq, Xdb, split, dataset, ks, s, hp, epochs, R)
-            for kk, v in shadow_res_s.items():
-                shadow_res.setdefault(kk, []).append(v)
+        checkpoint(s)
+        base_kci = int(enc.kci)
         for kci in kcis:
             enc.set_params(kci=min(int(kci), int(enc.n_filters)))
-            t0 = time.perf_counter()
-            Fdb_c, Fq_c = enc.pooled_features(Xdb), enc.pooled_features(Xq)
-            tim.setdefault("kci_features_seconds", {})[str(kci)] = round(time.perf_counter() - t0, 2)
+            if int(enc.kci) == base_kci:  # the table's own features
+                Fdb_c, Fq_c = Fdb, Fq
+            else:
+                t0 = time.perf_counter()
+                Fdb_c, Fq_c = enc.pooled_features(Xdb), enc.pooled_features(Xq)
+                tim.setdefault("kci_features_seconds", {})[str(kci)] = round(time.perf_counter() - t0, 2)
             for k in abl_ks:
                 bar.set_postfix_str(f"seed={s} k_CI={kci} k={k}")
                 kp = _params(dataset, k, s, hp, epochs, False)
@@ -270,92 +347,51 @@ def run_conv_table(
                 abl.setdefault(str(kci), {}).setdefault(str(k), []).append(_score(enc, Fq_c, Fdb_c, split, R)["map_tie_aware"])
                 bar.update(1)
             del Fdb_c, Fq_c
+            checkpoint(s)
+        if shadows:
+            enc.set_params(kci=base_kci)
+            found = _shadows_conv(enc, Fdb, Xq, split, dataset, ks, s, hp, epochs, R)
+            del Fdb, Fq  # the unnormalised arm below needs room for its own features
+            found.update(_shadows_plain_and_biohash(enc, Xq, Xdb, split, dataset, ks, s, hp, epochs, R))
+            for kk, v in found.items():
+                shadow_res.setdefault(kk, []).append(v)
+        else:
+            del Fdb, Fq
         timings.append(tim)
-        del Fdb, Fq
+        checkpoint(s, done=True)
     bar.close()
-
-    def mean(key: str) -> dict[str, float]:
-        return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per.items()}
-
-    rows = {"BioConvHash": mean("map_tie_aware")}
-    result: dict[str, Any] = {
-        "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
-        "metric": DATASETS[dataset]["metric"],
-        "rows": rows,
-        "paper": {"BioConvHash": PAPER[dataset].get("BioConvHash", {})},
-        "seeds": seed_list,
-        "hyperparameters": {
-            "BioConvHash": {kk: v for kk, v in base.items() if kk not in ("k", "random_state", "verbose")},
-            "by_k": {str(k): {**_layer_params(kp), **_forward_params(kp)}
-                     for k in ks for kp in [_params(dataset, k, 0, hp, epochs, False)]},
-            "epochs_override": epochs,
-            "input_scaling": "raw pixels; the encoder divides by the largest training value (255)",
-            "selected_on": "validation split cut from the training set (see the preset's source)",
-            "preset_source": get_preset(BioConvHash, dataset).source,
-        },
-        "train_seconds": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] for r in v])), 2)
-                                          for k, v in per.items()}},
-        "rows_metric": "tie-aware (expected over random orders of tied items)",
-        "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()}},
-        "per_seed": {"BioConvHash": {k: [round(float(r["map_tie_aware"]), 2) for r in v] for k, v in per.items()}},
-        "m": {"BioConvHash": {k: int(v[0]["m"]) for k, v in per.items()}},
-        "n_features_pooled": {"BioConvHash": {k: int(v[0]["n_features_pooled"]) for k, v in per.items()}},
-        "codes_sha256": {"BioConvHash": {k: [r["codes_sha256"] for r in v] for k, v in per.items()}},
-        "rows_tie_aware": rows,
-        "rows_first_index": {"BioConvHash": mean("map")},
-        "convergence": {"BioConvHash": {k: {
-            "row_norm_dev_max": round(float(np.max([r["convergence"]["row_norm_dev_max"] for r in v])), 4),
-            "row_norm_dev_median": round(float(np.mean([r["convergence"]["row_norm_dev_median"] for r in v])), 4),
-            "units_ever_won": round(float(np.min([r["convergence"]["units_ever_won"] for r in v])), 4),
-        } for k, v in per.items()}},
-        "seconds_per_epoch": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2)
-                                              for k, v in per.items()}},
-        "filter_stage": timings,
-        "checks": checks,
-        "total_seconds": round(time.perf_counter() - t_all, 1),
-        "hashplug_version": __version__,
-        "protocol": "paper" if limit is None else f"subset of {limit} images (not the paper protocol)",
-    }
-    if kcis:
-        result["kci_ablation"] = {
-            "metric": DATASETS[dataset]["metric"] + " tie-aware",
-            "rows": {c: {k: round(float(np.mean(v)), 2) for k, v in r.items()} for c, r in abl.items()},
-            "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
-            "paper": {c: PAPER_KCI[dataset].get(c, {}) for c in abl},
-            "ks": abl_ks,
-        }
-    if shadows:
-        result["shadows"] = {
-            "metric": DATASETS[dataset]["metric"] + " tie-aware",
-            "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 0.25 at the right "
-                      "(hashplug.bench.bioconvhash_tables.shadow, strength 0.75); database clean",
-            "rows": {kk: round(float(np.mean(v)), 2) for kk, v in shadow_res.items()},
-            "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in shadow_res.items()},
-        }
-    if limit and n_train is not None:
-        result["n_train"] = n_train
-    if filters_png:
-        result["filters_png"] = str(filters_png)
+    result = assemble()
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
     return result
 
 
-def _shadows(enc: BioConvHash, Fdb: np.ndarray, Xq: np.ndarray, Xdb: np.ndarray, split: Any, dataset: str,
-             ks: Sequence[int], seed: int, hp: dict, epochs: int | None, R: int | None) -> dict[str, float]:
-    """mAP of clean and shadowed queries at k = 16 (or the largest k <= 16): BioConvHash with and without
-    patch normalisation, and BioHash."""
-    from ..encoders import BioHash
+def _shadow_k(ks: Sequence[int]) -> int:
+    return max([kk for kk in ks if kk <= 16] or [min(ks)])
 
-    k = max([kk for kk in ks if kk <= 16] or [min(ks)])
-    out: dict[str, float] = {}
-    Xs = shadow(Xq)
+
+def _shadows_conv(enc: BioConvHash, Fdb: np.ndarray, Xq: np.ndarray, split: Any, dataset: str, ks: Sequence[int],
+                  seed: int, hp: dict, epochs: int | None, R: int | None) -> dict[str, float]:
+    """mAP of clean and shadowed queries at k = 16 (or the largest k <= 16) for the table's BioConvHash."""
+    k = _shadow_k(ks)
     kp = _params(dataset, k, seed, hp, epochs, False)
     enc.fit_layer(Fdb, **_layer_params(kp), k=k)
-    for name, X in (("clean", Xq), ("shadowed", Xs)):
-        out[f"BioConvHash k={k} {name}"] = _score(enc, enc.pooled_features(X), Fdb, split, R)["map_tie_aware"]
-    plain = BioConvHash(**{**kp, "patch_normalize": False})
+    return {f"BioConvHash k={k} {name}": _score(enc, enc.pooled_features(X), Fdb, split, R)["map_tie_aware"]
+            for name, X in (("clean", Xq), ("shadowed", shadow(Xq)))}
+
+
+def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray, split: Any, dataset: str,
+                               ks: Sequence[int], seed: int, hp: dict, epochs: int | None,
+                               R: int | None) -> dict[str, float]:
+    """The same for BioConvHash without patch normalisation (its own filters) and for BioHash."""
+    from ..encoders import BioHash
+
+    k = _shadow_k(ks)
+    kp = _params(dataset, k, seed, hp, epochs, False)
+    out: dict[str, float] = {}
+    Xs = shadow(Xq)
+    plain = BioConvHash(**{**kp, "patch_normalize": False, "kci": enc.kci})
     Fdb_p = plain.fit_filters(Xdb)
     plain.fit_layer(Fdb_p, **_layer_params(kp), k=k)
     for name, X in (("clean", Xq), ("shadowed", Xs)):

@@ -358,7 +358,7 @@ class BaseEncoder:
             arr = check_array(
                 X, ndim=(2, 3, 4), shape_tail=self.input_shape_, owner=owner, allow_empty=allow_empty
             )
-        return arr.reshape(arr.shape[0], -1)
+        return arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))  # -1 is ambiguous for an empty batch
 
     def fit(self, X: Any, y: Any = None) -> BaseEncoder:
         """Learn the encoder from X of shape (n_samples, ...) (flattened to (n, d)); returns self.
