@@ -343,13 +343,7 @@ class BioConvHash(_PlasticityEncoder):
     def _validate_params(self, n_features: int) -> None:
         name = type(self).__name__
         C, H, W = self._image_shape
-        if self.m is None:
-            act = check_float_param(self.activity, "activity", name, 0.0, 1.0, low_open=True)
-            kk = check_int_param(self.k, "k", name, 1, None)
-            m = max(kk, int(round(kk / act)))
-        else:
-            m = check_int_param(self.m, "m", name, 1, None)
-        kk = check_int_param(self.k, "k", name, 1, m, range_text=f"[1, m={m}]")
+        m, kk = self._hidden_size()
         F = check_int_param(self.n_filters, "n_filters", name, 1, None)
         check_int_param(self.kci, "kci", name, 1, F, range_text=f"[1, n_filters={F}]")
         try:

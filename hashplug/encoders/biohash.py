@@ -45,6 +45,17 @@ class _PlasticityEncoder(BaseEncoder):
         if self.random_state is not None:
             check_int_param(self.random_state, "random_state", name, 0, None)
 
+    def _hidden_size(self) -> tuple[int, int]:
+        """Checked (m, k) of a sparse-expansion encoder: ``m`` as given, or ``round(k / activity)``."""
+        name = type(self).__name__
+        if self.m is None:
+            act = check_float_param(self.activity, "activity", name, 0.0, 1.0, low_open=True)
+            kk = check_int_param(self.k, "k", name, 1, None)
+            m = max(kk, int(round(kk / act)))
+        else:
+            m = check_int_param(self.m, "m", name, 1, None)
+        return m, check_int_param(self.k, "k", name, 1, m, range_text=f"[1, m={m}]")
+
     def _train(self, Xc: np.ndarray, m: int) -> None:
         from .._torch import resolve_device
         from ..train.plasticity import init_weights, train_plasticity
@@ -252,14 +263,7 @@ class BioHash(_PlasticityEncoder):
         self.verbose = verbose
 
     def _validate_params(self, n_features: int) -> None:
-        name = type(self).__name__
-        if self.m is None:
-            act = check_float_param(self.activity, "activity", name, 0.0, 1.0, low_open=True)
-            kk = check_int_param(self.k, "k", name, 1, None)
-            m = max(kk, int(round(kk / act)))
-        else:
-            m = check_int_param(self.m, "m", name, 1, None)
-        kk = check_int_param(self.k, "k", name, 1, m, range_text=f"[1, m={m}]")
+        m, kk = self._hidden_size()
         self._check_rule_params(m)
         self.m_, self.k_ = m, kk
 
