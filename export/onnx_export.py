@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codes import unpack_bits
+from ..codes import packed_to_indices, unpack_bits
 from ..graph import Graph
 from ..modelcard import INPUT_NAME, ModelCard
 from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_array
@@ -251,7 +251,8 @@ def check_parity(
     diff_rows = np.flatnonzero(np.any(xor, axis=1))
     idx_rows = None
     if encoder.code_kind == "khot":
-        ref_i = encoder.encode(Xc, format="indices", batch_size=batch_size)
+        # encode(format="indices") is the packed code's set bits: derive it instead of running the graph again
+        ref_i = packed_to_indices(ref, m, k)
         idx_rows = int(np.any(ref_i != onx.encode(Xc, format="indices"), axis=1).sum())
     at_ties = 0
     if diff_rows.size:
