@@ -358,10 +358,9 @@ class BioConvHash(_PlasticityEncoder):
         for K in ks:
             check_int_param(K, "kernel_sizes", name, 1, min(H, W), range_text=f"[1, min(H, W)={min(H, W)}]")
         side = min(H, W) - max(ks) + 1
-        pool = check_int_param(self.pool_size, "pool_size", name, 1, side, range_text=f"[1, {side}] (the smallest feature map)")
+        check_int_param(self.pool_size, "pool_size", name, 1, side, range_text=f"[1, {side}] (the smallest feature map)")
         if self.pool_stride is not None:
             check_int_param(self.pool_stride, "pool_stride", name, 1, None)
-        del pool
         check_float_param(self.patch_eps, "patch_eps", name, 0.0, None, low_open=True)
         check_float_param(self.filter_p, "filter_p", name, 1.0, None)
         check_float_param(self.filter_delta, "filter_delta", name, 0.0, None)
