@@ -17,6 +17,8 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "bioconvhash": {"k": 4, "m": 40, "n_filters": 8, "kernel_sizes": (3,), "kci": 2, "pool_size": 3,
                     "filter_epochs": 2, "n_patches": 2000, "epochs": 5, "lr": 0.2, "init": "data",
                     "device": "cpu", "image_shape": (8, 8)},
+    "mihash": {"k": 8, "hidden": (16,), "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01,
+               "device": "cpu"},
     "naivebiohash": {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"},
     "flyhash": {"k": 8, "expansion": 2},
     "itq": {"k": 8, "n_iter": 10},

@@ -1,0 +1,383 @@
+"""MIHash: hashing with mutual information (Cakir, He, Bargal, Sclaroff, TPAMI 2019), sections 3-5.
+
+The hash function is a typed graph (:mod:`hashplug.graph`): the input standardised (``Affine``), then a
+linear layer (the paper's shallow setting) or an MLP (``MatMul`` + bias ``Affine`` + ``Relu`` per hidden
+layer), and the sign (``PackedSign``). Training runs that very graph in torch (``Graph.to_torch(trainable=
+True)``) under the minibatch mutual-information objective of :mod:`hashplug.train.mihash`, and writes the
+trained arrays back: the network that is trained is the one that is exported.
+
+Neighbours come from labels (``fit(X, y)``: single labels, or a 0/1 multi-label matrix where sharing one
+label makes a neighbour) or, without labels, from the distance rule of section 5.1 (closer than the
+``distance_percentile``-th percentile of pairwise distances; Euclidean, or cosine for text embeddings).
+
+Arbitrary torch backbones are trained by :func:`hashplug.train.mihash_module.fit_mihash_module` and exported
+by :func:`hashplug.export.export_module` (the path for networks the typed graph does not describe).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..graph import Affine, Graph, MatMul, Op, Relu, head_for
+from ..validation import HashplugError, check_choice, check_float_param, check_int_param
+from .base import BaseEncoder, EncoderTags, Preset, register_encoder
+
+__all__ = ["MIHash"]
+
+OPTIMIZERS = ("sgd", "adam")
+NEIGHBOURS = ("auto", "labels", "distance")
+INITS = ("lsh", "pca")
+
+
+@register_encoder("mihash")
+class MIHash(BaseEncoder):
+    """MIHash: a linear layer or MLP trained to maximise the mutual information of eq. 8; dense sign code.
+
+    Parameters
+    ----------
+    k : int
+        Code length b in bits.
+    hidden : tuple of int
+        Hidden layer widths of an MLP (ReLU); ``()`` is the paper's shallow (single linear layer) model.
+    gamma : float
+        Steepness of the relaxation ``phi = 2 sigmoid(gamma f) - 1`` (eq. 19; paper Table 5: 1 to 20).
+    n_bins : int or None
+        Histogram bins over [0, b]; None: b + 1 bins of width 1 (centres 0..b, eq. 21 with Delta = 1).
+    batch_size : int
+        Minibatch size M (every item is an anchor against the other M - 1; paper Table 5: 64 to 512).
+    epochs : int
+        Passes over the training set (minibatches drawn from a fresh random permutation each epoch).
+    lr : float
+        Initial learning rate.
+    optimizer : {"sgd", "adam"}
+        SGD with ``momentum`` (paper: 0.9) or Adam; both with ``weight_decay`` (paper: 5e-4).
+    momentum, weight_decay : float
+    lr_step : int or None
+        Multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (step decay; None: constant).
+    lr_decay : float
+        Step-decay factor (paper: 0.5).
+    neighbours : {"auto", "labels", "distance"}
+        ``auto``: labels when ``fit`` gets ``y``, else the distance rule.
+    distance_metric : {"euclidean", "cosine"}
+        Metric of the distance rule.
+    distance_percentile : float
+        Percentile of pairwise training distances below which two items are neighbours (LabelMe: 5).
+    standardize : bool
+        Subtract the training mean and divide by the root-mean-square deviation (one scalar) first; part of
+        the exported graph.
+    init : {"lsh", "pca"}
+        Starting weights of the last (hashing) layer: Gaussian (LSH, as the paper's Fig. 3 start) or, for the
+        linear model, the top-k principal directions scaled to unit variance per bit (needs k <= d).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"``.
+    random_state : int or None
+        Seed of the initial weights and the minibatch order.
+    verbose : bool
+        Progress bar with the objective value.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (d,), float32
+    input_scale_ : float
+    W_ : ndarray of shape (h_L or d, k), float32
+        The hashing layer's weights; ``b_`` (k,) its bias.
+    Wh0_, bh0_, ... : ndarray
+        The hidden layers' weights (h_{i-1}, h_i) and biases (h_i,), float32 (``weights_`` / ``biases_`` list
+        every layer in order).
+    neighbourhood_ : dict
+        How neighbours were defined (kind; metric and threshold for the distance rule).
+    history_ : dict
+        ``"mi"``: the mean training objective per epoch.
+    """
+
+    code_kind = "dense"
+    _array_attrs = ("mean_", "W_", "b_")
+    _scalar_attrs = ("input_scale_", "n_layers_", "neighbourhood_")
+
+    presets = {
+        "digits": Preset(
+            {"epochs": 30, "lr": 0.05, "batch_size": 128},
+            source="hand-set for scikit-learn digits so that the tests and examples fit in a few seconds.",
+        ),
+    }
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        return replace(super().__hashplug_tags__(), iterative=True, randomized=True)
+
+    def __init__(
+        self,
+        k: int = 32,
+        hidden: Any = (),
+        gamma: float = 1.0,
+        n_bins: int | None = None,
+        batch_size: int = 256,
+        epochs: int = 50,
+        lr: float = 0.05,
+        optimizer: str = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_step: int | None = None,
+        lr_decay: float = 0.5,
+        neighbours: str = "auto",
+        distance_metric: str = "euclidean",
+        distance_percentile: float = 5.0,
+        standardize: bool = True,
+        init: str = "lsh",
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.k = k
+        self.hidden = hidden
+        self.gamma = gamma
+        self.n_bins = n_bins
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.lr_step = lr_step
+        self.lr_decay = lr_decay
+        self.neighbours = neighbours
+        self.distance_metric = distance_metric
+        self.distance_percentile = distance_percentile
+        self.standardize = standardize
+        self.init = init
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ parameters
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        h = self.hidden
+        if h is None:
+            return ()
+        if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
+            h = (int(h),)
+        if not isinstance(h, (tuple, list)):
+            raise HashplugError(
+                f"The 'hidden' parameter of MIHash must be a tuple of ints >= 1 (() for the linear model). Got {h!r} instead."
+            )
+        return tuple(check_int_param(v, "hidden", "MIHash", 1, None) for v in h)
+
+    def _validate_params(self, n_features: int) -> None:
+        name = "MIHash"
+        kk = check_int_param(self.k, "k", name, 1, None)
+        self._hidden_sizes()
+        check_float_param(self.gamma, "gamma", name, 0.0, None, low_open=True)
+        if self.n_bins is not None:
+            check_int_param(self.n_bins, "n_bins", name, 2, None, range_text="[2, inf) or None")
+        check_int_param(self.batch_size, "batch_size", name, 2, None)
+        check_int_param(self.epochs, "epochs", name, 0, None)
+        check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
+        check_choice(self.optimizer, "optimizer", name, OPTIMIZERS)
+        check_float_param(self.momentum, "momentum", name, 0.0, 1.0, high_open=True)
+        check_float_param(self.weight_decay, "weight_decay", name, 0.0, None)
+        if self.lr_step is not None:
+            check_int_param(self.lr_step, "lr_step", name, 1, None, range_text="[1, inf) or None")
+        check_float_param(self.lr_decay, "lr_decay", name, 0.0, 1.0, low_open=True)
+        check_choice(self.neighbours, "neighbours", name, NEIGHBOURS)
+        from ..train.mihash import DISTANCE_METRICS
+
+        check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
+        check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
+        check_choice(self.init, "init", name, INITS)
+        if self.init == "pca" and (self._hidden_sizes() or kk > n_features):
+            raise HashplugError(
+                f"init='pca' needs the linear model (hidden=()) and k <= n_features={n_features}; got k={kk}, "
+                f"hidden={self.hidden!r}. Use init='lsh'."
+            )
+        if self.random_state is not None:
+            check_int_param(self.random_state, "random_state", name, 0, None)
+        self.m_ = self.k_ = kk
+
+    # ------------------------------------------------------------------ graph
+    def _layer_ops(self, weights: list[np.ndarray], biases: list[np.ndarray]) -> list[Op]:
+        ops: list[Op] = [Affine(scale=np.float32(1.0 / self.input_scale_), shift=-self.mean_ / np.float32(self.input_scale_))]
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            ops += [MatMul(np.ascontiguousarray(W, dtype=np.float32)), Affine(scale=np.float32(1.0), shift=b)]
+            if i < len(weights) - 1:
+                ops.append(Relu())
+        return ops
+
+    def _ops(self) -> list[Op]:
+        """Standardise, then ``MatMul`` + bias (+ ``Relu`` between layers) per layer: the scores f (n, k)."""
+        return self._layer_ops(self.weights_, self.biases_)
+
+    @property
+    def weights_(self) -> list[np.ndarray]:
+        """Layer weights ``[(d, h_1), ..., (h_L, k)]``: the hidden layers' ``Wh{i}_``, then ``W_``."""
+        try:
+            return [*(getattr(self, f"Wh{i}_") for i in range(int(self.n_layers_) - 1)), self.W_]
+        except AttributeError as exc:
+            raise HashplugError(f"MIHash weights for {self.n_layers_} layers are missing: {exc}") from exc
+
+    @property
+    def biases_(self) -> list[np.ndarray]:
+        """Layer biases ``[(h_1,), ..., (k,)]``: the hidden layers' ``bh{i}_``, then ``b_``."""
+        try:
+            return [*(getattr(self, f"bh{i}_") for i in range(int(self.n_layers_) - 1)), self.b_]
+        except AttributeError as exc:
+            raise HashplugError(f"MIHash biases for {self.n_layers_} layers are missing: {exc}") from exc
+
+    def _state(self):
+        arrays, scalars = super()._state()
+        for i in range(int(self.n_layers_) - 1):  # the hidden layers (their number depends on ``hidden``)
+            arrays[f"Wh{i}_"] = np.asarray(getattr(self, f"Wh{i}_"))
+            arrays[f"bh{i}_"] = np.asarray(getattr(self, f"bh{i}_"))
+        if hasattr(self, "history_"):
+            scalars["history_"] = {"mi": [float(v) for v in self.history_.get("mi", [])]}
+        if hasattr(self, "fit_seconds_"):
+            scalars["fit_seconds_"] = float(self.fit_seconds_)
+        return arrays, scalars
+
+    # ------------------------------------------------------------------ training
+    def _neighbourhood(self, X: np.ndarray, y: np.ndarray | None):
+        from ..train.mihash import Neighbourhood
+
+        kind = self.neighbours
+        if kind == "auto":
+            kind = "labels" if y is not None else "distance"
+        if kind == "labels":
+            if y is None:
+                raise HashplugError(
+                    "MIHash(neighbours='labels') needs labels: call fit(X, y), or use neighbours='distance' "
+                    "(the distance rule) for unlabelled data."
+                )
+            nb = Neighbourhood.from_labels(y)
+            if nb.kind == "labels" and not np.issubdtype(np.asarray(y).dtype, np.integer):
+                raise HashplugError(f"single labels must be integers; got dtype {np.asarray(y).dtype}.")
+            return nb, np.asarray(y)
+        Xs = (X - self.mean_) / self.input_scale_  # the metric is scale-free for cosine; Euclidean on standardised
+        nb = Neighbourhood.from_distances(
+            Xs if self.distance_metric == "euclidean" else X, float(self.distance_percentile),
+            self.distance_metric, seed=self.random_state,
+        )
+        return nb, (Xs if self.distance_metric == "euclidean" else X).astype(np.float32)
+
+    def _init_layers(self, X: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        sizes = [X.shape[1], *self._hidden_sizes(), self.k_]
+        Xs = (X - self.mean_) / self.input_scale_
+        weights, biases = [], []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            if last and self.init == "pca":
+                from .baselines import _pca
+
+                P = _pca(Xs.astype(np.float64), b)
+                sd = np.sqrt(np.maximum((Xs @ P).var(axis=0), 1e-12))
+                W = P / sd
+            elif last:
+                W = rng.standard_normal((a, b)) / np.sqrt(a)  # LSH: unit-variance scores on isotropic inputs
+            else:
+                W = rng.standard_normal((a, b)) * np.sqrt(2.0 / a)  # He init for the ReLU layers
+            weights.append(W.astype(np.float32))
+            biases.append(np.zeros(b, np.float32))
+        return weights, biases
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        from .._torch import require_torch, resolve_device, torch_threads
+        from ..train.mihash import mutual_information, relaxed_codes
+        from ..train.plasticity import RECHECK_SECONDS
+
+        torch = require_torch()
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        n = X.shape[0]
+        if n < 2:
+            raise HashplugError(f"MIHash needs at least 2 training rows; got {n}.")
+        self.mean_ = X.mean(axis=0).astype(np.float32) if self.standardize else np.zeros(X.shape[1], np.float32)
+        rms = float(np.sqrt(np.mean((X - self.mean_) ** 2))) if self.standardize else 1.0
+        self.input_scale_ = rms if rms > 0 else 1.0
+        rng = np.random.default_rng(self.random_state)
+        nb, targets = self._neighbourhood(X, y)
+        self.neighbourhood_ = nb.describe()
+        weights, biases = self._init_layers(X, rng)
+        graph = Graph.chain(self._layer_ops(weights, biases), (X.shape[1],), head_for("dense", self.k_))
+        device = resolve_device(self.device)
+        module = graph.to_torch(trainable=True).to(device)
+        trainable = []
+        for i, (mod, node) in enumerate(zip(module.ops, graph.nodes)):
+            for key, par in mod.named_parameters():
+                # the standardisation (node 0) and the bias Affines' unit scale are fixed; weights and biases learn
+                learn = i > 0 and (isinstance(node.op, MatMul) or key == "shift")
+                par.requires_grad_(learn)
+                if learn:
+                    trainable.append(par)
+        if self.optimizer == "sgd":
+            opt = torch.optim.SGD(trainable, lr=float(self.lr), momentum=float(self.momentum),
+                                  weight_decay=float(self.weight_decay))
+        else:
+            opt = torch.optim.Adam(trainable, lr=float(self.lr), weight_decay=float(self.weight_decay))
+        sched = (torch.optim.lr_scheduler.StepLR(opt, int(self.lr_step), float(self.lr_decay))
+                 if self.lr_step is not None else None)
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
+        Tt = torch.as_tensor(np.ascontiguousarray(targets), device=device)
+        M = min(int(self.batch_size), n)
+        history: list[float] = []
+        bar = tqdm(range(int(self.epochs)), desc="MIHash", disable=not self.verbose, leave=False)
+        with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
+            for _ in bar:
+                perm = torch.as_tensor(rng.permutation(n), device=device)
+                total, count = 0.0, 0
+                for s in range(0, n - M + 1, M):  # full minibatches only: every anchor sees M - 1 items
+                    threads.tick()
+                    idx = perm[s : s + M]
+                    phi = relaxed_codes(module(Xt[idx]), float(self.gamma))
+                    mi = mutual_information(phi, nb.matrix(Tt[idx]), self.n_bins)
+                    opt.zero_grad(set_to_none=True)
+                    (-mi).backward()
+                    opt.step()
+                    total += float(mi.detach())
+                    count += 1
+                if sched is not None:
+                    sched.step()
+                history.append(total / max(count, 1))
+                bar.set_postfix(mi=f"{history[-1]:.4f}")
+        trained = module.to_graph()
+        mats = [node.op for node in trained.nodes if isinstance(node.op, MatMul)]
+        shifts = [node.op for j, node in enumerate(trained.nodes) if j > 0 and isinstance(node.op, Affine)]
+        self.n_layers_ = len(mats)
+        for i, (mm, af) in enumerate(zip(mats[:-1], shifts[:-1])):
+            setattr(self, f"Wh{i}_", np.asarray(mm.weight, np.float32))
+            setattr(self, f"bh{i}_", np.asarray(af.shift, np.float32).reshape(-1))
+        self.W_ = np.asarray(mats[-1].weight, np.float32)
+        self.b_ = np.asarray(shifts[-1].shift, np.float32).reshape(-1)
+        if not all(np.isfinite(W).all() for W in self.weights_):
+            raise HashplugError(f"MIHash training diverged (non-finite weights); lower lr={self.lr}.")
+        self.history_ = {"mi": history}
+        self.fit_seconds_ = time.perf_counter() - t0
+
+    def mutual_information(self, X: Any, y: Any = None, *, batch_size: int | None = None, seed: int = 0) -> float:
+        """The discrete objective (eq. 11) of the fitted codes on X: mean over minibatches of the batch MI.
+
+        Neighbours as at fit (labels ``y``, or the fitted distance threshold). Uses numpy only.
+        """
+        from ..train.mihash import Neighbourhood, mutual_information_numpy
+
+        Xf = self._check_X(X)
+        codes = self.encode(Xf, format="pm1").astype(np.float64)
+        nbd = dict(self.neighbourhood_)
+        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")))
+        if nb.kind == "distance":
+            t = (Xf - self.mean_) / self.input_scale_ if nb.metric == "euclidean" else Xf
+        else:
+            if y is None:
+                raise HashplugError("this MIHash was fitted with labels: pass y to mutual_information(X, y).")
+            t = np.asarray(y)
+        M = int(batch_size or self.batch_size)
+        order = np.random.default_rng(seed).permutation(len(codes))
+        vals = []
+        for s in range(0, len(codes) - M + 1, M):
+            idx = order[s : s + M]
+            vals.append(mutual_information_numpy(codes[idx], nb.matrix_numpy(t[idx]), self.n_bins))
+        if not vals:
+            raise HashplugError(f"mutual_information needs at least batch_size={M} rows; got {len(codes)}.")
+        return float(np.mean(vals))

@@ -1,0 +1,319 @@
+"""The mutual-information objective of MIHash (Cakir, He, Bargal, Sclaroff, TPAMI 2019), sections 3-4.
+
+For a minibatch of M relaxed codes ``phi = 2 sigmoid(gamma f) - 1`` (eq. 19) every item is in turn the
+anchor (the query) and the other M - 1 items its database (eq. 29). The relaxed Hamming distance
+``d = (b - phi_i . phi_j) / 2`` (eq. 20) is soft-assigned to histogram bins by the triangular kernel
+``max(0, 1 - |d - c_l| / width)`` (eq. 21); the bins' centres run from 0 to b inclusive (``b + 1`` bins of
+width 1 by default, or ``n_bins`` bins of floating-point width ``b / (n_bins - 1)``), so the kernels are a
+partition of unity on [0, b] and every histogram sums to 1. Conditional histograms over the anchor's
+neighbours and non-neighbours (the anchor itself in neither) give
+
+    I(D; C) = H(D) - p+ H(D | C=1) - p- H(D | C=0)            (eq. 8, with 0 log 0 = 0)
+
+with the priors ``p+ = N+ / (M - 1)``, ``p- = N- / (M - 1)`` and ``p_D = p+ p_D+ + p- p_D-`` (eq. 17). An
+anchor without neighbours or without non-neighbours has I = 0 (H(C) = 0). The objective is the mean over
+anchors (eq. 11). :func:`mi_gradient_closed_form` is eq. 50 (tests compare it with autograd).
+
+Neighbourhoods (who is a neighbour of whom) come from single labels, multi-labels (share at least one)
+or a distance threshold (the LabelMe rule of section 5.1: distance below a percentile of the pairwise
+distances; Euclidean, or cosine for text embeddings): :class:`Neighbourhood`.
+
+torch is imported inside the functions (training side only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError
+
+__all__ = [
+    "Neighbourhood",
+    "bin_centres",
+    "mutual_information",
+    "mutual_information_numpy",
+    "mi_gradient_closed_form",
+    "relaxed_codes",
+    "relaxed_distances",
+    "soft_histograms",
+]
+
+NEIGHBOURHOOD_KINDS = ("labels", "multilabels", "distance")
+DISTANCE_METRICS = ("euclidean", "cosine")
+
+
+def bin_centres(b: int, n_bins: int | None = None) -> tuple[np.ndarray, float]:
+    """Histogram bin centres (float64, 0..b inclusive) and their width for b-bit distances.
+
+    ``n_bins=None`` gives the paper's b + 1 bins of width 1; otherwise ``n_bins >= 2`` evenly spaced centres
+    from 0 to b with the floating-point width ``b / (n_bins - 1)`` (never rounded to an integer).
+    """
+    if n_bins is None:
+        n_bins = int(b) + 1
+    if int(n_bins) < 2:
+        raise HashplugError(f"n_bins must be an int >= 2 (or None for b + 1 = {b + 1}); got {n_bins}.")
+    width = float(b) / (int(n_bins) - 1)
+    return np.arange(int(n_bins), dtype=np.float64) * width, width
+
+
+def relaxed_codes(scores: Any, gamma: float) -> Any:
+    """``phi = 2 sigmoid(gamma f) - 1`` (eq. 19), written as ``tanh(gamma f / 2)`` (the same function)."""
+    import torch
+
+    return torch.tanh(0.5 * float(gamma) * scores)
+
+
+def relaxed_distances(phi: Any) -> Any:
+    """``d_ij = (b - phi_i . phi_j) / 2`` (eq. 20) for relaxed codes phi (M, b): (M, M)."""
+    b = phi.shape[1]
+    return 0.5 * (b - phi @ phi.T)
+
+
+def soft_histograms(d: Any, centres: Any, width: float) -> Any:
+    """Triangular-kernel bin weights (eq. 21) ``max(0, 1 - |d - c_l| / width)``: (..., L) for d (...)."""
+    import torch
+
+    return torch.clamp(1.0 - (d.unsqueeze(-1) - centres).abs() / float(width), min=0.0)
+
+
+def _xlogx(p: Any) -> Any:
+    """p log p with 0 log 0 = 0 and a finite (zero) gradient at 0."""
+    import torch
+
+    tiny = torch.finfo(p.dtype).tiny
+    return torch.where(p > 0, p * torch.log(p.clamp_min(tiny)), torch.zeros_like(p))
+
+
+def _masks(S: Any) -> tuple[Any, Any]:
+    """Neighbour and non-neighbour masks of a boolean (M, M) relation, the diagonal in neither."""
+    import torch
+
+    M = S.shape[0]
+    if S.shape != (M, M):
+        raise HashplugError(f"the neighbour matrix must be square (M, M); got shape {tuple(S.shape)}.")
+    off = ~torch.eye(M, dtype=torch.bool, device=S.device)
+    S = S.to(torch.bool)
+    return S & off, ~S & off
+
+
+def _conditional_histograms(phi: Any, S: Any, n_bins: int | None):
+    import torch
+
+    M, b = phi.shape
+    pos, neg = _masks(S)
+    c, width = bin_centres(b, n_bins)
+    centres = torch.as_tensor(c, dtype=phi.dtype, device=phi.device)
+    d = relaxed_distances(phi)
+    delta = soft_histograms(d, centres, width)  # (M, M, L)
+    n_pos = pos.sum(1).to(phi.dtype)
+    n_neg = neg.sum(1).to(phi.dtype)
+    h_pos = torch.einsum("ijl,ij->il", delta, pos.to(phi.dtype)) / n_pos.clamp_min(1).unsqueeze(1)
+    h_neg = torch.einsum("ijl,ij->il", delta, neg.to(phi.dtype)) / n_neg.clamp_min(1).unsqueeze(1)
+    prior_pos = n_pos / max(M - 1, 1)
+    prior_neg = n_neg / max(M - 1, 1)
+    return d, delta, pos, neg, h_pos, h_neg, prior_pos, prior_neg, centres, width
+
+
+def mutual_information(phi: Any, S: Any, n_bins: int | None = None, reduction: str = "mean") -> Any:
+    """The MIHash objective on a minibatch: I(D; C) per anchor (eq. 8), averaged (eq. 11, 29).
+
+    Parameters
+    ----------
+    phi : torch.Tensor of shape (M, b), float
+        Relaxed codes in [-1, 1] (:func:`relaxed_codes`); exact +-1 codes give the discrete objective.
+    S : torch.Tensor of shape (M, M), bool
+        ``S[i, j]``: item j is a neighbour of anchor i (symmetric; the diagonal is ignored).
+    n_bins : int or None
+        Histogram bins over [0, b]; None: b + 1 bins of width 1 (centres 0..b).
+    reduction : {"mean", "none"}
+        The mean over anchors (a scalar) or the per-anchor values (M,).
+    """
+    import torch
+
+    if phi.ndim != 2 or phi.shape[0] < 2:
+        raise HashplugError(f"phi must have shape (M, b) with M >= 2 items; got {tuple(phi.shape)}.")
+    _, _, _, _, h_pos, h_neg, pp, pn, _, _ = _conditional_histograms(phi, S, n_bins)
+    p = pp.unsqueeze(1) * h_pos + pn.unsqueeze(1) * h_neg  # eq. 17
+    H_D = -_xlogx(p).sum(1)
+    H_D_given_C = -(pp * _xlogx(h_pos).sum(1) + pn * _xlogx(h_neg).sum(1))
+    mi = H_D - H_D_given_C
+    if reduction == "none":
+        return mi
+    if reduction != "mean":
+        raise HashplugError(f"reduction must be 'mean' or 'none'; got {reduction!r}.")
+    return torch.mean(mi)
+
+
+def mi_gradient_closed_form(phi: Any, S: Any, n_bins: int | None = None) -> Any:
+    """d mean_i I_i / d phi by eq. 50, as (M, b) (the paper's b x M matrix, transposed).
+
+    ``-Phi / (2M) sum_l (A+_l B+_l + B+_l A+_l + A-_l B-_l + B-_l A-_l)`` with
+    ``alpha+_{l,i} = p+_i (log p+_{il} - log p_{il}) / N+_i`` (eq. 16, 41; 0 where p+_{il} = 0) and
+    ``beta+_l(i, j) = 1[j in N+(i)] delta'_l(d_ij)`` (eq. 22, 35).
+    """
+    import torch
+
+    M, b = phi.shape
+    d, _, pos, neg, h_pos, h_neg, pp, pn, centres, width = _conditional_histograms(phi, S, n_bins)
+    p = pp.unsqueeze(1) * h_pos + pn.unsqueeze(1) * h_neg
+    tiny = torch.finfo(phi.dtype).tiny
+
+    def alpha(h, prior, n):
+        a = prior.unsqueeze(1) * (torch.log(h.clamp_min(tiny)) - torch.log(p.clamp_min(tiny)))
+        return torch.where(h > 0, a, torch.zeros_like(a)) / n.clamp_min(1).unsqueeze(1)  # (M, L)
+
+    # delta'_l(d): +1/width on [c_l - width, c_l), -1/width on [c_l, c_l + width)
+    diff = d.unsqueeze(-1) - centres  # (M, M, L)
+    slope = torch.where((diff >= -width) & (diff < 0), 1.0 / width, 0.0) + torch.where(
+        (diff >= 0) & (diff < width), -1.0 / width, 0.0
+    )
+    slope = slope.to(phi.dtype)
+    total = torch.zeros((M, M), dtype=phi.dtype, device=phi.device)
+    for mask, h, prior in ((pos, h_pos, pp), (neg, h_neg, pn)):
+        a = alpha(h, prior, mask.sum(1).to(phi.dtype))  # (M, L): a[i, l] = alpha_{l,i}
+        B = slope * mask.to(phi.dtype).unsqueeze(-1)  # B[i, j, l] = beta_l(i, j)
+        AB = torch.einsum("il,ijl->ij", a, B)  # sum_l A_l B_l
+        BA = torch.einsum("ijl,jl->ij", B, a)  # sum_l B_l A_l
+        total = total + AB + BA
+    # paper: Phi (b x M) @ total (M x M); here rows are items: (total^T @ phi) = (Phi total)^T
+    return -(total.T @ phi) / (2.0 * M)
+
+
+@dataclass
+class Neighbourhood:
+    """Who is a neighbour of whom inside a minibatch.
+
+    Parameters
+    ----------
+    kind : {"labels", "multilabels", "distance"}
+        ``labels``: the same class; ``multilabels``: at least one shared label (rows of a 0/1 matrix);
+        ``distance``: distance below ``threshold`` (the LabelMe rule; :meth:`from_distances`).
+    metric : {"euclidean", "cosine"}
+        For ``distance``: Euclidean, or cosine distance ``1 - cos`` (text embeddings).
+    threshold : float
+        For ``distance``: the neighbour cut-off.
+    """
+
+    kind: str
+    metric: str = "euclidean"
+    threshold: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if self.kind not in NEIGHBOURHOOD_KINDS:
+            raise HashplugError(f"Neighbourhood kind must be one of {list(NEIGHBOURHOOD_KINDS)}; got {self.kind!r}.")
+        if self.metric not in DISTANCE_METRICS:
+            raise HashplugError(f"distance metric must be one of {list(DISTANCE_METRICS)}; got {self.metric!r}.")
+
+    @classmethod
+    def from_labels(cls, y: np.ndarray) -> Neighbourhood:
+        """Single labels (n,) -> ``labels``; a 0/1 matrix (n, L) -> ``multilabels`` (share at least one)."""
+        y = np.asarray(y)
+        if y.ndim == 1:
+            return cls("labels")
+        if y.ndim == 2:
+            if not np.isin(y, (0, 1)).all():
+                raise HashplugError("multi-labels must be a 0/1 matrix of shape (n, n_labels).")
+            return cls("multilabels")
+        raise HashplugError(f"labels must have shape (n,) or (n, n_labels); got {y.shape}.")
+
+    @classmethod
+    def from_distances(
+        cls, X: np.ndarray, percentile: float = 5.0, metric: str = "euclidean", n_pairs: int = 200_000,
+        seed: int | None = 0,
+    ) -> Neighbourhood:
+        """The LabelMe rule: neighbours are closer than the ``percentile``-th percentile of pairwise distances.
+
+        The percentile is estimated on ``n_pairs`` random pairs of distinct rows (all pairs when fewer).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        n = X.shape[0]
+        if n < 2:
+            raise HashplugError(f"the distance rule needs at least 2 rows; got {n}.")
+        if not 0 < float(percentile) < 100:
+            raise HashplugError(f"percentile must be in (0, 100); got {percentile}.")
+        rng = np.random.default_rng(seed)
+        if n * (n - 1) // 2 <= n_pairs:
+            i, j = np.triu_indices(n, 1)
+        else:
+            i = rng.integers(0, n, n_pairs)
+            j = (i + rng.integers(1, n, n_pairs)) % n  # j != i
+        dist = _pair_distances(X[i], X[j], metric)
+        return cls("distance", metric=metric, threshold=float(np.percentile(dist, float(percentile))))
+
+    def matrix(self, targets: Any) -> Any:
+        """The boolean (M, M) relation of a minibatch: labels (M,), multi-labels (M, L) or features (M, d)."""
+        import torch
+
+        if self.kind == "labels":
+            return targets.unsqueeze(0) == targets.unsqueeze(1)
+        if self.kind == "multilabels":
+            t = targets.to(torch.float32)
+            return (t @ t.T) > 0
+        x = targets.to(torch.float64)
+        if self.metric == "cosine":
+            xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            dist = 1.0 - xn @ xn.T
+        else:
+            sq = (x * x).sum(1)
+            dist = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * x @ x.T).clamp_min(0).sqrt()
+        return dist < self.threshold
+
+    def matrix_numpy(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        """The relation between rows of ``a`` and rows of ``b`` (default ``a``) as a boolean numpy matrix."""
+        b = a if b is None else b
+        if self.kind == "labels":
+            return np.asarray(a)[:, None] == np.asarray(b)[None, :]
+        if self.kind == "multilabels":
+            return (np.asarray(a, np.float32) @ np.asarray(b, np.float32).T) > 0
+        A, B = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if self.metric == "cosine":
+            A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
+            B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12)
+            return (1.0 - A @ B.T) < self.threshold
+        sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
+        return np.sqrt(np.maximum(sq, 0)) < self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "distance":
+            out.update(metric=self.metric, threshold=float(self.threshold))
+        return out
+
+
+def _pair_distances(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        na = np.maximum(np.linalg.norm(A, axis=1), 1e-12)
+        nb = np.maximum(np.linalg.norm(B, axis=1), 1e-12)
+        return 1.0 - (A * B).sum(1) / (na * nb)
+    return np.linalg.norm(A - B, axis=1)
+
+
+def mutual_information_numpy(codes: np.ndarray, S: np.ndarray, n_bins: int | None = None) -> float:
+    """:func:`mutual_information` in numpy (float64), averaged over anchors: for evaluating fitted codes.
+
+    ``codes`` (M, b) are relaxed or exact +-1 codes; ``S`` (M, M) the boolean neighbour relation.
+    """
+    phi = np.asarray(codes, dtype=np.float64)
+    M, b = phi.shape
+    if M < 2:
+        raise HashplugError(f"codes must have shape (M, b) with M >= 2 items; got {phi.shape}.")
+    S = np.asarray(S, dtype=bool)
+    off = ~np.eye(M, dtype=bool)
+    pos, neg = S & off, ~S & off
+    c, width = bin_centres(b, n_bins)
+    d = 0.5 * (b - phi @ phi.T)
+    delta = np.maximum(0.0, 1.0 - np.abs(d[..., None] - c) / width)  # (M, M, L)
+    n_pos, n_neg = pos.sum(1).astype(np.float64), neg.sum(1).astype(np.float64)
+    h_pos = np.einsum("ijl,ij->il", delta, pos) / np.maximum(n_pos, 1)[:, None]
+    h_neg = np.einsum("ijl,ij->il", delta, neg) / np.maximum(n_neg, 1)[:, None]
+    pp, pn = n_pos / (M - 1), n_neg / (M - 1)
+    p = pp[:, None] * h_pos + pn[:, None] * h_neg
+
+    def xlogx(v: np.ndarray) -> np.ndarray:
+        return np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
+
+    mi = -xlogx(p).sum(1) + pp * xlogx(h_pos).sum(1) + pn * xlogx(h_neg).sum(1)
+    return float(mi.mean())
