@@ -537,3 +537,50 @@ def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> floa
     hits = np.isin(r_flat, t_flat, assume_unique=True)
     per_row = np.bincount(r_flat[hits] // span, minlength=tru.shape[0])
     return float((per_row / R).mean())
+
+
+def mutual_information_from_distances(D: Any, q_labels: Any, db_labels: Any, n_bits: int) -> np.ndarray:
+    """Per-query mutual information I(D; C) (MIHash eq. 8) of integer Hamming distances and relevance.
+
+    For query i the distances to its relevant items (``C = 1``) and to the others (``C = 0``) give the
+    conditional histograms ``p+`` and ``p-`` over 0..n_bits (eq. 12, hard assignment), the priors are the
+    shares of relevant and other items, and ``I = H(D) - p+ H(D | C=1) - p- H(D | C=0)`` with 0 log 0 = 0
+    (natural log). A query with no relevant item (or only relevant items) has I = 0.
+
+    Parameters
+    ----------
+    D : ndarray of shape (n_q, n_db), integer
+        Hamming distances (e.g. :func:`hashplug.hamming.hamming_distances`), in [0, n_bits].
+    q_labels, db_labels : array-like
+        Labels as in :func:`mean_average_precision` (single labels or 0/1 multi-label rows).
+    n_bits : int
+        Code length b.
+
+    Returns
+    -------
+    mi : ndarray of shape (n_q,), float64
+    """
+    owner = "mutual_information_from_distances"
+    Dm = check_array(D, name="D", ndim=2, dtype=None, owner=owner)
+    if not np.issubdtype(Dm.dtype, np.integer):
+        raise HashplugError(f"{owner}: D must hold integer Hamming distances; got dtype {Dm.dtype}.")
+    b = int(n_bits)
+    if Dm.size and (int(Dm.min()) < 0 or int(Dm.max()) > b):
+        raise HashplugError(f"{owner}: distances must lie in [0, n_bits={b}]; got [{int(Dm.min())}, {int(Dm.max())}].")
+    rel = relevance(q_labels, db_labels)
+    if rel.shape != Dm.shape:
+        raise HashplugError(f"{owner}: labels give a {rel.shape} relevance matrix but D has shape {Dm.shape}.")
+    nq, ndb = Dm.shape
+    L = b + 1
+    codes = Dm.astype(np.int64) + (np.arange(nq, dtype=np.int64) * L)[:, None]
+    n_all = np.bincount(codes.ravel(), minlength=nq * L).reshape(nq, L).astype(np.float64)
+    n_pos = np.bincount(codes[rel], minlength=nq * L).reshape(nq, L).astype(np.float64)
+    n_neg = n_all - n_pos
+    N_pos, N_neg = n_pos.sum(1), n_neg.sum(1)
+
+    def plogp(c: np.ndarray, tot: np.ndarray) -> np.ndarray:
+        p = c / np.maximum(tot, 1)[:, None]
+        return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(1)
+
+    pp, pn = N_pos / ndb, N_neg / ndb
+    return -plogp(n_all, N_pos + N_neg) + pp * plogp(n_pos, N_pos) + pn * plogp(n_neg, N_neg)

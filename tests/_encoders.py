@@ -19,6 +19,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
                     "device": "cpu", "image_shape": (8, 8)},
     "mihash": {"k": 8, "hidden": (16,), "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01,
                "device": "cpu"},
+    "dpsh": {"k": 8, "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
     "naivebiohash": {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"},
     "flyhash": {"k": 8, "expansion": 2},
     "itq": {"k": 8, "n_iter": 10},

@@ -312,7 +312,8 @@ def _add_bench(sub: Any) -> None:
     """``hashplug bench``."""
     b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
     b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
-                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news")
+                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news, mihash-correlation, "
+                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
     b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
     b.add_argument("--seeds", type=int, default=3)
@@ -329,6 +330,8 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--filters-png", default=None, help="bioconvhash-*: write a grid of the learned filters")
     b.add_argument("--onnx-check", type=int, default=10_000,
                    help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
+    b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
+    b.add_argument("--png", default=None, help="mihash-*: write the figure (scatter or histograms) here")
     b.set_defaults(func=cmd_bench)
 
 

@@ -33,8 +33,257 @@ NEIGHBOURS = ("auto", "labels", "distance")
 INITS = ("lsh", "pca")
 
 
+class _PairwiseTrainedHash(BaseEncoder):
+    """Dense sign codes of a linear layer or MLP trained by minibatch SGD / Adam on an objective over the
+    pairs of each minibatch and their neighbour relation. Subclasses define ``__init__``, the objective
+    (:meth:`_objective`, maximised) and its parameter checks (:meth:`_check_objective_params`).
+    """
+
+    code_kind = "dense"
+    _array_attrs = ("mean_", "W_", "b_")
+    _scalar_attrs = ("input_scale_", "n_layers_", "neighbourhood_")
+    #: Name of the objective in ``history_`` and on the progress bar.
+    _objective_name: str = "objective"
+
+    @classmethod
+    def __hashplug_tags__(cls) -> EncoderTags:
+        return replace(super().__hashplug_tags__(), iterative=True, randomized=True)
+
+    def _check_objective_params(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _objective(self, scores: Any, S: Any) -> Any:  # pragma: no cover - abstract
+        """The minibatch objective (a torch scalar, maximised) of the scores f (M, k) and relation S (M, M)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ parameters
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        h = self.hidden
+        if h is None:
+            return ()
+        if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
+            h = (int(h),)
+        if not isinstance(h, (tuple, list)):
+            raise HashplugError(
+                f"The 'hidden' parameter of {type(self).__name__} must be a tuple of ints >= 1 (() for the linear model). Got {h!r} instead."
+            )
+        return tuple(check_int_param(v, "hidden", type(self).__name__, 1, None) for v in h)
+
+    def _validate_params(self, n_features: int) -> None:
+        name = type(self).__name__
+        kk = check_int_param(self.k, "k", name, 1, None)
+        self._hidden_sizes()
+        self._check_objective_params()
+        check_int_param(self.batch_size, "batch_size", name, 2, None)
+        check_int_param(self.epochs, "epochs", name, 0, None)
+        check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
+        check_choice(self.optimizer, "optimizer", name, OPTIMIZERS)
+        check_float_param(self.momentum, "momentum", name, 0.0, 1.0, high_open=True)
+        check_float_param(self.weight_decay, "weight_decay", name, 0.0, None)
+        if self.lr_step is not None:
+            check_int_param(self.lr_step, "lr_step", name, 1, None, range_text="[1, inf) or None")
+        check_float_param(self.lr_decay, "lr_decay", name, 0.0, 1.0, low_open=True)
+        check_choice(self.neighbours, "neighbours", name, NEIGHBOURS)
+        from ..train.mihash import DISTANCE_METRICS
+
+        check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
+        check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
+        check_choice(self.init, "init", name, INITS)
+        if self.init == "pca" and (self._hidden_sizes() or kk > n_features):
+            raise HashplugError(
+                f"init='pca' needs the linear model (hidden=()) and k <= n_features={n_features}; got k={kk}, "
+                f"hidden={self.hidden!r}. Use init='lsh'."
+            )
+        if self.random_state is not None:
+            check_int_param(self.random_state, "random_state", name, 0, None)
+        self.m_ = self.k_ = kk
+
+    # ------------------------------------------------------------------ graph
+    def _layer_ops(self, weights: list[np.ndarray], biases: list[np.ndarray]) -> list[Op]:
+        ops: list[Op] = [Affine(scale=np.float32(1.0 / self.input_scale_), shift=-self.mean_ / np.float32(self.input_scale_))]
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            ops += [MatMul(np.ascontiguousarray(W, dtype=np.float32)), Affine(scale=np.float32(1.0), shift=b)]
+            if i < len(weights) - 1:
+                ops.append(Relu())
+        return ops
+
+    def _ops(self) -> list[Op]:
+        """Standardise, then ``MatMul`` + bias (+ ``Relu`` between layers) per layer: the scores f (n, k)."""
+        return self._layer_ops(self.weights_, self.biases_)
+
+    @property
+    def weights_(self) -> list[np.ndarray]:
+        """Layer weights ``[(d, h_1), ..., (h_L, k)]``: the hidden layers' ``Wh{i}_``, then ``W_``."""
+        try:
+            return [*(getattr(self, f"Wh{i}_") for i in range(int(self.n_layers_) - 1)), self.W_]
+        except AttributeError as exc:
+            raise HashplugError(f"{type(self).__name__} weights for {self.n_layers_} layers are missing: {exc}") from exc
+
+    @property
+    def biases_(self) -> list[np.ndarray]:
+        """Layer biases ``[(h_1,), ..., (k,)]``: the hidden layers' ``bh{i}_``, then ``b_``."""
+        try:
+            return [*(getattr(self, f"bh{i}_") for i in range(int(self.n_layers_) - 1)), self.b_]
+        except AttributeError as exc:
+            raise HashplugError(f"{type(self).__name__} biases for {self.n_layers_} layers are missing: {exc}") from exc
+
+    def _state(self):
+        arrays, scalars = super()._state()
+        for i in range(int(self.n_layers_) - 1):  # the hidden layers (their number depends on ``hidden``)
+            arrays[f"Wh{i}_"] = np.asarray(getattr(self, f"Wh{i}_"))
+            arrays[f"bh{i}_"] = np.asarray(getattr(self, f"bh{i}_"))
+        if hasattr(self, "history_"):
+            scalars["history_"] = {key: [float(v) for v in vals] for key, vals in self.history_.items()}
+        if hasattr(self, "fit_seconds_"):
+            scalars["fit_seconds_"] = float(self.fit_seconds_)
+        return arrays, scalars
+
+    # ------------------------------------------------------------------ training
+    def _neighbourhood(self, X: np.ndarray, y: np.ndarray | None):
+        from ..train.mihash import Neighbourhood
+
+        kind = self.neighbours
+        if kind == "auto":
+            kind = "labels" if y is not None else "distance"
+        if kind == "labels":
+            if y is None:
+                raise HashplugError(
+                    f"{type(self).__name__}(neighbours='labels') needs labels: call fit(X, y), or use neighbours='distance' "
+                    "(the distance rule) for unlabelled data."
+                )
+            nb = Neighbourhood.from_labels(y)
+            if nb.kind == "labels" and not np.issubdtype(np.asarray(y).dtype, np.integer):
+                raise HashplugError(f"single labels must be integers; got dtype {np.asarray(y).dtype}.")
+            return nb, np.asarray(y)
+        Xs = (X - self.mean_) / self.input_scale_  # the metric is scale-free for cosine; Euclidean on standardised
+        nb = Neighbourhood.from_distances(
+            Xs if self.distance_metric == "euclidean" else X, float(self.distance_percentile),
+            self.distance_metric, seed=self.random_state,
+        )
+        return nb, (Xs if self.distance_metric == "euclidean" else X).astype(np.float32)
+
+    def _init_layers(self, X: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        sizes = [X.shape[1], *self._hidden_sizes(), self.k_]
+        Xs = (X - self.mean_) / self.input_scale_
+        weights, biases = [], []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            if last and self.init == "pca":
+                from .baselines import _pca
+
+                P = _pca(Xs.astype(np.float64), b)
+                sd = np.sqrt(np.maximum((Xs @ P).var(axis=0), 1e-12))
+                W = P / sd
+            elif last:
+                W = rng.standard_normal((a, b)) / np.sqrt(a)  # LSH: unit-variance scores on isotropic inputs
+            else:
+                W = rng.standard_normal((a, b)) * np.sqrt(2.0 / a)  # He init for the ReLU layers
+            weights.append(W.astype(np.float32))
+            biases.append(np.zeros(b, np.float32))
+        return weights, biases
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        from .._torch import require_torch, resolve_device, torch_threads
+        from ..train.plasticity import RECHECK_SECONDS
+
+        torch = require_torch()
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        n = X.shape[0]
+        if n < 2:
+            raise HashplugError(f"{type(self).__name__} needs at least 2 training rows; got {n}.")
+        self.mean_ = X.mean(axis=0).astype(np.float32) if self.standardize else np.zeros(X.shape[1], np.float32)
+        rms = float(np.sqrt(np.mean((X - self.mean_) ** 2))) if self.standardize else 1.0
+        self.input_scale_ = rms if rms > 0 else 1.0
+        rng = np.random.default_rng(self.random_state)
+        nb, targets = self._neighbourhood(X, y)
+        self.neighbourhood_ = nb.describe()
+        weights, biases = self._init_layers(X, rng)
+        graph = Graph.chain(self._layer_ops(weights, biases), (X.shape[1],), head_for("dense", self.k_))
+        device = resolve_device(self.device)
+        module = graph.to_torch(trainable=True).to(device)
+        trainable = []
+        for i, (mod, node) in enumerate(zip(module.ops, graph.nodes)):
+            for key, par in mod.named_parameters():
+                # the standardisation (node 0) and the bias Affines' unit scale are fixed; weights and biases learn
+                learn = i > 0 and (isinstance(node.op, MatMul) or key == "shift")
+                par.requires_grad_(learn)
+                if learn:
+                    trainable.append(par)
+        if self.optimizer == "sgd":
+            opt = torch.optim.SGD(trainable, lr=float(self.lr), momentum=float(self.momentum),
+                                  weight_decay=float(self.weight_decay))
+        else:
+            opt = torch.optim.Adam(trainable, lr=float(self.lr), weight_decay=float(self.weight_decay))
+        sched = (torch.optim.lr_scheduler.StepLR(opt, int(self.lr_step), float(self.lr_decay))
+                 if self.lr_step is not None else None)
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
+        Tt = torch.as_tensor(np.ascontiguousarray(targets), device=device)
+        M = min(int(self.batch_size), n)
+        history: list[float] = []
+        bar = tqdm(range(int(self.epochs)), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
+            for _ in bar:
+                perm = torch.as_tensor(rng.permutation(n), device=device)
+                total, count = 0.0, 0
+                for s in range(0, n - M + 1, M):  # full minibatches only: every anchor sees M - 1 items
+                    threads.tick()
+                    idx = perm[s : s + M]
+                    value = self._objective(module(Xt[idx]), nb.matrix(Tt[idx]))
+                    opt.zero_grad(set_to_none=True)
+                    (-value).backward()
+                    opt.step()
+                    total += float(value.detach())
+                    count += 1
+                if sched is not None:
+                    sched.step()
+                history.append(total / max(count, 1))
+                bar.set_postfix({self._objective_name: f"{history[-1]:.4f}"})
+        trained = module.to_graph()
+        mats = [node.op for node in trained.nodes if isinstance(node.op, MatMul)]
+        shifts = [node.op for j, node in enumerate(trained.nodes) if j > 0 and isinstance(node.op, Affine)]
+        self.n_layers_ = len(mats)
+        for i, (mm, af) in enumerate(zip(mats[:-1], shifts[:-1])):
+            setattr(self, f"Wh{i}_", np.asarray(mm.weight, np.float32))
+            setattr(self, f"bh{i}_", np.asarray(af.shift, np.float32).reshape(-1))
+        self.W_ = np.asarray(mats[-1].weight, np.float32)
+        self.b_ = np.asarray(shifts[-1].shift, np.float32).reshape(-1)
+        if not all(np.isfinite(W).all() for W in self.weights_):
+            raise HashplugError(f"{type(self).__name__} training diverged (non-finite weights); lower lr={self.lr}.")
+        self.history_ = {self._objective_name: history}
+        self.fit_seconds_ = time.perf_counter() - t0
+
+    def mutual_information(self, X: Any, y: Any = None, *, batch_size: int | None = None, seed: int = 0) -> float:
+        """The discrete objective (eq. 11) of the fitted codes on X: mean over minibatches of the batch MI.
+
+        Neighbours as at fit (labels ``y``, or the fitted distance threshold). Uses numpy only.
+        """
+        from ..train.mihash import Neighbourhood, mutual_information_numpy
+
+        Xf = self._check_X(X)
+        codes = self.encode(Xf, format="pm1").astype(np.float64)
+        nbd = dict(self.neighbourhood_)
+        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")))
+        if nb.kind == "distance":
+            t = (Xf - self.mean_) / self.input_scale_ if nb.metric == "euclidean" else Xf
+        else:
+            if y is None:
+                raise HashplugError(f"this {type(self).__name__} was fitted with labels: pass y to mutual_information(X, y).")
+            t = np.asarray(y)
+        M = int(batch_size or self.batch_size)
+        order = np.random.default_rng(seed).permutation(len(codes))
+        vals = []
+        for s in range(0, len(codes) - M + 1, M):
+            idx = order[s : s + M]
+            vals.append(mutual_information_numpy(codes[idx], nb.matrix_numpy(t[idx]), getattr(self, "n_bins", None)))
+        if not vals:
+            raise HashplugError(f"mutual_information needs at least batch_size={M} rows; got {len(codes)}.")
+        return float(np.mean(vals))
+
+
 @register_encoder("mihash")
-class MIHash(BaseEncoder):
+class MIHash(_PairwiseTrainedHash):
     """MIHash: a linear layer or MLP trained to maximise the mutual information of eq. 8; dense sign code.
 
     Parameters
@@ -94,9 +343,7 @@ class MIHash(BaseEncoder):
         ``"mi"``: the mean training objective per epoch.
     """
 
-    code_kind = "dense"
-    _array_attrs = ("mean_", "W_", "b_")
-    _scalar_attrs = ("input_scale_", "n_layers_", "neighbourhood_")
+    _objective_name = "mi"
 
     presets = {
         "digits": Preset(
@@ -104,10 +351,6 @@ class MIHash(BaseEncoder):
             source="hand-set for scikit-learn digits so that the tests and examples fit in a few seconds.",
         ),
     }
-
-    @classmethod
-    def __hashplug_tags__(cls) -> EncoderTags:
-        return replace(super().__hashplug_tags__(), iterative=True, randomized=True)
 
     def __init__(
         self,
@@ -153,231 +396,13 @@ class MIHash(BaseEncoder):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ parameters
-    def _hidden_sizes(self) -> tuple[int, ...]:
-        h = self.hidden
-        if h is None:
-            return ()
-        if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
-            h = (int(h),)
-        if not isinstance(h, (tuple, list)):
-            raise HashplugError(
-                f"The 'hidden' parameter of MIHash must be a tuple of ints >= 1 (() for the linear model). Got {h!r} instead."
-            )
-        return tuple(check_int_param(v, "hidden", "MIHash", 1, None) for v in h)
-
-    def _validate_params(self, n_features: int) -> None:
-        name = "MIHash"
-        kk = check_int_param(self.k, "k", name, 1, None)
-        self._hidden_sizes()
-        check_float_param(self.gamma, "gamma", name, 0.0, None, low_open=True)
+    def _check_objective_params(self) -> None:
+        check_float_param(self.gamma, "gamma", "MIHash", 0.0, None, low_open=True)
         if self.n_bins is not None:
-            check_int_param(self.n_bins, "n_bins", name, 2, None, range_text="[2, inf) or None")
-        check_int_param(self.batch_size, "batch_size", name, 2, None)
-        check_int_param(self.epochs, "epochs", name, 0, None)
-        check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
-        check_choice(self.optimizer, "optimizer", name, OPTIMIZERS)
-        check_float_param(self.momentum, "momentum", name, 0.0, 1.0, high_open=True)
-        check_float_param(self.weight_decay, "weight_decay", name, 0.0, None)
-        if self.lr_step is not None:
-            check_int_param(self.lr_step, "lr_step", name, 1, None, range_text="[1, inf) or None")
-        check_float_param(self.lr_decay, "lr_decay", name, 0.0, 1.0, low_open=True)
-        check_choice(self.neighbours, "neighbours", name, NEIGHBOURS)
-        from ..train.mihash import DISTANCE_METRICS
+            check_int_param(self.n_bins, "n_bins", "MIHash", 2, None, range_text="[2, inf) or None")
 
-        check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
-        check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
-        check_choice(self.init, "init", name, INITS)
-        if self.init == "pca" and (self._hidden_sizes() or kk > n_features):
-            raise HashplugError(
-                f"init='pca' needs the linear model (hidden=()) and k <= n_features={n_features}; got k={kk}, "
-                f"hidden={self.hidden!r}. Use init='lsh'."
-            )
-        if self.random_state is not None:
-            check_int_param(self.random_state, "random_state", name, 0, None)
-        self.m_ = self.k_ = kk
-
-    # ------------------------------------------------------------------ graph
-    def _layer_ops(self, weights: list[np.ndarray], biases: list[np.ndarray]) -> list[Op]:
-        ops: list[Op] = [Affine(scale=np.float32(1.0 / self.input_scale_), shift=-self.mean_ / np.float32(self.input_scale_))]
-        for i, (W, b) in enumerate(zip(weights, biases)):
-            ops += [MatMul(np.ascontiguousarray(W, dtype=np.float32)), Affine(scale=np.float32(1.0), shift=b)]
-            if i < len(weights) - 1:
-                ops.append(Relu())
-        return ops
-
-    def _ops(self) -> list[Op]:
-        """Standardise, then ``MatMul`` + bias (+ ``Relu`` between layers) per layer: the scores f (n, k)."""
-        return self._layer_ops(self.weights_, self.biases_)
-
-    @property
-    def weights_(self) -> list[np.ndarray]:
-        """Layer weights ``[(d, h_1), ..., (h_L, k)]``: the hidden layers' ``Wh{i}_``, then ``W_``."""
-        try:
-            return [*(getattr(self, f"Wh{i}_") for i in range(int(self.n_layers_) - 1)), self.W_]
-        except AttributeError as exc:
-            raise HashplugError(f"MIHash weights for {self.n_layers_} layers are missing: {exc}") from exc
-
-    @property
-    def biases_(self) -> list[np.ndarray]:
-        """Layer biases ``[(h_1,), ..., (k,)]``: the hidden layers' ``bh{i}_``, then ``b_``."""
-        try:
-            return [*(getattr(self, f"bh{i}_") for i in range(int(self.n_layers_) - 1)), self.b_]
-        except AttributeError as exc:
-            raise HashplugError(f"MIHash biases for {self.n_layers_} layers are missing: {exc}") from exc
-
-    def _state(self):
-        arrays, scalars = super()._state()
-        for i in range(int(self.n_layers_) - 1):  # the hidden layers (their number depends on ``hidden``)
-            arrays[f"Wh{i}_"] = np.asarray(getattr(self, f"Wh{i}_"))
-            arrays[f"bh{i}_"] = np.asarray(getattr(self, f"bh{i}_"))
-        if hasattr(self, "history_"):
-            scalars["history_"] = {"mi": [float(v) for v in self.history_.get("mi", [])]}
-        if hasattr(self, "fit_seconds_"):
-            scalars["fit_seconds_"] = float(self.fit_seconds_)
-        return arrays, scalars
-
-    # ------------------------------------------------------------------ training
-    def _neighbourhood(self, X: np.ndarray, y: np.ndarray | None):
-        from ..train.mihash import Neighbourhood
-
-        kind = self.neighbours
-        if kind == "auto":
-            kind = "labels" if y is not None else "distance"
-        if kind == "labels":
-            if y is None:
-                raise HashplugError(
-                    "MIHash(neighbours='labels') needs labels: call fit(X, y), or use neighbours='distance' "
-                    "(the distance rule) for unlabelled data."
-                )
-            nb = Neighbourhood.from_labels(y)
-            if nb.kind == "labels" and not np.issubdtype(np.asarray(y).dtype, np.integer):
-                raise HashplugError(f"single labels must be integers; got dtype {np.asarray(y).dtype}.")
-            return nb, np.asarray(y)
-        Xs = (X - self.mean_) / self.input_scale_  # the metric is scale-free for cosine; Euclidean on standardised
-        nb = Neighbourhood.from_distances(
-            Xs if self.distance_metric == "euclidean" else X, float(self.distance_percentile),
-            self.distance_metric, seed=self.random_state,
-        )
-        return nb, (Xs if self.distance_metric == "euclidean" else X).astype(np.float32)
-
-    def _init_layers(self, X: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        sizes = [X.shape[1], *self._hidden_sizes(), self.k_]
-        Xs = (X - self.mean_) / self.input_scale_
-        weights, biases = [], []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            if last and self.init == "pca":
-                from .baselines import _pca
-
-                P = _pca(Xs.astype(np.float64), b)
-                sd = np.sqrt(np.maximum((Xs @ P).var(axis=0), 1e-12))
-                W = P / sd
-            elif last:
-                W = rng.standard_normal((a, b)) / np.sqrt(a)  # LSH: unit-variance scores on isotropic inputs
-            else:
-                W = rng.standard_normal((a, b)) * np.sqrt(2.0 / a)  # He init for the ReLU layers
-            weights.append(W.astype(np.float32))
-            biases.append(np.zeros(b, np.float32))
-        return weights, biases
-
-    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        from .._torch import require_torch, resolve_device, torch_threads
+    def _objective(self, scores: Any, S: Any) -> Any:
+        """Mean over anchors of I(D; C) (eq. 11) of the relaxed codes ``2 sigmoid(gamma f) - 1`` (eq. 19)."""
         from ..train.mihash import mutual_information, relaxed_codes
-        from ..train.plasticity import RECHECK_SECONDS
 
-        torch = require_torch()
-        from tqdm.auto import tqdm
-
-        t0 = time.perf_counter()
-        n = X.shape[0]
-        if n < 2:
-            raise HashplugError(f"MIHash needs at least 2 training rows; got {n}.")
-        self.mean_ = X.mean(axis=0).astype(np.float32) if self.standardize else np.zeros(X.shape[1], np.float32)
-        rms = float(np.sqrt(np.mean((X - self.mean_) ** 2))) if self.standardize else 1.0
-        self.input_scale_ = rms if rms > 0 else 1.0
-        rng = np.random.default_rng(self.random_state)
-        nb, targets = self._neighbourhood(X, y)
-        self.neighbourhood_ = nb.describe()
-        weights, biases = self._init_layers(X, rng)
-        graph = Graph.chain(self._layer_ops(weights, biases), (X.shape[1],), head_for("dense", self.k_))
-        device = resolve_device(self.device)
-        module = graph.to_torch(trainable=True).to(device)
-        trainable = []
-        for i, (mod, node) in enumerate(zip(module.ops, graph.nodes)):
-            for key, par in mod.named_parameters():
-                # the standardisation (node 0) and the bias Affines' unit scale are fixed; weights and biases learn
-                learn = i > 0 and (isinstance(node.op, MatMul) or key == "shift")
-                par.requires_grad_(learn)
-                if learn:
-                    trainable.append(par)
-        if self.optimizer == "sgd":
-            opt = torch.optim.SGD(trainable, lr=float(self.lr), momentum=float(self.momentum),
-                                  weight_decay=float(self.weight_decay))
-        else:
-            opt = torch.optim.Adam(trainable, lr=float(self.lr), weight_decay=float(self.weight_decay))
-        sched = (torch.optim.lr_scheduler.StepLR(opt, int(self.lr_step), float(self.lr_decay))
-                 if self.lr_step is not None else None)
-        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
-        Tt = torch.as_tensor(np.ascontiguousarray(targets), device=device)
-        M = min(int(self.batch_size), n)
-        history: list[float] = []
-        bar = tqdm(range(int(self.epochs)), desc="MIHash", disable=not self.verbose, leave=False)
-        with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
-            for _ in bar:
-                perm = torch.as_tensor(rng.permutation(n), device=device)
-                total, count = 0.0, 0
-                for s in range(0, n - M + 1, M):  # full minibatches only: every anchor sees M - 1 items
-                    threads.tick()
-                    idx = perm[s : s + M]
-                    phi = relaxed_codes(module(Xt[idx]), float(self.gamma))
-                    mi = mutual_information(phi, nb.matrix(Tt[idx]), self.n_bins)
-                    opt.zero_grad(set_to_none=True)
-                    (-mi).backward()
-                    opt.step()
-                    total += float(mi.detach())
-                    count += 1
-                if sched is not None:
-                    sched.step()
-                history.append(total / max(count, 1))
-                bar.set_postfix(mi=f"{history[-1]:.4f}")
-        trained = module.to_graph()
-        mats = [node.op for node in trained.nodes if isinstance(node.op, MatMul)]
-        shifts = [node.op for j, node in enumerate(trained.nodes) if j > 0 and isinstance(node.op, Affine)]
-        self.n_layers_ = len(mats)
-        for i, (mm, af) in enumerate(zip(mats[:-1], shifts[:-1])):
-            setattr(self, f"Wh{i}_", np.asarray(mm.weight, np.float32))
-            setattr(self, f"bh{i}_", np.asarray(af.shift, np.float32).reshape(-1))
-        self.W_ = np.asarray(mats[-1].weight, np.float32)
-        self.b_ = np.asarray(shifts[-1].shift, np.float32).reshape(-1)
-        if not all(np.isfinite(W).all() for W in self.weights_):
-            raise HashplugError(f"MIHash training diverged (non-finite weights); lower lr={self.lr}.")
-        self.history_ = {"mi": history}
-        self.fit_seconds_ = time.perf_counter() - t0
-
-    def mutual_information(self, X: Any, y: Any = None, *, batch_size: int | None = None, seed: int = 0) -> float:
-        """The discrete objective (eq. 11) of the fitted codes on X: mean over minibatches of the batch MI.
-
-        Neighbours as at fit (labels ``y``, or the fitted distance threshold). Uses numpy only.
-        """
-        from ..train.mihash import Neighbourhood, mutual_information_numpy
-
-        Xf = self._check_X(X)
-        codes = self.encode(Xf, format="pm1").astype(np.float64)
-        nbd = dict(self.neighbourhood_)
-        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")))
-        if nb.kind == "distance":
-            t = (Xf - self.mean_) / self.input_scale_ if nb.metric == "euclidean" else Xf
-        else:
-            if y is None:
-                raise HashplugError("this MIHash was fitted with labels: pass y to mutual_information(X, y).")
-            t = np.asarray(y)
-        M = int(batch_size or self.batch_size)
-        order = np.random.default_rng(seed).permutation(len(codes))
-        vals = []
-        for s in range(0, len(codes) - M + 1, M):
-            idx = order[s : s + M]
-            vals.append(mutual_information_numpy(codes[idx], nb.matrix_numpy(t[idx]), self.n_bins))
-        if not vals:
-            raise HashplugError(f"mutual_information needs at least batch_size={M} rows; got {len(codes)}.")
-        return float(np.mean(vals))
+        return mutual_information(relaxed_codes(scores, float(self.gamma)), S, self.n_bins)

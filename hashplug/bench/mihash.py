@@ -1,0 +1,458 @@
+"""``hashplug bench mihash-*``: the MIHash experiments (issue 10).
+
+* ``mihash-correlation``: the MI-mAP correlation of the paper's section 5.3.1 on MNIST: 100 queries (10 per
+  class), the other 69,900 images as database, ``--maps`` random Gaussian (LSH) mappings at 32 bits; for each,
+  mAP@All and the mutual information of eq. 8 of the queries' Hamming distances to the database (averaged
+  over queries), then their Pearson correlation (``"pearson"``) and a scatter PNG.
+* ``mihash-mnist`` / ``mihash-ag-news``: supervised retrieval on the paper's *cifar-1*-like split (500
+  training items per class, 100 queries per class, the rest database; relevance = same label; mAP@All,
+  tie-aware) at 12, 24, 32 and 48 bits: MIHash (linear and MLP) against LSH, ITQ, BioHash and DPSH, a
+  pairwise affinity-matching baseline trained with the same networks, data, epochs and batch size. The
+  gradient methods' optimiser and learning rate are chosen per method on a validation split cut from the
+  training set. Also the neighbour / non-neighbour Hamming-distance histograms before and after training
+  (the paper's Fig. 3) as a PNG.
+* ``mihash-unsupervised``: MIHash trained with the distance rule (cosine, no labels) on the AG News
+  embeddings to keep cosine neighbours, at 128, 192 and 256 bits: recall@10 of the exact cosine top 10,
+  plain and after rescoring 100 Hamming candidates by float cosine, against the sign of the 384 floats and ITQ.
+
+Every result JSON has step 1's shape: ``"rows"`` (method -> bits -> mean over seeds), ``"per_seed"``, ``"std"``,
+settings, chosen hyperparameters and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import environment, rounded, write_json
+
+__all__ = [
+    "supervised_split",
+    "run_correlation",
+    "run_supervised",
+    "run_unsupervised",
+    "bench_mihash",
+    "SUPERVISED_METHODS",
+]
+
+#: Supervised suite: ``{row name: (registry name, constructor parameters)}``; gradient methods share
+#: ``epochs`` and ``batch_size`` (the same budget) and get their optimiser / lr from the validation grid.
+SUPERVISED_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "MIHash-linear": ("mihash", {"hidden": ()}),
+    "MIHash-MLP": ("mihash", {"hidden": (512,)}),
+    "DPSH-linear": ("dpsh", {"hidden": ()}),
+    "DPSH-MLP": ("dpsh", {"hidden": (512,)}),
+    "LSH": ("lsh", {}),
+    "ITQ": ("itq", {}),
+    "BioHash": ("biohash", {}),
+}
+
+#: Validation grid of the gradient methods (optimiser x learning rate), same for every one of them.
+GRADIENT_GRID: list[dict[str, Any]] = [
+    {"optimizer": "sgd", "lr": 0.05},
+    {"optimizer": "sgd", "lr": 0.2},
+    {"optimizer": "adam", "lr": 0.001},
+    {"optimizer": "adam", "lr": 0.01},
+]
+
+#: Dataset settings: loader name, BioHash preset, training items and queries per class.
+DATASETS: dict[str, dict[str, Any]] = {
+    "mnist": {"biohash_preset": "mnist", "train_per_class": 500, "query_per_class": 100},
+    "ag_news": {"biohash_preset": "ag_news", "train_per_class": 500, "query_per_class": 100},
+}
+
+
+def supervised_split(y: np.ndarray, seed: int, train_per_class: int = 500, query_per_class: int = 100):
+    """The *cifar-1*-like split: ``query_per_class`` queries and ``train_per_class`` training items per class
+    (disjoint, drawn with ``seed``), the rest the database. Returns sorted index arrays (q, train, db)."""
+    from ..data import per_class_split
+
+    q, rest = per_class_split(y, query_per_class, seed)
+    tr, db = per_class_split(y[rest], train_per_class, seed + 1000)
+    return q, rest[tr], rest[db]
+
+
+def _load(dataset: str, data: str | None) -> tuple[np.ndarray, np.ndarray]:
+    from ..data import get_dataset
+
+    X, y = get_dataset(dataset).load(data, flat=True)
+    return np.asarray(X, dtype=np.float32), np.asarray(y)
+
+
+def _map(cq: np.ndarray, cdb: np.ndarray, yq: np.ndarray, ydb: np.ndarray) -> float:
+    from ..metrics import map_from_codes
+
+    return float(map_from_codes(cq, cdb, yq, ydb, tie_aware=True))
+
+
+# ---------------------------------------------------------------------------------------------- correlation
+def run_correlation(
+    data: str | None = None, *, bits: int = 32, n_maps: int = 50, per_class: int = 10, seed: int = 0,
+    png: str | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """MI against mAP for ``n_maps`` random Gaussian mappings (LSH, centred) on MNIST (sec. 5.3.1)."""
+    from tqdm.auto import tqdm
+
+    from ..data import per_class_split
+    from ..encoders import LSH
+    from ..hamming import hamming_distances
+    from ..metrics import mean_average_precision, mutual_information_from_distances
+
+    t0 = time.perf_counter()
+    X, y = _load("mnist", data)
+    q, db = per_class_split(y, per_class, seed)
+    rows = []
+    for j in tqdm(range(int(n_maps)), desc="random mappings", disable=not progress):
+        enc = LSH(k=bits, random_state=seed * 100_000 + j).fit(X[db])
+        D = hamming_distances(enc.encode(X[q]), enc.encode(X[db]))
+        rows.append({
+            "map": float(mean_average_precision(D, y[q], y[db], tie_aware=True)),
+            "map_index_order": float(mean_average_precision(D, y[q], y[db])),
+            "mi": float(mutual_information_from_distances(D, y[q], y[db], bits).mean()),
+        })
+    mi = np.array([r["mi"] for r in rows])
+    mp = np.array([r["map"] for r in rows])
+    res = {
+        "suite": "mihash-correlation",
+        "dataset": "mnist",
+        "protocol": f"{len(q)} queries ({per_class} per class, seed {seed}), the other {len(db)} images as database",
+        "bits": int(bits),
+        "n_maps": int(n_maps),
+        "metric": "mAP@All (tie-aware); MI of eq. 8 (hard histograms over 0..b, natural log), mean over queries",
+        "pearson": float(np.corrcoef(mi, mp)[0, 1]),
+        "pearson_index_order": float(np.corrcoef(mi, [r["map_index_order"] for r in rows])[0, 1]),
+        "paper_pearson": 0.98,
+        "rows": rows,
+        "map_range": [float(mp.min()), float(mp.max())],
+        "mi_range": [float(mi.min()), float(mi.max())],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "environment": environment(),
+    }
+    if png:
+        _scatter_png(mi, mp, res["pearson"], png)
+        res["png"] = str(png)
+    return res
+
+
+def _scatter_png(mi: np.ndarray, mp: np.ndarray, r: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(mi, 100 * mp, s=14)
+    ax.set_xlabel("mutual information (eq. 8), mean over queries")
+    ax.set_ylabel("mAP@All (%)")
+    ax.set_title(f"MNIST, random 32-bit mappings: Pearson r = {r:.3f}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- supervised
+def _make(method: str, bits: int, seed: int, extra: dict[str, Any], dataset: str, epochs: int | None):
+    from ..encoders import get_encoder, get_preset, get_tags
+
+    reg, params = SUPERVISED_METHODS[method]
+    p = {**params, **extra, "k": int(bits), "random_state": int(seed)}
+    if reg == "biohash":
+        pre = get_preset(reg, DATASETS[dataset]["biohash_preset"])
+        p = {**(pre.as_dict() if pre else {}), **p}
+        p.pop("by_k", None)
+    if epochs is not None and get_tags(reg).iterative:
+        p["epochs"] = int(epochs)
+    return get_encoder(reg, **p)
+
+
+def _is_gradient(method: str) -> bool:
+    return SUPERVISED_METHODS[method][0] in ("mihash", "dpsh")
+
+
+def run_supervised(
+    dataset: str = "mnist",
+    data: str | None = None,
+    *,
+    bits: Sequence[int] = (12, 24, 32, 48),
+    seeds: int = 1,
+    methods: Sequence[str] | None = None,
+    epochs: int = 50,
+    batch_size: int = 256,
+    grid: Sequence[dict[str, Any]] | None = None,
+    tune_bits: int = 32,
+    hp: dict[str, dict[str, Any]] | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    png: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Supervised retrieval on the cifar-1-like split of ``dataset`` (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    from ..data import per_class_split
+    from ..validation import HashplugError
+
+    if dataset not in DATASETS:
+        raise HashplugError(f"Unknown dataset {dataset!r} for the MIHash bench; use one of {sorted(DATASETS)}.")
+    t_start = time.perf_counter()
+    cfg = DATASETS[dataset]
+    X, y = _load(dataset, data)
+    if limit is not None and limit < len(y):
+        keep = np.sort(np.random.default_rng(12345).choice(len(y), int(limit), replace=False))
+        X, y = X[keep], y[keep]
+    n_classes = int(np.unique(y).size)
+    tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
+    q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
+    names = list(methods or SUPERVISED_METHODS)
+    hp = dict(hp or {})
+    grid = list(grid or GRADIENT_GRID)
+    common = {"epochs": int(epochs), "batch_size": int(batch_size)}
+    res: dict[str, Any] = {
+        "suite": f"mihash-{dataset.replace('_', '-')}",
+        "dataset": dataset,
+        "protocol": f"cifar-1-like: {tr_pc} training items and {q_pc} queries per class ({n_classes} classes), "
+                    "the rest database; relevance = same label",
+        "metric": "mAP@All (tie-aware)",
+        "bits": [int(b) for b in bits],
+        "methods": names,
+        "budget": common,
+        "rows": {},
+        "per_seed": {},
+        "std": {},
+        "fit_seconds": {},
+        "chosen": {},
+        "validation": {},
+    }
+    # ---- validation: cut from the seed-0 training set; each gradient method picks its optimiser / lr
+    q0, tr0, _ = supervised_split(y, 0, tr_pc, q_pc)
+    vq, vdb = per_class_split(y[tr0], max(1, tr_pc // 5), 7)
+    Xv_q, yv_q, Xv_db, yv_db = X[tr0][vq], y[tr0][vq], X[tr0][vdb], y[tr0][vdb]
+    for name in names:
+        if not _is_gradient(name) or name in hp:
+            continue
+        scores = []
+        for g in tqdm(grid, desc=f"validation {name}", disable=not progress, leave=False):
+            try:
+                enc = _make(name, tune_bits, 0, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
+            except HashplugError as exc:  # a learning rate that diverges is a failed grid point, not a crash
+                if "diverged" not in str(exc):
+                    raise
+                scores.append(float("nan"))
+                continue
+            scores.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+        if np.all(np.isnan(scores)):
+            raise HashplugError(f"every validation setting of {name} diverged: {grid}; lower the learning rates.")
+        best = int(np.nanargmax(scores))
+        hp[name] = dict(grid[best])
+        res["validation"][name] = [{**g, "val_map": None if np.isnan(s) else rounded(100 * s, 2)}
+                                   for g, s in zip(grid, scores)]
+        write_json(res, out)
+    res["chosen"] = {n: {**common, **hp.get(n, {})} if _is_gradient(n) else hp.get(n, {}) for n in names}
+    # ---- test: every seed draws its own split
+    per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    hist_models: dict[str, Any] = {}
+    hist_bits = int(tune_bits) if int(tune_bits) in [int(b) for b in bits] else int(bits[-1])
+    for seed in range(int(seeds)):
+        q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
+        for name in names:
+            for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
+                extra = {**common, **hp.get(name, {})} if _is_gradient(name) else dict(hp.get(name, {}))
+                enc = _make(name, b, seed, extra, dataset, None)
+                t0 = time.perf_counter()
+                enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
+                secs[name][str(b)].append(time.perf_counter() - t0)
+                per_seed[name][str(b)].append(100 * _map(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db]))
+                if seed == 0 and name == "MIHash-linear" and int(b) == hist_bits:
+                    hist_models["after"] = enc
+                    hist_models["before"] = _make(name, b, seed, {**extra, "epochs": 0}, dataset, None).fit(X[tr], y[tr])
+            res["per_seed"] = {n: {b: [rounded(v, 2) for v in vs] for b, vs in d.items()} for n, d in per_seed.items()}
+            res["rows"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                           for n, d in per_seed.items()}
+            res["std"] = {n: {b: rounded(float(np.std(vs)), 2) for b, vs in d.items() if vs}
+                          for n, d in per_seed.items()}
+            res["fit_seconds"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                                  for n, d in secs.items()}
+            write_json(res, out)
+    if hist_models and png:
+        q, tr, db = supervised_split(y, 0, tr_pc, q_pc)
+        res["histograms"] = _histogram_png(hist_models, X[q], y[q], X[db], y[db], hist_bits, png, dataset)
+    res["seeds"] = int(seeds)
+    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    res["environment"] = environment()
+    write_json(res, out)
+    return res
+
+
+def _histogram_png(models: dict[str, Any], Xq, yq, Xdb, ydb, bits: int, path: str, dataset: str) -> dict[str, Any]:
+    """Fig. 3: p(D | neighbour) and p(D | non-neighbour) averaged over the queries, before and after training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..hamming import hamming_distances
+    from ..metrics import mutual_information_from_distances, relevance
+
+    out: dict[str, Any] = {"png": str(path)}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    rel = relevance(yq, ydb)
+    for ax, key in zip(axes, ("before", "after")):
+        enc = models[key]
+        D = hamming_distances(enc.encode(Xq), enc.encode(Xdb))
+        pos = np.stack([np.bincount(D[i][rel[i]], minlength=bits + 1) / max(1, rel[i].sum()) for i in range(len(D))])
+        neg = np.stack([np.bincount(D[i][~rel[i]], minlength=bits + 1) / max(1, (~rel[i]).sum()) for i in range(len(D))])
+        mp = _map(enc.encode(Xq), enc.encode(Xdb), yq, ydb)
+        mi = float(mutual_information_from_distances(D, yq, ydb, bits).mean())
+        ax.bar(np.arange(bits + 1) - 0.2, pos.mean(0), width=0.4, label="neighbours $p_D^+$")
+        ax.bar(np.arange(bits + 1) + 0.2, neg.mean(0), width=0.4, label="non-neighbours $p_D^-$")
+        ax.set_title(f"{key} training: mAP {100 * mp:.1f} %, MI {mi:.3f}")
+        ax.set_xlabel("Hamming distance")
+        out[key] = {"map": rounded(100 * mp, 2), "mi": rounded(mi, 4), "p_pos": [rounded(v, 4) for v in pos.mean(0)],
+                    "p_neg": [rounded(v, 4) for v in neg.mean(0)]}
+    axes[0].set_ylabel("probability")
+    axes[0].legend()
+    fig.suptitle(f"MIHash (linear, {bits} bits) on {dataset}: test queries against the database")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- unsupervised
+#: Validation grid of the unsupervised AG News MIHash (distance rule, cosine): percentile x epochs.
+UNSUP_GRID: list[dict[str, Any]] = [
+    {"distance_percentile": 5.0},
+    {"distance_percentile": 1.0},
+    {"distance_percentile": 1.0, "hidden": (1024,)},
+]
+
+
+def run_unsupervised(
+    data: str | None = None,
+    *,
+    bits: Sequence[int] = (128, 192, 256),
+    seed: int = 0,
+    base: dict[str, Any] | None = None,
+    grid: Sequence[dict[str, Any]] | None = None,
+    tune_bits: int = 256,
+    R: int = 10,
+    overfetch: int = 10,
+    limit: int | None = None,
+    out: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """AG News without labels: MIHash (cosine distance rule) against sign-384 and ITQ (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    from ..codes import pack_bits
+    from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
+    from ..encoders import ITQ, MIHash
+    from .ag_news import _eval_codes, _exact_cosine_topk
+
+    t_start = time.perf_counter()
+    X, y = load_ag_news(Path(data) if data else default_data_path("ag_news"))
+    X = np.asarray(X, dtype=np.float32)
+    split = ag_news_protocol(X, y, seed)
+    Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
+    if limit is not None:
+        Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
+    true_idx = _exact_cosine_topk(Xq, Xdb, R)
+    base = {"neighbours": "distance", "distance_metric": "cosine", "optimizer": "adam", "lr": 0.001,
+            "epochs": 50, "batch_size": 256, **(base or {})}
+    grid = list(grid or UNSUP_GRID)
+    res: dict[str, Any] = {
+        "suite": "mihash-unsupervised",
+        "dataset": "ag_news",
+        "protocol": f"{len(yq)} queries, database and training set the other {len(ydb)} rows (no labels used)",
+        "metric": f"recall@{R} of the exact cosine top {R}; rescored: top {overfetch * R} Hamming candidates "
+                  "re-ranked by float cosine",
+        "bits": [int(b) for b in bits],
+        "base": base,
+        "rows": {},
+        "validation": [],
+        "anchors": {"sign384_recall10_rescored_step2": 0.977, "itq192_recall10_rescored_step2": 0.944,
+                    "itq256_recall10_rescored_step2": 0.970},
+    }
+    # validation: queries cut from the database, recall of the validation database's cosine top R
+    val = validation_split(Xdb, ydb, per_class=50, seed=seed)
+    v_true = _exact_cosine_topk(val.Xq, val.Xdb, R)
+    scores = []
+    for g in tqdm(grid, desc="validation", disable=not progress, leave=False):
+        enc = MIHash(k=int(tune_bits), random_state=seed, **{**base, **g}).fit(val.Xdb)
+        ev = _eval_codes(enc.encode(val.Xq), enc.encode(val.Xdb), val.Xq, val.Xdb, val.yq, val.ydb, v_true, R, overfetch)
+        scores.append(ev["recall10_rescored"])
+        res["validation"].append({**{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()},
+                                  "val_recall10_rescored": rounded(ev["recall10_rescored"], 4),
+                                  "val_recall10": rounded(ev["recall10"], 4)})
+        write_json(res, out)
+    chosen = {**base, **grid[int(np.argmax(scores))]}
+    res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+
+    def row(cq, cdb, secs=None):
+        ev = _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+        out_row = {k: rounded(ev[k], 4) for k in ("recall10", "recall10_rescored", "recall10_rescored_se", "p10")}
+        if secs is not None:
+            out_row["fit_seconds"] = round(secs, 1)
+        return out_row
+
+    res["rows"]["sign-384"] = {"384": row(pack_bits(Xq > 0), pack_bits(Xdb > 0))}
+    for b in bits:
+        t0 = time.perf_counter()
+        itq = ITQ(k=int(b), random_state=seed).fit(Xdb)
+        res["rows"].setdefault("ITQ", {})[str(b)] = row(itq.encode(Xq), itq.encode(Xdb), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        enc = MIHash(k=int(b), random_state=seed, **chosen).fit(Xdb)
+        res["rows"].setdefault("MIHash", {})[str(b)] = row(enc.encode(Xq), enc.encode(Xdb), time.perf_counter() - t0)
+        write_json(res, out)
+    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    res["environment"] = environment()
+    write_json(res, out)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _format_rows(res: dict[str, Any]) -> str:
+    lines = [f"{res['suite']}: {res.get('metric', '')}"]
+    for name, by_bits in res["rows"].items():
+        cells = []
+        for b, v in by_bits.items():
+            if isinstance(v, dict):
+                cells.append(f"{b}: {v.get('recall10', '')} / {v.get('recall10_rescored', '')}")
+            else:
+                cells.append(f"{b}: {v}")
+        lines.append(f"  {name:<16} " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def bench_mihash(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench mihash-correlation | mihash-mnist | mihash-ag-news | mihash-unsupervised``."""
+    suite = args.suite
+    hp = json.loads(args.hp) if args.hp else None
+    if suite == "mihash-correlation":
+        res = run_correlation(args.data, bits=(args.k or [32])[0], n_maps=args.maps or 50, png=args.png)
+        write_json(res, args.out)
+        print(f"Pearson r(MI, mAP) over {res['n_maps']} random {res['bits']}-bit mappings: {res['pearson']:.4f} "
+              f"(paper 0.98); mAP {res['map_range']}, MI {res['mi_range']}")
+        return 0
+    if suite in ("mihash-mnist", "mihash-ag-news"):
+        ds = "mnist" if suite == "mihash-mnist" else "ag_news"
+        res = run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
+                             methods=args.methods, epochs=args.epochs or 50, hp=hp, limit=args.limit,
+                             out=args.out, png=args.png)
+        print(_format_rows(res))
+        return 0
+    if suite == "mihash-unsupervised":
+        res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), base=hp, limit=args.limit, out=args.out,
+                               grid=json.loads(args.grid) if args.grid else None)
+        print(_format_rows(res))
+        return 0
+    raise ValueError(suite)
