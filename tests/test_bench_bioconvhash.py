@@ -69,3 +69,35 @@ def test_per_k_forward_settings_get_their_own_features(tiny_mnist, tmp_path):
     assert res["n_features_pooled"]["BioConvHash"] == {"2": 2 * 12 * 4, "4": 2 * 12 * 16}
     assert res["hyperparameters"]["by_k"]["2"]["pool_size"] == 14
     assert res["checks"]["onnx"]["identical_rows"] == 20
+
+
+def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
+    hp = {**SMALL_HP, "n_filters": 6, "kernel_sizes": [3]}
+    outs = []
+    for s in (0, 1):
+        out = tmp_path / f"s{s}.json"
+        assert cli_main(["bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--limit", "300", "--seed-list",
+                         str(s), "--k", "2", "--kci", "1", "3", "--onnx-check", "0", "--hp", json.dumps(hp),
+                         "--out", str(out)]) == 0
+        outs.append(out)
+    one = [json.loads(p.read_text()) for p in outs]
+    assert [r["seeds"] for r in one] == [[0], [1]]
+    merged_path = tmp_path / "merged.json"
+    assert cli_main(["bench", "bioconvhash-mnist", "--merge", *map(str, outs), "--out", str(merged_path)]) == 0
+    m = json.loads(merged_path.read_text())
+    assert m["seeds"] == [0, 1]
+    vals = [one[0]["per_seed"]["BioConvHash"]["2"][0], one[1]["per_seed"]["BioConvHash"]["2"][0]]
+    assert m["per_seed"]["BioConvHash"]["2"] == vals
+    assert m["rows"]["BioConvHash"]["2"] == pytest.approx(np.mean(vals), abs=0.006)
+    assert m["std"]["BioConvHash"]["2"] == pytest.approx(np.std(vals), abs=0.006)
+    assert m["kci_ablation"]["per_seed"]["1"]["2"] == [r["kci_ablation"]["per_seed"]["1"]["2"][0] for r in one]
+    assert len(m["filter_stage"]) == 2 and len(m["codes_sha256"]["BioConvHash"]["2"]) == 2
+    # a run of another setting, or the same seed twice, is refused
+    with pytest.raises(Exception, match="share seeds"):
+        bc.merge_conv_tables([outs[0], outs[0]])
+    other = json.loads(outs[1].read_text())
+    other["hyperparameters"]["BioConvHash"]["n_filters"] = 99
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps(other))
+    with pytest.raises(Exception, match="differs from"):
+        bc.merge_conv_tables([outs[0], bad])

@@ -209,6 +209,7 @@ def run_conv_table(
 
         rows = {"BioConvHash": mean("map_tie_aware")}
         result: dict[str, Any] = {
+            "dataset": dataset,
             "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
             "metric": DATASETS[dataset]["metric"],
             "rows": rows,
@@ -477,15 +478,105 @@ def format_conv_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_conv_tables(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Combine the JSONs of runs on different seeds (same dataset, hash lengths and hyperparameters) into one.
+
+    Long tables run one seed per session (``--seed-list``); the merged result has the shape of a single run
+    over all their seeds: means, standard deviations and per-seed values recomputed from the per-seed values,
+    timings averaged over seeds, convergence as the worst seed, ablation and shadow values pooled.
+    """
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    if not docs:
+        raise HashplugError("merge needs at least one result JSON.")
+    first = docs[0]
+    for p, d in zip(paths, docs):
+        if d.get("partial"):
+            raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
+        for key in ("table", "metric", "hyperparameters", "protocol"):
+            if d.get(key) != first.get(key):
+                raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
+    seeds = [s for d in docs for s in d["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise HashplugError(f"the runs share seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)}.")
+    ks = list(first["per_seed"]["BioConvHash"])
+    per = {k: [v for d in docs for v in d["per_seed"]["BioConvHash"].get(k, [])] for k in ks}
+    n = {id(d): len(d["seeds"]) for d in docs}
+
+    def wmean(get: Any) -> float:
+        return float(sum(get(d) * n[id(d)] for d in docs) / sum(n.values()))
+
+    out = dict(first)
+    out["seeds"] = seeds
+    out["rows"] = out["rows_tie_aware"] = {"BioConvHash": {k: round(float(np.mean(v)), 2) for k, v in per.items()}}
+    out["std"] = {"BioConvHash": {k: round(float(np.std(v)), 2) for k, v in per.items()}}
+    out["per_seed"] = {"BioConvHash": {k: [round(x, 2) for x in v] for k, v in per.items()}}
+    out["rows_first_index"] = {"BioConvHash": {k: round(wmean(lambda d, k=k: d["rows_first_index"]["BioConvHash"][k]), 2)
+                                               for k in ks}}
+    for key in ("train_seconds", "seconds_per_epoch"):
+        out[key] = {"BioConvHash": {k: round(wmean(lambda d, k=k, key=key: d[key]["BioConvHash"][k]), 2) for k in ks}}
+    out["codes_sha256"] = {"BioConvHash": {k: [h for d in docs for h in d["codes_sha256"]["BioConvHash"][k]] for k in ks}}
+    out["convergence"] = {"BioConvHash": {k: {
+        "row_norm_dev_max": max(d["convergence"]["BioConvHash"][k]["row_norm_dev_max"] for d in docs),
+        "row_norm_dev_median": round(wmean(lambda d, k=k: d["convergence"]["BioConvHash"][k]["row_norm_dev_median"]), 4),
+        "units_ever_won": min(d["convergence"]["BioConvHash"][k]["units_ever_won"] for d in docs),
+    } for k in ks}}
+    out["filter_stage"] = [t for d in docs for t in d.get("filter_stage", [])]
+    out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
+    out["merged_from"] = [str(p) for p in paths]
+    for sect in ("kci_ablation", "shadows"):
+        parts = [d[sect] for d in docs if sect in d]
+        if not parts:
+            continue
+        merged = dict(parts[0])
+        if sect == "kci_ablation":
+            ps: dict[str, dict[str, list[float]]] = {}
+            for part in parts:
+                for c, byk in part["per_seed"].items():
+                    for k, v in byk.items():
+                        ps.setdefault(c, {}).setdefault(k, []).extend(v)
+            merged["per_seed"] = ps
+            merged["rows"] = {c: {k: round(float(np.mean(v)), 2) for k, v in byk.items()} for c, byk in ps.items()}
+            merged["paper"] = {c: PAPER_KCI[first_dataset(first)].get(c, {}) for c in ps}
+        else:
+            ps2: dict[str, list[float]] = {}
+            for part in parts:
+                for kk, v in part["per_seed"].items():
+                    ps2.setdefault(kk, []).extend(v)
+            merged["per_seed"] = ps2
+            merged["rows"] = {kk: round(float(np.mean(v)), 2) for kk, v in ps2.items()}
+        merged["seeds"] = [s for d in docs if sect in d for s in d["seeds"]]
+        out[sect] = merged
+    return out
+
+
+def first_dataset(result: dict[str, Any]) -> str:
+    """The dataset key of a table result (its ``"dataset"``, else from its table title)."""
+    if result.get("dataset") in DATASETS:
+        return str(result["dataset"])
+    for ds, cfg in DATASETS.items():
+        if cfg["metric"] == result.get("metric") and cfg["table"].split("(")[-1] in result.get("table", ""):
+            return ds
+    raise HashplugError(f"cannot tell the dataset of the table {result.get('table')!r}.")
+
+
 def bench_bioconvhash(args: argparse.Namespace) -> int:
     """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10``."""
     dataset = args.suite.split("-", 1)[1]
+    if getattr(args, "merge", None):
+        res = merge_conv_tables(args.merge)
+        if first_dataset(res) != dataset:
+            raise HashplugError(f"the merged runs are {first_dataset(res)} tables, not {dataset}.")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(res, indent=2))
+        print(format_conv_table(res))
+        return 0
     kcis = None if args.kci is None else (list(args.kci) or list(KCI_ABLATION))
     res = run_conv_table(
         dataset,
         args.data,
         ks=args.k,
-        seeds=args.seeds,
+        seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
         kcis=kcis,
         shadows=bool(args.shadows),
         out=args.out,

@@ -330,6 +330,10 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--filters-png", default=None, help="bioconvhash-*: write a grid of the learned filters")
     b.add_argument("--onnx-check", type=int, default=10_000,
                    help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
+    b.add_argument("--seed-list", type=int, nargs="+", default=None,
+                   help="bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
+    b.add_argument("--merge", nargs="+", default=None,
+                   help="bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training)")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
     b.add_argument("--png", default=None, help="mihash-*: write the figure (scatter or histograms) here")
     b.set_defaults(func=cmd_bench)
