@@ -3,6 +3,8 @@
 ``to_onnx(encoder, path)`` translates any encoder's graph into an ONNX file that carries its model card;
 ``graph_model(graph)`` translates any :class:`hashplug.graph.Graph` (several inputs, or no head); the
 emitters, one per op class and head class, live in :mod:`hashplug.export.onnx_ops`.
+``export_module(module, path, input_shape)`` exports any torch network that outputs hash scores (a user
+backbone + hashing layer) with the same head and card; ``check_module_parity`` checks it.
 ``read_metadata(path)`` reads the card back; ``check_parity(encoder, path, X)`` compares numpy and
 onnxruntime codes. Serve the file with :class:`hashplug.runtime.OnnxEncoder` (no onnx or torch needed).
 """
@@ -18,6 +20,7 @@ from .onnx_export import (
     read_metadata,
     to_onnx,
 )
+from .module_export import check_module_parity, export_module, module_sha256
 
 __all__ = [
     "to_onnx",
@@ -25,6 +28,9 @@ __all__ = [
     "graph_model",
     "read_metadata",
     "check_parity",
+    "export_module",
+    "check_module_parity",
+    "module_sha256",
     "DEFAULT_OPSET",
     "SUPPORTED_OPSETS",
 ]

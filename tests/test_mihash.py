@@ -315,3 +315,45 @@ def test_labels_must_match_rows(digits_split):
     Xdb, ydb, *_ = digits_split
     with pytest.raises(HashplugError, match="y has 10 rows but X has"):
         MIHash(k=8, epochs=1, device="cpu").fit(Xdb, ydb[:10])
+
+
+# --------------------------------------------------------------------------------------- user backbones
+def _conv_backbone():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Flatten())
+
+
+def test_a_user_backbone_trains_exports_and_serves_bit_identical(digits_split, tmp_path):
+    pytest.importorskip("onnx")
+    import hashplug
+    from hashplug.export import check_module_parity, export_module, read_metadata
+    from hashplug.train.mihash_module import fit_mihash_module
+
+    Xdb, ydb, Xq, yq = digits_split
+    img = lambda A: (A / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)  # noqa: E731
+    net = fit_mihash_module(_conv_backbone(), img(Xdb), ydb, bits=16, epochs=10, optimizer="adam", lr=0.01,
+                            backbone_lr_scale=1.0, device="cpu", random_state=0)
+    path = export_module(net, tmp_path / "net.onnx", (1, 8, 8))
+    rep = check_module_parity(net, path, img(np.concatenate([Xq, Xdb])))
+    assert rep["identical"], rep
+    card = read_metadata(path)
+    assert (card.method, card.m, card.code_kind, card.input_shape) == ("mihash-module", 16, "dense", (1, 8, 8))
+    onx = hashplug.OnnxEncoder(path)
+    got = map_from_codes(onx.encode(img(Xq)), onx.encode(img(Xdb)), yq, ydb)
+    assert got > 0.7, got
+    assert net.history_["mi"][-1] > net.history_["mi"][0]
+
+
+def test_backbone_lr_scale_zero_freezes_the_backbone(digits_split):
+    from hashplug.train.mihash_module import fit_mihash_module
+
+    Xdb, ydb, *_ = digits_split
+    bb = _conv_backbone()
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    net = fit_mihash_module(bb, (Xdb / 16.0).reshape(-1, 1, 8, 8), ydb, bits=8, epochs=2, backbone_lr_scale=0.0,
+                            device="cpu", weight_decay=0.0)
+    for k, v in net.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(HashplugError, match="backbone must be a torch.nn.Module"):
+        fit_mihash_module(lambda x: x, Xdb, ydb)

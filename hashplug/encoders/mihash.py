@@ -183,12 +183,10 @@ class _PairwiseTrainedHash(BaseEncoder):
         return weights, biases
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        from .._torch import require_torch, resolve_device, torch_threads
-        from ..train.plasticity import RECHECK_SECONDS
+        from .._torch import require_torch, resolve_device
+        from ..train.mihash import train_minibatches
 
-        torch = require_torch()
-        from tqdm.auto import tqdm
-
+        require_torch()
         t0 = time.perf_counter()
         n = X.shape[0]
         if n < 2:
@@ -211,35 +209,13 @@ class _PairwiseTrainedHash(BaseEncoder):
                 par.requires_grad_(learn)
                 if learn:
                     trainable.append(par)
-        if self.optimizer == "sgd":
-            opt = torch.optim.SGD(trainable, lr=float(self.lr), momentum=float(self.momentum),
-                                  weight_decay=float(self.weight_decay))
-        else:
-            opt = torch.optim.Adam(trainable, lr=float(self.lr), weight_decay=float(self.weight_decay))
-        sched = (torch.optim.lr_scheduler.StepLR(opt, int(self.lr_step), float(self.lr_decay))
-                 if self.lr_step is not None else None)
-        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
-        Tt = torch.as_tensor(np.ascontiguousarray(targets), device=device)
-        M = min(int(self.batch_size), n)
-        history: list[float] = []
-        bar = tqdm(range(int(self.epochs)), desc=type(self).__name__, disable=not self.verbose, leave=False)
-        with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
-            for _ in bar:
-                perm = torch.as_tensor(rng.permutation(n), device=device)
-                total, count = 0.0, 0
-                for s in range(0, n - M + 1, M):  # full minibatches only: every anchor sees M - 1 items
-                    threads.tick()
-                    idx = perm[s : s + M]
-                    value = self._objective(module(Xt[idx]), nb.matrix(Tt[idx]))
-                    opt.zero_grad(set_to_none=True)
-                    (-value).backward()
-                    opt.step()
-                    total += float(value.detach())
-                    count += 1
-                if sched is not None:
-                    sched.step()
-                history.append(total / max(count, 1))
-                bar.set_postfix({self._objective_name: f"{history[-1]:.4f}"})
+        history = train_minibatches(
+            module, [{"params": trainable}], X, targets, nb, self._objective, epochs=int(self.epochs),
+            batch_size=int(self.batch_size), optimizer=self.optimizer, lr=float(self.lr),
+            momentum=float(self.momentum), weight_decay=float(self.weight_decay), lr_step=self.lr_step,
+            lr_decay=float(self.lr_decay), rng=rng, device=device, verbose=bool(self.verbose),
+            desc=type(self).__name__, name=self._objective_name,
+        )
         trained = module.to_graph()
         mats = [node.op for node in trained.nodes if isinstance(node.op, MatMul)]
         shifts = [node.op for j, node in enumerate(trained.nodes) if j > 0 and isinstance(node.op, Affine)]
