@@ -11,6 +11,7 @@ onnxruntime codes. Serve the file with :class:`hashplug.runtime.OnnxEncoder` (no
 
 from __future__ import annotations
 
+from .module_export import check_module_parity, export_module, module_sha256
 from .onnx_export import (
     DEFAULT_OPSET,
     SUPPORTED_OPSETS,
@@ -20,7 +21,6 @@ from .onnx_export import (
     read_metadata,
     to_onnx,
 )
-from .module_export import check_module_parity, export_module, module_sha256
 
 __all__ = [
     "to_onnx",

@@ -11,6 +11,7 @@ compares the torch module's codes with onnxruntime's.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,14 @@ def export_module(
             raise HashplugError(f"the module must return scores of shape (N, bits); got {tuple(out.shape)}.")
         bits = int(out.shape[1])
         buf = io.BytesIO()
-        torch.onnx.export(
-            module, (dummy,), buf, input_names=[INPUT_NAME], output_names=[SCORES],
-            dynamic_axes={INPUT_NAME: {0: "N"}, SCORES: {0: "N"}}, opset_version=opset, dynamo=False,
-        )
+        # The TorchScript exporter (dynamo=False): the torch.export-based default needs the onnxscript
+        # package, which the training extra does not pull in; its deprecation notice is not the user's concern.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module, (dummy,), buf, input_names=[INPUT_NAME], output_names=[SCORES],
+                dynamic_axes={INPUT_NAME: {0: "N"}, SCORES: {0: "N"}}, opset_version=opset, dynamo=False,
+            )
     finally:
         module.train(was_training)
     model = onnx.load_model_from_string(buf.getvalue())

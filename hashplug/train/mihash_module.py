@@ -20,7 +20,7 @@ import numpy as np
 
 from ..validation import HashplugError, check_array, check_float_param, check_int_param
 
-__all__ = ["MIHashNet", "fit_mihash_module"]
+__all__ = ["fit_mihash_module"]  # MIHashNet: module attribute, defined on first use (needs torch)
 
 
 def _net_class() -> Any:
