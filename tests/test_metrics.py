@@ -373,3 +373,22 @@ def test_errors():
         recall_at_r(np.array([[1.0, 2.0]]), np.array([[1, 2]]))
     with pytest.raises(HashplugError, match="query rows"):
         recall_at_r(np.array([[1, 2]]), np.array([[1, 2], [3, 4]]))
+
+
+def test_mutual_information_from_distances_worked_example():
+    from hashplug.metrics import mutual_information_from_distances
+
+    # query 0: relevant items at 0, 0; others at 2, 2 -> separated: I = H(C) = log 2 (priors 1/2)
+    # query 1: relevant at 1, 2; others at 1, 2 -> identical distributions: I = 0
+    # query 2: no relevant item -> 0
+    D = np.array([[0, 0, 2, 2], [1, 2, 1, 2], [3, 3, 3, 3]])
+    ydb = np.array([0, 0, 1, 1])
+    mi = mutual_information_from_distances(D, np.array([0, 0, 9]), ydb, 3)
+    np.testing.assert_allclose(mi[0], np.log(2))
+    # query 1 with labels making items 0 and 2 relevant: relevant at {1, 1}, others at {2, 2}: separated
+    D1 = np.array([[1, 2, 1, 2]])
+    assert mutual_information_from_distances(D1, np.array([0]), np.array([0, 1, 0, 1]), 3)[0] == pytest.approx(np.log(2))
+    assert mutual_information_from_distances(D1, np.array([0]), np.array([0, 0, 1, 1]), 3)[0] == pytest.approx(0.0)
+    assert mi[1] == 0.0 and mi[2] == 0.0  # query 1 (label 0): relevant at {1, 2}, others at {1, 2}
+    with pytest.raises(HashplugError, match=r"distances must lie in \[0, n_bits=3\]"):
+        mutual_information_from_distances(np.array([[4]]), np.array([0]), np.array([0]), 3)

@@ -343,7 +343,7 @@ def run_unsupervised(
     seed: int = 0,
     base: dict[str, Any] | None = None,
     grid: Sequence[dict[str, Any]] | None = None,
-    tune_bits: int = 256,
+    tune_bits: int | None = None,
     R: int = 10,
     overfetch: int = 10,
     limit: int | None = None,
@@ -369,6 +369,7 @@ def run_unsupervised(
     base = {"neighbours": "distance", "distance_metric": "cosine", "optimizer": "adam", "lr": 0.001,
             "epochs": 50, "batch_size": 256, **(base or {})}
     grid = list(grid or UNSUP_GRID)
+    tune_bits = int(tune_bits or max(bits))
     res: dict[str, Any] = {
         "suite": "mihash-unsupervised",
         "dataset": "ag_news",
@@ -404,7 +405,8 @@ def run_unsupervised(
             out_row["fit_seconds"] = round(secs, 1)
         return out_row
 
-    res["rows"]["sign-384"] = {"384": row(pack_bits(Xq > 0), pack_bits(Xdb > 0))}
+    d = Xq.shape[1]
+    res["rows"][f"sign-{d}"] = {str(d): row(pack_bits(Xq > 0), pack_bits(Xdb > 0))}
     for b in bits:
         t0 = time.perf_counter()
         itq = ITQ(k=int(b), random_state=seed).fit(Xdb)
