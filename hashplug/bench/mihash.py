@@ -173,7 +173,10 @@ def _make(method: str, bits: int, seed: int, extra: dict[str, Any], dataset: str
 
 
 def _is_gradient(method: str) -> bool:
-    return SUPERVISED_METHODS[method][0] in ("mihash", "dpsh")
+    """Trained on the labels (its tags say so): gets the validation grid, the budget and ``y``."""
+    from ..encoders import get_tags
+
+    return get_tags(SUPERVISED_METHODS[method][0]).uses_labels
 
 
 def run_supervised(

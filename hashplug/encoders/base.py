@@ -172,6 +172,9 @@ class EncoderTags:
     paper_max_k : int or None
         The largest hash length the paper's tables report for the method (BioHash: 32); the table
         benchmark skips larger ``k``. None: no limit.
+    uses_labels : bool
+        ``fit(X, y)`` learns from labels when given (neighbours = same label); without ``y`` the encoder
+        falls back to its unsupervised rule. Encoders without the tag ignore ``y``.
     """
 
     display_name: str
@@ -182,6 +185,7 @@ class EncoderTags:
     k_independent: bool = False
     k_at_most_n_features: bool = False
     paper_max_k: int | None = None
+    uses_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.code_kind not in CODE_KINDS:

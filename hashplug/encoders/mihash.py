@@ -47,7 +47,7 @@ class _PairwiseTrainedHash(BaseEncoder):
 
     @classmethod
     def __hashplug_tags__(cls) -> EncoderTags:
-        return replace(super().__hashplug_tags__(), iterative=True, randomized=True)
+        return replace(super().__hashplug_tags__(), iterative=True, randomized=True, uses_labels=True)
 
     def _check_objective_params(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
