@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hashplug.codes import indices_to_packed, pack_bits
 from hashplug.hamming import hamming_distances
 from hashplug.index import build_postings, dense_topk, sparse_topk, words_of
+from hashplug.validation import HashplugError
 
 
 def brute(Q: np.ndarray, DB: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,3 +93,70 @@ def test_sparse_with_duplicates_and_no_overlap():
     np.testing.assert_array_equal(pos[1], np.arange(7))  # nothing shared: every row at 8, lower first
     want = brute(indices_to_packed(np.array([[0, 1, 2, 3], [40, 41, 42, 43]]), m), indices_to_packed(codes, m), 7)
     np.testing.assert_array_equal(pos, want[0])
+
+
+# ------------------------------------------------------------------------------------- HammingIndex
+from hashplug.index import HammingIndex  # noqa: E402
+from hashplug.validation import ModelFileError  # noqa: E402
+
+
+def _rows_sparse(rng, n, m, k):
+    return [np.sort(rng.choice(m, k, replace=False)) for _ in range(n)]
+
+
+def _csr(rows):
+    return np.concatenate([[0], np.cumsum([len(r) for r in rows])]), np.concatenate(rows)
+
+
+@pytest.mark.parametrize("layout", ["packed", "indices"])
+def test_index_add_delete_search_equals_brute_force_by_row_id(layout, tmp_path):
+    rng = np.random.default_rng(0)
+    m, k = 96, 6
+    rows = _rows_sparse(rng, 300, m, k)
+    packed = indices_to_packed(np.stack(rows), m)
+    ids = rng.permutation(10_000)[:300].astype(np.int64)  # arbitrary row ids
+    idx = HammingIndex(layout, m)
+    data = packed if layout == "packed" else _csr(rows)
+    first = (packed[:200] if layout == "packed" else _csr(rows[:200]))
+    idx.add(first, ids[:200])
+    rest = (packed[200:] if layout == "packed" else _csr(rows[200:]))
+    idx.add(rest, ids[200:])
+    dropped = ids[[3, 50, 250]]
+    assert idx.delete(dropped) == 3 and idx.delete([-5]) == 0
+    keep = ~np.isin(ids, dropped)
+    Q = indices_to_packed(np.stack(_rows_sparse(rng, 4, m, k)), m)
+    got_ids, got_d = idx.search(Q, 25)
+    want_pos, want_d = brute(Q, packed[keep], 25)
+    np.testing.assert_array_equal(got_ids, ids[keep][want_pos])
+    np.testing.assert_array_equal(got_d, want_d)
+    # prefilter: only allowed rows
+    allowed = ids[keep][::3]
+    got_ids, got_d = idx.search(Q, 10, allowed=allowed)
+    sel = np.isin(ids, allowed) & keep
+    want_pos, want_d = brute(Q, packed[sel], 10)
+    np.testing.assert_array_equal(got_ids, ids[sel][want_pos])
+    # save / load round trip, then corruption is caught
+    idx.table_version, idx.model_sha256 = 7, "ab" * 32
+    loaded = HammingIndex.load(idx.save(tmp_path / "ix"))
+    assert (len(loaded), loaded.table_version, loaded.model_sha256) == (len(idx), 7, "ab" * 32)
+    np.testing.assert_array_equal(loaded.search(Q, 25)[0], idx.search(Q, 25)[0])
+    raw = bytearray((tmp_path / "ix" / "index.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "ix" / "index.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="rebuild the index"):
+        HammingIndex.load(tmp_path / "ix")
+    with pytest.raises(ModelFileError, match="holds no hashplug index"):
+        HammingIndex.load(tmp_path / "nothing")
+    del data
+
+
+def test_index_memory_is_close_to_the_raw_codes():
+    rng = np.random.default_rng(1)
+    idx = HammingIndex("packed", 256)
+    codes = rng.integers(0, 256, (10_000, 32), dtype=np.uint8)
+    idx.add(codes, np.arange(10_000))
+    assert idx.nbytes <= 1.25 * (codes.nbytes + 8 * 10_000)  # words = raw bytes; plus the int64 row ids
+    with pytest.raises(HashplugError, match="unique and not already in the index"):
+        idx.add(codes[:2], [0, 1])
+    with pytest.raises(HashplugError, match=r"packed codes must be uint8 of shape \(n, 32\)"):
+        idx.add(codes[:, :8], [10**6])

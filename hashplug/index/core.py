@@ -1,0 +1,254 @@
+"""An exact Hamming index over one code column: rows by id, added and deleted in place, saved without pickle.
+
+:class:`HammingIndex` holds the codes of a table's rows (``row_ids`` in insertion order: positions) in the
+form its kernel needs (dense: uint64 words; sparse: CSR codes and CSC postings) and answers
+``search(query_codes, limit, allowed=None) -> (row_ids, distances)`` exactly as a brute-force scan in
+position order would, ties to the earlier position. ``add`` appends rows, ``delete`` drops rows by id (the
+survivors keep their relative order). ``save(folder)`` writes ``index.npz`` (arrays) + ``index.json``
+(layout, m, row count, the table version and model sha256 it covers, the arrays' sha256); ``load`` checks
+all of them. numpy only (the LanceDB side, which reads the table and catches up, is
+:mod:`hashplug.integrations.index`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError, ModelFileError
+from .kernels import build_postings, dense_topk, sparse_topk, words_of
+
+__all__ = ["HammingIndex", "INDEX_FORMAT"]
+
+INDEX_FORMAT = "hashplug-index/1"
+
+
+def _sha(arrays: dict[str, np.ndarray]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class HammingIndex:
+    """Exact Hamming search over the codes of a set of rows.
+
+    Parameters
+    ----------
+    layout : {"packed", "indices"}
+        ``packed``: codes are packed bits (n, ceil(m / 8)) uint8; ``indices``: each row's active units.
+    m : int
+        Code length in units (bits).
+    threads : int
+        Threads of the dense kernel.
+
+    Attributes
+    ----------
+    row_ids : ndarray of shape (n,), dtype=int64
+        The row id at every position (for a LanceDB table: ``_rowid``).
+    table_version : int or None
+        The table version the index covers (set by the LanceDB side).
+    model_sha256 : str or None
+        sha256 of the model file whose codes the index holds.
+    """
+
+    def __init__(self, layout: str, m: int, *, threads: int = 1) -> None:
+        if layout not in ("packed", "indices"):
+            raise HashplugError(f"layout must be 'packed' or 'indices'; got {layout!r}.")
+        if int(m) < 1:
+            raise HashplugError(f"m must be >= 1; got {m}.")
+        self.layout = layout
+        self.m = int(m)
+        self.threads = int(threads)
+        self.row_ids = np.zeros(0, dtype=np.int64)
+        self.table_version: int | None = None
+        self.model_sha256: str | None = None
+        self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._values = np.zeros(0, dtype=np.int32)
+        self._postings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        return int(self.row_ids.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (codes, postings, row ids)."""
+        if self.layout == "packed":
+            return int(self._words.nbytes + self.row_ids.nbytes)
+        post = 0 if self._postings is None else sum(int(a.nbytes) for a in self._postings)
+        return int(self._offsets.nbytes + self._values.nbytes + self.row_ids.nbytes + post)
+
+    # ------------------------------------------------------------------ contents
+    def _check_ids(self, row_ids: Any, n: int) -> np.ndarray:
+        ids = np.asarray(row_ids, dtype=np.int64).reshape(-1)
+        if ids.shape[0] != n:
+            raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
+        if np.unique(ids).size != ids.size or (len(self) and np.isin(ids, self.row_ids).any()):
+            raise HashplugError("row ids must be unique and not already in the index.")
+        return ids
+
+    def add(self, codes: Any, row_ids: Any) -> None:
+        """Append rows: packed codes (n, ceil(m / 8)) uint8, or ``(offsets (n + 1,), values)`` for ``indices``."""
+        if self.layout == "packed":
+            c = np.asarray(codes)
+            nb = -(-self.m // 8)
+            if c.dtype != np.uint8 or c.ndim != 2 or c.shape[1] != nb:
+                raise HashplugError(f"packed codes must be uint8 of shape (n, {nb}); got {c.dtype} {c.shape}.")
+            ids = self._check_ids(row_ids, c.shape[0])
+            self._words = np.concatenate([self._words, words_of(c)]) if len(self) else words_of(c).copy()
+        else:
+            offsets, values = codes
+            offsets = np.asarray(offsets, dtype=np.int64)
+            values = np.asarray(values, dtype=np.int64)
+            n = offsets.shape[0] - 1
+            if values.size and (values.min() < 0 or values.max() >= self.m):
+                raise HashplugError(f"active units must lie in [0, m={self.m}).")
+            ids = self._check_ids(row_ids, n)
+            base = self._offsets[-1]
+            self._offsets = np.concatenate([self._offsets, base + (offsets[1:] - offsets[0])])
+            self._values = np.concatenate([self._values, values[offsets[0] : offsets[-1]].astype(np.int32)])
+            self._postings = None
+        self.row_ids = np.concatenate([self.row_ids, ids])
+
+    def delete(self, row_ids: Any) -> int:
+        """Drop the rows with these ids (ids not in the index are ignored); returns how many were dropped."""
+        gone = np.isin(self.row_ids, np.asarray(row_ids, dtype=np.int64).reshape(-1))
+        k = int(gone.sum())
+        if not k:
+            return 0
+        keep = ~gone
+        if self.layout == "packed":
+            self._words = np.ascontiguousarray(self._words[keep])
+        else:
+            lens = np.diff(self._offsets)
+            mask = np.repeat(keep, lens)
+            self._values = self._values[mask]
+            self._offsets = np.concatenate([[0], np.cumsum(lens[keep])]).astype(np.int64)
+            self._postings = None
+        self.row_ids = self.row_ids[keep]
+        return k
+
+    def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._postings is None:
+            uo, rows, lengths = build_postings(self._offsets, self._values, self.m)
+            zero_order = np.lexsort((np.arange(lengths.shape[0]), lengths))
+            self._postings = (uo, rows, lengths, zero_order)
+        return self._postings
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: Any, limit: int = 10, *, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``limit`` rows of each query.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (nq, ceil(m / 8)), uint8, or list of ndarray of active units
+            Packed codes (either layout: sparse queries are unpacked) or, for ``indices``, unit lists.
+        limit : int
+        allowed : array-like of int64 row ids or None
+            Only these rows are candidates (a ``where`` prefilter).
+
+        Returns
+        -------
+        row_ids : ndarray of shape (nq, min(limit, n)), dtype=int64
+        distances : ndarray of shape (nq, min(limit, n)), dtype=int32
+            Ascending distance, ties by position (the order rows were added).
+        """
+        if int(limit) < 1:
+            raise HashplugError(f"limit must be >= 1; got {limit}.")
+        sub = None
+        if allowed is not None:
+            sub = np.flatnonzero(np.isin(self.row_ids, np.asarray(allowed, dtype=np.int64).reshape(-1)))
+        if self.layout == "packed":
+            q = np.asarray(queries)
+            if q.dtype != np.uint8 or q.ndim != 2:
+                raise HashplugError(f"queries must be packed uint8 codes (nq, {-(-self.m // 8)}); got {q.dtype} {q.shape}.")
+            words = self._words if sub is None else self._words[sub]
+            pos, dist = dense_topk(q, words, limit, threads=self.threads)
+        else:
+            if isinstance(queries, np.ndarray) and queries.dtype == np.uint8 and queries.ndim == 2:
+                qs = [np.flatnonzero(r) for r in _unpack(queries, self.m)]
+            else:
+                qs = [np.unique(np.asarray(u, dtype=np.int64)) for u in queries]
+            if sub is None:
+                uo, rows, lengths, zero = self._sparse_postings()
+            else:
+                lens = np.diff(self._offsets)
+                offs = np.concatenate([[0], np.cumsum(lens[sub])])
+                vals = np.concatenate([self._values[self._offsets[i] : self._offsets[i + 1]] for i in sub]) if sub.size else np.zeros(0, np.int32)
+                uo, rows, lengths = build_postings(offs, vals, self.m)
+                zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
+            pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero)
+        ids = self.row_ids if sub is None else self.row_ids[sub]
+        return ids[pos], dist
+
+    # ------------------------------------------------------------------ persistence
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self.layout == "packed":
+            return {"row_ids": self.row_ids, "words": self._words}
+        return {"row_ids": self.row_ids, "offsets": self._offsets, "values": self._values}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``index.npz`` + ``index.json`` into ``folder`` (created); returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = self._arrays()
+        meta = {"format": INDEX_FORMAT, "layout": self.layout, "m": self.m, "n_rows": len(self),
+                "table_version": self.table_version, "model_sha256": self.model_sha256,
+                "arrays_sha256": _sha(arrays), "saved_at": time.time()}
+        tmp = folder / "index.npz.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(folder / "index.npz")
+        (folder / "index.json.tmp").write_text(json.dumps(meta, indent=1))
+        (folder / "index.json.tmp").replace(folder / "index.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, threads: int = 1) -> HammingIndex:
+        """Read an index saved by :meth:`save`; any inconsistency raises :class:`ModelFileError`."""
+        folder = Path(folder)
+        where = str(folder)
+        try:
+            meta = json.loads((folder / "index.json").read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{where!r} holds no hashplug index (index.json missing); build one first.") from None
+        except Exception as exc:
+            raise ModelFileError(f"{where!r}: index.json is corrupt ({exc}); rebuild the index.") from exc
+        if meta.get("format") != INDEX_FORMAT:
+            raise ModelFileError(f"{where!r}: index format {meta.get('format')!r}; expected {INDEX_FORMAT!r}.")
+        try:
+            with np.load(folder / "index.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise ModelFileError(f"{where!r}: index.npz is missing or corrupt ({exc}); rebuild the index.") from exc
+        if _sha(arrays) != meta.get("arrays_sha256"):
+            raise ModelFileError(f"{where!r}: index.npz does not match its recorded sha256; rebuild the index.")
+        idx = cls(meta["layout"], int(meta["m"]), threads=threads)
+        idx.row_ids = arrays["row_ids"].astype(np.int64)
+        if idx.layout == "packed":
+            idx._words = np.ascontiguousarray(arrays["words"])
+        else:
+            idx._offsets, idx._values = arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32)
+        if len(idx) != int(meta.get("n_rows", -1)):
+            raise ModelFileError(f"{where!r}: {len(idx)} rows stored but the header says {meta.get('n_rows')}.")
+        idx.table_version = meta.get("table_version")
+        idx.model_sha256 = meta.get("model_sha256")
+        return idx
+
+
+def _unpack(packed: np.ndarray, m: int) -> np.ndarray:
+    from ..codes import unpack_bits
+
+    return unpack_bits(packed, m)
