@@ -131,7 +131,7 @@ print('hashplug modules', sorted(m for m in sys.modules if m.startswith('hashplu
 """
 
 
-@pytest.mark.parametrize("entry", ["import hashplug", "import hashplug.runtime"])
+@pytest.mark.parametrize("entry", ["import hashplug", "import hashplug.runtime", "import hashplug.index"])
 def test_light_face_loads_no_heavy_module(entry, tmp_path):
     import numpy as np
 

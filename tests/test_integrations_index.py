@@ -1,0 +1,83 @@
+"""The Hamming index bound to a LanceDB table: exact results, catch-up after add/delete, where, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hashplug
+from hashplug.hamming import hamming_distances
+from hashplug.integrations.index import build_index, index_search, open_index
+from hashplug.validation import ModelMismatchError
+
+pytest.importorskip("lancedb")
+
+
+def _model(tmp_path, name, kind, X):
+    from hashplug.export import to_onnx
+
+    enc = hashplug.get_encoder(name, k=8 if kind == "khot" else 32, random_state=0,
+                               **({"expansion": 4} if name == "flyhash" else {})).fit(X)
+    return to_onnx(enc, tmp_path / f"{name}.onnx"), enc
+
+
+def _brute(table, col, qcode, limit, where=None):
+    q = table.search().with_row_id(True).select([col])
+    if where:
+        q = q.where(where)
+    t = q.limit(None).to_arrow()
+    from hashplug.codes import indices_to_packed
+    from hashplug.integrations.arrow import codes_from_arrow
+
+    layout, codes = codes_from_arrow(t[col])
+    if layout == "indices":
+        offs, vals = codes
+        m = 8 * len(qcode) if qcode.dtype == np.uint8 else None
+        codes = indices_to_packed(np.stack([vals[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]), m)
+    D = hamming_distances(qcode.reshape(1, -1), codes)[0]
+    ids = t["_rowid"].to_numpy()
+    order = np.lexsort((ids, D))[:limit]  # ascending distance, then row id (= insertion position here)
+    return ids[order], D[order]
+
+
+@pytest.mark.parametrize("name, kind, layout", [("lsh", "dense", "packed"), ("flyhash", "khot", "indices")])
+def test_index_matches_brute_force_and_catches_up(tmp_path, digits, name, kind, layout):
+    X, y = digits
+    path, enc = _model(tmp_path, name, kind, X)
+    out = hashplug.ingest(tmp_path / "db", X[:1200], name="t", model=str(path), layout=layout,
+                          columns={"label": y[:1200].astype(np.int64), "id": np.arange(1200)}, progress=False)
+    table = out.table
+    idx = build_index(table)
+    qpacked = enc.encode(X[1500:1505])
+    for q in qpacked:
+        got_ids, got_d = index_search(idx, table, q.reshape(1, -1), 20)
+        want_ids, want_d = _brute(table, "code", q, 20)
+        np.testing.assert_array_equal(got_d[0], want_d)
+        np.testing.assert_array_equal(got_ids[0], want_ids)
+    # the table changes: rows added and deleted; the saved index catches up on those rows only
+    hashplug.add(table, {"vector": list(X[1200:1400]), "label": y[1200:1400].astype(np.int64),
+                         "id": np.arange(1200, 1400)})
+    table.delete("id < 100 OR id = 1300")
+    idx2 = open_index(table)
+    # 200 rows added, then 101 deleted: 100 of the indexed rows and one of the new (never read)
+    assert idx2.last_catch_up["added"] == 199 and idx2.last_catch_up["deleted"] == 100
+    assert len(idx2) == table.count_rows()
+    for q in qpacked[:2]:
+        got_ids, got_d = index_search(idx2, table, q.reshape(1, -1), 15, where="label = 3")
+        want_ids, want_d = _brute(table, "code", q, 15, where="label = 3")
+        np.testing.assert_array_equal(got_d[0], want_d)
+        np.testing.assert_array_equal(got_ids[0], want_ids)
+    again = open_index(table)  # saved after catching up: nothing left to do
+    assert not hasattr(again, "last_catch_up") and again.table_version == table.version
+
+
+def test_an_index_of_another_model_is_refused(tmp_path, digits):
+    X, y = digits
+    path, _ = _model(tmp_path, "lsh", "dense", X)
+    out = hashplug.ingest(tmp_path / "db", X[:300], name="t", model=str(path), progress=False)
+    idx = build_index(out.table)
+    idx.model_sha256 = "0" * 64
+    idx.save(idx.folder)
+    with pytest.raises(ModelMismatchError, match="rebuild it with hashplug.build_index"):
+        open_index(out.table)
+    assert open_index(out.table, folder=tmp_path / "elsewhere") is None
