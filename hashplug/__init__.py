@@ -37,6 +37,8 @@ _LAZY = {
     "ingest": ("hashplug.integrations.ingest", "ingest"),
     "add": ("hashplug.integrations.ingest", "add"),
     "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
+    "build_index": ("hashplug.integrations.index", "build_index"),
+    "open_index": ("hashplug.integrations.index", "open_index"),
     "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
     "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
 }

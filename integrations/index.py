@@ -68,6 +68,7 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     idx.column = col  # type: ignore[attr-defined]
     if save:
         idx.save(idx.folder)  # type: ignore[attr-defined]
+        _remember(idx.folder, idx)  # type: ignore[attr-defined]
     return idx
 
 
@@ -101,6 +102,25 @@ def catch_up(idx: HammingIndex, table: Any, column: str) -> dict[str, Any]:
             "version": version}
 
 
+#: Loaded indexes by folder: (mtime_ns of index.json when loaded or saved by us, index).
+_CACHE: dict[str, tuple[int, HammingIndex]] = {}
+
+
+def _load_cached(where: Path, threads: int) -> HammingIndex:
+    key = str(where.resolve())
+    mtime = (where / "index.json").stat().st_mtime_ns
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    idx = HammingIndex.load(where, threads=threads)
+    _CACHE[key] = (mtime, idx)
+    return idx
+
+
+def _remember(where: Path, idx: HammingIndex) -> None:
+    _CACHE[str(where.resolve())] = ((where / "index.json").stat().st_mtime_ns, idx)
+
+
 def open_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
                update: bool = True) -> HammingIndex | None:
     """Load the saved index of a table's code column (None when there is none) and catch it up with the table.
@@ -112,7 +132,9 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     where = Path(folder) if folder is not None else default_index_folder(table, col)
     if not (where / "index.json").is_file():
         return None
-    idx = HammingIndex.load(where, threads=threads)
+    idx = _load_cached(where, threads)
+    if hasattr(idx, "last_catch_up"):
+        del idx.last_catch_up
     layout, m = _layout_m(func)
     if idx.model_sha256 != func.file_sha256:
         raise ModelMismatchError(
@@ -126,6 +148,7 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     if update and idx.table_version != int(table.version):
         idx.last_catch_up = catch_up(idx, table, col)  # type: ignore[attr-defined]
         idx.save(where)
+        _remember(where, idx)
     return idx
 
 

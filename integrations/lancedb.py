@@ -37,6 +37,7 @@ Serving side: never imports torch or onnx; the encoder is only an ONNX file open
 from __future__ import annotations
 
 from .function import HashplugEmbeddings, Query, load_encoder_cached
+from .index import build_index, index_search, open_index
 from .search import hamming, query_code, search
 from .tables import (
     check_code_column,
@@ -66,4 +67,7 @@ __all__ = [
     "query_code",
     "hamming",
     "load_encoder_cached",
+    "build_index",
+    "open_index",
+    "index_search",
 ]

@@ -135,6 +135,7 @@ def search(
     exact: bool = False,
     query_string: str | None = None,
     k: int | None = None,
+    use_index: bool | None = None,
 ) -> pa.Table:
     """Hamming search of a hashplug table with a raw query, in one call.
 
@@ -166,11 +167,16 @@ def search(
         Ignore any vector index (exhaustive search; dense tables).
     query_string : str or None
         Query text handed to non-hashplug rerankers.
+    use_index : bool or None
+        Use the table's hashplug index (:func:`hashplug.build_index`; exact, caught up with the table first).
+        None: when one exists (and ``nprobes`` is not asked for); True: require it; False: LanceDB's search.
 
     Returns
     -------
     pyarrow.Table
-        The rows, nearest first, with ``_distance`` (Hamming, float32) and the reranker's columns.
+        The rows, nearest first, with ``_distance`` (Hamming, float32) and the reranker's columns. The schema
+        metadata key ``hashplug.search_path`` says what answered: ``"hashplug-index"``, ``"lancedb"`` (dense)
+        or ``"lancedb-label-list"`` (sparse).
     """
     from ..validation import check_int_param
 
@@ -198,7 +204,28 @@ def search(
     if reranker is not None and sel is not None:
         need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
         sel = list(dict.fromkeys([*sel, *need]))
-    if func.layout == "packed":
+    idx = None
+    if use_index is not False and not (use_index is None and nprobes is not None):
+        from .index import open_index
+
+        idx = open_index(table, column=col)
+        if idx is None and use_index:
+            raise HashplugError(
+                f"table {getattr(table, 'name', '?')!r} has no hashplug index for column {col!r}; build one with "
+                "hashplug.build_index(table), or pass use_index=None."
+            )
+    if idx is not None:
+        from .index import index_search, rows_by_id
+
+        q_codes = code.reshape(1, -1) if func.layout == "packed" else [np.asarray(code, dtype=np.int64)]
+        ids, dist = index_search(idx, table, q_codes, fetch, where=where)
+        res = rows_by_id(table, ids[0], None if sel is None else list(dict.fromkeys([*sel, col])))
+        res = res.append_column("_distance", pa.array(dist[0].astype(np.float32)))
+        if "_rowid" in res.column_names and (sel is None or "_rowid" not in sel):
+            res = res.drop_columns(["_rowid"])
+        path = "hashplug-index"
+    elif func.layout == "packed":
+        path = "lancedb"
         qb = table.search(code, vector_column_name=col).distance_type("hamming").limit(fetch)
         if where:
             qb = qb.where(where, prefilter=True)
@@ -210,6 +237,7 @@ def search(
             qb = qb.bypass_vector_index()
         res = qb.to_arrow()
     else:
+        path = "lancedb-label-list"
         res = _sparse_search(table, col, code, fetch, where, sel)
     if reranker is not None:
         res = _apply_reranker(
@@ -219,7 +247,7 @@ def search(
     if user_cols is not None:
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
-    return res
+    return res.replace_schema_metadata({**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()})
 
 
 def query_code(table: Any, x: Any, column: str | None = None) -> np.ndarray:

@@ -81,3 +81,26 @@ def test_an_index_of_another_model_is_refused(tmp_path, digits):
     with pytest.raises(ModelMismatchError, match="rebuild it with hashplug.build_index"):
         open_index(out.table)
     assert open_index(out.table, folder=tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize("layout", ["packed", "indices"])
+def test_hashplug_search_uses_the_index_when_there_is_one(tmp_path, digits, layout):
+    X, y = digits
+    name = "lsh" if layout == "packed" else "flyhash"
+    path, enc = _model(tmp_path, name, "dense" if layout == "packed" else "khot", X)
+    out = hashplug.ingest(tmp_path / "db", X[:800], name="t", model=str(path), layout=layout,
+                          columns={"label": y[:800].astype(np.int64)}, progress=False)
+    table = out.table
+    before = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2")
+    assert before.schema.metadata[b"hashplug.search_path"] in (b"lancedb", b"lancedb-label-list")
+    with pytest.raises(hashplug.HashplugError, match="has no hashplug index"):
+        hashplug.search(table, X[900], limit=3, use_index=True)
+    build_index(table)
+    res = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2")
+    assert res.schema.metadata[b"hashplug.search_path"] == b"hashplug-index"
+    assert res.column_names == before.column_names
+    # exact: the same distances as LanceDB's exhaustive search (ties may be ordered differently there)
+    np.testing.assert_array_equal(res["_distance"].to_numpy(), np.sort(before["_distance"].to_numpy()))
+    assert (res["label"].to_numpy() >= 2).all()
+    forced = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2", use_index=False)
+    assert forced.schema.metadata[b"hashplug.search_path"] != b"hashplug-index"
