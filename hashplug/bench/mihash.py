@@ -146,11 +146,11 @@ def _scatter_png(mi: np.ndarray, mp: np.ndarray, r: float, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(mi, 100 * mp, s=14)
     ax.set_xlabel("mutual information (eq. 8), mean over queries")
     ax.set_ylabel("mAP@All (%)")
-    ax.set_title(f"MNIST, random 32-bit mappings: Pearson r = {r:.3f}")
+    ax.set_title(f"MNIST, {len(mi)} random mappings: Pearson r = {r:.3f}", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
