@@ -357,3 +357,23 @@ def test_backbone_lr_scale_zero_freezes_the_backbone(digits_split):
         assert torch.equal(v, before[k]), k
     with pytest.raises(HashplugError, match="backbone must be a torch.nn.Module"):
         fit_mihash_module(lambda x: x, Xdb, ydb)
+
+
+def test_rank_rule_gives_each_anchor_its_nearest_share_of_the_batch():
+    X = np.array([[0.0], [1.0], [3.0], [10.0], [11.0]])
+    nb = Neighbourhood("rank", share=0.25)  # round(0.25 * 4) = 1 neighbour per anchor
+    S = nb.matrix_numpy(X)
+    want = np.zeros((5, 5), bool)
+    for i, j in [(0, 1), (1, 0), (2, 1), (3, 4), (4, 3)]:
+        want[i, j] = True
+    np.testing.assert_array_equal(S, want)
+    np.testing.assert_array_equal(nb.matrix(torch.as_tensor(X)).numpy(), want)
+    assert nb.rank_count(5) == 1 and Neighbourhood("rank", share=0.0).rank_count(5) == 1
+
+
+def test_itq_start_equals_itq_codes_before_training(digits_split):
+    Xdb, *_ = digits_split
+    enc = MIHash(k=16, init="itq", epochs=0, device="cpu", random_state=0, neighbours="rank").fit(Xdb)
+    itq = ITQ(k=16, random_state=0).fit((Xdb - enc.mean_) / enc.input_scale_)
+    same = (enc.encode(Xdb) == itq.encode((Xdb - enc.mean_) / enc.input_scale_)).all(axis=1).mean()
+    assert same > 0.99  # the same hyperplanes (rows exactly on one may round either way)

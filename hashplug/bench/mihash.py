@@ -334,8 +334,9 @@ def _histogram_png(models: dict[str, Any], Xq, yq, Xdb, ydb, bits: int, path: st
 #: Validation grid of the unsupervised AG News MIHash (distance rule, cosine): percentile x epochs.
 UNSUP_GRID: list[dict[str, Any]] = [
     {"distance_percentile": 5.0},
-    {"distance_percentile": 10.0},
-    {"distance_percentile": 20.0},
+    {"distance_percentile": 5.0, "init": "itq"},
+    {"neighbours": "rank", "distance_percentile": 2.0, "init": "itq"},
+    {"neighbours": "rank", "distance_percentile": 5.0, "init": "itq"},
 ]
 
 

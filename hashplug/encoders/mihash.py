@@ -29,8 +29,8 @@ from .base import BaseEncoder, EncoderTags, Preset, register_encoder
 __all__ = ["MIHash"]
 
 OPTIMIZERS = ("sgd", "adam")
-NEIGHBOURS = ("auto", "labels", "distance")
-INITS = ("lsh", "pca")
+NEIGHBOURS = ("auto", "labels", "distance", "rank")
+INITS = ("lsh", "pca", "itq")
 
 
 class _PairwiseTrainedHash(BaseEncoder):
@@ -89,9 +89,9 @@ class _PairwiseTrainedHash(BaseEncoder):
         check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
         check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
         check_choice(self.init, "init", name, INITS)
-        if self.init == "pca" and (self._hidden_sizes() or kk > n_features):
+        if self.init in ("pca", "itq") and (self._hidden_sizes() or kk > n_features):
             raise HashplugError(
-                f"init='pca' needs the linear model (hidden=()) and k <= n_features={n_features}; got k={kk}, "
+                f"init={self.init!r} needs the linear model (hidden=()) and k <= n_features={n_features}; got k={kk}, "
                 f"hidden={self.hidden!r}. Use init='lsh'."
             )
         if self.random_state is not None:
@@ -156,11 +156,13 @@ class _PairwiseTrainedHash(BaseEncoder):
                 raise HashplugError(f"single labels must be integers; got dtype {np.asarray(y).dtype}.")
             return nb, np.asarray(y)
         Xs = (X - self.mean_) / self.input_scale_  # the metric is scale-free for cosine; Euclidean on standardised
-        nb = Neighbourhood.from_distances(
-            Xs if self.distance_metric == "euclidean" else X, float(self.distance_percentile),
-            self.distance_metric, seed=self.random_state,
-        )
-        return nb, (Xs if self.distance_metric == "euclidean" else X).astype(np.float32)
+        feats = Xs if self.distance_metric == "euclidean" else X
+        if kind == "rank":
+            nb = Neighbourhood("rank", metric=self.distance_metric, share=float(self.distance_percentile) / 100.0)
+        else:
+            nb = Neighbourhood.from_distances(feats, float(self.distance_percentile), self.distance_metric,
+                                              seed=self.random_state)
+        return nb, feats.astype(np.float32)
 
     def _init_layers(self, X: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
         sizes = [X.shape[1], *self._hidden_sizes(), self.k_]
@@ -168,10 +170,13 @@ class _PairwiseTrainedHash(BaseEncoder):
         weights, biases = [], []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
-            if last and self.init == "pca":
-                from .baselines import _pca
+            if last and self.init in ("pca", "itq"):
+                from .baselines import ITQ, _pca
 
-                P = _pca(Xs.astype(np.float64), b)
+                if self.init == "pca":
+                    P = _pca(Xs.astype(np.float64), b)
+                else:  # ITQ's rotated principal directions (its own centring is the standardisation's)
+                    P = ITQ(k=b, random_state=self.random_state).fit(Xs.astype(np.float32)).W_.astype(np.float64)
                 sd = np.sqrt(np.maximum((Xs @ P).var(axis=0), 1e-12))
                 W = P / sd
             elif last:
@@ -240,8 +245,9 @@ class _PairwiseTrainedHash(BaseEncoder):
         Xf = self._check_X(X)
         codes = self.encode(Xf, format="pm1").astype(np.float64)
         nbd = dict(self.neighbourhood_)
-        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")))
-        if nb.kind == "distance":
+        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")),
+                           nbd.get("share", 0.05))
+        if nb.kind in ("distance", "rank"):
             t = (Xf - self.mean_) / self.input_scale_ if nb.metric == "euclidean" else Xf
         else:
             if y is None:
@@ -285,8 +291,9 @@ class MIHash(_PairwiseTrainedHash):
         Multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (step decay; None: constant).
     lr_decay : float
         Step-decay factor (paper: 0.5).
-    neighbours : {"auto", "labels", "distance"}
-        ``auto``: labels when ``fit`` gets ``y``, else the distance rule.
+    neighbours : {"auto", "labels", "distance", "rank"}
+        ``auto``: labels when ``fit`` gets ``y``, else the distance rule. ``rank``: each anchor's nearest
+        ``distance_percentile`` % of its minibatch (a per-anchor percentile; beyond the paper).
     distance_metric : {"euclidean", "cosine"}
         Metric of the distance rule.
     distance_percentile : float
@@ -294,9 +301,10 @@ class MIHash(_PairwiseTrainedHash):
     standardize : bool
         Subtract the training mean and divide by the root-mean-square deviation (one scalar) first; part of
         the exported graph.
-    init : {"lsh", "pca"}
+    init : {"lsh", "pca", "itq"}
         Starting weights of the last (hashing) layer: Gaussian (LSH, as the paper's Fig. 3 start) or, for the
-        linear model, the top-k principal directions scaled to unit variance per bit (needs k <= d).
+        linear model, the top-k principal directions (``itq``: rotated by ITQ) scaled to unit variance per bit
+        (needs k <= d).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"``.
     random_state : int or None

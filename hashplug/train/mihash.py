@@ -41,7 +41,7 @@ __all__ = [
     "soft_histograms",
 ]
 
-NEIGHBOURHOOD_KINDS = ("labels", "multilabels", "distance")
+NEIGHBOURHOOD_KINDS = ("labels", "multilabels", "distance", "rank")
 DISTANCE_METRICS = ("euclidean", "cosine")
 
 
@@ -188,9 +188,11 @@ class Neighbourhood:
 
     Parameters
     ----------
-    kind : {"labels", "multilabels", "distance"}
+    kind : {"labels", "multilabels", "distance", "rank"}
         ``labels``: the same class; ``multilabels``: at least one shared label (rows of a 0/1 matrix);
-        ``distance``: distance below ``threshold`` (the LabelMe rule; :meth:`from_distances`).
+        ``distance``: distance below ``threshold`` (the LabelMe rule; :meth:`from_distances`); ``rank``: the
+        ``share`` of the minibatch nearest to each anchor (a per-anchor percentile: adapts to local density;
+        not symmetric, which the objective allows).
     metric : {"euclidean", "cosine"}
         For ``distance``: Euclidean, or cosine distance ``1 - cos`` (text embeddings).
     threshold : float
@@ -200,6 +202,7 @@ class Neighbourhood:
     kind: str
     metric: str = "euclidean"
     threshold: float = float("nan")
+    share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.kind not in NEIGHBOURHOOD_KINDS:
@@ -259,7 +262,17 @@ class Neighbourhood:
         else:
             sq = (x * x).sum(1)
             dist = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * x @ x.T).clamp_min(0).sqrt()
+        if self.kind == "rank":
+            M = dist.shape[0]
+            r = self.rank_count(M)
+            dist = dist + torch.diag(torch.full((M,), float("inf"), dtype=dist.dtype, device=dist.device))
+            idx = torch.topk(dist, r, dim=1, largest=False).indices
+            return torch.zeros((M, M), dtype=torch.bool, device=dist.device).scatter_(1, idx, True)
         return dist < self.threshold
+
+    def rank_count(self, M: int) -> int:
+        """Neighbours per anchor of the ``rank`` rule in a minibatch of M: ``round(share (M - 1))``, >= 1."""
+        return max(1, min(M - 1, int(round(self.share * (M - 1)))))
 
     def matrix_numpy(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         """The relation between rows of ``a`` and rows of ``b`` (default ``a``) as a boolean numpy matrix."""
@@ -272,14 +285,26 @@ class Neighbourhood:
         if self.metric == "cosine":
             A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
             B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12)
-            return (1.0 - A @ B.T) < self.threshold
-        sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-        return np.sqrt(np.maximum(sq, 0)) < self.threshold
+            dist = 1.0 - A @ B.T
+        else:
+            sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
+            dist = np.sqrt(np.maximum(sq, 0))
+        if self.kind == "rank":
+            if dist.shape[0] == dist.shape[1]:
+                np.fill_diagonal(dist, np.inf)
+            r = self.rank_count(dist.shape[1] if dist.shape[0] != dist.shape[1] else dist.shape[0])
+            idx = np.argsort(dist, axis=1, kind="stable")[:, :r]
+            S = np.zeros(dist.shape, dtype=bool)
+            np.put_along_axis(S, idx, True, axis=1)
+            return S
+        return dist < self.threshold
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
         if self.kind == "distance":
             out.update(metric=self.metric, threshold=float(self.threshold))
+        if self.kind == "rank":
+            out.update(metric=self.metric, share=float(self.share))
         return out
 
 
