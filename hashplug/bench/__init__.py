@@ -12,6 +12,7 @@ SUITES = {
     "ag-news": ("hashplug.bench.ag_news", "bench_ag_news"),
     "bioconvhash-mnist": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
     "bioconvhash-cifar10": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
+    "search": ("hashplug.bench.search", "bench_search"),
     "mihash-correlation": ("hashplug.bench.mihash", "bench_mihash"),
     "mihash-mnist": ("hashplug.bench.mihash", "bench_mihash"),
     "mihash-ag-news": ("hashplug.bench.mihash", "bench_mihash"),

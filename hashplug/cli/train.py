@@ -313,7 +313,7 @@ def _add_bench(sub: Any) -> None:
     b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
     b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
                                  "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news, mihash-correlation, "
-                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised")
+                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised, search")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
     b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
     b.add_argument("--seeds", type=int, default=3)
@@ -334,6 +334,11 @@ def _add_bench(sub: Any) -> None:
                    help="bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
     b.add_argument("--merge", nargs="+", default=None,
                    help="bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training)")
+    b.add_argument("--sizes", type=int, nargs="+", default=None, help="search: database sizes N")
+    b.add_argument("--codes", nargs="+", default=None, help="search: code kinds, e.g. dense-256 khot-4096-16")
+    b.add_argument("--queries", type=int, default=100, help="search: queries per measurement")
+    b.add_argument("--limit-results", type=int, default=100, help="search: results per query")
+    b.add_argument("--threads", type=int, default=2, help="search: threads of hashplug's kernel and FAISS")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
     b.add_argument("--png", default=None, help="mihash-*: write the figure (scatter or histograms) here")
     b.set_defaults(func=cmd_bench)

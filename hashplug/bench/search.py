@@ -1,0 +1,271 @@
+"""``hashplug bench search``: exact Hamming search speed, dense and sparse, against FAISS and LanceDB.
+
+Everything is measured in one run on the same codes: for every code kind (dense 64/256/1024 bits, k-hot
+codes m=320/k=16, m=2000/k=10, m=4096/k=16) and every N, single-query latency (median over queries) and
+batched throughput of
+
+* ``hashplug-index``: :class:`hashplug.index.HammingIndex` (exact; dense numpy kernel, sparse postings);
+* ``faiss-flat``: FAISS ``IndexBinaryFlat`` on the packed codes (when ``faiss`` is installed: ``hashplug[fast]``);
+* ``lancedb-flat``: LanceDB's exhaustive Hamming search (dense) and, for k-hot codes, the LABEL_LIST path of
+  :func:`hashplug.search` (candidates by ``array_has_any``, ranked in Python), on fewer queries;
+* ``lancedb-ivf``: LanceDB's ``IVF_FLAT`` Hamming index (dense), with recall@limit against the exact result.
+
+Also memory per row, index build and catch-up time, and the bound this machine sets for an exact scan
+(bytes read at the measured memory bandwidth, popcounts at the measured ``np.bitwise_count`` rate).
+Codes are random (uniform bits; k distinct uniform units): exact methods' speed does not depend on the data,
+approximate recall does (random codes are their hardest case). JSON::
+
+    {"rows": {"dense-256": {"1000000": {"hashplug-index": {"ms_per_query": ..., "qps_batched": ...,
+              "recall": ..., "ratio_to_faiss": ...}, ...}}}, "bound": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .common import environment, rounded, write_json
+
+__all__ = ["run_search_bench", "bench_search", "CODES", "machine_bound"]
+
+#: Code kinds of the suite: name -> (kind, m, k).
+CODES: dict[str, tuple[str, int, int]] = {
+    "dense-64": ("dense", 64, 64),
+    "dense-256": ("dense", 256, 256),
+    "dense-1024": ("dense", 1024, 1024),
+    "khot-320-16": ("khot", 320, 16),
+    "khot-2000-10": ("khot", 2000, 10),
+    "khot-4096-16": ("khot", 4096, 16),
+}
+
+
+def _random_codes(kind: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
+    """(packed codes (n, ceil(m/8)), CSR (offsets, values) or None)."""
+    from ..codes import indices_to_packed
+
+    if kind == "dense":
+        return rng.integers(0, 256, (n, -(-m // 8)), dtype=np.uint8), None
+    # k distinct units per row: the k smallest of m random keys, drawn in chunks
+    rows = np.empty((n, k), dtype=np.int32)
+    for s in range(0, n, 20_000):
+        e = min(n, s + 20_000)
+        rows[s:e] = np.sort(np.argpartition(rng.random((e - s, m), dtype=np.float32), k - 1, axis=1)[:, :k], axis=1)
+    offsets = np.arange(0, n * k + 1, k, dtype=np.int64)
+    return indices_to_packed(rows, m), (offsets, rows.reshape(-1))
+
+
+def machine_bound(seconds: float = 0.5) -> dict[str, float]:
+    """Memory bandwidth (GB/s, reading a 256 MB array) and popcount rate (64-bit words/s, ``np.bitwise_count``)."""
+    a = np.ones(32 * 2**20, dtype=np.uint64)  # 256 MB
+    a.sum()
+    t0, reps = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        a.sum()
+        reps += 1
+    bw = reps * a.nbytes / (time.perf_counter() - t0) / 1e9
+    b = a[: 4 * 2**20]
+    out = np.empty(b.shape, np.uint8)
+    t0, reps = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        np.bitwise_count(b, out=out)
+        reps += 1
+    pc = reps * b.size / (time.perf_counter() - t0)
+    return {"memory_gb_per_s": round(bw, 2), "popcount_words_per_s": round(pc, 0)}
+
+
+def _time_queries(fn: Any, queries: Sequence[Any]) -> float:
+    """Median ms per single query."""
+    fn(queries[0])  # warm-up
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def _recall(got: np.ndarray, exact: np.ndarray, exact_d: np.ndarray, got_d: np.ndarray | None = None) -> float:
+    """Recall@limit against the exact result, tie-aware: a returned row counts if its distance is within the
+    exact result's (rows tied at the cut are interchangeable)."""
+    if got_d is not None:
+        cut = exact_d[:, -1:]
+        return float(np.mean(np.minimum(1.0, (got_d <= cut).sum(1) / exact.shape[1])))
+    return float(np.mean([np.intersect1d(a, b).size / b.size for a, b in zip(got, exact)]))
+
+
+def run_search_bench(
+    *,
+    rows: Sequence[int] = (100_000, 1_000_000),
+    codes: Sequence[str] | None = None,
+    n_queries: int = 100,
+    limit: int = 100,
+    threads: int = 2,
+    lancedb_queries: int = 10,
+    seed: int = 0,
+    out: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the suite (see the module docstring); returns the JSON document."""
+    from ..index import HammingIndex
+
+    try:
+        import faiss  # type: ignore[import-not-found]
+    except ImportError:
+        faiss = None
+    names = list(codes or CODES)
+    res: dict[str, Any] = {
+        "suite": "search",
+        "rows": {},
+        "limit": int(limit),
+        "n_queries": int(n_queries),
+        "threads": int(threads),
+        "faiss": None if faiss is None else getattr(faiss, "__version__", "?"),
+        "memory": {},
+        "build": {},
+        "bound": machine_bound(),
+        "environment": environment(),
+        "notes": "random codes; ms_per_query = median single-query latency; qps_batched = queries/s for one batch "
+                 "of n_queries; recall = tie-aware recall@limit against hashplug's exact result",
+    }
+    rng = np.random.default_rng(seed)
+    for name in names:
+        kind, m, k = CODES[name]
+        for n in rows:
+            t_gen = time.perf_counter()
+            packed, csr = _random_codes(kind, m, k, int(n), rng)
+            qpacked, qcsr = _random_codes(kind, m, k, int(n_queries), rng)
+            gen_s = time.perf_counter() - t_gen
+            cell: dict[str, Any] = {}
+            layout = "packed" if kind == "dense" else "indices"
+            # ---- hashplug exact index
+            t0 = time.perf_counter()
+            idx = HammingIndex(layout, m, threads=threads)
+            idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
+            if kind != "dense":
+                idx._sparse_postings()
+            build_s = time.perf_counter() - t0
+            if kind == "dense":
+                q_list = [qpacked[i : i + 1] for i in range(len(qpacked))]
+            else:
+                q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
+            ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
+            t0 = time.perf_counter()
+            exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
+            batch_s = time.perf_counter() - t0
+            cell["hashplug-index"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(n_queries / batch_s, 1),
+                                      "recall": 1.0}
+            raw = packed.nbytes if kind == "dense" else csr[1].size * 4
+            res["memory"].setdefault(name, {})[str(n)] = {
+                "raw_code_bytes_per_row": rounded(raw / n, 2), "index_bytes_per_row": rounded(idx.nbytes / n, 2),
+                "ratio": rounded(idx.nbytes / raw, 3)}
+            # catch-up: 1 % new rows, 1 % deleted
+            extra, extra_csr = _random_codes(kind, m, k, max(1, n // 100), rng)
+            t0 = time.perf_counter()
+            idx.add(extra if kind == "dense" else extra_csr, np.arange(n, n + extra.shape[0], dtype=np.int64))
+            idx.delete(np.arange(0, n, 100))
+            if kind != "dense":
+                idx._sparse_postings()
+            res["build"].setdefault(name, {})[str(n)] = {"build_s": rounded(build_s, 3),
+                                                          "catch_up_1pct_s": rounded(time.perf_counter() - t0, 3),
+                                                          "generate_s": rounded(gen_s, 2)}
+            del idx
+            # ---- FAISS
+            if faiss is not None:
+                fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
+                fx.add(packed)
+                faiss.omp_set_num_threads(int(threads))
+                ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
+                t0 = time.perf_counter()
+                fd, fi = fx.search(qpacked, limit)
+                bf = time.perf_counter() - t0
+                cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
+                                      "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
+                del fx
+            # ---- LanceDB (dense: flat and IVF_FLAT; sparse: hashplug.search's LABEL_LIST path)
+            cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
+                                       min(lancedb_queries, n_queries)))
+            f = cell.get("faiss-flat")
+            for c in cell.values():
+                c["ratio_to_faiss"] = rounded(c["ms_per_query"] / f["ms_per_query"], 3) if f else None
+            res["rows"].setdefault(name, {})[str(n)] = cell
+            write_json(res, out)
+            if progress:
+                print(name, n, {mm: (c["ms_per_query"], c.get("recall")) for mm, c in cell.items()}, flush=True)
+    write_json(res, out)
+    return res
+
+
+def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d, nq) -> dict[str, Any]:
+    import lancedb
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hashplug_bench_search_") as d:
+        db = lancedb.connect(d)
+        n = packed.shape[0]
+        if kind == "dense":
+            col = pa.FixedSizeListArray.from_arrays(pa.array(packed.reshape(-1)), packed.shape[1])
+            t = db.create_table("codes", pa.table({"code": col}))
+            qs = [qpacked[i] for i in range(nq)]
+
+            def flat(q):
+                return t.search(q, vector_column_name="code").distance_type("hamming").limit(limit).bypass_vector_index().to_arrow()
+
+            ms = _time_queries(flat, qs)
+            got = [flat(q)["_distance"].to_numpy() for q in qs]
+            out["lancedb-flat"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
+                                   "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], np.stack(got)), 4)}
+            from lancedb.index import IvfFlat
+
+            parts = max(1, min(1024, int(np.sqrt(n))))
+            t0 = time.perf_counter()
+            t.create_index("code", config=IvfFlat(distance_type="hamming", num_partitions=parts))
+            build = time.perf_counter() - t0
+            for nprobes in (8, 32):
+                def ivf(q, nprobes=nprobes):
+                    return t.search(q, vector_column_name="code").distance_type("hamming").limit(limit).nprobes(nprobes).to_arrow()
+
+                ms = _time_queries(ivf, qs)
+                got = [ivf(q)["_distance"].to_numpy() for q in qs]
+                got = np.stack([np.pad(g, (0, limit - len(g)), constant_values=10**9) for g in got])
+                out[f"lancedb-ivf-nprobes{nprobes}"] = {
+                    "ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
+                    "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], got), 4),
+                    "build_s": rounded(build, 2), "partitions": parts}
+        else:
+            offsets, values = csr
+            lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values.astype(np.int32)))
+            t = db.create_table("codes", pa.table({"code": lists}))
+            from lancedb.index import LabelList
+
+            t.create_index("code", config=LabelList())
+            from ..integrations.search import _sparse_search
+
+            qs = [qcsr[1][i * k : (i + 1) * k] for i in range(nq)]
+            ms = _time_queries(lambda q: _sparse_search(t, "code", q, limit, None, None), qs)
+            got = np.stack([_sparse_search(t, "code", q, limit, None, None)["_distance"].to_numpy() for q in qs])
+            out["lancedb-label-list"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
+                                         "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], got), 4)}
+    return out
+
+
+def bench_search(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench search``."""
+    sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
+    unknown = sorted(set(args.codes or []) - set(CODES))
+    if unknown:
+        from ..validation import HashplugError
+
+        raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
+    res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
+                           out=args.out, threads=args.threads)
+    print(f"bound: {res['bound']}")
+    for name, byn in res["rows"].items():
+        for n_, cell in byn.items():
+            print(f"{name:>14} N={n_:>9}: " + ", ".join(f"{m} {c['ms_per_query']} ms (r={c['recall']})" for m, c in cell.items()))
+    return 0

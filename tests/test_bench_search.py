@@ -1,0 +1,35 @@
+"""``hashplug bench search`` on tiny sizes: JSON shape, exactness of hashplug's index against LanceDB flat."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hashplug.bench import search as sb
+from hashplug.cli import main as cli_main
+
+
+def test_random_codes_have_the_asked_shape():
+    rng = np.random.default_rng(0)
+    packed, csr = sb._random_codes("khot", 40, 5, 30, rng)
+    assert packed.shape == (30, 5) and csr[1].shape == (150,)
+    assert all(np.unique(csr[1][i * 5 : (i + 1) * 5]).size == 5 for i in range(30))
+    packed, csr = sb._random_codes("dense", 64, 64, 7, rng)
+    assert packed.shape == (7, 8) and csr is None
+
+
+def test_search_bench_cli(tmp_path, capsys):
+    out = tmp_path / "search.json"
+    assert cli_main(["bench", "search", "--sizes", "800", "--codes", "dense-64", "khot-320-16", "--queries", "5",
+                     "--limit-results", "10", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["rows"]) == {"dense-64", "khot-320-16"}
+    dense = res["rows"]["dense-64"]["800"]
+    assert {"hashplug-index", "lancedb-flat"} <= set(dense)
+    for cell in dense.values():
+        assert {"ms_per_query", "qps_batched", "recall", "ratio_to_faiss"} <= set(cell)
+    assert dense["lancedb-flat"]["recall"] == 1.0  # exact scans agree on the distances
+    assert res["rows"]["khot-320-16"]["800"]["lancedb-label-list"]["recall"] == 1.0
+    assert res["memory"]["dense-64"]["800"]["ratio"] <= 2.0
+    assert res["bound"]["memory_gb_per_s"] > 0
