@@ -27,8 +27,6 @@ FLOAT_BITS = 32
 # ==================================================================================================== helpers
 def environment() -> dict[str, Any]:
     """Versions and thread counts that the timings depend on."""
-    import importlib
-
     from .. import __version__
 
     env: dict[str, Any] = {
@@ -37,17 +35,20 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "hashplug": __version__,
     }
-    for mod in ("numpy", "onnxruntime", "torch", "lancedb", "pyarrow"):
-        try:
-            env[mod] = importlib.import_module(mod).__version__
-        except ImportError:
-            env[mod] = None
-    try:
-        import torch
+    from importlib import metadata
 
-        env["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
+    # versions from the installed metadata: importing torch here would load its OpenMP runtime into suites
+    # that must not have it (FAISS brings its own; see hashplug bench search)
+    for mod, dist in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("torch", "torch"), ("lancedb", "lancedb"),
+                      ("pyarrow", "pyarrow"), ("faiss", "faiss-cpu")):
+        try:
+            env[mod] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            env[mod] = None
+    import sys
+
+    if "torch" in sys.modules:
+        env["torch_threads"] = sys.modules["torch"].get_num_threads()
     try:
         env["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:
