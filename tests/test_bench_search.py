@@ -33,3 +33,4 @@ def test_search_bench_cli(tmp_path, capsys):
     assert res["rows"]["khot-320-16"]["800"]["lancedb-label-list"]["recall"] == 1.0
     assert res["memory"]["dense-64"]["800"]["ratio"] <= 2.0
     assert res["bound"]["memory_gb_per_s"] > 0
+    assert "torch_loaded" in res

@@ -196,6 +196,10 @@ def run_search_bench(
             write_json(res, out)
             if progress:
                 print(name, n, {mm: (c["ms_per_query"], c.get("recall")) for mm, c in cell.items()}, flush=True)
+    import sys
+
+    # FAISS and torch each bring an OpenMP runtime; this suite keeps torch out of the process
+    res["torch_loaded"] = "torch" in sys.modules
     write_json(res, out)
     return res
 
