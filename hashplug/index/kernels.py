@@ -1,14 +1,14 @@
 """Exact Hamming top-k kernels of the index (numpy only), dense and sparse, with hashplug's tie rule.
 
 Results are ordered by ascending distance and, among equal distances, by ascending **position** in the
-index (the order rows were added); the index maps positions to table row ids afterwards. Both kernels
-rank by one int64 key per candidate, ``distance * n + position``, so a partition on the key is exact,
-ties included.
+index (the order rows were added); the index maps positions to table row ids afterwards. The sparse kernel
+ranks its candidates by one int64 key, ``distance * n + position``, so a partition on the key is exact,
+ties included; the dense kernel selects by a histogram of the distances.
 
-Dense (packed codes): the database is kept as uint64 words (n, w); queries are scored in blocks of
-database rows (XOR, ``np.bitwise_count``, add per word), each block's best ``limit`` keys merged into a
-running top-k. Blocks are spread over ``threads`` Python threads: numpy's ufuncs release the GIL, so the
-blocks run in parallel.
+Dense (packed codes): the database is kept as uint64 words (n, w); a chunk of queries is scored against it
+in cache-sized blocks (XOR, ``np.bitwise_count``, add per word) into uint16 distances, the database split
+over ``threads`` Python threads (numpy's ufuncs release the GIL); each query's top ``limit`` then comes from
+a histogram of its distances (:func:`select_smallest`), not from sorting n keys.
 
 Sparse (k active units of m): an inverted index (CSC postings: the rows holding each unit). A query with
 active set A touches only the postings of its units, about ``N k^2 / m`` entries instead of ``N m / 8``
@@ -24,10 +24,10 @@ import numpy as np
 
 from ..validation import HashplugError
 
-__all__ = ["words_of", "dense_topk", "build_postings", "sparse_topk", "merge_topk"]
+__all__ = ["words_of", "dense_topk", "build_postings", "sparse_topk", "merge_topk", "select_smallest"]
 
-#: Database rows per block of the dense kernel (a (n_queries, block) int32 + uint64 temporary).
-DENSE_BLOCK = 32768
+#: Database rows per block of the dense distance loop (a (query_chunk, block) uint64 temporary in cache).
+DENSE_BLOCK = 4096
 
 
 def words_of(packed: np.ndarray) -> np.ndarray:
@@ -50,26 +50,48 @@ def merge_topk(keys: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(keys, axis=1)
 
 
-def _dense_block(qw: np.ndarray, dbw: np.ndarray, start: int, n_total: int, limit: int) -> np.ndarray:
-    """Top-``limit`` keys (distance * n_total + position) of queries ``qw`` (nq, w) against ``dbw`` (b, w)."""
+def _distances_into(qw: np.ndarray, dbw: np.ndarray, out: np.ndarray, block: int) -> None:
+    """Hamming distances of query words ``qw`` (nq, w) to ``dbw`` (b, w) into ``out`` (nq, b) uint16, in blocks."""
     nq, w = qw.shape
     b = dbw.shape[0]
-    dist = np.zeros((nq, b), dtype=np.int64)
-    tmp = np.empty((nq, b), dtype=np.uint64)
-    cnt = np.empty((nq, b), dtype=np.uint8)
-    for j in range(w):
-        np.bitwise_xor(qw[:, j, None], dbw[None, :, j], out=tmp)
-        np.bitwise_count(tmp, out=cnt)
-        np.add(dist, cnt, out=dist, casting="unsafe")
-    dist *= n_total
-    dist += np.arange(start, start + b, dtype=np.int64)
-    return merge_topk(dist, limit)
+    step = max(1, min(int(block), b))
+    tmp = np.empty((nq, step), dtype=np.uint64)
+    cnt = np.empty((nq, step), dtype=np.uint8)
+    for s in range(0, b, step):
+        e = min(b, s + step)
+        t, c, o = tmp[:, : e - s], cnt[:, : e - s], out[:, s:e]
+        for j in range(w):
+            np.bitwise_xor(qw[:, j, None], dbw[None, s:e, j], out=t)
+            np.bitwise_count(t, out=c)
+            if j == 0:
+                np.copyto(o, c, casting="unsafe")
+            else:
+                np.add(o, c, out=o, casting="unsafe")
+
+
+def select_smallest(d: np.ndarray, limit: int, max_value: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and values of the ``limit`` smallest small-integer values of ``d`` (n,), ties to the lower
+    position, without sorting n keys: a histogram finds the cut value c, then every position below c and the
+    first ones at c (``np.flatnonzero`` returns them in position order)."""
+    hist = np.bincount(d, minlength=max_value + 1)
+    cum = np.cumsum(hist)
+    c = int(np.searchsorted(cum, limit))  # the value at which the limit-th result lies
+    below = np.flatnonzero(d < c) if c > 0 else np.zeros(0, dtype=np.intp)
+    at = np.flatnonzero(d == c)[: limit - below.size]
+    order = np.argsort(d[below], kind="stable")  # few (< limit) rows: by value, positions ascending within
+    pos = np.concatenate([below[order], at]).astype(np.int64)
+    return pos, d[pos].astype(np.int32)
 
 
 def dense_topk(
     queries: np.ndarray, db_words: np.ndarray, limit: int, *, threads: int = 1, block: int = DENSE_BLOCK,
+    query_chunk: int = 16,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``limit`` database positions and Hamming distances of packed ``queries`` (nq, nb).
+
+    The distances of ``query_chunk`` queries to the whole database are computed into a uint16 matrix (the
+    database split into ``threads`` contiguous ranges computed in parallel, each in cache-sized blocks), then
+    each query's results are selected by :func:`select_smallest` (no sort of n keys).
 
     Parameters
     ----------
@@ -79,9 +101,11 @@ def dense_topk(
     limit : int
         Results per query (capped at n).
     threads : int
-        Python threads over database blocks (numpy releases the GIL in the ufuncs).
+        Python threads over database ranges (numpy releases the GIL in the ufuncs).
     block : int
-        Database rows per block.
+        Database rows per block of the distance loop.
+    query_chunk : int
+        Queries whose distance rows are held at once (memory ``query_chunk * n * 2`` bytes).
 
     Returns
     -------
@@ -98,21 +122,33 @@ def dense_topk(
         )
     lim = min(int(limit), n)
     nq = qw.shape[0]
+    pos_out = np.zeros((nq, lim), np.int64)
+    dist_out = np.zeros((nq, lim), np.int32)
     if n == 0 or lim == 0:
-        return np.zeros((nq, 0), np.int64), np.zeros((nq, 0), np.int32)
-    n_total = max(n, 1)
-    starts = list(range(0, n, int(block)))
-
-    def run(s: int) -> np.ndarray:
-        return _dense_block(qw, db_words[s : s + block], s, n_total, lim)
-
-    if threads > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=int(threads)) as ex:
-            parts = list(ex.map(run, starts))
-    else:
-        parts = [run(s) for s in starts]
-    keys = merge_topk(np.concatenate(parts, axis=1), lim) if len(parts) > 1 else parts[0]
-    return keys % n_total, (keys // n_total).astype(np.int32)
+        return pos_out, dist_out
+    max_d = 64 * qw.shape[1]
+    T = max(1, min(int(threads), n // 4096 or 1))
+    bounds = np.linspace(0, n, T + 1).astype(int)
+    step = max(1, int(query_chunk))
+    D = np.empty((min(step, nq), n), dtype=np.uint16)
+    ex = ThreadPoolExecutor(max_workers=T) if T > 1 else None
+    try:
+        for qs in range(0, nq, step):
+            qe = min(nq, qs + step)
+            Dq = D[: qe - qs]
+            if ex is None:
+                _distances_into(qw[qs:qe], db_words, Dq, block)
+            else:
+                qc = qw[qs:qe]
+                list(ex.map(lambda r, qc=qc, Dq=Dq: _distances_into(qc, db_words[bounds[r] : bounds[r + 1]],
+                                                                     Dq[:, bounds[r] : bounds[r + 1]], block),
+                            range(T)))
+            for i in range(qe - qs):
+                pos_out[qs + i], dist_out[qs + i] = select_smallest(Dq[i], lim, max_d)
+    finally:
+        if ex is not None:
+            ex.shutdown()
+    return pos_out, dist_out
 
 
 def build_postings(offsets: np.ndarray, values: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
