@@ -160,3 +160,14 @@ def test_index_memory_is_close_to_the_raw_codes():
         idx.add(codes[:2], [0, 1])
     with pytest.raises(HashplugError, match=r"packed codes must be uint8 of shape \(n, 32\)"):
         idx.add(codes[:, :8], [10**6])
+
+
+def test_dense_threads_split_the_database_exactly():
+    rng = np.random.default_rng(3)
+    DB = rng.integers(0, 4, (20_000, 2), dtype=np.uint8)  # few distinct distances: ties everywhere
+    Q = rng.integers(0, 4, (5, 2), dtype=np.uint8)
+    for threads in (1, 2, 3):
+        pos, dist = dense_topk(Q, words_of(DB), 300, threads=threads, block=1000, query_chunk=2)
+        want_pos, want_dist = brute(Q, DB, 300)
+        np.testing.assert_array_equal(pos, want_pos)
+        np.testing.assert_array_equal(dist, want_dist)
