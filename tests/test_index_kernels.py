@@ -24,14 +24,15 @@ def brute(Q: np.ndarray, DB: np.ndarray, limit: int) -> tuple[np.ndarray, np.nda
     n=st.integers(1, 300), m=st.sampled_from([1, 7, 8, 64, 65, 130]), nq=st.integers(1, 5),
     limit=st.integers(1, 40), density=st.sampled_from([0.0, 0.02, 0.5, 1.0]), seed=st.integers(0, 10**6),
     block=st.sampled_from([1, 7, 64, 32768]), threads=st.sampled_from([1, 2]),
+    backend=st.sampled_from(["numpy", "auto"]),
 )
-def test_dense_topk_equals_brute_force(n, m, nq, limit, density, seed, block, threads):
+def test_dense_topk_equals_brute_force(n, m, nq, limit, density, seed, block, threads, backend):
     rng = np.random.default_rng(seed)
     DB = pack_bits(rng.random((n, m)) < density)
     if n > 3:
         DB[n // 2] = DB[0]  # duplicates
     Q = pack_bits(rng.random((nq, m)) < density)
-    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=block)
+    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=block, backend=backend)
     want_pos, want_dist = brute(Q, DB, limit)
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_array_equal(dist, want_dist)
@@ -166,8 +167,8 @@ def test_dense_threads_split_the_database_exactly():
     rng = np.random.default_rng(3)
     DB = rng.integers(0, 4, (20_000, 2), dtype=np.uint8)  # few distinct distances: ties everywhere
     Q = rng.integers(0, 4, (5, 2), dtype=np.uint8)
-    for threads in (1, 2, 3):
-        pos, dist = dense_topk(Q, words_of(DB), 300, threads=threads, block=1000, query_chunk=2)
+    for threads, backend in ((1, "numpy"), (2, "numpy"), (3, "numpy"), (2, "auto")):
+        pos, dist = dense_topk(Q, words_of(DB), 300, threads=threads, block=1000, query_chunk=2, backend=backend)
         want_pos, want_dist = brute(Q, DB, 300)
         np.testing.assert_array_equal(pos, want_pos)
         np.testing.assert_array_equal(dist, want_dist)

@@ -19,6 +19,7 @@ with the query are ranked by ``|b|`` then position (precomputed), so the result 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def select_smallest(d: np.ndarray, limit: int, max_value: int) -> tuple[np.ndarr
 
 def dense_topk(
     queries: np.ndarray, db_words: np.ndarray, limit: int, *, threads: int = 1, block: int = DENSE_BLOCK,
-    query_chunk: int = 16,
+    query_chunk: int = 16, backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``limit`` database positions and Hamming distances of packed ``queries`` (nq, nb).
 
@@ -106,6 +107,9 @@ def dense_topk(
         Database rows per block of the distance loop.
     query_chunk : int
         Queries whose distance rows are held at once (memory ``query_chunk * n * 2`` bytes).
+    backend : {"auto", "numpy", "numba"}
+        ``numba`` (the ``fast`` extra) fuses popcount and selection in compiled loops over ``threads`` threads;
+        ``auto`` uses it when installed. Both give identical results.
 
     Returns
     -------
@@ -127,6 +131,16 @@ def dense_topk(
     if n == 0 or lim == 0:
         return pos_out, dist_out
     max_d = 64 * qw.shape[1]
+    if backend not in ("auto", "numpy", "numba"):
+        raise HashplugError(f"backend must be 'auto', 'numpy' or 'numba'; got {backend!r}.")
+    if backend != "numpy":
+        from ._numba import kernels
+
+        compiled = kernels()
+        if compiled is None and backend == "numba":
+            raise HashplugError("backend='numba' needs numba: pip install 'hashplug[fast]'.")
+        if compiled is not None:
+            return _dense_topk_numba(compiled, qw, db_words, lim, int(threads), int(query_chunk), max_d)
     T = max(1, min(int(threads), n // 4096 or 1))
     bounds = np.linspace(0, n, T + 1).astype(int)
     step = max(1, int(query_chunk))
@@ -148,6 +162,29 @@ def dense_topk(
     finally:
         if ex is not None:
             ex.shutdown()
+    return pos_out, dist_out
+
+
+def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int,
+                      max_d: int) -> tuple[np.ndarray, np.ndarray]:
+    import numba
+
+    distances, select = compiled
+    nq, n = qw.shape[0], db_words.shape[0]
+    pos_out = np.zeros((nq, lim), np.int64)
+    dist_out = np.zeros((nq, lim), np.int32)
+    step = max(1, chunk)
+    D = np.empty((min(step, nq), n), dtype=np.uint16)
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for qs in range(0, nq, step):
+            qe = min(nq, qs + step)
+            Dq = D[: qe - qs]
+            distances(np.ascontiguousarray(qw[qs:qe]), db_words, Dq)
+            select(Dq, lim, max_d, pos_out[qs:qe], dist_out[qs:qe])
+    finally:
+        numba.set_num_threads(before)
     return pos_out, dist_out
 
 
