@@ -30,7 +30,7 @@ SCORES = "scores"
 
 def module_sha256(module: Any) -> str:
     """sha256 of a torch module's state (parameters and buffers, by name) as float32/int arrays."""
-    from ..encoders.base import sha256_arrays
+    from .._files import sha256_arrays
 
     return sha256_arrays({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 

@@ -18,7 +18,6 @@ Models are saved without pickle as a single ``.npz``: learned arrays plus a JSON
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import codes as _codes
+from .._files import sha256_arrays
 from ..graph import Flatten, Graph, Op, head_for
 from ..validation import (
     HashplugError,
@@ -124,18 +124,6 @@ def _check_param_names(cls: type[BaseEncoder], params: dict[str, Any]) -> None:
             f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
             f"{cls.__name__}.{hint} Valid parameters: {', '.join(valid)}."
         )
-
-
-def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
-    """A stable sha256 over named arrays (name, dtype, shape and bytes, in name order)."""
-    h = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(key.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 INPUT_KINDS = ("vectors", "images", "structured")

@@ -19,25 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from .._files import sha256_arrays
 from ..validation import HashplugError, ModelFileError
 from .kernels import build_postings, dense_topk, sparse_topk, words_of
 
 __all__ = ["HammingIndex", "INDEX_FORMAT"]
 
 INDEX_FORMAT = "hashplug-index/1"
-
-
-def _sha(arrays: dict[str, np.ndarray]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 class HammingIndex:
@@ -206,7 +194,7 @@ class HammingIndex:
         arrays = self._arrays()
         meta = {"format": INDEX_FORMAT, "layout": self.layout, "m": self.m, "n_rows": len(self),
                 "table_version": self.table_version, "model_sha256": self.model_sha256,
-                "arrays_sha256": _sha(arrays), "saved_at": time.time()}
+                "arrays_sha256": sha256_arrays(arrays), "saved_at": time.time()}
         tmp = folder / "index.npz.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -233,7 +221,7 @@ class HammingIndex:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:
             raise ModelFileError(f"{where!r}: index.npz is missing or corrupt ({exc}); rebuild the index.") from exc
-        if _sha(arrays) != meta.get("arrays_sha256"):
+        if sha256_arrays(arrays) != meta.get("arrays_sha256"):
             raise ModelFileError(f"{where!r}: index.npz does not match its recorded sha256; rebuild the index.")
         idx = cls(meta["layout"], int(meta["m"]), threads=threads)
         idx.row_ids = arrays["row_ids"].astype(np.int64)
