@@ -242,10 +242,15 @@ def run_supervised(
         "chosen": {},
         "validation": {},
     }
-    # ---- validation: cut from the seed-0 training set; each gradient method picks its optimiser / lr
-    q0, tr0, _ = supervised_split(y, 0, tr_pc, q_pc)
-    vq, vdb = per_class_split(y[tr0], max(1, tr_pc // 5), 7)
-    Xv_q, yv_q, Xv_db, yv_db = X[tr0][vq], y[tr0][vq], X[tr0][vdb], y[tr0][vdb]
+    # ---- validation: cut from the training sets of the seed-0 and seed-1 splits (never their queries); each
+    # gradient method picks its optimiser / lr / knob by the mean over both (a first run chose on one split
+    # and its pick collapsed on other splits' training sets at 48 bits)
+    vals = []
+    for vs in (0, 1):
+        _, trv, _ = supervised_split(y, vs, tr_pc, q_pc)
+        vq, vdb = per_class_split(y[trv], max(1, tr_pc // 5), 7)
+        vals.append((X[trv][vq], y[trv][vq], X[trv][vdb], y[trv][vdb]))
+    res["validation_splits"] = "training sets of the seed-0 and seed-1 splits, 1/5 of each class as queries"
     for name in names:
         if not _is_gradient(name) or name in hp:
             continue
@@ -253,14 +258,17 @@ def run_supervised(
         mgrid = list(grid) if grid else [{**g, **kn} for g in GRADIENT_GRID for kn in KNOB_GRID.get(reg, [{}])]
         scores = []
         for g in tqdm(mgrid, desc=f"validation {name}", disable=not progress, leave=False):
-            try:
-                enc = _make(name, tune_bits, 0, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
-            except HashplugError as exc:  # a learning rate that diverges is a failed grid point, not a crash
-                if "diverged" not in str(exc):
-                    raise
-                scores.append(float("nan"))
-                continue
-            scores.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+            got = []
+            for Xv_q, yv_q, Xv_db, yv_db in vals:
+                try:
+                    enc = _make(name, tune_bits, 0, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
+                except HashplugError as exc:  # a learning rate that diverges is a failed grid point, not a crash
+                    if "diverged" not in str(exc):
+                        raise
+                    got.append(float("nan"))
+                    continue
+                got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+            scores.append(float(np.mean(got)))
         if np.all(np.isnan(scores)):
             raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
         best = int(np.nanargmax(scores))
