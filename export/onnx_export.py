@@ -180,9 +180,14 @@ def to_onnx(
     Path
         The file written.
     """
+    return save_model(build_model(encoder, opset=opset, doc_string=doc_string), path)
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Write an ``onnx.ModelProto`` atomically (``.onnx`` appended when the name has no suffix; parent folders
+    created); returns the path written."""
     import onnx
 
-    model = build_model(encoder, opset=opset, doc_string=doc_string)
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".onnx")

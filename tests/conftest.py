@@ -60,3 +60,16 @@ def tiny_mnist(tmp_path: Path) -> Path:
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=X[::2], y_train=y[::2], x_test=X[1::2], y_test=y[1::2])
     return path
+
+
+@pytest.fixture(scope="session")
+def fake_ag_news(tmp_path_factory):
+    """4 separable classes of unit vectors in 32 dims, 200 rows each (400 queries + 400 database)."""
+    rng = np.random.default_rng(1)
+    centers = rng.standard_normal((4, 32))
+    y = np.repeat(np.arange(4), 200)
+    X = centers[y] + 0.8 * rng.standard_normal((800, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    p = tmp_path_factory.mktemp("data") / "ag_news.npz"
+    np.savez(p, emb=X.astype(np.float16), y=y.astype(np.uint8))
+    return p

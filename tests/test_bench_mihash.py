@@ -54,18 +54,6 @@ def test_supervised_cli_json_shape_and_histograms(tiny_mnist, tmp_path):
     assert res["rows"]["MIHash-linear"]["16"] > res["rows"]["LSH"]["16"]
 
 
-@pytest.fixture
-def fake_ag_news(tmp_path):
-    rng = np.random.default_rng(1)
-    centers = rng.standard_normal((4, 32))
-    y = np.repeat(np.arange(4), 200)
-    X = centers[y] + 0.8 * rng.standard_normal((800, 32))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    p = tmp_path / "ag_news.npz"
-    np.savez(p, emb=X.astype(np.float16), y=y.astype(np.uint8))
-    return p
-
-
 def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
     out = tmp_path / "unsup.json"
     assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--k", "8", "16",

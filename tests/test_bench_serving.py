@@ -54,19 +54,6 @@ def fake_mnist(tmp_path_factory):
     return p
 
 
-@pytest.fixture(scope="module")
-def fake_ag_news(tmp_path_factory):
-    """4 separable classes of unit vectors in 32 dims, 200 rows each (400 queries + 400 database)."""
-    rng = np.random.default_rng(1)
-    centers = rng.standard_normal((4, 32))
-    y = np.repeat(np.arange(4), 200)
-    X = centers[y] + 0.8 * rng.standard_normal((800, 32))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    p = tmp_path_factory.mktemp("data") / "ag_news.npz"
-    np.savez(p, emb=X.astype(np.float16), y=y.astype(np.uint8))
-    return p
-
-
 def test_encode_smoke(fake_mnist, tmp_path, capsys):
     out = tmp_path / "encode.json"
     args = _args(data=str(fake_mnist), k=[8], methods=["lsh", "biohash"], epochs=1, limit=200, out=str(out))
