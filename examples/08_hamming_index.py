@@ -52,9 +52,11 @@ def main() -> dict:
         print(f"{name} ({layout}, m={enc.m_}): index of {len(idx)} rows built in {time.perf_counter() - t0:.2f} s, "
               f"{idx.nbytes / len(idx):.1f} bytes per row")
         q = X[0] + 0.1 * rng.standard_normal(64).astype(np.float32)
-        ms_idx, res_idx = timed(lambda: hashplug.search(table, q, limit=10, columns=["id"], where="label < 5"))
-        ms_ldb, res_ldb = timed(lambda: hashplug.search(table, q, limit=10, columns=["id"], where="label < 5",
-                                                        use_index=False))
+        def query(use_index, table=table, q=q):
+            return hashplug.search(table, q, limit=10, columns=["id"], where="label < 5", use_index=use_index)
+
+        ms_idx, res_idx = timed(lambda: query(None))
+        ms_ldb, res_ldb = timed(lambda: query(False))
         same = np.array_equal(res_idx["_distance"].to_numpy(), np.sort(res_ldb["_distance"].to_numpy()))
         print(f"  search: {res_idx.schema.metadata[b'hashplug.search_path'].decode()} {ms_idx:.2f} ms vs "
               f"{res_ldb.schema.metadata[b'hashplug.search_path'].decode()} {ms_ldb:.2f} ms "
