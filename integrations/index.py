@@ -167,9 +167,14 @@ def rows_by_id(table: Any, row_ids: np.ndarray, columns: list[str] | None = None
     if row_ids.size == 0:
         empty = table.schema.empty_table()
         return empty if columns is None else empty.select(columns)
-    q = table.search().where(f"_rowid IN ({', '.join(map(str, row_ids.tolist()))})").with_row_id(True)
+    ids = [int(r) for r in row_ids]
+    if hasattr(table, "take_row_ids"):  # a direct take (LanceDB >= 0.2x), not a filtered scan
+        q = table.take_row_ids(ids).with_row_id()
+    else:  # pragma: no cover - older LanceDB
+        q = table.search().where(f"_rowid IN ({', '.join(map(str, ids))})").with_row_id(True).limit(None)
     if columns is not None:
         q = q.select(list(columns))
-    t = q.limit(None).to_arrow()
+    t = q.to_arrow()
     pos = {int(r): i for i, r in enumerate(t["_rowid"].to_numpy())}
-    return t.take(pa.array([pos[int(r)] for r in row_ids]))
+    return t.take(pa.array([pos[r] for r in ids])).set_column(
+        t.schema.get_field_index("_rowid"), "_rowid", pa.array(np.asarray(ids, dtype=np.int64)))
