@@ -12,7 +12,7 @@ from hashplug.cli import main as cli_main
 
 pytest.importorskip("torch")
 
-SMALL_HP = {"n_filters": 12, "kernel_sizes": [3, 4], "kci": 3, "pool_size": 7, "filter_epochs": 1,
+SMALL_HP = {"n_filters": 12, "kernel_sizes": [3, 4], "kci": 3, "pool_size": 7, "pool_stride": None, "filter_epochs": 1,
             "n_patches": 3000, "epochs": 3, "init": "data", "lr": 0.05, "device": "cpu"}
 
 
