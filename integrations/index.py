@@ -48,15 +48,11 @@ def _read_codes(table: Any, column: str, where: str | None = None) -> tuple[np.n
     return ids, codes, layout or ""
 
 
-def _layout_m(func: Any) -> tuple[str, int]:
-    return func.layout, int(func.m)
-
-
 def build_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
                 save: bool = True) -> HammingIndex:
     """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``)."""
     col, _, func = get_function(table, column)
-    layout, m = _layout_m(func)
+    layout, m = func.layout, int(func.m)
     idx = HammingIndex(layout, m, threads=threads)
     version = int(table.version)
     ids, codes, _ = _read_codes(table, col)
@@ -135,7 +131,7 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     idx = _load_cached(where, threads)
     if hasattr(idx, "last_catch_up"):
         del idx.last_catch_up
-    layout, m = _layout_m(func)
+    layout, m = func.layout, int(func.m)
     if idx.model_sha256 != func.file_sha256:
         raise ModelMismatchError(
             f"the index at {str(where)!r} was built from model sha256 {str(idx.model_sha256)[:12]}... but the table's "

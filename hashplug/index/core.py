@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._files import sha256_arrays
+from ..codes import unpack_bits
 from ..validation import HashplugError, ModelFileError
 from .kernels import build_postings, dense_topk, sparse_topk, words_of
 
@@ -166,7 +167,7 @@ class HammingIndex:
             pos, dist = dense_topk(q, words, limit, threads=self.threads)
         else:
             if isinstance(queries, np.ndarray) and queries.dtype == np.uint8 and queries.ndim == 2:
-                qs = [np.flatnonzero(r) for r in _unpack(queries, self.m)]
+                qs = [np.flatnonzero(r) for r in unpack_bits(queries, self.m)]
             else:
                 qs = [np.unique(np.asarray(u, dtype=np.int64)) for u in queries]
             if sub is None:
@@ -234,9 +235,3 @@ class HammingIndex:
         idx.table_version = meta.get("table_version")
         idx.model_sha256 = meta.get("model_sha256")
         return idx
-
-
-def _unpack(packed: np.ndarray, m: int) -> np.ndarray:
-    from ..codes import unpack_bits
-
-    return unpack_bits(packed, m)
