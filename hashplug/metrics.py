@@ -1,4 +1,4 @@
-r"""Retrieval metrics: mAP@R (BioHash paper, eq. 12-13), precision@R and recall@R.
+r"""Retrieval metrics: mAP@R (BioHash paper, eq. 12-13), spatial mAP@K_r (NeuroHash), precision@R, recall@R.
 
 Average precision
 -----------------
@@ -48,6 +48,22 @@ positions after ``N_b``, and::
 
 with the term 0 when ``P_b + x = 0``. This is exact (no approximation) and costs O(min(L, r_b)) per query.
 
+Spatial relevance, mAP@K_r
+--------------------------
+NeuroHash (sec. IV) scores multi-object scenes with ``mAP@K_r``: mAP@K (eq. 12 above, K in place of R)
+where database image ``j`` is relevant to query ``i`` when **one object pair** -- an object of ``i`` and
+an object of ``j`` -- has the same class and centres within ``r``::
+
+    (x_i/w_i - x_j/w_j)^2 + (y_i/h_i - y_j/h_j)^2 <= r^2.
+
+Objects are passed as padded per-image arrays: ``labels`` int (n, max_objects) with -1 at padding slots and
+``centres`` float (n, max_objects, 2) holding (x, y) already divided by the image's own width and height
+(padding slots are ignored and may be NaN). The boundary is inclusive and the test is done exactly in
+float64 on the given values (no tolerance). ``r = inf`` keeps only the class match, which is plain mAP@K with
+multi-label indicator labels. A query mask restricts which query objects count (conditional queries, e.g.
+the one focused object); all database objects always count. A query with no counted object has no relevant
+item and scores AP 0.
+
 numpy only: the serving side imports this module.
 """
 
@@ -73,6 +89,9 @@ __all__ = [
     "per_query_average_precision",
     "mean_average_precision",
     "map_from_codes",
+    "spatial_relevance",
+    "map_at_k_r",
+    "per_query_map_at_k_r",
     "precision_at_r",
     "recall_at_r",
 ]
@@ -159,6 +178,193 @@ def relevance(q_labels: Any, db_labels: Any) -> np.ndarray:
     """
     lab = _Labels(q_labels, db_labels, "relevance")
     return lab.full(0, lab.n_q)
+
+
+def _object_arrays(
+    labels: Any, centres: Any, lname: str, cname: str, owner: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one side's padded objects -> labels int64 (n, M) and centres float64 (n, M, 2)."""
+    lab = check_array(labels, name=lname, ndim=(1, 2), dtype=None, owner=owner)
+    if lab.ndim == 1:
+        raise HashplugError(
+            f"{owner}: {lname} must be 2-D (n_images, max_objects), one class per object slot and -1 at "
+            f"padding slots; got shape {lab.shape}. With one object per image pass {lname}[:, None]."
+        )
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise HashplugError(
+            f"{owner}: {lname} must hold integer object classes (-1 = no object); got dtype {lab.dtype}. "
+            f"Convert with {lname}.astype(np.int64)."
+        )
+    lab = lab.astype(np.int64, copy=False)
+    if lab.size and int(lab.min()) < -1:
+        i, k = (int(v) for v in np.argwhere(lab < -1)[0])
+        raise HashplugError(
+            f"{owner}: {lname}[{i}, {k}] = {int(lab[i, k])}; object classes must be >= 0, with -1 marking a "
+            "padding slot (no object)."
+        )
+    cen = check_array(centres, name=cname, ndim=3, dtype=np.float64, finite=False, owner=owner)
+    if cen.shape != lab.shape + (2,):
+        raise HashplugError(
+            f"{owner}: {cname} has shape {cen.shape} but {lname} has shape {lab.shape}; {cname} must be "
+            f"(n_images, max_objects, 2) = {lab.shape + (2,)}, the (x, y) centre of each object slot."
+        )
+    real = lab >= 0
+    bad = real & ~np.isfinite(cen).all(axis=2)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])
+        raise HashplugError(
+            f"{owner}: {cname}[{i}, {k}] = {tuple(cen[i, k].tolist())} is not finite, but "
+            f"{lname}[{i}, {k}] = {int(lab[i, k])} is a real object; give every object a finite centre, or "
+            "set its label to -1 to mark a padding slot."
+        )
+    bad = real & ((cen < 0.0) | (cen > 1.0)).any(axis=2)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])
+        raise HashplugError(
+            f"{owner}: {cname}[{i}, {k}] = {tuple(cen[i, k].tolist())} lies outside [0, 1]; centres must be "
+            "normalised by the image's own size (x / width, y / height), not pixel coordinates."
+        )
+    return lab, cen
+
+
+class _SpatialRelevance:
+    """Validated padded objects of queries and database (NeuroHash mAP@K_r); relevance for query blocks.
+
+    Same interface as :class:`_Labels`: ``n_q``, ``n_db``, ``check_sizes``, ``full``, ``gather``.
+    """
+
+    def __init__(
+        self, q_labels: Any, q_centres: Any, db_labels: Any, db_centres: Any, r: Any, q_mask: Any, owner: str
+    ) -> None:
+        ql, self.qc = _object_arrays(q_labels, q_centres, "q_labels", "q_centres", owner)
+        dl, self.dc = _object_arrays(db_labels, db_centres, "db_labels", "db_centres", owner)
+        if (
+            isinstance(r, (bool, np.bool_))
+            or not isinstance(r, (int, float, np.integer, np.floating))
+            or r != r  # NaN
+            or r < 0
+        ):
+            raise HashplugError(
+                f"{owner}: r must be a radius >= 0 in normalised image coordinates (a float; inf means class "
+                f"match only); got {r!r}."
+            )
+        # centres lie in [0, 1], so any r >= sqrt(2) is a class match only
+        self.check_pos = bool(r < 2)
+        self.r2 = float(r) * float(r) if self.check_pos else np.inf
+        if q_mask is not None:
+            m = check_array(q_mask, name="q_mask", ndim=2, dtype=None, owner=owner)
+            if m.shape != ql.shape:
+                raise HashplugError(
+                    f"{owner}: q_mask has shape {m.shape} but q_labels has shape {ql.shape}; pass one flag "
+                    "per query object slot (True = this object counts)."
+                )
+            if m.dtype != np.bool_:
+                if not np.all((m == 0) | (m == 1)):
+                    raise HashplugError(f"{owner}: q_mask must be boolean (or 0/1); it has other values.")
+                m = m != 0
+            ql = np.where(m, ql, -1)
+        # padding and masked query slots: -1; database padding: -2, so that they never match each other
+        self.ql = ql
+        self.dl = np.where(dl >= 0, dl, -2)
+        self.db_slots = [b for b in range(dl.shape[1]) if (dl[:, b] >= 0).any()]
+        self.n_q = ql.shape[0]
+        self.n_db = dl.shape[0]
+
+    def check_sizes(self, n_q: int, n_db: int, owner: str, what: str = "dist") -> None:
+        if self.n_q != n_q:
+            raise HashplugError(
+                f"{owner}: {what} has {n_q} query rows but q_labels has {self.n_q} query images."
+            )
+        if self.n_db != n_db:
+            raise HashplugError(
+                f"{owner}: {what} has {n_db} database items but db_labels has {self.n_db} database images."
+            )
+
+    def _block(self, s: int, e: int, idx: np.ndarray | None) -> np.ndarray:
+        """Relevance of queries s..e against all database items (idx None) or items ``idx`` (e - s, R)."""
+        ncols = self.n_db if idx is None else idx.shape[1]
+        out = np.zeros((e - s, ncols), dtype=bool)
+        # sub-blocks of rows: the match indices and offsets take up to ~40 bytes per (query, item) pair
+        step = max(1, _TEMP_BYTES // (40 * max(1, ncols)))
+        for s2 in range(s, e, step):
+            e2 = min(s2 + step, e)
+            sub = None if idx is None else idx[s2 - s : e2 - s]
+            out[s2 - s : e2 - s] = self._pairs(s2, e2, sub, ncols)
+        return out
+
+    def _pairs(self, s: int, e: int, idx: np.ndarray | None, ncols: int) -> np.ndarray:
+        ql, qc = self.ql[s:e], self.qc[s:e]
+        out = np.zeros((e - s, ncols), dtype=bool)
+        q_slots = [a for a in range(ql.shape[1]) if (ql[:, a] >= 0).any()]
+        for b in self.db_slots:  # loop over object slot pairs, vectorised over queries and database items
+            dlb = self.dl[None, :, b] if idx is None else self.dl[idx, b]
+            for a in q_slots:
+                rows, cols = np.nonzero(ql[:, a, None] == dlb)
+                if rows.size and self.check_pos:
+                    items = cols if idx is None else idx[rows, cols]
+                    dx = qc[rows, a, 0] - self.dc[items, b, 0]
+                    dy = qc[rows, a, 1] - self.dc[items, b, 1]
+                    ok = dx * dx + dy * dy <= self.r2
+                    rows, cols = rows[ok], cols[ok]
+                out[rows, cols] = True
+        return out
+
+    def full(self, s: int, e: int) -> np.ndarray:
+        """Relevance of queries s..e against the whole database: bool (e - s, n_db)."""
+        return self._block(s, e, None)
+
+    def gather(self, s: int, e: int, idx: np.ndarray) -> np.ndarray:
+        """Relevance of queries s..e against database items ``idx`` (e - s, R): bool (e - s, R)."""
+        return self._block(s, e, idx)
+
+
+_RelSource = _Labels | _SpatialRelevance
+
+
+def spatial_relevance(
+    q_labels: Any,
+    q_centres: Any,
+    db_labels: Any,
+    db_centres: Any,
+    r: float,
+    q_mask: Any = None,
+) -> np.ndarray:
+    """Relevance matrix of NeuroHash's mAP@K_r: same-class objects with centres within ``r``.
+
+    Database image ``j`` is relevant to query ``i`` when some counted object ``a`` of ``i`` and some object
+    ``b`` of ``j`` have the same class and ``(x_a - x_b)^2 + (y_a - y_b)^2 <= r^2`` (centres normalised by
+    each image's own width and height; inclusive, tested exactly in float64).
+
+    Parameters
+    ----------
+    q_labels : ndarray of shape (n_q, max_q_objects), integer
+        Class of each query object slot; -1 marks a padding slot (no object). Other negatives raise.
+    q_centres : ndarray of shape (n_q, max_q_objects, 2), float
+        (x, y) centre of each query object, already divided by the image width and height, so in [0, 1].
+        Values at padding slots are ignored (they may be NaN); real objects need finite centres in [0, 1].
+    db_labels : ndarray of shape (n_db, max_db_objects), integer
+        Database object classes, as ``q_labels`` (``max_db_objects`` may differ from ``max_q_objects``).
+    db_centres : ndarray of shape (n_db, max_db_objects, 2), float
+        Database object centres, as ``q_centres``.
+    r : float
+        Radius, >= 0, in normalised coordinates; ``inf`` keeps only the class match (then the result equals
+        :func:`relevance` of multi-label indicator matrices built from the classes present).
+    q_mask : ndarray of shape (n_q, max_q_objects), bool, optional
+        Which query objects count (e.g. only the focused object of a conditional query); None: all of them.
+        True at a padding slot is ignored. Database objects always all count.
+
+    Returns
+    -------
+    rel : ndarray of shape (n_q, n_db), dtype=bool
+        A query with no counted object is relevant to nothing.
+    """
+    src = _SpatialRelevance(q_labels, q_centres, db_labels, db_centres, r, q_mask, "spatial_relevance")
+    out = np.empty((src.n_q, src.n_db), dtype=bool)
+    chunk = _query_chunk(None, src.n_db)
+    for s in range(0, src.n_q, chunk):
+        e = min(s + chunk, src.n_q)
+        out[s:e] = src.full(s, e)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,7 +499,7 @@ def _tie_aware_precision(n: np.ndarray, r: np.ndarray, R: int) -> np.ndarray:
 
 
 def _metric_rows(
-    D: np.ndarray, lab: _Labels, s: int, e: int, R: int, tie_aware: bool, kind: str, T: _Tables | None
+    D: np.ndarray, lab: _RelSource, s: int, e: int, R: int, tie_aware: bool, kind: str, T: _Tables | None
 ) -> np.ndarray:
     """AP@R or precision@R for queries s..e given their distance rows D (e - s, n_db)."""
     if tie_aware:
@@ -315,12 +521,12 @@ def _query_chunk(chunk_size: int | None, n_db: int) -> int:
 
 
 def _from_dist(
-    dist: Any, q_labels: Any, db_labels: Any, R: Any, tie_aware: bool, chunk_size: Any, kind: str, owner: str
+    dist: Any, lab: _RelSource, R: Any, tie_aware: bool, chunk_size: Any, kind: str, owner: str
 ) -> np.ndarray:
+    """Per-query AP@R or precision@R from a distance matrix; ``lab`` (already validated) gives relevance."""
     d = check_array(dist, name="dist", ndim=2, dtype=None, owner=owner)
     if d.shape[1] == 0:
         raise HashplugError(f"{owner}: dist has 0 database columns (shape {d.shape}).")
-    lab = _Labels(q_labels, db_labels, owner)
     lab.check_sizes(d.shape[0], d.shape[1], owner)
     R = _check_R(R, d.shape[1], owner)
     chunk = _query_chunk(_check_chunk(chunk_size, owner), d.shape[1])
@@ -377,9 +583,8 @@ def per_query_average_precision(
     -------
     ap : ndarray of shape (n_q,), dtype=float64
     """
-    return _from_dist(
-        dist, q_labels, db_labels, R, tie_aware, chunk_size, "ap", "per_query_average_precision"
-    )
+    owner = "per_query_average_precision"
+    return _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "ap", owner)
 
 
 def mean_average_precision(
@@ -419,7 +624,8 @@ def mean_average_precision(
         items in the database; the two agree for R = All. Queries without a relevant item in the top R
         score 0.
     """
-    ap = _from_dist(dist, q_labels, db_labels, R, tie_aware, chunk_size, "ap", "mean_average_precision")
+    owner = "mean_average_precision"
+    ap = _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "ap", owner)
     return float(ap.mean())
 
 
@@ -443,7 +649,8 @@ def precision_at_r(
     """
     if R is None:
         raise HashplugError("precision_at_r: R is required (an int in [1, n_db]).")
-    p = _from_dist(dist, q_labels, db_labels, R, tie_aware, chunk_size, "precision", "precision_at_r")
+    owner = "precision_at_r"
+    p = _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "precision", owner)
     return float(p.mean())
 
 
@@ -484,6 +691,99 @@ def map_from_codes(
     for s, e, D in _hamming_chunks(Q, DB, chunk):
         total += float(_metric_rows(D, lab, s, e, R, bool(tie_aware), "ap", T).sum())
     return total / Q.shape[0]
+
+
+def _check_K(K: Any, n_db: int, owner: str) -> int:
+    if K is None:
+        return n_db
+    if isinstance(K, (bool, np.bool_)) or not isinstance(K, (int, np.integer)) or not 1 <= int(K) <= n_db:
+        raise HashplugError(
+            f"{owner}: K must be an int in [1, {n_db}] (the database size) or None for all items; got {K!r}."
+        )
+    return int(K)
+
+
+def per_query_map_at_k_r(
+    dist: Any,
+    q_labels: Any,
+    q_centres: Any,
+    db_labels: Any,
+    db_centres: Any,
+    r: float,
+    K: int | None = None,
+    tie_aware: bool = False,
+    *,
+    q_mask: Any = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """AP@K_r of every query; see :func:`map_at_k_r` for the parameters.
+
+    Returns
+    -------
+    ap : ndarray of shape (n_q,), dtype=float64
+    """
+    owner = "per_query_map_at_k_r"
+    src = _SpatialRelevance(q_labels, q_centres, db_labels, db_centres, r, q_mask, owner)
+    K = _check_K(K, src.n_db, owner)
+    return _from_dist(dist, src, K, tie_aware, chunk_size, "ap", owner)
+
+
+def map_at_k_r(
+    dist: Any,
+    q_labels: Any,
+    q_centres: Any,
+    db_labels: Any,
+    db_centres: Any,
+    r: float,
+    K: int | None = None,
+    tie_aware: bool = False,
+    *,
+    q_mask: Any = None,
+    chunk_size: int | None = None,
+) -> float:
+    """Spatial mAP@K_r (NeuroHash, sec. IV) from a query-by-database distance matrix.
+
+    mAP@K (:func:`mean_average_precision` with ``R = K``) where database image ``j`` is relevant to query
+    ``i`` when an object of ``i`` and an object of ``j`` have the same class and centres within ``r``, in
+    coordinates normalised by each image's own width and height (:func:`spatial_relevance`).
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n_q, n_db)
+        Distances, any real dtype (smaller is closer); NaN and infinity are rejected.
+    q_labels : ndarray of shape (n_q, max_q_objects), integer
+        Query object classes, -1 at padding slots.
+    q_centres : ndarray of shape (n_q, max_q_objects, 2), float
+        Query object (x, y) centres normalised to [0, 1]; ignored (may be NaN) at padding slots.
+    db_labels : ndarray of shape (n_db, max_db_objects), integer
+        Database object classes, -1 at padding slots.
+    db_centres : ndarray of shape (n_db, max_db_objects, 2), float
+        Database object centres, as ``q_centres``.
+    r : float
+        Radius >= 0 in normalised coordinates (inclusive); ``inf``: class match only, i.e. plain mAP@K of
+        multi-label scenes.
+    K : int or None, default=None
+        Ranks scored, in [1, n_db]; None means All.
+    tie_aware : bool, default=False
+        As in :func:`mean_average_precision`: False ranks ties by lower database index; True returns the
+        exact expected AP over random orders within groups of equal distance.
+    q_mask : ndarray of shape (n_q, max_q_objects), bool, optional
+        Which query objects count (conditional queries); None: all.
+    chunk_size : int or None, default=None
+        Queries processed at once (None: ~16 MB per (chunk, n_db) temporary).
+
+    Returns
+    -------
+    map : float
+        Mean over queries of ``AP@K = sum_{l<=K} Precision(l) Rel(l) / sum_{l<=K} Rel(l)``; as in the rest of
+        this module the denominator counts the relevant items **retrieved in the top K** (equal to all
+        relevant items for K = All). Queries without a relevant item in the top K (including queries with no
+        counted object) score 0.
+    """
+    owner = "map_at_k_r"
+    src = _SpatialRelevance(q_labels, q_centres, db_labels, db_centres, r, q_mask, owner)
+    K = _check_K(K, src.n_db, owner)
+    return float(_from_dist(dist, src, K, tie_aware, chunk_size, "ap", owner).mean())
 
 
 def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> float:
