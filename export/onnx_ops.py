@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import (
+    Add,
     Affine,
     Concat,
     Conv2d,
@@ -34,6 +35,7 @@ from ..graph import (
     Op,
     PackedSign,
     PatchL2Norm,
+    ReduceSum,
     Relu,
     Reshape,
     SafeDiv,
@@ -194,6 +196,19 @@ def _cos(b: Builder, op: Cos, xs: list[str], shapes: list[Shape]) -> str:
 def _mul(b: Builder, op: Mul, xs: list[str], shapes: list[Shape]) -> str:
     other = b.const("mul_factor", op.factor) if op.factor is not None else xs[1]
     return b.one("Mul", [xs[0], other])
+
+
+@emits(Add)
+def _add(b: Builder, op: Add, xs: list[str], shapes: list[Shape]) -> str:
+    return b.one("Add", [xs[0], xs[1]])
+
+
+@emits(ReduceSum)
+def _reduce_sum(b: Builder, op: ReduceSum, xs: list[str], shapes: list[Shape]) -> str:
+    axis = 1 + op.axis % len(shapes[0])
+    if b.opset >= 13:  # ReduceSum took its axes as an input from opset 13 (the other reductions from 18)
+        return b.one("ReduceSum", [xs[0], b.const("axes", np.array([axis], dtype=np.int64))], keepdims=0)
+    return b.one("ReduceSum", [xs[0]], axes=[axis], keepdims=0)
 
 
 @emits(SafeDiv)

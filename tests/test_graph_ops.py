@@ -23,6 +23,7 @@ from hashplug.export import graph_model  # noqa: E402
 from hashplug.export.onnx_ops import EMITTERS, HEAD_EMITTERS  # noqa: E402
 from hashplug.graph import (  # noqa: E402
     OPS,
+    Add,
     Affine,
     Concat,
     Conv2d,
@@ -39,6 +40,7 @@ from hashplug.graph import (  # noqa: E402
     Node,
     Op,
     PatchL2Norm,
+    ReduceSum,
     Relu,
     Reshape,
     SafeDiv,
@@ -245,7 +247,23 @@ def _concat(data: Any) -> Case:
     return Concat(n_in), xs, None
 
 
+def _add(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    n = _batch(data)
+    other = tuple(1 if data.draw(st.booleans(), label="one") else v for v in s)
+    x = rng.standard_normal((n, *s)).astype(np.float32)
+    return Add(), [x, rng.standard_normal((n, *other)).astype(np.float32)], 1e-6
+
+
+def _reduce_sum(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    axis = data.draw(st.integers(-len(s), len(s) - 1), label="axis")
+    return ReduceSum(axis), [rng.standard_normal((_batch(data), *s)).astype(np.float32)], 1e-5
+
+
 CASES: dict[type[Op], Callable[[Any], Case]] = {
+    Add: _add,
+    ReduceSum: _reduce_sum,
     Affine: _affine,
     L2Normalize: _l2_normalize,
     MatMul: _matmul,

@@ -15,6 +15,7 @@ from .core import DEFAULT_INPUT, Graph, Node
 from .heads import HEADS, Head, KHot, PackedSign, head_for
 from .ops import (
     OPS,
+    Add,
     Affine,
     Concat,
     Conv2d,
@@ -27,6 +28,7 @@ from .ops import (
     Mul,
     Op,
     PatchL2Norm,
+    ReduceSum,
     Relu,
     Reshape,
     SafeDiv,
@@ -54,6 +56,8 @@ __all__ = [
     "Sin",
     "Cos",
     "Mul",
+    "Add",
+    "ReduceSum",
     "SafeDiv",
     "Conv2d",
     "PatchL2Norm",

@@ -52,6 +52,8 @@ __all__ = [
     "Sin",
     "Cos",
     "Mul",
+    "Add",
+    "ReduceSum",
     "Conv2d",
     "PatchL2Norm",
     "SafeDiv",
@@ -402,6 +404,55 @@ class Mul(Op):
     def torch(self, *xs: Any, **arrays: Any) -> Any:
         other = self._t("factor", arrays, xs[0]) if self.factor is not None else xs[1]
         return xs[0] * other
+
+
+@_op
+class Add(Op):
+    """Elementwise sum of two inputs of equal rank whose shapes broadcast (e.g. (D,) and (D,), (K, D) and (K, 1))."""
+
+    name: ClassVar[str] = "add"
+    n_inputs: ClassVar[int] = 2
+
+    def out_shape(self, a: Shape, b: Shape) -> Shape:
+        return _same_rank_broadcast(a, b)
+
+    def numpy(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a + b).astype(np.float32, copy=False)
+
+    def torch(self, a: Any, b: Any, **arrays: Any) -> Any:
+        return a + b
+
+
+@_op
+class ReduceSum(Op):
+    """Sum over one per-sample axis, which is dropped: e.g. (K, D) -> (D,) with ``axis=0`` (bundling K objects).
+
+    Parameters
+    ----------
+    axis : int
+        Per-sample axis (0 is the first axis after the batch axis); negative counts from the end.
+    """
+
+    name: ClassVar[str] = "reduce_sum"
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "axis", int(self.axis))
+
+    def _axis(self, s: Shape) -> int:
+        if not s or not -len(s) <= self.axis < len(s):
+            raise GraphError(f"reduce_sum axis {self.axis} is out of range for a per-sample shape {tuple(s)}.")
+        return self.axis % len(s)
+
+    def out_shape(self, s: Shape) -> Shape:
+        ax = self._axis(s)
+        return tuple(v for i, v in enumerate(s) if i != ax)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.sum(x, axis=1 + self._axis(x.shape[1:]), dtype=np.float32).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        return x.sum(dim=1 + self._axis(tuple(x.shape[1:])))
 
 
 @_op
