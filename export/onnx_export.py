@@ -125,7 +125,8 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     ----------
     encoder : BaseEncoder
         A fitted hashplug encoder; only its :attr:`graph` (a :class:`~hashplug.graph.Graph` with one input
-        ``x`` and a head), ``method_name`` and ``weights_sha256()`` are used.
+        ``x`` and a head, or several named inputs for an encoder with ``input_defaults``), ``method_name``,
+        ``weights_sha256()`` and ``input_defaults`` are used.
     opset : int
         ONNX default-domain opset (13 to 22).
     doc_string : str or None
@@ -140,15 +141,22 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     graph = encoder.graph
     if not isinstance(graph, Graph):
         raise HashplugError(f"encoder.graph must be a hashplug.graph.Graph; got {type(graph).__name__}.")
-    if list(graph.inputs) != [INPUT_NAME] or graph.head is None:
+    single = list(graph.inputs) == [INPUT_NAME]
+    named = INPUT_NAME not in graph.inputs and getattr(encoder, "input_defaults", None) is not None
+    if graph.head is None or not (single or named):
         raise HashplugError(
-            f"an encoder's graph needs one input {INPUT_NAME!r} and a head (the model card and OnnxEncoder "
-            f"describe exactly that); this graph has inputs {list(graph.inputs)} and head {graph.head!r}. "
-            "Export other graphs with graph_model(graph)."
+            f"an encoder's graph needs a head and one input {INPUT_NAME!r} (or, for encoders with several named "
+            f"inputs, none named {INPUT_NAME!r} and an 'input_defaults' mapping on the encoder); this graph has "
+            f"inputs {list(graph.inputs)} and head {graph.head!r}. Export other graphs with graph_model(graph)."
         )
     for node in graph.nodes:  # an op without emitter is named before the card rejects its unknown name
         emitter_for(node.op)
-    card = ModelCard.from_graph(graph, method=encoder.method_name, weights_sha256=encoder.weights_sha256())
+    card = ModelCard.from_graph(
+        graph,
+        method=encoder.method_name,
+        weights_sha256=encoder.weights_sha256(),
+        input_defaults=getattr(encoder, "input_defaults", None),
+    )
     return graph_model(
         graph,
         opset=opset,
@@ -240,9 +248,11 @@ def check_parity(
         every differing unit is a near-tie, i.e. explained by float32 rounding), ``weights_sha256_match`` and
         ``identical`` (bool: no differing row and matching weights digest).
     """
+    from collections.abc import Mapping
+
     from ..runtime import OnnxEncoder
 
-    Xc = check_array(X, ndim=None, owner="check_parity")
+    Xc = dict(X) if isinstance(X, Mapping) else check_array(X, ndim=None, owner="check_parity")
     onx = OnnxEncoder(onnx_path, batch_size=batch_size)
     m, k = encoder.graph.m, encoder.graph.k  # the fitted sizes (m_, k_), not the parameters
     if (onx.m, onx.k, onx.code_kind) != (m, k, encoder.code_kind):
@@ -261,7 +271,8 @@ def check_parity(
         idx_rows = int(np.any(ref_i != onx.encode(Xc, format="indices"), axis=1).sum())
     at_ties = 0
     if diff_rows.size:
-        sc = encoder.scores(Xc[diff_rows]).astype(np.float64)
+        rows = {nm: np.asarray(v)[diff_rows] for nm, v in Xc.items()} if isinstance(Xc, dict) else Xc[diff_rows]
+        sc = encoder.scores(rows).astype(np.float64)
         if encoder.code_kind == "khot":
             thr = -np.partition(-sc, k - 1, axis=1)[:, k - 1 : k]
         else:

@@ -33,6 +33,11 @@ Keys (all values are strings, as ONNX ``metadata_props`` require):
     :data:`hashplug.graph.OPS` is valid (0.1.0 files use ``affine``, ``l2_normalize``, ``matmul``, ``sin``).
 ``hashplug.n_bytes``
     Bytes per packed code, ``ceil(m / 8)``.
+``hashplug.inputs`` (only in files of encoders with several named inputs, e.g. NeuroHash)
+    JSON list of ``{"name": str, "shape": [int, ...], "default": float or null}``, the ONNX inputs in order,
+    each float32 of shape (N, *shape); an input with a default may be left out by callers (the runtime
+    fills it with that value). ``input_shape`` is then the first input's shape. Files without the key have
+    the single input ``x``.
 ``hashplug.weights_sha256``
     ``encoder.weights_sha256()``: sha256 over the learned arrays of the encoder that was exported (the
     same digest its ``.npz`` save file records), so a file can be traced back to its training run. The
@@ -140,6 +145,7 @@ class ModelCard:
     input_dtype: str = "float32"
     bit_order: str = BIT_ORDER
     tie_rule: str = ""
+    inputs: tuple[tuple[str, tuple[int, ...], float | None], ...] = ()
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,9 +158,24 @@ class ModelCard:
 
             object.__setattr__(self, "hashplug_version", __version__)
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(
+            self,
+            "inputs",
+            tuple((str(nm), tuple(int(v) for v in shp), None if d is None else float(d)) for nm, shp, d in self.inputs),
+        )
         self.validate()
 
     # ------------------------------------------------------------------ derived
+    @property
+    def input_specs(self) -> tuple[tuple[str, tuple[int, ...], float | None], ...]:
+        """``(name, per-sample shape, default or None)`` of every ONNX input, in order."""
+        return self.inputs or ((INPUT_NAME, tuple(self.input_shape), None),)
+
+    @property
+    def multi_input(self) -> bool:
+        """Whether the encoder takes several named inputs (a mapping) instead of one array ``x``."""
+        return bool(self.inputs)
+
     @property
     def n_features(self) -> int:
         """Flattened input width ``prod(input_shape)``."""
@@ -204,6 +225,14 @@ class ModelCard:
             raise self._fail(
                 "weights_sha256", f"must be 64 lowercase hex digits; got {self.weights_sha256!r}."
             )
+        if self.inputs:
+            names = [nm for nm, _, _ in self.inputs]
+            if len(set(names)) != len(names) or any(not nm for nm in names):
+                raise self._fail("inputs", f"must name distinct non-empty inputs; got {names}.")
+            if any(not shp or min(shp) < 1 for _, shp, _ in self.inputs):
+                raise self._fail("inputs", "must give every input a non-empty shape of positive ints.")
+            if tuple(self.inputs[0][1]) != tuple(self.input_shape):
+                raise self._fail("inputs", f"first input shape {list(self.inputs[0][1])} differs from input_shape {list(self.input_shape)}.")
         if not isinstance(self.preprocessing, list) or not all(
             isinstance(st, dict) and st.get("op") in OPS for st in self.preprocessing
         ):
@@ -224,6 +253,10 @@ class ModelCard:
             else:
                 s = str(val)
             out[PREFIX + key] = s
+        if self.inputs:
+            out[PREFIX + "inputs"] = json.dumps(
+                [{"name": nm, "shape": list(shp), "default": d} for nm, shp, d in self.inputs]
+            )
         return out
 
     @classmethod
@@ -284,7 +317,25 @@ class ModelCard:
             raise ModelFileError(
                 f"{where}: metadata key {PREFIX + 'input_shape'!r} must be a JSON list of ints; got {get('input_shape')!r}."
             )
+        inputs: list[tuple[str, tuple[int, ...], float | None]] = []
+        if PREFIX + "inputs" in meta:
+            raw_inputs = get_json("inputs")
+            try:
+                for spec in raw_inputs:
+                    shp = spec["shape"]
+                    if not isinstance(shp, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in shp):
+                        raise TypeError("shape")
+                    d = spec.get("default")
+                    if d is not None and not isinstance(d, (int, float)):
+                        raise TypeError("default")
+                    inputs.append((str(spec["name"]), tuple(shp), d))
+            except (TypeError, KeyError) as exc:
+                raise ModelFileError(
+                    f"{where}: metadata key {PREFIX + 'inputs'!r} must be a JSON list of {{name, shape, default}} "
+                    f"objects ({exc})."
+                ) from None
         return cls(
+            inputs=tuple(inputs),
             format_version=get("format"),
             hashplug_version=get("version") or "?",
             method=get("method"),
@@ -303,12 +354,26 @@ class ModelCard:
 
     @classmethod
     def from_graph(
-        cls, graph: Graph, *, method: str, weights_sha256: str, source: str | None = None
+        cls,
+        graph: Graph,
+        *,
+        method: str,
+        weights_sha256: str,
+        source: str | None = None,
+        input_defaults: dict[str, float] | None = None,
     ) -> ModelCard:
-        """Build the card of an encoder from its single-input :class:`~hashplug.graph.Graph` (used by the exporter)."""
+        """Build the card of an encoder from its :class:`~hashplug.graph.Graph` (used by the exporter).
+
+        A graph with several named inputs gets the ``inputs`` entry (``input_defaults`` names the inputs
+        callers may leave out, with their fill value).
+        """
+        defaults = dict(input_defaults or {})
+        multi = list(graph.inputs) != [INPUT_NAME]
+        inputs = tuple((nm, shp, defaults.get(nm)) for nm, shp in graph.inputs.items()) if multi else ()
         return cls(
+            inputs=inputs,
             method=str(method),
-            input_shape=graph.input_shape,
+            input_shape=next(iter(graph.inputs.values())) if multi else graph.input_shape,
             m=graph.m,
             k=graph.k,
             code_kind=graph.code_kind,

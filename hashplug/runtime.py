@@ -125,19 +125,20 @@ def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
 
 
 def _check_signature(session: Any, card: ModelCard, path: Path) -> None:
-    """The ONNX inputs/outputs must match the card (one float32 input, the expected outputs)."""
+    """The ONNX inputs/outputs must match the card (its float32 inputs in order, the expected outputs)."""
     ins = session.get_inputs()
-    if len(ins) != 1 or ins[0].name != INPUT_NAME or ins[0].type != "tensor(float)":
-        got = [(i.name, i.type) for i in ins]
-        raise ModelFileError(
-            f"{str(path)!r}: expected one float32 input named {INPUT_NAME!r}; the graph has {got}."
-        )
-    tail = list(ins[0].shape[1:])
-    if tail != list(card.input_shape):
-        raise ModelFileError(
-            f"{str(path)!r}: graph input per-sample shape {tail} does not match metadata input_shape "
-            f"{list(card.input_shape)}."
-        )
+    specs = card.input_specs
+    got = [(i.name, i.type) for i in ins]
+    if [i.name for i in ins] != [nm for nm, _, _ in specs] or any(i.type != "tensor(float)" for i in ins):
+        want = [nm for nm, _, _ in specs]
+        raise ModelFileError(f"{str(path)!r}: expected float32 inputs named {want}; the graph has {got}.")
+    for i, (nm, shp, _) in zip(ins, specs):
+        tail = list(i.shape[1:])
+        if tail != list(shp):
+            key = "input_shape" if not card.multi_input else f"inputs[{nm!r}]"
+            raise ModelFileError(
+                f"{str(path)!r}: graph input {nm!r} per-sample shape {tail} does not match metadata {key} {list(shp)}."
+            )
     outs = {o.name for o in session.get_outputs()}
     missing = [o for o in card.outputs if o not in outs]
     if missing:
@@ -247,12 +248,21 @@ class OnnxEncoder:
         self.__init__(state["path"], providers=state["providers"], batch_size=state["batch_size"])
 
     # ------------------------------------------------------------------ encoding
-    def check_input(self, X: Any, *, allow_empty: bool = False) -> np.ndarray:
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the ONNX inputs (``("x",)`` for single-input encoders)."""
+        return tuple(nm for nm, _, _ in self.card.input_specs)
+
+    def check_input(self, X: Any, *, allow_empty: bool = False) -> Any:
         """Validate X and return float32 of shape (n, *input_shape).
 
         Accepts (n, *input_shape) or the flattened (n, d); numeric dtypes are cast to float32;
-        NaN/infinity, a wrong width and (unless ``allow_empty``) an empty batch are rejected.
+        NaN/infinity, a wrong width and (unless ``allow_empty``) an empty batch are rejected. Encoders with
+        several named inputs (``card.multi_input``) take a mapping ``{name: (n, *shape)}`` instead and get a
+        dict back; inputs with a default in the card may be left out.
         """
+        if self.card.multi_input:
+            return self._check_named(X, allow_empty)
         arr = check_array(
             X,
             ndim=tuple(sorted({2, 1 + len(self.input_shape)})),
@@ -262,13 +272,48 @@ class OnnxEncoder:
         )
         return arr.reshape((arr.shape[0], *self.input_shape))
 
+    def _check_named(self, X: Any, allow_empty: bool) -> dict[str, np.ndarray]:
+        from collections.abc import Mapping
+
+        specs = self.card.input_specs
+        if not isinstance(X, Mapping):
+            raise HashplugError(
+                f"{self.path.name} ({self.method_name}) takes a mapping of named inputs {[nm for nm, _, _ in specs]}; "
+                f"got {type(X).__name__}."
+            )
+        names = {nm for nm, _, _ in specs}
+        unknown = sorted(set(X) - names)
+        missing = [nm for nm, _, d in specs if d is None and nm not in X]
+        if unknown or missing:
+            raise HashplugError(
+                f"{self.path.name}: inputs {unknown} are unknown and {missing} are missing; it takes "
+                f"{[nm for nm, _, _ in specs]} (those with a default may be left out)."
+            )
+        out: dict[str, np.ndarray] = {}
+        n = None
+        for nm, shp, _ in specs:
+            if X.get(nm) is None:
+                continue
+            arr = np.asarray(X[nm])
+            if len(shp) == 1 and shp[0] == 1 and arr.ndim == 1:
+                arr = arr[:, None]
+            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty)
+            if n is not None and arr.shape[0] != n:
+                raise HashplugError(f"{self.path.name}: input {nm!r} has {arr.shape[0]} rows but the others have {n}.")
+            n = arr.shape[0]
+            out[nm] = arr
+        for nm, shp, d in specs:
+            if nm not in out:
+                out[nm] = np.full((n or 0, *shp), d, np.float32)
+        return out
+
     def encode(self, X: Any, format: str = "packed", batch_size: int | None = None) -> np.ndarray:
         """Encode X into binary codes (same contract as ``BaseEncoder.encode``).
 
         Parameters
         ----------
-        X : array-like of shape (n, *input_shape) or (n, d)
-            Raw inputs; cast to float32.
+        X : array-like of shape (n, *input_shape) or (n, d), or a mapping of named inputs
+            Raw inputs; cast to float32 (a mapping ``{name: (n, *shape)}`` for encoders with several inputs).
         format : {"packed", "indices", "pm1"}
             ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
             ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
@@ -294,10 +339,12 @@ class OnnxEncoder:
             else check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
         )
         Xs = self.check_input(X)
+        feed = Xs if isinstance(Xs, dict) else {INPUT_NAME: Xs}
+        n = next(iter(feed.values())).shape[0]
         output = OUTPUT_INDICES if format == "indices" else OUTPUT_PACKED
         parts = []
-        for s in range(0, Xs.shape[0], bs):
-            (res,) = self._session.run([output], {INPUT_NAME: Xs[s : s + bs]})
+        for s in range(0, n, bs):
+            (res,) = self._session.run([output], {nm: v[s : s + bs] for nm, v in feed.items()})
             if format == "pm1":
                 res = _codes.packed_to_pm1(res, self.m)
             parts.append(res)

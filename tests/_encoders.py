@@ -26,12 +26,20 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "lsh": {"k": 8},
     "pcahash": {"k": 8},
     "sh": {"k": 8},
+    "neurohash": {"k": 8, "D": 128, "z_prime": 8, "hdc_epochs": 2, "epochs": 2, "device": "cpu"},
 }
 
 ALL_ENCODERS: list[tuple[str, dict[str, Any]]] = [
     (name, dict(FAST_PARAMS.get(name, {}))) for name in hashplug.available_encoders()
 ]
-ENCODER_NAMES: list[str] = [name for name, _ in ALL_ENCODERS]
+#: Encoders of arrays (vectors or images): the array contract tests run on these. Encoders tagged
+#: ``input_kind="structured"`` (several named inputs) have their own contract tests (tests/test_neurohash.py).
+ENCODER_NAMES: list[str] = [
+    name for name, _ in ALL_ENCODERS if hashplug.encoders.get_tags(name).input_kind != "structured"
+]
+STRUCTURED_NAMES: list[str] = [
+    name for name, _ in ALL_ENCODERS if hashplug.encoders.get_tags(name).input_kind == "structured"
+]
 
 # Which encoders are randomised, iterative, ... is in their tags (hashplug.encoders.get_tags), not here.
 

@@ -19,7 +19,8 @@ from hashplug.validation import HashplugError, ModelFileError, NotFittedError
 
 pytest.importorskip("torch")
 
-IDS = ENCODER_NAMES
+IDS = ENCODER_NAMES  # encoders of arrays
+ALL_IDS = [n for n, _ in ALL_ENCODERS]  # every registered encoder (tags, presets)
 KHOT = [n for n in ENCODER_NAMES if hashplug.encoders.ENCODERS[n].code_kind == "khot"]
 DENSE = [n for n in ENCODER_NAMES if hashplug.encoders.ENCODERS[n].code_kind == "dense"]
 RANDOMISED = [n for n in ENCODER_NAMES if get_tags(n).randomized]
@@ -50,7 +51,7 @@ def test_every_registered_encoder_has_fast_params():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("name", ALL_IDS)
 def test_tags_tell_the_truth_about_parameters(name):
     cls = hashplug.encoders.ENCODERS[name]
     tags = get_tags(cls)
@@ -66,26 +67,28 @@ def test_tags_tell_the_truth_about_parameters(name):
 
 
 def test_tags_of_the_builtin_encoders():
-    tags = {n: get_tags(n) for n in ENCODER_NAMES}
-    assert {n for n, t in tags.items() if t.iterative} == {"biohash", "naivebiohash", "bioconvhash", "mihash", "dpsh"}
-    assert {n for n, t in tags.items() if t.uses_labels} == {"mihash", "dpsh"}
+    tags = {n: get_tags(n) for n in ALL_IDS}
+    assert {n for n, t in tags.items() if t.iterative} == {
+        "biohash", "naivebiohash", "bioconvhash", "mihash", "dpsh", "neurohash"
+    }
+    assert {n for n, t in tags.items() if t.uses_labels} == {"mihash", "dpsh", "neurohash"}
     assert {n for n, t in tags.items() if t.k_independent} == {"flyhash"}
     assert {n for n, t in tags.items() if t.paper_max_k is not None} == {"biohash", "bioconvhash"}
     assert {n for n, t in tags.items() if t.k_at_most_n_features} == {"pcahash", "itq"}
     assert {n for n, t in tags.items() if t.randomized} == {
-        "biohash", "naivebiohash", "bioconvhash", "flyhash", "lsh", "itq", "mihash", "dpsh"
+        "biohash", "naivebiohash", "bioconvhash", "flyhash", "lsh", "itq", "mihash", "dpsh", "neurohash"
     }
     assert tags["sh"].display_name == "SH" and tags["biohash"].display_name == "BioHash"
     assert len({t.display_name.lower() for t in tags.values()}) == len(tags)  # display names are unique
-    assert {n for n, t in tags.items() if t.input_kind != "vectors"} == {"bioconvhash"}
-    assert tags["bioconvhash"].input_kind == "images"
+    assert {n for n, t in tags.items() if t.input_kind != "vectors"} == {"bioconvhash", "neurohash"}
+    assert tags["bioconvhash"].input_kind == "images" and tags["neurohash"].input_kind == "structured"
     with pytest.raises(HashplugError, match="input_kind"):
         EncoderTags("X", input_kind="audio")
     with pytest.raises(TypeError, match="get_tags expects"):
         get_tags(object())
 
 
-@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("name", ALL_IDS)
 def test_presets_build_valid_encoders(name, digits):
     cls = hashplug.encoders.ENCODERS[name]
     for dataset, preset in cls.presets.items():

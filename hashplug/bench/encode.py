@@ -111,7 +111,8 @@ def run_encode(
     Xpool = np.ascontiguousarray(X[pool_idx])
     del X
     ks = list(ks) if ks else [16]
-    methods = [m.lower() for m in (methods or available_encoders())]
+    # every encoder of vectors or images (structured encoders take named inputs, not MNIST rows)
+    methods = [m.lower() for m in (methods or [n for n in available_encoders() if get_tags(n).input_kind != "structured"])]
     epochs = 2 if epochs is None else int(epochs)
 
     rows: list[dict[str, Any]] = []

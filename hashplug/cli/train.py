@@ -36,6 +36,18 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _refuse_structured(cls: Any) -> None:
+    """Encoders tagged ``input_kind="structured"`` take named inputs, which a dataset file does not hold."""
+    from ..encoders import get_tags
+
+    if get_tags(cls).input_kind == "structured":
+        raise HashplugError(
+            f"{cls.__name__} takes several named inputs per sample (image and object features, positions), not the "
+            "rows of a dataset file; train it from Python (see examples/10_neurohash.py) or with its benchmark "
+            f"(hashplug bench {cls.method_name}-ablation)."
+        )
+
+
 def _make_encoder(method: str, k: int, params: dict[str, Any], seed: int | None = None) -> Any:
     """``get_encoder(method, k=k, **params)``; ``--param k=...`` is pointed to ``--k``.
 
@@ -47,6 +59,7 @@ def _make_encoder(method: str, k: int, params: dict[str, Any], seed: int | None 
     from ..encoders import encoder_class, get_encoder, get_tags
 
     cls = encoder_class(method)
+    _refuse_structured(cls)
     if "k" in params:
         shown = params["k"] if isinstance(params["k"], str) else json.dumps(params["k"])
         raise HashplugError(
@@ -210,6 +223,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     cls = encoder_class(method)
+    _refuse_structured(cls)
     params: dict[str, Any] = {"k": k}
     if "random_state" in cls._param_names():
         params["random_state"] = seed

@@ -63,6 +63,7 @@ __all__ = [
     "ConnectedComponentsDetector",
     "match_boxes",
     "box_iou",
+    "scene_inputs",
 ]
 
 _DIGIT_SHAPE = (28, 28)
@@ -844,3 +845,84 @@ def match_boxes(
     recall = matched / n_true if n_true else float("nan")
     precision = matched / n_pred if n_pred else float("nan")
     return recall, precision
+
+
+# ---------------------------------------------------------------------------------------------------------
+# images -> the named inputs of NeuroHash
+
+
+def _onnx_image_encoder(path: str) -> Any:
+    """An onnxruntime session as ``f(images float32 (n, C, H, W)) -> (n, z)`` (input named by the file)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return run
+
+
+def scene_inputs(
+    images: Any,
+    image_encoder: Any,
+    detector: Any,
+    *,
+    crop_size: int = 28,
+    pad: int = 4,
+    batch_size: int = 1024,
+) -> dict[str, np.ndarray]:
+    """Run an image encoder and an object detector over images: NeuroHash's named inputs.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, H, W) or (n, C, H, W), dtype uint8
+    image_encoder : callable or str or Path
+        ``f(x) -> (n, z)`` on float32 images ``(n, 1, h, w)`` in [0, 1] (colour reduced by channel maximum),
+        or the path of an ONNX file with that signature (run by onnxruntime), e.g. the digit CNN written
+        by :func:`hashplug.train.digit_cnn.export_image_encoder`. The same encoder embeds the whole image
+        and every object crop.
+    detector : callable
+        ``detector(images) -> (boxes, valid, labels)`` in this module's padded convention.
+    crop_size, pad : int
+        Object crops are ``crop_size`` squares with a ``pad`` margin (:func:`crop_objects`).
+
+    Returns
+    -------
+    inputs : dict of str to ndarray
+        ``global_features`` (n, z), ``object_features`` (n, K, z), ``object_positions`` (n, K, 2) (box centres
+        / image size, 0 at padding), ``object_mask`` (n, K) float32, and ``object_labels`` (n, K) int64 (the
+        detector's classes, -1 when it has none: pass it to ``NeuroHash.fit`` as ``y`` only when it has
+        classes, and drop it before encoding).
+    """
+    imgs = _check_images(images, "scene_inputs")
+    enc = _onnx_image_encoder(str(image_encoder)) if isinstance(image_encoder, (str, bytes)) or hasattr(
+        image_encoder, "__fspath__") else image_encoder
+    boxes, valid, labels = detector(imgs)
+    n = imgs.shape[0]
+    H, W = imgs.shape[-2:]
+    gray = imgs if imgs.ndim == 3 else imgs.max(axis=1)
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(enc(x[s : s + batch_size]), dtype=np.float32) for s in range(0, x.shape[0], batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    g = embed(gray[:, None].astype(np.float32) / 255.0)
+    crops = crop_objects(gray, boxes, valid, size=crop_size, pad=pad)  # (n, K, 1, s, s)
+    K = crops.shape[1]
+    z = g.shape[1]
+    f = np.zeros((n, K, z), np.float32)
+    if valid.any():
+        f[valid] = embed(crops[valid])
+    b = np.asarray(boxes, dtype=np.float64)
+    centres = np.stack([(b[..., 0] + b[..., 2]) / 2 / W, (b[..., 1] + b[..., 3]) / 2 / H], axis=-1)
+    centres[~valid] = 0.0
+    return {
+        "global_features": g,
+        "object_features": f,
+        "object_positions": centres.astype(np.float32),
+        "object_mask": valid.astype(np.float32),
+        "object_labels": np.where(valid, labels, -1).astype(np.int64),
+    }
