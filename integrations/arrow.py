@@ -18,7 +18,7 @@ Serving side: numpy, pyarrow and :class:`hashplug.runtime.OnnxEncoder` only (nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ __all__ = [
     "LAYOUTS",
     "normalize_layout",
     "column_to_numpy",
+    "column_to_inputs",
+    "sample_converter",
     "code_type",
     "codes_to_arrow",
     "codes_from_arrow",
@@ -160,6 +162,73 @@ def column_to_numpy(
     return arr.reshape((arr.shape[0], *input_shape))
 
 
+def column_to_inputs(
+    col: Any, specs: Any, *, name: str = "source", row_offset: int = 0
+) -> dict[str, np.ndarray]:
+    """Convert a struct column of named inputs to ``{name: float32 (n, *shape)}``.
+
+    For encoders with several named inputs (e.g. NeuroHash): ``specs`` is the model card's
+    ``input_specs`` (``(name, per-sample shape, default)``). ``col`` is an Arrow struct column (one field per
+    input, each a (nested) list column as :func:`column_to_numpy` takes), a mapping of arrays, or a list of
+    per-row dicts. Fields with a default may be missing (the encoder fills them); unknown fields are refused.
+    """
+    known = {nm: shp for nm, shp, _ in specs}
+    required = [nm for nm, _, d in specs if d is None]
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if isinstance(col, pa.StructArray):
+        if col.null_count:
+            first = int(np.flatnonzero(~np.asarray(col.is_valid()))[0])
+            err = HashplugError(f"{name} has {col.null_count} null rows (first at row {first + int(row_offset)}).")
+            err.row = first + int(row_offset)
+            raise err
+        fields = {col.type.field(i).name: col.field(i) for i in range(col.type.num_fields)}
+    elif isinstance(col, Mapping):
+        fields = dict(col)
+    elif isinstance(col, (list, tuple)) and col and all(isinstance(r, Mapping) for r in col):
+        keys = list(dict.fromkeys(k for r in col for k in r))
+        fields = {k: [r[k] for r in col] for k in keys}
+    else:
+        raise HashplugError(
+            f"{name}: this model takes named inputs {list(known)}; give a struct column (one field per input), a "
+            f"dict of arrays or a list of per-row dicts, not {type(col).__name__}."
+        )
+    unknown = sorted(set(fields) - set(known))
+    missing = [nm for nm in required if nm not in fields]
+    if unknown or missing:
+        raise HashplugError(
+            f"{name}: fields {unknown} are unknown and {missing} are missing; the model takes {list(known)} "
+            "(those with a default may be left out)."
+        )
+    out: dict[str, np.ndarray] = {}
+    for nm, val in fields.items():
+        if isinstance(val, (pa.Array, pa.ChunkedArray)) or not isinstance(val, np.ndarray):
+            val = column_to_numpy(val, known[nm], name=f"{name} field {nm!r}", row_offset=row_offset)
+        else:
+            val = column_to_numpy(val.reshape(len(val), -1) if val.ndim else val, known[nm],
+                                  name=f"{name} field {nm!r}", row_offset=row_offset)
+        out[nm] = val
+    n = {v.shape[0] for v in out.values()}
+    if len(n) > 1:
+        raise HashplugError(f"{name}: its fields have different numbers of rows {sorted(n)}.")
+    return out
+
+
+def sample_converter(encoder: Any) -> Any:
+    """``conv(col, name=..., row_offset=...)`` turning a source column into what ``encoder.encode`` takes."""
+    card = getattr(encoder, "card", None)
+    if card is not None and getattr(card, "multi_input", False):
+        specs = card.input_specs
+        return lambda col, name="source", row_offset=0: column_to_inputs(col, specs, name=name, row_offset=row_offset)
+    shape = tuple(int(s) for s in encoder.input_shape)
+    return lambda col, name="source", row_offset=0: column_to_numpy(col, shape, name=name, row_offset=row_offset)
+
+
+def n_samples(X: Any) -> int:
+    """Rows of an encoder input: an array's first axis, or the rows of a dict of named inputs."""
+    return next(iter(X.values())).shape[0] if isinstance(X, dict) else X.shape[0]
+
+
 def code_type(layout: str, n_bytes: int) -> pa.DataType:
     """Arrow type of the code column: ``fixed_size_list<uint8>[n_bytes]`` (packed) or ``list<int32>`` (indices)."""
     layout = normalize_layout(layout, owner="code_type", warn=False)
@@ -202,16 +271,17 @@ def codes_from_arrow(col: Any) -> tuple[str, Any]:
     )
 
 
-def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, tuple[int, ...], int, str]:
-    """(encode(ndarray) -> codes, input_shape, n_bytes, layout) for an OnnxEncoder or a HashplugEmbeddings."""
+def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, Any, int, str]:
+    """(encode(samples) -> codes, converter of source columns (:func:`sample_converter`), n_bytes, layout) for
+    an OnnxEncoder or a HashplugEmbeddings."""
     if hasattr(encoder, "encode_query") and hasattr(encoder, "arrow_type"):  # HashplugEmbeddings
         if layout is not None and normalize_layout(layout, warn=False) != encoder.layout:
             raise ModelMismatchError(
                 f"layout={layout!r} differs from the function's own layout {encoder.layout!r}; leave it out."
             )
-        return encoder.encode, tuple(encoder.input_shape), int(encoder.n_bytes), encoder.layout
+        return encoder.encode, sample_converter(encoder.encoder), int(encoder.n_bytes), encoder.layout
     layout = normalize_layout(layout or "packed", owner="encode_batches")
-    shape = tuple(int(s) for s in encoder.input_shape)
+    shape = sample_converter(encoder)
     if layout == "packed":
         return (lambda X: encoder.encode(X, format="packed")), shape, int(encoder.n_bytes), layout
     if encoder.code_kind != "khot":
@@ -344,9 +414,9 @@ def encode_batch(
 
 
 def _encode(
-    batch: pa.RecordBatch, enc: Any, shape: tuple[int, ...], layout: str, nb: int, source: str, target: str, row: int
+    batch: pa.RecordBatch, enc: Any, conv: Any, layout: str, nb: int, source: str, target: str, row: int
 ) -> pa.RecordBatch:
-    X = column_to_numpy(batch.column(source), shape, name=f"column {source!r}", row_offset=row)
+    X = conv(batch.column(source), name=f"column {source!r}", row_offset=row)
     keep = [f for f in batch.schema if f.name != target]
     fields = [*keep, pa.field(target, code_type(layout, nb))]
     arrays = [batch.column(f.name) for f in keep] + [codes_to_arrow(enc(X), layout)]

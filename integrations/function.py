@@ -21,7 +21,15 @@ from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
 from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array, check_path
-from .arrow import LAYOUTS, _layout_arg, code_type, codes_to_arrow, column_to_numpy, normalize_layout
+from .arrow import (
+    LAYOUTS,
+    _layout_arg,
+    code_type,
+    codes_to_arrow,
+    n_samples,
+    normalize_layout,
+    sample_converter,
+)
 
 __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
 
@@ -63,6 +71,7 @@ def load_encoder_cached(
 
 
 _QUERY_PREFIX = "hashplug-query:v1:"
+_QUERY_PREFIX_NAMED = "hashplug-query:v2:"
 
 
 # ---------------------------------------------------------------------------------------------------- Query
@@ -82,13 +91,28 @@ class Query:
 
     Parameters
     ----------
-    x : array-like
-        One sample (its per-sample shape, e.g. ``(d,)`` or ``(28, 28)``), or a batch with a leading axis.
+    x : array-like, or a mapping of named arrays
+        One sample (its per-sample shape, e.g. ``(d,)`` or ``(28, 28)``), or a batch with a leading axis. For
+        a model with several named inputs (NeuroHash), a dict ``{name: array}`` for one image (per-sample
+        shapes) or a batch; ``q.named`` holds it (``q.x`` is then None).
     """
 
     def __init__(self, x: Any) -> None:
+        from collections.abc import Mapping
+
         if isinstance(x, Query):
-            x = x.x
+            x = x.named if x.named is not None else x.x
+        self.named: dict[str, np.ndarray] | None = None
+        if isinstance(x, Mapping):
+            if not x:
+                raise HashplugError("hashplug.Query: the mapping of named inputs is empty.")
+            self.named = {
+                str(k): check_array(v, name=f"query input {k!r}", ndim=None, dtype=np.float32, finite=True,
+                                    owner="hashplug.Query")
+                for k, v in x.items()
+            }
+            self.x = None
+            return
         self.x = check_array(
             x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query"
         )
@@ -96,19 +120,28 @@ class Query:
             raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
 
     def to_string(self) -> str:
-        """Exact, self-describing text form: ``hashplug-query:v1:<shape>:<base64 float32>``."""
+        """Exact, self-describing text form: ``hashplug-query:v1:<shape>:<base64 float32>`` (named inputs:
+        ``hashplug-query:v2:<name>=<shape>:<base64>;...``)."""
+        if self.named is not None:
+            parts = [
+                f"{k}={','.join(str(s) for s in v.shape)}:{base64.b64encode(v.astype('<f4').tobytes()).decode('ascii')}"
+                for k, v in self.named.items()
+            ]
+            return _QUERY_PREFIX_NAMED + ";".join(parts)
         shape = ",".join(str(s) for s in self.x.shape)
         return f"{_QUERY_PREFIX}{shape}:{base64.b64encode(self.x.astype('<f4').tobytes()).decode('ascii')}"
 
     __str__ = to_string
 
     def __repr__(self) -> str:
+        if self.named is not None:
+            return f"hashplug.Query({ {k: v.shape for k, v in self.named.items()} })"
         return f"hashplug.Query(shape={self.x.shape})"
 
     @staticmethod
     def is_query_string(s: Any) -> bool:
         """Whether ``s`` is the string form of a :class:`Query`."""
-        return isinstance(s, str) and s.startswith(_QUERY_PREFIX)
+        return isinstance(s, str) and (s.startswith(_QUERY_PREFIX) or s.startswith(_QUERY_PREFIX_NAMED))
 
     @classmethod
     def from_string(cls, s: str) -> Query:
@@ -118,6 +151,17 @@ class Query:
                 f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
                 f"str(hashplug.Query(x))); got {s[:60]!r}."
             )
+        if s.startswith(_QUERY_PREFIX_NAMED):
+            try:
+                named = {}
+                for part in s[len(_QUERY_PREFIX_NAMED) :].split(";"):
+                    key, rest = part.split("=", 1)
+                    shape_txt, data = rest.split(":", 1)
+                    shape = tuple(int(v) for v in shape_txt.split(",") if v)
+                    named[key] = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape).astype(np.float32)
+            except Exception as exc:
+                raise HashplugError(f"malformed hashplug query string: {exc}") from None
+            return cls(named)
         try:
             shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
             shape = tuple(int(v) for v in shape_txt.split(",") if v)
@@ -278,10 +322,11 @@ class HashplugEmbeddings(EmbeddingFunction):
     def encode(self, X: Any) -> np.ndarray:
         """Encode samples to the column's form: packed uint8 (n, n_bytes) or int32 ids (n, k).
 
-        ``X`` may be an ndarray of shape (n, *input_shape) or (n, prod(input_shape)), or an Arrow column.
+        ``X`` may be an ndarray of shape (n, *input_shape) or (n, prod(input_shape)), or an Arrow column; for a
+        model with several named inputs, a struct column, a dict of arrays or a list of per-row dicts.
         """
-        arr = column_to_numpy(X, self.input_shape, name=f"input of {self.model!r}")
-        if arr.shape[0] == 0:
+        arr = sample_converter(self.encoder)(X, name=f"input of {self.model!r}")
+        if n_samples(arr) == 0:
             w = self.ndims()
             return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else np.int32)
         if self.layout == "packed":
@@ -289,10 +334,26 @@ class HashplugEmbeddings(EmbeddingFunction):
         return self.encoder.encode(arr, format="indices").astype(np.int32)
 
     def encode_query(self, query: Any) -> np.ndarray:
-        """Encode a :class:`Query`, its string form, or a raw array to codes of shape (n, width)."""
+        """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape
+        (n, width)."""
         if isinstance(query, str):
             query = Query.from_string(query)
         q = query if isinstance(query, Query) else Query(query)
+        card = self.encoder.card
+        if card.multi_input:
+            if q.named is None:
+                raise HashplugError(
+                    f"{Path(self.model).name} takes named inputs {[nm for nm, _, _ in card.input_specs]}; query with "
+                    "hashplug.Query({name: array, ...}) for one image."
+                )
+            shapes = {nm: shp for nm, shp, _ in card.input_specs}
+            one = all(
+                v.shape == shapes.get(k) or (shapes.get(k) == (1,) and v.ndim == 0) for k, v in q.named.items()
+            )
+            named = {k: (v.reshape((1, *shapes[k])) if one else v) for k, v in q.named.items()}
+            return self.encode(named)
+        if q.x is None:
+            raise HashplugError(f"{Path(self.model).name} takes one array per sample, not named inputs.")
         x = q.x
         if x.shape == self.input_shape or (x.ndim == 1 and x.size == int(np.prod(self.input_shape))):
             x = x.reshape((1, *self.input_shape))

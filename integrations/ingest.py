@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..validation import HashplugError, IngestError, ModelMismatchError, check_int_param, check_path
-from .arrow import _layout_arg, column_to_numpy, encode_batches, normalize_layout
+from .arrow import _layout_arg, encode_batches, normalize_layout, sample_converter
 
 __all__ = ["ingest", "add", "IngestResult", "iter_source"]
 
@@ -244,10 +244,10 @@ class _SourceDigest:
     sample of rows keeps its cost negligible next to encoding and writing.
     """
 
-    def __init__(self, column: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, column: str, conv: Any) -> None:
         import hashlib
 
-        self.column, self.shape = column, shape
+        self.column, self.conv = column, conv
         self.rows = 0
         self._h = hashlib.blake2b(digest_size=16)
 
@@ -257,9 +257,10 @@ class _SourceDigest:
         idx = np.arange(first, n, _DIGEST_STRIDE)
         if idx.size:
             col = batch.column(self.column).take(pa.array(idx))
-            X = column_to_numpy(col, self.shape, name=f"column {self.column!r}", row_offset=self.rows)
+            X = self.conv(col, name=f"column {self.column!r}", row_offset=self.rows)
             self._h.update((self.rows + idx).astype("<i8").tobytes())
-            self._h.update(X.astype("<f4").tobytes())
+            for v in (X.values() if isinstance(X, dict) else (X,)):
+                self._h.update(v.astype("<f4").tobytes())
         self.rows += n
 
     def hexdigest(self) -> str:
@@ -412,7 +413,7 @@ def ingest(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     table_rows = table.count_rows()
     state = _read_checkpoint(ckpt_path) if ckpt_path is not None else None
-    digest = _SourceDigest(src, func.input_shape)
+    digest = _SourceDigest(src, sample_converter(func.encoder))
     skip = 0
     checks: dict[int, str] = {}
     if state is not None:

@@ -136,6 +136,10 @@ def search(
     query_string: str | None = None,
     k: int | None = None,
     use_index: bool | None = None,
+    eta: Any = None,
+    focus: int | None = None,
+    region: Sequence[float] | None = None,
+    eta_weight: float = 10.0,
 ) -> pa.Table:
     """Hamming search of a hashplug table with a raw query, in one call.
 
@@ -170,6 +174,11 @@ def search(
     use_index : bool or None
         Use the table's hashplug index (:func:`hashplug.build_index`; exact, caught up with the table first).
         None: when one exists (and ``nprobes`` is not asked for); True: require it; False: LanceDB's search.
+    eta, focus, region, eta_weight
+        Conditional queries for models with per-object weights (NeuroHash; ``x`` a dict of named inputs):
+        ``eta`` the object weights themselves (K,), or ``focus`` the slot of one query object, or ``region``
+        ``(x0, y0, x1, y1)`` in normalised coordinates (the objects whose centre lies inside), weighted
+        ``eta_weight`` against 1 for the others (:func:`hashplug.hdc.conditional_eta`).
 
     Returns
     -------
@@ -192,6 +201,8 @@ def search(
     k = check_int_param(limit, "limit", "hashplug.search", 1)
     col, _, func = get_function(table, column)
     q = x if isinstance(x, Query) else Query(x)
+    if eta is not None or focus is not None or region is not None:
+        q = _conditional_query(q, eta, focus, region, eta_weight)
     codes = func.encode_query(q)
     if codes.shape[0] != 1:
         raise HashplugError(
@@ -248,6 +259,28 @@ def search(
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
     return res.replace_schema_metadata({**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()})
+
+
+def _conditional_query(q: Query, eta: Any, focus: Any, region: Any, weight: float) -> Query:
+    """The query with its object weights ``eta`` set (given, or from a focused slot or a region)."""
+    from ..hdc import conditional_eta
+
+    if q.named is None or "object_mask" not in q.named or "object_positions" not in q.named:
+        raise HashplugError(
+            "eta=, focus= and region= weight the objects of a query with named inputs (object_positions, "
+            "object_mask, ...), as NeuroHash takes; this query is a plain array."
+        )
+    if sum(v is not None for v in (eta, focus, region)) != 1:
+        raise HashplugError("hashplug.search: give one of eta=, focus= or region=.")
+    named = dict(q.named)
+    mask, pos = named["object_mask"], named["object_positions"]
+    one = mask.ndim == 1
+    if eta is None:
+        w = conditional_eta(pos[None] if one else pos, mask[None] if one else mask, focus=focus, region=region,
+                            weight=weight)
+        eta = w[0] if one else w
+    named["eta"] = np.asarray(eta, dtype=np.float32)
+    return Query(named)
 
 
 def query_code(table: Any, x: Any, column: str | None = None) -> np.ndarray:

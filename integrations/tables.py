@@ -53,9 +53,29 @@ def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
     return pa.field(name, func.arrow_type(), nullable=True, metadata=meta)
 
 
+def _nested(shape: Sequence[int], source_type: str) -> pa.DataType:
+    """float32 samples of ``shape`` as nested fixed-size lists (``"fixed"``) or lists (``"list"``)."""
+    if source_type not in ("list", "fixed"):
+        raise HashplugError(f"source_type must be 'list' or 'fixed'; got {source_type!r}.")
+    t: pa.DataType = pa.float32()
+    for s in reversed([int(v) for v in shape]):
+        t = pa.list_(t, s) if source_type == "fixed" else pa.list_(t)
+    return t
+
+
 def _source_type(
     func: HashplugEmbeddings, source_dim: int | None, source_shape: Sequence[int] | None, source_type: str
 ) -> pa.DataType:
+    card = func.encoder.card
+    if card.multi_input:  # a struct of the required named inputs (those with a default are left to it)
+        if source_dim is not None or source_shape is not None:
+            raise HashplugError(
+                f"the model {func.model!r} takes named inputs; its source column is a struct of them, so source_dim "
+                "and source_shape do not apply."
+            )
+        return pa.struct([
+            pa.field(nm, _nested(shp, source_type), nullable=False) for nm, shp, d in card.input_specs if d is None
+        ])
     shape = tuple(int(s) for s in (source_shape if source_shape is not None else func.input_shape))
     if source_dim is not None:
         if int(source_dim) != int(np.prod(func.input_shape)):
@@ -420,6 +440,12 @@ def update(
             f"hashplug.update: the source column {src!r} cannot be set by a SQL expression (its code could not "
             f"be computed); pass the new sample in values={{{src!r}: x}}, or use hashplug.ingest(table, rows, "
             "id_column=...) for per-row samples."
+        )
+    if src in vals and func.encoder.card.multi_input:
+        # LanceDB 0.40's update cannot cast a struct literal of lists (DataFusion: unsupported CAST)
+        raise HashplugError(
+            f"hashplug.update cannot set the struct source column {src!r} of a named-input model in place; replace "
+            "the rows with hashplug.ingest(table, rows, source_column=..., id_column=...), which upserts by id."
         )
     if src in vals:
         x = Query(vals[src]).x

@@ -58,6 +58,7 @@ from ..graph import (
     Sin,
     head_for,
 )
+from ..hdc import conditional_eta
 from ..validation import HashplugError, check_array, check_float_param, check_int_param, check_is_fitted
 from .base import BaseEncoder, EncoderTags, register_encoder
 
@@ -74,60 +75,6 @@ SCENE_INPUTS: tuple[str, ...] = (
 )
 #: Inputs a caller must give (``eta`` and ``eta_global`` default to ones).
 REQUIRED_INPUTS: tuple[str, ...] = SCENE_INPUTS[:4]
-
-
-def conditional_eta(
-    positions: Any,
-    mask: Any,
-    *,
-    focus: Any = None,
-    region: Any = None,
-    weight: float = 10.0,
-) -> np.ndarray:
-    """Per-object weights ``eta`` for conditional queries (section III-B-4).
-
-    Parameters
-    ----------
-    positions : ndarray of shape (n, K, 2)
-        Normalised box centres.
-    mask : ndarray of shape (n, K)
-        1 where a slot holds an object.
-    focus : int or ndarray of shape (n,), optional
-        The slot of the object to focus on in each image (weight ``weight``, the others 1).
-    region : sequence of 4 floats (x0, y0, x1, y1), optional
-        A normalised box: objects whose centre lies inside get ``weight``.
-    weight : float
-        The focused weight (the paper's conditional example uses a large eta on the chosen object).
-
-    Returns
-    -------
-    eta : ndarray of shape (n, K), dtype=float32
-        1 for the other objects (0 at padding: masked anyway).
-    """
-    pos = check_array(positions, name="positions", ndim=3, dtype=np.float32, owner="conditional_eta", finite=False)
-    msk = check_array(mask, name="mask", ndim=2, dtype=np.float32, owner="conditional_eta")
-    weight = check_float_param(weight, "weight", "conditional_eta", 0.0, None)
-    n, K = msk.shape
-    if pos.shape != (n, K, 2):
-        raise HashplugError(f"conditional_eta: positions has shape {pos.shape}; expected ({n}, {K}, 2) for mask {msk.shape}.")
-    if (focus is None) == (region is None):
-        raise HashplugError("conditional_eta: give exactly one of focus= (object slots) or region= (x0, y0, x1, y1).")
-    eta = msk.copy()
-    if focus is not None:
-        f = np.broadcast_to(np.asarray(focus), (n,)).astype(np.int64)
-        if np.any((f < 0) | (f >= K)):
-            raise HashplugError(f"conditional_eta: focus slots must be in [0, {K}); got {sorted(set(f.tolist()))}.")
-        if not np.all(msk[np.arange(n), f] > 0):
-            raise HashplugError("conditional_eta: a focus slot holds no object (its mask is 0); focus a real object.")
-        eta[np.arange(n), f] = weight
-    else:
-        r = np.asarray(region, dtype=np.float64).reshape(-1)
-        if r.shape != (4,) or not np.all(np.isfinite(r)) or r[0] > r[2] or r[1] > r[3]:
-            raise HashplugError(f"conditional_eta: region must be (x0, y0, x1, y1) with x0 <= x1, y0 <= y1; got {region!r}.")
-        x, y = pos[..., 0], pos[..., 1]
-        inside = (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3]) & (msk > 0)
-        eta[inside] = weight
-    return eta.astype(np.float32)
 
 
 @register_encoder("neurohash")
