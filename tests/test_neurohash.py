@@ -212,3 +212,17 @@ def test_focusing_an_object_moves_the_code_towards_images_with_it(fitted, data):
     Ho = fitted.hypervectors(only)  # object 1 alone, bound to its position
     c = hdc.similarity
     assert np.all(c(Hf, Ho) > c(H1, Ho))
+
+
+def test_refit_hyperplanes_matches_a_full_fit(data):
+    X, y = data
+    a = NeuroHash(**{**FAST_PARAMS["neurohash"], "k": 8}, random_state=0).fit(X, y)
+    b = NeuroHash(**{**FAST_PARAMS["neurohash"], "k": 16}, lambdas={"o": 0.0}, random_state=0).fit(X, y)
+    a.refit_hyperplanes(X, k=16, lambdas={"o": 0.0})
+    np.testing.assert_allclose(a.P_, b.P_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(a.encode(X), b.encode(X))
+    H = a.hypervectors(X)
+    a.refit_hyperplanes(H=H, train_hyperplanes=False)
+    assert a.history_["hyperplanes"] == [] and a.k_ == 16
+    with pytest.raises(HashplugError, match="need a full fit"):
+        a.refit_hyperplanes(H=H, D=64)

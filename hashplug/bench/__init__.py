@@ -17,6 +17,9 @@ SUITES = {
     "mihash-mnist": ("hashplug.bench.mihash", "bench_mihash"),
     "mihash-ag-news": ("hashplug.bench.mihash", "bench_mihash"),
     "mihash-unsupervised": ("hashplug.bench.mihash", "bench_mihash"),
+    "neurohash-ablation": ("hashplug.bench.neurohash", "bench_neurohash"),
+    "neurohash-spatial": ("hashplug.bench.neurohash", "bench_neurohash"),
+    "neurohash-tune": ("hashplug.bench.neurohash", "bench_neurohash"),
 }
 
 

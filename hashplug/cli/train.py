@@ -327,7 +327,8 @@ def _add_bench(sub: Any) -> None:
     b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
     b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
                                  "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news, mihash-correlation, "
-                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised, search")
+                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised, search, neurohash-ablation, "
+                                 "neurohash-spatial, neurohash-tune")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
     b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
     b.add_argument("--seeds", type=int, default=3)
@@ -354,7 +355,8 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--limit-results", type=int, default=100, help="search: results per query")
     b.add_argument("--threads", type=int, default=2, help="search: threads of hashplug's kernel and FAISS")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
-    b.add_argument("--png", default=None, help="mihash-*: write the figure (scatter or histograms) here")
+    b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial: write the figure (scatter, histograms, "
+                   "query grid) here")
     b.set_defaults(func=cmd_bench)
 
 

@@ -348,17 +348,78 @@ class NeuroHash(BaseEncoder):
         def batch(idx: np.ndarray) -> Any:
             return Ht[torch.as_tensor(idx, device=device)]
 
+        self.history_ = {
+            "hdc_encoder": hist_enc,
+            "pseudo_labels": "given" if y is not None else f"k-means ({c} clusters)",
+            "seconds": {"hdc_encoder": round(t1 - t0, 2)},
+        }
+        self._train_hyperplanes(Ht, device, seed)
+
+    def _train_hyperplanes(self, Hc: Any, device: Any, seed: int) -> None:
+        """Stage 2 on the centred hypervectors ``Hc`` (a torch tensor (n, 2 D) on ``device``)."""
+        import torch
+
+        from ..train import neurohash as nh
+
+        t1 = time.perf_counter()
+
+        def batch(idx: np.ndarray) -> Any:
+            return Hc[torch.as_tensor(idx, device=device)]
+
         self.P_, self.bias_, hist_hash = nh.fit_hyperplanes(
-            batch, n, Ht.shape[1], int(self.k), lambdas=self.lambdas, train=bool(self.train_hyperplanes),
+            batch, Hc.shape[0], Hc.shape[1], int(self.k), lambdas=self.lambdas, train=bool(self.train_hyperplanes),
             epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr), device=device,
             random_state=seed, verbose=bool(self.verbose),
         )
-        self.history_ = {
-            "hdc_encoder": hist_enc,
-            "hyperplanes": hist_hash,
-            "pseudo_labels": "given" if y is not None else f"k-means ({c} clusters)",
-            "seconds": {"hdc_encoder": round(t1 - t0, 2), "hyperplanes": round(time.perf_counter() - t1, 2)},
-        }
+        self.k_ = self.m_ = int(self.k)
+        self.history_["hyperplanes"] = hist_hash
+        self.history_["seconds"]["hyperplanes"] = round(time.perf_counter() - t1, 2)
+
+    def refit_hyperplanes(self, X: Any = None, *, H: np.ndarray | None = None, **params: Any) -> NeuroHash:
+        """Retrain only the hyperplanes (stage 2), keeping the HDC encoder: e.g. another ``k``, ``lambdas``
+        or ``train_hyperplanes`` (the ablation), at the cost of one hashing run.
+
+        Parameters
+        ----------
+        X : mapping of named inputs, optional
+            The training images (as at fit); or give ``H``.
+        H : ndarray of shape (n, 2 D), optional
+            Their :meth:`hypervectors` (uncentred), to skip recomputing them.
+        **params
+            Stage-2 parameters to change: ``k``, ``lambdas``, ``train_hyperplanes``, ``epochs``, ``lr``,
+            ``batch_size``, ``random_state``.
+
+        Returns
+        -------
+        self
+        """
+        from .._torch import require_torch, resolve_device
+
+        check_is_fitted(self, ["P_"])
+        allowed = {"k", "lambdas", "train_hyperplanes", "epochs", "lr", "batch_size", "random_state", "verbose"}
+        bad = sorted(set(params) - allowed)
+        if bad:
+            raise HashplugError(
+                f"refit_hyperplanes changes only the hashing stage {sorted(allowed)}; {bad} need a full fit."
+            )
+        before = dict(self.__dict__)
+        try:
+            self.set_params(**params)
+            self._validate_params(self.n_features_in_)
+            if H is None:
+                if X is None:
+                    raise HashplugError("refit_hyperplanes needs the training images X or their hypervectors H.")
+                H = self.hypervectors(X)
+            H = check_array(H, name="H", ndim=2, n_features=2 * int(self.D), owner="NeuroHash.refit_hyperplanes")
+            torch = require_torch()
+            device = resolve_device(self.device)
+            Hc = torch.as_tensor(H - self.H_mean_, device=device)
+            self._train_hyperplanes(Hc, device, 0 if self.random_state is None else int(self.random_state))
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover - fit is overridden
         raise NotImplementedError
