@@ -33,6 +33,7 @@ __all__ = [
     "column_to_numpy",
     "column_to_inputs",
     "sample_converter",
+    "struct_column",
     "code_type",
     "codes_to_arrow",
     "codes_from_arrow",
@@ -212,6 +213,45 @@ def column_to_inputs(
     if len(n) > 1:
         raise HashplugError(f"{name}: its fields have different numbers of rows {sorted(n)}.")
     return out
+
+
+def struct_column(
+    inputs: Mapping[str, Any], names: Iterable[str] | None = None, source_type: str = "list"
+) -> pa.StructArray:
+    """Named inputs ``{name: ndarray (n, *shape)}`` as an Arrow struct column (the source column of a table of a
+    named-input model, :func:`hashplug.integrations.tables.schema`).
+
+    Parameters
+    ----------
+    inputs : mapping of str to ndarray
+        E.g. :func:`hashplug.data.scenes.scene_inputs` without ``object_labels``.
+    names : iterable of str, optional
+        The fields, in order (default: every key of ``inputs``).
+    source_type : {"list", "fixed"}
+        Nested ``list<float32>`` (the schema's default) or ``fixed_size_list<float32>`` per axis.
+
+    Returns
+    -------
+    pyarrow.StructArray
+    """
+    names = list(inputs) if names is None else list(names)
+    arrays = []
+    for nm in names:
+        a = np.ascontiguousarray(np.asarray(inputs[nm], dtype=np.float32))
+        if a.ndim < 2:
+            raise HashplugError(f"struct_column: input {nm!r} has shape {a.shape}; give (n, *shape) with a batch axis.")
+        arr: pa.Array = pa.array(a.reshape(-1))
+        for size in reversed(a.shape[1:]):
+            arr = pa.FixedSizeListArray.from_arrays(arr, int(size))
+        if source_type == "list":
+            t: pa.DataType = pa.float32()
+            for _ in a.shape[1:]:
+                t = pa.list_(t)
+            arr = arr.cast(t)
+        elif source_type != "fixed":
+            raise HashplugError(f"source_type must be 'list' or 'fixed'; got {source_type!r}.")
+        arrays.append(arr)
+    return pa.StructArray.from_arrays(arrays, fields=[pa.field(nm, a.type, nullable=False) for nm, a in zip(names, arrays)])
 
 
 def sample_converter(encoder: Any) -> Any:

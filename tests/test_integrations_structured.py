@@ -164,3 +164,20 @@ assert not any(m.split('.')[0] in ('torch', 'onnx') for m in sys.modules if sys.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"({N}, 2)"
+
+
+@pytest.mark.parametrize("source_type", ["list", "fixed"])
+def test_struct_column_round_trips_through_column_to_inputs(model, source_type):
+    _, path, X = model
+    from hashplug.integrations.arrow import struct_column
+    from hashplug.runtime import OnnxEncoder
+
+    col = struct_column(X, source_type=source_type)
+    assert col.type.field("object_features").type == (
+        pa.list_(pa.list_(pa.float32())) if source_type == "list" else pa.list_(pa.list_(pa.float32(), 12), 3)
+    )
+    back = column_to_inputs(col, OnnxEncoder(path).card.input_specs)
+    for k, v in X.items():
+        np.testing.assert_array_equal(back[k], v.astype(np.float32))
+    with pytest.raises(HashplugError, match="batch axis"):
+        struct_column({"a": np.float32(1.0)})

@@ -290,8 +290,9 @@ def run_spatial(
     two = np.flatnonzero(qin["object_mask"].sum(1) >= 2)  # queries with another object to ignore
     focus = np.zeros(len(two), dtype=np.int64)
     sq, sdb = data["q"]["scenes"], data["db"]["scenes"]
-    q_cls = sq.labels[two, 0]
-    q_pos = np.nan_to_num(sq.centres[two, 0])
+    # the focused object is the detector's slot 0; its class is the ground-truth digit nearest to its centre
+    q_pos = qin["object_positions"][two, 0].astype(np.float64)
+    q_cls = nearest_truth(sq, two, q_pos)
     for w in tqdm(ws, desc="neurohash w", disable=not verbose):
         t0 = time.perf_counter()
         enc = _fit(data, {**hp, "w": float(w)}, bits[0], seed, verbose)
@@ -338,6 +339,13 @@ def run_spatial(
     return res
 
 
+def nearest_truth(scenes: Any, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Class of the ground-truth object of ``scenes[rows]`` nearest to each normalised position ``pos`` (n, 2)."""
+    cen = scenes.centres[rows]  # (n, K, 2), NaN at padding
+    d2 = np.where(scenes.valid[rows], ((np.nan_to_num(cen, nan=9.0) - pos[:, None, :]) ** 2).sum(-1), np.inf)
+    return scenes.labels[rows, np.argmin(d2, axis=1)]
+
+
 def _conditional_share(top: np.ndarray, cls: np.ndarray, pos: np.ndarray, sdb: Any, r: float) -> float:
     """Mean over queries of the share of ``top`` database scenes holding a ``cls`` object within ``r`` of ``pos``."""
     lab = sdb.labels[top]  # (n, T, K)
@@ -367,9 +375,10 @@ def _plot_grid(png: str, sq: Any, sdb: Any, rows: np.ndarray, enc: Any, sub: dic
             top = np.argsort(D, kind="stable")[:n_show]
             ax_row = axes[2 * i + j]
             ax_row[0].imshow(sq.images[qi], cmap="gray")
-            x0, y0, x1, y1 = sq.boxes[qi, 0]
-            if j == 1:
-                ax_row[0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red"))
+            if j == 1:  # the focused object: the detector's slot, drawn around its centre
+                H, W = sq.images.shape[-2:]
+                cx, cy = plain["object_positions"][i, focus[i]] * np.array([W, H])
+                ax_row[0].add_patch(plt.Rectangle((cx - 8, cy - 10), 16, 20, fill=False, color="red"))
             ax_row[0].set_title(f"query {name}", fontsize=7)
             for c, t in enumerate(top):
                 ax_row[c + 1].imshow(sdb.images[t], cmap="gray")
