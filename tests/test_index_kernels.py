@@ -172,3 +172,37 @@ def test_dense_threads_split_the_database_exactly():
         want_pos, want_dist = brute(Q, DB, 300)
         np.testing.assert_array_equal(pos, want_pos)
         np.testing.assert_array_equal(dist, want_dist)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**40), min_size=0, max_size=60, unique=True), st.integers(0, 5))
+def test_row_id_runs_round_trip(ids, extra_run):
+    from hashplug.index.core import RowIdRuns
+
+    a = np.asarray(ids + list(range(10**6, 10**6 + extra_run * 7)), dtype=np.int64)
+    r = RowIdRuns(a)
+    np.testing.assert_array_equal(r.to_array(), a)
+    if a.size:
+        pos = np.random.default_rng(0).integers(0, a.size, (3, 4))
+        np.testing.assert_array_equal(r.take(pos), a[pos])
+    back = RowIdRuns.from_arrays(r.starts, r.run_pos, r.n)
+    np.testing.assert_array_equal(back.to_array(), a)
+
+
+def test_index_memory_of_64_bit_codes_stays_near_the_code_bytes(tmp_path):
+    """LanceDB row ids come in runs (one per fragment): stored as runs, they cost next to nothing."""
+    from hashplug.index.core import HammingIndex
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    ids = np.concatenate([np.arange(n // 2), (1 << 32) + np.arange(n - n // 2)])  # two fragments
+    idx = HammingIndex("packed", 64)
+    idx.add(codes, ids)
+    assert idx.nbytes <= 1.2 * codes.nbytes
+    idx.delete(ids[::1000])  # holes split the runs: still small
+    assert idx.nbytes <= 1.2 * codes.nbytes and len(idx) == n - 100
+    got_ids, dist = idx.search(codes[1:2], 3)
+    assert got_ids[0, 0] == ids[1] and dist[0, 0] == 0
+    back = HammingIndex.load(idx.save(tmp_path / "ix"))
+    np.testing.assert_array_equal(back.row_ids, idx.row_ids)

@@ -1,6 +1,7 @@
 """An exact Hamming index over one code column: rows by id, added and deleted in place, saved without pickle.
 
-:class:`HammingIndex` holds the codes of a table's rows (``row_ids`` in insertion order: positions) in the
+:class:`HammingIndex` holds the codes of a table's rows (``row_ids`` in insertion order: positions; stored as runs of
+consecutive ids, :class:`RowIdRuns`) in the
 form its kernel needs (dense: uint64 words; sparse: CSR codes and CSC postings) and answers
 ``search(query_codes, limit, allowed=None) -> (row_ids, distances)`` exactly as a brute-force scan in
 position order would, ties to the earlier position. ``add`` appends rows, ``delete`` drops rows by id (the
@@ -24,9 +25,70 @@ from ..codes import unpack_bits
 from ..validation import HashplugError, ModelFileError
 from .kernels import build_postings, dense_topk, sparse_topk, words_of
 
-__all__ = ["HammingIndex", "INDEX_FORMAT"]
+__all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT"]
 
 INDEX_FORMAT = "hashplug-index/1"
+
+
+class RowIdRuns:
+    """Row ids by position, stored as runs of consecutive ids: ``(start id, first position)`` per run.
+
+    LanceDB's ``_rowid`` is ``fragment << 32 | offset``, so a table's ids are long runs of consecutive
+    integers (one per fragment, split by deletions): the runs take 16 bytes each instead of 8 bytes per row,
+    which keeps the index of 64-bit codes near the size of the codes themselves.
+
+    Parameters
+    ----------
+    ids : array-like of int64, optional
+        Row ids in position order.
+    """
+
+    def __init__(self, ids: Any = None) -> None:
+        a = np.zeros(0, np.int64) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        self.n = int(a.shape[0])
+        if self.n:
+            brk = np.flatnonzero(np.diff(a) != 1) + 1
+            self.run_pos = np.concatenate([[0], brk]).astype(np.int64)
+            self.starts = a[self.run_pos].astype(np.int64)
+        else:
+            self.run_pos = np.zeros(0, np.int64)
+            self.starts = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.starts.nbytes + self.run_pos.nbytes)
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.starts.shape[0])
+
+    def take(self, pos: Any) -> np.ndarray:
+        """The ids at positions ``pos`` (any shape): ndarray of the same shape, int64."""
+        p = np.asarray(pos, dtype=np.int64)
+        if not self.n_runs:
+            return np.zeros(p.shape, np.int64)
+        r = np.searchsorted(self.run_pos, p, side="right") - 1
+        return self.starts[r] + (p - self.run_pos[r])
+
+    def to_array(self) -> np.ndarray:
+        """Every id in position order: ndarray of shape (n,), int64 (materialised)."""
+        return self.take(np.arange(self.n))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"id_starts": self.starts, "id_run_pos": self.run_pos, "id_n": np.array([self.n], np.int64)}
+
+    @classmethod
+    def from_arrays(cls, starts: np.ndarray, run_pos: np.ndarray, n: int) -> RowIdRuns:
+        out = cls()
+        starts, run_pos = np.asarray(starts, np.int64), np.asarray(run_pos, np.int64)
+        if starts.shape != run_pos.shape or (run_pos.size and (run_pos[0] != 0 or np.any(np.diff(run_pos) <= 0)
+                                                                or run_pos[-1] >= n)) or (n and not run_pos.size):
+            raise HashplugError("row id runs are inconsistent (positions must start at 0 and increase below n).")
+        out.starts, out.run_pos, out.n = starts, run_pos, int(n)
+        return out
 
 
 class HammingIndex:
@@ -59,7 +121,7 @@ class HammingIndex:
         self.layout = layout
         self.m = int(m)
         self.threads = int(threads)
-        self.row_ids = np.zeros(0, dtype=np.int64)
+        self._ids = RowIdRuns()
         self.table_version: int | None = None
         self.model_sha256: str | None = None
         self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
@@ -69,15 +131,20 @@ class HammingIndex:
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
-        return int(self.row_ids.shape[0])
+        return len(self._ids)
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        """The row id at every position: ndarray of shape (n,), int64 (materialised from the runs)."""
+        return self._ids.to_array()
 
     @property
     def nbytes(self) -> int:
-        """Bytes held (codes, postings, row ids)."""
+        """Bytes held (codes, postings, row-id runs)."""
         if self.layout == "packed":
-            return int(self._words.nbytes + self.row_ids.nbytes)
+            return int(self._words.nbytes + self._ids.nbytes)
         post = 0 if self._postings is None else sum(int(a.nbytes) for a in self._postings)
-        return int(self._offsets.nbytes + self._values.nbytes + self.row_ids.nbytes + post)
+        return int(self._offsets.nbytes + self._values.nbytes + self._ids.nbytes + post)
 
     # ------------------------------------------------------------------ contents
     def _check_ids(self, row_ids: Any, n: int) -> np.ndarray:
@@ -109,7 +176,7 @@ class HammingIndex:
             self._offsets = np.concatenate([self._offsets, base + (offsets[1:] - offsets[0])])
             self._values = np.concatenate([self._values, values[offsets[0] : offsets[-1]].astype(np.int32)])
             self._postings = None
-        self.row_ids = np.concatenate([self.row_ids, ids])
+        self._ids = RowIdRuns(np.concatenate([self.row_ids, ids]))
 
     def delete(self, row_ids: Any) -> int:
         """Drop the rows with these ids (ids not in the index are ignored); returns how many were dropped."""
@@ -126,7 +193,7 @@ class HammingIndex:
             self._values = self._values[mask]
             self._offsets = np.concatenate([[0], np.cumsum(lens[keep])]).astype(np.int64)
             self._postings = None
-        self.row_ids = self.row_ids[keep]
+        self._ids = RowIdRuns(self.row_ids[keep])
         return k
 
     def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -179,14 +246,13 @@ class HammingIndex:
                 uo, rows, lengths = build_postings(offs, vals, self.m)
                 zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
             pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero)
-        ids = self.row_ids if sub is None else self.row_ids[sub]
-        return ids[pos], dist
+        return self._ids.take(pos if sub is None else sub[pos]), dist
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
         if self.layout == "packed":
-            return {"row_ids": self.row_ids, "words": self._words}
-        return {"row_ids": self.row_ids, "offsets": self._offsets, "values": self._values}
+            return {**self._ids.arrays(), "words": self._words}
+        return {**self._ids.arrays(), "offsets": self._offsets, "values": self._values}
 
     def save(self, folder: str | Path) -> Path:
         """Write ``index.npz`` + ``index.json`` into ``folder`` (created); returns the folder."""
@@ -225,7 +291,13 @@ class HammingIndex:
         if sha256_arrays(arrays) != meta.get("arrays_sha256"):
             raise ModelFileError(f"{where!r}: index.npz does not match its recorded sha256; rebuild the index.")
         idx = cls(meta["layout"], int(meta["m"]), threads=threads)
-        idx.row_ids = arrays["row_ids"].astype(np.int64)
+        try:
+            if "row_ids" in arrays:  # indexes saved before the runs
+                idx._ids = RowIdRuns(arrays["row_ids"])
+            else:
+                idx._ids = RowIdRuns.from_arrays(arrays["id_starts"], arrays["id_run_pos"], int(arrays["id_n"][0]))
+        except (KeyError, HashplugError) as exc:
+            raise ModelFileError(f"{where!r}: the row ids in index.npz are missing or corrupt ({exc}); rebuild the index.") from None
         if idx.layout == "packed":
             idx._words = np.ascontiguousarray(arrays["words"])
         else:
