@@ -24,7 +24,7 @@ from ..validation import HashplugError, ModelFileError, ModelMismatchError
 from .arrow import codes_from_arrow
 from .tables import get_function
 
-__all__ = ["build_index", "open_index", "index_search", "default_index_folder", "catch_up"]
+__all__ = ["build_index", "open_index", "index_search", "default_index_folder", "catch_up", "prefilter_positions"]
 
 
 def default_index_folder(table: Any, column: str) -> Path:
@@ -151,11 +151,36 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
 def index_search(idx: HammingIndex, table: Any, query_codes: Any, limit: int = 10, *, where: str | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact search through the index; ``where`` runs in LanceDB first and restricts the candidates."""
-    allowed = None
-    if where:
-        allowed = table.search().where(where).with_row_id(True).select([]).limit(None).to_arrow()["_rowid"]
-        allowed = allowed.to_numpy().astype(np.int64)
-    return idx.search(query_codes, limit, allowed=allowed)
+    if not where:
+        return idx.search(query_codes, limit)
+    return idx.search(query_codes, limit, positions=prefilter_positions(idx, table, where))
+
+
+#: Entries kept per index in the prefilter cache.
+_PREFILTER_ENTRIES = 16
+
+
+def prefilter_positions(idx: HammingIndex, table: Any, where: str) -> np.ndarray:
+    """Index positions of the rows matching ``where`` (run by LanceDB), cached per (table version, where).
+
+    A table at the same version has the same rows, so a repeated filter (the usual case: a fixed tenant or
+    category over many queries) costs a dict lookup instead of a LanceDB scan and an id lookup.
+    """
+    version = int(table.version)
+    cache: dict[tuple[int, str], np.ndarray] = idx.__dict__.setdefault("_prefilter_cache", {})
+    key = (version, where)
+    hit = cache.get(key)
+    if hit is not None and idx.table_version == version:
+        return hit
+    allowed = table.search().where(where).with_row_id(True).select([]).limit(None).to_arrow()["_rowid"]
+    pos = idx.positions_of(allowed.to_numpy().astype(np.int64))
+    for old in [k for k in cache if k[0] != version]:
+        del cache[old]
+    if len(cache) >= _PREFILTER_ENTRIES:
+        cache.pop(next(iter(cache)))
+    if idx.table_version == version:
+        cache[key] = pos
+    return pos
 
 
 def rows_by_id(table: Any, row_ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:

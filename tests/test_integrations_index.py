@@ -104,3 +104,31 @@ def test_hashplug_search_uses_the_index_when_there_is_one(tmp_path, digits, layo
     assert (res["label"].to_numpy() >= 2).all()
     forced = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2", use_index=False)
     assert forced.schema.metadata[b"hashplug.search_path"] != b"hashplug-index"
+
+
+@pytest.mark.parametrize("name, kind, layout", [("lsh", "dense", "packed"), ("flyhash", "khot", "indices")])
+def test_where_prefilter_is_cached_per_table_version(tmp_path, digits, name, kind, layout, monkeypatch):
+    from hashplug.integrations import index as ix
+
+    X, y = digits
+    path, enc = _model(tmp_path, name, kind, X)
+    out = hashplug.ingest(tmp_path / "db", X[:800], name="t", model=str(path), layout=layout,
+                          columns={"label": y[:800].astype(np.int64), "id": np.arange(800)}, progress=False)
+    table = out.table
+    idx = build_index(table)
+    q = enc.encode(X[900:901])
+    first = index_search(idx, table, q, 10, where="label = 4")
+    scans = []
+    real = ix.HammingIndex.positions_of
+    monkeypatch.setattr(ix.HammingIndex, "positions_of", lambda self, ids: scans.append(1) or real(self, ids))
+    again = index_search(idx, table, q, 10, where="label = 4")  # same version, same filter: cached
+    assert scans == [] and all(np.array_equal(a, b) for a, b in zip(first, again))
+    np.testing.assert_array_equal(again[0][0], _brute(table, "code", q[0], 10, where="label = 4")[0])
+    # a new version (rows added): the filter runs again and sees the new rows
+    hashplug.add(table, {"vector": list(X[800:1000]), "label": y[800:1000].astype(np.int64), "id": np.arange(800, 1000)})
+    idx = open_index(table)
+    got_ids, got_d = index_search(idx, table, q, 10, where="label = 4")
+    assert scans == [1]
+    want_ids, want_d = _brute(table, "code", q[0], 10, where="label = 4")
+    np.testing.assert_array_equal(got_d[0], want_d)
+    np.testing.assert_array_equal(got_ids[0], want_ids)

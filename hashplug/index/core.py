@@ -203,8 +203,34 @@ class HammingIndex:
             self._postings = (uo, rows, lengths, zero_order)
         return self._postings
 
+    def _subset_postings(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Postings of the rows at positions ``sub`` (the last subset's are kept: a repeated prefilter)."""
+        key = (len(self), sub.size, hash(sub.tobytes()))
+        hit = getattr(self, "_sub_cache", None)
+        if hit is not None and hit[0] == key and self._postings_token == hit[2]:
+            return hit[1]
+        lens = np.diff(self._offsets)
+        offs = np.concatenate([[0], np.cumsum(lens[sub])])
+        mask = np.repeat(np.isin(np.arange(len(self)), sub), lens)
+        vals = self._values[mask]
+        uo, rows, lengths = build_postings(offs, vals, self.m)
+        zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
+        self._sub_cache = (key, (uo, rows, lengths, zero), self._postings_token)
+        return uo, rows, lengths, zero
+
+    @property
+    def _postings_token(self) -> int:
+        """Changes whenever the rows change (add / delete), invalidating cached subsets."""
+        return id(self._values)
+
     # ------------------------------------------------------------------ search
-    def search(self, queries: Any, limit: int = 10, *, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def positions_of(self, row_ids: Any) -> np.ndarray:
+        """Positions (ascending) of the rows whose id is in ``row_ids``: ndarray of int64 (unknown ids ignored)."""
+        return np.flatnonzero(np.isin(self.row_ids, np.asarray(row_ids, dtype=np.int64).reshape(-1)))
+
+    def search(
+        self, queries: Any, limit: int = 10, *, allowed: Any = None, positions: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``limit`` rows of each query.
 
         Parameters
@@ -214,6 +240,8 @@ class HammingIndex:
         limit : int
         allowed : array-like of int64 row ids or None
             Only these rows are candidates (a ``where`` prefilter).
+        positions : array-like of int64 or None
+            The same by ascending positions (:meth:`positions_of`), e.g. a cached prefilter; not with ``allowed``.
 
         Returns
         -------
@@ -223,9 +251,15 @@ class HammingIndex:
         """
         if int(limit) < 1:
             raise HashplugError(f"limit must be >= 1; got {limit}.")
+        if allowed is not None and positions is not None:
+            raise HashplugError("give allowed= (row ids) or positions=, not both.")
         sub = None
         if allowed is not None:
-            sub = np.flatnonzero(np.isin(self.row_ids, np.asarray(allowed, dtype=np.int64).reshape(-1)))
+            sub = self.positions_of(allowed)
+        elif positions is not None:
+            sub = np.asarray(positions, dtype=np.int64).reshape(-1)
+            if sub.size and (sub.min() < 0 or sub.max() >= len(self) or np.any(np.diff(sub) <= 0)):
+                raise HashplugError(f"positions must be ascending and in [0, {len(self)}).")
         if self.layout == "packed":
             q = np.asarray(queries)
             if q.dtype != np.uint8 or q.ndim != 2:
@@ -240,11 +274,7 @@ class HammingIndex:
             if sub is None:
                 uo, rows, lengths, zero = self._sparse_postings()
             else:
-                lens = np.diff(self._offsets)
-                offs = np.concatenate([[0], np.cumsum(lens[sub])])
-                vals = np.concatenate([self._values[self._offsets[i] : self._offsets[i + 1]] for i in sub]) if sub.size else np.zeros(0, np.int32)
-                uo, rows, lengths = build_postings(offs, vals, self.m)
-                zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
+                uo, rows, lengths, zero = self._subset_postings(sub)
             pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero)
         return self._ids.take(pos if sub is None else sub[pos]), dist
 
