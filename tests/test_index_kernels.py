@@ -206,3 +206,22 @@ def test_index_memory_of_64_bit_codes_stays_near_the_code_bytes(tmp_path):
     assert got_ids[0, 0] == ids[1] and dist[0, 0] == 0
     back = HammingIndex.load(idx.save(tmp_path / "ix"))
     np.testing.assert_array_equal(back.row_ids, idx.row_ids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 40), st.sampled_from([8, 64, 128, 200]), st.integers(0, 2**31 - 1),
+       st.booleans())
+def test_faiss_backend_equals_brute_force_including_ties(n, limit, m, seed, coarse):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(seed)
+    # coarse codes: few distinct rows, so many ties sit at the cut
+    base = rng.integers(0, 2, (4 if coarse else n, m)).astype(np.uint8)
+    bits = base[rng.integers(0, base.shape[0], n)] if coarse else base
+    db = pack_bits(bits.astype(bool))
+    q = pack_bits(rng.integers(0, 2, (3, m)).astype(bool))
+    pos, dist = dense_topk(q, words_of(db), limit, backend="faiss", block=64)
+    D = hamming_distances(q, db)
+    for i in range(3):
+        order = np.lexsort((np.arange(n), D[i]))[: min(limit, n)]
+        np.testing.assert_array_equal(pos[i], order)
+        np.testing.assert_array_equal(dist[i], D[i][order])

@@ -6,6 +6,8 @@ batched throughput of
 
 * ``hashplug-index``: :class:`hashplug.index.HammingIndex` (exact; dense numpy kernel, sparse postings);
 * ``faiss-flat``: FAISS ``IndexBinaryFlat`` on the packed codes (when ``faiss`` is installed: ``hashplug[fast]``);
+* ``hashplug-faiss``: hashplug's dense kernel with ``backend="faiss"`` (FAISS's ranking, ties at the cut repaired
+  so the result is identical to the exact index: ``identical_to_exact``);
 * ``lancedb-flat``: LanceDB's exhaustive Hamming search (dense) and, for k-hot codes, the LABEL_LIST path of
   :func:`hashplug.search` (candidates by ``array_has_any``, ranked in Python), on fewer queries;
 * ``lancedb-ivf``: LanceDB's ``IVF_FLAT`` Hamming index (dense), with recall@limit against the exact result.
@@ -186,6 +188,21 @@ def run_search_bench(
                 cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
                                       "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
                 del fx
+                if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
+                    from ..index.kernels import dense_topk, words_of
+
+                    wds = words_of(packed)
+                    dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
+                    ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
+                                         [qpacked[i : i + 1] for i in range(len(qpacked))])
+                    t0 = time.perf_counter()
+                    hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
+                    bh = time.perf_counter() - t0
+                    same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
+                    cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
+                                              "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
+                                              "identical_to_exact": same}
+                    del wds
             # ---- LanceDB (dense: flat and IVF_FLAT; sparse: hashplug.search's LABEL_LIST path)
             cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
                                        min(lancedb_queries, n_queries)))

@@ -107,9 +107,12 @@ def dense_topk(
         Database rows per block of the distance loop.
     query_chunk : int
         Queries whose distance rows are held at once (memory ``query_chunk * n * 2`` bytes).
-    backend : {"auto", "numpy", "numba"}
+    backend : {"auto", "numpy", "numba", "faiss"}
         ``numba`` (the ``fast`` extra) fuses popcount and selection in compiled loops over ``threads`` threads;
-        ``auto`` uses it when installed. Both give identical results.
+        ``auto`` uses it when installed. ``faiss`` (also the ``fast`` extra) ranks with FAISS
+        ``IndexBinaryFlat`` and repairs its tie order: FAISS breaks ties at the cut arbitrarily, so a query
+        whose ``limit``-th and next distances are equal gets the rows at the cut distance by a position-ordered
+        scan that stops once it has enough. All give identical results.
 
     Returns
     -------
@@ -131,8 +134,10 @@ def dense_topk(
     if n == 0 or lim == 0:
         return pos_out, dist_out
     max_d = 64 * qw.shape[1]
-    if backend not in ("auto", "numpy", "numba"):
-        raise HashplugError(f"backend must be 'auto', 'numpy' or 'numba'; got {backend!r}.")
+    if backend not in ("auto", "numpy", "numba", "faiss"):
+        raise HashplugError(f"backend must be 'auto', 'numpy', 'numba' or 'faiss'; got {backend!r}.")
+    if backend == "faiss":
+        return _dense_topk_faiss(qw, db_words, lim, int(threads), block)
     if backend != "numpy":
         from ._numba import kernels
 
@@ -270,3 +275,64 @@ def sparse_topk(
         pos_out[qi] = keys % n_total
         dist_out[qi] = (keys // n_total).astype(np.int32)
     return pos_out, dist_out
+
+
+# ---------------------------------------------------------------------------------------------- FAISS
+#: The FAISS index of the last database searched (building one copies the codes): (words array, index). The
+#: array itself is kept, so its identity cannot be reused by another array (HammingIndex never writes into
+#: its words in place: add and delete make new arrays).
+_FAISS_CACHE: list[Any] = []
+
+
+def _faiss_index(db_words: np.ndarray) -> Any:
+    try:
+        import faiss  # type: ignore[import-not-found]
+    except ImportError:
+        raise HashplugError("backend='faiss' needs FAISS: pip install 'hashplug[fast]' (faiss-cpu).") from None
+    if _FAISS_CACHE and _FAISS_CACHE[0][0] is db_words:
+        return _FAISS_CACHE[0][1]
+    index = faiss.IndexBinaryFlat(64 * db_words.shape[1])
+    index.add(np.ascontiguousarray(db_words).view(np.uint8))
+    _FAISS_CACHE[:] = [(db_words, index)]
+    return index
+
+
+def _dense_topk_faiss(qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, block: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # type: ignore[import-not-found]
+
+    index = _faiss_index(db_words)
+    faiss.omp_set_num_threads(max(1, threads))
+    n = db_words.shape[0]
+    k = min(lim + 1, n)
+    D, Ix = index.search(np.ascontiguousarray(qw).view(np.uint8), k)
+    pos_out = np.zeros((qw.shape[0], lim), np.int64)
+    dist_out = np.zeros((qw.shape[0], lim), np.int32)
+    for i in range(qw.shape[0]):
+        d, ix = D[i].astype(np.int64), Ix[i].astype(np.int64)
+        cut = d[lim - 1]
+        if k > lim and d[lim] == cut:  # rows at the cut distance extend past the limit: take them by position
+            below = d < cut
+            need = lim - int(below.sum())
+            at_cut = _first_at_distance(qw[i], db_words, int(cut), need, block)
+            ix = np.concatenate([ix[below], at_cut])
+            d = np.concatenate([d[below], np.full(need, cut)])
+        else:
+            ix, d = ix[:lim], d[:lim]
+        order = np.lexsort((ix, d))
+        pos_out[i], dist_out[i] = ix[order], d[order]
+    return pos_out, dist_out
+
+
+def _first_at_distance(q: np.ndarray, db_words: np.ndarray, dist: int, need: int, block: int) -> np.ndarray:
+    """The first ``need`` positions (ascending) whose Hamming distance to ``q`` (words) is exactly ``dist``."""
+    found: list[np.ndarray] = []
+    have = 0
+    for s in range(0, db_words.shape[0], block):
+        dd = np.bitwise_count(db_words[s : s + block] ^ q).sum(axis=1, dtype=np.int64)
+        hit = np.flatnonzero(dd == dist) + s
+        found.append(hit)
+        have += hit.size
+        if have >= need:
+            break
+    return np.concatenate(found)[:need]
