@@ -258,6 +258,7 @@ def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exa
                     "ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
                     "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], got), 4),
                     "build_s": rounded(build, 2), "partitions": parts}
+            out.update(_hnsw_cells(t, qs, limit, exact_ids, exact_d, nq, parts))
         else:
             offsets, values = csr
             lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values.astype(np.int32)))
@@ -272,6 +273,43 @@ def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exa
             got = np.stack([_sparse_search(t, "code", q, limit, None, None)["_distance"].to_numpy() for q in qs])
             out["lancedb-label-list"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
                                          "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], got), 4)}
+    return out
+
+
+def _hnsw_cells(t: Any, qs: list[np.ndarray], limit: int, exact_ids: np.ndarray, exact_d: np.ndarray, nq: int,
+                parts: int) -> dict[str, Any]:
+    """LanceDB's IVF_HNSW_FLAT with Hamming: built and searched when lancedb can (0.40: yes), and whether the
+    table can still be optimised after new rows (0.40: ``optimize()`` panics, "unsupported index type: HNSW,
+    FLATBIN"), so it is an option only for tables that are not appended to."""
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    try:
+        t0 = time.perf_counter()
+        t.create_index(metric="hamming", vector_column_name="code", index_type="IVF_HNSW_FLAT",  # type: ignore[arg-type]
+                       num_partitions=parts, replace=True)
+        build = time.perf_counter() - t0
+    except Exception as exc:  # report what lancedb says, do not stop the bench
+        return {"lancedb-ivf-hnsw-flat": {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}}
+    for nprobes in (8, 32):
+        def hnsw(q: np.ndarray, nprobes: int = nprobes) -> Any:
+            return t.search(q, vector_column_name="code").distance_type("hamming").limit(limit).nprobes(nprobes).to_arrow()
+
+        ms = _time_queries(hnsw, qs)
+        got = [hnsw(q)["_distance"].to_numpy() for q in qs]
+        got = np.stack([np.pad(g, (0, limit - len(g)), constant_values=10**9) for g in got])
+        out[f"lancedb-ivf-hnsw-flat-nprobes{nprobes}"] = {
+            "ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
+            "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], got), 4), "build_s": rounded(build, 2)}
+    try:
+        width = t.schema.field("code").type.list_size
+        t.add(pa.table({"code": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(8 * width, np.uint8)), width)}))
+        t.optimize()
+        status = "ok"
+    except BaseException as exc:  # a Rust panic surfaces as pyo3's PanicException (a BaseException)
+        status = f"{type(exc).__name__}: {str(exc)[:160]}"
+    for key in out:
+        out[key]["optimize_after_add"] = status
     return out
 
 
