@@ -286,8 +286,9 @@ def _hnsw_cells(t: Any, qs: list[np.ndarray], limit: int, exact_ids: np.ndarray,
     out: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
-        t.create_index(metric="hamming", vector_column_name="code", index_type="IVF_HNSW_FLAT",  # type: ignore[arg-type]
-                       num_partitions=parts, replace=True)
+        from lancedb.index import IvfHnswFlat
+
+        t.create_index("code", config=IvfHnswFlat(distance_type="hamming", num_partitions=parts), replace=True)
         build = time.perf_counter() - t0
     except Exception as exc:  # report what lancedb says, do not stop the bench
         return {"lancedb-ivf-hnsw-flat": {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}}
