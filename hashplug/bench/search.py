@@ -327,5 +327,40 @@ def bench_search(args: argparse.Namespace) -> int:
     print(f"bound: {res['bound']}")
     for name, byn in res["rows"].items():
         for n_, cell in byn.items():
-            print(f"{name:>14} N={n_:>9}: " + ", ".join(f"{m} {c['ms_per_query']} ms (r={c['recall']})" for m, c in cell.items()))
+            print(f"{name:>14} N={n_:>9}: " + ", ".join(
+                f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
+    if args.png:
+        plot_latency(res, args.png)
     return 0
+
+
+def plot_latency(res: dict[str, Any], png: str) -> None:
+    """Single-query latency against N, one panel per code kind, one line per method (log-log), to ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(res["rows"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        byn = res["rows"][kind]
+        ns = sorted(byn, key=int)
+        methods = list(dict.fromkeys(m for n in ns for m in byn[n]))
+        for meth in methods:
+            pts = [(int(n), byn[n][meth]["ms_per_query"]) for n in ns
+                   if meth in byn[n] and byn[n][meth].get("ms_per_query") is not None]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, marker="o", label=meth)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows N")
+        ax.set_ylabel("ms per query")
+        ax.set_title(kind, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"Single-query latency (top-{res.get('limit', '?')}), same data per panel", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

@@ -355,7 +355,7 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--limit-results", type=int, default=100, help="search: results per query")
     b.add_argument("--threads", type=int, default=2, help="search: threads of hashplug's kernel and FAISS")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
-    b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial: write the figure (scatter, histograms, "
+    b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial, search: write the figure (scatter, histograms, latency vs N, "
                    "query grid) here")
     b.set_defaults(func=cmd_bench)
 
