@@ -203,3 +203,10 @@ def test_export_of_a_real_model_still_works(served, tmp_path, capsys):
     code, out, err = run_cli(["export", served["model"], "--out", tmp_path / "x.onnx"], capsys)
     assert code == 0, err
     assert (tmp_path / "x.onnx").is_file() and "exported LSH" in out
+
+
+def test_train_a_structured_encoder_points_to_python_and_its_bench(vectors_file, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code, _, err = run_cli(["train", "neurohash", "--data", vectors_file, "--k", "8", "--out", out], capsys)
+    assert_usage_error(code, err, "train", "several named inputs", "neurohash-ablation")
+    assert not out.exists()
