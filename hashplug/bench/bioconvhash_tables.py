@@ -316,6 +316,7 @@ def run_conv_table(
                 tim["layer_seconds"][str(k)] = round(enc.fit_seconds_["layer"], 2)
                 per.setdefault(str(k), []).append(res)
                 bar.update(1)
+                checkpoint(s)  # a run that dies later keeps every finished hash length
                 if k == group[-1]:
                     # end to end: encode() (numpy graph) on a sample of queries vs codes from the torch features
                     n_chk = min(500, len(Xq))
