@@ -185,6 +185,8 @@ def run_conv_table(
 
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
+    if onnx_check:  # imported now: a lazy import an hour later would read whatever the source tree holds by then
+        from ..export import to_onnx  # noqa: F401
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     ks = [int(k) for k in (ks or [2, 4, 8, 16, 32])]
     hp = dict(hp or {})
