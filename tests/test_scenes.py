@@ -358,3 +358,33 @@ def test_crop_detectors_and_match_reject_bad_input() -> None:
         match_boxes(boxes, valid, boxes, valid, iou=0.0)
     with pytest.raises(HashplugError, match="same images"):
         match_boxes(boxes, valid, boxes[:1], valid[:1])
+
+
+def test_onnx_detector_reads_boxes_scores_and_labels(tmp_path):
+    torch = pytest.importorskip("torch")
+    from hashplug.data.scenes import OnnxDetector
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            n = x.shape[0]
+            boxes = torch.tensor([[40.2, 10.0, 50.0, 20.0], [2.0, 3.0, 12.0, 30.0], [0.0, 0.0, 5.0, 5.0],
+                                  [60.0, 60.0, 70.0, 70.0]]).expand(n, -1, -1)
+            scores = torch.tensor([0.9, 0.8, 0.3, 0.95]).expand(n, -1) * (x.mean() * 0 + 1)
+            labels = torch.tensor([7, 1, 2, 5]).expand(n, -1)
+            return boxes, scores, labels
+
+    path = tmp_path / "det.onnx"
+    torch.onnx.export(Fixed(), (torch.zeros(1, 1, 64, 64),), str(path), input_names=["images"],
+                      output_names=["boxes", "scores", "labels"], dynamic_axes={"images": {0: "n"}}, dynamo=False)
+    det = OnnxDetector(path, score_threshold=0.5, max_objects=2)
+    boxes, valid, labels = det(np.zeros((3, 64, 64), np.uint8))
+    # kept: the two best scoring at least 0.5 (0.95 clipped to the 64-pixel image, 0.9); sorted by x0
+    np.testing.assert_array_equal(boxes[0], [[40, 10, 50, 20], [60, 60, 64, 64]])
+    np.testing.assert_array_equal(labels[0], [7, 5])
+    assert valid.all() and boxes.shape == (3, 2, 4)
+    det3 = OnnxDetector(path, score_threshold=0.5, max_objects=4)
+    b3, v3, l3 = det3(np.zeros((1, 64, 64), np.uint8))
+    np.testing.assert_array_equal(v3[0], [True, True, True, False])
+    np.testing.assert_array_equal(l3[0], [1, 7, 5, -1])
+    with pytest.raises(Exception, match="could not be loaded"):
+        OnnxDetector(tmp_path / "missing.onnx")

@@ -61,6 +61,7 @@ __all__ = [
     "crop_objects",
     "GroundTruthDetector",
     "ConnectedComponentsDetector",
+    "OnnxDetector",
     "match_boxes",
     "box_iou",
     "scene_inputs",
@@ -764,6 +765,83 @@ class ConnectedComponentsDetector:
         return boxes, valid, labels
 
 
+class OnnxDetector:
+    """An object detector given as an ONNX file, run by onnxruntime, in this module's padded convention.
+
+    The model takes the images as float32 ``(n, C, H, W)`` in [0, 1] (its first input) and returns, by output
+    name, ``boxes`` (n, R, 4) as ``[x0, y0, x1, y1]`` in pixels, ``scores`` (n, R) and optionally ``labels``
+    (n, R) integer classes (the layout torchvision-style detectors are exported to, batched and padded).
+    Boxes scoring at least ``score_threshold`` are kept, the ``max_objects`` best, then sorted by ``x0``,
+    ``y0``; coordinates are rounded to whole pixels and clipped to the image.
+
+    Parameters
+    ----------
+    path : str or Path
+    score_threshold : float in [0, 1]
+    max_objects : int >= 1
+    channels : {1, 3}
+        What the model takes: grayscale images are repeated to 3 channels, colour images reduced by their
+        channel maximum to 1.
+    """
+
+    def __init__(self, path: Any, score_threshold: float = 0.5, max_objects: int = 4, channels: int = 1) -> None:
+        import onnxruntime as ort
+
+        who = "OnnxDetector"
+        self.path = str(path)
+        self.score_threshold = check_float_param(score_threshold, "score_threshold", who, 0.0, 1.0)
+        self.max_objects = check_int_param(max_objects, "max_objects", who, 1)
+        if channels not in (1, 3):
+            raise HashplugError(f"The 'channels' parameter of OnnxDetector must be 1 or 3. Got {channels!r} instead.")
+        self.channels = int(channels)
+        try:
+            self._sess = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise HashplugError(f"OnnxDetector: {self.path!r} could not be loaded by onnxruntime ({exc}).") from None
+        outs = {o.name for o in self._sess.get_outputs()}
+        if not {"boxes", "scores"} <= outs:
+            raise HashplugError(
+                f"OnnxDetector: {self.path!r} has outputs {sorted(outs)}; it needs 'boxes' (n, R, 4) and 'scores' (n, R) "
+                "(and optionally 'labels')."
+            )
+        self._has_labels = "labels" in outs
+        self._input = self._sess.get_inputs()[0].name
+
+    def __call__(self, images: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        imgs = _check_images(images, "OnnxDetector")
+        x = (imgs[:, None] if imgs.ndim == 3 else imgs).astype(np.float32) / 255.0
+        if self.channels == 3 and x.shape[1] == 1:
+            x = np.repeat(x, 3, axis=1)
+        elif self.channels == 1 and x.shape[1] == 3:
+            x = x.max(axis=1, keepdims=True)
+        names = ["boxes", "scores", *(["labels"] if self._has_labels else [])]
+        res = dict(zip(names, self._sess.run(names, {self._input: x})))
+        b = np.asarray(res["boxes"], dtype=np.float64)
+        sc = np.asarray(res["scores"], dtype=np.float64)
+        n, H, W, K = x.shape[0], x.shape[2], x.shape[3], self.max_objects
+        if b.ndim != 3 or b.shape[0] != n or b.shape[2] != 4 or sc.shape != b.shape[:2]:
+            raise HashplugError(
+                f"OnnxDetector: the model returned boxes {b.shape} and scores {sc.shape}; expected (n, R, 4) and (n, R)."
+            )
+        lab_in = np.asarray(res["labels"], dtype=np.int64) if self._has_labels else np.full(sc.shape, -1, np.int64)
+        boxes = np.full((n, K, 4), -1, dtype=np.int64)
+        valid = np.zeros((n, K), dtype=bool)
+        labels = np.full((n, K), -1, dtype=np.int64)
+        for i in range(n):
+            keep = np.flatnonzero(np.isfinite(sc[i]) & (sc[i] >= self.score_threshold))
+            keep = keep[np.argsort(-sc[i][keep], kind="stable")][:K]
+            bx = np.rint(b[i][keep]).astype(np.int64)
+            bx[:, [0, 2]] = np.clip(bx[:, [0, 2]], 0, W)
+            bx[:, [1, 3]] = np.clip(bx[:, [1, 3]], 0, H)
+            ok = (bx[:, 2] > bx[:, 0]) & (bx[:, 3] > bx[:, 1])
+            bx, kl = bx[ok], lab_in[i][keep][ok]
+            order = np.lexsort((bx[:, 1], bx[:, 0]))
+            boxes[i, : len(order)] = bx[order]
+            valid[i, : len(order)] = True
+            labels[i, : len(order)] = kl[order]
+        return boxes, valid, labels
+
+
 # ---------------------------------------------------------------------------------------------------------
 # evaluation
 
@@ -885,7 +963,9 @@ def scene_inputs(
         by :func:`hashplug.train.digit_cnn.export_image_encoder`. The same encoder embeds the whole image
         and every object crop.
     detector : callable
-        ``detector(images) -> (boxes, valid, labels)`` in this module's padded convention.
+        ``detector(images) -> (boxes, valid, labels)`` in this module's padded convention:
+        :class:`GroundTruthDetector`, :class:`ConnectedComponentsDetector`, an ONNX detector wrapped by
+        :class:`OnnxDetector`, or any callable of that signature.
     crop_size, pad : int
         Object crops are ``crop_size`` squares with a ``pad`` margin (:func:`crop_objects`).
 
