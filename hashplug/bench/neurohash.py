@@ -11,7 +11,8 @@ offline protocol, recorded in every JSON under ``"protocol"``:
 * **image encoder**: the digit CNN of :mod:`hashplug.train.digit_cnn` trained on the 60,000 MNIST training
   digits (its test accuracy is in the JSON); it embeds whole scenes and object crops alike.
 * **detector**: the ground-truth boxes and classes (``--hp '{"detector": "cc"}'``: connected components,
-  with k-means pseudo-labels).
+  with k-means pseudo-labels); ``--hp '{"background": "cifar10"}'`` puts a dimmed CIFAR-10 image behind
+  every scene (test images behind the queries, training images behind the database).
 * **relevance**: mAP@K with multi-label relevance (a database scene is relevant when it shares a digit class
   with the query), K = 1,000 of 10,000 (10 %, the paper uses 5,000 of 117k on COCO); mAP@K_r: relevant when
   an object of the query's class lies within r (normalised coordinates) of one of the query's objects.
@@ -45,7 +46,7 @@ TERMS: tuple[str, ...] = ("mse", "w", "q", "u", "o")
 
 #: Defaults of the NeuroHash fits in the benches (the paper gives D = 10,000 and nothing else; see the
 #: encoder's defaults and the validation grid in the JSON).
-DEFAULT_HP: dict[str, Any] = {"D": 10_000, "w": 1.0, "detector": "gt"}
+DEFAULT_HP: dict[str, Any] = {"D": 10_000, "w": 1.0, "detector": "gt", "background": None}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -57,6 +58,7 @@ def build_scene_data(
     split: str = "test",
     seed: int = 0,
     detector: str = "gt",
+    background: str | None = None,
     cnn_epochs: int = 3,
     cnn_train: int = 60000,
     verbose: bool = True,
@@ -87,13 +89,22 @@ def build_scene_data(
     else:
         raise HashplugError(f"split must be 'test' or 'val'; got {split!r}.")
     t0 = time.perf_counter()
-    sq = make_scenes(X[q_src], y[q_src], n_q, seed=seed * 10 + 2)
-    sdb = make_scenes(X[db_src], y[db_src], n_db, seed=seed * 10 + 1)
+    bg = None
+    if background == "cifar10":  # the CIFAR-10 test images behind the queries, the training images behind the rest
+        from ..data.cifar10 import load_cifar10
+
+        cx, _ = load_cifar10()
+        cx = np.ascontiguousarray(cx.transpose(0, 3, 1, 2))
+        bg = (cx[50000:], cx[:50000])
+    elif background is not None:
+        raise HashplugError(f"background must be None or 'cifar10'; got {background!r}.")
+    sq = make_scenes(X[q_src], y[q_src], n_q, seed=seed * 10 + 2, background=None if bg is None else bg[0])
+    sdb = make_scenes(X[db_src], y[db_src], n_db, seed=seed * 10 + 1, background=None if bg is None else bg[1])
 
     def enc(x: np.ndarray) -> np.ndarray:
         return image_features(net, x)
 
-    out: dict[str, Any] = {"cnn": info, "split": split}
+    out: dict[str, Any] = {"cnn": info, "split": split, "background": background}
     for name, sc in (("q", sq), ("db", sdb)):
         det = GroundTruthDetector(sc) if detector == "gt" else ConnectedComponentsDetector(max_objects=sc.max_objects)
         inp = scene_inputs(sc.images, enc, det, crop_size=28, pad=4)
@@ -143,6 +154,7 @@ def _fit(data: dict[str, Any], hp: dict[str, Any], k: int, seed: int, verbose: b
 
     params = {key: v for key, v in hp.items() if key not in ("detector",)}
     y = data["db"]["labels"] if hp.get("detector", "gt") == "gt" else None
+    params.pop("background", None)
     return NeuroHash(k=k, random_state=seed, verbose=verbose, **params).fit(data["db"]["inputs"], y)
 
 
@@ -193,7 +205,7 @@ def run_ablation(
     hp = {**DEFAULT_HP, **(hp or {})}
     t_all = time.perf_counter()
     data = data or build_scene_data(data_dir, n_db=n_db, n_q=n_q, seed=seed, detector=hp["detector"], verbose=verbose,
-                                    cnn_train=cnn_train)
+                                    cnn_train=cnn_train, background=hp["background"])
     bits = [int(b) for b in bits]
     t0 = time.perf_counter()
     enc = _fit(data, {**hp, "train_hyperplanes": False}, bits[0], seed, verbose)
@@ -247,6 +259,7 @@ def _protocol(data: dict[str, Any], n_db: int, n_q: int, K: int, seed: int) -> d
         "database": f"{n_db} scenes from MNIST test digits 5000-9999" if data["split"] == "test" else
         f"{n_db} scenes from MNIST training digits 30000-59999 (validation)",
         "training": "the database scenes",
+        "background": data.get("background") or "black",
         "image_encoder": {"model": "digit CNN (hashplug.train.digit_cnn), 60k MNIST training digits", **data["cnn"]},
         "K": K,
         "seed": seed,
@@ -280,7 +293,7 @@ def run_spatial(
     hp = {**DEFAULT_HP, **(hp or {})}
     t_all = time.perf_counter()
     data = data or build_scene_data(data_dir, n_db=n_db, n_q=n_q, seed=seed, detector=hp["detector"], verbose=verbose,
-                                    cnn_train=cnn_train)
+                                    cnn_train=cnn_train, background=hp["background"])
     bits = [int(b) for b in bits]
     table: dict[str, dict[str, dict[str, float]]] = {}
     plain_map: dict[str, dict[str, float]] = {}
@@ -411,7 +424,7 @@ def run_tune(
 
     hp = {**DEFAULT_HP, **(hp or {})}
     data = build_scene_data(data_dir, n_db=n_db, n_q=n_q, split="val", seed=seed, detector=hp["detector"],
-                            verbose=verbose, cnn_train=cnn_train)
+                            verbose=verbose, cnn_train=cnn_train, background=hp["background"])
     from ..train.neurohash import DEFAULT_LAMBDAS
 
     enc = _fit(data, {**hp, "train_hyperplanes": False}, bits, seed, verbose)
@@ -452,8 +465,10 @@ def _print(res: dict[str, Any]) -> None:
         print(f"{res['table']}: {res['metric']}")
         print(f"{'row':<24}" + "".join(f"{b:>8}" for b in bits))
         for name, row in {**res["rows"], **res["baselines"]}.items():
-            print(f"{name:<24}" + "".join(f"{row.get(b, float('nan')):>8.4f}" for b in bits))
-        print(f"gain of full over random: {res['gain_over_random']}; float cosine on H: {res['float']}")
+            if set(bits) <= set(row):
+                print(f"{name:<24}" + "".join(f"{row[b]:>8.4f}" for b in bits))
+        floats = {**{k: v["all"] for k, v in res["baselines"].items() if "all" in v}, **res["float"]}
+        print(f"gain of full over random: {res['gain_over_random']}; float references: {floats}")
     elif res["suite"] == "neurohash-spatial":
         print(f"{res['table']}: {res['metric']}")
         for w, rr in res["rows"].items():
