@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
     table: dict[str, dict[int, float]] = {}
     for name in hashplug.available_encoders():
         tags, preset = get_tags(name), get_preset(name, "digits")
+        if tags.input_kind == "structured":  # named inputs (image and object features), not digit vectors
+            continue
         for k in args.k:
             if tags.k_at_most_n_features and k > np.prod(X.shape[1:]):  # k <= n_features
                 continue
