@@ -65,3 +65,13 @@ def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
     for row in res["rows"]["MIHash"].values():
         assert 0 <= row["recall10"] <= row["recall10_rescored"] <= 1
     assert res["chosen"]["distance_metric"] == "cosine" and len(res["validation"]) == 1
+
+
+def test_supervised_cli_takes_a_validation_grid(tiny_mnist, tmp_path):
+    out = tmp_path / "grid.json"
+    grid = '[{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}, {"optimizer": "adam", "lr": 0.01, "gamma": 10.0}]'
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "2", "--seeds", "1",
+                     "--methods", "MIHash-linear", "--grid", grid, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [c["gamma"] for c in res["validation"]["MIHash-linear"]] == [5.0, 10.0]
+    assert res["chosen"]["MIHash-linear"]["gamma"] in (5.0, 10.0)

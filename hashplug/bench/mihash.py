@@ -475,7 +475,7 @@ def bench_mihash(args: argparse.Namespace) -> int:
         ds = "mnist" if suite == "mihash-mnist" else "ag_news"
         res = run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
                              methods=args.methods, epochs=args.epochs or 50, hp=hp, limit=args.limit,
-                             out=args.out, png=args.png)
+                             out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None)
         print(_format_rows(res))
         return 0
     if suite == "mihash-unsupervised":
