@@ -185,6 +185,15 @@ def _baselines(data: dict[str, Any], bits: Sequence[int], K: int, seed: int) -> 
 
 
 # ---------------------------------------------------------------------------------------------- suites
+def _prepare(data_dir: str | None, hp: dict[str, Any] | None, data: dict[str, Any] | None, *, split: str = "test",
+             **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The suite's hyperparameters (defaults filled in) and its scenes (built unless given)."""
+    hp = {**DEFAULT_HP, **(hp or {})}
+    if data is None:
+        data = build_scene_data(data_dir, split=split, detector=hp["detector"], background=hp["background"], **kw)
+    return hp, data
+
+
 def run_ablation(
     data_dir: str | None,
     *,
@@ -202,10 +211,8 @@ def run_ablation(
     """Table II (the loss ablation) at ``bits``, with baselines; see the module docstring."""
     from tqdm.auto import tqdm
 
-    hp = {**DEFAULT_HP, **(hp or {})}
     t_all = time.perf_counter()
-    data = data or build_scene_data(data_dir, n_db=n_db, n_q=n_q, seed=seed, detector=hp["detector"], verbose=verbose,
-                                    cnn_train=cnn_train, background=hp["background"])
+    hp, data = _prepare(data_dir, hp, data, n_db=n_db, n_q=n_q, seed=seed, verbose=verbose, cnn_train=cnn_train)
     bits = [int(b) for b in bits]
     t0 = time.perf_counter()
     enc = _fit(data, {**hp, "train_hyperplanes": False}, bits[0], seed, verbose)
@@ -290,10 +297,8 @@ def run_spatial(
 
     from ..hdc import conditional_eta
 
-    hp = {**DEFAULT_HP, **(hp or {})}
     t_all = time.perf_counter()
-    data = data or build_scene_data(data_dir, n_db=n_db, n_q=n_q, seed=seed, detector=hp["detector"], verbose=verbose,
-                                    cnn_train=cnn_train, background=hp["background"])
+    hp, data = _prepare(data_dir, hp, data, n_db=n_db, n_q=n_q, seed=seed, verbose=verbose, cnn_train=cnn_train)
     bits = [int(b) for b in bits]
     table: dict[str, dict[str, dict[str, float]]] = {}
     plain_map: dict[str, dict[str, float]] = {}
@@ -422,9 +427,8 @@ def run_tune(
     length, on scenes built from MNIST training digits."""
     import itertools
 
-    hp = {**DEFAULT_HP, **(hp or {})}
-    data = build_scene_data(data_dir, n_db=n_db, n_q=n_q, split="val", seed=seed, detector=hp["detector"],
-                            verbose=verbose, cnn_train=cnn_train, background=hp["background"])
+    hp, data = _prepare(data_dir, hp, None, split="val", n_db=n_db, n_q=n_q, seed=seed, verbose=verbose,
+                        cnn_train=cnn_train)
     from ..train.neurohash import DEFAULT_LAMBDAS
 
     enc = _fit(data, {**hp, "train_hyperplanes": False}, bits, seed, verbose)
