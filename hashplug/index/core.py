@@ -180,7 +180,8 @@ class HammingIndex:
 
     def delete(self, row_ids: Any) -> int:
         """Drop the rows with these ids (ids not in the index are ignored); returns how many were dropped."""
-        gone = np.isin(self.row_ids, np.asarray(row_ids, dtype=np.int64).reshape(-1))
+        ids = self.row_ids  # materialised once from the runs
+        gone = np.isin(ids, np.asarray(row_ids, dtype=np.int64).reshape(-1))
         k = int(gone.sum())
         if not k:
             return 0
@@ -193,7 +194,7 @@ class HammingIndex:
             self._values = self._values[mask]
             self._offsets = np.concatenate([[0], np.cumsum(lens[keep])]).astype(np.int64)
             self._postings = None
-        self._ids = RowIdRuns(self.row_ids[keep])
+        self._ids = RowIdRuns(ids[keep])
         return k
 
     def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -211,7 +212,9 @@ class HammingIndex:
             return hit[1]
         lens = np.diff(self._offsets)
         offs = np.concatenate([[0], np.cumsum(lens[sub])])
-        mask = np.repeat(np.isin(np.arange(len(self)), sub), lens)
+        chosen = np.zeros(len(self), dtype=bool)
+        chosen[sub] = True
+        mask = np.repeat(chosen, lens)
         vals = self._values[mask]
         uo, rows, lengths = build_postings(offs, vals, self.m)
         zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
