@@ -53,6 +53,7 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
             "BioConvHash without patch normalisation k=4 shadowed"} <= set(res["shadows"]["rows"])
     onnx = res["checks"]["onnx"]
     assert onnx["n_images"] == 50 and onnx["identical_rows"] == 50
+    assert onnx["rows_differing"] == 0 and onnx["weights_sha256_match"] is True
     assert set(onnx["onnx_ms_per_image"]) == {"1", "1024"}
     assert min(res["checks"]["encode_vs_features"]["4"]) >= 0.99
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"

@@ -56,6 +56,31 @@ def test_dense_adversarial(kind):
     np.testing.assert_array_equal(dist, want_dist)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 30_000), m=st.sampled_from([8, 64, 128, 200]), nq=st.integers(1, 20),
+    limit=st.sampled_from([1, 5, 100, 257, 700]), order=st.sampled_from(["random", "descending", "ascending"]),
+    levels=st.sampled_from([2, 5, 1000]), seed=st.integers(0, 10**6), threads=st.sampled_from([1, 2, 3]),
+)
+def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, threads):
+    """The numba kernel (one range per thread, a falling bound, a buffer compacted when full) on databases
+    large enough to split, with few distinct distances and rows ordered so the bound falls as late as
+    possible (descending distance: every row is taken and the buffer overflows again and again)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(seed)
+    ones = rng.integers(0, min(levels, m + 1), n)  # each row: its first `ones` bits set
+    if order == "descending":
+        ones = np.sort(ones)[::-1]
+    elif order == "ascending":
+        ones = np.sort(ones)
+    DB = pack_bits(np.arange(m)[None, :] < ones[:, None])
+    Q = pack_bits(rng.random((nq, m)) < 0.02)
+    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=7, backend="numba")
+    want_pos, want_dist = brute(Q, DB, limit)
+    np.testing.assert_array_equal(pos, want_pos)
+    np.testing.assert_array_equal(dist, want_dist)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 200), m=st.integers(2, 60), k=st.integers(1, 6), nq=st.integers(1, 4),

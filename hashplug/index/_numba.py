@@ -1,8 +1,12 @@
 """Compiled dense kernel for :func:`hashplug.index.kernels.dense_topk` (optional: ``hashplug[fast]`` = numba).
 
-One fused pass per query chunk: popcount(XOR) distances over the database rows in parallel (``prange``),
-then, per query in parallel, a histogram of the distances, the cut value, and the positions in order: the
-same results as the numpy kernel (ties to the lower position), without its per-element temporaries.
+One pass over the database per query chunk, split into contiguous ranges (one ``prange`` task per thread,
+so a single query uses every thread). Each range keeps, per query, its exact top-``limit`` by (distance,
+position) behind a bound that only comes down (a row is taken iff its distance is below the smallest value
+with ``limit`` taken rows at or below it), in a small buffer compacted when full: once the bound has settled,
+almost every row costs one popcount and one comparison, with no distance matrix written. The ranges' lists
+(at most ``limit`` each) are merged by one key ``distance * n + position``. The same results as the numpy
+kernel (ascending distance, ties to the lower position).
 Imported lazily; without numba the numpy kernel runs.
 """
 
@@ -16,7 +20,7 @@ _KERNELS: Any = None
 
 
 def kernels() -> Any:
-    """``(distances, select)`` compiled functions, or None when numba is not installed."""
+    """``(scan, merge)`` compiled functions, or None when numba is not installed."""
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS or None
@@ -34,52 +38,98 @@ def kernels() -> Any:
         x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
         return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
+    @njit(inline="always")
+    def compact(pos, dist, fill, b, quota):
+        # keep, in position order, every entry below b and the first `quota` entries at b
+        k = 0
+        at_b = 0
+        for r in range(fill):
+            d = dist[r]
+            if d < b or (d == b and at_b < quota):
+                if d == b:
+                    at_b += 1
+                pos[k] = pos[r]
+                dist[k] = d
+                k += 1
+        return k
+
+    @njit(inline="always")
+    def take(pos, dist, hist, b, below, fill, q, i, d, cap, limit):
+        # row i at distance d < b[q] joins query q's list; the bound comes down while `limit` rows lie below it
+        if fill[q] == cap:
+            fill[q] = compact(pos, dist, fill[q], b[q], limit - below[q])
+        k = fill[q]
+        pos[k] = i
+        dist[k] = d
+        fill[q] = k + 1
+        hist[d] += 1
+        below[q] += 1
+        while below[q] >= limit:
+            b[q] -= 1
+            below[q] -= hist[b[q]]
+        return b[q]
+
     @njit(parallel=True, cache=True, nogil=True)
-    def distances(qw, dbw, out):
+    def scan(qw, dbw, limit, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # one task per contiguous database range; each keeps, per query, its own exact top-`limit` by
+        # (distance, position) behind a bound b that only comes down: a row is taken iff its distance is
+        # below b, the smallest value with `limit` taken rows at or below it
         nq, w = qw.shape
         n = dbw.shape[0]
-        for i in prange(n):
+        T = buf_pos.shape[0]
+        cap = buf_pos.shape[2]
+        V = 64 * w + 1
+        for t in prange(T):
+            s = (n * t) // T
+            e = (n * (t + 1)) // T
+            hist = np.zeros((nq, V), np.int64)
+            b = np.full(nq, V, np.int64)
+            below = np.zeros(nq, np.int64)
+            fill = np.zeros(nq, np.int64)
+            for bs in range(s, e, 2048):  # a block of rows stays in cache while every query scans it
+                be = min(e, bs + 2048)
+                for q in range(nq):
+                    bq = b[q]  # the bound in a register: the common path is one popcount and one compare
+                    if w == 1:  # 64-bit codes: one word, no inner loop (3x faster than the general loop)
+                        q0 = qw[q, 0]
+                        for i in range(bs, be):
+                            d = np.int64(popcount64(q0 ^ dbw[i, 0]))
+                            if d < bq:
+                                bq = take(buf_pos[t, q], buf_d[t, q], hist[q], b, below, fill, q, i, d, cap, limit)
+                    else:
+                        for i in range(bs, be):
+                            acc = np.uint64(0)
+                            for j in range(w):
+                                acc += popcount64(qw[q, j] ^ dbw[i, j])
+                            d = np.int64(acc)
+                            if d < bq:
+                                bq = take(buf_pos[t, q], buf_d[t, q], hist[q], b, below, fill, q, i, d, cap, limit)
             for q in range(nq):
-                s = np.uint64(0)
-                for j in range(w):
-                    s += popcount64(qw[q, j] ^ dbw[i, j])
-                out[q, i] = np.uint16(s)
+                k = compact(buf_pos[t, q], buf_d[t, q], fill[q], b[q], limit - below[q])
+                out_cnt[t, q] = k
+                for r in range(k):
+                    out_pos[t, q, r] = buf_pos[t, q, r]
+                    out_d[t, q, r] = buf_d[t, q, r]
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def select(D, limit, max_d, pos_out, dist_out):
-        nq, n = D.shape
-        for q in prange(nq):
-            hist = np.zeros(max_d + 2, dtype=np.int64)
-            for i in range(n):
-                hist[D[q, i]] += 1
-            # the cut value c: the smallest c with count(d <= c) >= limit
-            cum = 0
-            c = 0
-            for v in range(max_d + 1):
-                cum += hist[v]
-                if cum >= limit:
-                    c = v
-                    break
-            below = cum - hist[c]  # rows with d < c: all in the result
-            # offsets of each value's first slot in the output (values < c), then rows at c fill the rest
-            start = np.zeros(max_d + 2, dtype=np.int64)
-            acc = 0
-            for v in range(c):
-                start[v] = acc
-                acc += hist[v]
-            fill_c = below
-            for i in range(n):
-                d = D[q, i]
-                if d < c:
-                    k = start[d]
-                    pos_out[q, k] = i
-                    dist_out[q, k] = d
-                    start[d] = k + 1
-                elif d == c and fill_c < limit:
-                    pos_out[q, fill_c] = i
-                    dist_out[q, fill_c] = d
-                    fill_c += 1
+    @njit(cache=True, nogil=True)
+    def merge(out_pos, out_d, out_cnt, n, limit, pos_res, dist_res):
+        # the ranges' lists (each ascending by position within a distance) merged by distance * n + position
+        T, nq, _ = out_pos.shape
+        for q in range(nq):
+            tot = 0
+            for t in range(T):
+                tot += out_cnt[t, q]
+            keys = np.empty(tot, np.int64)
+            k = 0
+            for t in range(T):
+                for r in range(out_cnt[t, q]):
+                    keys[k] = out_d[t, q, r] * n + out_pos[t, q, r]
+                    k += 1
+            keys.sort()
+            for r in range(min(limit, tot)):
+                pos_res[q, r] = keys[r] % n
+                dist_res[q, r] = keys[r] // n
 
-    _KERNELS = (distances, select)
+    _KERNELS = (scan, merge)
     del numba
     return _KERNELS

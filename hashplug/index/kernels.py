@@ -174,20 +174,26 @@ def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: 
                       max_d: int) -> tuple[np.ndarray, np.ndarray]:
     import numba
 
-    distances, select = compiled
+    scan, merge = compiled
     nq, n = qw.shape[0], db_words.shape[0]
     pos_out = np.zeros((nq, lim), np.int64)
     dist_out = np.zeros((nq, lim), np.int32)
     step = max(1, chunk)
-    D = np.empty((min(step, nq), n), dtype=np.uint16)
+    T = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS, n // 4096 or 1))
+    cap = max(2 * lim, 256)
+    c = min(step, nq)
+    buf_pos, buf_d = np.empty((T, c, cap), np.int64), np.empty((T, c, cap), np.int64)
+    out_pos, out_d = np.empty((T, c, lim), np.int64), np.empty((T, c, lim), np.int64)
+    out_cnt = np.empty((T, c), np.int64)
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(T)
     try:
         for qs in range(0, nq, step):
             qe = min(nq, qs + step)
-            Dq = D[: qe - qs]
-            distances(np.ascontiguousarray(qw[qs:qe]), db_words, Dq)
-            select(Dq, lim, max_d, pos_out[qs:qe], dist_out[qs:qe])
+            r = qe - qs
+            scan(np.ascontiguousarray(qw[qs:qe]), db_words, lim, buf_pos[:, :r], buf_d[:, :r], out_pos[:, :r],
+                 out_d[:, :r], out_cnt[:, :r])
+            merge(out_pos[:, :r], out_d[:, :r], out_cnt[:, :r], n, lim, pos_out[qs:qe], dist_out[qs:qe])
     finally:
         numba.set_num_threads(before)
     return pos_out, dist_out
