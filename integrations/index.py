@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..index import HammingIndex
+from ..index.kernels import BACKENDS
 from ..validation import HashplugError, ModelFileError, ModelMismatchError
 from .arrow import codes_from_arrow
 from .tables import get_function
@@ -49,11 +50,14 @@ def _read_codes(table: Any, column: str, where: str | None = None) -> tuple[np.n
 
 
 def build_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
-                save: bool = True) -> HammingIndex:
-    """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``)."""
+                save: bool = True, backend: str = "auto") -> HammingIndex:
+    """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``).
+
+    ``backend`` picks the dense kernel (:class:`~hashplug.index.HammingIndex`), e.g. ``"mih"`` for short codes.
+    """
     col, _, func = get_function(table, column)
     layout, m = func.layout, int(func.m)
-    idx = HammingIndex(layout, m, threads=threads)
+    idx = HammingIndex(layout, m, threads=threads, backend=backend)
     version = int(table.version)
     ids, codes, _ = _read_codes(table, col)
     if ids.size:
@@ -118,8 +122,11 @@ def _remember(where: Path, idx: HammingIndex) -> None:
 
 
 def open_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
-               update: bool = True) -> HammingIndex | None:
+               update: bool = True, backend: str | None = None) -> HammingIndex | None:
     """Load the saved index of a table's code column (None when there is none) and catch it up with the table.
+
+    ``backend`` (a runtime choice, not saved) sets the loaded index's dense kernel, e.g. ``"mih"``; the index
+    stays cached in this process with it.
 
     Raises :class:`~hashplug.validation.ModelMismatchError` when the index was built from another model file
     (or code layout) than the table's function uses, and :class:`ModelFileError` for a corrupt index.
@@ -129,6 +136,10 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     if not (where / "index.json").is_file():
         return None
     idx = _load_cached(where, threads)
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise HashplugError(f"backend must be one of {list(BACKENDS)}; got {backend!r}.")
+        idx.backend = backend
     if hasattr(idx, "last_catch_up"):
         del idx.last_catch_up
     layout, m = func.layout, int(func.m)

@@ -81,6 +81,56 @@ def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, 
     np.testing.assert_array_equal(dist, want_dist)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 6000), m=st.sampled_from([8, 30, 64, 100, 128]), nq=st.integers(1, 6),
+    limit=st.sampled_from([1, 3, 10, 100, 5000]), density=st.sampled_from([0.02, 0.2, 0.5]),
+    dup=st.booleans(), near=st.booleans(), sub_bits=st.sampled_from([None, 3, 7, 16]), seed=st.integers(0, 10**6),
+    threads=st.sampled_from([1, 2]),
+)
+def test_multi_index_hashing_equals_brute_force(n, m, nq, limit, density, dup, near, sub_bits, seed, threads):
+    """Multi-index hashing: exact top-k, ties by position, for random, duplicated and near-query databases,
+    any substring width (widths differing by one, substrings straddling 64-bit words), limit above n."""
+    pytest.importorskip("numba")
+    from hashplug.index.mih import MultiIndexTables
+
+    rng = np.random.default_rng(seed)
+    bits = rng.random((n, m)) < density
+    if dup:
+        bits[rng.integers(0, n, n // 2)] = bits[0]  # many copies of one row: ties at every distance
+    qbits = rng.random((nq, m)) < density
+    if near:
+        qbits[0] = bits[n // 2]
+    DB, Q = pack_bits(bits), pack_bits(qbits)
+    tables = MultiIndexTables(words_of(DB), nbits=m, substring_bits=sub_bits)
+    pos, dist = tables.search(words_of(Q), limit, threads=threads)
+    want_pos, want_dist = brute(Q, DB, limit)
+    np.testing.assert_array_equal(pos, want_pos)
+    np.testing.assert_array_equal(dist, want_dist)
+
+
+@pytest.mark.parametrize("kind", ["all-equal", "all-zero", "ties-at-cut"])
+def test_multi_index_hashing_adversarial(kind):
+    """A tie bigger than a lane's buffer (every row alike) falls back to the flat scan: still exact."""
+    pytest.importorskip("numba")
+    n = 5000
+    if kind == "all-equal":
+        DB = np.full((n, 8), 0xA5, np.uint8)
+    elif kind == "all-zero":
+        DB = np.zeros((n, 8), np.uint8)
+    else:
+        DB = np.zeros((n, 8), np.uint8)
+        DB[::2, 0] = 1
+        DB[1::2, 0] = 3
+    Q = np.zeros((2, 8), np.uint8)
+    Q[1, 3] = 0xFF
+    for limit in (10, 400, n):
+        pos, dist = dense_topk(Q, words_of(DB), limit, backend="mih", threads=2)
+        want_pos, want_dist = brute(Q, DB, limit)
+        np.testing.assert_array_equal(pos, want_pos)
+        np.testing.assert_array_equal(dist, want_dist)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 200), m=st.integers(2, 60), k=st.integers(1, 6), nq=st.integers(1, 4),
@@ -134,14 +184,17 @@ def _csr(rows):
     return np.concatenate([[0], np.cumsum([len(r) for r in rows])]), np.concatenate(rows)
 
 
-@pytest.mark.parametrize("layout", ["packed", "indices"])
-def test_index_add_delete_search_equals_brute_force_by_row_id(layout, tmp_path):
+@pytest.mark.parametrize(("layout", "backend"), [("packed", "auto"), ("packed", "numpy"), ("packed", "mih"),
+                                                  ("indices", "auto")])
+def test_index_add_delete_search_equals_brute_force_by_row_id(layout, backend, tmp_path):
+    if backend == "mih":
+        pytest.importorskip("numba")
     rng = np.random.default_rng(0)
     m, k = 96, 6
     rows = _rows_sparse(rng, 300, m, k)
     packed = indices_to_packed(np.stack(rows), m)
     ids = rng.permutation(10_000)[:300].astype(np.int64)  # arbitrary row ids
-    idx = HammingIndex(layout, m)
+    idx = HammingIndex(layout, m, backend=backend)
     data = packed if layout == "packed" else _csr(rows)
     first = (packed[:200] if layout == "packed" else _csr(rows[:200]))
     idx.add(first, ids[:200])
@@ -163,7 +216,7 @@ def test_index_add_delete_search_equals_brute_force_by_row_id(layout, tmp_path):
     np.testing.assert_array_equal(got_ids, ids[sel][want_pos])
     # save / load round trip, then corruption is caught
     idx.table_version, idx.model_sha256 = 7, "ab" * 32
-    loaded = HammingIndex.load(idx.save(tmp_path / "ix"))
+    loaded = HammingIndex.load(idx.save(tmp_path / "ix"), backend=backend)
     assert (len(loaded), loaded.table_version, loaded.model_sha256) == (len(idx), 7, "ab" * 32)
     np.testing.assert_array_equal(loaded.search(Q, 25)[0], idx.search(Q, 25)[0])
     raw = bytearray((tmp_path / "ix" / "index.npz").read_bytes())
@@ -250,3 +303,10 @@ def test_faiss_backend_equals_brute_force_including_ties(n, limit, m, seed, coar
         order = np.lexsort((np.arange(n), D[i]))[: min(limit, n)]
         np.testing.assert_array_equal(pos[i], order)
         np.testing.assert_array_equal(dist[i], D[i][order])
+
+
+def test_unknown_backend_lists_the_available_ones():
+    with pytest.raises(HashplugError, match=r"backend must be one of \['auto', 'numpy', 'numba', 'faiss', 'mih'\]"):
+        HammingIndex("packed", 64, backend="simd")
+    with pytest.raises(HashplugError, match="backend must be one of"):
+        dense_topk(np.zeros((1, 8), np.uint8), np.zeros((3, 1), np.uint64), 2, backend="simd")

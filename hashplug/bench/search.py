@@ -10,7 +10,10 @@ batched throughput of
   so the result is identical to the exact index: ``identical_to_exact``);
 * ``lancedb-flat``: LanceDB's exhaustive Hamming search (dense) and, for k-hot codes, the LABEL_LIST path of
   :func:`hashplug.search` (candidates by ``array_has_any``, ranked in Python), on fewer queries;
-* ``lancedb-ivf``: LanceDB's ``IVF_FLAT`` Hamming index (dense), with recall@limit against the exact result.
+* ``lancedb-ivf``: LanceDB's ``IVF_FLAT`` Hamming index (dense), with recall@limit against the exact result;
+* ``hashplug-mih``: multi-index hashing (:mod:`hashplug.index.mih`, exact, sublinear for short codes) on dense
+  codes of at most 128 bits, and the exact top-10 rows ``faiss-flat@10``, ``hashplug-index@10``,
+  ``hashplug-mih@10`` (their ``ratio_to_faiss`` is against ``faiss-flat@10``).
 
 Also memory per row, index build and catch-up time, and the bound this machine sets for an exact scan
 (bytes read at the measured memory bandwidth, popcounts at the measured ``np.bitwise_count`` rate).
@@ -135,9 +138,15 @@ def run_search_bench(
                  "of n_queries; recall = tie-aware recall@limit against hashplug's exact result",
     }
     rng = np.random.default_rng(seed)
-    for name in names:
-        kind, m, k = CODES[name]
-        for n in rows:
+    try:
+        import numba  # noqa: F401  (multi-index hashing needs it)
+
+        has_numba = True
+    except ImportError:
+        has_numba = False
+    for n in rows:  # every code kind at one size before the next size: a long run stopped early keeps whole sizes
+        for name in names:
+            kind, m, k = CODES[name]
             t_gen = time.perf_counter()
             packed, csr = _random_codes(kind, m, k, int(n), rng)
             qpacked, qcsr = _random_codes(kind, m, k, int(n_queries), rng)
@@ -203,12 +212,15 @@ def run_search_bench(
                                               "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
                                               "identical_to_exact": same}
                     del wds
+            if kind == "dense" and m <= MIH_MAX_BITS and has_numba:
+                cell.update(_mih_cells(packed, qpacked, limit, threads, exact_ids, exact_d, res, name, n, fx_top10=(
+                    faiss if faiss is not None else None)))
             # ---- LanceDB (dense: flat and IVF_FLAT; sparse: hashplug.search's LABEL_LIST path)
             cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
                                        min(lancedb_queries, n_queries)))
-            f = cell.get("faiss-flat")
-            for c in cell.values():
-                c["ratio_to_faiss"] = rounded(c["ms_per_query"] / f["ms_per_query"], 3) if f else None
+            for meth, c in cell.items():  # "...@10" rows against FAISS at the same limit
+                f = cell.get("faiss-flat@10" if meth.endswith("@10") else "faiss-flat")
+                c["ratio_to_faiss"] = rounded(c["ms_per_query"] / f["ms_per_query"], 3) if f and "ms_per_query" in c else None
             res["rows"].setdefault(name, {})[str(n)] = cell
             write_json(res, out)
             if progress:
@@ -219,6 +231,59 @@ def run_search_bench(
     res["torch_loaded"] = "torch" in sys.modules
     write_json(res, out)
     return res
+
+
+#: Dense codes up to this many bits also get multi-index hashing rows (longer codes need more probes than rows).
+MIH_MAX_BITS = 128
+
+
+def _mih_cells(packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int, exact_ids: np.ndarray,
+               exact_d: np.ndarray, res: dict[str, Any], name: str, n: int, fx_top10: Any) -> dict[str, Any]:
+    """Rows ``hashplug-mih`` (top-``limit``) and the exact top-10 of the stretch target: ``faiss-flat@10``,
+    ``hashplug-index@10`` (the flat kernel) and ``hashplug-mih@10``; MIH build time and memory."""
+    from ..index.kernels import dense_topk, words_of
+    from ..index.mih import MultiIndexTables
+
+    out: dict[str, Any] = {}
+    wds = words_of(packed)
+    qw = words_of(qpacked)
+    t0 = time.perf_counter()
+    tables = MultiIndexTables(wds, nbits=8 * packed.shape[1])
+    build = time.perf_counter() - t0
+    res["build"][name][str(n)]["mih_build_s"] = rounded(build, 3)
+    res["memory"][name][str(n)]["mih_bytes_per_row"] = rounded(tables.nbytes / n, 2)
+    res["memory"][name][str(n)]["mih_substring_bits"] = [int(v) for v in tables.widths]
+    q_list = [qw[i : i + 1] for i in range(len(qw))]
+    for lim, suffix in ((limit, ""), (10, "@10")):
+        ms = _time_queries(lambda q, lim=lim: tables.search(q, lim, threads=threads), q_list)
+        t0 = time.perf_counter()
+        hp, hd = tables.search(qw, lim, threads=threads)
+        bt = time.perf_counter() - t0
+        if suffix:
+            ref_p, ref_d = dense_topk(qpacked, wds, lim, threads=threads)
+        else:
+            ref_p, ref_d = exact_ids, exact_d
+        same = bool(np.array_equal(hp, ref_p) and np.array_equal(hd, ref_d))
+        out[f"hashplug-mih{suffix}"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(len(qw) / bt, 1),
+                                        "recall": 1.0 if same else rounded(_recall(hp, ref_p, ref_d, hd), 4),
+                                        "identical_to_exact": same}
+        if suffix:
+            msf = _time_queries(lambda q: dense_topk(q, wds, 10, threads=threads), [qpacked[i : i + 1] for i in range(len(qw))])
+            t0 = time.perf_counter()
+            dense_topk(qpacked, wds, 10, threads=threads)
+            out["hashplug-index@10"] = {"ms_per_query": rounded(msf, 3),
+                                        "qps_batched": rounded(len(qw) / (time.perf_counter() - t0), 1), "recall": 1.0}
+            if fx_top10 is not None:
+                fx = fx_top10.IndexBinaryFlat(8 * packed.shape[1])
+                fx.add(packed)
+                msx = _time_queries(lambda q, f=fx: f.search(q, 10), [qpacked[i : i + 1] for i in range(len(qw))])
+                t0 = time.perf_counter()
+                fd, fi = fx.search(qpacked, 10)
+                out["faiss-flat@10"] = {"ms_per_query": rounded(msx, 3),
+                                        "qps_batched": rounded(len(qw) / (time.perf_counter() - t0), 1),
+                                        "recall": rounded(_recall(fi, ref_p, ref_d, fd), 4)}
+                del fx
+    return out
 
 
 def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d, nq) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Compiled dense kernel for :func:`hashplug.index.kernels.dense_topk` (optional: ``hashplug[fast]`` = numba).
 
-One pass over the database per query chunk, split into contiguous ranges (one ``prange`` task per thread,
-so a single query uses every thread). Each range keeps, per query, its exact top-``limit`` by (distance,
+One pass over the database per query chunk, split into contiguous ranges, one per Python thread (the kernels
+are ``nogil``; no OpenMP pool, so nothing spins between calls to slow FAISS's or torch's OpenMP threads in the
+same process, and concurrent callers are safe), so a single query uses every thread. Each range keeps, per query, its exact top-``limit`` by (distance,
 position) behind a bound that only comes down (a row is taken iff its distance is below the smallest value
 with ``limit`` taken rows at or below it), in a small buffer compacted when full: once the bound has settled,
 almost every row costs one popcount and one comparison, with no distance matrix written. The ranges' lists
@@ -29,7 +30,7 @@ def kernels() -> Any:
     except ImportError:
         _KERNELS = False
         return None
-    from numba import njit, prange
+    from numba import njit
 
     @njit(inline="always")
     def popcount64(x):  # SWAR popcount; LLVM lowers it to the popcnt instruction where the CPU has one
@@ -69,47 +70,42 @@ def kernels() -> Any:
             below[q] -= hist[b[q]]
         return b[q]
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def scan(qw, dbw, limit, buf_pos, buf_d, out_pos, out_d, out_cnt):
-        # one task per contiguous database range; each keeps, per query, its own exact top-`limit` by
-        # (distance, position) behind a bound b that only comes down: a row is taken iff its distance is
-        # below b, the smallest value with `limit` taken rows at or below it
+    @njit(cache=True, nogil=True)
+    def scan(qw, dbw, s, e, limit, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
+        # top-`limit` by (distance, position) behind a bound b that only comes down: a row is taken iff its
+        # distance is below b, the smallest value with `limit` taken rows at or below it
         nq, w = qw.shape
-        n = dbw.shape[0]
-        T = buf_pos.shape[0]
-        cap = buf_pos.shape[2]
+        cap = buf_pos.shape[1]
         V = 64 * w + 1
-        for t in prange(T):
-            s = (n * t) // T
-            e = (n * (t + 1)) // T
-            hist = np.zeros((nq, V), np.int64)
-            b = np.full(nq, V, np.int64)
-            below = np.zeros(nq, np.int64)
-            fill = np.zeros(nq, np.int64)
-            for bs in range(s, e, 2048):  # a block of rows stays in cache while every query scans it
-                be = min(e, bs + 2048)
-                for q in range(nq):
-                    bq = b[q]  # the bound in a register: the common path is one popcount and one compare
-                    if w == 1:  # 64-bit codes: one word, no inner loop (3x faster than the general loop)
-                        q0 = qw[q, 0]
-                        for i in range(bs, be):
-                            d = np.int64(popcount64(q0 ^ dbw[i, 0]))
-                            if d < bq:
-                                bq = take(buf_pos[t, q], buf_d[t, q], hist[q], b, below, fill, q, i, d, cap, limit)
-                    else:
-                        for i in range(bs, be):
-                            acc = np.uint64(0)
-                            for j in range(w):
-                                acc += popcount64(qw[q, j] ^ dbw[i, j])
-                            d = np.int64(acc)
-                            if d < bq:
-                                bq = take(buf_pos[t, q], buf_d[t, q], hist[q], b, below, fill, q, i, d, cap, limit)
+        hist = np.zeros((nq, V), np.int64)
+        b = np.full(nq, V, np.int64)
+        below = np.zeros(nq, np.int64)
+        fill = np.zeros(nq, np.int64)
+        for bs in range(s, e, 2048):  # a block of rows stays in cache while every query scans it
+            be = min(e, bs + 2048)
             for q in range(nq):
-                k = compact(buf_pos[t, q], buf_d[t, q], fill[q], b[q], limit - below[q])
-                out_cnt[t, q] = k
-                for r in range(k):
-                    out_pos[t, q, r] = buf_pos[t, q, r]
-                    out_d[t, q, r] = buf_d[t, q, r]
+                bq = b[q]  # the bound in a register: the common path is one popcount and one compare
+                if w == 1:  # 64-bit codes: one word, no inner loop (3x faster than the general loop)
+                    q0 = qw[q, 0]
+                    for i in range(bs, be):
+                        d = np.int64(popcount64(q0 ^ dbw[i, 0]))
+                        if d < bq:
+                            bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+                else:
+                    for i in range(bs, be):
+                        acc = np.uint64(0)
+                        for j in range(w):
+                            acc += popcount64(qw[q, j] ^ dbw[i, j])
+                        d = np.int64(acc)
+                        if d < bq:
+                            bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+        for q in range(nq):
+            k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
+            out_cnt[q] = k
+            for r in range(k):
+                out_pos[q, r] = buf_pos[q, r]
+                out_d[q, r] = buf_d[q, r]
 
     @njit(cache=True, nogil=True)
     def merge(out_pos, out_d, out_cnt, n, limit, pos_res, dist_res):

@@ -23,7 +23,7 @@ import numpy as np
 from .._files import sha256_arrays
 from ..codes import unpack_bits
 from ..validation import HashplugError, ModelFileError
-from .kernels import build_postings, dense_topk, sparse_topk, words_of
+from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
 
 __all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT"]
 
@@ -102,6 +102,11 @@ class HammingIndex:
         Code length in units (bits).
     threads : int
         Threads of the dense kernel.
+    backend : str
+        The dense kernel (:func:`hashplug.index.kernels.dense_topk`): ``auto`` (numba when installed, else
+        numpy), ``numpy``, ``numba``, ``faiss`` or ``mih`` (multi-index hashing: sublinear for short codes,
+        about 6x the code memory, built on the first search after a change). Searches with a prefilter use
+        ``auto``. Every backend returns the same rows.
 
     Attributes
     ----------
@@ -113,9 +118,12 @@ class HammingIndex:
         sha256 of the model file whose codes the index holds.
     """
 
-    def __init__(self, layout: str, m: int, *, threads: int = 1) -> None:
+    def __init__(self, layout: str, m: int, *, threads: int = 1, backend: str = "auto") -> None:
         if layout not in ("packed", "indices"):
             raise HashplugError(f"layout must be 'packed' or 'indices'; got {layout!r}.")
+        if backend not in BACKENDS:
+            raise HashplugError(f"backend must be one of {list(BACKENDS)}; got {backend!r}.")
+        self.backend = backend
         if int(m) < 1:
             raise HashplugError(f"m must be >= 1; got {m}.")
         self.layout = layout
@@ -268,7 +276,8 @@ class HammingIndex:
             if q.dtype != np.uint8 or q.ndim != 2:
                 raise HashplugError(f"queries must be packed uint8 codes (nq, {-(-self.m // 8)}); got {q.dtype} {q.shape}.")
             words = self._words if sub is None else self._words[sub]
-            pos, dist = dense_topk(q, words, limit, threads=self.threads)
+            backend = self.backend if sub is None or self.backend in ("numpy", "numba") else "auto"
+            pos, dist = dense_topk(q, words, limit, threads=self.threads, backend=backend)
         else:
             if isinstance(queries, np.ndarray) and queries.dtype == np.uint8 and queries.ndim == 2:
                 qs = [np.flatnonzero(r) for r in unpack_bits(queries, self.m)]
@@ -304,7 +313,7 @@ class HammingIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, threads: int = 1) -> HammingIndex:
+    def load(cls, folder: str | Path, *, threads: int = 1, backend: str = "auto") -> HammingIndex:
         """Read an index saved by :meth:`save`; any inconsistency raises :class:`ModelFileError`."""
         folder = Path(folder)
         where = str(folder)
@@ -323,7 +332,7 @@ class HammingIndex:
             raise ModelFileError(f"{where!r}: index.npz is missing or corrupt ({exc}); rebuild the index.") from exc
         if sha256_arrays(arrays) != meta.get("arrays_sha256"):
             raise ModelFileError(f"{where!r}: index.npz does not match its recorded sha256; rebuild the index.")
-        idx = cls(meta["layout"], int(meta["m"]), threads=threads)
+        idx = cls(meta["layout"], int(meta["m"]), threads=threads, backend=backend)
         try:
             if "row_ids" in arrays:  # indexes saved before the runs
                 idx._ids = RowIdRuns(arrays["row_ids"])

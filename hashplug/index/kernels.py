@@ -27,6 +27,9 @@ from ..validation import HashplugError
 
 __all__ = ["words_of", "dense_topk", "build_postings", "sparse_topk", "merge_topk", "select_smallest"]
 
+#: The dense kernels' names (``dense_topk(backend=...)``).
+BACKENDS = ("auto", "numpy", "numba", "faiss", "mih")
+
 #: Database rows per block of the dense distance loop (a (query_chunk, block) uint64 temporary in cache).
 DENSE_BLOCK = 4096
 
@@ -107,12 +110,14 @@ def dense_topk(
         Database rows per block of the distance loop.
     query_chunk : int
         Queries whose distance rows are held at once (memory ``query_chunk * n * 2`` bytes).
-    backend : {"auto", "numpy", "numba", "faiss"}
+    backend : {"auto", "numpy", "numba", "faiss", "mih"}
         ``numba`` (the ``fast`` extra) fuses popcount and selection in compiled loops over ``threads`` threads;
         ``auto`` uses it when installed. ``faiss`` (also the ``fast`` extra) ranks with FAISS
         ``IndexBinaryFlat`` and repairs its tie order: FAISS breaks ties at the cut arbitrarily, so a query
         whose ``limit``-th and next distances are equal gets the rows at the cut distance by a position-ordered
-        scan that stops once it has enough. All give identical results.
+        scan that stops once it has enough. ``mih`` (needs numba) searches multi-index hash tables built once
+        per database array (:class:`hashplug.index.mih.MultiIndexTables`: sublinear in n for short codes,
+        about 6x the memory of 64-bit codes). All give identical results.
 
     Returns
     -------
@@ -134,10 +139,12 @@ def dense_topk(
     if n == 0 or lim == 0:
         return pos_out, dist_out
     max_d = 64 * qw.shape[1]
-    if backend not in ("auto", "numpy", "numba", "faiss"):
-        raise HashplugError(f"backend must be 'auto', 'numpy', 'numba' or 'faiss'; got {backend!r}.")
+    if backend not in BACKENDS:
+        raise HashplugError(f"backend must be one of {list(BACKENDS)}; got {backend!r}.")
     if backend == "faiss":
         return _dense_topk_faiss(qw, db_words, lim, int(threads), block)
+    if backend == "mih":
+        return _mih_tables(db_words).search(qw, lim, threads=int(threads))
     if backend != "numpy":
         from ._numba import kernels
 
@@ -170,32 +177,50 @@ def dense_topk(
     return pos_out, dist_out
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``threads`` Python threads for the compiled (``nogil``) kernels, made once per size.
+
+    Plain threads waiting on a queue, not an OpenMP team: idle workers sleep, so they never slow FAISS's or
+    torch's OpenMP threads in the same process (an OpenMP pool of numba's, spinning after each call, slowed
+    FAISS searches 20-100x here).
+    """
+    pool = _POOLS.get(int(threads))
+    if pool is None:
+        pool = _POOLS[int(threads)] = ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="hashplug")
+    return pool
+
+
 def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int,
                       max_d: int) -> tuple[np.ndarray, np.ndarray]:
-    import numba
-
     scan, merge = compiled
     nq, n = qw.shape[0], db_words.shape[0]
     pos_out = np.zeros((nq, lim), np.int64)
     dist_out = np.zeros((nq, lim), np.int32)
     step = max(1, chunk)
-    T = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS, n // 4096 or 1))
+    T = max(1, min(int(threads), n // 4096 or 1))
+    bounds = [(n * t) // T for t in range(T + 1)]
     cap = max(2 * lim, 256)
     c = min(step, nq)
     buf_pos, buf_d = np.empty((T, c, cap), np.int64), np.empty((T, c, cap), np.int64)
     out_pos, out_d = np.empty((T, c, lim), np.int64), np.empty((T, c, lim), np.int64)
     out_cnt = np.empty((T, c), np.int64)
-    before = numba.get_num_threads()
-    numba.set_num_threads(T)
-    try:
-        for qs in range(0, nq, step):
-            qe = min(nq, qs + step)
-            r = qe - qs
-            scan(np.ascontiguousarray(qw[qs:qe]), db_words, lim, buf_pos[:, :r], buf_d[:, :r], out_pos[:, :r],
-                 out_d[:, :r], out_cnt[:, :r])
-            merge(out_pos[:, :r], out_d[:, :r], out_cnt[:, :r], n, lim, pos_out[qs:qe], dist_out[qs:qe])
-    finally:
-        numba.set_num_threads(before)
+    for qs in range(0, nq, step):
+        qe = min(nq, qs + step)
+        r = qe - qs
+        qc = np.ascontiguousarray(qw[qs:qe])
+
+        def one(t: int, qc: np.ndarray = qc, r: int = r) -> None:
+            scan(qc, db_words, bounds[t], bounds[t + 1], lim, buf_pos[t, :r], buf_d[t, :r], out_pos[t, :r],
+                 out_d[t, :r], out_cnt[t, :r])
+
+        if T == 1:
+            one(0)
+        else:
+            list(thread_pool(T).map(one, range(T)))
+        merge(out_pos[:, :r], out_d[:, :r], out_cnt[:, :r], n, lim, pos_out[qs:qe], dist_out[qs:qe])
     return pos_out, dist_out
 
 
@@ -288,6 +313,20 @@ def sparse_topk(
 #: array itself is kept, so its identity cannot be reused by another array (HammingIndex never writes into
 #: its words in place: add and delete make new arrays).
 _FAISS_CACHE: list[Any] = []
+
+
+_MIH_CACHE: list[tuple[np.ndarray, Any]] = []
+
+
+def _mih_tables(db_words: np.ndarray) -> Any:
+    """The multi-index tables of ``db_words``, built on first use and kept while the same array is searched."""
+    if _MIH_CACHE and _MIH_CACHE[0][0] is db_words:
+        return _MIH_CACHE[0][1]
+    from .mih import MultiIndexTables
+
+    tables = MultiIndexTables(db_words)
+    _MIH_CACHE[:] = [(db_words, tables)]
+    return tables
 
 
 def _faiss_index(db_words: np.ndarray) -> Any:

@@ -1,0 +1,304 @@
+"""Exact Hamming top-k by multi-index hashing (Norouzi, Punjani and Fleet, "Fast Exact Search in Hamming Space
+with Multi-Index Hashing", CVPR 2012 / TPAMI 2014): sublinear in N for short codes.
+
+Each code of b bits is cut into s disjoint substrings; substring j of every database row goes into its own
+table (rows sorted by the substring's value: CSR offsets, the rows' positions and a copy of their codes in that
+order, so a bucket is read sequentially). By the pigeonhole principle a row within distance ``s (r + 1) - 1``
+of the query lies within distance ``r`` of it in at least one substring, so probing, for ``r = 0, 1, ...``,
+every bucket at substring distance exactly ``r`` in every table finds all rows below ``s (r + 1)``. The search
+stops as soon as the ``limit``-th smallest distance found is below that radius: the result is then exact,
+ties included (ranked by ``distance * n + position`` like every hashplug kernel).
+
+A row found through several substrings is counted once: it is kept only at its first encounter, the smallest
+substring distance and, among substrings at that distance, the first one (computed from its own code, no
+per-query memory of visited rows). Rows found farther than the current bound (the smallest distance with
+``limit`` rows at or below it) are dropped at once.
+
+Substrings of about ``log2(N) - 7`` bits (16 at 10M rows) keep a few hundred rows per bucket, which favours
+sequential reads over the random jumps of ``log2(N)``-bit substrings. Memory: ``s`` copies of the codes plus
+4 bytes per row and substring (about 6x the 64-bit codes): an accelerator for short codes, not the default.
+The search kernel needs numba (``hashplug[fast]``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..validation import HashplugError
+
+__all__ = ["MultiIndexTables", "substring_layout"]
+
+_KERNEL: Any = None
+
+
+def substring_layout(nbits: int, n: int, substring_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start bit and width of each substring: ``(los (s,), widths (s,))`` int64, widths differing by at most 1.
+
+    ``substring_bits`` defaults to ``clip(round(log2(n)) - 7, 6, 20)``.
+    """
+    if substring_bits is None:
+        substring_bits = int(np.clip(round(math.log2(max(n, 2))) - 7, 6, 20))
+    if not 1 <= int(substring_bits) <= 24:
+        raise HashplugError(f"substring_bits must be in [1, 24]; got {substring_bits}.")
+    s = max(1, -(-int(nbits) // int(substring_bits)))
+    widths = np.full(s, nbits // s, np.int64)
+    widths[: nbits % s] += 1
+    los = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+    return los, widths
+
+
+def _substring_values(words: np.ndarray, lo: int, width: int) -> np.ndarray:
+    """Bits ``[lo, lo + width)`` of every row of ``words`` (n, w) uint64 (bit i = word i // 64, bit i % 64)."""
+    wi, sh = lo // 64, lo % 64
+    v = words[:, wi] >> np.uint64(sh)
+    if sh + width > 64:
+        v = v | (words[:, wi + 1] << np.uint64(64 - sh))
+    return (v & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+class MultiIndexTables:
+    """Multi-index hash tables over packed codes, for exact top-``limit`` search (see the module docstring).
+
+    Parameters
+    ----------
+    db_words : ndarray of shape (n, w), dtype=uint64
+        The database as :func:`hashplug.index.kernels.words_of` (kept by reference).
+    nbits : int, optional
+        Code length in bits (default ``64 w``; bits beyond it must be zero).
+    substring_bits : int, optional
+        Bits per substring (default: :func:`substring_layout`).
+    """
+
+    def __init__(self, db_words: np.ndarray, nbits: int | None = None, substring_bits: int | None = None) -> None:
+        if db_words.dtype != np.uint64 or db_words.ndim != 2:
+            raise HashplugError(f"db_words must be uint64 of shape (n, w); got {db_words.dtype} {db_words.shape}.")
+        n, w = db_words.shape
+        if n >= 2**31:
+            raise HashplugError(f"multi-index hashing holds positions as int32; {n} rows are too many.")
+        self.n, self.w = int(n), int(w)
+        self.nbits = int(nbits or 64 * w)
+        if not 1 <= self.nbits <= 64 * w:
+            raise HashplugError(f"nbits must be in [1, {64 * w}]; got {nbits}.")
+        self.db_words = db_words
+        self.los, self.widths = substring_layout(self.nbits, self.n, substring_bits)
+        s = self.los.shape[0]
+        B = 1 << int(self.widths.max())
+        self.offsets = np.zeros((s, B + 1), np.int64)
+        self.ids = np.empty((s, self.n), np.int32)
+        self.codes = np.empty((s, self.n, w), np.uint64)
+        for j, (lo, wd) in enumerate(zip(self.los, self.widths)):
+            keys = _substring_values(db_words, int(lo), int(wd))
+            order = np.argsort(keys, kind="stable")  # positions ascending within a bucket
+            self.ids[j] = order
+            self.codes[j] = db_words[order]
+            self.offsets[j, 1:] = np.cumsum(np.bincount(keys, minlength=B))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.ids.nbytes + self.codes.nbytes)
+
+    def search(self, qw: np.ndarray, limit: int, *, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``limit`` positions and distances of query words ``qw`` (nq, w) uint64.
+
+        Work is split into lanes, one per (query, table), run radius by radius on ``threads`` Python threads
+        (the kernel is ``nogil``): a row is found
+        in exactly one lane (its first encounter), each lane drops rows above its own bound (safe: a lane's
+        ``limit``-th distance bounds the query's), and after each radius the lanes' histograms decide whether
+        the query is done. A query whose lane overflows its buffer (a huge tie at its bound, e.g. every row
+        alike) is answered by the flat scan instead: the same exact result.
+
+        Returns
+        -------
+        positions : ndarray of shape (nq, min(limit, n)), dtype=int64
+        distances : ndarray of shape (nq, min(limit, n)), dtype=int32
+            Ascending distance, ties by ascending position (as :func:`dense_topk`).
+        """
+        probe, check = _kernel()
+        from .kernels import dense_topk, thread_pool
+
+        qw = np.ascontiguousarray(qw, dtype=np.uint64)
+        if qw.ndim != 2 or qw.shape[1] != self.w:
+            raise HashplugError(f"query words must have shape (nq, {self.w}); got {qw.shape}.")
+        lim = min(int(limit), self.n)
+        nq, s = qw.shape[0], self.los.shape[0]
+        pos = np.zeros((nq, lim), np.int64)
+        dist = np.zeros((nq, lim), np.int32)
+        if lim == 0 or nq == 0:
+            return pos, dist
+        max_d = 64 * self.w
+        L = nq * s
+        cap = max(4 * lim, 1024)
+        hist = np.zeros((L, max_d + 2), np.int64)
+        bound = np.full(L, max_d + 1, np.int64)
+        cnt = np.zeros(L, np.int64)
+        fill = np.zeros(L, np.int64)
+        bpos = np.empty((L, cap), np.int64)
+        bd = np.empty((L, cap), np.int64)
+        overflow = np.zeros(L, np.bool_)
+        done = np.zeros(nq, np.bool_)
+        T = max(1, min(int(threads), L))
+        cuts = [(L * t) // T for t in range(T + 1)]
+        for r in range(int(self.widths.max()) + 1):
+
+            def one(t: int, r: int = r) -> None:
+                probe(qw, self.codes, self.ids, self.offsets, self.los, self.widths, r, lim, cuts[t], cuts[t + 1],
+                      done, hist, bound, cnt, fill, bpos, bd, overflow)
+
+            if T == 1:
+                one(0)
+            else:
+                list(thread_pool(T).map(one, range(T)))
+            check(r, s, lim, int(self.widths.min()), self.n, hist, bound, fill, bpos, bd, overflow, done, pos, dist)
+            if done.all():
+                break
+        bad = np.flatnonzero(overflow.reshape(nq, s).any(axis=1))
+        if bad.size:
+            pos[bad], dist[bad] = dense_topk(qw[bad].view(np.uint8), self.db_words, lim, threads=threads)
+        return pos, dist
+
+
+def _kernel() -> Any:
+    global _KERNEL
+    if _KERNEL is not None:
+        return _KERNEL
+    try:
+        from numba import njit
+    except ImportError:
+        raise HashplugError("multi-index hashing needs numba: pip install 'hashplug[fast]'.") from None
+
+    @njit(inline="always")
+    def popcount64(x):
+        x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+        x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+        x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+    @njit(inline="always")
+    def sub_value(words, lo, width):  # words: one row (w,) uint64
+        wi = lo >> 6
+        sh = lo & 63
+        v = words[wi] >> np.uint64(sh)
+        if sh + width > 64:
+            v = v | (words[wi + 1] << np.uint64(64 - sh))
+        return np.int64(v & np.uint64((1 << width) - 1))
+
+    @njit(cache=True, nogil=True)
+    def probe(qw, codes, ids, offsets, los, widths, r, limit, lane_lo, lane_hi, done, hist, bound, cnt, fill, bpos,
+              bd, overflow):
+        # lane = (query, table j): every bucket of table j at substring distance exactly r from the query
+        nq, w = qw.shape
+        s = los.shape[0]
+        cap = bpos.shape[1]
+        for lane in range(lane_lo, lane_hi):
+            qi = lane // s
+            j = lane % s
+            wd = widths[j]
+            if done[qi] or overflow[lane] or r > wd:
+                continue
+            q = qw[qi]
+            qsub = np.empty(s, np.int64)
+            for jj in range(s):
+                qsub[jj] = sub_value(q, los[jj], widths[jj])
+            b = bound[lane]
+            mask = (1 << r) - 1
+            top = 1 << wd
+            while mask < top:
+                bucket = qsub[j] ^ mask
+                for t in range(offsets[j, bucket], offsets[j, bucket + 1]):
+                    acc = np.uint64(0)
+                    for k in range(w):
+                        acc += popcount64(q[k] ^ codes[j, t, k])
+                    d = np.int64(acc)
+                    if d > b:
+                        continue
+                    # first encounter: no substring before j within r, none after j below r
+                    row = codes[j, t]
+                    first = True
+                    for jj in range(s):
+                        if jj == j:
+                            continue
+                        dj = np.int64(popcount64(np.uint64(sub_value(row, los[jj], widths[jj]) ^ qsub[jj])))
+                        if dj < r or (jj < j and dj == r):
+                            first = False
+                            break
+                    if not first:
+                        continue
+                    f = fill[lane]
+                    if f == cap:  # drop rows above the bound
+                        k2 = 0
+                        for e in range(f):
+                            if bd[lane, e] <= b:
+                                bpos[lane, k2] = bpos[lane, e]
+                                bd[lane, k2] = bd[lane, e]
+                                k2 += 1
+                        f = k2
+                        if f == cap:  # a tie larger than the buffer: the flat scan answers this query
+                            overflow[lane] = True
+                            break
+                    bpos[lane, f] = ids[j, t]
+                    bd[lane, f] = d
+                    fill[lane] = f + 1
+                    hist[lane, d] += 1
+                    cnt[lane] += 1
+                    while cnt[lane] - hist[lane, b] >= limit:
+                        cnt[lane] -= hist[lane, b]
+                        b -= 1
+                    bound[lane] = b
+                if overflow[lane] or r == 0:
+                    break
+                c = mask & -mask  # Gosper's hack: the next mask with r bits set
+                rr = mask + c
+                mask = (((rr ^ mask) >> 2) // c) | rr
+
+    @njit(cache=True, nogil=True)
+    def check(r, s, limit, min_width, n, hist, bound, fill, bpos, bd, overflow, done, pos_out, dist_out):
+        # per query: the limit-th smallest distance X found over its lanes (each lane's histogram is exact
+        # up to its bound); done when X < s (r + 1) (nothing unfound lies below) or r covers a whole substring
+        nq = done.shape[0]
+        for qi in range(nq):
+            if done[qi]:
+                continue
+            lanes = np.arange(qi * s, (qi + 1) * s)
+            ovf = False
+            top = hist.shape[1] - 1
+            for lane in lanes:
+                ovf = ovf or overflow[lane]
+                top = min(top, bound[lane])
+            if ovf:
+                done[qi] = True
+                continue
+            cum = 0
+            X = -1
+            for v in range(top + 1):
+                for lane in lanes:
+                    cum += hist[lane, v]
+                if cum >= limit:
+                    X = v
+                    break
+            if not ((X >= 0 and X < s * (r + 1)) or r >= min_width):
+                continue
+            if X < 0:
+                X = top
+            tot = 0
+            for lane in lanes:
+                for e in range(fill[lane]):
+                    if bd[lane, e] <= X:
+                        tot += 1
+            keys = np.empty(tot, np.int64)
+            k2 = 0
+            for lane in lanes:
+                for e in range(fill[lane]):
+                    if bd[lane, e] <= X:
+                        keys[k2] = bd[lane, e] * n + bpos[lane, e]
+                        k2 += 1
+            keys.sort()
+            for e in range(min(limit, tot)):
+                pos_out[qi, e] = keys[e] % n
+                dist_out[qi, e] = keys[e] // n
+            done[qi] = True
+
+    _KERNEL = (probe, check)
+    return _KERNEL
