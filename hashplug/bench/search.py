@@ -111,6 +111,7 @@ def run_search_bench(
     limit: int = 100,
     threads: int = 2,
     lancedb_queries: int = 10,
+    ann_max_rows: int = 2_000_000,
     seed: int = 0,
     out: str | None = None,
     progress: bool = True,
@@ -129,6 +130,7 @@ def run_search_bench(
         "limit": int(limit),
         "n_queries": int(n_queries),
         "threads": int(threads),
+        "ann_max_rows": int(ann_max_rows),
         "faiss": None if faiss is None else getattr(faiss, "__version__", "?"),
         "memory": {},
         "build": {},
@@ -217,7 +219,7 @@ def run_search_bench(
                     faiss if faiss is not None else None)))
             # ---- LanceDB (dense: flat and IVF_FLAT; sparse: hashplug.search's LABEL_LIST path)
             cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
-                                       min(lancedb_queries, n_queries)))
+                                       min(lancedb_queries, n_queries), ann=n <= ann_max_rows))
             for meth, c in cell.items():  # "...@10" rows against FAISS at the same limit
                 f = cell.get("faiss-flat@10" if meth.endswith("@10") else "faiss-flat")
                 c["ratio_to_faiss"] = rounded(c["ms_per_query"] / f["ms_per_query"], 3) if f and "ms_per_query" in c else None
@@ -286,7 +288,7 @@ def _mih_cells(packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int
     return out
 
 
-def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d, nq) -> dict[str, Any]:
+def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d, nq, ann=True) -> dict[str, Any]:
     import lancedb
     import pyarrow as pa
 
@@ -306,6 +308,8 @@ def _lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exa
             got = [flat(q)["_distance"].to_numpy() for q in qs]
             out["lancedb-flat"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(1000 / ms, 1),
                                    "recall": rounded(_recall(None, exact_ids[:nq], exact_d[:nq], np.stack(got)), 4)}
+            if not ann:  # IVF / HNSW builds (k-means over every row) skipped above ann_max_rows
+                return out
             from lancedb.index import IvfFlat
 
             parts = max(1, min(1024, int(np.sqrt(n))))
@@ -388,7 +392,7 @@ def bench_search(args: argparse.Namespace) -> int:
 
         raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
     res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
-                           out=args.out, threads=args.threads)
+                           out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
     print(f"bound: {res['bound']}")
     for name, byn in res["rows"].items():
         for n_, cell in byn.items():

@@ -354,6 +354,8 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--queries", type=int, default=100, help="search: queries per measurement")
     b.add_argument("--limit-results", type=int, default=100, help="search: results per query")
     b.add_argument("--threads", type=int, default=2, help="search: threads of hashplug's kernel and FAISS")
+    b.add_argument("--ann-max-rows", type=int, default=2_000_000,
+                   help="search: build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
     b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial, search: write the figure (scatter, histograms, latency vs N, "
                    "query grid) here")
