@@ -9,6 +9,7 @@ import pytest
 
 from hashplug.bench import mihash as mb
 from hashplug.cli import main as cli_main
+from hashplug.validation import HashplugError
 
 pytest.importorskip("torch")
 
@@ -75,3 +76,19 @@ def test_supervised_cli_takes_a_validation_grid(tiny_mnist, tmp_path):
     res = json.loads(out.read_text())
     assert [c["gamma"] for c in res["validation"]["MIHash-linear"]] == [5.0, 10.0]
     assert res["chosen"]["MIHash-linear"]["gamma"] in (5.0, 10.0)
+
+
+def test_supervised_grid_per_method(tiny_mnist, tmp_path, capsys):
+    """A dict grid tunes each named method on its own settings (same count each); others keep the default."""
+    out = tmp_path / "grid2.json"
+    grid = {"MIHash-linear": [{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}],
+            "DPSH-linear": [{"optimizer": "adam", "lr": 0.001, "eta": 3.0}]}
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "2", "--seeds", "1",
+                     "--methods", "MIHash-linear", "DPSH-linear", "--grid", json.dumps(grid), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["chosen"]["MIHash-linear"]["gamma"] == 5.0 and res["chosen"]["DPSH-linear"]["eta"] == 3.0
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "1", "--seeds", "1",
+                     "--methods", "MIHash-linear", "--grid", '{"MIHash-deep": []}', "--out", str(out)]) != 0
+    assert "unknown methods ['MIHash-deep']; available: ['MIHash-linear'" in capsys.readouterr().err
+    with pytest.raises(HashplugError, match="unknown methods"):
+        mb.run_supervised("mnist", tiny_mnist, bits=[8], methods=["MIHash-linear"], grid={"x": []}, progress=False)

@@ -196,7 +196,7 @@ def run_supervised(
     methods: Sequence[str] | None = None,
     epochs: int = 50,
     batch_size: int = 256,
-    grid: Sequence[dict[str, Any]] | None = None,
+    grid: Sequence[dict[str, Any]] | dict[str, Sequence[dict[str, Any]]] | None = None,
     tune_bits: int | None = None,
     hp: dict[str, dict[str, Any]] | None = None,
     limit: int | None = None,
@@ -204,7 +204,11 @@ def run_supervised(
     png: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Supervised retrieval on the cifar-1-like split of ``dataset`` (see the module docstring)."""
+    """Supervised retrieval on the cifar-1-like split of ``dataset`` (see the module docstring).
+
+    ``grid`` replaces the validation grid of every gradient method (a list of settings) or of the methods it
+    names (``{"MIHash-MLP": [...], "DPSH-MLP": [...]}``: give each the same number of settings).
+    """
     from tqdm.auto import tqdm
 
     from ..data import per_class_split
@@ -222,6 +226,9 @@ def run_supervised(
     tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
     q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
     names = list(methods or SUPERVISED_METHODS)
+    if isinstance(grid, dict) and set(grid) - set(SUPERVISED_METHODS):
+        raise HashplugError(f"--grid names unknown methods {sorted(set(grid) - set(SUPERVISED_METHODS))}; "
+                            f"available: {list(SUPERVISED_METHODS)}.")
     hp = dict(hp or {})
     tune_bits = int(tune_bits or max(bits))  # the longest code: where a setting that does not scale shows
     common = {"epochs": int(epochs), "batch_size": int(batch_size)}
@@ -256,7 +263,11 @@ def run_supervised(
         if not _is_gradient(name) or name in hp:
             continue
         reg = SUPERVISED_METHODS[name][0]
-        mgrid = list(grid) if grid else [{**g, **kn} for g in GRADIENT_GRID for kn in KNOB_GRID.get(reg, [{}])]
+        default = [{**g, **kn} for g in GRADIENT_GRID for kn in KNOB_GRID.get(reg, [{}])]
+        if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
+            mgrid = list(grid.get(name) or default)
+        else:
+            mgrid = list(grid) if grid else default
         scores = []
         for g in tqdm(mgrid, desc=f"validation {name}", disable=not progress, leave=False):
             got = []
