@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hashplug.codes import indices_to_packed, pack_bits
+from hashplug.codes import indices_to_packed, pack_bits, unpack_bits
 from hashplug.hamming import hamming_distances
 from hashplug.index import build_postings, dense_topk, sparse_topk, words_of
 from hashplug.validation import HashplugError
@@ -102,11 +102,34 @@ def test_multi_index_hashing_equals_brute_force(n, m, nq, limit, density, dup, n
     if near:
         qbits[0] = bits[n // 2]
     DB, Q = pack_bits(bits), pack_bits(qbits)
-    tables = MultiIndexTables(words_of(DB), nbits=m, substring_bits=sub_bits)
+    tables = MultiIndexTables(words_of(DB), substring_bits=sub_bits)
     pos, dist = tables.search(words_of(Q), limit, threads=threads)
     want_pos, want_dist = brute(Q, DB, limit)
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_array_equal(dist, want_dist)
+
+
+def test_multi_index_hashing_covers_only_the_used_bits():
+    """Codes of 100 bits in two words: the tables stop at the highest word bit a row sets (104: the last code
+    byte is bits 32..39 of word 1), a query setting a bit no row uses is answered by the flat scan, and a
+    row beyond a declared nbits is refused."""
+    pytest.importorskip("numba")
+    from hashplug.index.kernels import _mih_tables
+    from hashplug.index.mih import MultiIndexTables
+
+    rng = np.random.default_rng(5)
+    DB = pack_bits(rng.random((3000, 100)) < 0.3)
+    w = words_of(DB)
+    assert _mih_tables(w).nbits == 104
+    Q = pack_bits(rng.random((4, 128)) < 0.3)[:, : DB.shape[1] + 3]  # bits 100..127 set in some queries
+    Q = np.ascontiguousarray(Q[:, : w.shape[1] * 8])
+    assert np.any(unpack_bits(Q, 128)[:, 100:])
+    pos, dist = dense_topk(Q, w, 20, backend="mih")
+    want_pos, want_dist = dense_topk(Q, w, 20, backend="numpy")
+    np.testing.assert_array_equal(pos, want_pos)
+    np.testing.assert_array_equal(dist, want_dist)
+    with pytest.raises(HashplugError, match="sets word bit 15, beyond nbits=8"):
+        MultiIndexTables(words_of(pack_bits(np.eye(10, dtype=bool))), nbits=8)
 
 
 @pytest.mark.parametrize("kind", ["all-equal", "all-zero", "ties-at-cut"])

@@ -250,7 +250,7 @@ def _mih_cells(packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int
     wds = words_of(packed)
     qw = words_of(qpacked)
     t0 = time.perf_counter()
-    tables = MultiIndexTables(wds, nbits=8 * packed.shape[1])
+    tables = MultiIndexTables(wds)
     build = time.perf_counter() - t0
     res["build"][name][str(n)]["mih_build_s"] = rounded(build, 3)
     res["memory"][name][str(n)]["mih_bytes_per_row"] = rounded(tables.nbytes / n, 2)

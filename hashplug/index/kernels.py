@@ -324,7 +324,7 @@ def _mih_tables(db_words: np.ndarray) -> Any:
         return _MIH_CACHE[0][1]
     from .mih import MultiIndexTables
 
-    tables = MultiIndexTables(db_words)
+    tables = MultiIndexTables(db_words)  # covers the bits up to the highest one any row sets
     _MIH_CACHE[:] = [(db_words, tables)]
     return tables
 

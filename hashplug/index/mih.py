@@ -67,7 +67,9 @@ class MultiIndexTables:
     db_words : ndarray of shape (n, w), dtype=uint64
         The database as :func:`hashplug.index.kernels.words_of` (kept by reference).
     nbits : int, optional
-        Code length in bits (default ``64 w``; bits beyond it must be zero).
+        Bits covered, in word order (bit b is bit ``b % 64`` of word ``b // 64``; packed codes put code bit i
+        at bit ``7 - i % 8`` of byte ``i // 8``): every row must be zero from bit ``nbits`` on. Default: just
+        past the highest bit any row sets, so padding and unused bits make no degenerate tables.
     substring_bits : int, optional
         Bits per substring (default: :func:`substring_layout`).
     """
@@ -79,9 +81,15 @@ class MultiIndexTables:
         if n >= 2**31:
             raise HashplugError(f"multi-index hashing holds positions as int32; {n} rows are too many.")
         self.n, self.w = int(n), int(w)
-        self.nbits = int(nbits or 64 * w)
+        high = np.bitwise_or.reduce(db_words, axis=0) if n else np.zeros(w, np.uint64)
+        nz = np.flatnonzero(high)
+        used = 64 * int(nz[-1]) + int(high[nz[-1]]).bit_length() if nz.size else 1  # highest bit any row sets
+        self.nbits = int(nbits) if nbits is not None else used
         if not 1 <= self.nbits <= 64 * w:
             raise HashplugError(f"nbits must be in [1, {64 * w}]; got {nbits}.")
+        if used > self.nbits:
+            raise HashplugError(f"a database row sets word bit {used - 1}, beyond nbits={self.nbits}; leave nbits out "
+                                "(the highest bit any row sets is used).")
         self.db_words = db_words
         self.los, self.widths = substring_layout(self.nbits, self.n, substring_bits)
         s = self.los.shape[0]
@@ -128,6 +136,14 @@ class MultiIndexTables:
         dist = np.zeros((nq, lim), np.int32)
         if lim == 0 or nq == 0:
             return pos, dist
+        # a query with bits beyond nbits (where every row is 0) is answered by the flat scan: the tables'
+        # radius bound counts only the bits they cover
+        beyond = np.zeros(self.w, np.uint64)
+        for b in range(self.nbits, 64 * self.w):
+            beyond[b // 64] |= np.uint64(1) << np.uint64(b % 64)
+        outside = np.flatnonzero(np.any(qw & beyond, axis=1))
+        done0 = np.zeros(nq, np.bool_)
+        done0[outside] = True
         max_d = 64 * self.w
         L = nq * s
         cap = max(4 * lim, 1024)
@@ -138,7 +154,7 @@ class MultiIndexTables:
         bpos = np.empty((L, cap), np.int64)
         bd = np.empty((L, cap), np.int64)
         overflow = np.zeros(L, np.bool_)
-        done = np.zeros(nq, np.bool_)
+        done = done0.copy()
         T = max(1, min(int(threads), L))
         cuts = [(L * t) // T for t in range(T + 1)]
         for r in range(int(self.widths.max()) + 1):
@@ -154,7 +170,7 @@ class MultiIndexTables:
             check(r, s, lim, int(self.widths.min()), self.n, hist, bound, fill, bpos, bd, overflow, done, pos, dist)
             if done.all():
                 break
-        bad = np.flatnonzero(overflow.reshape(nq, s).any(axis=1))
+        bad = np.union1d(np.flatnonzero(overflow.reshape(nq, s).any(axis=1)), outside)
         if bad.size:
             pos[bad], dist[bad] = dense_topk(qw[bad].view(np.uint8), self.db_words, lim, threads=threads)
         return pos, dist
