@@ -328,6 +328,39 @@ def test_faiss_backend_equals_brute_force_including_ties(n, limit, m, seed, coar
         np.testing.assert_array_equal(dist[i], D[i][order])
 
 
+def test_faiss_tie_repair_restores_the_position_order(monkeypatch):
+    """FAISS does not promise an order among equal distances: an index that breaks ties at random (as a
+    multi-threaded or blocked FAISS may) still gives the exact result through the range-search repair."""
+    faiss = pytest.importorskip("faiss")
+    from hashplug.index import kernels
+
+    rng = np.random.default_rng(1)
+    db = np.zeros((3000, 8), np.uint8)
+    db[:, 0] = rng.integers(0, 4, 3000).astype(np.uint8)  # distances 0, 1, 2: huge ties at every cut
+    real = faiss.IndexBinaryFlat(64)
+    real.add(db)
+
+    class Shuffling:
+        def search(self, q, k):
+            D, ids = real.search(q, db.shape[0])
+            for r in range(D.shape[0]):  # shuffle within each distance, then keep k
+                order = np.lexsort((rng.random(D.shape[1]), D[r]))
+                D[r], ids[r] = D[r][order], ids[r][order]
+            return D[:, :k], ids[:, :k]
+
+        def range_search(self, q, radius):
+            return real.range_search(q, radius)
+
+    monkeypatch.setattr(kernels, "_faiss_index", lambda words: Shuffling())
+    q = np.zeros((3, 8), np.uint8)
+    q[1, 0], q[2, 0] = 1, 3
+    for limit in (1, 50, 777):
+        pos, dist = dense_topk(q, words_of(db), limit, backend="faiss")
+        want_pos, want_dist = brute(q, db, limit)
+        np.testing.assert_array_equal(pos, want_pos)
+        np.testing.assert_array_equal(dist, want_dist)
+
+
 def test_unknown_backend_lists_the_available_ones():
     with pytest.raises(HashplugError, match=r"backend must be one of \['auto', 'numpy', 'numba', 'faiss', 'mih'\]"):
         HammingIndex("packed", 64, backend="simd")

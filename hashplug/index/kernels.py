@@ -114,8 +114,9 @@ def dense_topk(
         ``numba`` (the ``fast`` extra) fuses popcount and selection in compiled loops over ``threads`` threads;
         ``auto`` uses it when installed. ``faiss`` (also the ``fast`` extra) ranks with FAISS
         ``IndexBinaryFlat`` and repairs its tie order: FAISS breaks ties at the cut arbitrarily, so a query
-        whose ``limit``-th and next distances are equal gets the rows at the cut distance by a position-ordered
-        scan that stops once it has enough. ``mih`` (needs numba) searches multi-index hash tables built once
+        whose ``limit``-th and next distances are equal gets every row at the cut distance from one FAISS
+        ``range_search`` and keeps the lowest positions. ``mih`` (needs numba) searches multi-index hash
+        tables built once
         per database array (:class:`hashplug.index.mih.MultiIndexTables`: sublinear in n for short codes,
         about 6x the memory of 64-bit codes). All give identical results.
 
@@ -353,31 +354,25 @@ def _dense_topk_faiss(qw: np.ndarray, db_words: np.ndarray, lim: int, threads: i
     D, Ix = index.search(np.ascontiguousarray(qw).view(np.uint8), k)
     pos_out = np.zeros((qw.shape[0], lim), np.int64)
     dist_out = np.zeros((qw.shape[0], lim), np.int32)
+    cut = D[:, lim - 1].astype(np.int64)
+    tied = np.flatnonzero(D[:, lim] == D[:, lim - 1]) if k > lim else np.zeros(0, np.int64)
+    repair: dict[int, np.ndarray] = {}
+    if tied.size:
+        # rows at the cut distance extend past the limit and FAISS picked among them arbitrarily: one range
+        # search (every row below cut + 1, FAISS's own threads) gives them all; the lowest positions win
+        qbytes = np.ascontiguousarray(qw[tied]).view(np.uint8)
+        for j, i in enumerate(tied):
+            _, dd, ii = index.range_search(qbytes[j : j + 1], int(cut[i]) + 1)
+            repair[int(i)] = np.sort(ii[dd == cut[i]].astype(np.int64))
     for i in range(qw.shape[0]):
         d, ix = D[i].astype(np.int64), Ix[i].astype(np.int64)
-        cut = d[lim - 1]
-        if k > lim and d[lim] == cut:  # rows at the cut distance extend past the limit: take them by position
-            below = d < cut
+        if i in repair:
+            below = d < cut[i]
             need = lim - int(below.sum())
-            at_cut = _first_at_distance(qw[i], db_words, int(cut), need, block)
-            ix = np.concatenate([ix[below], at_cut])
-            d = np.concatenate([d[below], np.full(need, cut)])
+            ix = np.concatenate([ix[below], repair[i][:need]])
+            d = np.concatenate([d[below], np.full(need, cut[i])])
         else:
             ix, d = ix[:lim], d[:lim]
         order = np.lexsort((ix, d))
         pos_out[i], dist_out[i] = ix[order], d[order]
     return pos_out, dist_out
-
-
-def _first_at_distance(q: np.ndarray, db_words: np.ndarray, dist: int, need: int, block: int) -> np.ndarray:
-    """The first ``need`` positions (ascending) whose Hamming distance to ``q`` (words) is exactly ``dist``."""
-    found: list[np.ndarray] = []
-    have = 0
-    for s in range(0, db_words.shape[0], block):
-        dd = np.bitwise_count(db_words[s : s + block] ^ q).sum(axis=1, dtype=np.int64)
-        hit = np.flatnonzero(dd == dist) + s
-        found.append(hit)
-        have += hit.size
-        if have >= need:
-            break
-    return np.concatenate(found)[:need]
