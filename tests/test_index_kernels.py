@@ -75,7 +75,14 @@ def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, 
         ones = np.sort(ones)
     DB = pack_bits(np.arange(m)[None, :] < ones[:, None])
     Q = pack_bits(rng.random((nq, m)) < 0.02)
-    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=7, backend="numba")
+    from hashplug.index import kernels
+
+    before = kernels.PARALLEL_WORDS
+    kernels.PARALLEL_WORDS = 1000  # split small databases over the threads too
+    try:
+        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=7, backend="numba")
+    finally:
+        kernels.PARALLEL_WORDS = before
     want_pos, want_dist = brute(Q, DB, limit)
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_array_equal(dist, want_dist)
@@ -264,15 +271,23 @@ def test_index_memory_is_close_to_the_raw_codes():
         idx.add(codes[:, :8], [10**6])
 
 
-def test_dense_threads_split_the_database_exactly():
+def test_dense_threads_split_the_database_exactly(monkeypatch):
+    """Ranges over threads: results that straddle every range boundary (limits up to the whole database)."""
+    from hashplug.index import kernels
+
+    monkeypatch.setattr(kernels, "PARALLEL_WORDS", 1000)  # split this small database over the threads too
     rng = np.random.default_rng(3)
     DB = rng.integers(0, 4, (20_000, 2), dtype=np.uint8)  # few distinct distances: ties everywhere
     Q = rng.integers(0, 4, (5, 2), dtype=np.uint8)
-    for threads, backend in ((1, "numpy"), (2, "numpy"), (3, "numpy"), (2, "auto")):
-        pos, dist = dense_topk(Q, words_of(DB), 300, threads=threads, block=1000, query_chunk=2, backend=backend)
-        want_pos, want_dist = brute(Q, DB, 300)
-        np.testing.assert_array_equal(pos, want_pos)
-        np.testing.assert_array_equal(dist, want_dist)
+    backends = ["numpy"] + (["numba"] if kernels.kernels_available() else [])
+    for limit in (300, 9_000, 20_000):
+        want_pos, want_dist = brute(Q, DB, limit)
+        for threads in (1, 2, 3):
+            for backend in backends:
+                pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=1000, query_chunk=2,
+                                       backend=backend)
+                np.testing.assert_array_equal(pos, want_pos)
+                np.testing.assert_array_equal(dist, want_dist)
 
 
 @settings(max_examples=60, deadline=None)

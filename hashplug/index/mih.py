@@ -125,7 +125,7 @@ class MultiIndexTables:
             Ascending distance, ties by ascending position (as :func:`dense_topk`).
         """
         probe, check = _kernel()
-        from .kernels import dense_topk, thread_pool
+        from .kernels import dense_topk, run_ranges
 
         qw = np.ascontiguousarray(qw, dtype=np.uint64)
         if qw.ndim != 2 or qw.shape[1] != self.w:
@@ -163,10 +163,7 @@ class MultiIndexTables:
                 probe(qw, self.codes, self.ids, self.offsets, self.los, self.widths, r, lim, cuts[t], cuts[t + 1],
                       done, hist, bound, cnt, fill, bpos, bd, overflow)
 
-            if T == 1:
-                one(0)
-            else:
-                list(thread_pool(T).map(one, range(T)))
+            run_ranges(one, T)
             check(r, s, lim, int(self.widths.min()), self.n, hist, bound, fill, bpos, bd, overflow, done, pos, dist)
             if done.all():
                 break
