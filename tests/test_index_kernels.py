@@ -271,6 +271,88 @@ def test_index_memory_is_close_to_the_raw_codes():
         idx.add(codes[:, :8], [10**6])
 
 
+def test_khot_index_memory_is_close_to_the_raw_indices():
+    """k-hot rows are held once, as postings (4 bytes per active unit) plus a 2-byte length: at most 1.2x the
+    raw int32 indices, after adds, a search (the merge) and a delete; the row-id runs add 16 bytes per run."""
+    rng = np.random.default_rng(2)
+    m, k, n = 4096, 16, 20_000
+    rows = _rows_sparse(rng, n, m, k)
+    idx = HammingIndex("indices", m)
+    idx.add(_csr(rows[:12_000]), np.arange(12_000))
+    idx.add(_csr(rows[12_000:]), np.arange(12_000, n))
+    idx.search([rows[5]], 10)
+    idx.delete(np.arange(0, n, 10))
+    raw = 4 * k * len(idx)
+    assert idx.nbytes <= 1.2 * raw, (idx.nbytes, raw)
+    with pytest.raises(HashplugError, match="lists an active unit twice"):
+        idx.add((np.array([0, 3]), np.array([5, 9, 5])), [10**6])
+    with pytest.raises(HashplugError, match="lists an active unit twice"):
+        idx.add((np.array([0, 2, 5]), np.array([1, 2, 7, 8, 7])), [10**6, 10**6 + 1])  # uneven lengths
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "delete", "search"]), st.integers(0, 10**6)), min_size=1,
+                    max_size=8), m=st.sampled_from([20, 64, 300]), k=st.integers(1, 5), varying=st.booleans())
+def test_khot_index_under_adds_and_deletes_equals_brute_force(ops, m, k, varying):
+    """Any sequence of adds (waiting to be merged), deletes and searches keeps the postings exact."""
+    idx = HammingIndex("indices", m)
+    held: dict[int, np.ndarray] = {}  # row id -> units, in insertion order
+    next_id = 0
+    for op, seed in ops:
+        rng = np.random.default_rng(seed)
+        if op == "add":
+            cnt = int(rng.integers(1, 40))
+            rows = [np.sort(rng.choice(m, int(rng.integers(0, k + 1)) if varying else min(k, m), replace=False))
+                    for _ in range(cnt)]
+            ids = np.arange(next_id, next_id + cnt) * 7 + 3
+            next_id += cnt
+            idx.add(_csr(rows), ids)
+            held.update(zip(ids.tolist(), rows))
+        elif op == "delete" and held:
+            gone = rng.choice(list(held), size=min(len(held), int(rng.integers(1, 10))), replace=False)
+            assert idx.delete(gone) == len(gone)
+            for g in gone:
+                del held[int(g)]
+        elif held:
+            q = np.sort(rng.choice(m, min(k, m), replace=False))
+            ids = np.array(list(held))
+            bits = np.zeros((len(held), m), bool)
+            for i, r in enumerate(held.values()):
+                bits[i, r] = True
+            qb = np.zeros((1, m), bool)
+            qb[0, q] = True
+            want_pos, want_d = brute(pack_bits(qb), pack_bits(bits), 15)
+            got_ids, got_d = idx.search([q], 15)
+            np.testing.assert_array_equal(got_ids[0], ids[want_pos[0]])
+            np.testing.assert_array_equal(got_d[0], want_d[0])
+    assert len(idx) == len(held)
+
+
+def test_khot_index_saved_before_the_postings_layout_still_loads(tmp_path):
+    """An index saved with CSR codes (offsets / values, before this layout) loads and searches the same."""
+    import json
+
+    from hashplug._files import sha256_arrays
+
+    rng = np.random.default_rng(4)
+    rows = _rows_sparse(rng, 500, 128, 6)
+    offsets, values = _csr(rows)
+    idx = HammingIndex("indices", 128)
+    idx.add((offsets, values), np.arange(500))
+    folder = idx.save(tmp_path / "new")
+    arrays = {**idx._ids.arrays(), "offsets": offsets.astype(np.int64), "values": values.astype(np.int32)}
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / "index.npz", **arrays)
+    meta = json.loads((folder / "index.json").read_text())
+    meta["arrays_sha256"] = sha256_arrays(arrays)
+    (old / "index.json").write_text(json.dumps(meta))
+    q = [rows[3], rows[77]]
+    a, b = HammingIndex.load(folder).search(q, 20), HammingIndex.load(old).search(q, 20)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_dense_threads_split_the_database_exactly(monkeypatch):
     """Ranges over threads: results that straddle every range boundary (limits up to the whole database)."""
     from hashplug.index import kernels

@@ -2,7 +2,7 @@
 
 :class:`HammingIndex` holds the codes of a table's rows (``row_ids`` in insertion order: positions; stored as runs of
 consecutive ids, :class:`RowIdRuns`) in the
-form its kernel needs (dense: uint64 words; sparse: CSR codes and CSC postings) and answers
+form its kernel needs (dense: uint64 words; sparse: CSC postings, the rows of each unit, and row lengths) and answers
 ``search(query_codes, limit, allowed=None) -> (row_ids, distances)`` exactly as a brute-force scan in
 position order would, ties to the earlier position. ``add`` appends rows, ``delete`` drops rows by id (the
 survivors keep their relative order). ``save(folder)`` writes ``index.npz`` (arrays) + ``index.json``
@@ -28,6 +28,11 @@ from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
 __all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT"]
 
 INDEX_FORMAT = "hashplug-index/1"
+
+
+def _length_dtype(m: int) -> Any:
+    """The smallest unsigned type holding a row's number of active units (at most m)."""
+    return np.uint16 if m < 2**16 else np.uint32
 
 
 class RowIdRuns:
@@ -133,9 +138,14 @@ class HammingIndex:
         self.table_version: int | None = None
         self.model_sha256: str | None = None
         self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
-        self._offsets = np.zeros(1, dtype=np.int64)
-        self._values = np.zeros(0, dtype=np.int32)
-        self._postings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # indices layout: CSC postings only (the rows of each unit, ascending positions) and each row's length;
+        # rows added since the last search wait as CSR chunks and are merged in by the next one
+        self._uo = np.zeros(self.m + 1, dtype=np.int64)
+        self._rows = np.zeros(0, dtype=np.int32)
+        self._lengths = np.zeros(0, dtype=_length_dtype(self.m))
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._zero: np.ndarray | None = None
+        self._change = 0  # bumped by add / delete: invalidates cached subsets
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -151,8 +161,9 @@ class HammingIndex:
         """Bytes held (codes, postings, row-id runs)."""
         if self.layout == "packed":
             return int(self._words.nbytes + self._ids.nbytes)
-        post = 0 if self._postings is None else sum(int(a.nbytes) for a in self._postings)
-        return int(self._offsets.nbytes + self._values.nbytes + self._ids.nbytes + post)
+        pending = sum(int(o.nbytes + v.nbytes) for o, v in self._pending)
+        zero = 0 if self._zero is None else int(self._zero.nbytes)
+        return int(self._uo.nbytes + self._rows.nbytes + self._lengths.nbytes + self._ids.nbytes + pending + zero)
 
     # ------------------------------------------------------------------ contents
     def _check_ids(self, row_ids: Any, n: int) -> np.ndarray:
@@ -180,10 +191,18 @@ class HammingIndex:
             if values.size and (values.min() < 0 or values.max() >= self.m):
                 raise HashplugError(f"active units must lie in [0, m={self.m}).")
             ids = self._check_ids(row_ids, n)
-            base = self._offsets[-1]
-            self._offsets = np.concatenate([self._offsets, base + (offsets[1:] - offsets[0])])
-            self._values = np.concatenate([self._values, values[offsets[0] : offsets[-1]].astype(np.int32)])
-            self._postings = None
+            lens = np.diff(offsets)
+            vals = values[offsets[0] : offsets[-1]]
+            if vals.size and lens.min() == lens.max():  # k-hot rows: sort each row, look for a repeat
+                dup = bool(np.any(np.diff(np.sort(vals.reshape(n, -1), axis=1), axis=1) == 0))
+            else:
+                dup = vals.size > 0 and np.unique(np.repeat(np.arange(n), lens) * self.m + vals).size != vals.size
+            if dup:
+                raise HashplugError("a row lists an active unit twice; give each row's units once.")
+            self._pending.append((offsets - offsets[0], vals.astype(np.int32)))
+            self._lengths = np.concatenate([self._lengths, lens.astype(self._lengths.dtype)])
+            self._zero = None
+        self._change += 1
         self._ids = RowIdRuns(np.concatenate([self.row_ids, ids]))
 
     def delete(self, row_ids: Any) -> int:
@@ -197,42 +216,80 @@ class HammingIndex:
         if self.layout == "packed":
             self._words = np.ascontiguousarray(self._words[keep])
         else:
-            lens = np.diff(self._offsets)
-            mask = np.repeat(keep, lens)
-            self._values = self._values[mask]
-            self._offsets = np.concatenate([[0], np.cumsum(lens[keep])]).astype(np.int64)
-            self._postings = None
+            self._uo, self._rows, self._lengths = self._postings_of(keep)
+            self._zero = None
+        self._change += 1
         self._ids = RowIdRuns(ids[keep])
         return k
 
-    def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self._postings is None:
-            uo, rows, lengths = build_postings(self._offsets, self._values, self.m)
-            zero_order = np.lexsort((np.arange(lengths.shape[0]), lengths))
-            self._postings = (uo, rows, lengths, zero_order)
-        return self._postings
+    def _merge_pending(self) -> None:
+        """Merge the rows added since the last search into the postings (each unit: old rows, then new)."""
+        if not self._pending:
+            return
+        n_new = sum(o.shape[0] - 1 for o, _ in self._pending)
+        base = self._lengths.shape[0] - n_new
+        offs = [self._pending[0][0]]
+        for o, _ in self._pending[1:]:
+            offs.append(offs[-1][-1] + o[1:])
+        offsets = np.concatenate(offs)
+        values = np.concatenate([v for _, v in self._pending])
+        uo2, rows2, _ = build_postings(offsets, values, self.m)
+        c1, c2 = np.diff(self._uo), np.diff(uo2)
+        uo = np.zeros(self.m + 1, dtype=np.int64)
+        np.cumsum(c1 + c2, out=uo[1:])
+        rows = np.empty(uo[-1], dtype=np.int32)
+        units = np.arange(self.m)
+        u1 = np.repeat(units, c1)
+        rows[uo[u1] + (np.arange(self._rows.size) - self._uo[u1])] = self._rows
+        u2 = np.repeat(units, c2)
+        rows[uo[u2] + c1[u2] + (np.arange(rows2.size) - uo2[u2])] = rows2 + base
+        self._uo, self._rows = uo, rows
+        self._pending = []
 
-    def _subset_postings(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _postings_of(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(unit_offsets, rows, lengths)`` of the rows where ``keep`` (n,) is True, renumbered 0.. in order."""
+        self._merge_pending()
+        newpos = np.cumsum(keep) - 1
+        sel = keep[self._rows]
+        units = np.repeat(np.arange(self.m), np.diff(self._uo))
+        uo = np.zeros(self.m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(units[sel], minlength=self.m), out=uo[1:])
+        return uo, newpos[self._rows[sel]].astype(np.int32), self._lengths[keep]
+
+    @staticmethod
+    def _zero_order_of(lengths: np.ndarray) -> Any:
+        """Positions by (length, position): the order of rows sharing no unit with a query (a range when every
+        row has the same length, the k-hot case: no array)."""
+        if lengths.size == 0 or np.all(lengths == lengths[0]):
+            return range(lengths.shape[0])
+        return np.lexsort((np.arange(lengths.shape[0]), lengths))
+
+    def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        self._merge_pending()
+        if self._zero is None:
+            zero = self._zero_order_of(self._lengths)
+            self._zero = zero if isinstance(zero, np.ndarray) else None
+        else:
+            zero = self._zero
+        return self._uo, self._rows, self._lengths, zero
+
+    def _subset_postings(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         """Postings of the rows at positions ``sub`` (the last subset's are kept: a repeated prefilter)."""
         key = (len(self), sub.size, hash(sub.tobytes()))
         hit = getattr(self, "_sub_cache", None)
         if hit is not None and hit[0] == key and self._postings_token == hit[2]:
             return hit[1]
-        lens = np.diff(self._offsets)
-        offs = np.concatenate([[0], np.cumsum(lens[sub])])
         chosen = np.zeros(len(self), dtype=bool)
         chosen[sub] = True
-        mask = np.repeat(chosen, lens)
-        vals = self._values[mask]
-        uo, rows, lengths = build_postings(offs, vals, self.m)
-        zero = np.lexsort((np.arange(lengths.shape[0]), lengths))
-        self._sub_cache = (key, (uo, rows, lengths, zero), self._postings_token)
-        return uo, rows, lengths, zero
+        uo, rows, lengths = self._postings_of(chosen)
+        out = (uo, rows, lengths, self._zero_order_of(lengths))
+        self._sub_cache = (key, out, self._postings_token)
+        return out
 
     @property
     def _postings_token(self) -> int:
         """Changes whenever the rows change (add / delete), invalidating cached subsets."""
-        return id(self._values)
+        return self._change
 
     # ------------------------------------------------------------------ search
     def positions_of(self, row_ids: Any) -> np.ndarray:
@@ -294,7 +351,8 @@ class HammingIndex:
     def _arrays(self) -> dict[str, np.ndarray]:
         if self.layout == "packed":
             return {**self._ids.arrays(), "words": self._words}
-        return {**self._ids.arrays(), "offsets": self._offsets, "values": self._values}
+        self._merge_pending()
+        return {**self._ids.arrays(), "unit_offsets": self._uo, "postings": self._rows, "lengths": self._lengths}
 
     def save(self, folder: str | Path) -> Path:
         """Write ``index.npz`` + ``index.json`` into ``folder`` (created); returns the folder."""
@@ -342,8 +400,28 @@ class HammingIndex:
             raise ModelFileError(f"{where!r}: the row ids in index.npz are missing or corrupt ({exc}); rebuild the index.") from None
         if idx.layout == "packed":
             idx._words = np.ascontiguousarray(arrays["words"])
+        elif "offsets" in arrays:  # indexes saved before the postings-only layout: CSR codes
+            try:
+                idx._pending = [(arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32))]
+                idx._lengths = np.diff(arrays["offsets"]).astype(idx._lengths.dtype)
+                if idx._lengths.shape[0] != len(idx):
+                    raise ValueError(f"{idx._lengths.shape[0]} coded rows for {len(idx)} row ids")
+                idx._merge_pending()
+            except (KeyError, ValueError, IndexError, HashplugError) as exc:
+                raise ModelFileError(f"{where!r}: the codes in index.npz are corrupt ({exc}); rebuild the index.") from None
         else:
-            idx._offsets, idx._values = arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32)
+            try:
+                uo, rows, lengths = arrays["unit_offsets"], arrays["postings"], arrays["lengths"]
+            except KeyError as exc:
+                raise ModelFileError(f"{where!r}: index.npz lacks {exc}; rebuild the index.") from None
+            n = len(idx)
+            if (uo.shape != (idx.m + 1,) or uo[0] != 0 or np.any(np.diff(uo) < 0) or uo[-1] != rows.size
+                    or lengths.shape != (n,) or (rows.size and (rows.min() < 0 or rows.max() >= n))
+                    or int(lengths.sum()) != rows.size):
+                raise ModelFileError(f"{where!r}: the postings in index.npz are inconsistent with m={idx.m} and "
+                                     f"{n} rows; rebuild the index.")
+            idx._uo, idx._rows = uo.astype(np.int64), rows.astype(np.int32)
+            idx._lengths = lengths.astype(idx._lengths.dtype)
         if len(idx) != int(meta.get("n_rows", -1)):
             raise ModelFileError(f"{where!r}: {len(idx)} rows stored but the header says {meta.get('n_rows')}.")
         idx.table_version = meta.get("table_version")
