@@ -116,9 +116,14 @@ def check_indices(indices: np.ndarray, m: int, k: int | None = None, *, name: st
 def indices_to_packed(indices: np.ndarray, m: int) -> np.ndarray:
     """k-hot indices (n, k) -> packed codes (n, ceil(m/8)) uint8."""
     idx = check_indices(indices, m)
-    bits = np.zeros((idx.shape[0], int(m)), dtype=bool)
-    np.put_along_axis(bits, idx, True, axis=1)
-    return pack_bits(bits)
+    n, m = idx.shape[0], int(m)
+    out = np.zeros((n, -(-m // 8)), dtype=np.uint8)
+    step = max(1, (1 << 26) // max(m, 1))  # rows per chunk: the boolean scratch stays under 64 MB
+    for s in range(0, n, step):
+        bits = np.zeros((min(step, n - s), m), dtype=bool)
+        np.put_along_axis(bits, idx[s : s + step], True, axis=1)
+        out[s : s + step] = pack_bits(bits)
+    return out
 
 
 def packed_to_indices(packed: np.ndarray, m: int, k: int | None = None) -> np.ndarray:
