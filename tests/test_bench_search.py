@@ -43,3 +43,25 @@ def test_search_bench_cli(tmp_path, capsys):
     assert hnsw and all("optimize_after_add" in c or "error" in c for c in hnsw)
     assert res["bound"]["memory_gb_per_s"] > 0
     assert "torch_loaded" in res
+
+
+def test_search_runs_merge_cell_by_cell(tmp_path, capsys):
+    """--merge: a later run fills the cells an earlier one lacks (e.g. a size it could not finish); a cell both
+    have comes from the first; anything but a search result is refused."""
+    a, b, out, png = (tmp_path / n for n in ("a.json", "b.json", "m.json", "m.png"))
+    assert cli_main(["bench", "search", "--sizes", "500", "--codes", "dense-64", "--queries", "3",
+                     "--limit-results", "5", "--out", str(a)]) == 0
+    assert cli_main(["bench", "search", "--sizes", "500", "700", "--codes", "dense-64", "khot-320-16", "--queries", "3",
+                     "--limit-results", "5", "--out", str(b)]) == 0
+    first = json.loads(a.read_text())["rows"]["dense-64"]["500"]
+    assert cli_main(["bench", "search", "--merge", str(a), str(b), "--out", str(out), "--png", str(png)]) == 0
+    res = json.loads(out.read_text())
+    assert res["rows"]["dense-64"]["500"] == first
+    assert set(res["rows"]["dense-64"]) == {"500", "700"} and set(res["rows"]["khot-320-16"]) == {"500", "700"}
+    assert res["sources"][str(a)] == ["dense-64@500"] and "dense-64@500" not in res["sources"][str(b)]
+    assert res["memory"]["khot-320-16"]["700"]["ratio"] <= 1.2
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"suite": "mihash-mnist"}')
+    assert cli_main(["bench", "search", "--merge", str(bad), "--out", str(out)]) != 0
+    assert "is not a `hashplug bench search` result" in capsys.readouterr().err

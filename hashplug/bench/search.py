@@ -27,6 +27,7 @@ approximate recall does (random codes are their hardest case). JSON::
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -383,8 +384,49 @@ def _hnsw_cells(t: Any, qs: list[np.ndarray], limit: int, exact_ids: np.ndarray,
     return out
 
 
+def merge_search(paths: Sequence[str]) -> dict[str, Any]:
+    """Combine ``hashplug bench search`` JSONs: each (code kind, N) cell, with its memory and build figures, comes
+    from the first file that has it (a later run fills what an earlier one lacks, e.g. sizes it could not
+    finish); ``"sources"`` records which file gave which cells."""
+    from pathlib import Path
+
+    from ..validation import HashplugError
+
+    res: dict[str, Any] | None = None
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as exc:
+            raise HashplugError(f"cannot read search results {str(p)!r}: {exc}") from None
+        if doc.get("suite") != "search":
+            raise HashplugError(f"{str(p)!r} is not a `hashplug bench search` result (suite={doc.get('suite')!r}).")
+        if res is None:
+            res = {**doc, "rows": {}, "memory": {}, "build": {}, "sources": {}}
+        taken = []
+        for code, byn in doc["rows"].items():
+            for n, cell in byn.items():
+                if n in res["rows"].get(code, {}):
+                    continue
+                res["rows"].setdefault(code, {})[n] = cell
+                for key in ("memory", "build"):
+                    if n in doc.get(key, {}).get(code, {}):
+                        res[key].setdefault(code, {})[n] = doc[key][code][n]
+                taken.append(f"{code}@{n}")
+        res["sources"][str(p)] = taken
+    if res is None:
+        raise HashplugError("--merge needs at least one JSON file.")
+    return res
+
+
 def bench_search(args: argparse.Namespace) -> int:
     """CLI entry of ``hashplug bench search``."""
+    if args.merge:
+        res = merge_search(args.merge)
+        write_json(res, args.out)
+        if args.png:
+            plot_latency(res, args.png)
+        print(f"merged {len(args.merge)} runs: " + "; ".join(f"{p}: {len(c)} cells" for p, c in res["sources"].items()))
+        return 0
     sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
     unknown = sorted(set(args.codes or []) - set(CODES))
     if unknown:

@@ -348,7 +348,8 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--seed-list", type=int, nargs="+", default=None,
                    help="bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
     b.add_argument("--merge", nargs="+", default=None,
-                   help="bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training)")
+                   help="bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training); "
+                        "search: combine runs' cells (code kind x N) into --out / --png (no measuring)")
     b.add_argument("--sizes", type=int, nargs="+", default=None, help="search: database sizes N")
     b.add_argument("--codes", nargs="+", default=None, help="search: code kinds, e.g. dense-256 khot-4096-16")
     b.add_argument("--queries", type=int, default=100, help="search: queries per measurement")
