@@ -92,6 +92,19 @@ def kernels() -> Any:
                         d = np.int64(popcount64(q0 ^ dbw[i, 0]))
                         if d < bq:
                             bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+                elif w == 4:  # 256-bit codes, unrolled likewise
+                    q0, q1, q2, q3 = qw[q, 0], qw[q, 1], qw[q, 2], qw[q, 3]
+                    for i in range(bs, be):
+                        d = np.int64(popcount64(q0 ^ dbw[i, 0]) + popcount64(q1 ^ dbw[i, 1])
+                                     + popcount64(q2 ^ dbw[i, 2]) + popcount64(q3 ^ dbw[i, 3]))
+                        if d < bq:
+                            bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+                elif w == 2:  # 128-bit codes
+                    q0, q1 = qw[q, 0], qw[q, 1]
+                    for i in range(bs, be):
+                        d = np.int64(popcount64(q0 ^ dbw[i, 0]) + popcount64(q1 ^ dbw[i, 1]))
+                        if d < bq:
+                            bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
                 else:
                     for i in range(bs, be):
                         acc = np.uint64(0)

@@ -229,21 +229,22 @@ def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: 
     T = max(1, min(int(threads), (n * db_words.shape[1]) // PARALLEL_WORDS))
     bounds = [(n * t) // T for t in range(T + 1)]
     cap = max(2 * lim, 256)
-    c = min(step, nq)
-    buf_pos, buf_d = np.empty((T, c, cap), np.int64), np.empty((T, c, cap), np.int64)
-    out_pos, out_d = np.empty((T, c, lim), np.int64), np.empty((T, c, lim), np.int64)
-    out_cnt = np.empty((T, c), np.int64)
     for qs in range(0, nq, step):
         qe = min(nq, qs + step)
         r = qe - qs
         qc = np.ascontiguousarray(qw[qs:qe])
+        # fresh C-contiguous buffers per chunk: slices of bigger ones would change the arrays' layout type and
+        # make numba compile another version of the kernels on a short last chunk
+        buf_pos, buf_d = np.empty((T, r, cap), np.int64), np.empty((T, r, cap), np.int64)
+        out_pos, out_d = np.empty((T, r, lim), np.int64), np.empty((T, r, lim), np.int64)
+        out_cnt = np.empty((T, r), np.int64)
 
-        def one(t: int, qc: np.ndarray = qc, r: int = r) -> None:
-            scan(qc, db_words, bounds[t], bounds[t + 1], lim, buf_pos[t, :r], buf_d[t, :r], out_pos[t, :r],
-                 out_d[t, :r], out_cnt[t, :r])
+        def one(t: int, qc: np.ndarray = qc, bp: Any = buf_pos, bd: Any = buf_d, op: Any = out_pos, od: Any = out_d,
+                oc: Any = out_cnt) -> None:
+            scan(qc, db_words, bounds[t], bounds[t + 1], lim, bp[t], bd[t], op[t], od[t], oc[t])
 
         run_ranges(one, T)
-        merge(out_pos[:, :r], out_d[:, :r], out_cnt[:, :r], n, lim, pos_out[qs:qe], dist_out[qs:qe])
+        merge(out_pos, out_d, out_cnt, n, lim, pos_out[qs:qe], dist_out[qs:qe])
     return pos_out, dist_out
 
 
