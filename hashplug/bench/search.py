@@ -453,25 +453,33 @@ def plot_latency(res: dict[str, Any], png: str) -> None:
     import matplotlib.pyplot as plt
 
     kinds = list(res["rows"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    cols = min(3, len(kinds))
+    rows_ = -(-len(kinds) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(4.6 * cols, 3.4 * rows_ + 0.9), squeeze=False)
+    # one colour and marker per method in every panel
+    methods_all = list(dict.fromkeys(m for k in kinds for n in res["rows"][k] for m in res["rows"][k][n]))
+    cmap = plt.get_cmap("tab20")
+    style = {m: (cmap(i % 20), "osv^D<>p*h"[i % 10]) for i, m in enumerate(methods_all)}
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    for ax, kind in zip(axes.flat, kinds):
         byn = res["rows"][kind]
         ns = sorted(byn, key=int)
-        methods = list(dict.fromkeys(m for n in ns for m in byn[n]))
-        for meth in methods:
+        for meth in methods_all:
             pts = [(int(n), byn[n][meth]["ms_per_query"]) for n in ns
                    if meth in byn[n] and byn[n][meth].get("ms_per_query") is not None]
             if pts:
                 x, y = zip(*pts)
-                ax.plot(x, y, marker="o", label=meth)
+                ax.plot(x, y, marker=style[meth][1], color=style[meth][0], label=meth)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rows N")
         ax.set_ylabel("ms per query")
         ax.set_title(kind, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=6, loc="upper left")
-    fig.suptitle(f"Single-query latency (top-{res.get('limit', '?')}), same data per panel", fontsize=9)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=style[m][0], marker=style[m][1], label=m) for m in methods_all]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (3.4 * rows_ + 0.9) + 0.02, 1, 0.96))
+    fig.suptitle(f"Single-query latency (top-{res.get('limit', '?')}; '@10': top-10), same data per panel", fontsize=9)
     fig.savefig(png, dpi=110)
     plt.close(fig)
