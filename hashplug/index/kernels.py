@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..validation import HashplugError
+from ._threads import run_ranges
 
 __all__ = ["words_of", "dense_topk", "build_postings", "sparse_topk", "merge_topk", "select_smallest"]
 
@@ -178,22 +179,6 @@ def dense_topk(
     return pos_out, dist_out
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def thread_pool(threads: int) -> ThreadPoolExecutor:
-    """A persistent pool of ``threads`` Python threads for the compiled (``nogil``) kernels, made once per size.
-
-    Plain threads waiting on a queue, not an OpenMP team: idle workers sleep, so they never slow FAISS's or
-    torch's OpenMP threads in the same process (an OpenMP pool of numba's, spinning after each call, slowed
-    FAISS searches 20-100x here).
-    """
-    pool = _POOLS.get(int(threads))
-    if pool is None:
-        pool = _POOLS[int(threads)] = ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="hashplug")
-    return pool
-
-
 #: Database words per thread below which the compiled kernels stay on the calling thread.
 PARALLEL_WORDS = 100_000
 
@@ -203,18 +188,6 @@ def kernels_available() -> bool:
     from ._numba import kernels
 
     return kernels() is not None
-
-
-def run_ranges(fn: Any, T: int) -> None:
-    """``fn(t)`` for t in ``range(T)``: ranges 1.. on the pool while the calling thread runs range 0 (one
-    hand-off fewer than mapping all of them), errors re-raised."""
-    if T <= 1:
-        fn(0)
-        return
-    futures = [thread_pool(T - 1).submit(fn, t) for t in range(1, T)]
-    fn(0)
-    for f in futures:
-        f.result()
 
 
 def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int,

@@ -125,7 +125,7 @@ class MultiIndexTables:
             Ascending distance, ties by ascending position (as :func:`dense_topk`).
         """
         probe, check = _kernel()
-        from .kernels import dense_topk, run_ranges
+        from ._threads import run_ranges
 
         qw = np.ascontiguousarray(qw, dtype=np.uint64)
         if qw.ndim != 2 or qw.shape[1] != self.w:
@@ -168,9 +168,16 @@ class MultiIndexTables:
             if done.all():
                 break
         bad = np.union1d(np.flatnonzero(overflow.reshape(nq, s).any(axis=1)), outside)
-        if bad.size:
-            pos[bad], dist[bad] = dense_topk(qw[bad].view(np.uint8), self.db_words, lim, threads=threads)
+        for i in bad:
+            pos[i], dist[i] = _flat_exact(qw[i], self.db_words, lim)
         return pos, dist
+
+
+def _flat_exact(q: np.ndarray, db_words: np.ndarray, lim: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query's exact top-``lim`` by a full scan (ties to the lower position): the rare degenerate case."""
+    d = np.bitwise_count(db_words ^ q[None, :]).sum(axis=1, dtype=np.int64)
+    order = np.argsort(d, kind="stable")[:lim]
+    return order.astype(np.int64), d[order].astype(np.int32)
 
 
 def _kernel() -> Any:
