@@ -154,7 +154,7 @@ def dense_topk(
         if compiled is None and backend == "numba":
             raise HashplugError("backend='numba' needs numba: pip install 'hashplug[fast]'.")
         if compiled is not None:
-            return _dense_topk_numba(compiled, qw, db_words, lim, int(threads), int(query_chunk), max_d)
+            return _dense_topk_numba(compiled, qw, db_words, lim, int(threads), int(query_chunk))
     T = max(1, min(int(threads), n // 4096 or 1))
     bounds = np.linspace(0, n, T + 1).astype(int)
     step = max(1, int(query_chunk))
@@ -190,8 +190,8 @@ def kernels_available() -> bool:
     return kernels() is not None
 
 
-def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int,
-                      max_d: int) -> tuple[np.ndarray, np.ndarray]:
+def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
     scan, merge = compiled
     nq, n = qw.shape[0], db_words.shape[0]
     pos_out = np.zeros((nq, lim), np.int64)

@@ -90,6 +90,9 @@ class MultiIndexTables:
         if used > self.nbits:
             raise HashplugError(f"a database row sets word bit {used - 1}, beyond nbits={self.nbits}; leave nbits out "
                                 "(the highest bit any row sets is used).")
+        self._beyond = np.zeros(w, np.uint64)  # the bits past nbits, as words
+        for b in range(self.nbits, 64 * w):
+            self._beyond[b // 64] |= np.uint64(1) << np.uint64(b % 64)
         self.db_words = db_words
         self.los, self.widths = substring_layout(self.nbits, self.n, substring_bits)
         s = self.los.shape[0]
@@ -138,10 +141,7 @@ class MultiIndexTables:
             return pos, dist
         # a query with bits beyond nbits (where every row is 0) is answered by the flat scan: the tables'
         # radius bound counts only the bits they cover
-        beyond = np.zeros(self.w, np.uint64)
-        for b in range(self.nbits, 64 * self.w):
-            beyond[b // 64] |= np.uint64(1) << np.uint64(b % 64)
-        outside = np.flatnonzero(np.any(qw & beyond, axis=1))
+        outside = np.flatnonzero(np.any(qw & self._beyond, axis=1))
         done0 = np.zeros(nq, np.bool_)
         done0[outside] = True
         max_d = 64 * self.w
