@@ -144,7 +144,7 @@ class HammingIndex:
         self._rows = np.zeros(0, dtype=np.int32)
         self._lengths = np.zeros(0, dtype=_length_dtype(self.m))
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self._zero: np.ndarray | None = None
+        self._zero: Any = None  # rows sharing no unit, in order: a range (uniform lengths) or an array
         self._change = 0  # bumped by add / delete: invalidates cached subsets
 
     # ------------------------------------------------------------------ size
@@ -162,7 +162,7 @@ class HammingIndex:
         if self.layout == "packed":
             return int(self._words.nbytes + self._ids.nbytes)
         pending = sum(int(o.nbytes + v.nbytes) for o, v in self._pending)
-        zero = 0 if self._zero is None else int(self._zero.nbytes)
+        zero = int(self._zero.nbytes) if isinstance(self._zero, np.ndarray) else 0
         return int(self._uo.nbytes + self._rows.nbytes + self._lengths.nbytes + self._ids.nbytes + pending + zero)
 
     # ------------------------------------------------------------------ contents
@@ -266,12 +266,9 @@ class HammingIndex:
 
     def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         self._merge_pending()
-        if self._zero is None:
-            zero = self._zero_order_of(self._lengths)
-            self._zero = zero if isinstance(zero, np.ndarray) else None
-        else:
-            zero = self._zero
-        return self._uo, self._rows, self._lengths, zero
+        if self._zero is None:  # kept until the rows change: the uniform-length check is O(n)
+            self._zero = self._zero_order_of(self._lengths)
+        return self._uo, self._rows, self._lengths, self._zero
 
     def _subset_postings(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         """Postings of the rows at positions ``sub`` (the last subset's are kept: a repeated prefilter)."""
