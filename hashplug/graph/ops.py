@@ -596,7 +596,16 @@ class Conv2d(Op):
     def torch(self, x: Any, **arrays: Any) -> Any:
         import torch.nn.functional as F
 
-        return F.conv2d(x, self._t("weight", arrays, x), stride=self.stride, padding=self.padding)
+        # As one matrix product of the unfolded patches: the result comes out channels last (one contiguous
+        # row of F values per location), the layout the per-location top-k that usually follows needs, and
+        # the product beat mkldnn's convolution here (0.10 against 0.19 s for 256 x 1 x 28 x 28 -> 500 maps).
+        w = self._t("weight", arrays, x)
+        n, (Fo, C, K, _) = x.shape[0], w.shape
+        Ho = (x.shape[2] + 2 * self.padding - K) // self.stride + 1
+        Wo = (x.shape[3] + 2 * self.padding - K) // self.stride + 1
+        cols = F.unfold(x, K, padding=self.padding, stride=self.stride)  # (n, C K K, Ho Wo)
+        out = cols.transpose(1, 2) @ w.reshape(Fo, C * K * K).t()  # (n, Ho Wo, F)
+        return out.reshape(n, Ho, Wo, Fo).permute(0, 3, 1, 2)
 
 
 @_op
@@ -690,25 +699,30 @@ class TopKPerLocation(Op):
     def torch(self, x: Any, **arrays: Any) -> Any:
         import torch
 
-        # The lower channel index wins ties (the ONNX TopK / numpy rule). topk of k + 1 tells whether the k-th value ties with the next one; only then (rare for real-valued
-        # inputs) is the lower-index rule applied by the exact path. Ties at 0 need no fix-up: every value
-        # they could keep is a zero (blank patches tie everywhere at 0).
+        # The lower channel index wins ties (the ONNX TopK / numpy rule). Channels go last (one contiguous
+        # row of F values per location: torch's topk along a strided axis was 5x slower); topk of k + 1
+        # tells which rows tie at the k-th value, and only those rows are re-ranked by a stable sort (lower
+        # index first). Ties at 0 need no fix-up: every value they could keep is a zero (blank patches tie
+        # everywhere at 0). The result keeps the channels-last memory layout (same shape and values).
         xd = x.detach()
         F, k = xd.shape[1], self.k
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        vals, idx = torch.topk(xd, min(k + 1, F), dim=1)
-        if k < F:
-            kth = vals.narrow(1, k - 1, 1)
-            if bool(((kth == vals.narrow(1, k, 1)) & (kth != 0)).any()):
-                mask = xd >= kth
-                over = (mask.sum(dim=1, keepdim=True) > k) & (kth != 0)
-                eq = (xd == kth) & over
-                need = k - (xd > kth).sum(dim=1, keepdim=True)
-                mask = mask & ~(eq & (torch.cumsum(eq, dim=1) > need))
-                return torch.where(mask & (xd != 0), x, zero)
-        top = idx.narrow(1, 0, k)
-        kept = x.gather(1, top)
-        return torch.zeros_like(x).scatter(1, top, torch.where(kept != 0, kept, zero))
+        if k >= F:
+            return torch.where(x != 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        moved = xd.movedim(1, -1).contiguous()
+        rows = moved.reshape(-1, F)
+        vals, idx = torch.topk(rows, k + 1, dim=1)
+        kth = vals[:, k - 1]
+        tied = torch.nonzero((kth == vals[:, k]) & (kth != 0)).squeeze(1)
+        top = idx[:, :k].contiguous()
+        if tied.numel():
+            order = torch.sort(rows.index_select(0, tied), dim=1, descending=True, stable=True)[1]
+            top.index_copy_(0, tied, order[:, :k])
+        # gather from x itself when it needs gradients (they flow to the kept values); else from the copy
+        src = x.movedim(1, -1).reshape(-1, F) if x.requires_grad else rows
+        kept = src.gather(1, top)
+        out = torch.zeros(rows.shape, dtype=x.dtype, device=x.device)
+        out.scatter_(1, top, torch.where(kept != 0, kept, torch.zeros_like(kept)))
+        return out.reshape(moved.shape).movedim(-1, 1)
 
 
 @_op
