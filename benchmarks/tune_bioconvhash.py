@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--layer-grid", default="[{}]", help="JSON list of layer changes")
     ap.add_argument("--per-class", type=int, default=100, help="validation queries per class")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--biohash-reference", action="store_true",
+                    help="also score BioHash (its preset for the dataset) on the same validation split")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -56,6 +58,24 @@ def main() -> None:
         old = json.loads(out.read_text())
         if old.get("dataset") == ds and old.get("n_db") == doc["n_db"]:
             doc["rows"] = old.get("rows", [])
+    if args.biohash_reference and not any("biohash_reference" in r for r in doc["rows"]):
+        from hashplug.encoders import BioHash
+
+        bp = get_preset(BioHash, ds)
+        flat_db = Xdb.reshape(len(Xdb), -1) / np.float32(255.0)
+        flat_q = Xq.reshape(len(Xq), -1) / np.float32(255.0)
+        res, secs = {}, {}
+        for k in args.k:
+            t0 = time.perf_counter()
+            bh = BioHash(k=k, random_state=args.seed, **(bp.for_k(k) if bp else {})).fit(flat_db)
+            secs[str(k)] = round(time.perf_counter() - t0, 1)
+            res[str(k)] = round(100 * map_from_codes(bh.encode(flat_q), bh.encode(flat_db), val.yq, ydb, R=R,
+                                                     tie_aware=True), 2)
+        row = {"biohash_reference": bp.params if bp else {}, "val_map": res,
+               "mean": round(float(np.mean(list(res.values()))), 2), "fit_seconds": secs}
+        doc["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        out.write_text(json.dumps(doc, indent=1))
     for fchange in json.loads(args.filter_grid):
         enc = BioConvHash(k=args.k[0], random_state=args.seed, **{**base, **fchange})
         t0 = time.perf_counter()
@@ -68,7 +88,7 @@ def main() -> None:
             for k in args.k:
                 kp = {**get_preset(BioConvHash, ds).for_k(k), **json.loads(args.base), **fchange, **lchange}
                 layer = {kk: kp[kk] for kk in ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr",
-                                               "init", "init_scale") if kk in kp}
+                                               "init", "init_scale", "layer_center") if kk in kp}
                 enc.fit_layer(Fdb, k=k, **layer)
                 cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
                 res[str(k)] = round(100 * map_from_codes(cq, cdb, val.yq, ydb, R=R, tie_aware=True), 2)

@@ -49,6 +49,8 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
     assert res["hyperparameters"]["BioConvHash"]["n_filters"] == 12
     assert set(res["kci_ablation"]["rows"]) == {"1", "12"} and res["kci_ablation"]["ks"] == [2, 4]
     assert res["kci_ablation"]["paper"]["1"]["2"] == 56.16
+    won = res["kci_ablation"]["units_ever_won"]
+    assert set(won) == {"1", "12"} and all(0 < v <= 1 for r in won.values() for v in r.values())
     assert {"BioHash k=4 clean", "BioHash k=4 shadowed", "BioConvHash k=4 shadowed",
             "BioConvHash without patch normalisation k=4 shadowed"} <= set(res["shadows"]["rows"])
     onnx = res["checks"]["onnx"]

@@ -264,3 +264,32 @@ def test_pooled_features_check_their_input(small, images):
         small.pooled_features(X)
     with pytest.raises(HashplugError, match=re.escape("features have shape (2, 3)")):
         small.codes_from_features(np.zeros((2, 3), np.float32))
+
+
+def test_layer_center_trains_on_centred_features_and_round_trips(images, tmp_path):
+    """layer_center: the layer is BioHash on (features - training mean); save/load, ONNX and fit_layer agree."""
+    from hashplug.encoders import BioHash
+    from hashplug.export import to_onnx
+    from hashplug.runtime import OnnxEncoder
+
+    X = images[0]
+    enc = BioConvHash(random_state=3, layer_center=True, **SMALL).fit(X)
+    feats = enc.pooled_features(X)
+    np.testing.assert_allclose(enc.layer_mean_, feats.mean(axis=0), rtol=1e-5, atol=1e-6)
+    # worked by hand: the scores are W_p (f - mean), so the top-k of those is the code
+    scores = (feats[:50] - enc.layer_mean_) @ enc.W_.T  # p = 2: W_p = W (|W|^(p-2) = 1)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, : enc.k_]
+    np.testing.assert_array_equal(np.sort(top, axis=1), enc.codes_from_features(feats[:50], format="indices"))
+    # the layer itself is step 1's BioHash on the centred features (same seed, same rule)
+    bh = BioHash(k=enc.k_, m=enc.m_, p=enc.p, delta=enc.delta, epochs=enc.epochs, lr=enc.lr, init="data",
+                 batch_size=enc.batch_size, random_state=3, device="cpu").fit(feats - enc.layer_mean_)
+    np.testing.assert_allclose(bh.W_, enc.W_, rtol=1e-5, atol=1e-6)
+    # save / load and ONNX export keep the centring
+    loaded = BioConvHash.load(enc.save(tmp_path / "centred.npz"))
+    np.testing.assert_array_equal(loaded.layer_mean_, enc.layer_mean_)
+    np.testing.assert_array_equal(loaded.encode(X[:100]), enc.encode(X[:100]))
+    ort = OnnxEncoder(to_onnx(enc, tmp_path / "centred.onnx"))
+    np.testing.assert_array_equal(ort.encode(X[:100]), enc.encode(X[:100]))
+    # retraining without centring drops the mean; the codes change
+    enc.fit_layer(feats, layer_center=False)
+    assert not hasattr(enc, "layer_mean_") and "centred" not in [n.output for n in enc.graph.nodes]

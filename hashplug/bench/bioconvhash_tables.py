@@ -47,7 +47,7 @@ def _paper_kci() -> dict[str, dict[str, dict[str, float]]]:
 #: Table 4 (percent): ``PAPER_KCI[dataset][str(k_CI)][str(k)]``.
 PAPER_KCI: dict[str, dict[str, dict[str, float]]] = _paper_kci()
 
-_LAYER = ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale")
+_LAYER = ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale", "layer_center")
 _FORWARD = BioConvHash.FORWARD_PARAMS
 
 
@@ -200,6 +200,7 @@ def run_conv_table(
     t_all = time.perf_counter()
     per: dict[str, list[dict[str, Any]]] = {}
     abl: dict[str, dict[str, list[float]]] = {}
+    abl_won: dict[str, dict[str, list[float]]] = {}  # share of layer units that ever won, per k_CI and k
     shadow_res: dict[str, list[float]] = {}
     timings: list[dict[str, Any]] = []
     checks: dict[str, Any] = {}
@@ -258,6 +259,7 @@ def run_conv_table(
                 "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
                 "paper": {c: PAPER_KCI[dataset].get(c, {}) for c in abl},
                 "ks": abl_ks,
+                "units_ever_won": {c: {k: round(float(np.min(v)), 4) for k, v in r.items()} for c, r in abl_won.items()},
             }
         if shadows:
             result["shadows"] = {
@@ -352,10 +354,13 @@ def run_conv_table(
                 if int(enc.kci) == base_kci and _forward_params(kp) == base_fwd:
                     # the table's own layer at this k (same features, same layer settings, same seed)
                     score = per[str(k)][-1]["map_tie_aware"]
+                    won = per[str(k)][-1]["convergence"].get("units_ever_won", float("nan"))
                 else:
                     enc.fit_layer(Fdb_c, **_layer_params(kp), k=k)
                     score = _score(enc, Fq_c, Fdb_c, split, R)["map_tie_aware"]
+                    won = enc.convergence_.get("units_ever_won", float("nan"))
                 abl.setdefault(str(kci), {}).setdefault(str(k), []).append(score)
+                abl_won.setdefault(str(kci), {}).setdefault(str(k), []).append(float(won))
                 bar.update(1)
             del Fdb_c, Fq_c
             checkpoint(s)

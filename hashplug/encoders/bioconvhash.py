@@ -132,6 +132,10 @@ class BioConvHash(_PlasticityEncoder):
         The BioHash layer's rule and schedule, as in :class:`BioHash`, on the pooled unit vectors.
     center : bool
         Subtract the per-channel training mean from the (scaled) images before the filters.
+    layer_center : bool
+        Subtract the training mean of the pooled features before the BioHash layer (trained on the centred
+        features; the mean is kept as ``layer_mean_`` and the graph subtracts it). The pooled features are
+        non-negative, so their mean direction is close to every sample; False: the paper's layer.
     image_shape : tuple of int or None
         ``(H, W)`` or ``(C, H, W)`` of the images when they come as flat rows (n, C*H*W), e.g. from a LanceDB
         vector column; None: the inputs themselves are images (n, H, W) or (n, C, H, W).
@@ -148,6 +152,8 @@ class BioConvHash(_PlasticityEncoder):
         The learned filters of every bank, flattened one after the other (see :attr:`filter_banks_`).
     W_ : ndarray of shape (m, D), dtype=float32
         The BioHash layer's synapses over the D pooled features.
+    layer_mean_ : ndarray of shape (D,), dtype=float32
+        Training mean of the pooled features (only when ``layer_center``).
     mean_ : ndarray of shape (C,), dtype=float32
         Per-channel training mean of the scaled images (zeros when ``center`` is False).
     input_scale_ : float
@@ -250,6 +256,7 @@ class BioConvHash(_PlasticityEncoder):
         init: str = "normal",
         init_scale: float = 1.0,
         center: bool = False,
+        layer_center: bool = False,
         image_shape: Any = None,
         device: str = "auto",
         random_state: int | None = None,
@@ -283,6 +290,7 @@ class BioConvHash(_PlasticityEncoder):
         self.init = init
         self.init_scale = init_scale
         self.center = center
+        self.layer_center = layer_center
         self.image_shape = image_shape
         self.device = device
         self.random_state = random_state
@@ -377,6 +385,7 @@ class BioConvHash(_PlasticityEncoder):
         check_choice(self.filter_init, "filter_init", name, INITS)
         check_choice(self.renormalize_filters, "renormalize_filters", name, (True, False))
         check_choice(self.patch_normalize, "patch_normalize", name, (True, False))
+        check_choice(self.layer_center, "layer_center", name, (True, False))
         self._check_rule_params(m)
         self.m_, self.k_ = m, kk
 
@@ -448,18 +457,39 @@ class BioConvHash(_PlasticityEncoder):
         return Graph({"x": tuple(self.input_shape_)}, nodes, None, out)
 
     def _build_graph(self) -> Graph:
+        nodes, out = self._feature_nodes()
+        nodes += self._layer_nodes(out)
+        return Graph({"x": tuple(self.input_shape_)}, nodes, head_for(self.code_kind, self.k_), "scores")
+
+    def _layer_nodes(self, src: str) -> list[Node]:
+        """The BioHash layer's nodes from the pooled features ``src`` to ``scores`` (centring, then W_p)."""
         from ..train.plasticity import pnorm_weights
 
-        nodes, out = self._feature_nodes()
+        nodes = []
+        if self.layer_center:
+            mean = getattr(self, "layer_mean_", None)
+            if mean is None:
+                raise HashplugError("layer_center is True but the model has no layer_mean_; refit it.")
+            nodes.append(Node(Affine(np.float32(1.0), -np.asarray(mean, dtype=np.float32)), (src,), "centred"))
+            src = "centred"
         Wp = np.ascontiguousarray(pnorm_weights(np.asarray(self.W_, dtype=np.float32), float(self.p)).T)
-        nodes.append(Node(MatMul(Wp), (out,), "scores"))
-        return Graph({"x": tuple(self.input_shape_)}, nodes, head_for(self.code_kind, self.k_), "scores")
+        nodes.append(Node(MatMul(Wp), (src,), "scores"))
+        return nodes
+
+    def _train_layer(self, feats: np.ndarray) -> None:
+        """Train the BioHash layer on the pooled features (centred first when ``layer_center``)."""
+        if self.layer_center:
+            self.layer_mean_ = feats.mean(axis=0, dtype=np.float64).astype(np.float32)
+            feats = feats - self.layer_mean_  # a copy: callers reuse their features
+        elif hasattr(self, "layer_mean_"):
+            del self.layer_mean_
+        self._train(feats, self.m_)
 
     # ------------------------------------------------------------------ training
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         feats = self._fit_filters(X)
         t0 = time.perf_counter()
-        self._train(feats, self.m_)  # the BioHash layer (step 1's rule) on the pooled unit vectors
+        self._train_layer(feats)  # the BioHash layer (step 1's rule) on the pooled unit vectors
         self.fit_seconds_["layer"] = time.perf_counter() - t0
 
     def fit_filters(self, X: Any) -> np.ndarray:
@@ -562,7 +592,7 @@ class BioConvHash(_PlasticityEncoder):
 
     #: Parameters of the BioHash layer (:meth:`fit_layer` retrains it alone).
     LAYER_PARAMS = ("k", "m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale",
-                    "random_state", "verbose", "device")
+                    "layer_center", "random_state", "verbose", "device")
     #: Parameters of the forward pass after the filters: changing them changes the pooled features, not the
     #: filters (recompute :meth:`pooled_features`, then :meth:`fit_layer` with the same values).
     FORWARD_PARAMS = ("kci", "pool_size", "pool_stride", "patch_eps")
@@ -594,7 +624,7 @@ class BioConvHash(_PlasticityEncoder):
             self.set_params(**params)
             self._validate_params(self.n_features_in_)
             t0 = time.perf_counter()
-            self._train(feats, self.m_)
+            self._train_layer(feats)
             self.n_features_pooled_ = int(feats.shape[1])
             self.fit_seconds_ = {**getattr(self, "fit_seconds_", {}), "layer": time.perf_counter() - t0}
         except BaseException:
@@ -605,6 +635,8 @@ class BioConvHash(_PlasticityEncoder):
 
     def _state(self):
         arrays, scalars = super()._state()
+        if self.layer_center:
+            arrays["layer_mean_"] = np.asarray(self.layer_mean_, dtype=np.float32)
         if hasattr(self, "fit_seconds_"):  # optional: timings of the fit that made the model
             scalars["fit_seconds_"] = {k: float(v) for k, v in self.fit_seconds_.items()}
         return arrays, scalars
@@ -621,7 +653,6 @@ class BioConvHash(_PlasticityEncoder):
             (``"indices"``)
         """
         from .. import codes as _codes
-        from ..train.plasticity import pnorm_weights
 
         check_is_fitted(self, ["W_", "n_features_pooled_"])
         feats = np.asarray(features, dtype=np.float32)
@@ -631,8 +662,7 @@ class BioConvHash(_PlasticityEncoder):
             )
         if format not in ("packed", "indices"):
             raise HashplugError(f"codes_from_features gives format 'packed' or 'indices'; got {format!r}.")
-        Wp = np.ascontiguousarray(pnorm_weights(np.asarray(self.W_, dtype=np.float32), float(self.p)).T)
-        layer = Graph({"features": (feats.shape[1],)}, [Node(MatMul(Wp), ("features",), "scores")],
+        layer = Graph({"features": (feats.shape[1],)}, self._layer_nodes("features"),
                       head_for(self.code_kind, self.k_), "scores")
         out = []
         for s in range(0, feats.shape[0], 8192):
