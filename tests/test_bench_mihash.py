@@ -92,3 +92,33 @@ def test_supervised_grid_per_method(tiny_mnist, tmp_path, capsys):
     assert "unknown methods ['MIHash-deep']; available: ['MIHash-linear'" in capsys.readouterr().err
     with pytest.raises(HashplugError, match="unknown methods"):
         mb.run_supervised("mnist", tiny_mnist, bits=[8], methods=["MIHash-linear"], grid={"x": []}, progress=False)
+
+
+def test_supervised_tune_each_bits_picks_per_code_length(tiny_mnist, tmp_path, monkeypatch):
+    """--tune-each-bits validates the grid at every code length and trains each length with its own pick."""
+    out = tmp_path / "each.json"
+    grid = [{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}, {"optimizer": "adam", "lr": 0.001, "gamma": 10.0}]
+    made: list[tuple[int, float]] = []
+    real_make = mb._make
+
+    def spy(name, b, seed, extra, dataset, png):
+        made.append((int(b), float(extra.get("gamma", 0.0)), int(extra.get("epochs", -1))))
+        return real_make(name, b, seed, extra, dataset, png)
+
+    monkeypatch.setattr(mb, "_make", spy)
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "4", "8", "--epochs", "2",
+                     "--seeds", "1", "--methods", "MIHash-linear", "--grid", json.dumps(grid), "--tune-each-bits",
+                     "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["tuned_at_bits"] == "each"
+    assert set(res["validation"]["MIHash-linear"]) == {"4", "8"}
+    assert [c["gamma"] for c in res["validation"]["MIHash-linear"]["4"]] == [5.0, 10.0]
+    chosen = res["chosen"]["MIHash-linear"]
+    assert set(chosen) == {"4", "8"} and all(c["epochs"] == 2 for c in chosen.values())
+    # validation: 2 settings x 2 splits at each length; then the test fit at each length uses that length's
+    # pick (plus the untrained "before" model of the histograms, epochs 0)
+    assert [b for b, _, _ in made[:8]] == [4] * 4 + [8] * 4
+    test_fit = [t for t in made[8:] if t[2] == 2]
+    assert sorted(b for b, _, _ in test_fit) == [4, 8]
+    for b, gamma, _ in test_fit:
+        assert gamma == chosen[str(b)]["gamma"]

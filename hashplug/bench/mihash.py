@@ -197,7 +197,7 @@ def run_supervised(
     epochs: int = 50,
     batch_size: int = 256,
     grid: Sequence[dict[str, Any]] | dict[str, Sequence[dict[str, Any]]] | None = None,
-    tune_bits: int | None = None,
+    tune_bits: int | str | None = None,
     hp: dict[str, dict[str, Any]] | None = None,
     limit: int | None = None,
     out: str | None = None,
@@ -208,6 +208,8 @@ def run_supervised(
 
     ``grid`` replaces the validation grid of every gradient method (a list of settings) or of the methods it
     names (``{"MIHash-MLP": [...], "DPSH-MLP": [...]}``: give each the same number of settings).
+    ``tune_bits`` is the code length the grid is validated at (default: the longest), or ``"each"``: every
+    code length gets its own pick (``"chosen"`` and ``"validation"`` are then keyed by bits per method).
     """
     from tqdm.auto import tqdm
 
@@ -230,7 +232,9 @@ def run_supervised(
         raise HashplugError(f"--grid names unknown methods {sorted(set(grid) - set(SUPERVISED_METHODS))}; "
                             f"available: {list(SUPERVISED_METHODS)}.")
     hp = dict(hp or {})
-    tune_bits = int(tune_bits or max(bits))  # the longest code: where a setting that does not scale shows
+    each = tune_bits == "each"
+    # default: the longest code, where a setting that does not scale shows
+    tune_list = [int(b) for b in bits] if each else [int(tune_bits or max(bits))]
     common = {"epochs": int(epochs), "batch_size": int(batch_size)}
     res: dict[str, Any] = {
         "suite": f"mihash-{dataset.replace('_', '-')}",
@@ -241,7 +245,7 @@ def run_supervised(
         "bits": [int(b) for b in bits],
         "methods": names,
         "budget": common,
-        "tuned_at_bits": tune_bits,
+        "tuned_at_bits": "each" if each else tune_list[0],
         "rows": {},
         "per_seed": {},
         "std": {},
@@ -259,6 +263,7 @@ def run_supervised(
         vals.append((vs, X[trv][vq], y[trv][vq], X[trv][vdb], y[trv][vdb]))
     res["validation_splits"] = ("training sets of the seed-0 and seed-1 splits, 1/5 of each class as queries; "
                                 "each trained with its split's encoder seed, as the test runs are")
+    picks: dict[str, dict[int, dict[str, Any]]] = {}  # method -> bits -> setting
     for name in names:
         if not _is_gradient(name) or name in hp:
             continue
@@ -268,27 +273,39 @@ def run_supervised(
             mgrid = list(grid.get(name) or default)
         else:
             mgrid = list(grid) if grid else default
-        scores = []
-        for g in tqdm(mgrid, desc=f"validation {name}", disable=not progress, leave=False):
-            got = []
-            for vs, Xv_q, yv_q, Xv_db, yv_db in vals:
-                try:
-                    enc = _make(name, tune_bits, vs, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
-                except HashplugError as exc:  # a learning rate that diverges is a failed grid point, not a crash
-                    if "diverged" not in str(exc):
-                        raise
-                    got.append(float("nan"))
-                    continue
-                got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
-            scores.append(float(np.mean(got)))
-        if np.all(np.isnan(scores)):
-            raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
-        best = int(np.nanargmax(scores))
-        hp[name] = dict(mgrid[best])
-        res["validation"][name] = [{**g, "val_map": None if np.isnan(s) else rounded(100 * s, 2)}
-                                   for g, s in zip(mgrid, scores)]
-        write_json(res, out)
-    res["chosen"] = {n: {**common, **hp.get(n, {})} if _is_gradient(n) else hp.get(n, {}) for n in names}
+        for tb in tune_list:
+            scores = []
+            for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
+                got = []
+                for vs, Xv_q, yv_q, Xv_db, yv_db in vals:
+                    try:
+                        enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
+                    except HashplugError as exc:  # a learning rate that diverges is a failed grid point
+                        if "diverged" not in str(exc):
+                            raise
+                        got.append(float("nan"))
+                        continue
+                    got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+                scores.append(float(np.mean(got)))
+            if np.all(np.isnan(scores)):
+                raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
+            picks.setdefault(name, {})[tb] = dict(mgrid[int(np.nanargmax(scores))])
+            table = [{**g, "val_map": None if np.isnan(sc) else rounded(100 * sc, 2)} for g, sc in zip(mgrid, scores)]
+            if each:
+                res["validation"].setdefault(name, {})[str(tb)] = table
+            else:
+                res["validation"][name] = table
+            write_json(res, out)
+
+    def setting(name: str, b: int) -> dict[str, Any]:
+        """The constructor settings of ``name`` at ``b`` bits (budget + pick, or the user's ``hp``)."""
+        if name in picks:
+            chosen = picks[name][int(b)] if each else picks[name][tune_list[0]]
+            return {**common, **chosen}
+        return {**common, **hp.get(name, {})} if _is_gradient(name) else dict(hp.get(name, {}))
+
+    res["chosen"] = {n: {str(b): setting(n, b) for b in bits} if each and n in picks else setting(n, int(bits[0]))
+                     for n in names}
     # ---- test: every seed draws its own split
     per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
     secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
@@ -298,7 +315,7 @@ def run_supervised(
         q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
         for name in names:
             for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
-                extra = {**common, **hp.get(name, {})} if _is_gradient(name) else dict(hp.get(name, {}))
+                extra = setting(name, int(b))
                 enc = _make(name, b, seed, extra, dataset, None)
                 t0 = time.perf_counter()
                 enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
@@ -486,7 +503,8 @@ def bench_mihash(args: argparse.Namespace) -> int:
         ds = "mnist" if suite == "mihash-mnist" else "ag_news"
         res = run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
                              methods=args.methods, epochs=args.epochs or 50, hp=hp, limit=args.limit,
-                             out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None)
+                             out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
+                             tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
         print(_format_rows(res))
         return 0
     if suite == "mihash-unsupervised":
