@@ -33,7 +33,7 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
     out, png = tmp_path / "conv.json", tmp_path / "filters.png"
     rc = cli_main([
         "bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--limit", "400", "--seeds", "1", "--k", "2", "4",
-        "--kci", "1", "12", "--shadows", "--filters-png", str(png), "--onnx-check", "50",
+        "--kci", "1", "12", "--shadows", "--shadow-strengths", "0.75", "0.95", "--filters-png", str(png), "--onnx-check", "50",
         "--hp", json.dumps(SMALL_HP), "--out", str(out),
     ])
     assert rc == 0
@@ -53,6 +53,9 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
     assert set(won) == {"1", "12"} and all(0 < v <= 1 for r in won.values() for v in r.values())
     assert {"BioHash k=4 clean", "BioHash k=4 shadowed", "BioConvHash k=4 shadowed",
             "BioConvHash without patch normalisation k=4 shadowed"} <= set(res["shadows"]["rows"])
+    assert res["shadows"]["strengths"] == [0.75, 0.95]
+    assert {"BioHash k=4 shadowed 0.95", "BioConvHash k=4 shadowed 0.95",
+            "BioConvHash without patch normalisation k=4 shadowed 0.95"} <= set(res["shadows"]["rows"])
     onnx = res["checks"]["onnx"]
     assert onnx["n_images"] == 50 and onnx["identical_rows"] == 50
     assert onnx["rows_differing"] == 0 and onnx["weights_sha256_match"] is True

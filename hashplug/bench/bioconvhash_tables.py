@@ -145,6 +145,7 @@ def run_conv_table(
     seeds: int | Sequence[int] = 3,
     kcis: Sequence[int] | None = None,
     shadows: bool = False,
+    shadow_strengths: Sequence[float] = (0.75,),
     out: str | Path | None = None,
     hp: dict[str, Any] | None = None,
     epochs: int | None = None,
@@ -170,6 +171,9 @@ def run_conv_table(
     shadows : bool
         Also score queries darkened by :func:`shadow` at k = 16 (or the largest k <= 16): BioConvHash with
         and without patch normalisation, and BioHash (its preset for the dataset), clean and shadowed.
+    shadow_strengths : sequence of float
+        Strengths of the shadow ramp (:func:`shadow`; queries only, so each extra strength costs only the
+        queries' features). 0.75 is reported as ``"shadowed"``, others as ``"shadowed <strength>"``.
     out : path or None
         Where to write the JSON.
     hp : dict or None
@@ -264,8 +268,10 @@ def run_conv_table(
         if shadows:
             result["shadows"] = {
                 "metric": DATASETS[dataset]["metric"] + " tie-aware",
-                "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 0.25 at the right "
-                          "(hashplug.bench.bioconvhash_tables.shadow, strength 0.75); database clean",
+                "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 1 - strength at the "
+                          "right (hashplug.bench.bioconvhash_tables.shadow); 'shadowed' is strength 0.75, "
+                          "'shadowed <s>' strength s; database clean",
+                "strengths": [float(v) for v in shadow_strengths],
                 "rows": {kk: round(float(np.mean(v)), 2) for kk, v in shadow_res.items()},
                 "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in shadow_res.items()},
             }
@@ -366,9 +372,10 @@ def run_conv_table(
             checkpoint(s)
         if shadows:
             enc.set_params(kci=base_kci)
-            found = _shadows_conv(enc, Fdb, Xq, split, dataset, ks, s, hp, epochs, R)
+            found = _shadows_conv(enc, Fdb, Xq, split, dataset, ks, s, hp, epochs, R, shadow_strengths)
             del Fdb, Fq  # the unnormalised arm below needs room for its own features
-            found.update(_shadows_plain_and_biohash(enc, Xq, Xdb, split, dataset, ks, s, hp, epochs, R))
+            found.update(_shadows_plain_and_biohash(enc, Xq, Xdb, split, dataset, ks, s, hp, epochs, R,
+                                                    shadow_strengths))
             for kk, v in found.items():
                 shadow_res.setdefault(kk, []).append(v)
         else:
@@ -387,30 +394,37 @@ def _shadow_k(ks: Sequence[int]) -> int:
     return max([kk for kk in ks if kk <= 16] or [min(ks)])
 
 
+def _shadow_sets(Xq: np.ndarray, strengths: Sequence[float]) -> list[tuple[str, np.ndarray]]:
+    """("clean", Xq) and one shadowed copy per strength, named as in the JSON."""
+    return [("clean", Xq)] + [("shadowed" if float(v) == 0.75 else f"shadowed {float(v):g}", shadow(Xq, float(v)))
+                              for v in strengths]
+
+
 def _shadows_conv(enc: BioConvHash, Fdb: np.ndarray, Xq: np.ndarray, split: Any, dataset: str, ks: Sequence[int],
-                  seed: int, hp: dict, epochs: int | None, R: int | None) -> dict[str, float]:
+                  seed: int, hp: dict, epochs: int | None, R: int | None,
+                  strengths: Sequence[float] = (0.75,)) -> dict[str, float]:
     """mAP of clean and shadowed queries at k = 16 (or the largest k <= 16) for the table's BioConvHash."""
     k = _shadow_k(ks)
     kp = _params(dataset, k, seed, hp, epochs, False)
     enc.fit_layer(Fdb, **_layer_params(kp), k=k)
     return {f"BioConvHash k={k} {name}": _score(enc, enc.pooled_features(X), Fdb, split, R)["map_tie_aware"]
-            for name, X in (("clean", Xq), ("shadowed", shadow(Xq)))}
+            for name, X in _shadow_sets(Xq, strengths)}
 
 
 def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray, split: Any, dataset: str,
                                ks: Sequence[int], seed: int, hp: dict, epochs: int | None,
-                               R: int | None) -> dict[str, float]:
+                               R: int | None, strengths: Sequence[float] = (0.75,)) -> dict[str, float]:
     """The same for BioConvHash without patch normalisation (its own filters) and for BioHash."""
     from ..encoders import BioHash
 
     k = _shadow_k(ks)
     kp = _params(dataset, k, seed, hp, epochs, False)
     out: dict[str, float] = {}
-    Xs = shadow(Xq)
+    sets = _shadow_sets(Xq, strengths)
     plain = BioConvHash(**{**kp, "patch_normalize": False, "kci": enc.kci})
     Fdb_p = plain.fit_filters(Xdb)
     plain.fit_layer(Fdb_p, **_layer_params(kp), k=k)
-    for name, X in (("clean", Xq), ("shadowed", Xs)):
+    for name, X in sets:
         out[f"BioConvHash without patch normalisation k={k} {name}"] = _score(
             plain, plain.pooled_features(X), Fdb_p, split, R)["map_tie_aware"]
     del Fdb_p
@@ -419,7 +433,7 @@ def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray
     flat = Xdb.reshape(len(Xdb), -1) / np.float32(255.0)
     bh.fit(flat)
     cdb = bh.encode(flat)
-    for name, X in (("clean", Xq), ("shadowed", Xs)):
+    for name, X in sets:
         cq = bh.encode(X.reshape(len(X), -1) / np.float32(255.0))
         out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
     return out
@@ -596,6 +610,7 @@ def bench_bioconvhash(args: argparse.Namespace) -> int:
         seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
         kcis=kcis,
         shadows=bool(args.shadows),
+        shadow_strengths=tuple(args.shadow_strengths) if getattr(args, "shadow_strengths", None) else (0.75,),
         out=args.out,
         hp=json.loads(args.hp) if args.hp else None,
         epochs=args.epochs,

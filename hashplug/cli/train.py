@@ -358,6 +358,8 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--ann-max-rows", type=int, default=2_000_000,
                    help="search: build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
     b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
+    b.add_argument("--shadow-strengths", type=float, nargs="+", default=None,
+                   help="bioconvhash-*: strengths of the shadow ramp with --shadows (default 0.75)")
     b.add_argument("--tune-each-bits", action="store_true",
                    help="mihash-mnist, mihash-ag-news: validate the grid at every code length (default: the longest)")
     b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial, search: write the figure (scatter, histograms, latency vs N, "
