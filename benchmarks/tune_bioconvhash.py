@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashplug.bench.bioconvhash_tables import _images
+from hashplug.bench.bioconvhash_tables import _images, _layer_params
 from hashplug.bench.biohash_tables import DATASETS, load_protocol
 from hashplug.data import validation_split
 from hashplug.encoders import BioConvHash, get_preset
@@ -87,9 +87,7 @@ def main() -> None:
             secs = {}
             for k in args.k:
                 kp = {**get_preset(BioConvHash, ds).for_k(k), **json.loads(args.base), **fchange, **lchange}
-                layer = {kk: kp[kk] for kk in ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr",
-                                               "init", "init_scale", "layer_center") if kk in kp}
-                enc.fit_layer(Fdb, k=k, **layer)
+                enc.fit_layer(Fdb, k=k, **_layer_params(kp))
                 cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
                 res[str(k)] = round(100 * map_from_codes(cq, cdb, val.yq, ydb, R=R, tie_aware=True), 2)
                 secs[str(k)] = round(enc.fit_seconds_["layer"], 1)

@@ -47,7 +47,8 @@ def _paper_kci() -> dict[str, dict[str, dict[str, float]]]:
 #: Table 4 (percent): ``PAPER_KCI[dataset][str(k_CI)][str(k)]``.
 PAPER_KCI: dict[str, dict[str, dict[str, float]]] = _paper_kci()
 
-_LAYER = ("m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale", "layer_center")
+# the layer's settings a preset holds (the encoder's list less what the bench sets per run)
+_LAYER = tuple(p for p in BioConvHash.LAYER_PARAMS if p not in ("k", "random_state", "verbose", "device"))
 _FORWARD = BioConvHash.FORWARD_PARAMS
 
 
