@@ -107,3 +107,32 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     bad.write_text(json.dumps(other))
     with pytest.raises(Exception, match="differs from"):
         bc.merge_conv_tables([outs[0], bad])
+
+
+def test_tune_script_scores_layer_grid_and_biohash_reference(tiny_mnist, tmp_path, monkeypatch, capsys):
+    """benchmarks/tune_bioconvhash.py: one row per (filter, layer) setting, the BioHash reference row, resumable."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_bioconvhash.py"
+    out = tmp_path / "tune.json"
+    base = {kk: v for kk, v in SMALL_HP.items() if kk != "device"}
+    argv = [str(script), "--dataset", "mnist", "--data", str(tiny_mnist), "--k", "2", "4", "--per-class", "5",
+            "--limit", "500",
+            "--base", json.dumps(base), "--layer-grid", '[{}, {"layer_center": true}]', "--biohash-reference",
+            "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    doc = json.loads(out.read_text())
+    ref = [r for r in doc["rows"] if "biohash_reference" in r]
+    grid = [r for r in doc["rows"] if "layer" in r]
+    assert len(ref) == 1 and set(ref[0]["val_map"]) == {"2", "4"}
+    assert [r["layer"] for r in grid] == [{}, {"layer_center": True}]
+    assert doc["n_val_queries"] == 50 and 300 <= doc["n_db"] <= 400  # 500 - ~100 test queries - 50
+    for r in doc["rows"]:
+        assert all(0 < v <= 100 for v in r["val_map"].values())
+    assert all(r["convergence_last_k"]["units_ever_won"] > 0 for r in grid)
+    # a second run appends to the same file and does not score the reference again
+    runpy.run_path(str(script), run_name="__main__")
+    doc2 = json.loads(out.read_text())
+    assert sum("biohash_reference" in r for r in doc2["rows"]) == 1 and len(doc2["rows"]) == 1 + 2 * len(grid)

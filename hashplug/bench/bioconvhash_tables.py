@@ -416,8 +416,6 @@ def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray
                                ks: Sequence[int], seed: int, hp: dict, epochs: int | None,
                                R: int | None, strengths: Sequence[float] = (0.75,)) -> dict[str, float]:
     """The same for BioConvHash without patch normalisation (its own filters) and for BioHash."""
-    from ..encoders import BioHash
-
     k = _shadow_k(ks)
     kp = _params(dataset, k, seed, hp, epochs, False)
     out: dict[str, float] = {}
@@ -429,15 +427,41 @@ def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray
         out[f"BioConvHash without patch normalisation k={k} {name}"] = _score(
             plain, plain.pooled_features(X), Fdb_p, split, R)["map_tie_aware"]
     del Fdb_p
-    bp = get_preset(BioHash, dataset)
-    bh = BioHash(k=k, random_state=seed, **(bp.for_k(k) if bp else {}))
-    flat = Xdb.reshape(len(Xdb), -1) / np.float32(255.0)
-    bh.fit(flat)
-    cdb = bh.encode(flat)
+    bh = biohash_on_images(Xdb, dataset, k, seed)
+    cdb = bh.encode(flat_pixels(Xdb))
     for name, X in sets:
-        cq = bh.encode(X.reshape(len(X), -1) / np.float32(255.0))
+        cq = bh.encode(flat_pixels(X))
         out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
     return out
+
+
+def flat_pixels(X: np.ndarray) -> np.ndarray:
+    """Images as BioHash's input: ``(n, H * W * C)`` float32 pixels scaled to [0, 1] (uint8 images / 255)."""
+    return X.reshape(len(X), -1) / np.float32(255.0)
+
+
+def biohash_on_images(Xdb: np.ndarray, dataset: str, k: int, seed: int) -> Any:
+    """BioHash with its preset for ``dataset``, fitted on :func:`flat_pixels` of ``Xdb``: the pixel-level
+    reference that BioConvHash is compared with (the shadows and the validation searches).
+
+    Parameters
+    ----------
+    Xdb : ndarray of shape (n, H, W) or (n, C, H, W), dtype=uint8
+        The images to fit on.
+    dataset : str
+        Preset name (``"mnist"``, ``"cifar10"``).
+    k, seed : int
+        Hash length and random state.
+
+    Returns
+    -------
+    BioHash
+        The fitted encoder; encode images with ``bh.encode(flat_pixels(X))``.
+    """
+    from ..encoders import BioHash
+
+    bp = get_preset(BioHash, dataset)
+    return BioHash(k=k, random_state=seed, **(bp.for_k(k) if bp else {})).fit(flat_pixels(Xdb))
 
 
 def plot_filters(enc: BioConvHash, path: str | Path, max_filters: int = 100, title: str | None = None) -> Path:
