@@ -23,6 +23,19 @@ def test_supervised_split_is_disjoint_and_per_class():
     assert not np.array_equal(q, q2)
 
 
+def test_validation_database_is_disjoint_from_validation_training_items():
+    """The validation database must be unseen in training, as the test protocol's database is."""
+    y = np.repeat(np.arange(3), 20)[np.random.default_rng(0).permutation(60)]
+    tr, q, db = mb.validation_thirds(y, 20, seed=0)
+    assert len(set(tr) | set(q) | set(db)) == len(tr) + len(q) + len(db) == 60
+    # per class: 20 // 10 = 2 queries, 3 * 20 // 10 = 6 database items, 12 training items
+    for part, n in ((q, 2), (db, 6), (tr, 12)):
+        np.testing.assert_array_equal(np.bincount(y[part], minlength=3), [n] * 3)
+    tr2, q2, db2 = mb.validation_thirds(y, 20, seed=0)
+    np.testing.assert_array_equal(db, db2)  # deterministic for a seed
+    assert [len(a) for a in mb.validation_thirds(np.repeat(np.arange(2), 3), 3, seed=1)] == [2, 2, 2]  # 1 each
+
+
 def test_correlation_cli(tiny_mnist, tmp_path, capsys):
     out, png = tmp_path / "corr.json", tmp_path / "corr.png"
     assert cli_main(["bench", "mihash-correlation", "--data", str(tiny_mnist), "--maps", "6", "--out", str(out),

@@ -39,6 +39,7 @@ __all__ = [
     "run_unsupervised",
     "bench_mihash",
     "SUPERVISED_METHODS",
+    "validation_thirds",
 ]
 
 #: Supervised suite: ``{row name: (registry name, constructor parameters)}``; gradient methods share
@@ -180,6 +181,35 @@ def _make(method: str, bits: int, seed: int, extra: dict[str, Any], dataset: str
     return get_encoder(reg, **p)
 
 
+def validation_thirds(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut a supervised training set into validation training items, queries and a database, per class.
+
+    The test protocol retrieves among items the model never trained on, so the validation database must not
+    be the validation training set either (else a model that memorises its training labels wins validation).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,), dtype=int
+        Labels of the training set (``per_class`` items per class).
+    per_class : int
+        Training items per class of the test protocol.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    train, queries, database : ndarray of int64
+        Disjoint indices into ``y``: per class ``max(1, per_class // 10)`` queries, ``max(1, 3 * per_class //
+        10)`` database items, the rest training items.
+    """
+    from ..data import per_class_split
+
+    n_q, n_db = max(1, per_class // 10), max(1, 3 * per_class // 10)
+    q, rest = per_class_split(y, n_q, seed)
+    db_rel, tr_rel = per_class_split(y[rest], n_db, seed + 1)
+    return np.sort(rest[tr_rel]), np.sort(q), np.sort(rest[db_rel])
+
+
 def _is_gradient(method: str) -> bool:
     """Trained on the labels (its tags say so): gets the validation grid, the budget and ``y``."""
     from ..encoders import get_tags
@@ -213,7 +243,6 @@ def run_supervised(
     """
     from tqdm.auto import tqdm
 
-    from ..data import per_class_split
     from ..validation import HashplugError
 
     if dataset not in DATASETS:
@@ -259,10 +288,13 @@ def run_supervised(
     vals = []
     for vs in (0, 1):
         _, trv, _ = supervised_split(y, vs, tr_pc, q_pc)
-        vq, vdb = per_class_split(y[trv], max(1, tr_pc // 5), 7)
-        vals.append((vs, X[trv][vq], y[trv][vq], X[trv][vdb], y[trv][vdb]))
-    res["validation_splits"] = ("training sets of the seed-0 and seed-1 splits, 1/5 of each class as queries; "
-                                "each trained with its split's encoder seed, as the test runs are")
+        vtr, vq, vdb = (trv[i] for i in validation_thirds(y[trv], tr_pc, seed=7))
+        vals.append((vs, X[vtr], y[vtr], X[vq], y[vq], X[vdb], y[vdb]))
+    res["validation_splits"] = (
+        "training sets of the seed-0 and seed-1 splits, each class cut into 3/5 training, 1/10 queries and "
+        "3/10 database (the database disjoint from the training items, as in the test protocol); each trained "
+        "with its split's encoder seed, as the test runs are"
+    )
     picks: dict[str, dict[int, dict[str, Any]]] = {}  # method -> bits -> setting
     for name in names:
         if not _is_gradient(name) or name in hp:
@@ -277,9 +309,9 @@ def run_supervised(
             scores = []
             for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
                 got = []
-                for vs, Xv_q, yv_q, Xv_db, yv_db in vals:
+                for vs, Xv_tr, yv_tr, Xv_q, yv_q, Xv_db, yv_db in vals:
                     try:
-                        enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_db, yv_db)
+                        enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_tr, yv_tr)
                     except HashplugError as exc:  # a learning rate that diverges is a failed grid point
                         if "diverged" not in str(exc):
                             raise
