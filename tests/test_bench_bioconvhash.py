@@ -109,7 +109,7 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
         bc.merge_conv_tables([outs[0], bad])
 
 
-def test_tune_script_scores_layer_grid_and_biohash_reference(tiny_mnist, tmp_path, monkeypatch, capsys):
+def test_tune_script_scores_layer_grid_and_biohash_reference(tiny_mnist, tmp_path, monkeypatch):
     """benchmarks/tune_bioconvhash.py: one row per (filter, layer) setting, the BioHash reference row, resumable."""
     import runpy
     from pathlib import Path

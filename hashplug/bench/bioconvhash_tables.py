@@ -427,8 +427,9 @@ def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray
         out[f"BioConvHash without patch normalisation k={k} {name}"] = _score(
             plain, plain.pooled_features(X), Fdb_p, split, R)["map_tie_aware"]
     del Fdb_p
-    bh = biohash_on_images(Xdb, dataset, k, seed)
-    cdb = bh.encode(flat_pixels(Xdb))
+    flat_db = flat_pixels(Xdb)
+    bh = fit_pixel_biohash(flat_db, dataset, k, seed)
+    cdb = bh.encode(flat_db)
     for name, X in sets:
         cq = bh.encode(flat_pixels(X))
         out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
@@ -440,14 +441,15 @@ def flat_pixels(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1) / np.float32(255.0)
 
 
-def biohash_on_images(Xdb: np.ndarray, dataset: str, k: int, seed: int) -> Any:
-    """BioHash with its preset for ``dataset``, fitted on :func:`flat_pixels` of ``Xdb``: the pixel-level
-    reference that BioConvHash is compared with (the shadows and the validation searches).
+def fit_pixel_biohash(flat_db: np.ndarray, dataset: str, k: int, seed: int) -> Any:
+    """BioHash with its preset for ``dataset``, fitted on flattened pixels: the pixel-level reference that
+    BioConvHash is compared with (the shadows and the validation searches).
 
     Parameters
     ----------
-    Xdb : ndarray of shape (n, H, W) or (n, C, H, W), dtype=uint8
-        The images to fit on.
+    flat_db : ndarray of shape (n, H * W * C), dtype=float32
+        The images to fit on, as :func:`flat_pixels` gives them (computed once by the caller, who encodes
+        with the same array).
     dataset : str
         Preset name (``"mnist"``, ``"cifar10"``).
     k, seed : int
@@ -461,7 +463,7 @@ def biohash_on_images(Xdb: np.ndarray, dataset: str, k: int, seed: int) -> Any:
     from ..encoders import BioHash
 
     bp = get_preset(BioHash, dataset)
-    return BioHash(k=k, random_state=seed, **(bp.for_k(k) if bp else {})).fit(flat_pixels(Xdb))
+    return BioHash(k=k, random_state=seed, **(bp.for_k(k) if bp else {})).fit(flat_db)
 
 
 def plot_filters(enc: BioConvHash, path: str | Path, max_filters: int = 100, title: str | None = None) -> Path:
