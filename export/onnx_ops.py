@@ -121,6 +121,8 @@ class Builder:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self._n = 0
+        #: Values built once and shared by several emitters (keyed by what they compute from which input).
+        self.memo: dict[tuple, str] = {}
 
     def name(self, base: str) -> str:
         self._n += 1
@@ -221,13 +223,48 @@ def _window_attrs(kernel: int, stride: int, padding: int) -> dict[str, Any]:
     return {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "pads": [padding] * 4}
 
 
+def _patches_f64(b: Builder, x: str, channels: int, kernel: int, stride: int, padding: int) -> str:
+    """The C K K values of every patch of x (n, C, H, W) as (n, H', W', C K K) float64, copied exactly.
+
+    onnxruntime's CPU ``Conv`` has no double kernel, so a float32 ``Conv`` with one-hot filters (one per
+    patch position, ordered like torch's ``unfold`` and a weight's ``reshape(F, C K K)``) copies each value
+    out (one product by 1.0, all others by 0.0: exact), then ``Cast`` widens. Built once per input and
+    window geometry and shared by the ops that need it (a convolution and its patch norm).
+    """
+    key = ("patches_f64", x, int(channels), int(kernel), int(stride), int(padding))
+    if key not in b.memo:
+        n = int(channels) * kernel * kernel
+        onehot = np.eye(n, dtype=np.float32).reshape(n, int(channels), kernel, kernel)
+        cols = b.one("Conv", [x, b.const("patch_onehot", onehot)], **_window_attrs(kernel, stride, padding))
+        b.memo[key] = b.one("Cast", [b.one("Transpose", [cols], perm=[0, 2, 3, 1])], to=onnx_type("float64"))
+    return b.memo[key]
+
+
+def _channels_first_f32(b: Builder, x: str) -> str:
+    """(n, H', W', F) float64 -> (n, F, H', W') float32, one rounding."""
+    return b.one("Transpose", [b.one("Cast", [x], to=onnx_type("float32"))], perm=[0, 3, 1, 2])
+
+
 @emits(Conv2d)
 def _conv2d(b: Builder, op: Conv2d, xs: list[str], shapes: list[Shape]) -> str:
+    if op.accumulate == "float64":
+        F, C, K, _ = op.weight.shape
+        cols = _patches_f64(b, xs[0], C, K, op.stride, op.padding)
+        wt = np.ascontiguousarray(op.weight.reshape(F, C * K * K).T, dtype=np.float64)
+        return _channels_first_f32(b, b.one("MatMul", [cols, b.const("conv_weight", wt)]))
     return b.one("Conv", [xs[0], b.const("conv_weight", op.weight)], **_window_attrs(op.kernel, op.stride, op.padding))
 
 
 @emits(PatchL2Norm)
 def _patch_l2_norm(b: Builder, op: PatchL2Norm, xs: list[str], shapes: list[Shape]) -> str:
+    if op.accumulate == "float64":
+        cols = _patches_f64(b, xs[0], shapes[0][0], op.kernel, op.stride, op.padding)
+        sq = b.one("Mul", [cols, cols])
+        if b.opset >= 13:  # axes as an input from opset 13 (see _reduce_sum)
+            sq = b.one("ReduceSum", [sq, b.const("axes", np.array([3], dtype=np.int64))], keepdims=1)
+        else:
+            sq = b.one("ReduceSum", [sq], axes=[3], keepdims=1)
+        return _channels_first_f32(b, b.one("Sqrt", [sq]))
     sq = b.one("Mul", [xs[0], xs[0]])
     ones = b.const("patch_ones", op.ones(shapes[0][0]))
     return b.one("Sqrt", [b.one("Conv", [sq, ones], **_window_attrs(op.kernel, op.stride, op.padding))])

@@ -293,3 +293,45 @@ def test_layer_center_trains_on_centred_features_and_round_trips(images, tmp_pat
     # retraining without centring drops the mean; the codes change
     enc.fit_layer(feats, layer_center=False)
     assert not hasattr(enc, "layer_mean_") and "centred" not in [n.output for n in enc.graph.nodes]
+
+
+def test_filter_stage_is_bit_identical_on_numpy_torch_and_onnxruntime(images):
+    """accumulate="float64": the pooled features before the final normalisation agree to the last bit on the
+    three backends, also where filters tie exactly (a duplicate filter in another SIMD block never wins)."""
+    import onnxruntime as ort
+    import torch
+
+    from hashplug.export.onnx_export import graph_model
+    from hashplug.graph import Graph
+
+    X = images[0]
+    enc = BioConvHash(random_state=0, **{**SMALL, "n_filters": 13, "kci": 1}).fit(X)
+    bank = enc.filter_banks_[0].copy()
+    bank[12] = bank[0]  # exact duplicate, last channel: the lower index must win every tie
+    enc.filters_ = bank.reshape(-1)
+    nodes, _ = enc._feature_nodes()
+    assert nodes[-1].output == "unit_features"
+    g = Graph({"x": tuple(enc.input_shape_)}, nodes[:-1], None, "features")  # before the L2 normalisation
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([X[:300], rng.random((50, 8, 8)) * 16]).astype(np.float32)
+    f_np = g.numpy(x=xs)
+    f_t = g.to_torch()(torch.as_tensor(xs)).numpy()
+    sess = ort.InferenceSession(graph_model(g).SerializeToString(), providers=["CPUExecutionProvider"])
+    (f_ort,) = sess.run(None, {"x": xs})
+    np.testing.assert_array_equal(f_t, f_np)
+    np.testing.assert_array_equal(f_ort, f_np)
+    per_filter = f_np.reshape(len(xs), 13, -1)
+    assert per_filter[:, 0].any() and not per_filter[:, 12].any()
+    # the exported model has one exact patch copy per kernel size, shared by the convolution and the norm
+    onehot = [i for i in graph_model(g).graph.initializer if i.name.startswith("patch_onehot")]
+    assert len(onehot) == len(enc.kernel_sizes)
+
+
+def test_float32_accumulation_stays_available_and_close(images, small):
+    X = images[0][:200]
+    f64 = small.pooled_features(X)
+    fast = BioConvHash(**{**small.get_params(), "accumulate": "float32"})
+    fast.__dict__.update({a: v for a, v in small.__dict__.items() if a.endswith("_")})
+    np.testing.assert_allclose(fast.pooled_features(X), f64, atol=1e-5)
+    with pytest.raises(HashplugError, match="accumulate"):
+        BioConvHash(**{**SMALL, "accumulate": "float16"}).fit(images[0])
