@@ -169,7 +169,12 @@ def _affine(b: Builder, op: Affine, xs: list[str], shapes: list[Shape]) -> str:
 
 @emits(L2Normalize)
 def _l2_normalize(b: Builder, op: L2Normalize, xs: list[str], shapes: list[Shape]) -> str:
-    nrm = b.axes("ReduceL2", xs[0], list(range(1, len(shapes[0]) + 1)), keepdims=1)
+    axes = list(range(1, len(shapes[0]) + 1))
+    if op.accumulate == "float64":
+        nrm = b.axes("ReduceL2", b.one("Cast", [xs[0]], to=onnx_type("float64")), axes, keepdims=1)
+        nrm = b.one("Cast", [nrm], to=onnx_type("float32"))
+    else:
+        nrm = b.axes("ReduceL2", xs[0], axes, keepdims=1)
     nrm = b.one("Max", [nrm, b.const("l2_eps", np.asarray(op.eps, dtype=np.float32))])
     return b.one("Div", [xs[0], nrm])
 

@@ -296,8 +296,9 @@ def test_layer_center_trains_on_centred_features_and_round_trips(images, tmp_pat
 
 
 def test_filter_stage_is_bit_identical_on_numpy_torch_and_onnxruntime(images):
-    """accumulate="float64": the pooled features before the final normalisation agree to the last bit on the
-    three backends, also where filters tie exactly (a duplicate filter in another SIMD block never wins)."""
+    """accumulate="float64": the pooled features (before and after the final normalisation) agree to the last
+    bit on the three backends, also where filters tie exactly (a duplicate filter in another SIMD block never
+    wins)."""
     import onnxruntime as ort
     import torch
 
@@ -320,6 +321,12 @@ def test_filter_stage_is_bit_identical_on_numpy_torch_and_onnxruntime(images):
     (f_ort,) = sess.run(None, {"x": xs})
     np.testing.assert_array_equal(f_t, f_np)
     np.testing.assert_array_equal(f_ort, f_np)
+    unit = enc.feature_graph()
+    u_np = unit.numpy(x=xs)
+    (u_ort,) = ort.InferenceSession(graph_model(unit).SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": xs})
+    np.testing.assert_array_equal(unit.to_torch()(torch.as_tensor(xs)).numpy(), u_np)
+    np.testing.assert_array_equal(u_ort, u_np)
     per_filter = f_np.reshape(len(xs), 13, -1)
     assert per_filter[:, 0].any() and not per_filter[:, 12].any()
     # the exported model has one exact patch copy per kernel size, shared by the convolution and the norm
@@ -335,3 +342,17 @@ def test_float32_accumulation_stays_available_and_close(images, small):
     np.testing.assert_allclose(fast.pooled_features(X), f64, atol=1e-5)
     with pytest.raises(HashplugError, match="accumulate"):
         BioConvHash(**{**SMALL, "accumulate": "float16"}).fit(images[0])
+
+
+def test_float64_layer_gives_identical_codes_on_numpy_and_onnxruntime(images, tmp_path):
+    from hashplug.export import check_parity, to_onnx
+
+    X = images[0]
+    enc = BioConvHash(random_state=1, layer_accumulate="float64", **{**SMALL, "m": 400, "k": 16}).fit(X)
+    assert [n.op.accumulate for n in enc.graph.nodes if n.output == "scores"] == ["float64"]
+    rng = np.random.default_rng(1)
+    xs = np.concatenate([X, rng.random((1000, 8, 8)) * 16]).astype(np.float32)
+    par = check_parity(enc, to_onnx(enc, tmp_path / "f64.onnx"), xs)
+    assert par["identical"] and par["rows_differing"] == 0, par
+    with pytest.raises(HashplugError, match="layer_accumulate"):
+        BioConvHash(**{**SMALL, "layer_accumulate": "double"}).fit(X)

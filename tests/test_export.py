@@ -226,7 +226,7 @@ def test_metadata_round_trip(digits, tmp_path):
     assert card.bit_order == "packbits-big" and card.tie_rule == "lower-index"
     assert card.weights_sha256 == enc.weights_sha256()
     assert card.preprocessing == [
-        {"op": "l2_normalize", "eps": 1e-6},
+        {"op": "l2_normalize", "eps": 1e-6, "accumulate": "float32"},
         {"op": "matmul", "weight_shape": [64, 50], "accumulate": "float32"},
     ]
     props = {p.key: p.value for p in onnx.load(path).metadata_props}

@@ -144,7 +144,9 @@ def _l2_normalize(data: Any) -> Case:
     rng, s = _rng(data), _shape(data)
     x = (3 * rng.standard_normal((_batch(data) + 1, *s))).astype(np.float32)
     x[0] = 0.0  # the eps branch
-    return L2Normalize(data.draw(st.sampled_from([1e-12, 1e-6, 1.0]), label="eps")), [x], 1e-5
+    acc = data.draw(st.sampled_from(["float32", "float64"]), label="accumulate")
+    op = L2Normalize(data.draw(st.sampled_from([1e-12, 1e-6, 1.0]), label="eps"), acc)
+    return op, [x], (1e-5 if acc == "float32" else None)
 
 
 def _matmul(data: Any) -> Case:

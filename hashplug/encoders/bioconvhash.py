@@ -118,12 +118,19 @@ class BioConvHash(_PlasticityEncoder):
         trained on unit patches). False: plain convolution of the scaled image, filters trained on the raw
         non-blank patches (the "without patch normalisation" arm of the shadows experiment).
     accumulate : {"float64", "float32"}
-        Precision of the filter responses and patch norms (:class:`~hashplug.graph.Conv2d`): ``"float64"``
-        sums every patch in double and rounds once to float32, so numpy (``encode``), torch
-        (:meth:`pooled_features`) and onnxruntime pick the same filter at every location, near-ties
-        included, and the exported model's codes are bit-identical to ``encode``'s. ``"float32"`` is
-        faster, but on CIFAR-10 with k_CI = 1 about 3 % of images got a different winner at some
-        location and 25 of 10,000 codes differed by one unit.
+        Precision of the sums of the filter stage: filter responses and patch norms
+        (:class:`~hashplug.graph.Conv2d`) and the pooled vector's norm. ``"float64"`` sums in double and
+        rounds each result once to float32, so numpy (``encode``), torch (:meth:`pooled_features`) and
+        onnxruntime pick the same filter at every location, near-ties included, and give the same pooled
+        features to the last bit. ``"float32"`` is faster (about 1.6x under onnxruntime), but on CIFAR-10
+        with k_CI = 1 about 3 % of images got a different winner at some location and 25 of 10,000 codes
+        differed by one unit.
+    layer_accumulate : {"float32", "float64"}
+        Precision of the BioHash layer's scores. ``"float32"``: a unit within float32 rounding of the
+        k-th score can still go either way between backends (1 of 9,760 CIFAR-10 images at k = 32;
+        :func:`hashplug.export.check_parity` counts these as ties). ``"float64"`` makes the codes
+        bit-identical too, at a price: the m x D weights are stored and multiplied in double (at k = 32
+        on CIFAR-10 an 840 MB model, and onnxruntime at batch 1 several times slower).
     filter_p, filter_delta, filter_r : float, float, int
         p, Delta and r of the rule for the filters.
     filter_epochs, filter_batch_size, filter_lr : int, int, float
@@ -263,6 +270,7 @@ class BioConvHash(_PlasticityEncoder):
         patch_eps: float = 1e-3,
         patch_normalize: bool = True,
         accumulate: str = "float64",
+        layer_accumulate: str = "float32",
         filter_p: float = 2.0,
         filter_delta: float = 0.4,
         filter_r: int = 2,
@@ -298,6 +306,7 @@ class BioConvHash(_PlasticityEncoder):
         self.patch_eps = patch_eps
         self.patch_normalize = patch_normalize
         self.accumulate = accumulate
+        self.layer_accumulate = layer_accumulate
         self.filter_p = filter_p
         self.filter_delta = filter_delta
         self.filter_r = filter_r
@@ -412,6 +421,7 @@ class BioConvHash(_PlasticityEncoder):
         check_choice(self.renormalize_filters, "renormalize_filters", name, (True, False))
         check_choice(self.patch_normalize, "patch_normalize", name, (True, False))
         check_choice(self.accumulate, "accumulate", name, ("float64", "float32"))
+        check_choice(self.layer_accumulate, "layer_accumulate", name, ("float32", "float64"))
         check_choice(self.layer_center, "layer_center", name, (True, False))
         self._check_rule_params(m)
         self.m_, self.k_ = m, kk
@@ -475,7 +485,7 @@ class BioConvHash(_PlasticityEncoder):
             ]
             flats.append(f"flat{b}")
         nodes.append(Node(Concat(len(flats)), tuple(flats), "features"))
-        nodes.append(Node(L2Normalize(), ("features",), "unit_features"))
+        nodes.append(Node(L2Normalize(accumulate=self.accumulate), ("features",), "unit_features"))
         return nodes, "unit_features"
 
     def feature_graph(self) -> Graph:
@@ -500,7 +510,7 @@ class BioConvHash(_PlasticityEncoder):
             nodes.append(Node(Affine(np.float32(1.0), -np.asarray(mean, dtype=np.float32)), (src,), "centred"))
             src = "centred"
         Wp = np.ascontiguousarray(pnorm_weights(np.asarray(self.W_, dtype=np.float32), float(self.p)).T)
-        nodes.append(Node(MatMul(Wp), (src,), "scores"))
+        nodes.append(Node(MatMul(Wp, accumulate=self.layer_accumulate), (src,), "scores"))
         return nodes
 
     def _train_layer(self, feats: np.ndarray) -> None:
@@ -619,7 +629,7 @@ class BioConvHash(_PlasticityEncoder):
 
     #: Parameters of the BioHash layer (:meth:`fit_layer` retrains it alone).
     LAYER_PARAMS = ("k", "m", "activity", "p", "delta", "r", "epochs", "batch_size", "lr", "init", "init_scale",
-                    "layer_center", "random_state", "verbose", "device")
+                    "layer_center", "layer_accumulate", "random_state", "verbose", "device")
     #: Parameters of the forward pass after the filters: changing them changes the pooled features, not the
     #: filters (recompute :meth:`pooled_features`, then :meth:`fit_layer` with the same values).
     FORWARD_PARAMS = ("kci", "pool_size", "pool_stride", "patch_eps", "accumulate")

@@ -337,28 +337,40 @@ class L2Normalize(Op):
     ----------
     eps : float
         Lower bound of the norm (a zero sample stays zero).
+    accumulate : {"float32", "float64"}
+        ``"float64"``: the norm is summed and square-rooted in double and rounded once to float32 (the
+        division stays float32, correctly rounded everywhere), so every backend returns the same bits.
     """
 
     name: ClassVar[str] = "l2_normalize"
     eps: float = 1e-12
+    accumulate: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", float(self.eps))
+        _check_accumulate("l2_normalize", self.accumulate)
 
     def out_shape(self, s: Shape) -> Shape:
         return tuple(s)
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(x.shape[0], -1)
-        nrm = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float32))
+        if self.accumulate == "float64":
+            fd = flat.astype(np.float64)
+            nrm = np.sqrt(np.einsum("ij,ij->i", fd, fd)).astype(np.float32)
+        else:
+            nrm = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float32))
         nrm = nrm.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
         return (x / np.maximum(nrm, np.float32(self.eps))).astype(np.float32, copy=False)
 
     def torch(self, x: Any, **arrays: Any) -> Any:
         import torch
 
-        nrm = torch.linalg.vector_norm(x.flatten(1), dim=1).reshape((-1,) + (1,) * (x.dim() - 1))
-        return x / torch.clamp(nrm, min=self.eps)
+        if self.accumulate == "float64":
+            nrm = torch.linalg.vector_norm(x.flatten(1).double(), dim=1).to(x.dtype)
+        else:
+            nrm = torch.linalg.vector_norm(x.flatten(1), dim=1)
+        return x / torch.clamp(nrm.reshape((-1,) + (1,) * (x.dim() - 1)), min=self.eps)
 
 
 @_op
