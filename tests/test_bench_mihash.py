@@ -135,3 +135,25 @@ def test_supervised_tune_each_bits_picks_per_code_length(tiny_mnist, tmp_path, m
     assert sorted(b for b, _, _ in test_fit) == [4, 8]
     for b, gamma, _ in test_fit:
         assert gamma == chosen[str(b)]["gamma"]
+
+
+def test_budget_check_script_rows_per_bits_method_and_budget(tiny_mnist, tmp_path):
+    """benchmarks/mihash_budget_check.py: one validation row per (bits, method, budget), histories recorded."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mihash_budget_check.py"
+    spec = importlib.util.spec_from_file_location("mihash_budget_check", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "budget.json"
+    settings = {"MIHash-linear": {"optimizer": "adam", "lr": 0.01}, "DPSH-linear": {"optimizer": "adam", "lr": 0.01}}
+    rows = mod.main(["--data", str(tiny_mnist), "--bits", "8", "--budgets", "[[2, 64], [12, 32]]",
+                     "--settings", json.dumps(settings), "--out", str(out)])
+    assert [(r["method"], r["epochs"], r["batch_size"]) for r in rows] == [
+        ("MIHash-linear", 2, 64), ("MIHash-linear", 12, 32), ("DPSH-linear", 2, 64), ("DPSH-linear", 12, 32)]
+    assert json.loads(out.read_text()) == rows
+    for r in rows:
+        assert 0 < r["val_map"] <= 100 and len(r["per_split"]) == 2
+        # epochs 10 / 50 exist only in the longer run: [mid, last] for 2 epochs, [10, mid, last] for 12
+        assert [len(h) for h in r["history_10_50_mid_last"]] == [2 if r["epochs"] == 2 else 3] * 2

@@ -1,0 +1,78 @@
+"""Does a longer training budget or a larger minibatch close a gap between MIHash and DPSH? (validation only)
+
+Trains each method at each (epochs, batch size) on the validation splits of ``hashplug bench mihash-*``
+(the training sets of the seed-0 and seed-1 splits, each class cut into training items, queries and a
+disjoint database) and prints / writes validation mAP@All with the objective's history (epochs 10, 50, the
+middle and the last). No test data is touched.
+
+    python benchmarks/mihash_budget_check.py --dataset mnist --bits 12 24 \
+        --out benchmarks/results/mihash_mnist_budget_diag.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hashplug.bench.mihash import DATASETS, _load, _make, _map, supervised_split, validation_thirds
+
+DEFAULT_SETTINGS = {
+    "MIHash-MLP": {"optimizer": "adam", "lr": 0.002, "gamma": 3.0, "n_bins": 7},
+    "DPSH-MLP": {"optimizer": "adam", "lr": 0.002, "eta": 0.3},
+}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    ap.add_argument("--data", default=None, help="dataset file (default: the shared data folder)")
+    ap.add_argument("--bits", type=int, nargs="+", default=[12, 24])
+    ap.add_argument("--budgets", default="[[50, 256], [150, 256], [150, 512], [300, 256]]",
+                    help="JSON list of [epochs, batch_size]")
+    ap.add_argument("--settings", default=json.dumps(DEFAULT_SETTINGS),
+                    help="JSON {method: its validated setting}")
+    ap.add_argument("--limit", type=int, default=None, help="stratified subset (smoke runs)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    X, y = _load(args.dataset, args.data)
+    if args.limit is not None and args.limit < len(y):
+        keep = np.sort(np.random.default_rng(12345).choice(len(y), int(args.limit), replace=False))
+        X, y = X[keep], y[keep]
+    cfg = DATASETS[args.dataset]
+    tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
+    q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
+    vals = []
+    for vs in (0, 1):
+        _, trv, _ = supervised_split(y, vs, tr_pc, q_pc)
+        vtr, vq, vdb = (trv[i] for i in validation_thirds(y[trv], tr_pc, seed=7))
+        vals.append((vs, X[vtr], y[vtr], X[vq], y[vq], X[vdb], y[vdb]))
+    out: list[dict] = []
+    for bits in args.bits:
+        for name, g in json.loads(args.settings).items():
+            for ep, bs in json.loads(args.budgets):
+                t0 = time.perf_counter()
+                got, hist = [], []
+                for vs, Xt, yt, Xq, yq, Xd, yd in vals:
+                    enc = _make(name, bits, vs, {**g, "epochs": int(ep), "batch_size": int(bs)}, args.dataset,
+                                None).fit(Xt, yt)
+                    got.append(_map(enc.encode(Xq), enc.encode(Xd), yq, yd))
+                    h = next(iter(enc.history_.values()))
+                    hist.append([round(h[i], 4) for i in (9, 49, len(h) // 2, len(h) - 1) if i < len(h)])
+                row = {"bits": bits, "method": name, "epochs": int(ep), "batch_size": int(bs),
+                       "val_map": round(100 * float(np.mean(got)), 2), "per_split": [round(100 * v, 2) for v in got],
+                       "history_10_50_mid_last": hist, "seconds": round(time.perf_counter() - t0, 1)}
+                print(json.dumps(row), flush=True)
+                out.append(row)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
