@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashplug.bench.mihash import DATASETS, _load, _make, _map, supervised_split, validation_thirds
+from hashplug.bench.mihash import DATASETS, _load, _make, _map, validation_sets
 
 DEFAULT_SETTINGS = {
     "MIHash-MLP": {"optimizer": "adam", "lr": 0.002, "gamma": 3.0, "n_bins": 7},
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg = DATASETS[args.dataset]
     tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
     q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
-    vals = []
-    for vs in (0, 1):
-        _, trv, _ = supervised_split(y, vs, tr_pc, q_pc)
-        vtr, vq, vdb = (trv[i] for i in validation_thirds(y[trv], tr_pc, seed=7))
-        vals.append((vs, X[vtr], y[vtr], X[vq], y[vq], X[vdb], y[vdb]))
+    vals = validation_sets(X, y, tr_pc, q_pc)
     out: list[dict] = []
     for bits in args.bits:
         for name, g in json.loads(args.settings).items():

@@ -210,6 +210,22 @@ def validation_thirds(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndar
     return np.sort(rest[tr_rel]), np.sort(q), np.sort(rest[db_rel])
 
 
+def validation_sets(X: np.ndarray, y: np.ndarray, train_per_class: int, query_per_class: int) -> list[tuple]:
+    """The two validation sets of the supervised benches, from the training sets of the seed-0 and seed-1 splits.
+
+    Returns
+    -------
+    list of (seed, X_train, y_train, X_queries, y_queries, X_db, y_db)
+        Each cut by :func:`validation_thirds` (seed 7); ``seed`` is the split's, which its models train with.
+    """
+    vals = []
+    for vs in (0, 1):
+        _, trv, _ = supervised_split(y, vs, train_per_class, query_per_class)
+        vtr, vq, vdb = (trv[i] for i in validation_thirds(y[trv], train_per_class, seed=7))
+        vals.append((vs, X[vtr], y[vtr], X[vq], y[vq], X[vdb], y[vdb]))
+    return vals
+
+
 def _is_gradient(method: str) -> bool:
     """Trained on the labels (its tags say so): gets the validation grid, the budget and ``y``."""
     from ..encoders import get_tags
@@ -285,11 +301,7 @@ def run_supervised(
     # ---- validation: cut from the training sets of the seed-0 and seed-1 splits (never their queries), each
     # trained with its split's encoder seed; each gradient method picks its optimiser / lr / knob by the mean
     # over both (a pick validated with one encoder seed collapsed for others at 48 bits)
-    vals = []
-    for vs in (0, 1):
-        _, trv, _ = supervised_split(y, vs, tr_pc, q_pc)
-        vtr, vq, vdb = (trv[i] for i in validation_thirds(y[trv], tr_pc, seed=7))
-        vals.append((vs, X[vtr], y[vtr], X[vq], y[vq], X[vdb], y[vdb]))
+    vals = validation_sets(X, y, tr_pc, q_pc)
     res["validation_splits"] = (
         "training sets of the seed-0 and seed-1 splits, each class cut into 3/5 training, 1/10 queries and "
         "3/10 database (the database disjoint from the training items, as in the test protocol); each trained "
