@@ -27,6 +27,11 @@ one stride and a symmetric zero padding. The cosine of every filter with the uni
     Conv2d(W, stride, padding)(x)          (F, H', W')   <W_f, p>
     PatchL2Norm(K, stride, padding)(x)     (1, H', W')   ||p|| = sqrt(conv(x * x, ones(1, C, K, K)))
     SafeDiv(eps)(conv, norm)               (F, H', W')   conv / max(norm, eps)
+
+Sums are float32 by default. ``MatMul``, ``Conv2d``, ``PatchL2Norm`` and ``L2Normalize`` take
+``accumulate="float64"``: products and sums in double, each result rounded once to float32, so numpy, torch
+and onnxruntime (which add in different orders) return the same bits and a top-k that follows breaks
+near-ties the same way on every backend.
 """
 
 from __future__ import annotations
