@@ -1,4 +1,4 @@
-"""Does a longer training budget or a larger minibatch close a gap between MIHash and DPSH? (validation only)
+"""Does a longer budget, a larger minibatch or another setting close a gap between MIHash and DPSH? (validation)
 
 Trains each method at each (epochs, batch size) on the validation splits of ``hashplug bench mihash-*``
 (the training sets of the seed-0 and seed-1 splits, each class cut into training items, queries and a
@@ -12,6 +12,7 @@ middle and the last). No test data is touched.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--budgets", default="[[50, 256], [150, 256], [150, 512], [300, 256]]",
                     help="JSON list of [epochs, batch_size]")
     ap.add_argument("--settings", default=json.dumps(DEFAULT_SETTINGS),
-                    help="JSON {method: its validated setting}")
+                    help="JSON {method: a setting or a list of settings}, e.g. weight decays to compare")
     ap.add_argument("--limit", type=int, default=None, help="stratified subset (smoke runs)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -49,8 +50,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     vals = validation_sets(X, y, tr_pc, q_pc)
     out: list[dict] = []
     for bits in args.bits:
-        for name, g in json.loads(args.settings).items():
-            for ep, bs in json.loads(args.budgets):
+        for name, gs in json.loads(args.settings).items():
+            for g, (ep, bs) in itertools.product(gs if isinstance(gs, list) else [gs], json.loads(args.budgets)):
                 t0 = time.perf_counter()
                 got, hist = [], []
                 for vs, Xt, yt, Xq, yq, Xd, yd in vals:
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     got.append(_map(enc.encode(Xq), enc.encode(Xd), yq, yd))
                     h = next(iter(enc.history_.values()))
                     hist.append([round(h[i], 4) for i in (9, 49, len(h) // 2, len(h) - 1) if i < len(h)])
-                row = {"bits": bits, "method": name, "epochs": int(ep), "batch_size": int(bs),
+                row = {"bits": bits, "method": name, "setting": g, "epochs": int(ep), "batch_size": int(bs),
                        "val_map": round(100 * float(np.mean(got)), 2), "per_split": [round(100 * v, 2) for v in got],
                        "history_10_50_mid_last": hist, "seconds": round(time.perf_counter() - t0, 1)}
                 print(json.dumps(row), flush=True)

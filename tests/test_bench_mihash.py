@@ -147,11 +147,13 @@ def test_budget_check_script_rows_per_bits_method_and_budget(tiny_mnist, tmp_pat
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "budget.json"
-    settings = {"MIHash-linear": {"optimizer": "adam", "lr": 0.01}, "DPSH-linear": {"optimizer": "adam", "lr": 0.01}}
+    settings = {"MIHash-linear": {"optimizer": "adam", "lr": 0.01},
+                "DPSH-linear": [{"optimizer": "adam", "lr": 0.01}, {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.05}]}
     rows = mod.main(["--data", str(tiny_mnist), "--bits", "8", "--budgets", "[[2, 64], [12, 32]]",
                      "--settings", json.dumps(settings), "--out", str(out)])
-    assert [(r["method"], r["epochs"], r["batch_size"]) for r in rows] == [
-        ("MIHash-linear", 2, 64), ("MIHash-linear", 12, 32), ("DPSH-linear", 2, 64), ("DPSH-linear", 12, 32)]
+    assert [(r["method"], r["setting"].get("weight_decay"), r["epochs"], r["batch_size"]) for r in rows] == [
+        ("MIHash-linear", None, 2, 64), ("MIHash-linear", None, 12, 32), ("DPSH-linear", None, 2, 64),
+        ("DPSH-linear", None, 12, 32), ("DPSH-linear", 0.05, 2, 64), ("DPSH-linear", 0.05, 12, 32)]
     assert json.loads(out.read_text()) == rows
     for r in rows:
         assert 0 < r["val_map"] <= 100 and len(r["per_split"]) == 2
