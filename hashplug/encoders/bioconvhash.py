@@ -130,7 +130,7 @@ class BioConvHash(_PlasticityEncoder):
         k-th score can still go either way between backends (1 of 9,760 CIFAR-10 images at k = 32;
         :func:`hashplug.export.check_parity` counts these as ties). ``"float64"`` makes the codes
         bit-identical too, at a price: the m x D weights are stored and multiplied in double (at k = 32
-        on CIFAR-10 an 840 MB model, and onnxruntime at batch 1 several times slower).
+        on CIFAR-10 an 840 MB model, twice the layer's memory traffic; its speed is not measured yet).
     filter_p, filter_delta, filter_r : float, float, int
         p, Delta and r of the rule for the filters.
     filter_epochs, filter_batch_size, filter_lr : int, int, float
