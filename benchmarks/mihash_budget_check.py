@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashplug.bench.mihash import DATASETS, _load, _make, _map, validation_sets
+from hashplug.bench.mihash import DATASETS, _make, _map, supervised_data, validation_sets
 
 DEFAULT_SETTINGS = {
     "MIHash-MLP": {"optimizer": "adam", "lr": 0.002, "gamma": 3.0, "n_bins": 7},
@@ -40,13 +40,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    X, y = _load(args.dataset, args.data)
-    if args.limit is not None and args.limit < len(y):
-        keep = np.sort(np.random.default_rng(12345).choice(len(y), int(args.limit), replace=False))
-        X, y = X[keep], y[keep]
-    cfg = DATASETS[args.dataset]
-    tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
-    q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
+    X, y, tr_pc, q_pc = supervised_data(args.dataset, args.data, args.limit)
     vals = validation_sets(X, y, tr_pc, q_pc)
     out: list[dict] = []
     for bits in args.bits:

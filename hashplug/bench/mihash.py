@@ -210,6 +210,25 @@ def validation_thirds(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndar
     return np.sort(rest[tr_rel]), np.sort(q), np.sort(rest[db_rel])
 
 
+def supervised_data(dataset: str, data: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Vectors and labels of ``dataset`` (a random subset of ``limit`` rows for smoke runs) and the
+    protocol's training and query items per class, capped so that small subsets still split.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), dtype=float32
+    y : ndarray of shape (n,)
+    train_per_class, query_per_class : int
+    """
+    cfg = DATASETS[dataset]
+    X, y = _load(dataset, data)
+    if limit is not None and limit < len(y):
+        keep = np.sort(np.random.default_rng(12345).choice(len(y), int(limit), replace=False))
+        X, y = X[keep], y[keep]
+    smallest = int(np.bincount(y).min())
+    return X, y, min(cfg["train_per_class"], smallest // 3), min(cfg["query_per_class"], smallest // 5)
+
+
 def validation_sets(X: np.ndarray, y: np.ndarray, train_per_class: int, query_per_class: int) -> list[tuple]:
     """The two validation sets of the supervised benches, from the training sets of the seed-0 and seed-1 splits.
 
@@ -264,14 +283,8 @@ def run_supervised(
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r} for the MIHash bench; use one of {sorted(DATASETS)}.")
     t_start = time.perf_counter()
-    cfg = DATASETS[dataset]
-    X, y = _load(dataset, data)
-    if limit is not None and limit < len(y):
-        keep = np.sort(np.random.default_rng(12345).choice(len(y), int(limit), replace=False))
-        X, y = X[keep], y[keep]
+    X, y, tr_pc, q_pc = supervised_data(dataset, data, limit)
     n_classes = int(np.unique(y).size)
-    tr_pc = min(cfg["train_per_class"], int(np.bincount(y).min()) // 3)
-    q_pc = min(cfg["query_per_class"], int(np.bincount(y).min()) // 5)
     names = list(methods or SUPERVISED_METHODS)
     if isinstance(grid, dict) and set(grid) - set(SUPERVISED_METHODS):
         raise HashplugError(f"--grid names unknown methods {sorted(set(grid) - set(SUPERVISED_METHODS))}; "

@@ -716,11 +716,9 @@ class PatchL2Norm(Op):
         import torch.nn.functional as F
 
         if self.accumulate == "float64":
-            n = x.shape[0]
-            Ho = (x.shape[2] + 2 * self.padding - self.kernel) // self.stride + 1
-            Wo = (x.shape[3] + 2 * self.padding - self.kernel) // self.stride + 1
             cols = _unfold_cols_torch(x, self.kernel, self.stride, self.padding, torch.float64)
-            return torch.sqrt((cols * cols).sum(dim=2)).to(x.dtype).reshape(n, 1, Ho, Wo)
+            out_shape = self.out_shape(tuple(x.shape[1:]))
+            return torch.sqrt((cols * cols).sum(dim=2)).to(x.dtype).reshape(x.shape[0], *out_shape)
         ones = torch.ones((1, x.shape[1], self.kernel, self.kernel), dtype=x.dtype, device=x.device)
         return torch.sqrt(F.conv2d(x * x, ones, stride=self.stride, padding=self.padding))
 
