@@ -70,6 +70,30 @@ def test_run_table_json_shape(tiny_mnist, tmp_path):
     assert "BioHash" in bt.format_table(res)
 
 
+def test_run_table_keeps_the_seeds_done_when_a_later_seed_fails(tiny_mnist, tmp_path, monkeypatch):
+    """A long run writes its JSON after every seed (marked partial), so an interrupted run loses no seed."""
+    out = tmp_path / "t.json"
+    full = bt.run_table("mnist", tiny_mnist, ks=[2], seeds=[0], methods=["LSH"], limit=300, verbose=False)
+    evaluate = bt.evaluate
+
+    def failing_on_seed_1(m, k, split, dataset, seed, *a, **kw):
+        if seed == 1:
+            raise KeyboardInterrupt
+        return evaluate(m, k, split, dataset, seed, *a, **kw)
+
+    monkeypatch.setattr(bt, "evaluate", failing_on_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        bt.run_table("mnist", tiny_mnist, ks=[2], seeds=2, methods=["LSH"], out=out, limit=300, verbose=False)
+    on_disk = json.loads(out.read_text())
+    assert on_disk["partial"] == "seeds [0] of [0, 1]" and on_disk["seeds"] == [0]
+    assert on_disk["rows"] == full["rows"] and on_disk["per_seed"] == full["per_seed"]
+    # a finished run has no partial mark
+    monkeypatch.setattr(bt, "evaluate", evaluate)
+    bt.run_table("mnist", tiny_mnist, ks=[2], seeds=2, methods=["LSH"], out=out, limit=300, verbose=False)
+    on_disk = json.loads(out.read_text())
+    assert "partial" not in on_disk and on_disk["seeds"] == [0, 1]
+
+
 def test_run_table_rejects_unknown_names(tiny_mnist):
     with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
         bt.run_table("svhn", tiny_mnist)

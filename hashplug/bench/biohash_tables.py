@@ -25,6 +25,7 @@ from .. import __version__
 from ..encoders import available_encoders, encoder_class, get_encoder, get_preset, get_tags
 from ..metrics import map_from_codes
 from ..validation import HashplugError
+from .common import write_json
 
 __all__ = ["PAPER", "DATASETS", "table_methods", "default_hp", "run_table", "tune", "format_table"]
 
@@ -259,6 +260,11 @@ def run_table(
     t_all = time.perf_counter()
     cache: dict = {"kmax": max(ks)}
     n_train = None
+    done: list[int] = []
+
+    def summary() -> dict[str, Any]:
+        return _summarise(per, methods, tags, hpd, done, dataset, epochs, limit, tie_aware, n_train, t_all)
+
     for s in seed_list:
         split = load_protocol(dataset, data, s, limit)
         n_train = len(split.ydb) if n_train is None else n_train
@@ -270,7 +276,30 @@ def run_table(
                 res = evaluate(m, k, split, dataset, s, hpd, epochs, tie_aware, verbose=False, cache=cache)
                 per[m].setdefault(str(k), []).append(res)
                 bar.update(1)
+        done.append(s)
+        if out and len(done) < len(seed_list):
+            # a long run keeps what it measured: the JSON of the seeds done so far, marked partial
+            write_json({**summary(), "partial": f"seeds {done} of {seed_list}"}, out)
     bar.close()
+    result = summary()
+    write_json(result, out)
+    return result
+
+
+def _summarise(
+    per: dict[str, dict[str, list[dict[str, Any]]]],
+    methods: Sequence[str],
+    tags: dict[str, Any],
+    hpd: dict[str, dict[str, Any]],
+    seed_list: Sequence[int],
+    dataset: str,
+    epochs: int | None,
+    limit: int | None,
+    tie_aware: bool,
+    n_train: int | None,
+    t_all: float,
+) -> dict[str, Any]:
+    """The JSON of :func:`run_table` from the per-seed results ``per[method][k]`` of the seeds in ``seed_list``."""
 
     def mean(m: str, key: str) -> dict[str, float]:
         return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per[m].items() if key in v[0]}
@@ -287,7 +316,7 @@ def run_table(
         "metric": DATASETS[dataset]["metric"],
         "rows": rows,
         "paper": {m: PAPER[dataset].get(m, {}) for m in methods},
-        "seeds": seed_list,
+        "seeds": list(seed_list),
         "hyperparameters": {
             **{m: hpd.get(m, {}) for m in methods},
             "epochs_override": epochs,
@@ -329,9 +358,6 @@ def run_table(
             }
     if limit and n_train is not None:
         result["n_train"] = n_train
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
     return result
 
 
