@@ -15,10 +15,10 @@ import argparse
 import itertools
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
+from hashplug.bench.common import write_json
 from hashplug.bench.mihash import DATASETS, _make, _map, supervised_data, validation_sets
 
 DEFAULT_SETTINGS = {
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        "history_10_50_mid_last": hist, "seconds": round(time.perf_counter() - t0, 1)}
                 print(json.dumps(row), flush=True)
                 out.append(row)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
+                write_json(out, args.out)  # after every row: an interrupted check keeps what it measured
     return out
 
 

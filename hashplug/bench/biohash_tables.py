@@ -455,6 +455,5 @@ def tune(
     result = {"dataset": dataset, "method": method, "ks": list(ks), "base": base, "grid": grid,
               "validation": {"n_queries": val.n_queries, "n_db": val.n_db, "seed": seed},
               "rows": rows, "best": best}
-    if out:
-        Path(out).write_text(json.dumps(result, indent=2))
+    write_json(result, out)
     return result

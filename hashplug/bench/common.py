@@ -86,7 +86,7 @@ def format_rows(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
     return "\n".join(lines)
 
 
-def write_json(res: dict[str, Any], out: str | os.PathLike[str] | None) -> None:
+def write_json(res: dict[str, Any] | list[Any], out: str | os.PathLike[str] | None) -> None:
     if out:
         p = Path(out)
         p.parent.mkdir(parents=True, exist_ok=True)
