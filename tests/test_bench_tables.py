@@ -94,6 +94,50 @@ def test_run_table_keeps_the_seeds_done_when_a_later_seed_fails(tiny_mnist, tmp_
     assert "partial" not in on_disk and on_disk["seeds"] == [0, 1]
 
 
+def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
+    """--seed-list runs some seeds; --merge gives the JSON of one run over all of them (a partial run counts
+    for the seeds it finished)."""
+    from hashplug.cli import main
+
+    common = ["--data", str(tiny_mnist), "--k", "2", "4", "--methods", "LSH", "BioHash", "--epochs", "2",
+              "--limit", "400"]
+    whole = tmp_path / "whole.json"
+    assert main(["bench", "biohash-mnist", *common, "--seeds", "3", "--out", str(whole)]) == 0
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["bench", "biohash-mnist", *common, "--seed-list", "0", "--out", str(a)]) == 0
+    assert main(["bench", "biohash-mnist", *common, "--seed-list", "2", "1", "--out", str(b)]) == 0
+    assert json.loads(b.read_text())["seeds"] == [2, 1]
+    doc_a = json.loads(a.read_text())
+    doc_a["partial"] = "seeds [0] of [0, 1, 2]"  # as an interrupted 3-seed run leaves it
+    a.write_text(json.dumps(doc_a))
+    merged = tmp_path / "m.json"
+    assert main(["bench", "biohash-mnist", "--merge", str(a), str(b), "--out", str(merged)]) == 0
+    assert "ours / paper" in capsys.readouterr().out
+    m, w = json.loads(merged.read_text()), json.loads(whole.read_text())
+    assert m["seeds"] == [0, 2, 1] and "partial" not in m
+    for meth in ("LSH", "BioHash"):
+        for k in ("2", "4"):
+            # seeded runs are deterministic: the merged per-seed values are the whole run's, reordered
+            assert sorted(m["per_seed"][meth][k]) == sorted(w["per_seed"][meth][k])
+            assert m["rows"][meth][k] == pytest.approx(w["rows"][meth][k], abs=0.006)
+            assert m["std"][meth][k] == pytest.approx(w["std"][meth][k], abs=0.006)
+            assert m["rows_first_index"][meth][k] == pytest.approx(w["rows_first_index"][meth][k], abs=0.01)
+            assert sorted(m["codes_sha256"][meth][k]) == sorted(w["codes_sha256"][meth][k])
+    assert m["rows"] == m["rows_tie_aware"]
+    assert m["convergence"]["BioHash"]["4"]["units_ever_won"] == w["convergence"]["BioHash"]["4"]["units_ever_won"]
+    # the same seed twice, another setting, or another dataset's table is refused
+    with pytest.raises(ValueError, match="share seeds"):
+        bt.merge_tables([a, a])
+    other = json.loads(b.read_text())
+    other["hyperparameters"]["BioHash"]["activity"] = 0.5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="differs from"):
+        bt.merge_tables([a, bad])
+    assert main(["bench", "biohash-cifar10", "--merge", str(a), str(b), "--out", str(tmp_path / "x.json")]) != 0
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_run_table_rejects_unknown_names(tiny_mnist):
     with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
         bt.run_table("svhn", tiny_mnist)

@@ -28,7 +28,7 @@ from .. import __version__
 from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
-from .biohash_tables import DATASETS, PAPER, _codes_digest, load_protocol
+from .biohash_tables import DATASETS, PAPER, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
            "bench_bioconvhash"]
@@ -543,44 +543,9 @@ def merge_conv_tables(paths: Sequence[str | Path]) -> dict[str, Any]:
     over all their seeds: means, standard deviations and per-seed values recomputed from the per-seed values,
     timings averaged over seeds, convergence as the worst seed, ablation and shadow values pooled.
     """
+    out = merge_tables(paths, allow_partial=False)
     docs = [json.loads(Path(p).read_text()) for p in paths]
-    if not docs:
-        raise HashplugError("merge needs at least one result JSON.")
-    first = docs[0]
-    for p, d in zip(paths, docs):
-        if d.get("partial"):
-            raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
-        for key in ("table", "metric", "hyperparameters", "protocol"):
-            if d.get(key) != first.get(key):
-                raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
-    seeds = [s for d in docs for s in d["seeds"]]
-    if len(set(seeds)) != len(seeds):
-        raise HashplugError(f"the runs share seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)}.")
-    ks = list(first["per_seed"]["BioConvHash"])
-    per = {k: [v for d in docs for v in d["per_seed"]["BioConvHash"].get(k, [])] for k in ks}
-    n = {id(d): len(d["seeds"]) for d in docs}
-
-    def wmean(get: Any) -> float:
-        return float(sum(get(d) * n[id(d)] for d in docs) / sum(n.values()))
-
-    out = dict(first)
-    out["seeds"] = seeds
-    out["rows"] = out["rows_tie_aware"] = {"BioConvHash": {k: round(float(np.mean(v)), 2) for k, v in per.items()}}
-    out["std"] = {"BioConvHash": {k: round(float(np.std(v)), 2) for k, v in per.items()}}
-    out["per_seed"] = {"BioConvHash": {k: [round(x, 2) for x in v] for k, v in per.items()}}
-    out["rows_first_index"] = {"BioConvHash": {k: round(wmean(lambda d, k=k: d["rows_first_index"]["BioConvHash"][k]), 2)
-                                               for k in ks}}
-    for key in ("train_seconds", "seconds_per_epoch"):
-        out[key] = {"BioConvHash": {k: round(wmean(lambda d, k=k, key=key: d[key]["BioConvHash"][k]), 2) for k in ks}}
-    out["codes_sha256"] = {"BioConvHash": {k: [h for d in docs for h in d["codes_sha256"]["BioConvHash"][k]] for k in ks}}
-    out["convergence"] = {"BioConvHash": {k: {
-        "row_norm_dev_max": max(d["convergence"]["BioConvHash"][k]["row_norm_dev_max"] for d in docs),
-        "row_norm_dev_median": round(wmean(lambda d, k=k: d["convergence"]["BioConvHash"][k]["row_norm_dev_median"]), 4),
-        "units_ever_won": min(d["convergence"]["BioConvHash"][k]["units_ever_won"] for d in docs),
-    } for k in ks}}
     out["filter_stage"] = [t for d in docs for t in d.get("filter_stage", [])]
-    out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
-    out["merged_from"] = [str(p) for p in paths]
     for sect in ("kci_ablation", "shadows"):
         parts = [d[sect] for d in docs if sect in d]
         if not parts:
@@ -594,7 +559,7 @@ def merge_conv_tables(paths: Sequence[str | Path]) -> dict[str, Any]:
                         ps.setdefault(c, {}).setdefault(k, []).extend(v)
             merged["per_seed"] = ps
             merged["rows"] = {c: {k: round(float(np.mean(v)), 2) for k, v in byk.items()} for c, byk in ps.items()}
-            merged["paper"] = {c: PAPER_KCI[first_dataset(first)].get(c, {}) for c in ps}
+            merged["paper"] = {c: PAPER_KCI[first_dataset(out)].get(c, {}) for c in ps}
         else:
             ps2: dict[str, list[float]] = {}
             for part in parts:

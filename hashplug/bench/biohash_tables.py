@@ -361,6 +361,81 @@ def _summarise(
     return result
 
 
+def merge_tables(
+    paths: Sequence[str | Path], allow_partial: bool = True, section_keys: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Combine the JSONs of table runs on different seeds (one setting) into the JSON of one run over all seeds.
+
+    Long tables run some seeds per session (``--seed-list``). Means, standard deviations and per-seed values
+    are recomputed from the per-seed values; timings and the lower-index-first rows are averaged over seeds
+    (weighted by each run's seed count); convergence is the worst seed's; code digests are pooled.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Result JSONs of :func:`run_table` (or the BioConvHash table), each on its own seeds.
+    allow_partial : bool
+        Accept a run marked ``"partial"`` (interrupted after some seeds: its JSON holds exactly the seeds it
+        finished). The BioConvHash table refuses them: its partial runs may stop inside an ablation.
+    section_keys : sequence of str
+        Further top-level keys that must agree across the runs.
+    """
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    if not docs:
+        raise HashplugError("merge needs at least one result JSON.")
+    first = docs[0]
+    for p, d in zip(paths, docs):
+        if d.get("partial") and not allow_partial:
+            raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
+        for key in ("table", "metric", "hyperparameters", "protocol", *section_keys):
+            if d.get(key) != first.get(key):
+                raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
+        if set(d["per_seed"]) != set(first["per_seed"]):
+            raise HashplugError(f"{p} has methods {sorted(d['per_seed'])}, {paths[0]} has {sorted(first['per_seed'])}.")
+    seeds = [s for d in docs for s in d["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise HashplugError(f"the runs share seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)}.")
+    n = {id(d): len(d["seeds"]) for d in docs}
+
+    def wmean(get: Any) -> float:
+        return float(sum(get(d) * n[id(d)] for d in docs) / sum(n.values()))
+
+    out = {k: v for k, v in first.items() if k != "partial"}
+    out["seeds"] = seeds
+    per: dict[str, dict[str, list[float]]] = {}
+    for m, byk in first["per_seed"].items():
+        per[m] = {k: [v for d in docs for v in d["per_seed"][m].get(k, [])] for k in byk}
+    out["per_seed"] = {m: {k: [round(x, 2) for x in v] for k, v in byk.items()} for m, byk in per.items()}
+    out["rows"] = {m: {k: round(float(np.mean(v)), 2) for k, v in byk.items()} for m, byk in per.items()}
+    out["std"] = {m: {k: round(float(np.std(v)), 2) for k, v in byk.items()} for m, byk in per.items()}
+    if "rows_tie_aware" in first:
+        out["rows_tie_aware"] = out["rows"]
+    for key in ("rows_first_index", "train_seconds", "seconds_per_epoch"):
+        if key in first:
+            out[key] = {m: {k: round(wmean(lambda d, m=m, k=k, key=key: d[key][m][k]), 2) for k in byk}
+                        for m, byk in first[key].items()}
+    if "codes_sha256" in first:
+        out["codes_sha256"] = {m: {k: [h for d in docs for h in d["codes_sha256"][m][k]] for k in byk}
+                               for m, byk in first["codes_sha256"].items()}
+    if "convergence" in first:
+        conv: dict[str, dict[str, dict[str, float]]] = {}
+        for m, byk in first["convergence"].items():
+            conv[m] = {}
+            for k, c in byk.items():
+                cs = [d["convergence"][m][k] for d in docs]
+                merged = {"row_norm_dev_max": max(x["row_norm_dev_max"] for x in cs)}
+                if "row_norm_dev_median" in c:
+                    merged["row_norm_dev_median"] = round(wmean(
+                        lambda d, m=m, k=k: d["convergence"][m][k]["row_norm_dev_median"]), 4)
+                if "units_ever_won" in c:
+                    merged["units_ever_won"] = min(x["units_ever_won"] for x in cs)
+                conv[m][k] = merged
+        out["convergence"] = conv
+    out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
+    out["merged_from"] = [str(p) for p in paths]
+    return out
+
+
 def format_table(result: dict[str, Any]) -> str:
     """Ours beside the paper's numbers, one line per method."""
     ks = sorted({int(k) for r in result["rows"].values() for k in r})

@@ -133,14 +133,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     name = args.suite
     if name in ("biohash-mnist", "biohash-cifar10"):
-        from ..bench.biohash_tables import format_table, run_table
+        from ..bench.biohash_tables import DATASETS, format_table, run_table
 
         ds = name.split("-", 1)[1]
+        if args.merge:
+            from ..bench.biohash_tables import merge_tables
+            from ..bench.common import write_json
+
+            res = merge_tables(args.merge)
+            if res.get("table") != DATASETS[ds]["table"]:
+                raise HashplugError(f"the merged runs are {res.get('table')!r} tables, not {DATASETS[ds]['table']!r}.")
+            write_json(res, args.out)
+            print(format_table(res))
+            print(f"merged seeds {res['seeds']}" + (f"; wrote {args.out}" if args.out else ""))
+            return 0
         res = run_table(
             ds,
             args.data,
             ks=args.k,
-            seeds=args.seeds,
+            seeds=list(args.seed_list) if args.seed_list else args.seeds,
             methods=args.methods,
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
@@ -346,9 +357,9 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--onnx-check", type=int, default=10_000,
                    help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
     b.add_argument("--seed-list", type=int, nargs="+", default=None,
-                   help="bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
+                   help="biohash-*, bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
     b.add_argument("--merge", nargs="+", default=None,
-                   help="bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training); "
+                   help="biohash-*, bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training); "
                         "search: combine runs' cells (code kind x N) into --out / --png (no measuring)")
     b.add_argument("--sizes", type=int, nargs="+", default=None, help="search: database sizes N")
     b.add_argument("--codes", nargs="+", default=None, help="search: code kinds, e.g. dense-256 khot-4096-16")
