@@ -377,3 +377,78 @@ def test_itq_start_equals_itq_codes_before_training(digits_split):
     itq = ITQ(k=16, random_state=0).fit((Xdb - enc.mean_) / enc.input_scale_)
     same = (enc.encode(Xdb) == itq.encode((Xdb - enc.mean_) / enc.input_scale_)).all(axis=1).mean()
     assert same > 0.99  # the same hyperplanes (rows exactly on one may round either way)
+
+
+# --------------------------------------------------------------------------------------- knn neighbourhood
+def test_knn_table_worked_example():
+    """Points on a line: 0, 1, 3, 10, 11 -> nearest others by hand (Euclidean)."""
+    from hashplug.train.mihash import knn_table
+
+    X = np.array([[0.0], [1.0], [3.0], [10.0], [11.0]])
+    np.testing.assert_array_equal(knn_table(X, 2), [[1, 2], [0, 2], [1, 0], [4, 2], [3, 2]])
+    # cosine ignores length: (1, 0) and (5, 0) are the same direction
+    Xc = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 0.0], [1.0, 1.2]])
+    np.testing.assert_array_equal(knn_table(Xc, 1, "cosine", chunk=2)[:, 0], [2, 3, 0, 1])
+    with pytest.raises(HashplugError, match=r"n_neighbours must be an int in \[1, n - 1\] = \[1, 4\]; got 5"):
+        knn_table(X, 5)
+
+
+def test_knn_table_equals_brute_force(seed):
+    from hashplug.train.mihash import knn_table
+
+    X = np.random.default_rng(seed).standard_normal((300, 7))
+    for metric in ("euclidean", "cosine"):
+        A = X / np.linalg.norm(X, axis=1, keepdims=True) if metric == "cosine" else X
+        D = ((A[:, None] - A[None]) ** 2).sum(-1)
+        np.fill_diagonal(D, np.inf)
+        np.testing.assert_array_equal(knn_table(X, 5, metric, chunk=64), np.argsort(D, axis=1)[:, :5])
+
+
+def test_knn_relation_and_batches():
+    """j is i's neighbour when j is among i's K nearest or i among j's (torch == numpy); every minibatch holds
+    M distinct rows, about group_size - 1 neighbours per anchor."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 5))
+    nb = Neighbourhood.from_knn(X, n_neighbours=8, group_size=4)
+    ids = rng.choice(400, 50, replace=False)
+    S = nb.matrix_numpy(ids)
+    table = nb.table
+    want = np.array([[j in table[i] or i in table[j] for j in ids] for i in ids])
+    np.testing.assert_array_equal(S, want)
+    np.testing.assert_array_equal(nb.matrix(torch.as_tensor(ids)).numpy(), want)
+    assert nb.describe() == {"kind": "knn", "metric": "euclidean", "n_neighbours": 8, "group_size": 4}
+    batches = nb.batches(400, 64, np.random.default_rng(1))
+    assert len(batches) == 400 // 64
+    for b in batches:
+        assert len(b) == 64 and len(set(b.tolist())) == 64
+        S = nb.matrix_numpy(b)
+        assert S[~np.eye(64, dtype=bool)].reshape(64, 63).sum(1).mean() >= 2.5  # random batches: 64 * 16 / 400 ~ 2.5 / 2
+    plain = Neighbourhood("rank").batches(400, 64, np.random.default_rng(1))  # other kinds: a permutation
+    np.testing.assert_array_equal(np.concatenate(plain), np.random.default_rng(1).permutation(400)[: 6 * 64])
+    with pytest.raises(HashplugError, match="needs table"):
+        Neighbourhood("knn")
+
+
+def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digits_split):
+    """Trained on the same budget from the same ITQ start, the knn neighbourhood puts more of each test
+    item's 10 nearest training items (cosine) within its 50 nearest codes than the LabelMe distance rule."""
+    from hashplug.hamming import hamming_topk
+
+    Xdb, _, Xq, _ = digits_split
+    common = dict(k=32, init="itq", epochs=15, optimizer="adam", lr=1e-3, batch_size=128, random_state=0,
+                  device="cpu", distance_metric="cosine")
+    Qn = Xq / np.linalg.norm(Xq, axis=1, keepdims=True)
+    Dn = Xdb / np.linalg.norm(Xdb, axis=1, keepdims=True)
+    true = np.argsort(-(Qn @ Dn.T), axis=1, kind="stable")[:, :10]  # each query's cosine top 10
+
+    def recall(enc):
+        top = hamming_topk(enc.encode(Xq), enc.encode(Xdb), 50)[1]
+        return np.mean([len(set(t) & set(r)) / 10 for t, r in zip(top.tolist(), true.tolist())])
+
+    knn = MIHash(neighbours="knn", n_neighbours=10, **common).fit(Xdb)
+    dist = MIHash(neighbours="distance", **common).fit(Xdb)
+    assert knn.neighbourhood_["kind"] == "knn" and knn.neighbourhood_["n_neighbours"] == 10
+    assert recall(knn) > recall(dist)
+    assert knn.mutual_information(Xq, batch_size=64) > 0
+    with pytest.raises(HashplugError, match=r"'n_neighbours' parameter of MIHash must be an int in \[1, n - 1\]"):
+        MIHash(k=8, epochs=1, device="cpu", neighbours="knn", n_neighbours=len(Xdb)).fit(Xdb)

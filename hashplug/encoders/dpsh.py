@@ -59,6 +59,8 @@ class DPSH(_PairwiseTrainedHash):
         neighbours: str = "auto",
         distance_metric: str = "euclidean",
         distance_percentile: float = 5.0,
+        n_neighbours: int = 10,
+        group_size: int = 4,
         standardize: bool = True,
         init: str = "lsh",
         device: str = "auto",
@@ -79,6 +81,8 @@ class DPSH(_PairwiseTrainedHash):
         self.neighbours = neighbours
         self.distance_metric = distance_metric
         self.distance_percentile = distance_percentile
+        self.n_neighbours = n_neighbours
+        self.group_size = group_size
         self.standardize = standardize
         self.init = init
         self.device = device

@@ -29,7 +29,7 @@ from .base import BaseEncoder, EncoderTags, Preset, register_encoder
 __all__ = ["MIHash"]
 
 OPTIMIZERS = ("sgd", "adam")
-NEIGHBOURS = ("auto", "labels", "distance", "rank")
+NEIGHBOURS = ("auto", "labels", "distance", "rank", "knn")
 INITS = ("lsh", "pca", "itq")
 
 
@@ -88,6 +88,8 @@ class _PairwiseTrainedHash(BaseEncoder):
 
         check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
         check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
+        check_int_param(self.n_neighbours, "n_neighbours", name, 1, None)
+        check_int_param(self.group_size, "group_size", name, 1, None)
         check_choice(self.init, "init", name, INITS)
         if self.init in ("pca", "itq") and (self._hidden_sizes() or kk > n_features):
             raise HashplugError(
@@ -159,6 +161,14 @@ class _PairwiseTrainedHash(BaseEncoder):
         feats = Xs if self.distance_metric == "euclidean" else X
         if kind == "rank":
             nb = Neighbourhood("rank", metric=self.distance_metric, share=float(self.distance_percentile) / 100.0)
+        elif kind == "knn":
+            if int(self.n_neighbours) > len(X) - 1:
+                raise HashplugError(
+                    f"The 'n_neighbours' parameter of {type(self).__name__} must be an int in [1, n - 1] = "
+                    f"[1, {len(X) - 1}] for {len(X)} training rows. Got {self.n_neighbours} instead."
+                )
+            nb = Neighbourhood.from_knn(feats, int(self.n_neighbours), self.distance_metric, int(self.group_size))
+            return nb, np.arange(len(X), dtype=np.int64)  # the targets are the rows' own indices
         else:
             nb = Neighbourhood.from_distances(feats, float(self.distance_percentile), self.distance_metric,
                                               seed=self.random_state)
@@ -245,13 +255,18 @@ class _PairwiseTrainedHash(BaseEncoder):
         Xf = self._check_X(X)
         codes = self.encode(Xf, format="pm1").astype(np.float64)
         nbd = dict(self.neighbourhood_)
-        nb = Neighbourhood(nbd["kind"], nbd.get("metric", "euclidean"), nbd.get("threshold", float("nan")),
-                           nbd.get("share", 0.05))
-        if nb.kind in ("distance", "rank"):
-            t = (Xf - self.mean_) / self.input_scale_ if nb.metric == "euclidean" else Xf
+        metric = nbd.get("metric", "euclidean")
+        feats = (Xf - self.mean_) / self.input_scale_ if metric == "euclidean" else Xf
+        if nbd["kind"] == "knn":  # the K nearest rows within X itself; the targets are row indices
+            nb = Neighbourhood.from_knn(feats, min(int(nbd["n_neighbours"]), len(Xf) - 1), metric)
+            t = np.arange(len(Xf))
+        elif nbd["kind"] in ("distance", "rank"):
+            nb = Neighbourhood(nbd["kind"], metric, nbd.get("threshold", float("nan")), nbd.get("share", 0.05))
+            t = feats
         else:
             if y is None:
                 raise HashplugError(f"this {type(self).__name__} was fitted with labels: pass y to mutual_information(X, y).")
+            nb = Neighbourhood(nbd["kind"])
             t = np.asarray(y)
         M = int(batch_size or self.batch_size)
         order = np.random.default_rng(seed).permutation(len(codes))
@@ -291,13 +306,19 @@ class MIHash(_PairwiseTrainedHash):
         Multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (step decay; None: constant).
     lr_decay : float
         Step-decay factor (paper: 0.5).
-    neighbours : {"auto", "labels", "distance", "rank"}
+    neighbours : {"auto", "labels", "distance", "rank", "knn"}
         ``auto``: labels when ``fit`` gets ``y``, else the distance rule. ``rank``: each anchor's nearest
-        ``distance_percentile`` % of its minibatch (a per-anchor percentile; beyond the paper).
+        ``distance_percentile`` % of its minibatch (a per-anchor percentile; beyond the paper). ``knn``: each
+        item's ``n_neighbours`` exact nearest training items (either way round), with minibatches built of
+        groups of an item and ``group_size - 1`` of them (beyond the paper; for top-R search without labels).
     distance_metric : {"euclidean", "cosine"}
         Metric of the distance rule.
     distance_percentile : float
         Percentile of pairwise training distances below which two items are neighbours (LabelMe: 5).
+    n_neighbours : int
+        ``knn``: K, the nearest training items counted as an item's neighbours.
+    group_size : int
+        ``knn``: items per group in a minibatch (a seed and ``group_size - 1`` of its K neighbours).
     standardize : bool
         Subtract the training mean and divide by the root-mean-square deviation (one scalar) first; part of
         the exported graph.
@@ -353,6 +374,8 @@ class MIHash(_PairwiseTrainedHash):
         neighbours: str = "auto",
         distance_metric: str = "euclidean",
         distance_percentile: float = 5.0,
+        n_neighbours: int = 10,
+        group_size: int = 4,
         standardize: bool = True,
         init: str = "lsh",
         device: str = "auto",
@@ -374,6 +397,8 @@ class MIHash(_PairwiseTrainedHash):
         self.neighbours = neighbours
         self.distance_metric = distance_metric
         self.distance_percentile = distance_percentile
+        self.n_neighbours = n_neighbours
+        self.group_size = group_size
         self.standardize = standardize
         self.init = init
         self.device = device

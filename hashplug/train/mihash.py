@@ -16,7 +16,10 @@ anchors (eq. 11). :func:`mi_gradient_closed_form` is eq. 50 (tests compare it wi
 
 Neighbourhoods (who is a neighbour of whom) come from single labels, multi-labels (share at least one)
 or a distance threshold (the LabelMe rule of section 5.1: distance below a percentile of the pairwise
-distances; Euclidean, or cosine for text embeddings): :class:`Neighbourhood`.
+distances; Euclidean, or cosine for text embeddings): :class:`Neighbourhood`. Beyond the paper, ``knn``
+makes each item's exact nearest neighbours in the training set its neighbours and builds every minibatch
+from groups of an item and some of them (:meth:`Neighbourhood.batches`), so that the objective sees the
+pairs a top-R search has to keep close.
 
 torch is imported inside the functions (training side only).
 """
@@ -41,7 +44,7 @@ __all__ = [
     "soft_histograms",
 ]
 
-NEIGHBOURHOOD_KINDS = ("labels", "multilabels", "distance", "rank")
+NEIGHBOURHOOD_KINDS = ("labels", "multilabels", "distance", "rank", "knn")
 DISTANCE_METRICS = ("euclidean", "cosine")
 
 
@@ -203,12 +206,70 @@ class Neighbourhood:
     metric: str = "euclidean"
     threshold: float = float("nan")
     share: float = 0.05
+    table: np.ndarray | None = None
+    group_size: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in NEIGHBOURHOOD_KINDS:
             raise HashplugError(f"Neighbourhood kind must be one of {list(NEIGHBOURHOOD_KINDS)}; got {self.kind!r}.")
         if self.metric not in DISTANCE_METRICS:
             raise HashplugError(f"distance metric must be one of {list(DISTANCE_METRICS)}; got {self.metric!r}.")
+        if self.kind == "knn":
+            if self.table is None or np.asarray(self.table).ndim != 2 or np.asarray(self.table).shape[1] < 1:
+                raise HashplugError("a 'knn' Neighbourhood needs table: the (n, K) int indices of each training "
+                                    "item's K nearest neighbours (Neighbourhood.from_knn builds it).")
+            if int(self.group_size) < 1:
+                raise HashplugError(f"group_size must be an int >= 1; got {self.group_size}.")
+        self._table_t: Any = None
+
+    @classmethod
+    def from_knn(
+        cls, X: np.ndarray, n_neighbours: int = 10, metric: str = "euclidean", group_size: int = 4,
+        chunk: int = 1024,
+    ) -> Neighbourhood:
+        """Each row's ``n_neighbours`` exact nearest other rows of X as its neighbours.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d)
+            Training features (the metric's space).
+        n_neighbours : int
+            K, in [1, n - 1].
+        metric : {"euclidean", "cosine"}
+        group_size : int
+            Items per group in :meth:`batches`: a seed item and ``group_size - 1`` of its K neighbours.
+        """
+        table = knn_table(X, n_neighbours, metric, chunk=chunk)
+        return cls("knn", metric=metric, table=table, group_size=int(group_size))
+
+    def batches(self, n: int, M: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """One epoch's minibatches: ``n // M`` index arrays of M distinct rows of the training set.
+
+        ``knn``: groups of a seed (a fresh permutation, walked in order) and ``group_size - 1`` of its K
+        nearest neighbours drawn at random, with any duplicates dropped and the batch topped up with random
+        rows, so about ``group_size - 1`` of each anchor's neighbours are in its batch. Every other kind: a
+        fresh permutation in full minibatches.
+        """
+        perm = rng.permutation(n)
+        if self.kind != "knn":
+            return [perm[s : s + M] for s in range(0, n - M + 1, M)]
+        table = np.asarray(self.table)
+        K = table.shape[1]
+        g = max(1, min(int(self.group_size), K + 1, M))
+        out, pos = [], 0
+        for _ in range(n // M):
+            idx: list[int] = []
+            seen: set[int] = set()
+            while len(idx) < M:
+                seed_item = int(perm[pos % n])
+                pos += 1
+                group = [seed_item, *table[seed_item, rng.choice(K, size=g - 1, replace=False)].tolist()]
+                for j in group:
+                    if j not in seen and len(idx) < M:
+                        seen.add(j)
+                        idx.append(int(j))
+            out.append(np.asarray(idx, dtype=np.int64))
+        return out
 
     @classmethod
     def from_labels(cls, y: np.ndarray) -> Neighbourhood:
@@ -255,6 +316,12 @@ class Neighbourhood:
         if self.kind == "multilabels":
             t = targets.to(torch.float32)
             return (t @ t.T) > 0
+        if self.kind == "knn":  # targets: the rows' indices into the training set
+            if self._table_t is None or self._table_t.device != targets.device:
+                self._table_t = torch.as_tensor(np.asarray(self.table), dtype=torch.long, device=targets.device)
+            ids = targets.to(torch.long)
+            S = (self._table_t[ids].unsqueeze(2) == ids.view(1, 1, -1)).any(1)  # j in kNN(i)
+            return S | S.T
         x = targets.to(torch.float64)
         if self.metric == "cosine":
             xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -277,6 +344,11 @@ class Neighbourhood:
     def matrix_numpy(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         """The relation between rows of ``a`` and rows of ``b`` (default ``a``) as a boolean numpy matrix."""
         b = a if b is None else b
+        if self.kind == "knn":  # a, b: row indices into the training set
+            table = np.asarray(self.table)
+            ia, ib = np.asarray(a, np.int64), np.asarray(b, np.int64)
+            S = (table[ia][:, :, None] == ib[None, None, :]).any(1)
+            return S | (table[ib][:, :, None] == ia[None, None, :]).any(1).T
         if self.kind == "labels":
             return np.asarray(a)[:, None] == np.asarray(b)[None, :]
         if self.kind == "multilabels":
@@ -305,7 +377,41 @@ class Neighbourhood:
             out.update(metric=self.metric, threshold=float(self.threshold))
         if self.kind == "rank":
             out.update(metric=self.metric, share=float(self.share))
+        if self.kind == "knn":
+            out.update(metric=self.metric, n_neighbours=int(np.asarray(self.table).shape[1]),
+                       group_size=int(self.group_size))
         return out
+
+
+def knn_table(X: np.ndarray, n_neighbours: int, metric: str = "euclidean", chunk: int = 1024) -> np.ndarray:
+    """The exact ``n_neighbours`` nearest other rows of each row of X, nearest first.
+
+    Returns
+    -------
+    table : ndarray of shape (n, n_neighbours), dtype=int64
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    K = int(n_neighbours)
+    if not 1 <= K <= n - 1:
+        raise HashplugError(f"n_neighbours must be an int in [1, n - 1] = [1, {n - 1}]; got {n_neighbours}.")
+    if metric not in DISTANCE_METRICS:
+        raise HashplugError(f"distance metric must be one of {list(DISTANCE_METRICS)}; got {metric!r}.")
+    if metric == "cosine":
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    sq = (X * X).sum(1)
+    table = np.empty((n, K), dtype=np.int64)
+    for s in range(0, n, int(chunk)):
+        A = X[s : s + int(chunk)]
+        if metric == "cosine":
+            dist = 1.0 - A @ X.T
+        else:
+            dist = sq[s : s + len(A), None] + sq[None, :] - 2.0 * (A @ X.T)
+        dist[np.arange(len(A)), np.arange(s, s + len(A))] = np.inf  # not its own neighbour
+        part = np.argpartition(dist, K - 1, axis=1)[:, :K]  # the K nearest, unordered
+        order = np.argsort(np.take_along_axis(dist, part, 1), axis=1, kind="stable")
+        table[s : s + len(A)] = np.take_along_axis(part, order, 1)
+    return table
 
 
 def _pair_distances(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
@@ -369,8 +475,8 @@ def train_minibatches(
     """Maximise ``objective(module(x_batch), S_batch)`` by minibatch SGD (momentum) or Adam; returns the mean
     objective per epoch.
 
-    Each epoch draws a fresh permutation and walks it in full minibatches of ``batch_size`` (every anchor
-    sees M - 1 items). ``param_groups`` are torch optimiser groups; a group's ``"lr_scale"`` multiplies ``lr``
+    Each epoch's minibatches come from :meth:`Neighbourhood.batches` (a fresh permutation walked in full
+    minibatches of ``batch_size``; ``knn``: groups of near neighbours); every anchor sees M - 1 items. ``param_groups`` are torch optimiser groups; a group's ``"lr_scale"`` multiplies ``lr``
     (section 5.1: pretrained layers at 0.01). Step decay multiplies every learning rate by ``lr_decay`` each
     ``lr_step`` epochs. ``device`` is where ``module`` lives; the thread policy of :mod:`hashplug._torch`
     applies. The progress bar shows the objective under ``name``.
@@ -398,11 +504,10 @@ def train_minibatches(
     bar = tqdm(range(int(epochs)), desc=desc, disable=not verbose, leave=False)
     with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
         for _ in bar:
-            perm = torch.as_tensor(rng.permutation(n), device=device)
             total, count = 0.0, 0
-            for s in range(0, n - M + 1, M):
+            for b in neighbourhood.batches(n, M, rng):
                 threads.tick()
-                idx = perm[s : s + M]
+                idx = torch.as_tensor(b, device=device)
                 value = objective(module(Xt[idx]), neighbourhood.matrix(Tt[idx]))
                 opt.zero_grad(set_to_none=True)
                 (-value).backward()
