@@ -245,10 +245,11 @@ class Neighbourhood:
     def batches(self, n: int, M: int, rng: np.random.Generator) -> list[np.ndarray]:
         """One epoch's minibatches: ``n // M`` index arrays of M distinct rows of the training set.
 
-        ``knn``: groups of a seed (a fresh permutation, walked in order) and ``group_size - 1`` of its K
-        nearest neighbours drawn at random, with any duplicates dropped and the batch topped up with random
-        rows, so about ``group_size - 1`` of each anchor's neighbours are in its batch. Every other kind: a
-        fresh permutation in full minibatches.
+        ``knn``: groups of a seed (from a fresh permutation, walked in order across the batches) and
+        ``group_size - 1`` of its K nearest neighbours drawn at random; a row already in the batch is skipped
+        and the next group fills its place, so about ``group_size - 1`` of each anchor's neighbours are in
+        its batch (an epoch then has as many steps as any other, and sees about n / group_size seeds).
+        Every other kind: a fresh permutation in full minibatches.
         """
         perm = rng.permutation(n)
         if self.kind != "knn":
