@@ -190,3 +190,26 @@ def test_hp_overrides_by_registry_name_and_the_tuned_method(tiny_mnist):
     assert bt._tuning_setup("mnist", "naivebiohash", [{"delta": 0.0}]) == ("NaiveBioHash", [{"delta": 0.0}])
     with pytest.raises(ValueError, match="no default tuning grid"):
         bt._tuning_setup("mnist", "lsh", None)
+
+
+def test_tune_keeps_the_settings_scored_when_a_later_one_fails(tiny_mnist, tmp_path, monkeypatch):
+    """The validation search writes its JSON after every setting (marked partial), the final one unmarked."""
+    out = tmp_path / "tune.json"
+    grid = [{"delta": 0.0}, {"delta": 0.1}]
+    full = bt.tune("mnist", tiny_mnist, ks=[2], grid=grid, method="naivebiohash", epochs=1, limit=300, out=out,
+                   verbose=False)
+    assert "partial" not in json.loads(out.read_text()) and len(full["rows"]) == 2
+    evaluate = bt.evaluate
+
+    def failing_on_the_second(m, k, split, dataset, seed, hp, *a, **kw):
+        if hp[m]["delta"] == 0.1:
+            raise KeyboardInterrupt
+        return evaluate(m, k, split, dataset, seed, hp, *a, **kw)
+
+    monkeypatch.setattr(bt, "evaluate", failing_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        bt.tune("mnist", tiny_mnist, ks=[2], grid=grid, method="naivebiohash", epochs=1, limit=300, out=out,
+                verbose=False)
+    on_disk = json.loads(out.read_text())
+    assert on_disk["partial"] == "1 of 2 settings" and on_disk["rows"] == full["rows"][:1]
+    assert on_disk["best"] == full["rows"][0]

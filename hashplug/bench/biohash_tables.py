@@ -510,7 +510,10 @@ def tune(
 
     method, grid = _tuning_setup(dataset, method, grid)
     split = load_protocol(dataset, data, seed, limit)
-    val = validation_split(split, per_class=min(100, DATASETS[dataset]["per_class"]), seed=seed + 1000)
+    per_class = min(100, DATASETS[dataset]["per_class"])
+    if limit is not None:  # a smoke-run subset: as many validation queries per class as it allows
+        per_class = max(2, min(per_class, int(np.bincount(np.asarray(split.ydb)).min()) // 5))
+    val = validation_split(split, per_class=per_class, seed=seed + 1000)
     if isinstance(grid, dict):
         keys = list(grid)
         combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
@@ -518,7 +521,13 @@ def tune(
         combos = [dict(c) for c in grid]
     preset = get_preset(method, dataset)
     base = preset.as_dict() if preset is not None else {}
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def result() -> dict[str, Any]:
+        return {"dataset": dataset, "method": method, "ks": list(ks), "base": base, "grid": grid,
+                "validation": {"n_queries": val.n_queries, "n_db": val.n_db, "seed": seed},
+                "rows": rows, "best": max(rows, key=lambda r: r["mean"])}
+
     for combo in tqdm(combos, desc=f"tune {method} {dataset}", disable=not verbose):
         hp = {method: {**base, **combo}}
         scores = {str(k): round(evaluate(method, k, val, dataset, seed, hp, epochs, tie_aware=True)["map_tie_aware"], 2)
@@ -526,9 +535,8 @@ def tune(
         rows.append({"params": combo, "val_map": scores, "mean": round(float(np.mean(list(scores.values()))), 2)})
         if verbose:
             print(json.dumps(rows[-1]), flush=True)
-    best = max(rows, key=lambda r: r["mean"])
-    result = {"dataset": dataset, "method": method, "ks": list(ks), "base": base, "grid": grid,
-              "validation": {"n_queries": val.n_queries, "n_db": val.n_db, "seed": seed},
-              "rows": rows, "best": best}
-    write_json(result, out)
-    return result
+        if len(rows) < len(combos):  # a long search keeps the settings scored so far, marked partial
+            write_json({**result(), "partial": f"{len(rows)} of {len(combos)} settings"}, out)
+    final = result()
+    write_json(final, out)
+    return final
