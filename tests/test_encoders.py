@@ -103,7 +103,7 @@ def test_presets_build_valid_encoders(name, digits):
 def test_biohash_presets_moved_from_the_table_bench():
     """The table bench's former DEFAULT_HP (and the activities: MNIST sec. 3.4's, CIFAR-10 Fig. 4's) live beside BioHash."""
     mnist, cifar = get_preset("biohash", "mnist"), get_preset("biohash", "cifar10")
-    assert mnist.params["activity"] == 0.05 and cifar.params["activity"] == 0.0025
+    assert mnist.params["activity"] == 0.05 and cifar.params["activity"] == 0.00125
     assert mnist.for_k(2)["p"] == 1.5 and mnist.for_k(8)["p"] == 1.75
     assert mnist.as_dict()["by_k"] == {"2": {"p": 1.5}}
     assert "tune_mnist_p.json" in mnist.source and "tune_cifar10.json" in cifar.source
