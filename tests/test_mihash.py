@@ -429,7 +429,7 @@ def test_knn_relation_and_batches():
         Neighbourhood("knn")
 
 
-def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digits_split):
+def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digits_split, tmp_path):
     """Trained on the same budget from the same ITQ start, the knn neighbourhood puts more of each test
     item's 10 nearest training items (cosine) within its 50 nearest codes than the LabelMe distance rule."""
     from hashplug.hamming import hamming_topk
@@ -450,5 +450,8 @@ def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digit
     assert knn.neighbourhood_["kind"] == "knn" and knn.neighbourhood_["n_neighbours"] == 10
     assert recall(knn) > recall(dist)
     assert knn.mutual_information(Xq, batch_size=64) > 0
+    loaded = MIHash.load(knn.save(tmp_path / "knn.npz"))  # the neighbourhood is described, not stored
+    assert loaded.neighbourhood_ == knn.neighbourhood_ and loaded.n_neighbours == 10
+    np.testing.assert_array_equal(loaded.encode(Xq), knn.encode(Xq))
     with pytest.raises(HashplugError, match=r"'n_neighbours' parameter of MIHash must be an int in \[1, n - 1\]"):
         MIHash(k=8, epochs=1, device="cpu", neighbours="knn", n_neighbours=len(Xdb)).fit(Xdb)
