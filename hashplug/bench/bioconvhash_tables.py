@@ -543,8 +543,8 @@ def merge_conv_tables(paths: Sequence[str | Path]) -> dict[str, Any]:
     over all their seeds: means, standard deviations and per-seed values recomputed from the per-seed values,
     timings averaged over seeds, convergence as the worst seed, ablation and shadow values pooled.
     """
-    out = merge_tables(paths, allow_partial=False)
     docs = [json.loads(Path(p).read_text()) for p in paths]
+    out = merge_tables(paths, allow_partial=False, docs=docs)
     out["filter_stage"] = [t for d in docs for t in d.get("filter_stage", [])]
     for sect in ("kci_ablation", "shadows"):
         parts = [d[sect] for d in docs if sect in d]

@@ -362,7 +362,8 @@ def _summarise(
 
 
 def merge_tables(
-    paths: Sequence[str | Path], allow_partial: bool = True, section_keys: Sequence[str] = ()
+    paths: Sequence[str | Path], allow_partial: bool = True, section_keys: Sequence[str] = (),
+    docs: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Combine the JSONs of table runs on different seeds (one setting) into the JSON of one run over all seeds.
 
@@ -379,8 +380,10 @@ def merge_tables(
         finished). The BioConvHash table refuses them: its partial runs may stop inside an ablation.
     section_keys : sequence of str
         Further top-level keys that must agree across the runs.
+    docs : sequence of dict or None
+        The runs' JSONs already read from ``paths`` (None: read them here).
     """
-    docs = [json.loads(Path(p).read_text()) for p in paths]
+    docs = [json.loads(Path(p).read_text()) for p in paths] if docs is None else list(docs)
     if not docs:
         raise HashplugError("merge needs at least one result JSON.")
     first = docs[0]
