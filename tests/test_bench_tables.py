@@ -167,6 +167,7 @@ def test_methods_and_hyperparameters_come_from_the_registry():
         "k": 2, "random_state": 7, "activity": 0.05, "p": 1.5, "delta": 0.0, "r": 2, "epochs": 30,
         "batch_size": 100, "lr": 0.05, "center": False,
     }  # fmt: skip
+    assert bt._params("BioHash", 2, "cifar10", 0, {}, 3)["activity"] == 0.0025  # k = 2: validated separately
     assert bt._params("BioHash", 8, "cifar10", 0, {}, 3)["activity"] == 0.00125  # sparser than the paper's Fig. 4 optimum, validated
     assert bt._params("BioHash", 8, "cifar10", 0, {}, 3)["epochs"] == 3  # --epochs: iterative encoders only
     assert bt._params("FlyHash", 8, "mnist", 0, {}, 3) == {"k": 8, "random_state": 0, "expansion": 10, "sampling": 0.1}

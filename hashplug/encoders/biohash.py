@@ -190,7 +190,10 @@ class BioHash(_PlasticityEncoder):
         "cifar10": Preset(
             {"activity": 0.00125, "p": 2.0, "delta": 0.0, "r": 2, "epochs": 20, "batch_size": 100, "lr": 0.02,
              "center": True, "init": "data"},
+            by_k={2: {"activity": 0.0025}},
             source=(
+                "k = 2 keeps activity 0.0025: tune_cifar10_activity_smallk.json, validation at k = 2 / 4 / 8: "
+                "0.0025 21.41 / 23.07 / 23.72, 0.00125 20.62 / 23.17 / 23.83. "
                 "activity 0.00125 and 20 epochs: validation searches benchmarks/results/tune_cifar10_activity.json "
                 "(mean val mAP@1000 at k = 8 / 16 / 32: activity 0.01 23.22, 0.005 23.71, 0.0025 24.01, 0.0025 "
                 "with 20 epochs 24.09; 0.005 with 20 epochs 23.76, with 30 epochs and lr 0.01 23.76) and "
