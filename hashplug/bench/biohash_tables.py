@@ -81,6 +81,11 @@ def _resolve_methods(methods: Sequence[str]) -> list[str]:
         raise HashplugError(f"Unknown methods {sorted(unknown)}; use some of {sorted(set(known.values()))}.")
     return list(dict.fromkeys(known[str(m).lower()] for m in methods))
 
+def _subset_per_class(y: np.ndarray, cap: int) -> int:
+    """Queries per class a smoke-run subset with labels ``y`` allows: a fifth of its smallest class, in [2, cap]."""
+    return max(2, min(int(cap), int(np.bincount(np.asarray(y)).min()) // 5))
+
+
 def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int | None = None, flat: bool = True):
     """Load ``dataset`` (flat vectors, or images in their natural shape with ``flat=False``) and split it by
     its protocol (from the data registry) with ``seed``.
@@ -96,8 +101,7 @@ def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int |
         rng = np.random.default_rng(12345)
         keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
         X, y = X[keep], y[keep]
-        per_class = max(2, min(ds.protocol.per_class, int(np.bincount(y).min()) // 5))
-        q, db = per_class_split(y, per_class, seed)
+        q, db = per_class_split(y, _subset_per_class(y, ds.protocol.per_class), seed)
         return Split(X[q], y[q], X[db], y[db], q, db, seed, f"{dataset}-limit{limit}")
     return protocol_split(dataset, X, y, seed)
 
@@ -362,8 +366,7 @@ def _summarise(
 
 
 def merge_tables(
-    paths: Sequence[str | Path], allow_partial: bool = True, section_keys: Sequence[str] = (),
-    docs: Sequence[dict[str, Any]] | None = None,
+    paths: Sequence[str | Path], allow_partial: bool = True, docs: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Combine the JSONs of table runs on different seeds (one setting) into the JSON of one run over all seeds.
 
@@ -378,8 +381,6 @@ def merge_tables(
     allow_partial : bool
         Accept a run marked ``"partial"`` (interrupted after some seeds: its JSON holds exactly the seeds it
         finished). The BioConvHash table refuses them: its partial runs may stop inside an ablation.
-    section_keys : sequence of str
-        Further top-level keys that must agree across the runs.
     docs : sequence of dict or None
         The runs' JSONs already read from ``paths`` (None: read them here).
     """
@@ -390,7 +391,7 @@ def merge_tables(
     for p, d in zip(paths, docs):
         if d.get("partial") and not allow_partial:
             raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
-        for key in ("table", "metric", "hyperparameters", "protocol", *section_keys):
+        for key in ("table", "metric", "hyperparameters", "protocol"):
             if d.get(key) != first.get(key):
                 raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
         if set(d["per_seed"]) != set(first["per_seed"]):
@@ -515,7 +516,7 @@ def tune(
     split = load_protocol(dataset, data, seed, limit)
     per_class = min(100, DATASETS[dataset]["per_class"])
     if limit is not None:  # a smoke-run subset: as many validation queries per class as it allows
-        per_class = max(2, min(per_class, int(np.bincount(np.asarray(split.ydb)).min()) // 5))
+        per_class = _subset_per_class(split.ydb, per_class)
     val = validation_split(split, per_class=per_class, seed=seed + 1000)
     if isinstance(grid, dict):
         keys = list(grid)
