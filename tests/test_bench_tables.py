@@ -138,6 +138,41 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_merge_takes_the_cells_at_the_preset(tiny_mnist, tmp_path, capsys):
+    """A preset that changed at one k (by_k) keeps the older runs' other k: --merge compares each (method,
+    k) cell's effective parameters with today's preset and lists the cells it leaves out."""
+    from hashplug.cli import main
+
+    common = ["--data", str(tiny_mnist), "--k", "2", "4", "--methods", "BioHash", "--epochs", "2", "--limit", "400"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["bench", "biohash-mnist", *common, "--seed-list", "0", "--out", str(a)]) == 0
+    assert main(["bench", "biohash-mnist", *common, "--seed-list", "1", "--out", str(b)]) == 0
+    preset = bt.default_hp("mnist")["BioHash"]
+    # b as a run of an older preset that had another activity at k = 4 only
+    doc_b = json.loads(b.read_text())
+    by_k = doc_b["hyperparameters"]["BioHash"].setdefault("by_k", {})
+    by_k["4"] = {**by_k.get("4", {}), "activity": preset["activity"] * 2}
+    b.write_text(json.dumps(doc_b))
+    merged = tmp_path / "m.json"
+    assert main(["bench", "biohash-mnist", "--merge", str(a), str(b), "--out", str(merged)]) == 0
+    assert f"left out {b}: BioHash k=4 seeds [1] (differs from the preset in activity)" in capsys.readouterr().out
+    m = json.loads(merged.read_text())
+    assert m["seeds_by_cell"] == {"BioHash": {"2": [0, 1], "4": [0]}}
+    pa, pb = json.loads(a.read_text())["per_seed"]["BioHash"], doc_b["per_seed"]["BioHash"]
+    assert m["per_seed"]["BioHash"] == {"2": pa["2"] + pb["2"], "4": pa["4"]}
+    assert m["rows"]["BioHash"]["4"] == pa["4"][0]
+    assert m["hyperparameters"]["BioHash"] == json.loads(json.dumps(preset))
+    assert m["left_out"] == [{"path": str(b), "method": "BioHash", "k": 4, "seeds": [1], "differs_in": ["activity"]}]
+    # a run with no cell at the preset adds nothing: refused
+    doc_b["hyperparameters"]["BioHash"]["by_k"]["2"] = {"activity": preset["activity"] * 2}
+    b.write_text(json.dumps(doc_b))
+    with pytest.raises(ValueError, match="no cell at the setting merged"):
+        bt.merge_tables([a, b], target=bt.table_setting("mnist"))
+    # without a target every run must share the whole setting (the BioConvHash merge)
+    with pytest.raises(ValueError, match="differs from"):
+        bt.merge_tables([a, b])
+
+
 def test_run_table_rejects_unknown_names(tiny_mnist):
     with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
         bt.run_table("svhn", tiny_mnist)

@@ -27,7 +27,10 @@ from ..metrics import map_from_codes
 from ..validation import HashplugError
 from .common import write_json
 
-__all__ = ["PAPER", "DATASETS", "table_methods", "default_hp", "run_table", "tune", "format_table"]
+__all__ = [
+    "PAPER", "DATASETS", "table_methods", "default_hp", "table_setting", "run_table", "merge_tables", "tune",
+    "format_table",
+]
 
 
 def _paper_rows() -> dict[str, dict[str, dict[str, float]]]:
@@ -63,6 +66,29 @@ def table_methods(dataset: str, input_kind: str = "vectors") -> list[str]:
 def default_hp(dataset: str) -> dict[str, dict[str, Any]]:
     """The presets of :func:`table_methods` on ``dataset`` as ``{display name: {params..., "by_k": {...}}}``."""
     return {m: get_preset(m, dataset).as_dict() for m in table_methods(dataset)}
+
+
+def table_setting(
+    dataset: str, methods: Sequence[str] | None = None, hp: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The hyperparameters a table run uses: each method's preset on ``dataset`` (``{}`` without one) with
+    the ``hp`` overrides (``{method: {param: value, "by_k": {...}}}``, registry or display names).
+
+    Parameters
+    ----------
+    dataset : str
+    methods : sequence of str or None
+        Display names (default :func:`table_methods`).
+    hp : dict or None
+        Overrides, as ``--hp`` gives them.
+    """
+    hpd: dict[str, dict[str, Any]] = {}
+    for m in methods if methods is not None else table_methods(dataset):
+        preset = get_preset(m, dataset)
+        hpd[m] = preset.as_dict() if preset is not None else {}
+    for m, v in (hp or {}).items():
+        hpd.setdefault(_resolve_methods([m])[0], {}).update(v)
+    return hpd
 
 
 def __getattr__(name: str) -> Any:
@@ -248,12 +274,7 @@ def run_table(
     ks = [int(k) for k in (ks or [2, 4, 8, 16, 32, 64])]
     methods = _resolve_methods(methods) if methods else table_methods(dataset)
     tags = {m: get_tags(m) for m in methods}
-    hpd: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        preset = get_preset(m, dataset)
-        hpd[m] = preset.as_dict() if preset is not None else {}
-    for m, v in (hp or {}).items():
-        hpd.setdefault(_resolve_methods([m])[0], {}).update(v)
+    hpd = table_setting(dataset, methods, hp)
 
     def runs(m: str, k: int) -> bool:
         return tags[m].paper_max_k is None or k <= tags[m].paper_max_k
@@ -365,10 +386,21 @@ def _summarise(
     return result
 
 
+def _cell_setting(hp_method: dict[str, Any], k: str) -> Any:
+    """The effective parameters of one method at one hash length: its settings with ``by_k[k]`` applied,
+    in JSON form (tuples as lists), so settings read from files and presets compare equal."""
+    params = {name: v for name, v in hp_method.items() if name != "by_k"}
+    params.update(hp_method.get("by_k", {}).get(str(k), {}))
+    return json.loads(json.dumps(params, sort_keys=True))
+
+
 def merge_tables(
-    paths: Sequence[str | Path], allow_partial: bool = True, docs: Sequence[dict[str, Any]] | None = None,
+    paths: Sequence[str | Path],
+    allow_partial: bool = True,
+    docs: Sequence[dict[str, Any]] | None = None,
+    target: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Combine the JSONs of table runs on different seeds (one setting) into the JSON of one run over all seeds.
+    """Combine the JSONs of table runs on different seeds into the JSON of one run over all seeds.
 
     Long tables run some seeds per session (``--seed-list``). Means, standard deviations and per-seed values
     are recomputed from the per-seed values; timings and the lower-index-first rows are averaged over seeds
@@ -383,60 +415,125 @@ def merge_tables(
         finished). The BioConvHash table refuses them: its partial runs may stop inside an ablation.
     docs : sequence of dict or None
         The runs' JSONs already read from ``paths`` (None: read them here).
+    target : dict or None
+        None: every run must have the same hyperparameters, and all their cells are merged. Else the setting
+        to merge, ``{method: {param: value, "by_k": {...}}}`` (as :func:`default_hp`): cell by cell
+        (method, k), the runs' cells whose effective parameters (with ``by_k`` applied) equal the target's
+        are merged and the others are left out (listed in ``"left_out"``), so a preset that changed at
+        one k keeps the runs of the other k. The settings outside the methods (epochs override, input
+        scaling) must still agree. ``"seeds_by_cell"`` tells which seeds each cell holds.
     """
     docs = [json.loads(Path(p).read_text()) for p in paths] if docs is None else list(docs)
     if not docs:
         raise HashplugError("merge needs at least one result JSON.")
     first = docs[0]
+
+    def shared_setting(d: dict[str, Any]) -> dict[str, Any]:
+        hp = d.get("hyperparameters", {})
+        return hp if target is None else {k: v for k, v in hp.items() if k not in d["per_seed"] and k not in target}
+
     for p, d in zip(paths, docs):
         if d.get("partial") and not allow_partial:
             raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
-        for key in ("table", "metric", "hyperparameters", "protocol"):
+        for key in ("table", "metric", "protocol"):
             if d.get(key) != first.get(key):
                 raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
-        if set(d["per_seed"]) != set(first["per_seed"]):
+        if shared_setting(d) != shared_setting(first):
+            raise HashplugError(f"{p} differs from {paths[0]} in 'hyperparameters'; only runs of one setting "
+                                "can be merged.")
+        if target is None and set(d["per_seed"]) != set(first["per_seed"]):
             raise HashplugError(f"{p} has methods {sorted(d['per_seed'])}, {paths[0]} has {sorted(first['per_seed'])}.")
-    seeds = [s for d in docs for s in d["seeds"]]
-    if len(set(seeds)) != len(seeds):
-        raise HashplugError(f"the runs share seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)}.")
-    n = {id(d): len(d["seeds"]) for d in docs}
 
-    def wmean(get: Any) -> float:
-        return float(sum(get(d) * n[id(d)] for d in docs) / sum(n.values()))
+    # cells[(method, k)] = [(doc index, seeds of the cell in that doc)] of the cells merged
+    cells: dict[tuple[str, str], list[tuple[int, list[int]]]] = {}
+    left_out: list[dict[str, Any]] = []
+    for i, (p, d) in enumerate(zip(paths, docs)):
+        used = False
+        for m, byk in d["per_seed"].items():
+            for k, vals in byk.items():
+                seeds_here = d.get("seeds_by_cell", {}).get(m, {}).get(k, d["seeds"])
+                if len(seeds_here) != len(vals):
+                    raise HashplugError(f"{p}: {m} k={k} has {len(vals)} values for seeds {seeds_here}.")
+                if target is not None:
+                    have = _cell_setting(d["hyperparameters"].get(m, {}), k)
+                    want = _cell_setting(target[m], k) if m in target else None
+                    if have != want:
+                        diff = sorted(n for n in set(have) | set(want or {}) if have.get(n) != (want or {}).get(n))
+                        left_out.append({"path": str(p), "method": m, "k": int(k), "seeds": list(seeds_here),
+                                         "differs_in": diff})
+                        continue
+                taken = [s for _, ss in cells.get((m, k), []) for s in ss]
+                if set(taken) & set(seeds_here):
+                    raise HashplugError(f"the runs share seeds {sorted(set(taken) & set(seeds_here))} "
+                                        f"({m} k={k}, {p}).")
+                cells.setdefault((m, k), []).append((i, list(seeds_here)))
+                used = True
+        if not used:
+            raise HashplugError(f"{p} has no cell at the setting merged (its hyperparameters differ at every "
+                                "method and k); only runs of one setting can be merged.")
 
+    methods = list(dict.fromkeys(m for m, _ in cells))
+    by_method: dict[str, list[str]] = {m: [] for m in methods}
+    for m, k in cells:
+        by_method[m].append(k)
+    for m in by_method:
+        by_method[m].sort(key=int)
+
+    def pool(get: Any) -> dict[str, dict[str, list[Any]]]:
+        return {m: {k: [x for i, _ in cells[(m, k)] for x in get(docs[i], m, k)] for k in ks}
+                for m, ks in by_method.items()}
+
+    def wmean(key: str) -> dict[str, dict[str, float]]:
+        out_k: dict[str, dict[str, float]] = {}
+        for m, ks in by_method.items():
+            for k in ks:
+                parts = [(docs[i][key][m][k], len(ss)) for i, ss in cells[(m, k)] if k in docs[i].get(key, {}).get(m, {})]
+                if parts:
+                    out_k.setdefault(m, {})[k] = round(sum(v * n for v, n in parts) / sum(n for _, n in parts), 2)
+        return out_k
+
+    seeds = list(dict.fromkeys(s for d in docs for s in d["seeds"]))
     out = {k: v for k, v in first.items() if k != "partial"}
-    out["seeds"] = seeds
-    per: dict[str, dict[str, list[float]]] = {}
-    for m, byk in first["per_seed"].items():
-        per[m] = {k: [v for d in docs for v in d["per_seed"][m].get(k, [])] for k in byk}
+    out["seeds"] = [s for s in seeds if any(s in ss for c in cells.values() for _, ss in c)]
+    if target is not None:
+        out["hyperparameters"] = {**shared_setting(first), **{m: target[m] for m in methods}}
+    per = pool(lambda d, m, k: d["per_seed"][m][k])
     out["per_seed"] = {m: {k: [round(x, 2) for x in v] for k, v in byk.items()} for m, byk in per.items()}
     out["rows"] = {m: {k: round(float(np.mean(v)), 2) for k, v in byk.items()} for m, byk in per.items()}
     out["std"] = {m: {k: round(float(np.std(v)), 2) for k, v in byk.items()} for m, byk in per.items()}
+    out["seeds_by_cell"] = {m: {k: [s for _, ss in cells[(m, k)] for s in ss] for k in ks}
+                            for m, ks in by_method.items()}
     if "rows_tie_aware" in first:
         out["rows_tie_aware"] = out["rows"]
+    for key in ("paper", "m"):
+        if key in first:
+            out[key] = {m: {k: docs[cells[(m, k)][0][0]][key][m][k] for k in ks
+                            if k in docs[cells[(m, k)][0][0]][key].get(m, {})} for m, ks in by_method.items()}
     for key in ("rows_first_index", "train_seconds", "seconds_per_epoch"):
         if key in first:
-            out[key] = {m: {k: round(wmean(lambda d, m=m, k=k, key=key: d[key][m][k]), 2) for k in byk}
-                        for m, byk in first[key].items()}
+            out[key] = wmean(key)
     if "codes_sha256" in first:
-        out["codes_sha256"] = {m: {k: [h for d in docs for h in d["codes_sha256"][m][k]] for k in byk}
-                               for m, byk in first["codes_sha256"].items()}
-    if "convergence" in first:
+        out["codes_sha256"] = pool(lambda d, m, k: d["codes_sha256"][m][k])
+    if any("convergence" in d for d in docs):
         conv: dict[str, dict[str, dict[str, float]]] = {}
-        for m, byk in first["convergence"].items():
-            conv[m] = {}
-            for k, c in byk.items():
-                cs = [d["convergence"][m][k] for d in docs]
-                merged = {"row_norm_dev_max": max(x["row_norm_dev_max"] for x in cs)}
-                if "row_norm_dev_median" in c:
-                    merged["row_norm_dev_median"] = round(wmean(
-                        lambda d, m=m, k=k: d["convergence"][m][k]["row_norm_dev_median"]), 4)
-                if "units_ever_won" in c:
-                    merged["units_ever_won"] = min(x["units_ever_won"] for x in cs)
-                conv[m][k] = merged
+        for m, ks in by_method.items():
+            for k in ks:
+                cs = [(docs[i]["convergence"][m][k], len(ss)) for i, ss in cells[(m, k)]
+                      if k in docs[i].get("convergence", {}).get(m, {})]
+                if not cs:
+                    continue
+                merged = {"row_norm_dev_max": max(c["row_norm_dev_max"] for c, _ in cs)}
+                if all("row_norm_dev_median" in c for c, _ in cs):
+                    merged["row_norm_dev_median"] = round(
+                        sum(c["row_norm_dev_median"] * n for c, n in cs) / sum(n for _, n in cs), 4)
+                if all("units_ever_won" in c for c, _ in cs):
+                    merged["units_ever_won"] = min(c["units_ever_won"] for c, _ in cs)
+                conv.setdefault(m, {})[k] = merged
         out["convergence"] = conv
     out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
     out["merged_from"] = [str(p) for p in paths]
+    if left_out:
+        out["left_out"] = left_out
     return out
 
 

@@ -137,14 +137,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         ds = name.split("-", 1)[1]
         if args.merge:
-            from ..bench.biohash_tables import merge_tables
+            from ..bench.biohash_tables import merge_tables, table_setting
             from ..bench.common import write_json
 
-            res = merge_tables(args.merge)
+            # cell by cell, the runs' cells at today's presets (with --hp) are merged; the others are listed
+            target = table_setting(ds, hp=json.loads(args.hp) if args.hp else None)
+            res = merge_tables(args.merge, target=target)
             if res.get("table") != DATASETS[ds]["table"]:
                 raise HashplugError(f"the merged runs are {res.get('table')!r} tables, not {DATASETS[ds]['table']!r}.")
             write_json(res, args.out)
             print(format_table(res))
+            for c in res.get("left_out", []):
+                print(f"left out {c['path']}: {c['method']} k={c['k']} seeds {c['seeds']} "
+                      f"(differs from the preset in {', '.join(c['differs_in'])})")
             print(f"merged seeds {res['seeds']}" + (f"; wrote {args.out}" if args.out else ""))
             return 0
         res = run_table(
