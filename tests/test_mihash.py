@@ -292,6 +292,29 @@ def test_trained_module_is_the_exported_graph(digits_split):
     np.testing.assert_allclose(t, enc.scores(Xq), rtol=1e-5, atol=1e-5)
 
 
+def test_dropout_trains_differently_and_exports_without_it(digits_split, tmp_path):
+    """Dropout acts on the hidden ReLU outputs during training only: the fit differs from dropout=0 with the
+    same seed, and the fitted encoder's scores (and the ONNX file's bits) are the deterministic graph's."""
+    Xdb, ydb, Xq, yq = digits_split
+    kw = dict(k=16, hidden=(64,), epochs=8, optimizer="adam", lr=0.01, batch_size=128, device="cpu", random_state=0)
+    plain = MIHash(**kw).fit(Xdb, ydb)
+    dropped = MIHash(**kw, dropout=0.3).fit(Xdb, ydb)
+    assert not np.array_equal(plain.W_, dropped.W_)
+    # the objective under dropout is measured on thinned networks: lower than without at the same epoch
+    assert dropped.history_["mi"][-1] < plain.history_["mi"][-1]
+    # still a good hash (the digits are easy), and encoding is deterministic: the hooks are gone
+    assert map_from_codes(dropped.encode(Xq), dropped.encode(Xdb), yq, ydb) > 0.8
+    np.testing.assert_array_equal(dropped.encode(Xq), dropped.encode(Xq))
+    mod = dropped.graph.to_torch()
+    with torch.no_grad():
+        np.testing.assert_allclose(mod(torch.as_tensor(Xq)).numpy(), dropped.scores(Xq), rtol=1e-5, atol=1e-5)
+    pytest.importorskip("onnx")
+    from hashplug.export import check_parity, to_onnx
+
+    assert check_parity(dropped, to_onnx(dropped, tmp_path / "d.onnx"), Xq)["identical"]
+    assert MIHash.load(dropped.save(tmp_path / "d.npz")).get_params()["dropout"] == 0.3
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -303,6 +326,8 @@ def test_trained_module_is_the_exported_graph(digits_split):
         ({"optimizer": "lbfgs"}, r"'optimizer' parameter of MIHash must be one of \['sgd', 'adam'\]"),
         ({"init": "pca", "hidden": (8,)}, "init='pca' needs the linear model"),
         ({"neighbours": "labels"}, r"needs labels: call fit\(X, y\)"),
+        ({"dropout": 1.0, "hidden": (8,)}, r"'dropout' parameter of MIHash must be a float in \[0.0, 1.0\)"),
+        ({"dropout": 0.2}, r"'dropout' parameter of MIHash acts on hidden layers; the linear model"),
     ],
 )
 def test_bad_parameters_are_named(digits_split, params, message):

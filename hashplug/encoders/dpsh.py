@@ -54,6 +54,7 @@ class DPSH(_PairwiseTrainedHash):
         optimizer: str = "sgd",
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        dropout: float = 0.0,
         lr_step: int | None = None,
         lr_decay: float = 0.5,
         neighbours: str = "auto",
@@ -76,6 +77,7 @@ class DPSH(_PairwiseTrainedHash):
         self.optimizer = optimizer
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.dropout = dropout
         self.lr_step = lr_step
         self.lr_decay = lr_decay
         self.neighbours = neighbours

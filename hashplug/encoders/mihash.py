@@ -80,6 +80,12 @@ class _PairwiseTrainedHash(BaseEncoder):
         check_choice(self.optimizer, "optimizer", name, OPTIMIZERS)
         check_float_param(self.momentum, "momentum", name, 0.0, 1.0, high_open=True)
         check_float_param(self.weight_decay, "weight_decay", name, 0.0, None)
+        check_float_param(self.dropout, "dropout", name, 0.0, 1.0, high_open=True)
+        if float(self.dropout) > 0 and not self._hidden_sizes():
+            raise HashplugError(
+                f"The 'dropout' parameter of {name} acts on hidden layers; the linear model (hidden=()) has none. "
+                f"Got dropout={self.dropout} with hidden={self.hidden!r}: set hidden=(h,) or dropout=0."
+            )
         if self.lr_step is not None:
             check_int_param(self.lr_step, "lr_step", name, 1, None, range_text="[1, inf) or None")
         check_float_param(self.lr_decay, "lr_decay", name, 0.0, 1.0, low_open=True)
@@ -224,13 +230,29 @@ class _PairwiseTrainedHash(BaseEncoder):
                 par.requires_grad_(learn)
                 if learn:
                     trainable.append(par)
-        history = train_minibatches(
-            module, [{"params": trainable}], X, targets, nb, self._objective, epochs=int(self.epochs),
-            batch_size=int(self.batch_size), optimizer=self.optimizer, lr=float(self.lr),
-            momentum=float(self.momentum), weight_decay=float(self.weight_decay), lr_step=self.lr_step,
-            lr_decay=float(self.lr_decay), rng=rng, device=device, verbose=bool(self.verbose),
-            desc=type(self).__name__, name=self._objective_name,
-        )
+        hooks = []
+        if float(self.dropout) > 0:
+            # dropout on the hidden activations while training only (beyond the paper): a forward hook on each
+            # Relu, removed after training, so the graph that is exported has no dropout op and is unchanged
+            import torch
+
+            p_drop = float(self.dropout)
+            for mod, node in zip(module.ops, graph.nodes):
+                if isinstance(node.op, Relu):
+                    hooks.append(mod.register_forward_hook(
+                        lambda m, _inputs, out: torch.nn.functional.dropout(out, p_drop, m.training)))
+        module.train()
+        try:
+            history = train_minibatches(
+                module, [{"params": trainable}], X, targets, nb, self._objective, epochs=int(self.epochs),
+                batch_size=int(self.batch_size), optimizer=self.optimizer, lr=float(self.lr),
+                momentum=float(self.momentum), weight_decay=float(self.weight_decay), lr_step=self.lr_step,
+                lr_decay=float(self.lr_decay), rng=rng, device=device, verbose=bool(self.verbose),
+                desc=type(self).__name__, name=self._objective_name,
+            )
+        finally:
+            for h in hooks:
+                h.remove()
         trained = module.to_graph()
         mats = [node.op for node in trained.nodes if isinstance(node.op, MatMul)]
         shifts = [node.op for j, node in enumerate(trained.nodes) if j > 0 and isinstance(node.op, Affine)]
@@ -302,6 +324,9 @@ class MIHash(_PairwiseTrainedHash):
     optimizer : {"sgd", "adam"}
         SGD with ``momentum`` (paper: 0.9) or Adam; both with ``weight_decay`` (paper: 5e-4).
     momentum, weight_decay : float
+    dropout : float
+        Dropout on the hidden layers' ReLU outputs while training (beyond the paper; 0: none). In [0, 1); the
+        exported network has no dropout (it is the identity at inference).
     lr_step : int or None
         Multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (step decay; None: constant).
     lr_decay : float
@@ -369,6 +394,7 @@ class MIHash(_PairwiseTrainedHash):
         optimizer: str = "sgd",
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        dropout: float = 0.0,
         lr_step: int | None = None,
         lr_decay: float = 0.5,
         neighbours: str = "auto",
@@ -392,6 +418,7 @@ class MIHash(_PairwiseTrainedHash):
         self.optimizer = optimizer
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.dropout = dropout
         self.lr_step = lr_step
         self.lr_decay = lr_decay
         self.neighbours = neighbours
