@@ -94,6 +94,42 @@ def test_run_table_keeps_the_seeds_done_when_a_later_seed_fails(tiny_mnist, tmp_
     assert "partial" not in on_disk and on_disk["seeds"] == [0, 1]
 
 
+def test_run_table_keeps_the_cells_done_inside_a_seed(tiny_mnist, tmp_path, monkeypatch, capsys):
+    """The JSON is written after every (method, k) cell: a run stopped inside a seed keeps that seed's
+    finished cells, and --merge takes them cell by cell."""
+    from hashplug.cli import main
+
+    out = tmp_path / "t.json"
+    evaluate = bt.evaluate
+
+    def failing_at_seed_1_k4(m, k, split, dataset, seed, *a, **kw):
+        if seed == 1 and k == 4:
+            raise KeyboardInterrupt
+        return evaluate(m, k, split, dataset, seed, *a, **kw)
+
+    monkeypatch.setattr(bt, "evaluate", failing_at_seed_1_k4)
+    with pytest.raises(KeyboardInterrupt):
+        bt.run_table("mnist", tiny_mnist, ks=[2, 4], seeds=2, methods=["LSH"], out=out, limit=300, verbose=False)
+    monkeypatch.setattr(bt, "evaluate", evaluate)
+    on_disk = json.loads(out.read_text())
+    assert on_disk["partial"] == "seeds [0] of [0, 1]; seed 1: LSH k=2"
+    assert on_disk["seeds"] == [0, 1]
+    assert on_disk["seeds_by_cell"] == {"LSH": {"2": [0, 1], "4": [0]}}
+    full = bt.run_table("mnist", tiny_mnist, ks=[2, 4], seeds=2, methods=["LSH"], limit=300, verbose=False)
+    assert full["seeds_by_cell"] == {"LSH": {"2": [0, 1], "4": [0, 1]}} and "partial" not in full
+    assert on_disk["per_seed"]["LSH"]["2"] == full["per_seed"]["LSH"]["2"]
+    assert on_disk["per_seed"]["LSH"]["4"] == full["per_seed"]["LSH"]["4"][:1]
+    # the missing cell run on its own, then merged: the whole run's table
+    rest = tmp_path / "rest.json"
+    assert main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--k", "4", "--methods", "LSH", "--limit",
+                 "300", "--seed-list", "1", "--out", str(rest)]) == 0
+    merged = tmp_path / "m.json"
+    assert main(["bench", "biohash-mnist", "--merge", str(out), str(rest), "--out", str(merged)]) == 0
+    m = json.loads(merged.read_text())
+    assert m["per_seed"] == full["per_seed"] and m["rows"] == full["rows"]
+    assert m["seeds_by_cell"] == full["seeds_by_cell"]
+
+
 def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     """--seed-list runs some seeds; --merge gives the JSON of one run over all of them (a partial run counts
     for the seeds it finished)."""

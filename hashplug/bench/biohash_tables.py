@@ -286,9 +286,12 @@ def run_table(
     cache: dict = {"kmax": max(ks)}
     n_train = None
     done: list[int] = []
+    cells_all = [f"{m} k={k}" for m in methods for k in ks if runs(m, k)]
+    cells_now: list[str] = []
 
     def summary() -> dict[str, Any]:
-        return _summarise(per, methods, tags, hpd, done, dataset, epochs, limit, tie_aware, n_train, t_all)
+        seen = list(dict.fromkeys(r["seed"] for byk in per.values() for v in byk.values() for r in v))
+        return _summarise(per, methods, tags, hpd, seen, dataset, epochs, limit, tie_aware, n_train, t_all)
 
     for s in seed_list:
         split = load_protocol(dataset, data, s, limit)
@@ -299,12 +302,18 @@ def run_table(
                     continue
                 bar.set_postfix_str(f"seed={s} {m} k={k}")
                 res = evaluate(m, k, split, dataset, s, hpd, epochs, tie_aware, verbose=False, cache=cache)
-                per[m].setdefault(str(k), []).append(res)
+                per[m].setdefault(str(k), []).append({**res, "seed": s})
                 bar.update(1)
+                cells_now.append(f"{m} k={k}")
+                if out and (len(done) < len(seed_list) - 1 or cells_now != cells_all):
+                    # a long run keeps what it measured: after every cell, the JSON of the cells done so far,
+                    # marked partial ("seeds_by_cell" tells which; --merge takes them cell by cell)
+                    whole = cells_now == cells_all
+                    note = f"seeds {done + [s] if whole else done} of {seed_list}"
+                    write_json({**summary(), "partial": note if whole else f"{note}; seed {s}: {', '.join(cells_now)}"},
+                               out)
         done.append(s)
-        if out and len(done) < len(seed_list):
-            # a long run keeps what it measured: the JSON of the seeds done so far, marked partial
-            write_json({**summary(), "partial": f"seeds {done} of {seed_list}"}, out)
+        cells_now = []
     bar.close()
     result = summary()
     write_json(result, out)
@@ -324,7 +333,8 @@ def _summarise(
     n_train: int | None,
     t_all: float,
 ) -> dict[str, Any]:
-    """The JSON of :func:`run_table` from the per-seed results ``per[method][k]`` of the seeds in ``seed_list``."""
+    """The JSON of :func:`run_table` from the per-seed results ``per[method][k]`` (each with its ``"seed"``);
+    ``seed_list``: the seeds that have any cell."""
 
     def mean(m: str, key: str) -> dict[str, float]:
         return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per[m].items() if key in v[0]}
@@ -354,6 +364,7 @@ def _summarise(
         else "ties to the lower database index",
         "std": {m: {k: round(float(np.std([r[key] for r in v])), 2) for k, v in per[m].items()} for m in methods},
         "per_seed": {m: {k: [round(float(r[key]), 2) for r in v] for k, v in per[m].items()} for m in methods},
+        "seeds_by_cell": {m: {k: [int(r["seed"]) for r in v] for k, v in per[m].items()} for m in methods},
         "m": {m: {k: int(v[0]["m"]) for k, v in per[m].items()} for m in methods},
         # per seed: sha256 of the packed query and database codes (bit-identical codes <=> equal digests)
         "codes_sha256": {m: {k: [r["codes_sha256"] for r in v] for k, v in per[m].items()} for m in methods},
