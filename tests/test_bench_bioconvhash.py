@@ -136,3 +136,27 @@ def test_tune_script_scores_layer_grid_and_biohash_reference(tiny_mnist, tmp_pat
     runpy.run_path(str(script), run_name="__main__")
     doc2 = json.loads(out.read_text())
     assert sum("biohash_reference" in r for r in doc2["rows"]) == 1 and len(doc2["rows"]) == 1 + 2 * len(grid)
+
+
+def test_a_run_stopped_in_the_ablation_keeps_its_cells_and_timings(tiny_mnist, tmp_path, monkeypatch):
+    """The JSON is written after every (k_CI, k) cell and holds the seed's filter-stage timings so far."""
+    out = tmp_path / "conv.json"
+    score, calls = bc._score, []
+
+    def stop_at_the_fourth_score(*a, **kw):
+        calls.append(1)
+        if len(calls) == 4:  # main k = 2, 4; then k_CI = 1 at k = 2; stop at k_CI = 1, k = 4
+            raise KeyboardInterrupt
+        return score(*a, **kw)
+
+    monkeypatch.setattr(bc, "_score", stop_at_the_fourth_score)
+    with pytest.raises(KeyboardInterrupt):
+        bc.run_conv_table("mnist", tiny_mnist, ks=[2, 4], seeds=[0], hp=SMALL_HP, kcis=[1], limit=400,
+                          onnx_check=0, out=out, verbose=False)
+    res = json.loads(out.read_text())
+    assert res["partial"].startswith("written during seed 0")
+    assert set(res["rows"]["BioConvHash"]) == {"2", "4"}
+    assert res["kci_ablation"]["rows"] == {"1": {"2": res["kci_ablation"]["per_seed"]["1"]["2"][0]}}
+    (stage,) = res["filter_stage"]
+    assert stage["seed"] == 0 and set(stage["layer_seconds"]) == {"2", "4"}
+    assert stage["kci_features_seconds"]["1"] > 0

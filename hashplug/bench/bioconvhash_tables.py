@@ -305,6 +305,7 @@ def run_conv_table(
                "filter_convergence": {"row_norm_dev_max": round(enc.filter_row_norm_dev_max_, 4),
                                       "units_ever_won": round(enc.filter_units_ever_won_, 4)},
                "layer_seconds": {}}
+        timings.append(tim)  # filled in below; every checkpoint writes what it holds so far
         # hash lengths grouped by their forward-pass settings (a preset may pool differently per k): one
         # feature pass per group, the filters are shared
         groups: dict[tuple, list[int]] = {}
@@ -369,8 +370,8 @@ def run_conv_table(
                 abl.setdefault(str(kci), {}).setdefault(str(k), []).append(score)
                 abl_won.setdefault(str(kci), {}).setdefault(str(k), []).append(float(won))
                 bar.update(1)
+                checkpoint(s)  # every finished (k_CI, k) cell is kept
             del Fdb_c, Fq_c
-            checkpoint(s)
         if shadows:
             enc.set_params(kci=base_kci)
             found = _shadows_conv(enc, Fdb, Xq, split, dataset, ks, s, hp, epochs, R, shadow_strengths)
@@ -381,7 +382,6 @@ def run_conv_table(
                 shadow_res.setdefault(kk, []).append(v)
         else:
             del Fdb, Fq
-        timings.append(tim)
         checkpoint(s, done=True)
     bar.close()
     result = assemble()
