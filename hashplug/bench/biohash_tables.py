@@ -516,10 +516,10 @@ def merge_tables(
                             for m, ks in by_method.items()}
     if "rows_tie_aware" in first:
         out["rows_tie_aware"] = out["rows"]
-    for key in ("paper", "m"):
+    for key in ("paper", "m"):  # per cell, from the first run that holds it
         if key in first:
-            out[key] = {m: {k: docs[cells[(m, k)][0][0]][key][m][k] for k in ks
-                            if k in docs[cells[(m, k)][0][0]][key].get(m, {})} for m, ks in by_method.items()}
+            src = {(m, k): docs[cells[(m, k)][0][0]].get(key, {}).get(m, {}) for m, k in cells}
+            out[key] = {m: {k: src[(m, k)][k] for k in ks if k in src[(m, k)]} for m, ks in by_method.items()}
     for key in ("rows_first_index", "train_seconds", "seconds_per_epoch"):
         if key in first:
             out[key] = wmean(key)
