@@ -356,3 +356,17 @@ def test_float64_layer_gives_identical_codes_on_numpy_and_onnxruntime(images, tm
     assert par["identical"] and par["rows_differing"] == 0, par
     with pytest.raises(HashplugError, match="layer_accumulate"):
         BioConvHash(**{**SMALL, "layer_accumulate": "double"}).fit(X)
+
+
+def test_pooled_features_follow_the_load_between_batches(small, images, monkeypatch):
+    """The feature pass re-chooses its thread count between batches (as training does), so a count picked
+    at a busy moment does not hold for a whole long pass; the features do not depend on the batching."""
+    from hashplug import _torch
+
+    ticks = []
+    tick = _torch.ThreadPolicy.tick
+    monkeypatch.setattr(_torch.ThreadPolicy, "tick", lambda self: (ticks.append(self.n), tick(self))[1])
+    X = images[0][:130]
+    feats = small.pooled_features(X, batch_size=64)
+    assert len(ticks) == 3  # one per batch: 64 + 64 + 2 images
+    np.testing.assert_allclose(feats, small.pooled_features(X, batch_size=130), rtol=1e-6, atol=1e-6)

@@ -617,7 +617,7 @@ class BioConvHash(_PlasticityEncoder):
         Runs :meth:`feature_graph` (the same ops as the export) with torch in batches; used to train the
         BioHash layer and by benchmarks that reuse one filter stage for several layers.
         """
-        from .._torch import require_torch, resolve_device, torch_threads
+        from .._torch import RECHECK_SECONDS, require_torch, resolve_device, torch_threads
 
         torch = require_torch()
         check_is_fitted(self, ["filters_"])
@@ -626,8 +626,11 @@ class BioConvHash(_PlasticityEncoder):
         graph = self.feature_graph()
         module = graph.to_torch().to(device)
         out = np.empty((Xf.shape[0], graph.shapes[graph.output][0]), np.float32)  # filled in place: one copy
-        with torch.no_grad(), torch_threads(None):
+        # a long pass follows the load as training does: a count measured once at a busy moment would hold
+        # for the whole pass (a 60,000-image pass ran on one of two idle cores after a neighbour had stopped)
+        with torch.no_grad(), torch_threads(None, recheck=RECHECK_SECONDS) as threads:
             for s in range(0, Xf.shape[0], int(batch_size)):
+                threads.tick()
                 xb = torch.as_tensor(Xf[s : s + batch_size].reshape(-1, *self.input_shape_), device=device)
                 out[s : s + batch_size] = module(xb).cpu().numpy()
         return out
