@@ -28,7 +28,7 @@ from .. import __version__
 from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
-from .biohash_tables import DATASETS, PAPER, _codes_digest, load_protocol, merge_tables
+from .biohash_tables import DATASETS, PAPER, _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
            "bench_bioconvhash"]
@@ -80,8 +80,7 @@ def _params(dataset: str, k: int, seed: int, hp: dict[str, Any], epochs: int | N
     preset = get_preset(BioConvHash, dataset)
     if preset is None:
         raise HashplugError(f"BioConvHash has no preset for {dataset!r}; pass every parameter with --hp.")
-    params = {**preset.for_k(k), **{kk: v for kk, v in hp.items() if kk != "by_k"}}
-    params.update(hp.get("by_k", {}).get(str(int(k)), {}))
+    params = {**preset.for_k(k), **_at_k(hp, k)}
     if epochs is not None:
         params["epochs"] = int(epochs)
     params.update(k=int(k), random_state=int(seed), verbose=verbose)

@@ -132,6 +132,13 @@ def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int |
     return protocol_split(dataset, X, y, seed)
 
 
+def _at_k(settings: dict[str, Any], k: int | str) -> dict[str, Any]:
+    """A method's settings at hash length ``k``: its ``by_k[str(k)]`` overrides applied, ``by_k`` dropped."""
+    params = {name: v for name, v in settings.items() if name != "by_k"}
+    params.update(settings.get("by_k", {}).get(str(int(k)), {}))
+    return params
+
+
 def _params(method: str, k: int, dataset: str, seed: int, hp: dict[str, dict[str, Any]], epochs: int | None):
     """Constructor parameters of ``method`` at ``k``: ``hp[method]`` (default: its preset), per-k overrides."""
     cls = encoder_class(method)
@@ -144,7 +151,7 @@ def _params(method: str, k: int, dataset: str, seed: int, hp: dict[str, dict[str
         preset = get_preset(cls, dataset)
         params.update(preset.as_dict() if preset is not None else {})
     # Optional per-hash-length overrides, e.g. {"by_k": {"2": {"delta": 0.0}}}, chosen on validation too.
-    params.update(params.pop("by_k", {}).get(str(int(k)), {}))
+    params = _at_k(params, k)
     if epochs is not None and get_tags(cls).iterative:
         params["epochs"] = int(epochs)
     return params
@@ -398,11 +405,8 @@ def _summarise(
 
 
 def _cell_setting(hp_method: dict[str, Any], k: str) -> Any:
-    """The effective parameters of one method at one hash length: its settings with ``by_k[k]`` applied,
-    in JSON form (tuples as lists), so settings read from files and presets compare equal."""
-    params = {name: v for name, v in hp_method.items() if name != "by_k"}
-    params.update(hp_method.get("by_k", {}).get(str(k), {}))
-    return json.loads(json.dumps(params, sort_keys=True))
+    """:func:`_at_k` in JSON form (tuples as lists), so settings read from files and presets compare equal."""
+    return json.loads(json.dumps(_at_k(hp_method, k), sort_keys=True))
 
 
 def merge_tables(
@@ -503,9 +507,8 @@ def merge_tables(
                     out_k.setdefault(m, {})[k] = round(sum(v * n for v, n in parts) / sum(n for _, n in parts), 2)
         return out_k
 
-    seeds = list(dict.fromkeys(s for d in docs for s in d["seeds"]))
     out = {k: v for k, v in first.items() if k != "partial"}
-    out["seeds"] = [s for s in seeds if any(s in ss for c in cells.values() for _, ss in c)]
+    out["seeds"] = list(dict.fromkeys(s for c in cells.values() for _, ss in c for s in ss))
     if target is not None:
         out["hyperparameters"] = {**shared_setting(first), **{m: target[m] for m in methods}}
     per = pool(lambda d, m, k: d["per_seed"][m][k])
