@@ -20,6 +20,8 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "mihash": {"k": 8, "hidden": (16,), "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01,
                "device": "cpu"},
     "dpsh": {"k": 8, "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+    "angulardistill": {"k": 8, "epochs": 3, "batch_size": 64, "n_neighbours": 8, "group_size": 4, "lr": 0.01,
+                       "device": "cpu"},
     "naivebiohash": {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"},
     "flyhash": {"k": 8, "expansion": 2},
     "itq": {"k": 8, "n_iter": 10},

@@ -81,6 +81,22 @@ def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
     assert res["chosen"]["distance_metric"] == "cosine" and len(res["validation"]) == 1
 
 
+def test_unsupervised_cli_trains_the_named_method(fake_ag_news, tmp_path, capsys):
+    out = tmp_path / "unsup_ad.json"
+    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--k", "16", "--methods",
+                     "angulardistill", "--hp", json.dumps({"n_neighbours": 8, "lr": 0.01}),
+                     "--grid", json.dumps([{"epochs": 0}, {"epochs": 3}]), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["method"] == "AngularDistillHash"
+    assert set(res["rows"]) == {"sign-32", "ITQ", "AngularDistillHash"}
+    assert [v["epochs"] for v in res["validation"]] == [0, 3] and res["chosen"]["n_neighbours"] == 8
+    capsys.readouterr()
+    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--methods", "mihash", "dpsh"]) != 0
+    assert "one method per run; got --methods ['mihash', 'dpsh']" in capsys.readouterr().err
+    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--methods", "dpsh"]) != 0
+    assert "'dpsh' is not known; available: ['angulardistill', 'mihash']" in capsys.readouterr().err
+
+
 def test_supervised_cli_takes_a_validation_grid(tiny_mnist, tmp_path):
     out = tmp_path / "grid.json"
     grid = '[{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}, {"optimizer": "adam", "lr": 0.01, "gamma": 10.0}]'

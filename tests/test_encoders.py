@@ -69,14 +69,14 @@ def test_tags_tell_the_truth_about_parameters(name):
 def test_tags_of_the_builtin_encoders():
     tags = {n: get_tags(n) for n in ALL_IDS}
     assert {n for n, t in tags.items() if t.iterative} == {
-        "biohash", "naivebiohash", "bioconvhash", "mihash", "dpsh", "neurohash"
+        "biohash", "naivebiohash", "bioconvhash", "mihash", "dpsh", "angulardistill", "neurohash"
     }
     assert {n for n, t in tags.items() if t.uses_labels} == {"mihash", "dpsh", "neurohash"}
     assert {n for n, t in tags.items() if t.k_independent} == {"flyhash"}
     assert {n for n, t in tags.items() if t.paper_max_k is not None} == {"biohash", "bioconvhash"}
-    assert {n for n, t in tags.items() if t.k_at_most_n_features} == {"pcahash", "itq"}
+    assert {n for n, t in tags.items() if t.k_at_most_n_features} == {"pcahash", "itq", "angulardistill"}
     assert {n for n, t in tags.items() if t.randomized} == {
-        "biohash", "naivebiohash", "bioconvhash", "flyhash", "lsh", "itq", "mihash", "dpsh", "neurohash"
+        "biohash", "naivebiohash", "bioconvhash", "flyhash", "lsh", "itq", "mihash", "dpsh", "angulardistill", "neurohash"
     }
     assert tags["sh"].display_name == "SH" and tags["biohash"].display_name == "BioHash"
     assert len({t.display_name.lower() for t in tags.values()}) == len(tags)  # display names are unique

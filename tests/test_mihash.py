@@ -429,6 +429,26 @@ def test_knn_table_equals_brute_force(seed):
         np.testing.assert_array_equal(knn_table(X, 5, metric, chunk=64), np.argsort(D, axis=1)[:, :5])
 
 
+def test_knn_table_is_kept_for_the_same_data_only(seed, monkeypatch):
+    from hashplug.train import mihash as tm
+
+    X = np.random.default_rng(seed).standard_normal((200, 6))
+    first = tm.knn_table(X, 4)
+    first[:] = -1  # the caller's copy: editing it must not reach the kept table
+    calls = []
+    argpartition = np.argpartition
+    monkeypatch.setattr(np, "argpartition", lambda *a, **k: calls.append(1) or argpartition(*a, **k))
+    again = tm.knn_table(X.copy(), 4)
+    assert calls == [] and again.min() >= 0  # the same bytes: not recomputed
+    X2 = X.copy()
+    X2[0] = X[1] + 1e-9  # row 0 moves next to row 1: other bytes, recomputed
+    moved = tm.knn_table(X2, 4)
+    assert calls and moved[0, 0] == 1 and moved[1, 0] == 0
+    n_calls = len(calls)
+    np.testing.assert_array_equal(tm.knn_table(X, 3), again[:, :3])  # another K: recomputed
+    assert len(calls) > n_calls
+
+
 def test_knn_relation_and_batches():
     """j is i's neighbour when j is among i's K nearest or i among j's (torch == numpy); every minibatch holds
     M distinct rows, about group_size - 1 neighbours per anchor."""

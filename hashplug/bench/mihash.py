@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..validation import HashplugError
 from .common import environment, rounded, write_json
 
 __all__ = [
@@ -278,7 +279,6 @@ def run_supervised(
     """
     from tqdm.auto import tqdm
 
-    from ..validation import HashplugError
 
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r} for the MIHash bench; use one of {sorted(DATASETS)}.")
@@ -443,6 +443,16 @@ UNSUP_GRID: list[dict[str, Any]] = [
     {"neighbours": "rank", "distance_percentile": 2.0, "init": "itq"},
     {"neighbours": "rank", "distance_percentile": 5.0, "init": "itq"},
 ]
+#: Each unsupervised method's fixed settings and validation grid (``--methods``; MIHash by default).
+#: MIHash's base: init "pca" and percentile >= 5 from a first search on the same validation split (256 bits,
+#: 20 epochs; rescored recall@10): 0.899 (pca) / 0.895 (lsh) at the 1st percentile, 0.941 at the 5th (pca),
+#: 0.810 with lr 1e-4. AngularDistillHash: its defaults (ITQ start, Adam 1e-4, 5 epochs) and the temperature;
+#: ``epochs = 0`` is the untrained ITQ start, so validation can say that training does not help.
+UNSUP_METHODS: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
+    "mihash": ({"neighbours": "distance", "distance_metric": "cosine", "optimizer": "adam", "lr": 0.001,
+                "init": "pca", "epochs": 30, "batch_size": 256}, UNSUP_GRID),
+    "angulardistill": ({}, [{"epochs": 0}, {"temperature": 0.02}, {"temperature": 0.05}, {"temperature": 0.1}]),
+}
 
 
 def run_unsupervised(
@@ -450,6 +460,7 @@ def run_unsupervised(
     *,
     bits: Sequence[int] = (128, 192, 256),
     seed: int = 0,
+    method: str = "mihash",
     base: dict[str, Any] | None = None,
     grid: Sequence[dict[str, Any]] | None = None,
     tune_bits: int | None = None,
@@ -459,12 +470,16 @@ def run_unsupervised(
     out: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """AG News without labels: MIHash (cosine distance rule) against sign-384 and ITQ (see the module docstring)."""
+    """AG News without labels: MIHash (cosine distance rule) against sign-384 and ITQ (see the module docstring).
+
+    ``method`` is the registry name of the trained encoder (``UNSUP_METHODS``: ``mihash`` or
+    ``angulardistill``); ``base`` updates its fixed settings and ``grid`` replaces its validation grid.
+    """
     from tqdm.auto import tqdm
 
     from ..codes import pack_bits
     from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
-    from ..encoders import ITQ, MIHash
+    from ..encoders import ITQ, encoder_class, get_tags
     from .ag_news import _eval_codes, _exact_cosine_topk
 
     t_start = time.perf_counter()
@@ -475,11 +490,13 @@ def run_unsupervised(
     if limit is not None:
         Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
     true_idx = _exact_cosine_topk(Xq, Xdb, R)
-    # init "pca" and percentile >= 5: a first search on the same validation split (256 bits, 20 epochs; rescored
-    # recall@10) gave 0.899 (pca) / 0.895 (lsh) at the 1st percentile, 0.941 at the 5th (pca), 0.810 with lr 1e-4
-    base = {"neighbours": "distance", "distance_metric": "cosine", "optimizer": "adam", "lr": 0.001, "init": "pca",
-            "epochs": 30, "batch_size": 256, **(base or {})}
-    grid = list(grid or UNSUP_GRID)
+    method = str(method).lower()
+    if method not in UNSUP_METHODS:
+        raise HashplugError(f"unsupervised method {method!r} is not known; available: {sorted(UNSUP_METHODS)}.")
+    cls = encoder_class(method)
+    row_name = get_tags(cls).display_name
+    base = {**UNSUP_METHODS[method][0], **(base or {})}
+    grid = list(grid or UNSUP_METHODS[method][1])
     tune_bits = int(tune_bits or max(bits))
     res: dict[str, Any] = {
         "suite": "mihash-unsupervised",
@@ -488,6 +505,7 @@ def run_unsupervised(
         "metric": f"recall@{R} of the exact cosine top {R}; rescored: top {overfetch * R} Hamming candidates "
                   "re-ranked by float cosine",
         "bits": [int(b) for b in bits],
+        "method": row_name,
         "base": base,
         "rows": {},
         "validation": [],
@@ -499,7 +517,7 @@ def run_unsupervised(
     v_true = _exact_cosine_topk(val.Xq, val.Xdb, R)
     scores = []
     for g in tqdm(grid, desc="validation", disable=not progress, leave=False):
-        enc = MIHash(k=int(tune_bits), random_state=seed, **{**base, **g}).fit(val.Xdb)
+        enc = cls(k=int(tune_bits), random_state=seed, **{**base, **g}).fit(val.Xdb)
         ev = _eval_codes(enc.encode(val.Xq), enc.encode(val.Xdb), val.Xq, val.Xdb, val.yq, val.ydb, v_true, R, overfetch)
         scores.append(ev["recall10_rescored"])
         res["validation"].append({**{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()},
@@ -523,8 +541,8 @@ def run_unsupervised(
         itq = ITQ(k=int(b), random_state=seed).fit(Xdb)
         res["rows"].setdefault("ITQ", {})[str(b)] = row(itq.encode(Xq), itq.encode(Xdb), time.perf_counter() - t0)
         t0 = time.perf_counter()
-        enc = MIHash(k=int(b), random_state=seed, **chosen).fit(Xdb)
-        res["rows"].setdefault("MIHash", {})[str(b)] = row(enc.encode(Xq), enc.encode(Xdb), time.perf_counter() - t0)
+        enc = cls(k=int(b), random_state=seed, **chosen).fit(Xdb)
+        res["rows"].setdefault(row_name, {})[str(b)] = row(enc.encode(Xq), enc.encode(Xdb), time.perf_counter() - t0)
         write_json(res, out)
     res["total_seconds"] = round(time.perf_counter() - t_start, 1)
     res["environment"] = environment()
@@ -565,7 +583,11 @@ def bench_mihash(args: argparse.Namespace) -> int:
         print(_format_rows(res))
         return 0
     if suite == "mihash-unsupervised":
-        res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), base=hp, limit=args.limit, out=args.out,
+        if args.methods and len(args.methods) != 1:
+            raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
+                                f"Choose one of {sorted(UNSUP_METHODS)}.")
+        res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+                               base=hp, limit=args.limit, out=args.out,
                                grid=json.loads(args.grid) if args.grid else None)
         print(_format_rows(res))
         return 0

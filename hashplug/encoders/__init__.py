@@ -51,10 +51,12 @@ def _import_families() -> None:
 
 _import_families()
 
+from .angulardistill import AngularDistillHash  # noqa: E402
 from .baselines import ITQ, LSH, FlyHash, PCAHash, SpectralHash  # noqa: E402
 from .bioconvhash import BioConvHash  # noqa: E402
 from .biohash import BioHash, NaiveBioHash  # noqa: E402
 from .dpsh import DPSH  # noqa: E402
 from .mihash import MIHash  # noqa: E402
 
-__all__ += ["BioHash", "NaiveBioHash", "BioConvHash", "LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash", "MIHash", "DPSH"]
+__all__ += ["BioHash", "NaiveBioHash", "BioConvHash", "LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash", "MIHash", "DPSH",
+            "AngularDistillHash"]

@@ -89,13 +89,7 @@ class _PairwiseTrainedHash(BaseEncoder):
         if self.lr_step is not None:
             check_int_param(self.lr_step, "lr_step", name, 1, None, range_text="[1, inf) or None")
         check_float_param(self.lr_decay, "lr_decay", name, 0.0, 1.0, low_open=True)
-        check_choice(self.neighbours, "neighbours", name, NEIGHBOURS)
-        from ..train.mihash import DISTANCE_METRICS
-
-        check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
-        check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
-        check_int_param(self.n_neighbours, "n_neighbours", name, 1, None)
-        check_int_param(self.group_size, "group_size", name, 1, None)
+        self._check_neighbourhood_params()
         check_choice(self.init, "init", name, INITS)
         if self.init in ("pca", "itq") and (self._hidden_sizes() or kk > n_features):
             raise HashplugError(
@@ -105,6 +99,17 @@ class _PairwiseTrainedHash(BaseEncoder):
         if self.random_state is not None:
             check_int_param(self.random_state, "random_state", name, 0, None)
         self.m_ = self.k_ = kk
+
+    def _check_neighbourhood_params(self) -> None:
+        """Validate the parameters that say who is a neighbour of whom (overridden by other objectives)."""
+        from ..train.mihash import DISTANCE_METRICS
+
+        name = type(self).__name__
+        check_choice(self.neighbours, "neighbours", name, NEIGHBOURS)
+        check_choice(self.distance_metric, "distance_metric", name, DISTANCE_METRICS)
+        check_float_param(self.distance_percentile, "distance_percentile", name, 0.0, 100.0, low_open=True, high_open=True)
+        check_int_param(self.n_neighbours, "n_neighbours", name, 1, None)
+        check_int_param(self.group_size, "group_size", name, 1, None)
 
     # ------------------------------------------------------------------ graph
     def _layer_ops(self, weights: list[np.ndarray], biases: list[np.ndarray]) -> list[Op]:

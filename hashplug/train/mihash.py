@@ -26,6 +26,7 @@ torch is imported inside the functions (training side only).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -384,8 +385,16 @@ class Neighbourhood:
         return out
 
 
+#: The last table :func:`knn_table` computed, by (digest of X, shape, K, metric): a validation grid fits the same
+#: training set many times, and an exact table of 120,000 rows takes minutes.
+_KNN_CACHE: dict[tuple, np.ndarray] = {}
+
+
 def knn_table(X: np.ndarray, n_neighbours: int, metric: str = "euclidean", chunk: int = 1024) -> np.ndarray:
     """The exact ``n_neighbours`` nearest other rows of each row of X, nearest first.
+
+    The last table is kept (keyed by a digest of X's bytes, K and the metric), so fitting the same data again
+    does not recompute it.
 
     Returns
     -------
@@ -398,6 +407,9 @@ def knn_table(X: np.ndarray, n_neighbours: int, metric: str = "euclidean", chunk
         raise HashplugError(f"n_neighbours must be an int in [1, n - 1] = [1, {n - 1}]; got {n_neighbours}.")
     if metric not in DISTANCE_METRICS:
         raise HashplugError(f"distance metric must be one of {list(DISTANCE_METRICS)}; got {metric!r}.")
+    key = (hashlib.sha1(np.ascontiguousarray(X).view(np.uint8)).hexdigest(), X.shape, K, metric)
+    if key in _KNN_CACHE:
+        return _KNN_CACHE[key].copy()
     if metric == "cosine":
         X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     sq = (X * X).sum(1)
@@ -412,6 +424,8 @@ def knn_table(X: np.ndarray, n_neighbours: int, metric: str = "euclidean", chunk
         part = np.argpartition(dist, K - 1, axis=1)[:, :K]  # the K nearest, unordered
         order = np.argsort(np.take_along_axis(dist, part, 1), axis=1, kind="stable")
         table[s : s + len(A)] = np.take_along_axis(part, order, 1)
+    _KNN_CACHE.clear()
+    _KNN_CACHE[key] = table.copy()
     return table
 
 
