@@ -84,12 +84,17 @@ def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
 def test_unsupervised_cli_trains_the_named_method(fake_ag_news, tmp_path, capsys):
     out = tmp_path / "unsup_ad.json"
     assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--k", "16", "--methods",
-                     "angulardistill", "--hp", json.dumps({"n_neighbours": 8, "lr": 0.01}),
+                     "angulardistill", "--hp", json.dumps({"n_neighbours": 8, "lr": 0.01}), "--val-splits", "2",
                      "--grid", json.dumps([{"epochs": 0}, {"epochs": 3}]), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["method"] == "AngularDistillHash"
     assert set(res["rows"]) == {"sign-32", "ITQ", "AngularDistillHash"}
     assert [v["epochs"] for v in res["validation"]] == [0, 3] and res["chosen"]["n_neighbours"] == 8
+    assert all(len(v) == 3 for by_b in res["per_seed"].values() for v in by_b.values())  # --seeds 3 (default)
+    for name, by_b in res["per_seed"].items():
+        for b, vals in by_b.items():
+            assert res["rows"][name][b]["recall10_rescored"] == pytest.approx(np.mean(vals), abs=1e-3)
+    assert "2 split(s)" in res["validation_splits"]
     capsys.readouterr()
     assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--methods", "mihash", "dpsh"]) != 0
     assert "one method per run; got --methods ['mihash', 'dpsh']" in capsys.readouterr().err

@@ -460,10 +460,13 @@ def run_unsupervised(
     *,
     bits: Sequence[int] = (128, 192, 256),
     seed: int = 0,
+    seeds: int = 1,
     method: str = "mihash",
     base: dict[str, Any] | None = None,
     grid: Sequence[dict[str, Any]] | None = None,
     tune_bits: int | None = None,
+    val_splits: int = 1,
+    val_per_class: int = 50,
     R: int = 10,
     overfetch: int = 10,
     limit: int | None = None,
@@ -474,6 +477,10 @@ def run_unsupervised(
 
     ``method`` is the registry name of the trained encoder (``UNSUP_METHODS``: ``mihash`` or
     ``angulardistill``); ``base`` updates its fixed settings and ``grid`` replaces its validation grid.
+    Validation: ``val_splits`` splits of the seed-``seed`` protocol's database (``val_per_class`` queries per
+    class each, split i drawn and trained with seed ``seed + i``), the grid's mean rescored recall picks the
+    setting. Test: ``seeds`` protocol draws (seeds ``seed`` ... ``seed + seeds - 1``: other queries, the models
+    refitted); ``"rows"`` hold the mean over the draws, ``"per_seed"`` each draw's rescored recall@R.
     """
     from tqdm.auto import tqdm
 
@@ -483,25 +490,34 @@ def run_unsupervised(
     from .ag_news import _eval_codes, _exact_cosine_topk
 
     t_start = time.perf_counter()
-    X, y = load_ag_news(Path(data) if data else default_data_path("ag_news"))
-    X = np.asarray(X, dtype=np.float32)
-    split = ag_news_protocol(X, y, seed)
-    Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
-    if limit is not None:
-        Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
-    true_idx = _exact_cosine_topk(Xq, Xdb, R)
     method = str(method).lower()
     if method not in UNSUP_METHODS:
         raise HashplugError(f"unsupervised method {method!r} is not known; available: {sorted(UNSUP_METHODS)}.")
+    for value, what in ((seeds, "seeds"), (val_splits, "val_splits"), (val_per_class, "val_per_class")):
+        if int(value) < 1:
+            raise HashplugError(f"mihash-unsupervised: {what} must be >= 1; got {value}.")
+    X, y = load_ag_news(Path(data) if data else default_data_path("ag_news"))
+    X = np.asarray(X, dtype=np.float32)
+
+    def draw(s: int):
+        split = ag_news_protocol(X, y, s)
+        Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
+        if limit is not None:
+            Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
+        return Xq, yq, Xdb, ydb
+
     cls = encoder_class(method)
     row_name = get_tags(cls).display_name
     base = {**UNSUP_METHODS[method][0], **(base or {})}
     grid = list(grid or UNSUP_METHODS[method][1])
     tune_bits = int(tune_bits or max(bits))
+    test_seeds = [int(seed) + i for i in range(int(seeds))]
+    Xq, yq, Xdb, ydb = draw(int(seed))
     res: dict[str, Any] = {
         "suite": "mihash-unsupervised",
         "dataset": "ag_news",
-        "protocol": f"{len(yq)} queries, database and training set the other {len(ydb)} rows (no labels used)",
+        "protocol": f"{len(yq)} queries, database and training set the other {len(ydb)} rows (no labels used); "
+                    f"protocol seeds {test_seeds}",
         "metric": f"recall@{R} of the exact cosine top {R}; rescored: top {overfetch * R} Hamming candidates "
                   "re-ranked by float cosine",
         "bits": [int(b) for b in bits],
@@ -509,41 +525,66 @@ def run_unsupervised(
         "base": base,
         "rows": {},
         "validation": [],
+        "validation_splits": f"{int(val_splits)} split(s) of the seed-{seed} database, {int(val_per_class)} "
+                             "queries per class each, the rest of that database as training set and database",
         "anchors": {"sign384_recall10_rescored_step2": 0.977, "itq192_recall10_rescored_step2": 0.944,
                     "itq256_recall10_rescored_step2": 0.970},
     }
     # validation: queries cut from the database, recall of the validation database's cosine top R
-    val = validation_split(Xdb, ydb, per_class=50, seed=seed)
-    v_true = _exact_cosine_topk(val.Xq, val.Xdb, R)
+    vals = []
+    for i in range(int(val_splits)):
+        val = validation_split(Xdb, ydb, per_class=int(val_per_class), seed=int(seed) + i)
+        vals.append((val, _exact_cosine_topk(val.Xq, val.Xdb, R), int(seed) + i))
     scores = []
     for g in tqdm(grid, desc="validation", disable=not progress, leave=False):
-        enc = cls(k=int(tune_bits), random_state=seed, **{**base, **g}).fit(val.Xdb)
-        ev = _eval_codes(enc.encode(val.Xq), enc.encode(val.Xdb), val.Xq, val.Xdb, val.yq, val.ydb, v_true, R, overfetch)
-        scores.append(ev["recall10_rescored"])
+        evs = []
+        for val, v_true, vs in vals:
+            enc = cls(k=int(tune_bits), random_state=vs, **{**base, **g}).fit(val.Xdb)
+            evs.append(_eval_codes(enc.encode(val.Xq), enc.encode(val.Xdb), val.Xq, val.Xdb, val.yq, val.ydb,
+                                   v_true, R, overfetch))
+        scores.append(float(np.mean([e["recall10_rescored"] for e in evs])))
         res["validation"].append({**{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()},
-                                  "val_recall10_rescored": rounded(ev["recall10_rescored"], 4),
-                                  "val_recall10": rounded(ev["recall10"], 4)})
+                                  "val_recall10_rescored": rounded(scores[-1], 4),
+                                  "val_recall10": rounded(float(np.mean([e["recall10"] for e in evs])), 4)})
         write_json(res, out)
     chosen = {**base, **grid[int(np.argmax(scores))]}
     res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
 
-    def row(cq, cdb, secs=None):
-        ev = _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
-        out_row = {k: rounded(ev[k], 4) for k in ("recall10", "recall10_rescored", "recall10_rescored_se", "p10")}
-        if secs is not None:
-            out_row["fit_seconds"] = round(secs, 1)
-        return out_row
+    keys = ("recall10", "recall10_rescored", "recall10_rescored_se", "p10")
+    cells: dict[str, dict[str, list[dict[str, float]]]] = {}
 
-    d = Xq.shape[1]
-    res["rows"][f"sign-{d}"] = {str(d): row(pack_bits(Xq > 0), pack_bits(Xdb > 0))}
-    for b in bits:
-        t0 = time.perf_counter()
-        itq = ITQ(k=int(b), random_state=seed).fit(Xdb)
-        res["rows"].setdefault("ITQ", {})[str(b)] = row(itq.encode(Xq), itq.encode(Xdb), time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        enc = cls(k=int(b), random_state=seed, **chosen).fit(Xdb)
-        res["rows"].setdefault(row_name, {})[str(b)] = row(enc.encode(Xq), enc.encode(Xdb), time.perf_counter() - t0)
-        write_json(res, out)
+    def add(name: str, b: int, ev: dict[str, float], secs: float | None = None) -> None:
+        cell = {k: float(ev[k]) for k in keys}
+        if secs is not None:
+            cell["fit_seconds"] = secs
+        cells.setdefault(name, {}).setdefault(str(b), []).append(cell)
+        got = cells[name][str(b)]
+        row = {k: rounded(float(np.mean([c[k] for c in got])), 4) for k in keys}
+        # the draws' query sets are independent: the mean's standard error
+        row["recall10_rescored_se"] = rounded(float(np.sqrt(np.mean([c["recall10_rescored_se"] ** 2 for c in got])
+                                                            / len(got))), 4)
+        if secs is not None:
+            row["fit_seconds"] = round(float(np.mean([c["fit_seconds"] for c in got])), 1)
+        res["rows"].setdefault(name, {})[str(b)] = row
+        res.setdefault("per_seed", {}).setdefault(name, {})[str(b)] = [rounded(c["recall10_rescored"], 4) for c in got]
+
+    for s in tqdm(test_seeds, desc="test seeds", disable=not progress or len(test_seeds) == 1, leave=False):
+        Xq, yq, Xdb, ydb = draw(s)
+        true_idx = _exact_cosine_topk(Xq, Xdb, R)
+
+        def ev(cq, cdb, Xq=Xq, yq=yq, Xdb=Xdb, ydb=ydb, true_idx=true_idx):
+            return _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+
+        d = Xq.shape[1]
+        add(f"sign-{d}", d, ev(pack_bits(Xq > 0), pack_bits(Xdb > 0)))
+        for b in bits:
+            t0 = time.perf_counter()
+            itq = ITQ(k=int(b), random_state=s).fit(Xdb)
+            add("ITQ", b, ev(itq.encode(Xq), itq.encode(Xdb)), time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            enc = cls(k=int(b), random_state=s, **chosen).fit(Xdb)
+            add(row_name, b, ev(enc.encode(Xq), enc.encode(Xdb)), time.perf_counter() - t0)
+            write_json(res, out)
     res["total_seconds"] = round(time.perf_counter() - t_start, 1)
     res["environment"] = environment()
     write_json(res, out)
@@ -587,6 +628,7 @@ def bench_mihash(args: argparse.Namespace) -> int:
             raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
         res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+                               seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
                                base=hp, limit=args.limit, out=args.out,
                                grid=json.loads(args.grid) if args.grid else None)
         print(_format_rows(res))

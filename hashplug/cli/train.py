@@ -361,6 +361,10 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--filters-png", default=None, help="bioconvhash-*: write a grid of the learned filters")
     b.add_argument("--onnx-check", type=int, default=10_000,
                    help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
+    b.add_argument("--val-splits", type=int, default=1,
+                   help="mihash-unsupervised: validation splits the grid's choice is averaged over")
+    b.add_argument("--val-per-class", type=int, default=50,
+                   help="mihash-unsupervised: validation queries per class in each split")
     b.add_argument("--seed-list", type=int, nargs="+", default=None,
                    help="biohash-*, bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
     b.add_argument("--merge", nargs="+", default=None,
