@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     unsup = MIHash(neighbours="distance", distance_metric="cosine", **common).fit(X[db])  # no labels
     itq = ITQ(k=args.bits, random_state=0).fit(X[db])
     sub = db[: 20_000]  # the distillation's exact kNN table grows with n^2
-    ad = AngularDistillHash(k=args.bits, epochs=2 if small else 5, random_state=0).fit(X[sub])
+    ad = AngularDistillHash(k=args.bits, epochs=2 if small else 20, random_state=0).fit(X[sub])
     results = {}
     rows = [
         ("sign of the floats", 384, pack_bits(X[q] > 0), pack_bits(X[db] > 0)),
