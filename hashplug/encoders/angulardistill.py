@@ -205,13 +205,8 @@ class AngularDistillHash(_PairwiseTrainedHash):
         check_int_param(self.group_size, "group_size", name, 1, None)
 
     def _neighbourhood(self, X: np.ndarray, y: np.ndarray | None):
-        if int(self.n_neighbours) > len(X) - 1:
-            raise HashplugError(
-                f"The 'n_neighbours' parameter of {type(self).__name__} must be an int in [1, n - 1] = "
-                f"[1, {len(X) - 1}] for {len(X)} training rows. Got {self.n_neighbours} instead."
-            )
         # labels are not used: the teacher is the inputs' cosine geometry
-        return _AngularTeacher(X, int(self.n_neighbours), int(self.group_size)), np.asarray(X, np.float32)
+        return _AngularTeacher(X, self._n_neighbours_for(len(X)), int(self.group_size)), np.asarray(X, np.float32)
 
     def _objective(self, scores: Any, S: Any) -> Any:
         from ..train.mihash import relaxed_codes

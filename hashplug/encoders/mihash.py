@@ -173,17 +173,21 @@ class _PairwiseTrainedHash(BaseEncoder):
         if kind == "rank":
             nb = Neighbourhood("rank", metric=self.distance_metric, share=float(self.distance_percentile) / 100.0)
         elif kind == "knn":
-            if int(self.n_neighbours) > len(X) - 1:
-                raise HashplugError(
-                    f"The 'n_neighbours' parameter of {type(self).__name__} must be an int in [1, n - 1] = "
-                    f"[1, {len(X) - 1}] for {len(X)} training rows. Got {self.n_neighbours} instead."
-                )
-            nb = Neighbourhood.from_knn(feats, int(self.n_neighbours), self.distance_metric, int(self.group_size))
+            nb = Neighbourhood.from_knn(feats, self._n_neighbours_for(len(X)), self.distance_metric, int(self.group_size))
             return nb, np.arange(len(X), dtype=np.int64)  # the targets are the rows' own indices
         else:
             nb = Neighbourhood.from_distances(feats, float(self.distance_percentile), self.distance_metric,
                                               seed=self.random_state)
         return nb, feats.astype(np.float32)
+
+    def _n_neighbours_for(self, n_rows: int) -> int:
+        """``n_neighbours`` checked against the training rows (K in [1, n - 1])."""
+        if int(self.n_neighbours) > n_rows - 1:
+            raise HashplugError(
+                f"The 'n_neighbours' parameter of {type(self).__name__} must be an int in [1, n - 1] = "
+                f"[1, {n_rows - 1}] for {n_rows} training rows. Got {self.n_neighbours} instead."
+            )
+        return int(self.n_neighbours)
 
     def _init_layers(self, X: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
         sizes = [X.shape[1], *self._hidden_sizes(), self.k_]
