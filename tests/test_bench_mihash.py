@@ -180,3 +180,27 @@ def test_budget_check_script_rows_per_bits_method_and_budget(tiny_mnist, tmp_pat
         assert 0 < r["val_map"] <= 100 and len(r["per_split"]) == 2
         # epochs 10 / 50 exist only in the longer run: [mid, last] for 2 epochs, [10, mid, last] for 12
         assert [len(h) for h in r["history_10_50_mid_last"]] == [2 if r["epochs"] == 2 else 3] * 2
+
+
+def test_angulardistill_pool_check_script(fake_ag_news, tmp_path):
+    """benchmarks/angulardistill_pool_check.py: one row per setting; training lowers the KL; the untrained row
+    is the ITQ start (no history); pool <= n - 1 works as well as the whole set."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "angulardistill_pool_check.py"
+    spec = importlib.util.spec_from_file_location("angulardistill_pool_check", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "pool.json"
+    settings = [{"epochs": 0}, {"epochs": 6, "lr": 0.01, "B": 64}, {"epochs": 6, "lr": 0.01, "B": 64, "pool": 30}]
+    rows = mod.main([json.dumps(settings), "--data", str(fake_ag_news), "--k", "16", "--splits", "2",
+                     "--val-per-class", "10", "--out", str(out)])
+    assert [r["setting"] for r in rows] == settings
+    assert json.loads(out.read_text())["rows"] == rows
+    assert rows[0]["kl_per_epoch"] == [[], []]
+    for r in rows:
+        assert 0.0 <= r["val_recall10_rescored"] <= 1.0 and len(r["per_split"]) == 2
+    for r in rows[1:]:
+        for h in r["kl_per_epoch"]:
+            assert len(h) == 6 and all(np.isfinite(h)) and h[-1] < h[0]
