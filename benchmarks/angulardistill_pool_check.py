@@ -28,13 +28,8 @@ from hashplug.bench.ag_news import _eval_codes, _exact_cosine_topk
 from hashplug.bench.common import write_json
 from hashplug.data import ag_news_protocol, default_data_path, load_ag_news, validation_split
 from hashplug.encoders import AngularDistillHash
-
-
-def angular(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``1 - 2 angle / pi`` between the rows of a (n, d) and b (m, d): (n, m)."""
-    an = a / a.norm(dim=1, keepdim=True)
-    bn = b / b.norm(dim=1, keepdim=True)
-    return 1 - 2 * torch.arccos((an @ bn.T).clamp(-1, 1)) / torch.pi
+from hashplug.encoders.angulardistill import angular_agreement
+from hashplug.train.mihash import relaxed_codes
 
 
 def train(Xtr: np.ndarray, seed: int, K: int = 256, tau_t: float = 0.01, tau_s: float | None = None,
@@ -60,7 +55,7 @@ def train(Xtr: np.ndarray, seed: int, K: int = 256, tau_t: float = 0.01, tau_s: 
     n = len(Xtr)
     B = min(int(B), n)
     g = torch.Generator().manual_seed(seed)
-    T_all = angular(Xt.double(), Xt.double()).float()
+    T_all = angular_agreement(Xt).float()  # the encoder's teacher, over every pair
     T_all.fill_diagonal_(float("-inf"))
     nn_idx = torch.topk(T_all, pool, dim=1).indices if pool is not None else None
     for _ in range(epochs):
@@ -68,7 +63,7 @@ def train(Xtr: np.ndarray, seed: int, K: int = 256, tau_t: float = 0.01, tau_s: 
         total, steps = 0.0, 0
         for i in range(0, n - B + 1, B):
             a = perm[i:i + B]
-            phi = torch.tanh(0.5 * gamma * (Z @ W + b))
+            phi = relaxed_codes(Z @ W + b, gamma)
             if nn_idx is None:
                 s = phi[a] @ phi.T / K
                 t = T_all[a]
