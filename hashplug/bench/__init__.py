@@ -9,6 +9,7 @@ __all__ = ["run_suite", "SUITES"]
 SUITES = {
     "encode": ("hashplug.bench.encode", "bench_encode"),
     "ingest": ("hashplug.bench.ingest", "bench_ingest"),
+    "load": ("hashplug.bench.load", "bench_load"),
     "ag-news": ("hashplug.bench.ag_news", "bench_ag_news"),
     "bioconvhash-mnist": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
     "bioconvhash-cifar10": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),

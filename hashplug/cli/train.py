@@ -342,7 +342,7 @@ def _add_bench(sub: Any) -> None:
     """``hashplug bench``."""
     b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
     b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
-                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, ag-news, mihash-correlation, "
+                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, load, ag-news, mihash-correlation, "
                                  "mihash-mnist, mihash-ag-news, mihash-unsupervised, search, neurohash-ablation, "
                                  "neurohash-spatial, neurohash-tune")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
@@ -353,7 +353,10 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--limit", type=int, default=None, help="subset size (smoke runs; not the paper protocol)")
     b.add_argument("--hp", default=None, help='JSON overrides, e.g. \'{"BioHash": {"delta": 0.1}}\'')
     b.add_argument("--grid", default=None, help="JSON grid for tuning")
-    b.add_argument("--rows", type=int, default=None, help="rows for the ingest benchmark")
+    b.add_argument("--rows", type=int, default=None, help="rows for the ingest and load benchmarks")
+    b.add_argument("--dim", type=int, default=None, help="load: float32 features per generated row (default 64)")
+    b.add_argument("--chunk-size", type=int, default=None, help="load: rows per commit (default 65536)")
+    b.add_argument("--no-search", action="store_true", help="load: no searching reader beside the ingest")
     b.add_argument("--out", default=None, help="JSON file to write")
     b.add_argument("--kci", type=int, nargs="*", default=None,
                    help="bioconvhash-*: Table 4's k_CI ablation (no values: 1 5 10 25 100)")
