@@ -20,7 +20,7 @@ import numpy as np
 from ..graph.heads import PackedSign
 from ..modelcard import INPUT_NAME, ModelCard
 from ..validation import HashplugError, check_array
-from .onnx_export import DEFAULT_OPSET, _check_opset, save_model
+from .onnx_export import DEFAULT_OPSET, _check_opset, save_model, seal_model
 from .onnx_ops import Builder, head_emitter_for
 
 __all__ = ["export_module", "check_module_parity", "module_sha256"]
@@ -101,7 +101,7 @@ def export_module(
     model.producer_name = "hashplug"
     model.producer_version = card.hashplug_version
     onnx.checker.check_model(model, full_check=True)
-    return save_model(model, path)
+    return save_model(seal_model(model), path)  # save_model refuses ops hashplug's runtime would refuse
 
 
 def check_module_parity(module: Any, onnx_path: str | Path, X: Any, *, batch_size: int = 1024,
