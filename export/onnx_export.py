@@ -193,6 +193,7 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
         method=encoder.method_name,
         weights_sha256=encoder.weights_sha256(),
         input_defaults=getattr(encoder, "input_defaults", None),
+        input_domains=getattr(encoder, "input_domains", None),
     )
     return graph_model(
         graph,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import codes as _codes
+from ._domains import check_domains, nan_allowed
 from ._files import file_sha256
 from ._onnx_wire import DEFAULT_MAX_BYTES, DIGEST_KEY, verify_model_file
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
@@ -324,7 +325,8 @@ class OnnxEncoder:
             arr = np.asarray(X[nm])
             if len(shp) == 1 and shp[0] == 1 and arr.ndim == 1:
                 arr = arr[:, None]
-            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty)
+            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty,
+                              finite=not nan_allowed(self.card.input_domains, nm))
             if n is not None and arr.shape[0] != n:
                 raise HashplugError(f"{self.path.name}: input {nm!r} has {arr.shape[0]} rows but the others have {n}.")
             n = arr.shape[0]
@@ -332,7 +334,9 @@ class OnnxEncoder:
         for nm, shp, d in specs:
             if nm not in out:
                 out[nm] = np.full((n or 0, *shp), d, np.float32)
-        return out
+        # the card's value domains (e.g. a 0/1 mask, positions in range, NaN only at padding): the same check
+        # the encoder's numpy encode runs (hashplug._domains)
+        return check_domains(out, self.card.input_domains, "OnnxEncoder")
 
     def encode(self, X: Any, format: str = "packed", batch_size: int | None = None) -> np.ndarray:
         """Encode X into binary codes (same contract as ``BaseEncoder.encode``).
