@@ -327,8 +327,6 @@ def verify_model_bytes(data: bytes, source: str | Path | None = None) -> tuple[A
         ) from None
     card = ModelCard.from_metadata(summ.metadata, source=source)
     fix = "Export the encoder again with hashplug.export.to_onnx (or `hashplug export`)."
-    if summ.problems:
-        raise ModelFileError(f"{where}: {summ.problems[0]}, which hashplug never writes; refused. {fix}")
     bad_dom = sorted({d for d, _ in summ.opsets if d not in ALLOWED_DOMAINS} | {d for d, _ in summ.ops if d not in ALLOWED_DOMAINS})
     if bad_dom:
         raise ModelFileError(
@@ -342,6 +340,8 @@ def verify_model_bytes(data: bytes, source: str | Path | None = None) -> tuple[A
             f"{where} contains {what} {bad_ops}, which hashplug never writes (allowed: {sorted(ALLOWED_OPS)}); "
             f"refused. {fix}"
         )
+    if summ.problems:
+        raise ModelFileError(f"{where}: {summ.problems[0]}, which hashplug never writes; refused. {fix}")
     want = {OUTPUT_PACKED: (_UINT8, card.n_bytes, "n_bytes")}
     if card.code_kind == "khot":
         want[OUTPUT_INDICES] = (_INT64, card.k, "k")

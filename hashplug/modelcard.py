@@ -80,6 +80,8 @@ __all__ = [
     "OUTPUT_INDICES",
     "ModelCard",
     "is_hashplug_metadata",
+    "check_input_divisor",
+    "refuse_double_scaling",
 ]
 
 FORMAT_VERSION = "hashplug-onnx/1"
@@ -110,6 +112,33 @@ _FIELDS = {
 }
 KEYS = tuple(PREFIX + v for v in _FIELDS.values())
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_input_divisor(value: Any, name: str = "--scale") -> float:
+    """A scale (divisor) for raw inputs: a finite number > 0, else :class:`~hashplug.validation.HashplugError`
+    naming ``name`` and the value (``--scale 0`` used to mean "no scaling" silently)."""
+    import numbers
+
+    from .validation import HashplugError
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise HashplugError(
+            f"{name} must be a finite number > 0 (the value inputs are divided by, e.g. 255 for 8-bit pixels); "
+            f"got {value!r}. Leave it out for no scaling."
+        )
+    return float(value)
+
+
+def refuse_double_scaling(card: ModelCard, scale: Any, name: str = "--scale") -> None:
+    """Refuse an extra scaling of the input for a model whose graph already divides its raw input."""
+    from .validation import HashplugError
+
+    if scale is not None and card.input_divisor is not None:
+        where = f"{card.source!r}" if card.source else "the model"
+        raise HashplugError(
+            f"{name} {scale:g} would scale the input twice: {where} already divides its raw input by "
+            f"{card.input_divisor:g} (recorded at training, preprocessing 'divide'). Pass raw inputs and leave out {name}."
+        )
 
 
 def is_hashplug_metadata(meta: dict[str, str]) -> bool:

@@ -713,13 +713,9 @@ def _json_value_ok(v: Any) -> bool:
 
 def _check_divisor(value: Any, owner: str) -> float:
     """An input divisor (``--scale``): a finite number > 0, else :class:`HashplugError` naming it."""
-    import numbers
+    from ..modelcard import check_input_divisor
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
-        raise HashplugError(
-            f"{owner}: the input divisor (scale) must be a finite number > 0, e.g. 255 for 8-bit pixels; got {value!r}."
-        )
-    return float(value)
+    return check_input_divisor(value, f"{owner}: the input divisor (scale)")
 
 
 def _jsonable(v: Any) -> Any:
