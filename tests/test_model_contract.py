@@ -92,17 +92,23 @@ def _negate_weight(model) -> None:
 
 
 def _add_loop(model) -> None:
-    """A Loop of 10**15 iterations (its result unused) with otherwise valid metadata."""
+    """A Loop of 10**15 iterations with otherwise valid metadata, feeding the packed output (x 0 + packed)."""
     body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
         "body",
         [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])],
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.UINT8, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.UINT8, [])],
     )
     model.graph.initializer.extend([numpy_helper.from_array(np.array(10**15, np.int64), "trip"),
-                                    numpy_helper.from_array(np.array(True), "cond0")])
-    model.graph.node.append(helper.make_node("Loop", ["trip", "cond0"], [], body=body))
+                                    numpy_helper.from_array(np.array(True), "cond0"),
+                                    numpy_helper.from_array(np.array(0, np.uint8), "v0")])
+    for node in model.graph.node:  # the head's last node writes 'packed': make it write 'packed_pre'
+        node.output[:] = ["packed_pre" if o == "packed" else o for o in node.output]
+    model.graph.node.extend([helper.make_node("Loop", ["trip", "cond0", "v0"], ["v_final"], body=body),
+                             helper.make_node("Add", ["packed_pre", "v_final"], ["packed"])])
 
 
 # ------------------------------------------------------------------------------------------------ item 6
