@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph.heads import PackedSign
 from ..modelcard import INPUT_NAME, ModelCard
-from ..validation import HashplugError, check_array
+from ..validation import HashplugError, HashplugTypeError, check_array, check_path
 from .onnx_export import DEFAULT_OPSET, _check_opset, save_model, seal_model
 from .onnx_ops import Builder, head_emitter_for
 
@@ -63,8 +63,17 @@ def export_module(
     from onnx import helper
 
     opset = _check_opset(opset)
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
+    if not isinstance(module, torch.nn.Module):
+        raise HashplugTypeError(
+            f"export_module exports a torch.nn.Module returning scores (N, bits); got {type(module).__name__} "
+            f"{module!r:.60}. Export hashplug encoders with to_onnx(encoder, path)."
+        )
+    path = check_path(path, "path", "export_module")
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or any(s < 1 for s in shape) or any(isinstance(s, bool) for s in input_shape):
         raise HashplugError(f"input_shape must be a tuple of positive ints; got {input_shape!r}.")
     was_training = module.training
     module.eval()

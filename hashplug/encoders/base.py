@@ -478,6 +478,7 @@ class BaseEncoder:
         """Save to ``path`` (``.npz``; arrays + JSON header, no pickle). Returns the path written."""
         from .. import __version__
 
+        path = check_path(path, "path", f"{type(self).__name__}.save")
         arrays, scalars = self._state()
         header = {
             "format": FILE_FORMAT,
@@ -491,10 +492,19 @@ class BaseEncoder:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {f"a__{k}": v for k, v in arrays.items()}
         payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        np.savez(path, **payload)
+        if path.is_dir():
+            raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .npz file to write.")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, **payload)
+            tmp.replace(path)  # atomic: a reader never sees a half-written model
+        except OSError as exc:
+            raise ModelFileError(
+                f"cannot write the model file {str(path)!r} ({exc.strerror or exc}); pass a path in a writable folder."
+            ) from None
         return path
 
     @classmethod
