@@ -322,7 +322,8 @@ def verify_model_bytes(data: bytes, source: str | Path | None = None) -> tuple[A
         summ = parse_model(data)
     except ValueError as exc:
         raise ModelFileError(
-            f"{where} is not a well-formed ONNX model ({exc}); it is truncated, corrupt or not an .onnx file. "
+            f"{where} could not be loaded: it is not a well-formed ONNX model ({exc}); it is truncated, corrupt or "
+            "not an .onnx file. "
             "Export it again with hashplug.export.to_onnx(encoder, path)."
         ) from None
     card = ModelCard.from_metadata(summ.metadata, source=source)
@@ -345,9 +346,10 @@ def verify_model_bytes(data: bytes, source: str | Path | None = None) -> tuple[A
     want = {OUTPUT_PACKED: (_UINT8, card.n_bytes, "n_bytes")}
     if card.code_kind == "khot":
         want[OUTPUT_INDICES] = (_INT64, card.k, "k")
+    missing = [name for name in want if name not in summ.outputs]
+    if missing:
+        raise ModelFileError(f"{where}: graph lacks outputs {missing} required for {card.code_kind} codes. {fix}")
     for name, (elem, width, key) in want.items():
-        if name not in summ.outputs:
-            raise ModelFileError(f"{where}: the graph has no output {name!r}, needed for {card.code_kind} codes. {fix}")
         got_elem, dims = summ.outputs[name]
         if got_elem != elem or len(dims) != 2 or dims[1] != width:
             shown = ["?" if d is None else d for d in dims]
