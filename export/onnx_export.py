@@ -238,6 +238,8 @@ def save_model(model: Any, path: str | Path) -> Path:
     from .._onnx_wire import verify_model_bytes
 
     path = check_path(path, "path", "save_model")
+    if path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .onnx file to write.")
     if not path.suffix:
         path = path.with_suffix(".onnx")
     data = model.SerializeToString()

@@ -101,8 +101,24 @@ def _scale_for(enc: Any, scale: float | None) -> float | None:
     return scale
 
 
+def _check_out(path: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written (a folder, or under a file) before any work is done."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise HashplugError(f"{flag} {path!r} is a folder; pass the path of the file to write (e.g. {p / 'model'}).")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HashplugError(f"{flag} {path!r} is under {str(parent)!r}, which is a file, not a folder.")
+            break
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
+    _check_out(args.out, "--out")
+    _check_out(args.onnx, "--onnx")
     if args.scale is not None:
         check_input_divisor(args.scale)  # before training: a bad --scale fails fast
     enc = _make_encoder(args.method, args.k, params, seed=args.seed)  # before loading data: bad --param fails fast
@@ -128,6 +144,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..metrics import map_from_codes
 
     enc = load_encoder(args.model)
+    _check_out(args.out, "--out")
     X, y = _load_xy(args.data, _scale_for(enc, args.scale), enc)
     if y is None:
         raise HashplugError(f"{args.data} has no labels; eval needs labelled data.")
@@ -205,13 +222,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..export import check_parity, to_onnx
 
     enc = load_encoder(args.model)
+    _check_out(args.out, "--out")
     scale = _scale_for(enc, args.scale)  # before writing anything
     if scale is not None and not args.check:
         raise HashplugError("--scale applies to the --check data only; pass --check DATA, or leave out --scale.")
+    X = _load_xy(args.check, scale, enc)[0] if args.check else None  # a bad --check fails before the export
     path = to_onnx(enc, args.out, opset=args.opset)
     print(f"exported {type(enc).__name__} (m={enc.m_}, k={enc.k_}, {enc.code_kind}) -> {path}")
-    if args.check:
-        X, _ = _load_xy(args.check, scale, enc)
+    if X is not None:
         rep = check_parity(enc, path, X)
         print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, np.ndarray)}, indent=2, default=str))
         return 0 if rep["identical"] else 1

@@ -479,6 +479,8 @@ class BaseEncoder:
         from .. import __version__
 
         path = check_path(path, "path", f"{type(self).__name__}.save")
+        if path.is_dir():
+            raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .npz file to write.")
         arrays, scalars = self._state()
         header = {
             "format": FILE_FORMAT,
