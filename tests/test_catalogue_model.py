@@ -122,6 +122,10 @@ def world(tmp_path_factory):
     scaled = hashplug.get_encoder("lsh", k=16, random_state=0).fit(X).set_input_divisor(16)
     np.save(h / "x.npy", X[:200] * 16)
     np.savez(h / "xy.npz", X=X * 16, y=w.y)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"vector": pa.array(list(X[:20] * 16), pa.list_(pa.float32(), 64))}), h / "x.parquet")
     truncated = h / "trunc.onnx"
     truncated.write_bytes(Path(w.lsh_path).read_bytes()[:-300])
     (h / "empty.onnx").write_bytes(b"")
@@ -362,6 +366,9 @@ CASES = [
          "exit 2", r"scale the input twice",
          lambda w: ["ingest", E(w, "h") / "x.npy", "--db", w.db_path, "--table", "new", "--model", E(w, "scaled_onnx"),
                     "--scale", "16"]),
+    Case("model-cli-ingest-scale-parquet", "hashplug ingest (CLI)", "--scale 16 with a parquet source (was ignored)",
+         "exit 2", r"--scale applies to .npy/.npz sources only",
+         lambda w: ["ingest", E(w, "h") / "x.parquet", "--db", w.db_path, "--table", "t", "--scale", "16"]),
     Case("model-cli-search-scale-inf", "hashplug search (CLI)", "--scale inf", "exit 2", r"--scale must be a finite",
          lambda w: ["search", "--db", w.db_path, "--table", "t", "--query", Q(w), "--scale", "inf"]),
 ]
