@@ -19,8 +19,8 @@ import numpy as np
 
 from ..graph.heads import PackedSign
 from ..modelcard import INPUT_NAME, ModelCard
-from ..validation import HashplugError, check_array
-from .onnx_export import DEFAULT_OPSET, _check_opset, save_model
+from ..validation import HashplugError, HashplugTypeError, check_array, check_path
+from .onnx_export import DEFAULT_OPSET, _check_opset, save_model, seal_model
 from .onnx_ops import Builder, head_emitter_for
 
 __all__ = ["export_module", "check_module_parity", "module_sha256"]
@@ -63,8 +63,17 @@ def export_module(
     from onnx import helper
 
     opset = _check_opset(opset)
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
+    if not isinstance(module, torch.nn.Module):
+        raise HashplugTypeError(
+            f"export_module exports a torch.nn.Module returning scores (N, bits); got {type(module).__name__} "
+            f"{module!r:.60}. Export hashplug encoders with to_onnx(encoder, path)."
+        )
+    path = check_path(path, "path", "export_module")
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or any(s < 1 for s in shape) or any(isinstance(s, bool) for s in input_shape):
         raise HashplugError(f"input_shape must be a tuple of positive ints; got {input_shape!r}.")
     was_training = module.training
     module.eval()
@@ -101,7 +110,7 @@ def export_module(
     model.producer_name = "hashplug"
     model.producer_version = card.hashplug_version
     onnx.checker.check_model(model, full_check=True)
-    return save_model(model, path)
+    return save_model(seal_model(model), path)  # save_model refuses ops hashplug's runtime would refuse
 
 
 def check_module_parity(module: Any, onnx_path: str | Path, X: Any, *, batch_size: int = 1024,

@@ -21,8 +21,15 @@ import numpy as np
 
 from ..codes import packed_to_indices, unpack_bits
 from ..graph import Graph
-from ..modelcard import INPUT_NAME, ModelCard
-from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_array
+from ..modelcard import INPUT_NAME, ModelCard, is_hashplug_metadata
+from ..validation import (
+    HashplugError,
+    HashplugTypeError,
+    ModelFileError,
+    ModelNotFoundError,
+    check_array,
+    check_path,
+)
 from .onnx_ops import Builder, emitter_for, head_emitter_for
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "graph_model",
     "read_metadata",
     "check_parity",
+    "seal_model",
     "DEFAULT_OPSET",
     "SUPPORTED_OPSETS",
 ]
@@ -40,7 +48,7 @@ SUPPORTED_OPSETS = range(13, 23)
 
 
 def _check_opset(opset: int) -> int:
-    if int(opset) not in SUPPORTED_OPSETS:
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in SUPPORTED_OPSETS:
         raise HashplugError(
             f"opset must be in [{SUPPORTED_OPSETS.start}, {SUPPORTED_OPSETS.stop - 1}]; got {opset}."
         )
@@ -115,6 +123,27 @@ def graph_model(
     if metadata:
         helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
+    if metadata and is_hashplug_metadata(metadata):
+        seal_model(model)
+    return model
+
+
+def seal_model(model: Any) -> Any:
+    """Write ``hashplug.digest`` into a model's metadata (in place; returns the model).
+
+    The digest (:func:`hashplug._onnx_wire.model_digest`) covers every ``hashplug.*`` key and every other
+    top-level field of the model (graph, weights, opsets, producer), so :class:`~hashplug.runtime.OnnxEncoder`
+    refuses a file whose weights or card were changed afterwards. Call it last, after every other change.
+    """
+    from .._onnx_wire import DIGEST_KEY, model_digest, parse_model
+
+    keep = [p for p in model.metadata_props if p.key != DIGEST_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    summ = parse_model(model.SerializeToString())
+    entry = model.metadata_props.add()
+    entry.key = DIGEST_KEY
+    entry.value = model_digest(summ.metadata, summ.digest_fields)
     return model
 
 
@@ -137,7 +166,15 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     onnx.ModelProto
         Checked with ``onnx.checker.check_model``.
     """
+    from ..encoders.base import BaseEncoder
+
     _check_opset(opset)
+    if not isinstance(encoder, BaseEncoder):
+        raise HashplugTypeError(
+            f"to_onnx/build_model export a fitted hashplug encoder (e.g. hashplug.get_encoder('lsh', k=16).fit(X)); "
+            f"got {type(encoder).__name__} {encoder!r:.60}. Export a torch network with export_module(module, path, "
+            "input_shape)."
+        )
     graph = encoder.graph
     if not isinstance(graph, Graph):
         raise HashplugError(f"encoder.graph must be a hashplug.graph.Graph; got {type(graph).__name__}.")
@@ -156,6 +193,7 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
         method=encoder.method_name,
         weights_sha256=encoder.weights_sha256(),
         input_defaults=getattr(encoder, "input_defaults", None),
+        input_domains=getattr(encoder, "input_domains", None),
     )
     return graph_model(
         graph,
@@ -188,36 +226,47 @@ def to_onnx(
     Path
         The file written.
     """
+    path = check_path(path, "path", "to_onnx")
+    if doc_string is not None and not isinstance(doc_string, str):
+        raise HashplugTypeError(f"to_onnx: doc_string must be a str or None; got {type(doc_string).__name__}.")
     return save_model(build_model(encoder, opset=opset, doc_string=doc_string), path)
 
 
 def save_model(model: Any, path: str | Path) -> Path:
     """Write an ``onnx.ModelProto`` atomically (``.onnx`` appended when the name has no suffix; parent folders
     created); returns the path written."""
-    import onnx
+    from .._onnx_wire import verify_model_bytes
 
-    path = Path(path)
+    path = check_path(path, "path", "save_model")
+    if path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .onnx file to write.")
     if not path.suffix:
         path = path.with_suffix(".onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(model, str(tmp))
-    tmp.replace(path)  # atomic: a concurrent reader never sees a half-written file
+    data = model.SerializeToString()
+    if is_hashplug_metadata({p.key: p.value for p in model.metadata_props}):
+        verify_model_bytes(data, source=path)  # the validator every reader runs: never write what it refuses
+    if path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .onnx file to write.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a concurrent reader never sees a half-written file
+    except OSError as exc:
+        raise ModelFileError(
+            f"cannot write the ONNX file {str(path)!r} ({exc.strerror}); pass a path in a writable folder."
+        ) from None
     return path
 
 
 def read_metadata(path: str | Path) -> ModelCard:
     """Read and validate the model card of an ONNX file (training side; loads with ``onnx``)."""
-    import onnx
+    from .._onnx_wire import verify_model_file
 
-    path = Path(path)
-    if not path.is_file():
+    path = check_path(path, "path", "read_metadata")
+    if not path.is_file() and not path.exists():
         raise ModelNotFoundError(f"No ONNX file at {str(path)!r}; export one with hashplug.export.to_onnx(encoder, path).")
-    try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelFileError(f"{str(path)!r} is not a readable ONNX file: {exc}") from exc
-    return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source=path)
+    return verify_model_file(path)[0]
 
 
 def check_parity(

@@ -25,6 +25,7 @@ from ..graph import (
     Concat,
     Conv2d,
     Cos,
+    Divide,
     Flatten,
     Head,
     KHot,
@@ -165,6 +166,12 @@ def _affine(b: Builder, op: Affine, xs: list[str], shapes: list[Shape]) -> str:
     if not (op.shift.ndim == 0 and op.shift == 0.0):
         x = b.one("Add", [x, b.const("affine_shift", op.shift)])
     return x
+
+
+@emits(Divide)
+def _divide(b: Builder, op: Divide, xs: list[str], shapes: list[Shape]) -> str:
+    # one correctly rounded float32 division, as numpy's x / np.float32(d)
+    return b.one("Div", [xs[0], b.const("divisor", np.asarray(op.divisor, dtype=np.float32))])
 
 
 @emits(L2Normalize)

@@ -37,12 +37,21 @@ Keys (all values are strings, as ONNX ``metadata_props`` require):
     JSON list of ``{"name": str, "shape": [int, ...], "default": float or null}``, the ONNX inputs in order,
     each float32 of shape (N, *shape); an input with a default may be left out by callers (the runtime
     fills it with that value). ``input_shape`` is then the first input's shape. Files without the key have
-    the single input ``x``.
+    the single input ``x``. An entry may carry ``"domain"``: the values the input may hold
+    (:mod:`hashplug._domains`: ``values``, ``range``, ``where`` a mask input outside which NaN is allowed,
+    ``hint``), checked by :class:`~hashplug.runtime.OnnxEncoder` as by the encoder's own ``encode``.
 ``hashplug.weights_sha256``
     ``encoder.weights_sha256()``: sha256 over the learned arrays of the encoder that was exported (the
     same digest its ``.npz`` save file records), so a file can be traced back to its training run. The
     sha256 of the ONNX file's own bytes is computed at load time (``OnnxEncoder.file_sha256``).
+``hashplug.digest`` (files written since issue 27)
+    sha256 over every other ``hashplug.*`` key and the whole model but its metadata (graph, weights,
+    opsets): :func:`hashplug._onnx_wire.model_digest`. Written last by the exporter; a file whose weights
+    or card changed afterwards is refused by every reader. Files without it (0.1.0) load as "legacy".
 
+A scaling applied to the raw input (``hashplug train --scale 255``) is the graph's first node, the op
+``divide`` (``{"op": "divide", "divisor": 255.0}`` in ``preprocessing``; :attr:`ModelCard.input_divisor`):
+the file takes raw inputs and serving needs no ``--scale``.
 Graph outputs: ``packed`` (N, n_bytes) uint8 always; ``indices`` (N, k) int64 ascending for k-hot codes.
 """
 
@@ -71,6 +80,8 @@ __all__ = [
     "OUTPUT_INDICES",
     "ModelCard",
     "is_hashplug_metadata",
+    "check_input_divisor",
+    "refuse_double_scaling",
 ]
 
 FORMAT_VERSION = "hashplug-onnx/1"
@@ -101,6 +112,33 @@ _FIELDS = {
 }
 KEYS = tuple(PREFIX + v for v in _FIELDS.values())
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_input_divisor(value: Any, name: str = "--scale") -> float:
+    """A scale (divisor) for raw inputs: a finite number > 0, else :class:`~hashplug.validation.HashplugError`
+    naming ``name`` and the value (``--scale 0`` used to mean "no scaling" silently)."""
+    import numbers
+
+    from .validation import HashplugError
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise HashplugError(
+            f"{name} must be a finite number > 0 (the value inputs are divided by, e.g. 255 for 8-bit pixels); "
+            f"got {value!r}. Leave it out for no scaling."
+        )
+    return float(value)
+
+
+def refuse_double_scaling(card: ModelCard, scale: Any, name: str = "--scale") -> None:
+    """Refuse an extra scaling of the input for a model whose graph already divides its raw input."""
+    from .validation import HashplugError
+
+    if scale is not None and card.input_divisor is not None:
+        where = f"{card.source!r}" if card.source else "the model"
+        raise HashplugError(
+            f"{name} {scale:g} would scale the input twice: {where} already divides its raw input by "
+            f"{card.input_divisor:g} (recorded at training, preprocessing 'divide'). Pass raw inputs and leave out {name}."
+        )
 
 
 def is_hashplug_metadata(meta: dict[str, str]) -> bool:
@@ -146,6 +184,7 @@ class ModelCard:
     bit_order: str = BIT_ORDER
     tie_rule: str = ""
     inputs: tuple[tuple[str, tuple[int, ...], float | None], ...] = ()
+    input_domains: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -170,6 +209,13 @@ class ModelCard:
     def input_specs(self) -> tuple[tuple[str, tuple[int, ...], float | None], ...]:
         """``(name, per-sample shape, default or None)`` of every ONNX input, in order."""
         return self.inputs or ((INPUT_NAME, tuple(self.input_shape), None),)
+
+    @property
+    def input_divisor(self) -> float | None:
+        """The divisor the graph applies to its raw input first (``hashplug train --scale``), or None."""
+        if self.preprocessing and self.preprocessing[0].get("op") == "divide":
+            return float(self.preprocessing[0]["divisor"])
+        return None
 
     @property
     def multi_input(self) -> bool:
@@ -233,6 +279,17 @@ class ModelCard:
                 raise self._fail("inputs", "must give every input a non-empty shape of positive ints.")
             if tuple(self.inputs[0][1]) != tuple(self.input_shape):
                 raise self._fail("inputs", f"first input shape {list(self.inputs[0][1])} differs from input_shape {list(self.input_shape)}.")
+        if self.input_domains:
+            from ._domains import check_domain_spec
+
+            shapes = {nm: shp for nm, shp, _ in self.input_specs}
+            for nm, spec in self.input_domains.items():
+                if nm not in shapes:
+                    raise self._fail("inputs", f"declares a domain for {nm!r}, which is not an input.")
+                try:
+                    check_domain_spec(nm, spec, shapes)
+                except ValueError as exc:
+                    raise self._fail("inputs", f"has a malformed {exc}.") from None
         if not isinstance(self.preprocessing, list) or not all(
             isinstance(st, dict) and st.get("op") in OPS for st in self.preprocessing
         ):
@@ -254,9 +311,13 @@ class ModelCard:
                 s = str(val)
             out[PREFIX + key] = s
         if self.inputs:
-            out[PREFIX + "inputs"] = json.dumps(
-                [{"name": nm, "shape": list(shp), "default": d} for nm, shp, d in self.inputs]
-            )
+            entries = []
+            for nm, shp, d in self.inputs:
+                entry: dict[str, Any] = {"name": nm, "shape": list(shp), "default": d}
+                if nm in self.input_domains:
+                    entry["domain"] = self.input_domains[nm]
+                entries.append(entry)
+            out[PREFIX + "inputs"] = json.dumps(entries, sort_keys=True)
         return out
 
     @classmethod
@@ -318,6 +379,7 @@ class ModelCard:
                 f"{where}: metadata key {PREFIX + 'input_shape'!r} must be a JSON list of ints; got {get('input_shape')!r}."
             )
         inputs: list[tuple[str, tuple[int, ...], float | None]] = []
+        domains: dict[str, dict[str, Any]] = {}
         if PREFIX + "inputs" in meta:
             raw_inputs = get_json("inputs")
             try:
@@ -329,13 +391,18 @@ class ModelCard:
                     if d is not None and not isinstance(d, (int, float)):
                         raise TypeError("default")
                     inputs.append((str(spec["name"]), tuple(shp), d))
-            except (TypeError, KeyError) as exc:
+                    if spec.get("domain") is not None:
+                        if not isinstance(spec["domain"], dict):
+                            raise TypeError("domain")
+                        domains[str(spec["name"])] = spec["domain"]
+            except (TypeError, KeyError, AttributeError) as exc:
                 raise ModelFileError(
                     f"{where}: metadata key {PREFIX + 'inputs'!r} must be a JSON list of {{name, shape, default}} "
                     f"objects ({exc})."
                 ) from None
         return cls(
             inputs=tuple(inputs),
+            input_domains=domains,
             format_version=get("format"),
             hashplug_version=get("version") or "?",
             method=get("method"),
@@ -361,6 +428,7 @@ class ModelCard:
         weights_sha256: str,
         source: str | None = None,
         input_defaults: dict[str, float] | None = None,
+        input_domains: dict[str, dict[str, Any]] | None = None,
     ) -> ModelCard:
         """Build the card of an encoder from its :class:`~hashplug.graph.Graph` (used by the exporter).
 
@@ -372,6 +440,7 @@ class ModelCard:
         inputs = tuple((nm, shp, defaults.get(nm)) for nm, shp in graph.inputs.items()) if multi else ()
         return cls(
             inputs=inputs,
+            input_domains={nm: dict(v) for nm, v in (input_domains or {}).items()} if multi else {},
             method=str(method),
             input_shape=next(iter(graph.inputs.values())) if multi else graph.input_shape,
             m=graph.m,

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from . import codes as _codes
+from ._domains import check_domains, nan_allowed
 from ._files import file_sha256
+from ._onnx_wire import DEFAULT_MAX_BYTES, DIGEST_KEY, verify_model_file
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
 from .validation import (
     HashplugError,
@@ -40,6 +42,7 @@ class _Loaded:
     session: Any
     card: ModelCard
     file_sha256: str
+    integrity: str = "digest"
 
 
 _LOCK = threading.Lock()
@@ -76,8 +79,12 @@ def resolve_providers(providers: str | list[str] | tuple[str, ...] | None) -> tu
     return out
 
 
-def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
-    """Session + validated card for ``path``; cached per (resolved path, file sha256, providers)."""
+def _load(path: Path, providers: tuple[str, ...], max_bytes: int = DEFAULT_MAX_BYTES) -> _Loaded:
+    """Session + validated card for ``path``; cached per (resolved path, file sha256, providers).
+
+    The file's bytes go through :func:`hashplug._onnx_wire.verify_model_bytes` (size, structure, ops,
+    outputs, digest) before onnxruntime sees them; onnxruntime then runs exactly the bytes that were checked.
+    """
     import onnxruntime as ort
 
     resolved = str(path.resolve())
@@ -90,13 +97,18 @@ def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
         ) from None
     if not os.path.isfile(resolved):
         raise ModelFileError(f"{str(path)!r} is not a file; pass the path of an exported .onnx model.")
+    if st.st_size > max_bytes:
+        raise ModelFileError(
+            f"{str(path)!r} is {st.st_size:,} bytes, over the limit of {max_bytes:,} (max_bytes); hashplug models "
+            "are far smaller. Pass a larger max_bytes only for a file you trust."
+        )
     stat_key = (resolved, st.st_size, st.st_mtime_ns, st.st_ino)
     with _LOCK:
         sha = _SHA_MEMO.get(stat_key)
         loaded = _SESSIONS.get((resolved, sha, providers)) if sha else None
     if loaded is not None:
         return loaded
-    data = Path(resolved).read_bytes()
+    card, summary, data = verify_model_file(path, max_bytes=max_bytes)
     sha = hashlib.sha256(data).hexdigest()
     key = (resolved, sha, providers)
     with _LOCK:
@@ -114,9 +126,9 @@ def _load(path: Path, providers: tuple[str, ...]) -> _Loaded:
                 f"{str(path)!r} could not be loaded as an ONNX model by onnxruntime "
                 f"({type(exc).__name__}: {str(exc).strip()[:300]}). Is it a hashplug .onnx export?"
             ) from exc
-        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=path)
         _check_signature(session, card, path)
-        loaded = _Loaded(session, card, sha)
+        integrity = "digest" if DIGEST_KEY in summary.metadata else "legacy"
+        loaded = _Loaded(session, card, sha, integrity)
         # a rewritten file replaces its stale session (objects built earlier keep their own reference)
         for old in [k for k in _SESSIONS if k[0] == resolved and k[2] == providers]:
             del _SESSIONS[old]
@@ -158,6 +170,8 @@ class OnnxEncoder:
         onnxruntime execution providers: ``None`` -> CPU, ``"auto"`` -> CUDA if available then CPU.
     batch_size : int
         Rows per onnxruntime call; memory stays bounded by ``batch_size * m`` floats.
+    max_bytes : int
+        Largest file opened (default 1 GiB, :data:`hashplug._onnx_wire.DEFAULT_MAX_BYTES`).
 
     Attributes
     ----------
@@ -172,26 +186,38 @@ class OnnxEncoder:
     file_sha256 : str
         sha256 of the file bytes.
     weights_sha256 : str
-        sha256 of the exported encoder's learned arrays (from the metadata).
+        sha256 of the exported encoder's learned arrays (from the metadata; the training trace).
+    integrity : {"digest", "legacy"}
+        ``"digest"``: the file's ``hashplug.digest`` matched its weights, graph and card; ``"legacy"``: a file
+        written before digests existed (hashplug 0.1.0), whose structure, ops and outputs were checked but
+        whose weights cannot be verified.
 
     Raises
     ------
     ModelFileError
-        Missing, corrupt or non-hashplug file, or metadata that does not match the graph.
+        Missing, corrupt or non-hashplug file, metadata that does not match the graph, ops or domains hashplug
+        never writes (control flow), a file over ``max_bytes``, or a digest mismatch (weights or card changed
+        after export). See :mod:`hashplug._onnx_wire`.
     """
 
     def __init__(
-        self, path: str | Path, providers: str | list[str] | None = None, batch_size: int = 8192
+        self,
+        path: str | Path,
+        providers: str | list[str] | None = None,
+        batch_size: int = 8192,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.batch_size = check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
+        self.max_bytes = check_int_param(max_bytes, "max_bytes", "OnnxEncoder", 1)
         self.providers = resolve_providers(providers)
         self._given_providers = providers
         path = check_path(path, "path", "OnnxEncoder")
-        loaded = _load(path, self.providers)
+        loaded = _load(path, self.providers, self.max_bytes)
         self.path = path.resolve()
         self._session = loaded.session
         self.card = loaded.card
         self.file_sha256 = loaded.file_sha256
+        self.integrity = loaded.integrity
 
     # ------------------------------------------------------------------ description
     @property
@@ -242,10 +268,12 @@ class OnnxEncoder:
 
     # pickling (Ray, multiprocessing): ship the path, reopen on the other side
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "providers": self._given_providers, "batch_size": self.batch_size}
+        return {"path": str(self.path), "providers": self._given_providers, "batch_size": self.batch_size,
+                "max_bytes": self.max_bytes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], providers=state["providers"], batch_size=state["batch_size"])
+        self.__init__(state["path"], providers=state["providers"], batch_size=state["batch_size"],
+                      max_bytes=state.get("max_bytes", DEFAULT_MAX_BYTES))
 
     # ------------------------------------------------------------------ encoding
     @property
@@ -297,7 +325,8 @@ class OnnxEncoder:
             arr = np.asarray(X[nm])
             if len(shp) == 1 and shp[0] == 1 and arr.ndim == 1:
                 arr = arr[:, None]
-            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty)
+            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty,
+                              finite=not nan_allowed(self.card.input_domains, nm))
             if n is not None and arr.shape[0] != n:
                 raise HashplugError(f"{self.path.name}: input {nm!r} has {arr.shape[0]} rows but the others have {n}.")
             n = arr.shape[0]
@@ -305,7 +334,9 @@ class OnnxEncoder:
         for nm, shp, d in specs:
             if nm not in out:
                 out[nm] = np.full((n or 0, *shp), d, np.float32)
-        return out
+        # the card's value domains (e.g. a 0/1 mask, positions in range, NaN only at padding): the same check
+        # the encoder's numpy encode runs (hashplug._domains)
+        return check_domains(out, self.card.input_domains, "OnnxEncoder")
 
     def encode(self, X: Any, format: str = "packed", batch_size: int | None = None) -> np.ndarray:
         """Encode X into binary codes (same contract as ``BaseEncoder.encode``).
@@ -343,8 +374,15 @@ class OnnxEncoder:
         n = next(iter(feed.values())).shape[0]
         output = OUTPUT_INDICES if format == "indices" else OUTPUT_PACKED
         parts = []
+        width, dtype = (self.k, np.int64) if format == "indices" else (self.n_bytes, np.uint8)
         for s in range(0, n, bs):
             (res,) = self._session.run([output], {nm: v[s : s + bs] for nm, v in feed.items()})
+            rows = min(bs, n - s)
+            if res.shape != (rows, width) or res.dtype != dtype:
+                raise ModelFileError(
+                    f"{self.path.name}: the graph returned {output!r} of shape {res.shape} {res.dtype} for {rows} rows; "
+                    f"its card promises ({rows}, {width}) {np.dtype(dtype)}. The file is not a faithful hashplug export."
+                )
             if format == "pm1":
                 res = _codes.packed_to_pm1(res, self.m)
             parts.append(res)

@@ -25,6 +25,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     source: Any = args.source
     columns = None
+    _check_scale(args, args.source.endswith((".npy", ".npz")))
     if args.source.endswith((".npy", ".npz")):
         from ..data import load_array
 
@@ -103,9 +104,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not 0 <= args.row < len(Q):
         valid = f"valid rows are 0 to {len(Q) - 1}" if len(Q) > 1 else "the only valid row is 0"
         raise HashplugError(f"--row {args.row} is out of range: {where}; {valid}.")
-    if args.scale:
-        Q = Q / np.float32(args.scale)
     tbl = lancedb.connect(args.db).open_table(args.table)
+    if args.scale is not None:
+        _check_scale(args, True, tbl)
+        Q = Q / np.float32(args.scale)
     rows = Q[args.row : args.row + args.n]
     cols = args.columns.split(",") if args.columns else None
     for i, q in enumerate(rows):
@@ -113,6 +115,37 @@ def cmd_search(args: argparse.Namespace) -> int:
         keep = [c for c in res.column_names if c not in ("vector", "code")]
         print(json.dumps({"query": args.row + i, "results": res.select(keep).to_pylist()}, default=str))
     return 0
+
+
+def _check_scale(args: argparse.Namespace, array_source: bool, table: Any = None) -> None:
+    """``--scale``: a finite number > 0, for array inputs only, and never for a model whose graph already divides
+    its raw input (``hashplug train --scale``): that would scale twice. Checked before anything is written."""
+    if args.scale is None:
+        return
+    from ..modelcard import check_input_divisor, refuse_double_scaling
+
+    check_input_divisor(args.scale)
+    if not array_source:
+        raise HashplugError(
+            f"--scale applies to .npy/.npz sources only; {args.source!r} is read as a table source, unscaled. "
+            "Scale the column beforehand, or export the model with the scale (hashplug train --scale)."
+        )
+    if table is None and getattr(args, "model", None):
+        from ..runtime import OnnxEncoder
+
+        card = OnnxEncoder(args.model).card
+    else:
+        if table is None:
+            import lancedb
+
+            try:
+                table = lancedb.connect(args.db).open_table(args.table)
+            except Exception:  # noqa: BLE001 - no such table: ingest itself reports it (a new table needs --model)
+                return
+        from ..integrations.lancedb import get_function
+
+        card = get_function(table)[2].encoder.card
+    refuse_double_scaling(card, args.scale)
 
 
 def _layout_option(args: argparse.Namespace) -> str | None:
@@ -141,7 +174,8 @@ def _add_ingest(sub: Any) -> None:
     i.add_argument("--id-column", default=None, help="merge_insert on this column (safe retries)")
     i.add_argument("--chunk-size", type=int, default=65536)
     i.add_argument("--checkpoint", default=None, help="JSON checkpoint for resuming")
-    i.add_argument("--scale", type=float, default=None)
+    i.add_argument("--scale", type=float, default=None,
+                   help="divide a .npy/.npz source by this (> 0); refused for a model that already scales")
     i.add_argument("--index", action="store_true", help="build the index afterwards")
     i.set_defaults(func=cmd_ingest)
 
@@ -159,7 +193,8 @@ def _add_search(sub: Any) -> None:
     s.add_argument("--limit", type=int, default=10, help="results per query")
     s.add_argument("--k", dest="limit_k", type=int, default=None, help="deprecated 0.1.0 name of --limit")
     s.add_argument("--columns", default=None, help="comma-separated columns to print")
-    s.add_argument("--scale", type=float, default=None)
+    s.add_argument("--scale", type=float, default=None,
+                   help="divide the queries by this (> 0); refused for a model that already scales")
     s.set_defaults(func=cmd_search)
 
 

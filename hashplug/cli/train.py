@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..modelcard import check_input_divisor
 from ..validation import HashplugError
 
 __all__ = ["COMMANDS", "run_demo"]
@@ -81,17 +82,52 @@ def _load_xy(data: str, scale: float | None, encoder: Any = None) -> tuple[np.nd
     natural = encoder is not None and get_tags(encoder).input_kind == "images"
     X, y = load_dataset(data, flat=not natural)
     X = np.asarray(X, dtype=np.float32)
-    if scale:
-        X = X / np.float32(scale)
+    if scale is not None:
+        X = X / np.float32(check_input_divisor(scale))
     return X, y
+
+
+def _scale_for(enc: Any, scale: float | None) -> float | None:
+    """``--scale`` for a loaded model: checked (finite > 0) and refused when the model already divides its raw
+    input (it was trained with ``--scale``: the division is in its graph), which would scale twice."""
+    if scale is None:
+        return None
+    check_input_divisor(scale)
+    if getattr(enc, "input_divisor_", None) is not None:
+        raise HashplugError(
+            f"--scale {scale:g} would scale the input twice: the model already divides its raw input by "
+            f"{enc.input_divisor_:g} (recorded by `hashplug train --scale`). Leave out --scale."
+        )
+    return scale
+
+
+def _check_out(path: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written (a folder, or under a file) before any work is done."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise HashplugError(f"{flag} {path!r} is a folder; pass the path of the file to write (e.g. {p / 'model'}).")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HashplugError(f"{flag} {path!r} is under {str(parent)!r}, which is a file, not a folder.")
+            break
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
+    _check_out(args.out, "--out")
+    _check_out(args.onnx, "--onnx")
+    if args.scale is not None:
+        check_input_divisor(args.scale)  # before training: a bad --scale fails fast
     enc = _make_encoder(args.method, args.k, params, seed=args.seed)  # before loading data: bad --param fails fast
     X, _ = _load_xy(args.data, args.scale, enc)
     t0 = time.perf_counter()
     enc.fit(X)
+    if args.scale is not None:
+        # the model takes raw inputs: the division is its graph's first node (saved, exported, in the card)
+        enc.set_input_divisor(args.scale)
     path = enc.save(args.out)
     print(f"trained {type(enc).__name__} (m={enc.m_}, k={enc.k_}) on {X.shape[0]} rows in "
           f"{time.perf_counter() - t0:.1f} s -> {path}")
@@ -108,7 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..metrics import map_from_codes
 
     enc = load_encoder(args.model)
-    X, y = _load_xy(args.data, args.scale, enc)
+    _check_out(args.out, "--out")
+    X, y = _load_xy(args.data, _scale_for(enc, args.scale), enc)
     if y is None:
         raise HashplugError(f"{args.data} has no labels; eval needs labelled data.")
     q, db = per_class_split(y, args.per_class, args.seed)
@@ -185,15 +222,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..export import check_parity, to_onnx
 
     enc = load_encoder(args.model)
+    _check_out(args.out, "--out")
+    scale = _scale_for(enc, args.scale)  # before writing anything
+    if scale is not None and not args.check:
+        raise HashplugError("--scale applies to the --check data only; pass --check DATA, or leave out --scale.")
+    X = _load_xy(args.check, scale, enc)[0] if args.check else None  # a bad --check fails before the export
     path = to_onnx(enc, args.out, opset=args.opset)
     print(f"exported {type(enc).__name__} (m={enc.m_}, k={enc.k_}, {enc.code_kind}) -> {path}")
-    if args.check:
-        from ..data import load_dataset
-
-        X, _ = load_dataset(args.check, flat=True)
-        X = np.asarray(X, dtype=np.float32)
-        if args.scale:
-            X = X / np.float32(args.scale)
+    if X is not None:
         rep = check_parity(enc, path, X)
         print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, np.ndarray)}, indent=2, default=str))
         return 0 if rep["identical"] else 1
@@ -232,8 +268,11 @@ def run_demo(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     X, y = load_digits()
-    # digits pixels are 0..16; one flat vector per row (the LanceDB vector column), whatever the loader's shape
-    X = X.reshape(len(X), -1) / np.float32(16.0)
+    # digits pixels are 0..16; one flat vector per row (the LanceDB vector column), whatever the loader's shape.
+    # The encoder is fitted on pixels / 16 and records the division (its graph's first node), so the exported
+    # model, the table and the searches all take the raw pixels.
+    scale = np.float32(16.0)
+    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     q, db = per_class_split(y, 20, seed)
     print(f"[1/5] data: scikit-learn digits, {len(db)} database rows, {len(q)} queries (20 per class), d={X.shape[1]}")
 
@@ -248,7 +287,7 @@ def run_demo(
         params.update(preset.for_k(k))
     if get_tags(cls).iterative:
         params["epochs"] = epochs
-    enc = get_encoder(cls.method_name, **params).fit(X[db])
+    enc = get_encoder(cls.method_name, **params).fit(X[db] / scale).set_input_divisor(float(scale))
     print(f"[2/5] trained {type(enc).__name__}: m={enc.m_} units, k={enc.k_} active, {time.perf_counter() - t0:.1f} s")
 
     onnx_path = to_onnx(enc, folder / f"{method}_k{k}.onnx")
@@ -320,7 +359,9 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--out", required=True, help="model file to write (.npz)")
     t.add_argument("--onnx", help="also export ONNX to this path")
     t.add_argument("--param", action="append", help="encoder parameter key=value (repeatable)")
-    t.add_argument("--scale", type=float, default=None, help="divide inputs by this (e.g. 255 for pixels)")
+    t.add_argument("--scale", type=float, default=None,
+                   help="divide inputs by this (e.g. 255 for pixels; > 0); recorded in the model, whose graph then "
+                        "takes raw inputs (no --scale at eval, export, ingest or search)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
 
@@ -332,7 +373,8 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--data", required=True)
     e.add_argument("--per-class", type=int, default=100, help="queries per class")
     e.add_argument("--R", type=int, default=None, help="mAP@R (default All)")
-    e.add_argument("--scale", type=float, default=None)
+    e.add_argument("--scale", type=float, default=None,
+                   help="divide the data by this (> 0), for a model trained without --scale only")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out")
     e.set_defaults(func=cmd_eval)
@@ -397,7 +439,8 @@ def _add_export(sub: Any) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--opset", type=int, default=17)
     e.add_argument("--check", help="dataset to verify onnxruntime parity on (name or file)")
-    e.add_argument("--scale", type=float, default=None)
+    e.add_argument("--scale", type=float, default=None,
+                   help="divide the --check data by this (> 0), for a model trained without --scale only")
     e.set_defaults(func=cmd_export)
 
 

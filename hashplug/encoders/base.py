@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 
 from .. import codes as _codes
 from .._files import sha256_arrays
-from ..graph import Flatten, Graph, Op, head_for
+from ..graph import Divide, Flatten, Graph, Op, head_for
 from ..validation import (
     HashplugError,
     HashplugTypeError,
@@ -343,6 +344,7 @@ class BaseEncoder:
         owner = type(self).__name__
         if fitting:
             arr = check_array(X, ndim=(2, 3, 4), owner=owner)
+            self.__dict__.pop("input_divisor_", None)  # a new fit takes its input as given
             self.input_shape_ = tuple(int(s) for s in arr.shape[1:])
             self.n_features_in_ = int(np.prod(self.input_shape_))
         else:
@@ -377,9 +379,38 @@ class BaseEncoder:
 
     @property
     def graph(self) -> Graph:
-        """The inference graph (:class:`hashplug.graph.Graph`): input ``x``, ops, head; built from the fitted state."""
+        """The inference graph (:class:`hashplug.graph.Graph`): input ``x``, ops, head; built from the fitted state.
+
+        When the encoder records an input divisor (:meth:`set_input_divisor`, ``hashplug train --scale``), the
+        graph's first node divides the raw input by it, so ``encode``, ``scores`` and the ONNX export all take
+        raw inputs.
+        """
         check_is_fitted(self, ["m_"])
-        return self._build_graph()
+        graph = self._build_graph()
+        divisor = getattr(self, "input_divisor_", None)
+        return graph if divisor is None else graph.with_input_op(Divide(divisor))
+
+    def set_input_divisor(self, divisor: float | None) -> BaseEncoder:
+        """Record that the encoder was fitted on ``X / divisor``: from now on it takes raw ``X``.
+
+        The division becomes the first node of :attr:`graph` (op ``divide``), hence part of ``encode``, of the
+        saved ``.npz`` and of the exported ONNX file and its model card (``preprocessing``), so serving needs
+        no ``--scale``. ``None`` removes it. A later :meth:`fit` forgets it (the new fit's input is taken as
+        given). Returns self.
+
+        Raises
+        ------
+        HashplugError
+            ``divisor`` is not a finite number > 0, the encoder is not fitted, or it takes named inputs.
+        """
+        check_is_fitted(self, ["m_"])
+        if divisor is None:
+            self.__dict__.pop("input_divisor_", None)
+            return self
+        if get_tags(self).input_kind == "structured":
+            raise HashplugError(f"{type(self).__name__} takes named inputs; an input divisor applies to one array.")
+        self.input_divisor_ = _check_divisor(divisor, f"{type(self).__name__}.set_input_divisor")
+        return self
 
     def _graph_input(self, Xf: np.ndarray) -> np.ndarray:
         """Checked rows (n, d) back in the graph's input shape (n, *input_shape_) (a view)."""
@@ -435,6 +466,8 @@ class BaseEncoder:
         arrays = {a: np.asarray(getattr(self, a)) for a in self._array_attrs}
         scalars = {a: _jsonable(getattr(self, a)) for a in ("m_", "k_", "n_features_in_", *self._scalar_attrs)}
         scalars["input_shape_"] = list(self.input_shape_)
+        if getattr(self, "input_divisor_", None) is not None:
+            scalars["input_divisor_"] = float(self.input_divisor_)
         return arrays, scalars
 
     def weights_sha256(self) -> str:
@@ -445,6 +478,9 @@ class BaseEncoder:
         """Save to ``path`` (``.npz``; arrays + JSON header, no pickle). Returns the path written."""
         from .. import __version__
 
+        path = check_path(path, "path", f"{type(self).__name__}.save")
+        if path.is_dir():
+            raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .npz file to write.")
         arrays, scalars = self._state()
         header = {
             "format": FILE_FORMAT,
@@ -458,10 +494,19 @@ class BaseEncoder:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {f"a__{k}": v for k, v in arrays.items()}
         payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        np.savez(path, **payload)
+        if path.is_dir():
+            raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .npz file to write.")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, **payload)
+            tmp.replace(path)  # atomic: a reader never sees a half-written model
+        except OSError as exc:
+            raise ModelFileError(
+                f"cannot write the model file {str(path)!r} ({exc.strerror or exc}); pass a path in a writable folder."
+            ) from None
         return path
 
     @classmethod
@@ -562,8 +607,17 @@ def load_encoder(path: str | Path, expect: type[BaseEncoder] | None = None) -> B
     return _restore(klass, header, arrays, str(path))
 
 
+_ARRAY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
+
+
 def _restore(klass: type[BaseEncoder], header: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> BaseEncoder:
-    """Build a fitted ``klass`` from a checked header and arrays; any inconsistency is a ModelFileError."""
+    """Build a fitted ``klass`` from a checked header and arrays; any inconsistency is a ModelFileError.
+
+    Only the class's parameters (validated by its own ``_validate_params``) and its declared learned
+    attributes are set: the sizes, ``input_shape_``, the class's ``_scalar_attrs``, an optional
+    ``input_divisor_`` and exactly the arrays the fitted encoder saves (``_state``); any other key in the
+    header or the archive is refused, never set on the instance.
+    """
     params, attrs = header.get("params"), header.get("attrs")
     if not isinstance(params, dict) or not isinstance(attrs, dict):
         raise ModelFileError(f"{where!r} has a corrupt header: 'params' and 'attrs' must both be JSON objects.")
@@ -576,28 +630,104 @@ def _restore(klass: type[BaseEncoder], header: dict[str, Any], arrays: dict[str,
     need = {"m_", "k_", "n_features_in_", "input_shape_", *klass._scalar_attrs}
     if need - set(attrs):
         raise ModelFileError(f"{where!r} lacks attributes {sorted(need - set(attrs))} in its header.")
+    # optional attributes (training history, timings) are allowed when the class's own _state writes them back
+    optional = {key: v for key, v in attrs.items() if key not in need and key != "input_divisor_"}
+    bad_attrs = sorted(key for key in optional if not _ARRAY_NAME.match(key) or hasattr(klass, key) or key in arrays)
+    if bad_attrs:
+        raise ModelFileError(
+            f"{where!r} has header attributes {bad_attrs} that {klass.__name__} does not save (it saves {sorted(need)}); "
+            "the file was edited or written by another program. Save the encoder again with encoder.save(path)."
+        )
+    bad_names = sorted(k for k in arrays if not _ARRAY_NAME.match(k) or hasattr(klass, k) or k in need)
+    if bad_names:
+        raise ModelFileError(
+            f"{where!r} holds arrays {bad_names} that are not learned attributes of {klass.__name__}; "
+            "the file was edited. Save the encoder again with encoder.save(path)."
+        )
     try:
-        m, k, d = int(attrs["m_"]), int(attrs["k_"]), int(attrs["n_features_in_"])
-        shape = tuple(int(s) for s in attrs["input_shape_"])
+        m, k, d = (_strict_int(attrs[key]) for key in ("m_", "k_", "n_features_in_"))
+        if not isinstance(attrs["input_shape_"], list):
+            raise TypeError("input_shape_ must be a list")
+        shape = tuple(_strict_int(s) for s in attrs["input_shape_"])
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{where!r} has non-integer sizes in its header: {exc}") from exc
     if not 1 <= k <= m:
         raise ModelFileError(f"{where!r} is inconsistent: k_={k} must be in [1, m_={m}].")
-    if int(np.prod(shape)) != d:
-        raise ModelFileError(f"{where!r} is inconsistent: input_shape_ {shape} does not flatten to {d} features.")
+    if not shape or min(shape) < 1 or int(np.prod(shape)) != d:
+        raise ModelFileError(f"{where!r} is inconsistent: input_shape_ {list(shape)} does not flatten to {d} features.")
+    for key in [*klass._scalar_attrs, *optional]:
+        if not _json_value_ok(attrs[key]):
+            raise ModelFileError(f"{where!r} has a non-finite or malformed header attribute {key}={attrs[key]!r}.")
+    divisor = attrs.get("input_divisor_")
+    if divisor is not None:
+        try:
+            divisor = _check_divisor(divisor, "load_encoder")
+        except HashplugError as exc:
+            raise ModelFileError(f"{where!r} has a bad input_divisor_ in its header: {exc}") from None
+    for key, v in arrays.items():
+        if v.dtype.kind not in "fiub" or (v.dtype.kind == "f" and not np.isfinite(v).all()):
+            raise ModelFileError(f"{where!r}: learned array {key} is {v.dtype} with non-finite or non-numeric values.")
     # JSON has no tuples: sequence parameters (kernel sizes, image shapes) come back as lists
-    est = klass(**{key: tuple(v) if isinstance(v, list) else v for key, v in params.items()})
+    try:
+        est = klass(**{key: tuple(v) if isinstance(v, list) else v for key, v in params.items()})
+    except Exception as exc:
+        raise ModelFileError(f"{where!r} has parameters {klass.__name__} rejects ({exc}).") from None
+    est.input_shape_, est.n_features_in_ = shape, d
+    for key in klass._scalar_attrs:
+        setattr(est, key, attrs[key])
+    try:
+        est._validate_params(d)
+    except HashplugError as exc:
+        raise ModelFileError(f"{where!r} has invalid parameters: {exc}") from None
     for key, v in arrays.items():
         setattr(est, key, v)
-    for key, v in attrs.items():
-        setattr(est, key, tuple(v) if key == "input_shape_" else v)
+    est.m_, est.k_ = m, k
+    for key, v in optional.items():
+        setattr(est, key, v)
+    if divisor is not None:
+        est.input_divisor_ = divisor
     try:
+        declared, declared_attrs = (set(part) for part in est._state())
         width = est._build_graph().m
     except Exception as exc:
         raise ModelFileError(f"{where!r} is inconsistent: its weights do not fit its header ({exc}).") from exc
+    if declared != set(arrays):
+        raise ModelFileError(
+            f"{where!r} holds arrays {sorted(set(arrays) - declared)} that {klass.__name__} does not save "
+            f"(it saves {sorted(declared)}); the file was edited."
+        )
+    if set(optional) - declared_attrs:
+        raise ModelFileError(
+            f"{where!r} has header attributes {sorted(set(optional) - declared_attrs)} that {klass.__name__} does not "
+            f"save (it saves {sorted(declared_attrs)}); the file was edited or written by another program."
+        )
     if width != m:
         raise ModelFileError(f"{where!r} is inconsistent: its weights give {width} units but the header says m_={m}.")
     return est
+
+
+def _strict_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{v!r} is not an integer")
+    return int(v)
+
+
+def _json_value_ok(v: Any) -> bool:
+    """A JSON header value without NaN or infinity (at any depth)."""
+    if isinstance(v, float):
+        return bool(np.isfinite(v))
+    if isinstance(v, list):
+        return all(_json_value_ok(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(key, str) and _json_value_ok(x) for key, x in v.items())
+    return v is None or isinstance(v, (bool, int, str))
+
+
+def _check_divisor(value: Any, owner: str) -> float:
+    """An input divisor (``--scale``): a finite number > 0, else :class:`HashplugError` naming it."""
+    from ..modelcard import check_input_divisor
+
+    return check_input_divisor(value, f"{owner}: the input divisor (scale)")
 
 
 def _jsonable(v: Any) -> Any:

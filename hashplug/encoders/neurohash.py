@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .. import codes as _codes
+from .._domains import check_domains, nan_allowed
 from ..graph import (
     Add,
     Affine,
@@ -132,6 +133,17 @@ class NeuroHash(BaseEncoder):
     _scalar_attrs = ("max_objects_", "n_pseudo_classes_")
     #: Inputs callers may leave out, and their value (the model card records it for the runtime).
     input_defaults: dict[str, float] = {"eta": 1.0, "eta_global": 1.0}  # noqa: RUF012
+    #: The values each input may hold (:mod:`hashplug._domains`); the model card records them, and numpy
+    #: ``encode`` and :class:`~hashplug.runtime.OnnxEncoder` check a batch with the same function.
+    input_domains: dict[str, dict[str, Any]] = {  # noqa: RUF012
+        "object_mask": {"values": [0, 1], "hint": "Mark object slots with 1 and padding with 0."},
+        "object_positions": {
+            "range": [-0.5, 1.5],
+            "where": "object_mask",
+            "hint": "Positions are box centres normalised by the image size (about [0, 1]); divide pixel "
+            "centres by the image width and height. Padding slots (object_mask 0) may hold anything, NaN included.",
+        },
+    }
 
     @classmethod
     def __hashplug_tags__(cls) -> EncoderTags:
@@ -222,24 +234,16 @@ class NeuroHash(BaseEncoder):
             arr = np.asarray(X[name])
             if name == "eta_global" and arr.ndim == 1:
                 arr = arr[:, None]
-            if name == "object_positions":
-                arr = np.where(np.isnan(arr), 0.0, arr) if arr.dtype.kind == "f" else arr  # padding may be NaN
-            out[name] = check_array(arr, name=name, ndim=len(want[name]), owner=owner, allow_empty=allow_empty)
+            out[name] = check_array(arr, name=name, ndim=len(want[name]), owner=owner, allow_empty=allow_empty,
+                                    finite=not nan_allowed(self.input_domains, name))
         for name, shape in want.items():
             if out[name].shape != shape:
                 raise HashplugError(
                     f"{owner}: {name} has shape {out[name].shape}; expected {shape} (n={n} images, K={K} object slots, "
                     f"z={z} features). Pad every image to K slots and mark padding with object_mask 0."
                 )
-        m = out["object_mask"]
-        if not np.all((m == 0) | (m == 1)):
-            raise HashplugError(f"{owner}: object_mask must hold 0 or 1 only.")
-        pos = out["object_positions"][m > 0]
-        if pos.size and (pos.min() < -0.5 or pos.max() > 1.5):
-            raise HashplugError(
-                f"{owner}: object_positions must be box centres normalised by the image size (about [0, 1]); got values "
-                f"in [{pos.min():.3g}, {pos.max():.3g}]. Divide pixel centres by the image width and height."
-            )
+        # value domains: the one check the ONNX runtime also runs from the model card (hashplug._domains)
+        out = check_domains(out, self.input_domains, owner)
         if fitting:
             self.n_features_in_ = int(z)
             self.input_shape_ = (int(z),)

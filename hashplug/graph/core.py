@@ -218,6 +218,21 @@ class Graph:
         """
         return _graph_module_class()(self, trainable)
 
+    def with_input_op(self, op: Op) -> Graph:
+        """The same graph with ``op`` applied to its only input first (e.g. :class:`~hashplug.graph.Divide`, the
+        scaling of raw inputs): every node that read the input reads ``op``'s output instead."""
+        if len(self.inputs) != 1:
+            raise GraphError(f"with_input_op needs a single-input graph; this one has inputs {list(self.inputs)}.")
+        src = next(iter(self.inputs))
+        taken = set(self.shapes)
+        new, i = f"{src}_{op.name}", 0
+        while new in taken:
+            i += 1
+            new = f"{src}_{op.name}{i}"
+        nodes = [Node(op, (src,), new)]
+        nodes += [Node(n.op, tuple(new if v == src else v for v in n.inputs), n.output) for n in self.nodes]
+        return Graph(self.inputs, nodes, self.head, new if self.output == src else self.output)
+
     def with_ops(self, ops: Sequence[Op]) -> Graph:
         """The same graph with node ``i`` running ``ops[i]`` (e.g. trained ops)."""
         if len(ops) != len(self.nodes):

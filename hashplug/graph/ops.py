@@ -52,6 +52,7 @@ __all__ = [
     "OPS",
     "Op",
     "Affine",
+    "Divide",
     "L2Normalize",
     "MatMul",
     "Sin",
@@ -376,6 +377,42 @@ class L2Normalize(Op):
         else:
             nrm = torch.linalg.vector_norm(x.flatten(1), dim=1)
         return x / torch.clamp(nrm.reshape((-1,) + (1,) * (x.dim() - 1)), min=self.eps)
+
+
+@_op
+class Divide(Op):
+    """``x / divisor`` in float32 (one rounding, as numpy's ``x / np.float32(divisor)`` and ONNX ``Div``).
+
+    The scaling of raw inputs recorded in a model (``hashplug train --scale 255``): the first node of the
+    graph, so the exported file takes raw inputs.
+
+    Parameters
+    ----------
+    divisor : float
+        Finite and > 0.
+    """
+
+    name: ClassVar[str] = "divide"
+    divisor: float = 1.0
+
+    def __post_init__(self) -> None:
+        d = self.divisor
+        if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) or not np.isfinite(d) or d <= 0:
+            raise GraphError(f"Divide needs a finite divisor > 0; got {d!r}.")
+        if not np.isfinite(np.float32(d)) or np.float32(d) == 0:
+            raise GraphError(f"Divide's divisor {d!r} is not representable in float32 (finite, nonzero).")
+        object.__setattr__(self, "divisor", float(np.float32(d)))
+
+    def out_shape(self, s: Shape) -> Shape:
+        return tuple(s)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float32) / np.float32(self.divisor)).astype(np.float32, copy=False)
+
+    def torch(self, x: Any, **arrays: Any) -> Any:
+        import torch
+
+        return x / torch.tensor(self.divisor, dtype=torch.float32, device=x.device)
 
 
 @_op
