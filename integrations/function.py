@@ -20,7 +20,14 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
-from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array, check_path
+from ..validation import (
+    HashplugError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    TableSchemaError,
+    check_array,
+    check_path,
+)
 from .arrow import (
     LAYOUTS,
     _layout_arg,
@@ -171,6 +178,66 @@ class Query:
         return cls(x.astype(np.float32))
 
 
+def _unwrap_annotation(tp: Any) -> Any:
+    """``X`` from ``Optional[X]``, ``X | None`` and ``Annotated[X, ...]`` (else ``tp`` itself)."""
+    import types
+    import typing
+
+    for _ in range(4):
+        origin = typing.get_origin(tp)
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif (origin is typing.Union or origin is types.UnionType) and len(args) == 1:
+            tp = args[0]
+        else:
+            break
+    return tp
+
+
+def _describe_annotation(tp: Any) -> tuple[str, str, bool]:
+    """``(how it reads, the Arrow type LanceDB makes of it for a VectorField, whether it is a fixed-size
+    vector)`` of a LanceModel annotation."""
+    import inspect
+    import typing
+
+    from lancedb.pydantic import FixedSizeListMixin
+
+    if inspect.isclass(tp) and issubclass(tp, FixedSizeListMixin):
+        if getattr(tp, "is_multi_vector", lambda: False)():
+            return f"MultiVector({tp.dim()})", f"list<fixed_size_list<{tp.value_arrow_type()}>[{tp.dim()}]>", True
+        vt = tp.value_arrow_type()
+        text = f"Vector({tp.dim()})" if vt == pa.float32() else f"Vector({tp.dim()}, value_type=pa.{vt}())"
+        return text, str(pa.list_(vt, tp.dim())), True
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (float,):
+        return "list[float]", "fixed_size_list<float>", False
+    return getattr(tp, "__name__", None) or repr(tp), "a column that is not fixed_size_list<uint8>", False
+
+
+class _AnnotationCheck:
+    """Pydantic metadata that :meth:`HashplugEmbeddings.VectorField` and ``SourceField`` attach to their field.
+
+    Pydantic calls ``__get_pydantic_core_schema__`` with the field's annotation while it builds the class, so a
+    ``LanceModel`` whose declaration would make LanceDB store the codes as floats (or make the samples a second
+    vector column) fails at class creation, with the right declaration in the message.
+    """
+
+    def __init__(self, func: HashplugEmbeddings, role: str) -> None:
+        self.func = func
+        self.role = role
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        name = getattr(handler, "field_name", None) or ("code" if self.role == "vector" else "vector")
+        if self.role == "vector":
+            self.func._check_code_annotation(source, name)
+        else:
+            self.func._check_source_annotation(source, name)
+        return handler(source)
+
+    def __repr__(self) -> str:
+        return f"hashplug.{self.role}_field_check"
+
+
 def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     """0.1.0 configs (``code="dense" | "sparse"``, ``sha256=``) in today's names (``layout``, ``file_sha256``)."""
     kw = dict(kwargs)
@@ -317,6 +384,83 @@ class HashplugEmbeddings(EmbeddingFunction):
     def arrow_type(self) -> pa.DataType:
         """Arrow type of the code column this function writes."""
         return code_type(self.layout, self.n_bytes)
+
+    # ------------------------------------------------------------------ LanceModel fields
+    def VectorField(self, **kwargs: Any) -> Any:  # noqa: N802 - LanceDB's name
+        """The code field of a ``LanceModel``: declare it ``Vector(func.ndims(), value_type=pa.uint8())``.
+
+        ``code: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()`` stores packed codes as
+        ``fixed_size_list<uint8>[n_bytes]``. LanceDB's usual declarations, ``Vector(func.ndims())`` and
+        ``list[float]``, would make a *float* column into which LanceDB silently casts the codes (and its
+        searches then rank floats): they raise :class:`~hashplug.validation.TableSchemaError` when the class is
+        created, naming this declaration. ``default`` is None unless given, so rows are built from the source
+        alone. ``layout="indices"`` codes (``list<int32>``) cannot be declared in a ``LanceModel``: use
+        :func:`~hashplug.integrations.tables.schema`.
+        """
+        from pydantic import Field
+
+        if self.layout != "packed":
+            raise TableSchemaError(
+                "layout='indices' codes are list<int32>, which a LanceModel cannot declare (LanceDB maps list[int] "
+                "to list<int64>); create the table with hashplug.integrations.lancedb.schema(func, ...) instead."
+            )
+        kwargs.setdefault("default", None)
+        extra = dict(kwargs.pop("json_schema_extra", None) or {})
+        extra["vector_column_for"] = self
+        field = Field(json_schema_extra=extra, **kwargs)
+        field.metadata.append(_AnnotationCheck(self, "vector"))
+        return field
+
+    def SourceField(self, **kwargs: Any) -> Any:  # noqa: N802 - LanceDB's name
+        """The source field of a ``LanceModel``: declare it ``list[float]`` (a struct model for named inputs).
+
+        A ``Vector(d)`` source would be a second vector column: ``table.search(x)`` with a raw ``x`` of length
+        ``d`` then ranks the samples by float distance instead of searching the codes, with no error. It raises
+        :class:`~hashplug.validation.TableSchemaError` when the class is created.
+        """
+        from pydantic import Field
+
+        extra = dict(kwargs.pop("json_schema_extra", None) or {})
+        extra["source_column_for"] = self
+        field = Field(json_schema_extra=extra, **kwargs)
+        field.metadata.append(_AnnotationCheck(self, "source"))
+        return field
+
+    def _check_code_annotation(self, annotation: Any, name: str) -> None:
+        tp = _unwrap_annotation(annotation)
+        text, arrow, fixed = _describe_annotation(tp)
+        nb = self.n_bytes
+        if fixed and arrow == str(pa.list_(pa.uint8(), nb)):
+            return
+        if (text.startswith("Vector(") or text == "list[float]") and "uint8" not in arrow:
+            what = (
+                f"LanceDB would store the codes as {arrow if fixed else f'fixed_size_list<float>[{nb}]'}, casting "
+                "them silently, and its searches would then rank those numbers instead of Hamming distances"
+            )
+        elif fixed:
+            what = f"the model writes {nb}-byte codes ({8 * nb} bits), which do not fit {arrow}"
+        else:
+            what = f"a {text} column cannot hold packed codes"
+        raise TableSchemaError(
+            f"LanceModel field {name!r} is declared `{text}` with func.VectorField(): {what}. Declare it "
+            f"`{name}: Vector({nb}, value_type=pa.uint8()) = func.VectorField()` (Vector from lancedb.pydantic, "
+            "pa is pyarrow; func.ndims() is "
+            f"{nb}), or build the model with hashplug.integrations.lancedb.lance_model(func)."
+        )
+
+    def _check_source_annotation(self, annotation: Any, name: str) -> None:
+        tp = _unwrap_annotation(annotation)
+        text, _, fixed = _describe_annotation(tp)
+        if not fixed:
+            return
+        raise TableSchemaError(
+            f"LanceModel field {name!r} is declared `{text}` with func.SourceField(): a fixed-size vector source is a "
+            "second vector column, and table.search(x) with a raw x then ranks the samples by float distance "
+            "instead of searching the codes, with no error. Declare it "
+            f"`{name}: list[float] = func.SourceField()` (what lance_model(func) does); to search the floats "
+            "too, create the table with hashplug.integrations.lancedb.schema(func, source_type='fixed') and pass "
+            "vector_column_name= to every table.search."
+        )
 
     # ------------------------------------------------------------------ encoding
     def encode(self, X: Any) -> np.ndarray:

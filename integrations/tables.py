@@ -25,6 +25,8 @@ __all__ = [
     "META_KIND",
     "META_SHA",
     "schema",
+    "check_column_name",
+    "RESERVED_COLUMNS",
     "code_field",
     "lance_model",
     "create_table",
@@ -41,6 +43,49 @@ META_KIND = b"hashplug.layout"
 META_SHA = b"hashplug.sha256"
 
 
+#: Column names LanceDB or hashplug put into search results; a table column of that name would be shadowed.
+RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_distance", "_score", "_relevance_score", "_hamming",
+                              "_float_distance"})
+
+
+def check_column_name(name: Any, what: str, owner: str) -> str:
+    """``name`` if it is a safe plain column name, else :class:`~hashplug.validation.HashplugError`.
+
+    A plain name is a non-empty ``str`` without ``/``, ``\\``, ``..``, NUL or other control characters, not
+    padded with spaces and not one of :data:`RESERVED_COLUMNS`: column names end up in file paths (the
+    hashplug index beside the table), in SQL (``where``) and in LanceDB's nested-field paths.
+    """
+    if not isinstance(name, str):
+        raise HashplugTypeError(f"{owner}: {what} must be a column name (str); got {type(name).__name__} {name!r:.40}.")
+    bad = None
+    if not name.strip():
+        bad = "is empty"
+    elif name != name.strip():
+        bad = "starts or ends with whitespace"
+    elif any(c in name for c in "/\\") or ".." in name:
+        bad = "contains a path separator or '..'"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        bad = "contains NUL or another control character"
+    elif name in RESERVED_COLUMNS:
+        bad = "is a name LanceDB or hashplug adds to search results"
+    if bad:
+        raise HashplugError(
+            f"{owner}: {what}={name!r} {bad}; use a plain column name such as 'vector' or 'code' (letters, digits, "
+            "'_' and '-')."
+        )
+    return name
+
+
+def _check_source_target(source: Any, target: Any, owner: str) -> None:
+    check_column_name(source, "source", owner)
+    check_column_name(target, "target", owner)
+    if source == target:
+        raise HashplugError(
+            f"{owner}: source and target are both {source!r}; the samples (source) and their codes (target) need "
+            "two columns, e.g. source='vector', target='code'."
+        )
+
+
 def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
     """The code column's field, with the model's ``m``, ``k``, code kind and sha256 in its metadata."""
     enc = func.encoder
@@ -51,6 +96,14 @@ def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
         META_SHA: str(enc.file_sha256).encode(),
     }
     return pa.field(name, func.arrow_type(), nullable=True, metadata=meta)
+
+
+def _check_func(func: Any, owner: str) -> None:
+    if not isinstance(func, HashplugEmbeddings):
+        raise HashplugTypeError(
+            f"{owner}: func must be the hashplug embedding function, get_registry().get('hashplug').create("
+            f"model='enc.onnx'); got {type(func).__name__} {func!r:.60}."
+        )
 
 
 def _nested(shape: Sequence[int], source_type: str) -> pa.DataType:
@@ -136,14 +189,24 @@ def schema(
     -------
     pyarrow.Schema
     """
+    _check_func(func, "schema()")
+    _check_source_target(source, target, "schema()")
     fields: list[pa.Field] = []
     if extra:
         if isinstance(extra, Mapping):
-            fields += [pa.field(n, t) for n, t in extra.items()]
-        else:
+            fields += [pa.field(check_column_name(n, "a column name in extra", "schema()"), t)
+                       for n, t in extra.items()]
+        elif isinstance(extra, Sequence) and all(isinstance(f, pa.Field) for f in extra):
             fields += list(extra)
+        else:
+            raise HashplugTypeError(
+                f"schema(): extra must be a mapping of column name to pyarrow type or a list of pyarrow fields; got "
+                f"{type(extra).__name__} {extra!r:.60}."
+            )
     fields.append(pa.field(source, _source_type(func, source_dim, source_shape, source_type)))
     fields.append(code_field(func, target))
+    for f in fields[:-2]:
+        check_column_name(f.name, "a column name in extra", "schema()")
     names = [f.name for f in fields]
     if len(set(names)) != len(names):
         raise HashplugError(f"duplicate column names in the schema: {names}.")
@@ -189,6 +252,8 @@ def lance_model(
     from lancedb.pydantic import LanceModel, Vector
     from pydantic import create_model
 
+    _check_func(func, "lance_model()")
+    _check_source_target(source, target, "lance_model()")
     if func.layout != "packed":
         raise HashplugError(
             "lance_model() builds packed-code tables; for layout='indices' use hashplug.integrations.lancedb.schema()."

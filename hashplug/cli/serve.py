@@ -83,6 +83,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import lancedb
 
     from ..integrations.lancedb import search
+    from ..integrations.search import MAX_LIMIT
 
     if args.query_file:
         from ..data import load_array
@@ -96,8 +97,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.limit_k is not None:
         print("hashplug search: --k is deprecated; use --limit.", file=sys.stderr)
         args.limit = args.limit_k
-    if args.limit < 1:
-        raise HashplugError(f"--limit must be at least 1 (results per query); got {args.limit}.")
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise HashplugError(
+            f"--limit must be between 1 and {MAX_LIMIT} (results per query); got {args.limit}. To print every row "
+            "pass the table's row count."
+        )
     if args.n < 1:
         raise HashplugError(f"--n must be at least 1 (the number of query rows); got {args.n}.")
     if not 0 <= args.row < len(Q):
@@ -105,7 +109,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise HashplugError(f"--row {args.row} is out of range: {where}; {valid}.")
     if args.scale:
         Q = Q / np.float32(args.scale)
-    tbl = lancedb.connect(args.db).open_table(args.table)
+    tbl = _open_table(lancedb, args.db, args.table)
     rows = Q[args.row : args.row + args.n]
     cols = args.columns.split(",") if args.columns else None
     for i, q in enumerate(rows):
@@ -113,6 +117,26 @@ def cmd_search(args: argparse.Namespace) -> int:
         keep = [c for c in res.column_names if c not in ("vector", "code")]
         print(json.dumps({"query": args.row + i, "results": res.select(keep).to_pylist()}, default=str))
     return 0
+
+
+def _open_table(lancedb: Any, db: str, name: str) -> Any:
+    """The table ``name`` of the database ``db``, opened read-only: a missing or wrong-kind ``--db`` or a
+    missing ``--table`` is an error that creates nothing (``lancedb.connect`` would create the folder)."""
+    from pathlib import Path
+
+    if "://" not in db:
+        p = Path(db).expanduser()
+        if not p.exists():
+            raise HashplugError(f"--db {db!r} does not exist; pass the folder of a LanceDB database.")
+        if not p.is_dir():
+            raise HashplugError(f"--db {db!r} is a file, not a LanceDB database folder.")
+    conn = lancedb.connect(db)
+    try:
+        return conn.open_table(name)
+    except (ValueError, FileNotFoundError) as exc:  # LanceDB: "Table 'x' was not found"
+        raise HashplugError(
+            f"--table {name!r} could not be opened in the database {db!r} ({str(exc).splitlines()[0][:120]})."
+        ) from None
 
 
 def _layout_option(args: argparse.Namespace) -> str | None:
