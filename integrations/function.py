@@ -82,7 +82,30 @@ _QUERY_PREFIX_NAMED = "hashplug-query:v2:"
 
 
 # ---------------------------------------------------------------------------------------------------- Query
-class Query:
+def _parse_query_string(s: str) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """``(x, named)`` of a query string (:meth:`Query.to_string`); HashplugError when it is not one."""
+    if not (s.startswith(_QUERY_PREFIX) or s.startswith(_QUERY_PREFIX_NAMED)):
+        raise HashplugError(
+            f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
+            f"hashplug.Query(x)); got {s[:60]!r}."
+        )
+    try:
+        if s.startswith(_QUERY_PREFIX_NAMED):
+            named = {}
+            for part in s[len(_QUERY_PREFIX_NAMED) :].split(";"):
+                key, rest = part.split("=", 1)
+                shape_txt, data = rest.split(":", 1)
+                shape = tuple(int(v) for v in shape_txt.split(",") if v)
+                named[key] = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f4").reshape(shape)
+            return None, named
+        shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
+        shape = tuple(int(v) for v in shape_txt.split(",") if v)
+        return np.frombuffer(base64.b64decode(data, validate=True), dtype="<f4").reshape(shape), None
+    except Exception as exc:
+        raise HashplugError(f"malformed hashplug query string: {exc}") from None
+
+
+class Query(str):
     """A raw query for a hashplug table, encoded by the table's own embedding function.
 
     ``table.search(list_or_ndarray)`` uses the array itself as the search vector; wrapping it in ``Query``
@@ -90,53 +113,60 @@ class Query:
 
         table.search(hashplug.Query(x)).distance_type("hamming").limit(10).to_arrow()
 
-    (add ``vector_column_name="code"`` when the table has another fixed-size vector column). ``str(q)`` is an
-    exact text form of the query (base64 of the float32 values); LanceDB passes only strings to rerankers, so
-    ``.rerank(reranker, query_string=str(q))`` lets :class:`~hashplug.integrations.reranker.HammingReranker`
-    and :class:`~hashplug.integrations.reranker.FloatRescoreReranker` recover the query, and
-    ``table.search(str(q))`` works too.
+    (add ``vector_column_name="code"`` when the table has another fixed-size vector column). A ``Query`` *is* a
+    ``str``: its value is an exact text form of the query (``hashplug-query:v1:<shape>:<base64 float32>``). So
+    LanceDB, which hands rerankers only the query string, remembers it, and
+    ``table.search(hashplug.Query(x)).limit(40).rerank(hashplug.HammingReranker()).to_arrow()`` works as
+    written; ``Query(str(q))`` parses the text form back.
 
     Parameters
     ----------
-    x : array-like, or a mapping of named arrays
+    x : array-like, a mapping of named arrays, or a query string
         One sample (its per-sample shape, e.g. ``(d,)`` or ``(28, 28)``), or a batch with a leading axis. For
         a model with several named inputs (NeuroHash), a dict ``{name: array}`` for one image (per-sample
         shapes) or a batch; ``q.named`` holds it (``q.x`` is then None).
     """
 
-    def __init__(self, x: Any) -> None:
+    x: np.ndarray | None
+    named: dict[str, np.ndarray] | None
+
+    def __new__(cls, x: Any) -> Query:
         from collections.abc import Mapping
 
         if isinstance(x, Query):
             x = x.named if x.named is not None else x.x
-        self.named: dict[str, np.ndarray] | None = None
+        elif isinstance(x, str):
+            arr, named_in = _parse_query_string(x)
+            x = named_in if named_in is not None else arr
+        named: dict[str, np.ndarray] | None = None
+        arr = None
         if isinstance(x, Mapping):
             if not x:
                 raise HashplugError("hashplug.Query: the mapping of named inputs is empty.")
-            self.named = {
+            named = {
                 str(k): check_array(v, name=f"query input {k!r}", ndim=None, dtype=np.float32, finite=True,
                                     owner="hashplug.Query")
                 for k, v in x.items()
             }
-            self.x = None
-            return
-        self.x = check_array(
-            x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query"
-        )
-        if self.x.ndim == 0:
-            raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
+            text = _QUERY_PREFIX_NAMED + ";".join(
+                f"{k}={','.join(str(s) for s in v.shape)}:{base64.b64encode(v.astype('<f4').tobytes()).decode('ascii')}"
+                for k, v in named.items()
+            )
+        else:
+            arr = check_array(x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query")
+            if arr.ndim == 0:
+                raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
+            shape = ",".join(str(s) for s in arr.shape)
+            text = f"{_QUERY_PREFIX}{shape}:{base64.b64encode(arr.astype('<f4').tobytes()).decode('ascii')}"
+        self = super().__new__(cls, text)
+        self.x = arr
+        self.named = named
+        return self
 
     def to_string(self) -> str:
-        """Exact, self-describing text form: ``hashplug-query:v1:<shape>:<base64 float32>`` (named inputs:
-        ``hashplug-query:v2:<name>=<shape>:<base64>;...``)."""
-        if self.named is not None:
-            parts = [
-                f"{k}={','.join(str(s) for s in v.shape)}:{base64.b64encode(v.astype('<f4').tobytes()).decode('ascii')}"
-                for k, v in self.named.items()
-            ]
-            return _QUERY_PREFIX_NAMED + ";".join(parts)
-        shape = ",".join(str(s) for s in self.x.shape)
-        return f"{_QUERY_PREFIX}{shape}:{base64.b64encode(self.x.astype('<f4').tobytes()).decode('ascii')}"
+        """Exact, self-describing text form (a plain ``str``): ``hashplug-query:v1:<shape>:<base64 float32>``
+        (named inputs: ``hashplug-query:v2:<name>=<shape>:<base64>;...``)."""
+        return str.__str__(self)
 
     __str__ = to_string
 
@@ -147,35 +177,17 @@ class Query:
 
     @staticmethod
     def is_query_string(s: Any) -> bool:
-        """Whether ``s`` is the string form of a :class:`Query`."""
+        """Whether ``s`` is a :class:`Query` or its string form."""
         return isinstance(s, str) and (s.startswith(_QUERY_PREFIX) or s.startswith(_QUERY_PREFIX_NAMED))
 
     @classmethod
     def from_string(cls, s: str) -> Query:
-        """Parse :meth:`to_string` output."""
-        if not cls.is_query_string(s):
-            raise HashplugError(
-                f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
-                f"str(hashplug.Query(x))); got {s[:60]!r}."
-            )
-        if s.startswith(_QUERY_PREFIX_NAMED):
-            try:
-                named = {}
-                for part in s[len(_QUERY_PREFIX_NAMED) :].split(";"):
-                    key, rest = part.split("=", 1)
-                    shape_txt, data = rest.split(":", 1)
-                    shape = tuple(int(v) for v in shape_txt.split(",") if v)
-                    named[key] = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape).astype(np.float32)
-            except Exception as exc:
-                raise HashplugError(f"malformed hashplug query string: {exc}") from None
-            return cls(named)
-        try:
-            shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
-            shape = tuple(int(v) for v in shape_txt.split(",") if v)
-            x = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape)
-        except Exception as exc:
-            raise HashplugError(f"malformed hashplug query string: {exc}") from None
-        return cls(x.astype(np.float32))
+        """Parse :meth:`to_string` output (a :class:`Query` is returned as it is)."""
+        if isinstance(s, Query):
+            return s
+        if not isinstance(s, str):
+            raise HashplugError(f"not a hashplug query string: got {type(s).__name__}.")
+        return cls(s)
 
 
 def _unwrap_annotation(tp: Any) -> Any:
@@ -480,8 +492,6 @@ class HashplugEmbeddings(EmbeddingFunction):
     def encode_query(self, query: Any) -> np.ndarray:
         """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape
         (n, width)."""
-        if isinstance(query, str):
-            query = Query.from_string(query)
         q = query if isinstance(query, Query) else Query(query)
         card = self.encoder.card
         if card.multi_input:
