@@ -41,6 +41,7 @@ _LAZY = {
     "open_index": ("hashplug.integrations.index", "open_index"),
     "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
     "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
+    "StaleTableWarning": ("hashplug.integrations.lancedb", "StaleTableWarning"),
 }
 
 __all__ = [

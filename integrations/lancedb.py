@@ -40,6 +40,7 @@ from .function import HashplugEmbeddings, Query, load_encoder_cached
 from .index import build_index, index_search, open_index
 from .search import hamming, query_code, search
 from .tables import (
+    StaleTableWarning,
     check_code_column,
     check_table,
     code_field,
@@ -47,6 +48,7 @@ from .tables import (
     create_table,
     get_function,
     lance_model,
+    latest_version,
     schema,
     update,
 )
@@ -70,4 +72,6 @@ __all__ = [
     "build_index",
     "open_index",
     "index_search",
+    "StaleTableWarning",
+    "latest_version",
 ]

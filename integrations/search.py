@@ -20,7 +20,7 @@ from ..ranking import order_rows
 from ..validation import HashplugError, HashplugTypeError
 from .arrow import codes_from_arrow
 from .function import HashplugEmbeddings, Query
-from .tables import get_function
+from .tables import get_function, warn_if_stale
 
 __all__ = ["search", "query_code", "hamming", "hamming_to_query", "MAX_LIMIT"]
 
@@ -220,9 +220,12 @@ def search(
     x : array-like or Query
         One sample.
     limit : int
-        Rows to return (``k=`` is the deprecated 0.1.0 name; it still works, with a ``DeprecationWarning``).
+        Rows to return, 1 to :data:`MAX_LIMIT` (``2**31 - 1``; a table with fewer rows returns them all, so
+        ``limit=table.count_rows()`` returns every row). ``k=`` is the deprecated 0.1.0 name; it still works,
+        with a ``DeprecationWarning``.
     reranker : lancedb.rerankers.Reranker or None
-        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``.
+        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``;
+        anything that is not a LanceDB reranker raises :class:`~hashplug.validation.HashplugTypeError`.
         hashplug rerankers receive the query code (and raw query) directly; other rerankers get
         ``query_string`` (default ``str(Query(x))``).
     where : str or None
@@ -251,7 +254,23 @@ def search(
     pyarrow.Table
         The rows, nearest first, with ``_distance`` (Hamming, float32) and the reranker's columns. The schema
         metadata key ``hashplug.search_path`` says what answered: ``"hashplug-index"``, ``"lancedb"`` (dense)
-        or ``"lancedb-label-list"`` (sparse).
+        or ``"lancedb-label-list"`` (sparse); ``hashplug.table_version`` the table version the answer reflects.
+
+    Warns
+    -----
+    StaleTableWarning
+        The handle reads an older version than the newest on disk (checked at most once a second per handle,
+        for connections without ``read_consistency_interval``).
+
+    Notes
+    -----
+    Readers in other processes: LanceDB's default connection, ``lancedb.connect(path)``, reads a table at the
+    version it had when it was opened and never sees commits made later by another process (or another
+    handle), so a search beside a writer answers from that old version. Open readers with
+    ``lancedb.connect(path, read_consistency_interval=datetime.timedelta(0))`` (every read checks for new
+    commits; or ``timedelta(seconds=5)`` to check at most every five seconds), or call
+    ``table.checkout_latest()`` before searching. hashplug warns (:class:`StaleTableWarning`) when it sees a
+    default-connection handle behind the newest version on disk.
     """
     if k is not None:
         import warnings
@@ -265,6 +284,7 @@ def search(
     k, user_cols = _check_args(limit, where, columns, column, nprobes, exact, query_string)
     over = _check_reranker(reranker) if reranker is not None else 1
     col, _, func = get_function(table, column)
+    warn_if_stale(table, "hashplug.search")
     if user_cols is not None:
         names = table.schema.names
         missing = [c for c in user_cols if c not in names and c != "_rowid"]
@@ -330,7 +350,12 @@ def search(
     if user_cols is not None:
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
-    return res.replace_schema_metadata({**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()})
+    meta = {**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()}
+    try:
+        meta[b"hashplug.table_version"] = str(int(table.version)).encode()
+    except Exception:  # noqa: BLE001 - a table without versions
+        pass
+    return res.replace_schema_metadata(meta)
 
 
 def _conditional_query(q: Query, eta: Any, focus: Any, region: Any, weight: float) -> Query:

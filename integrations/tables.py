@@ -8,6 +8,7 @@ column everywhere hashplug is called.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -35,6 +36,9 @@ __all__ = [
     "check_code_column",
     "create_index",
     "update",
+    "StaleTableWarning",
+    "latest_version",
+    "warn_if_stale",
 ]
 
 META_M = b"hashplug.m"
@@ -83,6 +87,74 @@ def _check_source_target(source: Any, target: Any, owner: str) -> None:
         raise HashplugError(
             f"{owner}: source and target are both {source!r}; the samples (source) and their codes (target) need "
             "two columns, e.g. source='vector', target='code'."
+        )
+
+
+class StaleTableWarning(UserWarning):
+    """A table handle answers from an older version than the newest on disk.
+
+    LanceDB's default connection (``lancedb.connect(path)``) reads a table at the version it had when it was
+    opened and never sees commits made since by other processes or handles; readers beside a writer open it
+    with ``lancedb.connect(path, read_consistency_interval=timedelta(0))`` (or a few seconds), or call
+    ``table.checkout_latest()`` before each read.
+    """
+
+
+_FRESH_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def latest_version(table: Any) -> int | None:
+    """The newest version of ``table`` on disk (``table.version`` is the version the handle reads).
+
+    Read through a second, fresh handle of the same connection (about half a millisecond for a local table;
+    independent of the number of versions, unlike ``table.list_versions()``); None when it cannot be told
+    (a remote or foreign table).
+    """
+    conn, name = getattr(table, "_conn", None), getattr(table, "name", None)
+    if conn is None or not isinstance(name, str) or not hasattr(conn, "open_table"):
+        return None
+    try:
+        return int(conn.open_table(name).version)
+    except Exception:  # noqa: BLE001 - a dropped or remote table: staleness cannot be told
+        return None
+
+
+def warn_if_stale(table: Any, owner: str, *, every: float = 1.0) -> None:
+    """Warn (:class:`StaleTableWarning`) when ``table`` reads an older version than the newest on disk.
+
+    Only for handles of a connection without ``read_consistency_interval`` (LanceDB's default, which never
+    refreshes), and at most once per ``every`` seconds per handle, so a search pays the check (~0.5 ms) rarely.
+    """
+    import time
+
+    conn = getattr(table, "_conn", None)
+    if conn is None or getattr(conn, "read_consistency_interval", None) is not None:
+        return
+    now = time.monotonic()
+    try:
+        last = _FRESH_CHECKED.get(table)
+        if last is not None and now - last < every:
+            return
+        _FRESH_CHECKED[table] = now
+    except TypeError:  # not weak-referenceable
+        pass
+    latest = latest_version(table)
+    try:
+        current = int(table.version)
+    except Exception:  # noqa: BLE001
+        return
+    if latest is not None and latest > current:
+        import warnings
+
+        warnings.warn(
+            f"{owner}: table {getattr(table, 'name', '?')!r} is read at version {current}, but version {latest} is on "
+            "disk (another process or handle committed since this handle was opened), so the answer does not "
+            "include those commits. LanceDB's default connection never refreshes a table handle: open it with "
+            "lancedb.connect(path, read_consistency_interval=datetime.timedelta(0)) (or a few seconds), or call "
+            "table.checkout_latest() before reading. (A version pinned on purpose with table.checkout(v) may "
+            "ignore this warning.)",
+            StaleTableWarning,
+            stacklevel=3,
         )
 
 
