@@ -117,10 +117,13 @@ def _check_reranker(reranker: Any) -> int:
     """The reranker's over-fetch multiple, after checking that it is a reranker at all."""
     from lancedb.rerankers import Reranker
 
-    if not (isinstance(reranker, Reranker) or callable(getattr(reranker, "rerank_hashplug", None))):
+    if isinstance(reranker, type) or not (
+        isinstance(reranker, Reranker) or callable(getattr(reranker, "rerank_hashplug", None))
+    ):
         raise HashplugTypeError(
-            f"hashplug.search: reranker must be a LanceDB reranker (a lancedb.rerankers.Reranker, e.g. "
-            f"hashplug.HammingReranker() or hashplug.FloatRescoreReranker('vector')); got {type(reranker).__name__} "
+            f"hashplug.search: reranker must be a LanceDB reranker instance (a lancedb.rerankers.Reranker, e.g. "
+            f"hashplug.HammingReranker() or hashplug.FloatRescoreReranker('vector')); got "
+            f"{'the class ' + reranker.__name__ if isinstance(reranker, type) else type(reranker).__name__} "
             f"{reranker!r:.60}."
         )
     over = getattr(reranker, "overfetch", 1)

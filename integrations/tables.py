@@ -353,16 +353,24 @@ def create_table(
     index: bool = False,
     **schema_kwargs: Any,
 ) -> Any:
-    """Create a hashplug table with the right schema, optionally add data and build the code index.
+    """Create a hashplug table with the right schema and its first rows in one commit, optionally indexed.
+
+    Everything is checked and the rows are encoded before LanceDB is called, so a bad argument or a bad row
+    raises a :class:`~hashplug.validation.HashplugError` subclass and creates (or, with ``mode="overwrite"``,
+    replaces) nothing; the table and its rows are then written by one ``db.create_table`` call.
 
     Parameters
     ----------
     db : lancedb.DBConnection
     name : str
+        A plain table name (no ``/``, ``\\``, ``..``, NUL).
     func : HashplugEmbeddings
     data : optional
-        Rows to add (anything ``table.add`` accepts; codes are computed by the function).
+        First rows: a pyarrow Table or RecordBatch, a list of dicts (or of ``LanceModel`` rows), a mapping of
+        column name to values (a 2-D ndarray for the source column) or a pandas DataFrame; codes are computed
+        by the function.
     mode : {"create", "overwrite"}
+        ``"create"`` refuses an existing table.
     index : bool
         Build the code column's index after adding (:func:`create_index`).
     **schema_kwargs
@@ -372,12 +380,91 @@ def create_table(
     -------
     lancedb.table.Table
     """
-    tbl = db.create_table(name, schema=schema(func, **schema_kwargs), mode=mode)
-    if data is not None:
-        tbl.add(data)
+    if not hasattr(db, "create_table") or not hasattr(db, "open_table"):
+        raise HashplugTypeError(
+            f"create_table: db must be a LanceDB connection (lancedb.connect(path)); got {type(db).__name__}."
+        )
+    check_column_name(name, "name", "create_table")
+    if mode not in ("create", "overwrite"):
+        raise HashplugError(f"create_table: mode must be 'create' or 'overwrite'; got {mode!r}.")
+    if not isinstance(index, (bool, np.bool_)):
+        raise HashplugTypeError(f"create_table: index must be True or False; got {index!r:.40}.")
+    source, target = schema_kwargs.get("source", "vector"), schema_kwargs.get("target", "code")
+    arrow = None if data is None else _as_arrow(data)
+    if arrow is not None and "extra" not in schema_kwargs:  # keep the data's other columns, with their types
+        schema_kwargs["extra"] = [arrow.schema.field(c) for c in arrow.column_names if c not in (source, target)]
+    sch = schema(func, **schema_kwargs)
+    if mode == "create" and _table_exists(db, name):
+        raise HashplugError(
+            f"create_table: table {name!r} already exists; open it with db.open_table({name!r}), or pass "
+            "mode='overwrite' to replace it."
+        )
+    rows = None if arrow is None else _rows_with_codes(arrow, sch, func, source, target)
+    tbl = db.create_table(name, data=rows, schema=sch, mode=mode)
     if index:
         create_index(tbl)
     return tbl
+
+
+def _table_exists(db: Any, name: str) -> bool:
+    try:
+        db.open_table(name)
+    except (ValueError, FileNotFoundError):  # LanceDB: "Table 'x' was not found"
+        return False
+    return True
+
+
+def _as_arrow(data: Any) -> pa.Table:
+    """The rows given to :func:`create_table` as a pyarrow Table."""
+    owner = "create_table"
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif isinstance(data, Mapping):
+        data = pa.table({k: (list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v) for k, v in data.items()})
+    elif isinstance(data, (list, tuple)):
+        if not data:
+            raise HashplugError(f"{owner}: data is an empty list; pass rows, or data=None for an empty table.")
+        rows = [r.model_dump() if hasattr(r, "model_dump") else r for r in data]
+        if not all(isinstance(r, Mapping) for r in rows):
+            raise HashplugTypeError(f"{owner}: a list of rows must hold dicts (or LanceModel rows); got {rows[0]!r:.60}.")
+        data = pa.Table.from_pylist(rows)
+    elif type(data).__name__ == "DataFrame" and hasattr(data, "columns"):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    if not isinstance(data, pa.Table):
+        raise HashplugTypeError(
+            f"{owner}: data must be a pyarrow Table or RecordBatch, a list of dicts, a mapping of columns or a "
+            f"pandas DataFrame; got {type(data).__name__}."
+        )
+    return data
+
+
+def _rows_with_codes(data: pa.Table, sch: pa.Schema, func: HashplugEmbeddings, source: str, target: str) -> pa.Table:
+    """``data`` as a table of ``sch`` with the codes computed (hashplug errors for bad rows; nothing written)."""
+    owner = "create_table"
+    if source not in data.column_names:
+        raise HashplugError(f"{owner}: data has no source column {source!r}; its columns are {data.column_names}.")
+    unknown = [c for c in data.column_names if c not in sch.names]
+    if unknown:
+        raise HashplugError(f"{owner}: data has columns {unknown} that the table does not (its columns: {sch.names}).")
+    if target in data.column_names:  # recomputed (e.g. rows copied from a table whose codes were stored wrongly)
+        data = data.drop_columns([target])
+    if data.num_rows == 0:
+        raise HashplugError(f"{owner}: data has no rows; pass data=None for an empty table.")
+    from .arrow import codes_to_arrow
+
+    codes = codes_to_arrow(func.encode(data[source]), func.layout)
+    cols = []
+    for f in sch:
+        if f.name == target:
+            cols.append(codes.cast(f.type))
+        elif f.name in data.column_names:
+            try:
+                cols.append(data[f.name].cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise HashplugError(f"{owner}: column {f.name!r} cannot be stored as {f.type}: {exc}") from None
+        else:
+            cols.append(pa.nulls(data.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=sch)
 
 
 def get_function(table: Any, column: str | None = None) -> tuple[str, str, HashplugEmbeddings]:
@@ -565,8 +652,25 @@ def update(
         invalid (checked before anything is written).
     """
     col, src, func = get_function(table, column)
+    owner = "hashplug.update"
+    if where is not None and (not isinstance(where, str) or not where.strip()):
+        raise HashplugTypeError(
+            f"{owner}: where must be a non-empty SQL filter (str) or None for every row; got {where!r:.60}."
+        )
+    for name, val in (("values", values), ("values_sql", values_sql)):
+        if val is not None and not isinstance(val, Mapping):
+            raise HashplugTypeError(
+                f"{owner}: {name} must be a mapping of column name to new value; got {type(val).__name__} {val!r:.60}."
+            )
     vals = dict(values or {})
     sql = dict(values_sql or {})
+    unknown = [c for c in [*vals, *sql] if c not in table.schema.names]
+    if unknown:
+        raise HashplugError(f"{owner}: no column {unknown} in table {getattr(table, 'name', '?')!r}; its columns are "
+                            f"{table.schema.names}.")
+    bad_sql = {c: v for c, v in sql.items() if not isinstance(v, str)}
+    if bad_sql:
+        raise HashplugTypeError(f"{owner}: values_sql takes SQL expressions (str); got {bad_sql!r:.80}.")
     if col in vals or col in sql:
         raise HashplugError(
             f"hashplug.update: the code column {col!r} is computed by the table's function; set the source "
