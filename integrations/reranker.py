@@ -142,7 +142,7 @@ class _HashplugReranker(Reranker):
                     out = out.append_column(name, pa.array([], type=typ))
             return out
         function = function or self.function
-        column = column or self.code_column
+        column = self.code_column or column  # a column given to the reranker wins over the search's
         if function is None:
             function, column = _function_from_results(results, column)
         key, extra, rel = self._score(results, query_code, query, function, column)
