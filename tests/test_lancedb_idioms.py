@@ -123,6 +123,12 @@ def test_search_refuses_an_object_that_is_not_a_reranker(world):
         hashplug.search(world["tbl"], world["X"][0], reranker=object())
 
 
+def test_search_columns_may_name_the_distance(world):
+    """columns=['id', '_distance'] crashed inside LanceDB ("Duplicate column name: _distance")."""
+    res = hashplug.search(world["tbl"], world["X"][4], limit=3, columns=["id", "_distance"], use_index=False)
+    assert res.column_names == ["id", "_distance"] and res["id"][0].as_py() == 4
+
+
 def _readme_reranker_lines() -> list[str]:
     text = (ROOT / "README.md").read_text()
     block = text.split("These calls work as written", 1)[1].split("```python", 1)[1].split("```", 1)[0]
