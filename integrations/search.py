@@ -158,12 +158,12 @@ def _check_args(
         raise HashplugError(f"{owner}: where={where!r} is empty; pass None for no filter.")
     cols: list[str] | None = None
     if columns is not None:
-        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, (Sequence, np.ndarray)):
             raise HashplugTypeError(
                 f"{owner}: columns must be a list of column names, e.g. ['id']; got {type(columns).__name__} "
                 f"{columns!r:.40}."
             )
-        cols = list(columns)
+        cols = [str(c) if isinstance(c, np.str_) else c for c in columns]
         bad = [c for c in cols if not isinstance(c, str)]
         if bad or not cols:
             raise HashplugTypeError(
@@ -290,7 +290,7 @@ def search(
     warn_if_stale(table, "hashplug.search")
     if user_cols is not None:
         names = table.schema.names
-        missing = [c for c in user_cols if c not in names and c != "_rowid"]
+        missing = [c for c in user_cols if c not in names and not c.startswith("_")]  # _distance, _rowid: virtual
         if missing:
             raise HashplugError(
                 f"hashplug.search: columns {missing} are not in table {getattr(table, 'name', '?')!r}; its columns "
@@ -306,7 +306,8 @@ def search(
         )
     code = codes[0]
     fetch = min(k * over, MAX_LIMIT)
-    sel = user_cols
+    # stored columns to read: the virtual ones (_distance, the reranker's scores) are added by the search itself
+    sel = None if user_cols is None else [c for c in user_cols if not c.startswith("_") or c == "_rowid"]
     if reranker is not None and sel is not None:
         need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
         sel = list(dict.fromkeys([*sel, *need]))
@@ -336,7 +337,9 @@ def search(
         if where:
             qb = qb.where(where, prefilter=True)
         if sel is not None:
-            qb = qb.select([*sel, "_distance"])
+            qb = qb.select([c for c in sel if c != "_rowid"] + ["_distance"])
+            if "_rowid" in sel:
+                qb = qb.with_row_id(True)
         if nprobes is not None:
             qb = qb.nprobes(int(nprobes))
         if exact:
