@@ -6,7 +6,9 @@ Serving side (base install): :mod:`hashplug.codes`, :mod:`hashplug.hamming`, :mo
 
 The face is light: ``import hashplug`` loads numpy and the error types only; every other name below is
 imported on first use. The ``"hashplug"`` LanceDB embedding function is registered as soon as LanceDB is
-imported (before or after hashplug), so tables written with it reopen in a fresh process.
+imported (before or after hashplug, or in a process that never imports hashplug: the installed
+``hashplug-lancedb-hook.pth`` adds the import hook at start-up), so tables written with it reopen in a fresh
+process.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _LAZY = {
     "open_index": ("hashplug.integrations.index", "open_index"),
     "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
     "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
+    "StaleTableWarning": ("hashplug.integrations.lancedb", "StaleTableWarning"),
 }
 
 __all__ = [

@@ -9,27 +9,63 @@ LanceDB, pyarrow or pydantic), so :func:`install` registers the function
 * otherwise the moment ``lancedb`` finishes importing, through a one-shot import hook.
 
 Either way ``import hashplug`` then ``import lancedb`` (or the reverse) reopens hashplug tables.
+
+A process that never imports hashplug (a script that only does ``import lancedb``, opens a hashplug table and
+calls ``tbl.add``) would get LanceDB's ``KeyError: 'hashplug'``. So the installed package also ships a ``.pth``
+file (:data:`PTH_NAME`, one line, :data:`PTH_LINE`, written by ``hashplug/_build.py`` into the wheel and into
+editable installs) that Python's ``site`` runs at interpreter start: it loads *this file only* (standard
+library; it does not import the ``hashplug`` package, numpy or LanceDB) and calls :func:`install`, which adds
+the one-shot import hook. A process that never imports LanceDB pays a ``find_spec`` and this module (well under
+a millisecond); the first ``import lancedb`` then imports :mod:`hashplug.integrations.lancedb`. Interpreters
+started without ``site`` (``python -S``) skip ``.pth`` files: there, ``import hashplug`` before opening the
+table.
 """
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~5-40 ms to import; this module runs at every interpreter start (.pth)
+if TYPE_CHECKING:
+    from typing import Any
 
 _TARGET = "lancedb"
+
+#: Name of the ``.pth`` file installed beside the package (site-packages).
+PTH_NAME = "hashplug-lancedb-hook.pth"
+
+#: Its one line: load this file by path (not the package), then :func:`install`; never raises at startup.
+PTH_LINE = (
+    "import sys; exec(\"try:\\n import importlib.util as u, os\\n s = u.find_spec('hashplug')\\n"
+    " if s is not None and s.submodule_search_locations and 'hashplug._lancedb_hook' not in sys.modules:\\n"
+    "  f = os.path.join(list(s.submodule_search_locations)[0], '_lancedb_hook.py')\\n"
+    "  h = u.spec_from_file_location('hashplug._lancedb_hook', f)\\n"
+    "  m = u.module_from_spec(h); sys.modules[h.name] = m; h.loader.exec_module(m); m.install()\\n"
+    "except Exception:\\n sys.modules.pop('hashplug._lancedb_hook', None)\")\n"
+)
 
 
 def _register() -> None:
     try:
         import hashplug.integrations.lancedb  # noqa: F401  (its @register("hashplug") runs on import)
-    except ImportError:  # pragma: no cover - a broken LanceDB install; table opens will then say so
-        pass
+    except Exception as exc:  # pragma: no cover - never let hashplug break `import lancedb` (the .pth runs it)
+        import warnings
+
+        warnings.warn(
+            f"hashplug could not register its LanceDB embedding function ({type(exc).__name__}: {exc}); tables "
+            "written with it will not open in this process.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
-class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Wraps the loader of ``lancedb`` so that hashplug registers as soon as its import completes."""
+class _RegisterAfterImport:
+    """Wraps the loader of ``lancedb`` so that hashplug registers as soon as its import completes.
+
+    A meta path finder by protocol (``find_spec``), without ``importlib.abc``, whose import costs ~18 ms of
+    ``importlib.resources`` at every interpreter start once the ``.pth`` file loads this module.
+    """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if name != _TARGET:
@@ -40,7 +76,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         uninstall()
         inner = spec.loader
 
-        class _Loader(importlib.abc.Loader):
+        class _Loader:
             def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
                 return inner.create_module(spec)
 

@@ -20,7 +20,14 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
-from ..validation import HashplugError, ModelMismatchError, ModelNotFoundError, check_array, check_path
+from ..validation import (
+    HashplugError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    TableSchemaError,
+    check_array,
+    check_path,
+)
 from .arrow import (
     LAYOUTS,
     _layout_arg,
@@ -75,7 +82,30 @@ _QUERY_PREFIX_NAMED = "hashplug-query:v2:"
 
 
 # ---------------------------------------------------------------------------------------------------- Query
-class Query:
+def _parse_query_string(s: str) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """``(x, named)`` of a query string (:meth:`Query.to_string`); HashplugError when it is not one."""
+    if not (s.startswith(_QUERY_PREFIX) or s.startswith(_QUERY_PREFIX_NAMED)):
+        raise HashplugError(
+            f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
+            f"hashplug.Query(x)); got {s[:60]!r}."
+        )
+    try:
+        if s.startswith(_QUERY_PREFIX_NAMED):
+            named = {}
+            for part in s[len(_QUERY_PREFIX_NAMED) :].split(";"):
+                key, rest = part.split("=", 1)
+                shape_txt, data = rest.split(":", 1)
+                shape = tuple(int(v) for v in shape_txt.split(",") if v)
+                named[key] = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f4").reshape(shape)
+            return None, named
+        shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
+        shape = tuple(int(v) for v in shape_txt.split(",") if v)
+        return np.frombuffer(base64.b64decode(data, validate=True), dtype="<f4").reshape(shape), None
+    except Exception as exc:
+        raise HashplugError(f"malformed hashplug query string: {exc}") from None
+
+
+class Query(str):
     """A raw query for a hashplug table, encoded by the table's own embedding function.
 
     ``table.search(list_or_ndarray)`` uses the array itself as the search vector; wrapping it in ``Query``
@@ -83,53 +113,60 @@ class Query:
 
         table.search(hashplug.Query(x)).distance_type("hamming").limit(10).to_arrow()
 
-    (add ``vector_column_name="code"`` when the table has another fixed-size vector column). ``str(q)`` is an
-    exact text form of the query (base64 of the float32 values); LanceDB passes only strings to rerankers, so
-    ``.rerank(reranker, query_string=str(q))`` lets :class:`~hashplug.integrations.reranker.HammingReranker`
-    and :class:`~hashplug.integrations.reranker.FloatRescoreReranker` recover the query, and
-    ``table.search(str(q))`` works too.
+    (add ``vector_column_name="code"`` when the table has another fixed-size vector column). A ``Query`` *is* a
+    ``str``: its value is an exact text form of the query (``hashplug-query:v1:<shape>:<base64 float32>``). So
+    LanceDB, which hands rerankers only the query string, remembers it, and
+    ``table.search(hashplug.Query(x)).limit(40).rerank(hashplug.HammingReranker()).to_arrow()`` works as
+    written; ``Query(str(q))`` parses the text form back.
 
     Parameters
     ----------
-    x : array-like, or a mapping of named arrays
+    x : array-like, a mapping of named arrays, or a query string
         One sample (its per-sample shape, e.g. ``(d,)`` or ``(28, 28)``), or a batch with a leading axis. For
         a model with several named inputs (NeuroHash), a dict ``{name: array}`` for one image (per-sample
         shapes) or a batch; ``q.named`` holds it (``q.x`` is then None).
     """
 
-    def __init__(self, x: Any) -> None:
+    x: np.ndarray | None
+    named: dict[str, np.ndarray] | None
+
+    def __new__(cls, x: Any) -> Query:
         from collections.abc import Mapping
 
         if isinstance(x, Query):
             x = x.named if x.named is not None else x.x
-        self.named: dict[str, np.ndarray] | None = None
+        elif isinstance(x, str):
+            arr, named_in = _parse_query_string(x)
+            x = named_in if named_in is not None else arr
+        named: dict[str, np.ndarray] | None = None
+        arr = None
         if isinstance(x, Mapping):
             if not x:
                 raise HashplugError("hashplug.Query: the mapping of named inputs is empty.")
-            self.named = {
+            named = {
                 str(k): check_array(v, name=f"query input {k!r}", ndim=None, dtype=np.float32, finite=True,
                                     owner="hashplug.Query")
                 for k, v in x.items()
             }
-            self.x = None
-            return
-        self.x = check_array(
-            x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query"
-        )
-        if self.x.ndim == 0:
-            raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
+            text = _QUERY_PREFIX_NAMED + ";".join(
+                f"{k}={','.join(str(s) for s in v.shape)}:{base64.b64encode(v.astype('<f4').tobytes()).decode('ascii')}"
+                for k, v in named.items()
+            )
+        else:
+            arr = check_array(x, name="query", ndim=None, dtype=np.float32, finite=True, owner="hashplug.Query")
+            if arr.ndim == 0:
+                raise HashplugError("hashplug.Query: the query must be an array of features, not a scalar.")
+            shape = ",".join(str(s) for s in arr.shape)
+            text = f"{_QUERY_PREFIX}{shape}:{base64.b64encode(arr.astype('<f4').tobytes()).decode('ascii')}"
+        self = super().__new__(cls, text)
+        self.x = arr
+        self.named = named
+        return self
 
     def to_string(self) -> str:
-        """Exact, self-describing text form: ``hashplug-query:v1:<shape>:<base64 float32>`` (named inputs:
-        ``hashplug-query:v2:<name>=<shape>:<base64>;...``)."""
-        if self.named is not None:
-            parts = [
-                f"{k}={','.join(str(s) for s in v.shape)}:{base64.b64encode(v.astype('<f4').tobytes()).decode('ascii')}"
-                for k, v in self.named.items()
-            ]
-            return _QUERY_PREFIX_NAMED + ";".join(parts)
-        shape = ",".join(str(s) for s in self.x.shape)
-        return f"{_QUERY_PREFIX}{shape}:{base64.b64encode(self.x.astype('<f4').tobytes()).decode('ascii')}"
+        """Exact, self-describing text form (a plain ``str``): ``hashplug-query:v1:<shape>:<base64 float32>``
+        (named inputs: ``hashplug-query:v2:<name>=<shape>:<base64>;...``)."""
+        return str.__str__(self)
 
     __str__ = to_string
 
@@ -140,35 +177,77 @@ class Query:
 
     @staticmethod
     def is_query_string(s: Any) -> bool:
-        """Whether ``s`` is the string form of a :class:`Query`."""
+        """Whether ``s`` is a :class:`Query` or its string form."""
         return isinstance(s, str) and (s.startswith(_QUERY_PREFIX) or s.startswith(_QUERY_PREFIX_NAMED))
 
     @classmethod
     def from_string(cls, s: str) -> Query:
-        """Parse :meth:`to_string` output."""
-        if not cls.is_query_string(s):
-            raise HashplugError(
-                f"not a hashplug query string (expected the prefix {_QUERY_PREFIX!r}; build one with "
-                f"str(hashplug.Query(x))); got {s[:60]!r}."
-            )
-        if s.startswith(_QUERY_PREFIX_NAMED):
-            try:
-                named = {}
-                for part in s[len(_QUERY_PREFIX_NAMED) :].split(";"):
-                    key, rest = part.split("=", 1)
-                    shape_txt, data = rest.split(":", 1)
-                    shape = tuple(int(v) for v in shape_txt.split(",") if v)
-                    named[key] = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape).astype(np.float32)
-            except Exception as exc:
-                raise HashplugError(f"malformed hashplug query string: {exc}") from None
-            return cls(named)
-        try:
-            shape_txt, data = s[len(_QUERY_PREFIX) :].split(":", 1)
-            shape = tuple(int(v) for v in shape_txt.split(",") if v)
-            x = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape)
-        except Exception as exc:
-            raise HashplugError(f"malformed hashplug query string: {exc}") from None
-        return cls(x.astype(np.float32))
+        """Parse :meth:`to_string` output (a :class:`Query` is returned as it is)."""
+        if isinstance(s, Query):
+            return s
+        if not isinstance(s, str):
+            raise HashplugError(f"not a hashplug query string: got {type(s).__name__}.")
+        return cls(s)
+
+
+def _unwrap_annotation(tp: Any) -> Any:
+    """``X`` from ``Optional[X]``, ``X | None`` and ``Annotated[X, ...]`` (else ``tp`` itself)."""
+    import types
+    import typing
+
+    for _ in range(4):
+        origin = typing.get_origin(tp)
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif (origin is typing.Union or origin is types.UnionType) and len(args) == 1:
+            tp = args[0]
+        else:
+            break
+    return tp
+
+
+def _describe_annotation(tp: Any) -> tuple[str, str, bool]:
+    """``(how it reads, the Arrow type LanceDB makes of it for a VectorField, whether it is a fixed-size
+    vector)`` of a LanceModel annotation."""
+    import inspect
+    import typing
+
+    from lancedb.pydantic import FixedSizeListMixin
+
+    if inspect.isclass(tp) and issubclass(tp, FixedSizeListMixin):
+        if getattr(tp, "is_multi_vector", lambda: False)():
+            return f"MultiVector({tp.dim()})", f"list<fixed_size_list<{tp.value_arrow_type()}>[{tp.dim()}]>", True
+        vt = tp.value_arrow_type()
+        text = f"Vector({tp.dim()})" if vt == pa.float32() else f"Vector({tp.dim()}, value_type=pa.{vt}())"
+        return text, str(pa.list_(vt, tp.dim())), True
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (float,):
+        return "list[float]", "fixed_size_list<float>", False
+    return getattr(tp, "__name__", None) or repr(tp), "a column that is not fixed_size_list<uint8>", False
+
+
+class _AnnotationCheck:
+    """Pydantic metadata that :meth:`HashplugEmbeddings.VectorField` and ``SourceField`` attach to their field.
+
+    Pydantic calls ``__get_pydantic_core_schema__`` with the field's annotation while it builds the class, so a
+    ``LanceModel`` whose declaration would make LanceDB store the codes as floats (or make the samples a second
+    vector column) fails at class creation, with the right declaration in the message.
+    """
+
+    def __init__(self, func: HashplugEmbeddings, role: str) -> None:
+        self.func = func
+        self.role = role
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        name = getattr(handler, "field_name", None) or ("code" if self.role == "vector" else "vector")
+        if self.role == "vector":
+            self.func._check_code_annotation(source, name)
+        else:
+            self.func._check_source_annotation(source, name)
+        return handler(source)
+
+    def __repr__(self) -> str:
+        return f"hashplug.{self.role}_field_check"
 
 
 def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -318,6 +397,83 @@ class HashplugEmbeddings(EmbeddingFunction):
         """Arrow type of the code column this function writes."""
         return code_type(self.layout, self.n_bytes)
 
+    # ------------------------------------------------------------------ LanceModel fields
+    def VectorField(self, **kwargs: Any) -> Any:  # noqa: N802 - LanceDB's name
+        """The code field of a ``LanceModel``: declare it ``Vector(func.ndims(), value_type=pa.uint8())``.
+
+        ``code: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()`` stores packed codes as
+        ``fixed_size_list<uint8>[n_bytes]``. LanceDB's usual declarations, ``Vector(func.ndims())`` and
+        ``list[float]``, would make a *float* column into which LanceDB silently casts the codes (and its
+        searches then rank floats): they raise :class:`~hashplug.validation.TableSchemaError` when the class is
+        created, naming this declaration. ``default`` is None unless given, so rows are built from the source
+        alone. ``layout="indices"`` codes (``list<int32>``) cannot be declared in a ``LanceModel``: use
+        :func:`~hashplug.integrations.tables.schema`.
+        """
+        from pydantic import Field
+
+        if self.layout != "packed":
+            raise TableSchemaError(
+                "layout='indices' codes are list<int32>, which a LanceModel cannot declare (LanceDB maps list[int] "
+                "to list<int64>); create the table with hashplug.integrations.lancedb.schema(func, ...) instead."
+            )
+        kwargs.setdefault("default", None)
+        extra = dict(kwargs.pop("json_schema_extra", None) or {})
+        extra["vector_column_for"] = self
+        field = Field(json_schema_extra=extra, **kwargs)
+        field.metadata.append(_AnnotationCheck(self, "vector"))
+        return field
+
+    def SourceField(self, **kwargs: Any) -> Any:  # noqa: N802 - LanceDB's name
+        """The source field of a ``LanceModel``: declare it ``list[float]`` (a struct model for named inputs).
+
+        A ``Vector(d)`` source would be a second vector column: ``table.search(x)`` with a raw ``x`` of length
+        ``d`` then ranks the samples by float distance instead of searching the codes, with no error. It raises
+        :class:`~hashplug.validation.TableSchemaError` when the class is created.
+        """
+        from pydantic import Field
+
+        extra = dict(kwargs.pop("json_schema_extra", None) or {})
+        extra["source_column_for"] = self
+        field = Field(json_schema_extra=extra, **kwargs)
+        field.metadata.append(_AnnotationCheck(self, "source"))
+        return field
+
+    def _check_code_annotation(self, annotation: Any, name: str) -> None:
+        tp = _unwrap_annotation(annotation)
+        text, arrow, fixed = _describe_annotation(tp)
+        nb = self.n_bytes
+        if fixed and arrow == str(pa.list_(pa.uint8(), nb)):
+            return
+        if (text.startswith("Vector(") or text == "list[float]") and "uint8" not in arrow:
+            what = (
+                f"LanceDB would store the codes as {arrow if fixed else f'fixed_size_list<float>[{nb}]'}, casting "
+                "them silently, and its searches would then rank those numbers instead of Hamming distances"
+            )
+        elif fixed:
+            what = f"the model writes {nb}-byte codes ({8 * nb} bits), which do not fit {arrow}"
+        else:
+            what = f"a {text} column cannot hold packed codes"
+        raise TableSchemaError(
+            f"LanceModel field {name!r} is declared `{text}` with func.VectorField(): {what}. Declare it "
+            f"`{name}: Vector({nb}, value_type=pa.uint8()) = func.VectorField()` (Vector from lancedb.pydantic, "
+            "pa is pyarrow; func.ndims() is "
+            f"{nb}), or build the model with hashplug.integrations.lancedb.lance_model(func)."
+        )
+
+    def _check_source_annotation(self, annotation: Any, name: str) -> None:
+        tp = _unwrap_annotation(annotation)
+        text, _, fixed = _describe_annotation(tp)
+        if not fixed:
+            return
+        raise TableSchemaError(
+            f"LanceModel field {name!r} is declared `{text}` with func.SourceField(): a fixed-size vector source is a "
+            "second vector column, and table.search(x) with a raw x then ranks the samples by float distance "
+            "instead of searching the codes, with no error. Declare it "
+            f"`{name}: list[float] = func.SourceField()` (what lance_model(func) does); to search the floats "
+            "too, create the table with hashplug.integrations.lancedb.schema(func, source_type='fixed') and pass "
+            "vector_column_name= to every table.search."
+        )
+
     # ------------------------------------------------------------------ encoding
     def encode(self, X: Any) -> np.ndarray:
         """Encode samples to the column's form: packed uint8 (n, n_bytes) or int32 ids (n, k).
@@ -336,8 +492,6 @@ class HashplugEmbeddings(EmbeddingFunction):
     def encode_query(self, query: Any) -> np.ndarray:
         """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape
         (n, width)."""
-        if isinstance(query, str):
-            query = Query.from_string(query)
         q = query if isinstance(query, Query) else Query(query)
         card = self.encoder.card
         if card.multi_input:

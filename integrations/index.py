@@ -54,6 +54,11 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``).
 
     ``backend`` picks the dense kernel (:class:`~hashplug.index.HammingIndex`), e.g. ``"mih"`` for short codes.
+
+    The index holds the rows of the version ``table`` reads. A handle from LanceDB's default connection never
+    sees commits made after it was opened by another process: build (and search) with a handle from
+    ``lancedb.connect(path, read_consistency_interval=datetime.timedelta(0))``, or call
+    ``table.checkout_latest()`` first (see :func:`hashplug.search`).
     """
     col, _, func = get_function(table, column)
     layout, m = func.layout, int(func.m)

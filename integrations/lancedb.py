@@ -15,10 +15,26 @@ Quick start::
 
 Why the helpers: LanceDB writes an embedding function's output as *float* vectors unless the table was created
 with an explicit schema whose code column is ``fixed_size_list<uint8>[n_bytes]``, so always create tables with
-:func:`schema` (or :func:`lance_model` / :func:`create_table`). A plain list or ndarray passed to
-``table.search`` is used as the search vector itself and never reaches the embedding function, so raw queries
-are wrapped in :class:`Query`; a :class:`Query`, or its string form ``str(Query(x))``, is encoded by the table's
-own function. Sparse (k-hot id) tables are searched with :func:`search`, which uses the ``LABEL_LIST`` index
+:func:`schema` (or :func:`lance_model` / :func:`create_table`). In a hand-written ``LanceModel`` declare
+``code: Vector(func.ndims(), value_type=pa.uint8()) = func.VectorField()`` and ``vector: list[float] =
+func.SourceField()``; the float declarations LanceDB's docs show (``Vector(func.ndims())``, ``list[float]``) and
+a ``Vector(d)`` source raise :class:`~hashplug.validation.TableSchemaError` when the class is created.
+
+What LanceDB decides alone, before any hashplug code runs (so hashplug cannot catch it; use the right call):
+
+* ``table.search(x)`` with a raw list or ndarray: used as the search vector itself, never encoded; when ``x``
+  has as many values as the code has bytes, LanceDB ranks ``x`` cast to bytes against the codes (wrong rows,
+  no error). Use ``table.search(Query(x))`` (a :class:`Query` is a ``str`` that the table's function encodes)
+  or :func:`search`.
+* a float code column from a hand-written ``pa.schema`` or ``db.create_table(name, data,
+  embedding_functions=...)``: LanceDB casts the codes on ``add`` (the function only sees the source batch);
+  every hashplug entry point refuses such a table (:func:`check_code_column`).
+* ``.rerank(r)`` after a LanceDB search with a vector: LanceDB demands ``query_string=``; pass
+  ``str(Query(x))``.
+* ``lancedb.connect(path)`` never sees another process's later commits: readers use
+  ``read_consistency_interval=datetime.timedelta(0)`` (:func:`search` warns :class:`StaleTableWarning`).
+* the ``"hashplug"`` function in LanceDB's registry: installed at interpreter start by
+  ``hashplug-lancedb-hook.pth`` (:mod:`hashplug._lancedb_hook`), except under ``python -S``. Sparse (k-hot id) tables are searched with :func:`search`, which uses the ``LABEL_LIST`` index
 for candidates and ranks them by exact Hamming distance ``2 (k - overlap)``.
 
 This module is the LanceDB face of hashplug; the rooms behind it (one idea each):
@@ -40,6 +56,7 @@ from .function import HashplugEmbeddings, Query, load_encoder_cached
 from .index import build_index, index_search, open_index
 from .search import hamming, query_code, search
 from .tables import (
+    StaleTableWarning,
     check_code_column,
     check_table,
     code_field,
@@ -47,6 +64,7 @@ from .tables import (
     create_table,
     get_function,
     lance_model,
+    latest_version,
     schema,
     update,
 )
@@ -70,4 +88,6 @@ __all__ = [
     "build_index",
     "open_index",
     "index_search",
+    "StaleTableWarning",
+    "latest_version",
 ]

@@ -9,9 +9,22 @@
     ``_relevance_score``).
 
 LanceDB hands a reranker only the query *string* and the result table, never the query vector. The query is
-therefore found, in this order: passed directly by :func:`hashplug.search` (``rerank_hashplug``), given to the
-constructor, or decoded from the string form of a :class:`~hashplug.integrations.lancedb.Query`
-(``.rerank(r, query_string=str(q))``, or ``table.search(str(q))``) and re-encoded with the table's function.
+therefore found, in this order: given to the constructor (``query_code=`` / ``query_vector=``), passed directly
+by :func:`hashplug.search` (``rerank_hashplug``), or decoded from a :class:`~hashplug.integrations.lancedb.Query`,
+which is a ``str`` holding the exact query: ``table.search(hashplug.Query(x)).rerank(r)`` (LanceDB keeps the
+query string), or ``.rerank(r, query_string=str(hashplug.Query(x)))`` after a search LanceDB ran with a vector.
+The function that encodes it is the one given (``function=`` / ``table=``), else the table's own, read from the
+``embedding_functions`` metadata LanceDB copies into every search result.
+
+The calls (each one is a test, ``tests/test_lancedb_idioms.py``)::
+
+    q = hashplug.Query(x)
+    tbl.search(q).distance_type("hamming").limit(40).rerank(hashplug.HammingReranker(limit=10)).to_arrow()
+    tbl.search(x, vector_column_name="vector").limit(40).rerank(
+        hashplug.HammingReranker(limit=10), query_string=str(q)).to_arrow()
+    tbl.search(x, vector_column_name="vector").limit(40).rerank(
+        hashplug.HammingReranker(query_vector=x, limit=10), query_string="x").to_arrow()
+    hashplug.search(tbl, x, limit=10, reranker=hashplug.FloatRescoreReranker("vector", overfetch=10))
 
 Serving side: numpy, pyarrow and LanceDB only.
 """
@@ -25,19 +38,51 @@ import pyarrow as pa
 from lancedb.rerankers import Reranker
 
 from ..ranking import order_rows
-from ..validation import HashplugError, check_choice, check_int_param
+from ..validation import HashplugError, HashplugTypeError, check_array, check_choice, check_int_param
 from .search import hamming_to_query
 
 __all__ = ["HammingReranker", "FloatRescoreReranker"]
 
 
-def _resolve_function(function: Any, table: Any, column: str | None) -> tuple[Any, str | None]:
+def _resolve_function(function: Any, table: Any, column: str | None, owner: str) -> tuple[Any, str | None]:
+    from .function import HashplugEmbeddings
+
+    if column is not None and not isinstance(column, str):
+        raise HashplugTypeError(f"{owner}: column must be a column name (str); got {type(column).__name__}.")
+    if function is not None and not isinstance(function, HashplugEmbeddings):
+        raise HashplugTypeError(
+            f"{owner}: function must be the hashplug embedding function (get_registry().get('hashplug').create(...))"
+            f"; got {type(function).__name__} {function!r:.60}."
+        )
     if function is None and table is not None:
         from .tables import get_function
 
         column_, _, function = get_function(table, column)
         column = column or column_
     return function, column
+
+
+def _function_from_results(results: pa.Table, column: str | None) -> tuple[Any, str | None]:
+    """The table's hashplug function, rebuilt from the ``embedding_functions`` metadata LanceDB copies into its
+    search results; ``(None, column)`` when the results carry none."""
+    from lancedb.embeddings import get_registry
+
+    from .function import HashplugEmbeddings
+
+    meta = results.schema.metadata or {}
+    if b"embedding_functions" not in meta:
+        return None, column
+    funcs = {
+        col: conf.function
+        for col, conf in get_registry().parse_functions(meta).items()
+        if isinstance(conf.function, HashplugEmbeddings)
+    }
+    if column is not None:
+        return funcs.get(column), column
+    if len(funcs) == 1:
+        col, func = next(iter(funcs.items()))
+        return func, col
+    return None, column
 
 
 def _code_column(results: pa.Table, column: str | None) -> str:
@@ -74,8 +119,10 @@ class _HashplugReranker(Reranker):
         overfetch: int = 4,
         return_score: str = "relevance",
     ) -> None:
+        owner = type(self).__name__
+        check_choice(return_score, "return_score", owner, ("relevance", "all"))
         super().__init__(return_score)
-        self.function, self.code_column = _resolve_function(function, table, column)
+        self.function, self.code_column = _resolve_function(function, table, column, owner)
         self.limit = None if limit is None else check_int_param(limit, "limit", type(self).__name__, 1)
         self.overfetch = check_int_param(overfetch, "overfetch", type(self).__name__, 1)
 
@@ -94,9 +141,11 @@ class _HashplugReranker(Reranker):
                 if name not in out.column_names:
                     out = out.append_column(name, pa.array([], type=typ))
             return out
-        key, extra, rel = self._score(
-            results, query_code, query, function or self.function, column or self.code_column
-        )
+        function = function or self.function
+        column = self.code_column or column  # a column given to the reranker wins over the search's
+        if function is None:
+            function, column = _function_from_results(results, column)
+        key, extra, rel = self._score(results, query_code, query, function, column)
         out = results
         for name, vals in {**extra, "_relevance_score": rel.astype(np.float32)}.items():
             if name in out.column_names:
@@ -113,6 +162,8 @@ class _HashplugReranker(Reranker):
     def _query_from_string(self, query: Any) -> Any:
         from .function import Query
 
+        if isinstance(query, Query):
+            return query
         if Query.is_query_string(query):
             return Query.from_string(query)
         return None
@@ -152,12 +203,15 @@ class HammingReranker(_HashplugReranker):
     query_code : array-like or None
         The query's code: packed uint8 ``(n_bytes,)`` or active unit ids. When given it is always used, also
         by :func:`hashplug.search` (which then fetches candidates for its own query ``x`` and orders them by
-        the distance to this code). Default: the code :func:`hashplug.search` computes, or the query string
-        (``str(hashplug.Query(x))``) encoded with the table's function.
+        the distance to this code). Default: the code :func:`hashplug.search` computes, or the query
+        (a :class:`~hashplug.integrations.lancedb.Query` or its string) encoded with the table's function.
+    query_vector : array-like or None
+        The raw query, encoded with the function (``function=``, ``table=``'s, or the one in the results'
+        metadata); always used when given, like ``query_code`` (pass one of the two).
     function : HashplugEmbeddings or None
-        Encoder used for string queries (default: ``table``'s).
+        Encoder of raw and string queries (default: ``table``'s, else the results' own).
     table : lancedb.table.Table or None
-        Table whose hashplug function encodes string queries.
+        Table whose hashplug function encodes raw and string queries.
     column : str or None
         Code column in the results (default: the function's, or the only uint8 / int-list column).
     limit : int or None
@@ -172,6 +226,7 @@ class HammingReranker(_HashplugReranker):
         self,
         query_code: Any = None,
         *,
+        query_vector: Any = None,
         function: Any = None,
         table: Any = None,
         column: str | None = None,
@@ -187,25 +242,49 @@ class HammingReranker(_HashplugReranker):
             overfetch=overfetch,
             return_score=return_score,
         )
-        self.query_code = None if query_code is None else np.asarray(query_code).ravel()
+        if query_code is not None and query_vector is not None:
+            raise HashplugError(
+                "HammingReranker: pass query_code= (the code) or query_vector= (the raw query), not both."
+            )
+        self.query_code = None
+        if query_code is not None:
+            code = check_array(query_code, name="query_code", ndim=(1, 2), dtype=None, owner="HammingReranker")
+            if code.ndim == 2 and code.shape[0] != 1:
+                raise HashplugError(f"HammingReranker: query_code is one code; got shape {code.shape}.")
+            if not (np.issubdtype(code.dtype, np.integer) or code.dtype == np.bool_):
+                raise HashplugError(
+                    f"HammingReranker: query_code must be packed uint8 bytes or integer unit ids; got dtype "
+                    f"{code.dtype} (for a raw query pass query_vector=)."
+                )
+            self.query_code = code.ravel()
+        self.query_vector = None
+        if query_vector is not None:
+            from .function import Query
+
+            self.query_vector = Query(query_vector)
 
     def _resolve_code(self, query_code: Any, query: Any, function: Any) -> np.ndarray:
         if self.query_code is not None:  # given explicitly: it wins over the code hashplug.search passes
             return self.query_code
-        if query_code is not None:
+        if self.query_vector is None and query_code is not None:
             return np.asarray(query_code).ravel()
-        q = query if not isinstance(query, str) else self._query_from_string(query)
+        q = self.query_vector if self.query_vector is not None else self._query_from_string(query)
         if q is None:
             raise HashplugError(
-                "HammingReranker needs the query's code: pass query_code= to the constructor, use "
-                "hashplug.search(table, x, reranker=...), or rerank with query_string=str(hashplug.Query(x)); "
-                f"got the query {str(query)[:60]!r}."
+                "HammingReranker needs the query or the query's code: search LanceDB with "
+                "tbl.search(hashplug.Query(x)), or pass query_string=str(hashplug.Query(x)) to .rerank(...), or give "
+                "HammingReranker(query_vector=x) or query_code=, or use hashplug.search(table, x, reranker=...); got "
+                f"the query {str(query)[:60]!r}."
             )
         if function is None:
             raise HashplugError(
-                "HammingReranker got a raw query but no function/table to encode it; pass table=."
+                "HammingReranker has a raw query but no hashplug function to encode it (the results carry no "
+                "hashplug embedding_functions metadata); pass HammingReranker(table=tbl, ...)."
             )
-        return function.encode_query(q)[0]
+        codes = function.encode_query(q)
+        if codes.shape[0] != 1:
+            raise HashplugError(f"HammingReranker reranks for one query; got {codes.shape[0]}.")
+        return codes[0]
 
     def _score(
         self, results: pa.Table, query_code: Any, query: Any, function: Any, column: str | None
@@ -255,11 +334,20 @@ class FloatRescoreReranker(_HashplugReranker):
         limit: int | None = None,
         return_score: str = "relevance",
     ) -> None:
+        if not isinstance(column, str) or not column:
+            raise HashplugTypeError(
+                f"FloatRescoreReranker: column must be the name of a stored float column, e.g. 'vector'; got "
+                f"{type(column).__name__} {column!r:.40}."
+            )
         super().__init__(limit=limit, overfetch=overfetch, return_score=return_score)
         self.column = column
         self.metric = check_choice(metric, "metric", "FloatRescoreReranker", ("cosine", "l2"))
         self.query_vector = (
-            None if query_vector is None else np.asarray(query_vector, dtype=np.float32).ravel()
+            None
+            if query_vector is None
+            else check_array(
+                query_vector, name="query_vector", ndim=None, dtype=np.float32, owner="FloatRescoreReranker"
+            ).ravel()
         )
 
     def _score(
@@ -270,14 +358,17 @@ class FloatRescoreReranker(_HashplugReranker):
 
         if self.query_vector is not None:  # given explicitly: it wins over the query hashplug.search passes
             q = self.query_vector
-        elif isinstance(query, Query):
-            q = query.x.ravel()
         else:
-            qq = self._query_from_string(query)
+            qq = query if isinstance(query, Query) else self._query_from_string(query)
             if qq is None:
                 raise HashplugError(
-                    "FloatRescoreReranker needs the raw query: pass query_vector=, use hashplug.search(table, x, "
-                    "reranker=...), or rerank with query_string=str(hashplug.Query(x))."
+                    "FloatRescoreReranker needs the raw query: search LanceDB with tbl.search(hashplug.Query(x)), "
+                    "or pass query_string=str(hashplug.Query(x)) to .rerank(...), or give "
+                    "FloatRescoreReranker(column, query_vector=x), or use hashplug.search(table, x, reranker=...)."
+                )
+            if qq.x is None:
+                raise HashplugError(
+                    "FloatRescoreReranker compares one float vector per row; this query has named inputs."
                 )
             q = qq.x.ravel()
         if self.column not in results.column_names:

@@ -8,6 +8,7 @@ Dense code columns are searched by LanceDB (``distance_type("hamming")``); spars
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,12 +17,17 @@ import pyarrow as pa
 
 from ..codes import indices_to_packed, packed_to_indices
 from ..ranking import order_rows
-from ..validation import HashplugError
+from ..validation import HashplugError, HashplugTypeError
 from .arrow import codes_from_arrow
 from .function import HashplugEmbeddings, Query
-from .tables import get_function
+from .tables import get_function, warn_if_stale
 
-__all__ = ["search", "query_code", "hamming", "hamming_to_query"]
+__all__ = ["search", "query_code", "hamming", "hamming_to_query", "MAX_LIMIT"]
+
+#: The largest ``limit`` :func:`search` accepts (``2**31 - 1``). LanceDB's ``limit`` is an unsigned 32-bit
+#: number (``10**12`` overflowed inside it); a reranker's over-fetch (``limit * overfetch``) is capped here too,
+#: which only matters for tables of more than two billion rows.
+MAX_LIMIT = 2**31 - 1
 
 
 def hamming_to_query(query_code: np.ndarray, col: Any) -> np.ndarray:
@@ -107,6 +113,69 @@ def _sparse_search(
     return found
 
 
+def _check_reranker(reranker: Any) -> int:
+    """The reranker's over-fetch multiple, after checking that it is a reranker at all."""
+    from lancedb.rerankers import Reranker
+
+    if isinstance(reranker, type) or not (
+        isinstance(reranker, Reranker) or callable(getattr(reranker, "rerank_hashplug", None))
+    ):
+        raise HashplugTypeError(
+            f"hashplug.search: reranker must be a LanceDB reranker instance (a lancedb.rerankers.Reranker, e.g. "
+            f"hashplug.HammingReranker() or hashplug.FloatRescoreReranker('vector')); got "
+            f"{'the class ' + reranker.__name__ if isinstance(reranker, type) else type(reranker).__name__} "
+            f"{reranker!r:.60}."
+        )
+    over = getattr(reranker, "overfetch", 1)
+    if isinstance(over, bool) or not isinstance(over, numbers.Integral) or int(over) < 1:
+        raise HashplugError(
+            f"hashplug.search: the reranker's overfetch must be an int >= 1 (candidates per result); got {over!r}."
+        )
+    return int(over)
+
+
+def _check_args(
+    limit: Any, where: Any, columns: Any, column: Any, nprobes: Any, exact: Any, query_string: Any
+) -> tuple[int, list[str] | None]:
+    """Check :func:`search`'s plain arguments before anything runs; returns ``(limit, columns)``."""
+    from ..validation import check_int_param
+
+    owner = "hashplug.search"
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+        raise HashplugTypeError(
+            f"{owner}: limit must be an int (the number of rows to return); got {type(limit).__name__} {limit!r:.40}."
+        )
+    if int(limit) > MAX_LIMIT:
+        raise HashplugError(
+            f"{owner}: limit={int(limit)} is above the largest limit hashplug.search accepts ({MAX_LIMIT}); to "
+            "return every row pass limit=table.count_rows()."
+        )
+    lim = check_int_param(limit, "limit", owner, 1, MAX_LIMIT)
+    for name, val in (("where", where), ("column", column), ("query_string", query_string)):
+        if val is not None and not isinstance(val, str):
+            raise HashplugTypeError(f"{owner}: {name} must be a str or None; got {type(val).__name__} {val!r:.40}.")
+    if where is not None and not where.strip():
+        raise HashplugError(f"{owner}: where={where!r} is empty; pass None for no filter.")
+    cols: list[str] | None = None
+    if columns is not None:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, (Sequence, np.ndarray)):
+            raise HashplugTypeError(
+                f"{owner}: columns must be a list of column names, e.g. ['id']; got {type(columns).__name__} "
+                f"{columns!r:.40}."
+            )
+        cols = [str(c) if isinstance(c, np.str_) else c for c in columns]
+        bad = [c for c in cols if not isinstance(c, str)]
+        if bad or not cols:
+            raise HashplugTypeError(
+                f"{owner}: columns must be a non-empty list of column names (str); got {columns!r:.60}."
+            )
+    if nprobes is not None:
+        check_int_param(nprobes, "nprobes", owner, 1, MAX_LIMIT)
+    if not isinstance(exact, (bool, np.bool_)):
+        raise HashplugTypeError(f"{owner}: exact must be True or False; got {type(exact).__name__} {exact!r:.40}.")
+    return lim, cols
+
+
 def _apply_reranker(
     reranker: Any,
     results: pa.Table,
@@ -154,9 +223,12 @@ def search(
     x : array-like or Query
         One sample.
     limit : int
-        Rows to return (``k=`` is the deprecated 0.1.0 name; it still works, with a ``DeprecationWarning``).
+        Rows to return, 1 to :data:`MAX_LIMIT` (``2**31 - 1``; a table with fewer rows returns them all, so
+        ``limit=table.count_rows()`` returns every row). ``k=`` is the deprecated 0.1.0 name; it still works,
+        with a ``DeprecationWarning``.
     reranker : lancedb.rerankers.Reranker or None
-        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``.
+        Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``;
+        anything that is not a LanceDB reranker raises :class:`~hashplug.validation.HashplugTypeError`.
         hashplug rerankers receive the query code (and raw query) directly; other rerankers get
         ``query_string`` (default ``str(Query(x))``).
     where : str or None
@@ -185,10 +257,24 @@ def search(
     pyarrow.Table
         The rows, nearest first, with ``_distance`` (Hamming, float32) and the reranker's columns. The schema
         metadata key ``hashplug.search_path`` says what answered: ``"hashplug-index"``, ``"lancedb"`` (dense)
-        or ``"lancedb-label-list"`` (sparse).
-    """
-    from ..validation import check_int_param
+        or ``"lancedb-label-list"`` (sparse); ``hashplug.table_version`` the table version the answer reflects.
 
+    Warns
+    -----
+    StaleTableWarning
+        The handle reads an older version than the newest on disk (checked at most once a second per handle,
+        for connections without ``read_consistency_interval``).
+
+    Notes
+    -----
+    Readers in other processes: LanceDB's default connection, ``lancedb.connect(path)``, reads a table at the
+    version it had when it was opened and never sees commits made later by another process (or another
+    handle), so a search beside a writer answers from that old version. Open readers with
+    ``lancedb.connect(path, read_consistency_interval=datetime.timedelta(0))`` (every read checks for new
+    commits; or ``timedelta(seconds=5)`` to check at most every five seconds), or call
+    ``table.checkout_latest()`` before searching. hashplug warns (:class:`StaleTableWarning`) when it sees a
+    default-connection handle behind the newest version on disk.
+    """
     if k is not None:
         import warnings
 
@@ -198,8 +284,18 @@ def search(
             stacklevel=2,
         )
         limit = k
-    k = check_int_param(limit, "limit", "hashplug.search", 1)
+    k, user_cols = _check_args(limit, where, columns, column, nprobes, exact, query_string)
+    over = _check_reranker(reranker) if reranker is not None else 1
     col, _, func = get_function(table, column)
+    warn_if_stale(table, "hashplug.search")
+    if user_cols is not None:
+        names = table.schema.names
+        missing = [c for c in user_cols if c not in names and not c.startswith("_")]  # _distance, _rowid: virtual
+        if missing:
+            raise HashplugError(
+                f"hashplug.search: columns {missing} are not in table {getattr(table, 'name', '?')!r}; its columns "
+                f"are {names}."
+            )
     q = x if isinstance(x, Query) else Query(x)
     if eta is not None or focus is not None or region is not None:
         q = _conditional_query(q, eta, focus, region, eta_weight)
@@ -209,9 +305,9 @@ def search(
             f"hashplug.search takes one query sample; got {codes.shape[0]}. Loop over the queries."
         )
     code = codes[0]
-    fetch = k * max(1, int(getattr(reranker, "overfetch", 1))) if reranker is not None else k
-    user_cols = None if columns is None else list(columns)
-    sel = user_cols
+    fetch = min(k * over, MAX_LIMIT)
+    # stored columns to read: the virtual ones (_distance, the reranker's scores) are added by the search itself
+    sel = None if user_cols is None else [c for c in user_cols if not c.startswith("_") or c == "_rowid"]
     if reranker is not None and sel is not None:
         need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
         sel = list(dict.fromkeys([*sel, *need]))
@@ -241,7 +337,9 @@ def search(
         if where:
             qb = qb.where(where, prefilter=True)
         if sel is not None:
-            qb = qb.select([*sel, "_distance"])
+            qb = qb.select([c for c in sel if c != "_rowid"] + ["_distance"])
+            if "_rowid" in sel:
+                qb = qb.with_row_id(True)
         if nprobes is not None:
             qb = qb.nprobes(int(nprobes))
         if exact:
@@ -258,7 +356,12 @@ def search(
     if user_cols is not None:
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
-    return res.replace_schema_metadata({**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()})
+    meta = {**(res.schema.metadata or {}), b"hashplug.search_path": path.encode()}
+    try:
+        meta[b"hashplug.table_version"] = str(int(table.version)).encode()
+    except Exception:  # noqa: BLE001 - a table without versions
+        pass
+    return res.replace_schema_metadata(meta)
 
 
 def _conditional_query(q: Query, eta: Any, focus: Any, region: Any, weight: float) -> Query:

@@ -8,6 +8,7 @@ column everywhere hashplug is called.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,6 +26,8 @@ __all__ = [
     "META_KIND",
     "META_SHA",
     "schema",
+    "check_column_name",
+    "RESERVED_COLUMNS",
     "code_field",
     "lance_model",
     "create_table",
@@ -33,12 +36,126 @@ __all__ = [
     "check_code_column",
     "create_index",
     "update",
+    "StaleTableWarning",
+    "latest_version",
+    "warn_if_stale",
 ]
 
 META_M = b"hashplug.m"
 META_K = b"hashplug.k"
 META_KIND = b"hashplug.layout"
 META_SHA = b"hashplug.sha256"
+
+
+#: Column names LanceDB or hashplug put into search results; a table column of that name would be shadowed.
+RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_distance", "_score", "_relevance_score", "_hamming",
+                              "_float_distance"})
+
+
+def check_column_name(name: Any, what: str, owner: str) -> str:
+    """``name`` if it is a safe plain column name, else :class:`~hashplug.validation.HashplugError`.
+
+    A plain name is a non-empty ``str`` without ``/``, ``\\``, ``..``, NUL or other control characters, not
+    padded with spaces and not one of :data:`RESERVED_COLUMNS`: column names end up in file paths (the
+    hashplug index beside the table), in SQL (``where``) and in LanceDB's nested-field paths.
+    """
+    if not isinstance(name, str):
+        raise HashplugTypeError(f"{owner}: {what} must be a column name (str); got {type(name).__name__} {name!r:.40}.")
+    bad = None
+    if not name.strip():
+        bad = "is empty"
+    elif name != name.strip():
+        bad = "starts or ends with whitespace"
+    elif any(c in name for c in "/\\") or ".." in name:
+        bad = "contains a path separator or '..'"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        bad = "contains NUL or another control character"
+    elif name in RESERVED_COLUMNS:
+        bad = "is a name LanceDB or hashplug adds to search results"
+    if bad:
+        raise HashplugError(
+            f"{owner}: {what}={name!r} {bad}; use a plain column name such as 'vector' or 'code' (letters, digits, "
+            "'_' and '-')."
+        )
+    return name
+
+
+def _check_source_target(source: Any, target: Any, owner: str) -> None:
+    check_column_name(source, "source", owner)
+    check_column_name(target, "target", owner)
+    if source == target:
+        raise HashplugError(
+            f"{owner}: source and target are both {source!r}; the samples (source) and their codes (target) need "
+            "two columns, e.g. source='vector', target='code'."
+        )
+
+
+class StaleTableWarning(UserWarning):
+    """A table handle answers from an older version than the newest on disk.
+
+    LanceDB's default connection (``lancedb.connect(path)``) reads a table at the version it had when it was
+    opened and never sees commits made since by other processes or handles; readers beside a writer open it
+    with ``lancedb.connect(path, read_consistency_interval=timedelta(0))`` (or a few seconds), or call
+    ``table.checkout_latest()`` before each read.
+    """
+
+
+_FRESH_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def latest_version(table: Any) -> int | None:
+    """The newest version of ``table`` on disk (``table.version`` is the version the handle reads).
+
+    Read through a second, fresh handle of the same connection (about half a millisecond for a local table;
+    independent of the number of versions, unlike ``table.list_versions()``); None when it cannot be told
+    (a remote or foreign table).
+    """
+    conn, name = getattr(table, "_conn", None), getattr(table, "name", None)
+    if conn is None or not isinstance(name, str) or not hasattr(conn, "open_table"):
+        return None
+    try:
+        return int(conn.open_table(name).version)
+    except Exception:  # noqa: BLE001 - a dropped or remote table: staleness cannot be told
+        return None
+
+
+def warn_if_stale(table: Any, owner: str, *, every: float = 1.0) -> None:
+    """Warn (:class:`StaleTableWarning`) when ``table`` reads an older version than the newest on disk.
+
+    Only for handles of a connection without ``read_consistency_interval`` (LanceDB's default, which never
+    refreshes), and at most once per ``every`` seconds per handle, so a search pays the check (~0.5 ms) rarely.
+    """
+    import time
+
+    conn = getattr(table, "_conn", None)
+    if conn is None or getattr(conn, "read_consistency_interval", None) is not None:
+        return
+    now = time.monotonic()
+    try:
+        last = _FRESH_CHECKED.get(table)
+        if last is not None and now - last < every:
+            return
+        _FRESH_CHECKED[table] = now
+    except TypeError:  # not weak-referenceable
+        pass
+    latest = latest_version(table)
+    try:
+        current = int(table.version)
+    except Exception:  # noqa: BLE001
+        return
+    if latest is not None and latest > current:
+        import warnings
+
+        warnings.warn(
+            f"{owner}: table {getattr(table, 'name', '?')!r} is read at version {current}, but version {latest} is on "
+            "disk (another process or handle committed since this handle was opened), so the answer does not "
+            "include those commits. LanceDB's default connection never refreshes a table handle: open it with "
+            "lancedb.connect(path, read_consistency_interval=datetime.timedelta(0)) (or a few seconds), or call "
+            "table.checkout_latest() before reading. (A version pinned on purpose with table.checkout(v) may "
+            "ignore this warning.)",
+            StaleTableWarning,
+            stacklevel=3,
+        )
 
 
 def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
@@ -51,6 +168,14 @@ def code_field(func: HashplugEmbeddings, name: str = "code") -> pa.Field:
         META_SHA: str(enc.file_sha256).encode(),
     }
     return pa.field(name, func.arrow_type(), nullable=True, metadata=meta)
+
+
+def _check_func(func: Any, owner: str) -> None:
+    if not isinstance(func, HashplugEmbeddings):
+        raise HashplugTypeError(
+            f"{owner}: func must be the hashplug embedding function, get_registry().get('hashplug').create("
+            f"model='enc.onnx'); got {type(func).__name__} {func!r:.60}."
+        )
 
 
 def _nested(shape: Sequence[int], source_type: str) -> pa.DataType:
@@ -136,14 +261,24 @@ def schema(
     -------
     pyarrow.Schema
     """
+    _check_func(func, "schema()")
+    _check_source_target(source, target, "schema()")
     fields: list[pa.Field] = []
     if extra:
         if isinstance(extra, Mapping):
-            fields += [pa.field(n, t) for n, t in extra.items()]
-        else:
+            fields += [pa.field(check_column_name(n, "a column name in extra", "schema()"), t)
+                       for n, t in extra.items()]
+        elif isinstance(extra, Sequence) and all(isinstance(f, pa.Field) for f in extra):
             fields += list(extra)
+        else:
+            raise HashplugTypeError(
+                f"schema(): extra must be a mapping of column name to pyarrow type or a list of pyarrow fields; got "
+                f"{type(extra).__name__} {extra!r:.60}."
+            )
     fields.append(pa.field(source, _source_type(func, source_dim, source_shape, source_type)))
     fields.append(code_field(func, target))
+    for f in fields[:-2]:
+        check_column_name(f.name, "a column name in extra", "schema()")
     names = [f.name for f in fields]
     if len(set(names)) != len(names):
         raise HashplugError(f"duplicate column names in the schema: {names}.")
@@ -189,6 +324,8 @@ def lance_model(
     from lancedb.pydantic import LanceModel, Vector
     from pydantic import create_model
 
+    _check_func(func, "lance_model()")
+    _check_source_target(source, target, "lance_model()")
     if func.layout != "packed":
         raise HashplugError(
             "lance_model() builds packed-code tables; for layout='indices' use hashplug.integrations.lancedb.schema()."
@@ -216,16 +353,24 @@ def create_table(
     index: bool = False,
     **schema_kwargs: Any,
 ) -> Any:
-    """Create a hashplug table with the right schema, optionally add data and build the code index.
+    """Create a hashplug table with the right schema and its first rows in one commit, optionally indexed.
+
+    Everything is checked and the rows are encoded before LanceDB is called, so a bad argument or a bad row
+    raises a :class:`~hashplug.validation.HashplugError` subclass and creates (or, with ``mode="overwrite"``,
+    replaces) nothing; the table and its rows are then written by one ``db.create_table`` call.
 
     Parameters
     ----------
     db : lancedb.DBConnection
     name : str
+        A plain table name (no ``/``, ``\\``, ``..``, NUL).
     func : HashplugEmbeddings
     data : optional
-        Rows to add (anything ``table.add`` accepts; codes are computed by the function).
+        First rows: a pyarrow Table or RecordBatch, a list of dicts (or of ``LanceModel`` rows), a mapping of
+        column name to values (a 2-D ndarray for the source column) or a pandas DataFrame; codes are computed
+        by the function.
     mode : {"create", "overwrite"}
+        ``"create"`` refuses an existing table.
     index : bool
         Build the code column's index after adding (:func:`create_index`).
     **schema_kwargs
@@ -235,12 +380,91 @@ def create_table(
     -------
     lancedb.table.Table
     """
-    tbl = db.create_table(name, schema=schema(func, **schema_kwargs), mode=mode)
-    if data is not None:
-        tbl.add(data)
+    if not hasattr(db, "create_table") or not hasattr(db, "open_table"):
+        raise HashplugTypeError(
+            f"create_table: db must be a LanceDB connection (lancedb.connect(path)); got {type(db).__name__}."
+        )
+    check_column_name(name, "name", "create_table")
+    if mode not in ("create", "overwrite"):
+        raise HashplugError(f"create_table: mode must be 'create' or 'overwrite'; got {mode!r}.")
+    if not isinstance(index, (bool, np.bool_)):
+        raise HashplugTypeError(f"create_table: index must be True or False; got {index!r:.40}.")
+    source, target = schema_kwargs.get("source", "vector"), schema_kwargs.get("target", "code")
+    arrow = None if data is None else _as_arrow(data)
+    if arrow is not None and "extra" not in schema_kwargs:  # keep the data's other columns, with their types
+        schema_kwargs["extra"] = [arrow.schema.field(c) for c in arrow.column_names if c not in (source, target)]
+    sch = schema(func, **schema_kwargs)
+    if mode == "create" and _table_exists(db, name):
+        raise HashplugError(
+            f"create_table: table {name!r} already exists; open it with db.open_table({name!r}), or pass "
+            "mode='overwrite' to replace it."
+        )
+    rows = None if arrow is None else _rows_with_codes(arrow, sch, func, source, target)
+    tbl = db.create_table(name, data=rows, schema=sch, mode=mode)
     if index:
         create_index(tbl)
     return tbl
+
+
+def _table_exists(db: Any, name: str) -> bool:
+    try:
+        db.open_table(name)
+    except (ValueError, FileNotFoundError):  # LanceDB: "Table 'x' was not found"
+        return False
+    return True
+
+
+def _as_arrow(data: Any) -> pa.Table:
+    """The rows given to :func:`create_table` as a pyarrow Table."""
+    owner = "create_table"
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif isinstance(data, Mapping):
+        data = pa.table({k: (list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v) for k, v in data.items()})
+    elif isinstance(data, (list, tuple)):
+        if not data:
+            raise HashplugError(f"{owner}: data is an empty list; pass rows, or data=None for an empty table.")
+        rows = [r.model_dump() if hasattr(r, "model_dump") else r for r in data]
+        if not all(isinstance(r, Mapping) for r in rows):
+            raise HashplugTypeError(f"{owner}: a list of rows must hold dicts (or LanceModel rows); got {rows[0]!r:.60}.")
+        data = pa.Table.from_pylist(rows)
+    elif type(data).__name__ == "DataFrame" and hasattr(data, "columns"):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    if not isinstance(data, pa.Table):
+        raise HashplugTypeError(
+            f"{owner}: data must be a pyarrow Table or RecordBatch, a list of dicts, a mapping of columns or a "
+            f"pandas DataFrame; got {type(data).__name__}."
+        )
+    return data
+
+
+def _rows_with_codes(data: pa.Table, sch: pa.Schema, func: HashplugEmbeddings, source: str, target: str) -> pa.Table:
+    """``data`` as a table of ``sch`` with the codes computed (hashplug errors for bad rows; nothing written)."""
+    owner = "create_table"
+    if source not in data.column_names:
+        raise HashplugError(f"{owner}: data has no source column {source!r}; its columns are {data.column_names}.")
+    unknown = [c for c in data.column_names if c not in sch.names]
+    if unknown:
+        raise HashplugError(f"{owner}: data has columns {unknown} that the table does not (its columns: {sch.names}).")
+    if target in data.column_names:  # recomputed (e.g. rows copied from a table whose codes were stored wrongly)
+        data = data.drop_columns([target])
+    if data.num_rows == 0:
+        raise HashplugError(f"{owner}: data has no rows; pass data=None for an empty table.")
+    from .arrow import codes_to_arrow
+
+    codes = codes_to_arrow(func.encode(data[source]), func.layout)
+    cols = []
+    for f in sch:
+        if f.name == target:
+            cols.append(codes.cast(f.type))
+        elif f.name in data.column_names:
+            try:
+                cols.append(data[f.name].cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise HashplugError(f"{owner}: column {f.name!r} cannot be stored as {f.type}: {exc}") from None
+        else:
+            cols.append(pa.nulls(data.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=sch)
 
 
 def get_function(table: Any, column: str | None = None) -> tuple[str, str, HashplugEmbeddings]:
@@ -428,8 +652,25 @@ def update(
         invalid (checked before anything is written).
     """
     col, src, func = get_function(table, column)
+    owner = "hashplug.update"
+    if where is not None and (not isinstance(where, str) or not where.strip()):
+        raise HashplugTypeError(
+            f"{owner}: where must be a non-empty SQL filter (str) or None for every row; got {where!r:.60}."
+        )
+    for name, val in (("values", values), ("values_sql", values_sql)):
+        if val is not None and not isinstance(val, Mapping):
+            raise HashplugTypeError(
+                f"{owner}: {name} must be a mapping of column name to new value; got {type(val).__name__} {val!r:.60}."
+            )
     vals = dict(values or {})
     sql = dict(values_sql or {})
+    unknown = [c for c in [*vals, *sql] if c not in table.schema.names]
+    if unknown:
+        raise HashplugError(f"{owner}: no column {unknown} in table {getattr(table, 'name', '?')!r}; its columns are "
+                            f"{table.schema.names}.")
+    bad_sql = {c: v for c, v in sql.items() if not isinstance(v, str)}
+    if bad_sql:
+        raise HashplugTypeError(f"{owner}: values_sql takes SQL expressions (str); got {bad_sql!r:.80}.")
     if col in vals or col in sql:
         raise HashplugError(
             f"hashplug.update: the code column {col!r} is computed by the table's function; set the source "

@@ -84,6 +84,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import lancedb
 
     from ..integrations.lancedb import search
+    from ..integrations.search import MAX_LIMIT
 
     if args.query_file:
         from ..data import load_array
@@ -97,14 +98,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.limit_k is not None:
         print("hashplug search: --k is deprecated; use --limit.", file=sys.stderr)
         args.limit = args.limit_k
-    if args.limit < 1:
-        raise HashplugError(f"--limit must be at least 1 (results per query); got {args.limit}.")
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise HashplugError(
+            f"--limit must be between 1 and {MAX_LIMIT} (results per query); got {args.limit}. To print every row "
+            "pass the table's row count."
+        )
     if args.n < 1:
         raise HashplugError(f"--n must be at least 1 (the number of query rows); got {args.n}.")
     if not 0 <= args.row < len(Q):
         valid = f"valid rows are 0 to {len(Q) - 1}" if len(Q) > 1 else "the only valid row is 0"
         raise HashplugError(f"--row {args.row} is out of range: {where}; {valid}.")
-    tbl = lancedb.connect(args.db).open_table(args.table)
+    tbl = _open_table(lancedb, args.db, args.table)
     if args.scale is not None:
         _check_scale(args, True, tbl)
         Q = Q / np.float32(args.scale)
@@ -146,6 +150,26 @@ def _check_scale(args: argparse.Namespace, array_source: bool, table: Any = None
 
         card = get_function(table)[2].encoder.card
     refuse_double_scaling(card, args.scale)
+
+
+def _open_table(lancedb: Any, db: str, name: str) -> Any:
+    """The table ``name`` of the database ``db``, opened read-only: a missing or wrong-kind ``--db`` or a
+    missing ``--table`` is an error that creates nothing (``lancedb.connect`` would create the folder)."""
+    from pathlib import Path
+
+    if "://" not in db:
+        p = Path(db).expanduser()
+        if not p.exists():
+            raise HashplugError(f"--db {db!r} does not exist; pass the folder of a LanceDB database.")
+        if not p.is_dir():
+            raise HashplugError(f"--db {db!r} is a file, not a LanceDB database folder.")
+    conn = lancedb.connect(db)
+    try:
+        return conn.open_table(name)
+    except (ValueError, FileNotFoundError) as exc:  # LanceDB: "Table 'x' was not found"
+        raise HashplugError(
+            f"--table {name!r} could not be opened in the database {db!r} ({str(exc).splitlines()[0][:120]})."
+        ) from None
 
 
 def _layout_option(args: argparse.Namespace) -> str | None:
