@@ -169,7 +169,10 @@ def build_model(encoder: Any, *, opset: int = DEFAULT_OPSET, doc_string: str | N
     from ..encoders.base import BaseEncoder
 
     _check_opset(opset)
-    if not isinstance(encoder, BaseEncoder):
+    # a fitted hashplug encoder, or any object with the same three members (a graph, method_name,
+    # weights_sha256()); None, arrays, torch modules and the like are refused with the right call
+    duck = all(hasattr(type(encoder), a) or hasattr(encoder, a) for a in ("graph", "method_name", "weights_sha256"))
+    if not isinstance(encoder, BaseEncoder) and not duck:
         raise HashplugTypeError(
             f"to_onnx/build_model export a fitted hashplug encoder (e.g. hashplug.get_encoder('lsh', k=16).fit(X)); "
             f"got {type(encoder).__name__} {encoder!r:.60}. Export a torch network with export_module(module, path, "

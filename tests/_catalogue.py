@@ -110,7 +110,7 @@ def make_world(root: Path) -> World:
 def snapshot(world: World) -> dict[str, Any]:
     """Row counts, versions and code digests of every table, and every file under the database (sha256)."""
     out: dict[str, Any] = {}
-    for name in sorted(world.db.table_names()):
+    for name in _table_names(world.db):
         tbl = world.db.open_table(name)
         tb = tbl.to_arrow()
         h = hashlib.sha256()
@@ -122,6 +122,18 @@ def snapshot(world: World) -> dict[str, Any]:
         if p.is_file():
             out[f"file:{p.relative_to(world.root)}"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def _table_names(db: Any) -> list[str]:
+    """Every table of the database (all pages of ``list_tables``)."""
+    names: list[str] = []
+    token = None
+    while True:
+        resp = db.list_tables(page_token=token)
+        names += list(resp.tables)
+        token = resp.page_token
+        if not token:
+            return sorted(names)
 
 
 def run_case(case: Case, world: World, capsys: Any = None) -> tuple[str, str]:
