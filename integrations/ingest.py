@@ -494,6 +494,7 @@ class _TableLock:
             import fcntl
 
             if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # the database folder of a new table
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         return self
