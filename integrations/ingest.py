@@ -264,21 +264,23 @@ _CKPT_KEYS: dict[str, type | tuple[type, ...]] = {
     "digest": str,
     "finished": bool,
 }
-_CKPT_OPTIONAL: dict[str, type | tuple[type, ...]] = {"table_version": int, "table_rows": int}
+_CKPT_OPTIONAL: dict[str, type | tuple[type, ...]] = {"table_version": int, "table_rows": int, "digest_rule": str}
 
 
 class _SourceDigest:
     """A fingerprint of a source's first rows: the row count and every ``_DIGEST_STRIDE``-th sample's values.
 
-    It depends only on the rows and their positions (not on how the source is split into batches), so a rerun
-    recomputes it over the rows its checkpoint says were committed and refuses a different source. Hashing a
-    sample of rows keeps its cost negligible next to encoding and writing.
+    It depends only on the rows and their positions (not on how the source is split into batches: each sampled
+    row enters as its index followed by its values), so a rerun recomputes it over the rows its checkpoint says
+    were committed and refuses a different source. Hashing a sample of rows keeps its cost negligible next to
+    encoding and writing. ``legacy=True`` is the rule of checkpoints written before ``"digest_rule": "row"``
+    (indices and values per batch, which depended on the batch split); it is kept to resume them.
     """
 
-    def __init__(self, column: str, conv: Any) -> None:
+    def __init__(self, column: str, conv: Any, legacy: bool = False) -> None:
         import hashlib
 
-        self.column, self.conv = column, conv
+        self.column, self.conv, self.legacy = column, conv, legacy
         self.rows = 0
         self._h = hashlib.blake2b(digest_size=16)
 
@@ -289,9 +291,16 @@ class _SourceDigest:
         if idx.size:
             col = batch.column(self.column).take(pa.array(idx))
             X = self.conv(col, name=f"column {self.column!r}", row_offset=self.rows)
-            self._h.update((self.rows + idx).astype("<i8").tobytes())
-            for v in (X.values() if isinstance(X, dict) else (X,)):
-                self._h.update(v.astype("<f4").tobytes())
+            vals = list(X.values()) if isinstance(X, dict) else [X]
+            pos = (self.rows + idx).astype("<i8")
+            if self.legacy:
+                self._h.update(pos.tobytes())
+                for v in vals:
+                    self._h.update(v.astype("<f4").tobytes())
+            else:
+                parts = [pos.view(np.uint8).reshape(idx.size, 8)]
+                parts += [np.ascontiguousarray(v, "<f4").reshape(idx.size, -1).view(np.uint8) for v in vals]
+                self._h.update(np.hstack(parts).tobytes())
         self.rows += n
 
     def hexdigest(self) -> str:
@@ -371,6 +380,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any] | None:
             bad.append(f"{key!r} is {val!r:.40}")
     if not bad and state["chunk_size"] < 1:
         bad.append(f"'chunk_size' is {state['chunk_size']}")
+    if not bad and state.get("digest_rule", "row") != "row":
+        bad.append(f"'digest_rule' is {state['digest_rule']!r}")
     if bad:
         raise HashplugError(
             f"checkpoint {str(path)!r} is not a valid hashplug ingest checkpoint ({'; '.join(bad)}); it cannot prove "
@@ -432,12 +443,13 @@ def _skip_verified(
 
 def _resume_point(
     state: dict[str, Any], rows_now: int, version_now: int, exists: bool, chunk_size: int, where: str
-) -> int:
-    """Source rows an append-mode run already committed, from the checkpoint and the table's rows and version.
+) -> tuple[int, int]:
+    """Where an append-mode run resumes: ``(rows the checkpoint records, rows committed after it)``.
 
     The checkpoint holds the table's rows and version after this run's last recorded commit (or before its
     first). The table may be at that version (resume there) or one commit later with up to one chunk more (the
-    run was killed between a commit and its checkpoint update: those rows are committed and skipped). Anything
+    run was killed between a commit and its checkpoint update: those rows are committed, and
+    :func:`_verify_tail` checks that they are the next rows of this source before skipping them). Anything
     else means another writer changed the table, and which rows of this source it holds cannot be known: an
     error, never a guess.
     """
@@ -450,7 +462,7 @@ def _resume_point(
     )
     if not exists:
         if skip == 0 and not recorded_version:
-            return 0  # killed before the table was created with the first chunk
+            return 0, 0  # killed before the table was created with the first chunk
         raise HashplugError(
             f"{where} records {skip} rows committed to table {state['table']}, which does not exist any more "
             f"(dropped?). Delete the checkpoint to start over."
@@ -458,15 +470,57 @@ def _resume_point(
     derived = rows_now - recorded_rows
     moved = None if recorded_version is None else version_now - int(recorded_version)
     if derived == 0 and moved in (None, 0):
-        return skip
+        return skip, 0
     if 0 < derived <= chunk_size and moved in (None, 1):
-        return skip + derived  # the crash fell between a commit and the checkpoint update
+        return skip, derived  # a kill between a commit and its checkpoint update, if these rows are this source's
     at = "" if recorded_version is None else f" at version {recorded_version}"
     raise HashplugError(
         f"{where} records {skip} rows of its source committed and the table at {recorded_rows} rows{at}, but the "
         f"table now has {rows_now} rows at version {version_now}: another writer changed it, so the rows of this "
         f"source it holds cannot be known. {fix}"
     )
+
+
+def _row_keys(X: Any) -> list[bytes]:
+    """Each sample's float32 bytes (a multi-input sample: its inputs' bytes joined), sorted: an order-free
+    fingerprint of a set of rows."""
+    parts = list(X.values()) if isinstance(X, dict) else [X]
+    rows = [np.ascontiguousarray(np.asarray(v, "<f4")).reshape(len(v), -1) for v in parts]
+    return sorted(b"".join(r[i].tobytes() for r in rows) for i in range(len(rows[0])))
+
+
+def _verify_tail(
+    batches: Iterator[pa.RecordBatch],
+    n: int,
+    table: Any,
+    src: str,
+    conv: Any,
+    digest: _SourceDigest,
+    mismatch: Any,
+) -> Iterator[pa.RecordBatch]:
+    """Take the next ``n`` source rows and check that they are the table's last ``n`` rows (the commit a kill
+    left out of the checkpoint); feed them to ``digest`` and yield the rest. ``mismatch()`` raises if not."""
+    got: list[pa.RecordBatch] = []
+    have, verified = 0, n == 0
+    for b in batches:
+        for part in b.to_batches() if isinstance(b, pa.Table) else [b]:
+            if have < n:
+                take = min(n - have, part.num_rows)
+                got.append(part.slice(0, take))
+                have += take
+                part = part.slice(take)
+            if have == n and not verified:
+                mine = pa.Table.from_batches(got)
+                rows = table.count_rows()
+                tail = table.take_offsets(list(range(rows - n, rows))).select([src]).to_arrow()
+                if tail.num_rows != n or _row_keys(conv(tail[src])) != _row_keys(conv(mine[src])):
+                    mismatch()
+                digest.update(mine)
+                verified = True
+            if part.num_rows:
+                yield part
+    if not verified:
+        mismatch()
 
 
 class _TableLock:
@@ -560,7 +614,10 @@ class _SeenIds:
                 seen_here.add(v)
             u = None
         if dup:
-            dup = sorted(set(dup), key=repr)
+            try:
+                dup = sorted(set(dup))
+            except TypeError:  # ids of mixed types
+                dup = sorted(set(dup), key=repr)
             first = next(start + i for i, v in enumerate(vals) if v in set(dup))
             raise IngestError(
                 f"the source has duplicate ids in id_column {name!r}: {_show_ids(dup)} (first repeat in the chunk from "
@@ -759,8 +816,9 @@ def ingest(
         if id_column is not None:
             _check_table_ids(table, id_column)
 
-    digest = _SourceDigest(src, sample_converter(func.encoder))
-    skip = 0
+    conv = sample_converter(func.encoder)
+    digest = _SourceDigest(src, conv, legacy=state is not None and "digest_rule" not in state)
+    skip = unrecorded = 0
     checks: dict[int, str] = {}
     new_checkpoint = state is None
     if state is not None:
@@ -788,7 +846,7 @@ def ingest(
                 "file for a new source (or delete this one to start over)."
             )
         if id_column is None:
-            skip = _resume_point(state, rows_now, version_now, table is not None, chunk_size, where)
+            skip, unrecorded = _resume_point(state, rows_now, version_now, table is not None, chunk_size, where)
         elif table is None and skip:
             raise HashplugError(
                 f"{where} records {skip} rows committed to table {state['table']}, which does not exist any more "
@@ -807,12 +865,15 @@ def ingest(
             "finished": False,
             "table_version": version_now,
             "table_rows": rows_now,
+            "digest_rule": "row",
         }
+
+    recorded = skip
 
     def mismatch(rows: int, got: str | None, want: str | None) -> None:
         if got is None:
             raise HashplugError(
-                f"checkpoint {str(ckpt_path)!r} records {skip} rows of its source committed, but this source "
+                f"checkpoint {str(ckpt_path)!r} records {recorded} rows of its source committed, but this source "
                 f"({desc}) ended after {rows}: it is not the source the checkpoint was written for. Use a new "
                 "checkpoint file for a new source (or delete this one to start over)."
             )
@@ -827,7 +888,18 @@ def ingest(
         for t in chunks:
             yield from t.to_batches()
 
+    def foreign() -> None:
+        raise HashplugError(
+            f"checkpoint {str(ckpt_path)!r} records {recorded} rows of its source committed, and the table's last commit "
+            f"added {unrecorded} rows that are not the source's next rows: another writer changed the table, so the "
+            "rows of this source it holds cannot be known. Nothing was written. Rerun with id_column= (an upsert "
+            "by id never duplicates rows), or delete the checkpoint and ingest the rows that are missing."
+        )
+
     rest = _skip_verified(all_batches(), skip, checks, digest, mismatch)
+    if unrecorded:
+        rest = _verify_tail(rest, unrecorded, table, src, conv, digest, foreign)
+        skip += unrecorded
     stream = _rechunk(rest, chunk_size, 0)
     if ckpt_path is not None and new_checkpoint:
         _start_checkpoint(ckpt_path, state)  # before the first commit: a kill at any point is recoverable
