@@ -160,9 +160,8 @@ def test_resume_of_a_stream_whose_batches_differ_from_the_chunks(model, tmp_path
         ({"version": 2}, r"not a valid hashplug ingest checkpoint \('source' missing"),
         ("drop-digest", r"'digest' missing"),
         ("bad-rows", r"'rows_done' is -5"),
-        ([1, 2], r"not a hashplug ingest checkpoint of version 2"),
     ],
-    ids=["json-not-a-checkpoint", "no-digest", "negative-rows", "a-list"],
+    ids=["json-not-a-checkpoint", "no-digest", "negative-rows"],
 )
 def test_a_file_that_is_not_a_checkpoint_is_named_so(model, tmp_path, content, match):
     """Before: a checkpoint without "digest" raised KeyError: 'digest'; {"version": 2} was reported as a model
