@@ -116,7 +116,15 @@ def iter_source(
             raise HashplugError(f"no parquet file or folder at {str(p)!r}.")
         if not files:
             raise HashplugError(f"no .parquet files under {str(p)!r}.")
-        total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        total = 0
+        for f in files:
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise HashplugError(
+                    f"{str(f)!r} is not a readable parquet file ({exc}); pass a parquet file or folder, an .npy/.npz "
+                    "array (CLI), or an array / Arrow table (API)."
+                ) from None
 
         def read() -> Iterator[pa.RecordBatch]:
             for f in files:
@@ -901,8 +909,6 @@ def ingest(
         rest = _verify_tail(rest, unrecorded, table, src, conv, digest, foreign)
         skip += unrecorded
     stream = _rechunk(rest, chunk_size, 0)
-    if ckpt_path is not None and new_checkpoint:
-        _start_checkpoint(ckpt_path, state)  # before the first commit: a kill at any point is recoverable
     lock = _TableLock(identity["uri"]) if id_column is not None else None
     seen = _SeenIds(id_column) if id_column is not None else None
     bar = None
@@ -936,6 +942,10 @@ def ingest(
             )
             if seen is not None:
                 seen.check(enc[id_column], start, start)
+            if ckpt_path is not None and new_checkpoint and not n_chunks:
+                # before the first commit (and after the first chunk is known good, so a bad input writes
+                # nothing): a kill at any later point is recovered exactly by a rerun
+                _start_checkpoint(ckpt_path, state)
             table = _commit(table, enc, db_path, name, func, src, col, id_column, lock)
             digest.update(chunk)
             written += chunk.num_rows

@@ -22,8 +22,10 @@ __all__ = ["COMMANDS"]
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..integrations.ingest import ingest
+    from ..integrations.ingest import _check_checkpoint_path, ingest
 
+    if args.checkpoint is not None:
+        _check_checkpoint_path(args.checkpoint)  # before anything else looks at the table
     source: Any = args.source
     columns = None
     if args.source.endswith((".npy", ".npz")):
@@ -48,7 +50,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         chunk_size=args.chunk_size,
         checkpoint=args.checkpoint,
-        progress=True,
+        progress=sys.stderr.isatty(),  # a bar in a log file is noise, and an error stays one line
     )
     dt = time.perf_counter() - t0
     print(f"ingested {res.rows_written} rows ({res.rows_skipped} skipped by resume) in {res.chunks} commits, "
