@@ -327,6 +327,14 @@ def _new_table_identity(db_path: Path, name: str) -> dict[str, Any]:
     return {"name": name, "uri": f"{uri.rstrip('/')}/{name}.lance"}
 
 
+def _identity_key(identity: dict[str, Any]) -> tuple[Any, Any]:
+    """A table identity for comparison: the same table reached by ``a/../a/db`` or ``./db`` is the same."""
+    uri = identity.get("uri")
+    if uri and "://" not in uri:
+        uri = os.path.normpath(uri)
+    return identity.get("name"), uri
+
+
 def _check_checkpoint_path(checkpoint: Any) -> Path:
     """``checkpoint`` as a Path whose folder exists and is writable; refused before anything is written."""
     path = check_path(checkpoint, "checkpoint (the path of a JSON file)", "hashplug.ingest")
@@ -836,7 +844,7 @@ def ingest(
                 f"{where} was written with model sha256 {state['model_sha256']}, but the "
                 f"table's model is {func.encoder.file_sha256}; delete the checkpoint to start over."
             )
-        if state["table"] != identity:
+        if _identity_key(state["table"]) != _identity_key(identity):
             raise HashplugError(
                 f"{where} belongs to table {state['table']}, not to {identity}; "
                 "use one checkpoint file per table and source (or delete it to start over)."
