@@ -45,6 +45,10 @@ def _vectors_to_arrow(X: np.ndarray) -> pa.Array:
     X = np.ascontiguousarray(X)
     if X.ndim < 2:
         raise HashplugError(f"vectors must be an array of shape (n, d) or (n, *shape); got shape {X.shape}.")
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating) or X.dtype == np.bool_):
+        raise HashplugError(
+            f"vectors must be real numbers; got dtype {X.dtype}. Convert them with np.asarray(x, dtype=np.float32)."
+        )
     arr: pa.Array = pa.array(X.reshape(-1))
     for s in reversed(X.shape[1:]):
         arr = pa.FixedSizeListArray.from_arrays(arr, int(s))
@@ -64,12 +68,29 @@ def iter_source(
     name to arrays, a ``pyarrow.Table``, ``RecordBatchReader`` or iterable of ``RecordBatch``, a pandas
     DataFrame, or the path of a parquet file or folder of parquet files (read in sorted file order).
     """
+    if columns is not None and not isinstance(columns, Mapping):
+        raise HashplugTypeError(
+            f"columns must be a mapping of column name to values (e.g. {{'id': ids}}); got {type(columns).__name__}."
+        )
+    if columns and not isinstance(source, np.ndarray):
+        raise HashplugError(
+            f"columns= is for an ndarray source; this {type(source).__name__} source carries its columns itself."
+        )
     if isinstance(source, np.ndarray):
         cols = {source_column: _vectors_to_arrow(source)}
         for name, vals in (columns or {}).items():
-            cols[name] = (
-                pa.array(np.asarray(vals)) if not isinstance(vals, (pa.Array, pa.ChunkedArray)) else vals
-            )
+            if isinstance(vals, (pa.Array, pa.ChunkedArray)):
+                cols[name] = vals
+                continue
+            v = np.asarray(vals)
+            if v.ndim != 1:
+                raise HashplugError(
+                    f"columns[{name!r}] must be one value per row (a 1-D array or list); got shape {v.shape}."
+                )
+            try:
+                cols[name] = pa.array(v)
+            except (pa.ArrowException, ValueError, TypeError) as exc:
+                raise HashplugError(f"columns[{name!r}] cannot be stored in a table column: {exc}.") from None
         lens = {k: len(v) for k, v in cols.items()}
         if len(set(lens.values())) > 1:
             raise HashplugError(f"columns have different lengths: {lens}.")
@@ -80,7 +101,11 @@ def iter_source(
             k: (_vectors_to_arrow(np.asarray(v)) if isinstance(v, np.ndarray) and v.ndim >= 2 else v)
             for k, v in source.items()
         }
-        source = pa.table(cols)
+        try:
+            source = pa.table(cols)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            lens = {k: len(v) if hasattr(v, "__len__") else None for k, v in cols.items()}
+            raise HashplugError(f"the mapping's columns do not make a table (lengths {lens}): {exc}.") from None
         desc = "mapping"
     elif isinstance(source, list) and source and all(isinstance(r, Mapping) or hasattr(r, "model_dump") for r in source):
         rows = [r if isinstance(r, Mapping) else r.model_dump() for r in source]  # dicts or LanceModel rows
@@ -92,15 +117,22 @@ def iter_source(
         df = source
         vec = {}
         if source_column in df.columns:
-            vec[source_column] = (
-                _vectors_to_arrow(
-                    np.stack([np.asarray(v, dtype=np.float32) for v in df[source_column].to_numpy()])
-                )
-                if len(df)
-                else pa.array([], type=pa.list_(pa.float32()))
-            )
+            if len(df):
+                try:
+                    stacked = np.stack([np.asarray(v, dtype=np.float32) for v in df[source_column].to_numpy()])
+                except (ValueError, TypeError) as exc:
+                    raise HashplugError(
+                        f"the DataFrame's column {source_column!r} must hold one numeric vector of the same length "
+                        f"per row: {exc}."
+                    ) from None
+                vec[source_column] = _vectors_to_arrow(stacked)
+            else:
+                vec[source_column] = pa.array([], type=pa.list_(pa.float32()))
             df = df.drop(columns=[source_column])
-        t = pa.Table.from_pandas(df, preserve_index=False)
+        try:
+            t = pa.Table.from_pandas(df, preserve_index=False)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise HashplugError(f"the DataFrame's columns cannot be stored in a table: {exc}.") from None
         for k, v in vec.items():
             t = t.append_column(k, v)
         source, desc = t, "DataFrame"
@@ -152,8 +184,13 @@ def _rechunk(batches: Iterator[pa.RecordBatch], size: int, skip: int) -> Iterato
     for b in batches:
         if isinstance(b, pa.Table):
             parts = b.to_batches()
-        else:
+        elif isinstance(b, pa.RecordBatch):
             parts = [b]
+        else:
+            raise HashplugTypeError(
+                f"an iterable source must yield pyarrow RecordBatches (or Tables); got a {type(b).__name__}. Pass "
+                "an ndarray, a list of dicts or a pyarrow Table for in-memory rows."
+            )
         for part in parts:
             if skip:
                 if part.num_rows <= skip:
@@ -776,7 +813,7 @@ def ingest(
     layout = _layout_arg(layout, code, "hashplug.ingest")
     if layout is not None:
         layout = normalize_layout(layout, owner="hashplug.ingest")
-    chunk_size = check_int_param(chunk_size, "chunk_size", "hashplug.ingest", 1)
+    chunk_size = check_int_param(chunk_size, "chunk_size", "hashplug.ingest", 1, _ONE_COMMIT)
     for arg, val in (("source_column", source_column), ("code_column", code_column)):
         if not isinstance(val, str) or not val:
             raise HashplugTypeError(f"hashplug.ingest: {arg} must be a non-empty str (a column name); got {val!r:.60}.")
@@ -827,6 +864,17 @@ def ingest(
         )
     if id_column is not None and id_column not in first.column_names:
         raise HashplugError(f"id_column {id_column!r} is not in the source columns {first.column_names}.")
+    if id_column is not None:
+        t = first.schema.field(id_column).type
+        if not (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise HashplugError(
+                f"id_column {id_column!r} has type {t}; ids must be integers or strings (one per row)."
+            )
+    if layout is not None and table is not None and func.layout != layout:
+        raise ModelMismatchError(
+            f"layout={layout!r}, but table {getattr(table, 'name', '?')!r} stores {func.layout!r} codes in column "
+            f"{col!r}; layout= applies to a new table only (drop it, or ingest into a new table)."
+        )
     if table is not None:
         _check_columns(table, first, src, col)
         if id_column is not None:
