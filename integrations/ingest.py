@@ -3,9 +3,13 @@
 :func:`ingest`
     Load numpy arrays, pyarrow Tables / readers, parquet files or folders, pandas DataFrames or lists of
     dicts into a hashplug table in chunks. Each chunk is one atomic ``table.add`` (or ``merge_insert`` on an
-    id column), and an optional JSON checkpoint records the table and a fingerprint of the source rows
-    committed, so rerunning the same call after a crash resumes where it stopped (nothing committed is lost,
-    nothing is added twice) and a checkpoint is never applied to another source or table.
+    id column), and an optional JSON checkpoint records the table (rows and version) and a fingerprint of the
+    source rows committed. It is written before the first commit and after each one, so rerunning the same
+    call after a crash or SIGKILL at any point resumes where it stopped (nothing committed is lost, nothing is
+    added twice); a checkpoint is never applied to another source or table, and rows another writer committed
+    are never taken for this run's own. A new table is created by the commit of its first chunk. With an id
+    column, each chunk's ``merge_insert`` holds a per-table ``flock`` and merges against the latest version,
+    so concurrent jobs on one machine leave each id once.
 :func:`add`
     ``table.add`` with hashplug's checks and error types, in one commit.
 
