@@ -128,7 +128,10 @@ def test_search_valid_query_still_searches(served, capsys):
     argv = ["search", "--db", served["db"], "--table", "items", "--query", str(q.tolist()), "--columns", "id"]
     code, out, err = run_cli(argv, capsys)
     assert code == 0, err
-    assert '"query": 0' in out and '"id": 3' in out
+    from hashplug.cli.serve import file_row_ids  # the ids hashplug ingest gives a .npy's rows
+
+    row3 = int(file_row_ids(str(served["vectors"]), N_ROWS)[3])
+    assert '"query": 0' in out and f'"id": {row3}' in out
 
 
 # ---------------------------------------------------------------------------- 3. search --row

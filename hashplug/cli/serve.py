@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,10 @@ __all__ = ["COMMANDS"]
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..integrations.ingest import ingest
+    from ..integrations.ingest import _check_checkpoint_path, ingest
 
+    if args.checkpoint is not None:
+        _check_checkpoint_path(args.checkpoint)  # before anything else looks at the table
     source: Any = args.source
     columns = None
     _check_scale(args, args.source.endswith((".npy", ".npz")))
@@ -31,9 +34,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
         X, y = load_array(args.source)
         source = np.asarray(X, dtype=np.float32) / np.float32(args.scale or 1.0)
-        columns = {"id": np.arange(len(source), dtype=np.int64)}
+        columns = {"id": file_row_ids(args.source, len(source))}
         if y is not None:
             columns["label"] = np.asarray(y)
+        if args.id_column is None and (args.checkpoint is None or not Path(args.checkpoint).exists()):
+            _refuse_rerun(args, columns["id"])
     t0 = time.perf_counter()
     res = ingest(
         args.db,
@@ -46,7 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         chunk_size=args.chunk_size,
         checkpoint=args.checkpoint,
-        progress=True,
+        progress=sys.stderr.isatty(),  # a bar in a log file is noise, and an error stays one line
     )
     dt = time.perf_counter() - t0
     print(f"ingested {res.rows_written} rows ({res.rows_skipped} skipped by resume) in {res.chunks} commits, "
@@ -57,6 +62,49 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         create_index(res.table)
         print("index built")
     return 0
+
+
+#: Rows per file the generated ids can number (the low 32 bits of an id).
+_ROWS_PER_FILE = 1 << 32
+
+
+def file_row_ids(path: str, n: int) -> np.ndarray:
+    """The ids ``hashplug ingest`` gives the rows of a .npy/.npz file: ``tag * 2**32 + row``.
+
+    ``tag`` is the first 31 bits of the file's sha256, so the ids are non-negative int64, unique within a file
+    (up to 2**32 rows), the same for the same bytes under any name (a rerun is recognised), and different files
+    share none unless their 31-bit tags coincide (probability 2**-31 per pair of files).
+    """
+    from .._files import file_sha256
+
+    if n >= _ROWS_PER_FILE:
+        raise HashplugError(f"{path!r} has {n} rows; hashplug ingest numbers at most {_ROWS_PER_FILE - 1} per file.")
+    tag = int(file_sha256(path)[:8], 16) & 0x7FFFFFFF
+    return np.int64(tag) * np.int64(_ROWS_PER_FILE) + np.arange(n, dtype=np.int64)
+
+
+def _refuse_rerun(args: argparse.Namespace, ids: np.ndarray) -> None:
+    """Refuse a plain (append) rerun of a file whose generated ids are already in the table (it would double
+    every row); resuming needs the checkpoint, and ``--id-column id`` upserts."""
+    db = Path(args.db)
+    if not ids.size or not db.is_dir():
+        return
+    import lancedb
+
+    try:
+        tbl = lancedb.connect(str(db)).open_table(args.table)
+    except (ValueError, FileNotFoundError):
+        return
+    if "id" not in tbl.schema.names:
+        return
+    lo, hi = int(ids[0]), int(ids[-1])
+    hit = tbl.search().where(f"id >= {lo} AND id <= {hi}").select(["id"]).limit(1).to_arrow()
+    if hit.num_rows:
+        raise HashplugError(
+            f"{args.source!r} (ids {lo}..{hi}, from its sha256) is already in table {args.table!r} (id "
+            f"{hit['id'][0].as_py()}); appending it again would double its rows. Resume an interrupted run with "
+            "its --checkpoint, or pass --id-column id to upsert (rows already there are updated, never doubled)."
+        )
 
 
 def _parse_query(text: str) -> np.ndarray:
@@ -184,7 +232,14 @@ def _layout_option(args: argparse.Namespace) -> str | None:
 
 def _add_ingest(sub: Any) -> None:
     """``hashplug ingest``."""
-    i = sub.add_parser("ingest", help="encode and load vectors into a LanceDB table (resumable)")
+    i = sub.add_parser(
+        "ingest", help="encode and load vectors into a LanceDB table (resumable)",
+        description="Encode and load vectors into a LanceDB table. A .npy/.npz source gets an int64 'id' column: "
+        "the first 31 bits of the file's sha256 times 2**32 plus the row number (unique within a file, stable "
+        "under renaming, distinct across files unless two 31-bit tags coincide), and its labels, if any, as "
+        "'label'. Appending a file whose ids are already in the table is refused (it would double the rows): "
+        "resume with --checkpoint, or upsert with --id-column id.",
+    )
     i.add_argument("source", help=".npy/.npz array, parquet file or folder")
     i.add_argument("--db", required=True, help="LanceDB folder")
     i.add_argument("--table", required=True)
@@ -195,9 +250,16 @@ def _add_ingest(sub: Any) -> None:
     )
     i.add_argument("--code", choices=["dense", "sparse"], default=None, help="deprecated 0.1.0 name of --layout")
     i.add_argument("--source-column", default="vector")
-    i.add_argument("--id-column", default=None, help="merge_insert on this column (safe retries)")
+    i.add_argument(
+        "--id-column", default=None,
+        help="upsert (merge_insert) on this column: a rerun updates rows, never doubles them; concurrent "
+        "ingests on one machine are serialised per chunk by a lock file beside the table",
+    )
     i.add_argument("--chunk-size", type=int, default=65536)
-    i.add_argument("--checkpoint", default=None, help="JSON checkpoint for resuming")
+    i.add_argument(
+        "--checkpoint", default=None,
+        help="JSON checkpoint (its folder must exist): rerun the same command after a crash to resume exactly",
+    )
     i.add_argument("--scale", type=float, default=None,
                    help="divide a .npy/.npz source by this (> 0); refused for a model that already scales")
     i.add_argument("--index", action="store_true", help="build the index afterwards")
