@@ -311,3 +311,103 @@ def test_threads_search_while_another_adds_and_deletes(tmp_path, digits, layout)
         else:
             assert_exact(ids, dist, h, codes[r], 8)
     assert len({v for v, *_ in seen}) > 1  # the readers did see the table change
+
+
+# --------------------------------------------------------------------------------------------- state machine
+def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_path_factory, digits):
+    """A hypothesis state machine: adds, deletes, compaction, drop and re-create, build / refresh (saves),
+    reopening (a new process's view), searches and searches from threads while rows are added; every result
+    checked against brute force over the table at the version the search's snapshot covers."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+
+    X, _ = digits
+    root = tmp_path_factory.mktemp("machine")
+    path = model(root, X)
+    layouts = iter(["packed", "indices"] * 100)
+    paths = {"packed": path, "indices": model(root, X, "indices")}
+
+    class IndexMachine(RuleBasedStateMachine):
+        @initialize()
+        def create(self):
+            self.layout = next(layouts)
+            self.db = tmp_path_factory.mktemp("db")
+            self.next = 200
+            self.t = hashplug.ingest(self.db, X[:200], name="t", model=paths[self.layout], layout=self.layout,
+                                     progress=False).table
+            ix._CACHE.clear()
+
+        def _check(self, r):
+            idx = ix.open_index(self.t)
+            if idx is None:
+                return
+            h = at_version(self.t, idx.table_version)
+            code = query_code(self.t, X[r])
+            q = code.reshape(1, -1) if idx.layout == "packed" else [code]
+            ids, dist = ix.index_search(idx, self.t, q, 7)
+            assert_exact(ids[0], dist[0], h, code, 7)
+            assert len(idx) == h.count_rows()
+
+        @rule(n=st.integers(1, 80))
+        def add(self, n):
+            s = self.next % 1700
+            hashplug.add(self.t, {"vector": list(X[s : s + n])})
+            self.next += n
+
+        @rule(mod=st.integers(2, 9), rem=st.integers(0, 8))
+        def delete(self, mod, rem):
+            self.t.delete(f"_rowid % {mod} = {rem % mod}")
+
+        @rule()
+        def compact(self):
+            self.t.optimize()
+
+        @rule()
+        def drop_and_recreate(self):
+            lancedb.connect(str(self.db)).drop_table("t")
+            s = self.next % 1500
+            self.t = hashplug.ingest(self.db, X[s : s + 150], name="t", model=paths[self.layout],
+                                     layout=self.layout, progress=False).table
+
+        @rule()
+        def build(self):
+            hashplug.build_index(self.t)
+
+        @rule()
+        def refresh(self):
+            hashplug.refresh_index(self.t)
+
+        @rule()
+        def reopen(self):
+            ix._CACHE.clear()
+            self.t = lancedb.connect(str(self.db)).open_table("t")
+
+        @rule(r=st.integers(0, 1796))
+        def search(self, r):
+            self._check(r)
+
+        @rule(r=st.integers(0, 1796))
+        def search_from_threads_while_adding(self, r):
+            errors: list[BaseException] = []
+
+            def one(k):
+                try:
+                    for j in range(3):
+                        self._check((r + 97 * k + j) % 1797)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
+            for th in threads:
+                th.start()
+            self.add(20)
+            for th in threads:
+                th.join(60)
+            assert not errors, errors
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rebuilds after drop / re-create are expected
+        run_state_machine_as_test(IndexMachine, settings=settings(
+            max_examples=6, stateful_step_count=10, deadline=None,
+            suppress_health_check=list(HealthCheck)))
