@@ -35,9 +35,8 @@ import os, signal, sys
 import numpy as np
 import hashplug
 from hashplug.integrations import index as ix
-from sklearn.datasets import load_digits
 db, point = sys.argv[1], sys.argv[2]
-X = (load_digits().data / 16.0).astype(np.float32)
+X = np.load(os.path.join(os.path.dirname(db), "X.npy"))
 import lancedb
 t = lancedb.connect(db).open_table("t")
 hashplug.add(t, {"vector": list(X[900:1000])})
@@ -83,6 +82,7 @@ def test_sigkill_mid_save_or_catch_up_leaves_a_whole_index(tmp_path, digits, poi
     X, _ = digits
     path = model(tmp_path, X)
     db = tmp_path / "db"
+    np.save(tmp_path / "X.npy", X)  # the children's data (no sklearn import there)
     t = hashplug.ingest(db, X[:900], name="t", model=path, progress=False).table
     folder = hashplug.build_index(t).folder
     saved = _manifest(folder)
@@ -118,9 +118,8 @@ import lancedb
 import hashplug
 from hashplug.integrations import index as ix
 from hashplug.integrations.search import hamming_to_query, query_code
-from sklearn.datasets import load_digits
 db, stop = sys.argv[1], Path(sys.argv[2])
-X = (load_digits().data / 16.0).astype(np.float32)
+X = np.load(Path(db).parent / "X.npy")
 conn = lancedb.connect(db, read_consistency_interval=timedelta(0))
 t = conn.open_table("t")
 out = {"checked": 0, "errors": [], "versions": set()}
@@ -161,9 +160,8 @@ from pathlib import Path
 import numpy as np
 import lancedb
 import hashplug
-from sklearn.datasets import load_digits
 db, stop, ready = sys.argv[1], Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
-X = (load_digits().data / 16.0).astype(np.float32)
+X = np.load(Path(db).parent / "X.npy")
 t = lancedb.connect(db).open_table("t")
 import time
 while not all(p.exists() for p in ready):
@@ -183,6 +181,7 @@ def test_processes_search_exactly_while_another_process_writes_and_saves(tmp_pat
     X, _ = digits
     path = model(tmp_path, X)
     db = tmp_path / "db"
+    np.save(tmp_path / "X.npy", X)  # the children's data (no sklearn import there)
     t = hashplug.ingest(db, X[:900], name="t", model=path, progress=False).table
     hashplug.build_index(t)
     stop = tmp_path / "stop"
