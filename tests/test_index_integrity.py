@@ -325,18 +325,18 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
     X, _ = digits
     root = tmp_path_factory.mktemp("machine")
     path = model(root, X)
-    layouts = iter(["packed", "indices"] * 100)
     paths = {"packed": path, "indices": model(root, X, "indices")}
 
     class IndexMachine(RuleBasedStateMachine):
-        @initialize()
-        def create(self):
-            self.layout = next(layouts)
+        @initialize(layout=st.sampled_from(["packed", "indices"]))
+        def create(self, layout):
+            self.layout = layout
             self.db = tmp_path_factory.mktemp("db")
             self.next = 200
             self.t = hashplug.ingest(self.db, X[:200], name="t", model=paths[self.layout], layout=self.layout,
                                      progress=False).table
             ix._CACHE.clear()
+            hashplug.build_index(self.t)  # every run starts with a saved index to keep right
 
         def _check(self, r):
             idx = ix.open_index(self.t)
@@ -349,39 +349,50 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             assert_exact(ids[0], dist[0], h, code, 7)
             assert len(idx) == h.count_rows()
 
-        @rule(n=st.integers(1, 80))
-        def add(self, n):
+        def _add(self, n):
             s = self.next % 1700
             hashplug.add(self.t, {"vector": list(X[s : s + n])})
             self.next += n
 
-        @rule(mod=st.integers(2, 9), rem=st.integers(0, 8))
-        def delete(self, mod, rem):
+        @rule(n=st.integers(1, 80), r=st.integers(0, 1796))
+        def add(self, n, r):
+            self._add(n)
+            self._check(r)
+
+        @rule(mod=st.integers(2, 9), rem=st.integers(0, 8), r=st.integers(0, 1796))
+        def delete(self, mod, rem, r):
             self.t.delete(f"_rowid % {mod} = {rem % mod}")
+            self._check(r)
 
-        @rule()
-        def compact(self):
+        @rule(r=st.integers(0, 1796))
+        def compact(self, r):
             self.t.optimize()
+            self._check(r)
 
-        @rule()
-        def drop_and_recreate(self):
+        @rule(r=st.integers(0, 1796))
+        def drop_and_recreate(self, r):
             lancedb.connect(str(self.db)).drop_table("t")
             s = self.next % 1500
+            self.next += 150
             self.t = hashplug.ingest(self.db, X[s : s + 150], name="t", model=paths[self.layout],
                                      layout=self.layout, progress=False).table
+            self._check(r)
 
-        @rule()
-        def build(self):
+        @rule(r=st.integers(0, 1796))
+        def build(self, r):
             hashplug.build_index(self.t)
+            self._check(r)
 
-        @rule()
-        def refresh(self):
+        @rule(r=st.integers(0, 1796))
+        def refresh(self, r):
             hashplug.refresh_index(self.t)
+            self._check(r)
 
-        @rule()
-        def reopen(self):
+        @rule(r=st.integers(0, 1796))
+        def reopen(self, r):
             ix._CACHE.clear()
             self.t = lancedb.connect(str(self.db)).open_table("t")
+            self._check(r)
 
         @rule(r=st.integers(0, 1796))
         def search(self, r):
@@ -401,7 +412,7 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
             for th in threads:
                 th.start()
-            self.add(20)
+            self._add(20)
             for th in threads:
                 th.join(60)
             assert not errors, errors
@@ -409,5 +420,5 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rebuilds after drop / re-create are expected
         run_state_machine_as_test(IndexMachine, settings=settings(
-            max_examples=6, stateful_step_count=10, deadline=None,
+            max_examples=8, stateful_step_count=10, deadline=None,
             suppress_health_check=list(HealthCheck)))
