@@ -330,6 +330,8 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     another model file, and :class:`ModelFileError` when it holds another code layout or length.
     """
     threads = _check_args(threads, backend, "hashplug.open_index")
+    if not isinstance(update, bool):
+        raise HashplugError(f"update must be True or False; got {update!r}.")
     col, _, func = get_function(table, column)
     where = _index_folder(table, col, folder, "hashplug.open_index")
     if not (where / "index.json").is_file():
@@ -397,6 +399,8 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     (:class:`~hashplug.index.HammingIndex`), e.g. ``"mih"`` for short codes.
     """
     threads = _check_args(threads, backend, "hashplug.build_index")
+    if not isinstance(save, bool):
+        raise HashplugError(f"save must be True or False; got {save!r}.")
     if backend is None:
         backend = "auto"
     col, _, func = get_function(table, column)
@@ -483,7 +487,12 @@ def prefilter_positions(idx: HammingIndex, table: Any, where: str) -> np.ndarray
     if hit is not None:
         return hit
     h = _snapshot_handle(idx, table)
-    allowed = h.search().where(where).with_row_id(True).select([]).limit(None).to_arrow()["_rowid"]
+    try:
+        allowed = h.search().where(where).with_row_id(True).select([]).limit(None).to_arrow()["_rowid"]
+    except Exception as exc:  # noqa: BLE001 - LanceDB's SQL errors come as several types
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise HashplugError(f"the where filter {where!r} failed in LanceDB ({msg}); give an SQL condition on the "
+                            f"table's columns.") from None
     pos = idx.positions_of(allowed.to_numpy().astype(np.int64))
     for old in [k for k in list(cache) if k[0] != version]:
         cache.pop(old, None)

@@ -187,8 +187,8 @@ class HammingIndex:
         if backend not in BACKENDS:
             raise HashplugError(f"backend must be one of {list(BACKENDS)}; got {backend!r}.")
         self.backend = backend
-        if int(m) < 1:
-            raise HashplugError(f"m must be >= 1; got {m}.")
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or int(m) < 1:
+            raise HashplugError(f"m must be an int >= 1 (the code length in bits); got {m!r}.")
         self.layout = layout
         self.m = int(m)
         self.threads = int(threads)
@@ -536,6 +536,9 @@ class HammingIndex:
             meta = json.loads((Path(folder) / "index.json").read_text())
         except FileNotFoundError:
             raise ModelFileError(f"{where!r} holds no hashplug index (index.json missing); build one first.") from None
+        except NotADirectoryError:
+            raise ModelFileError(f"{where!r} is not a folder (a file, or a path through one); give the index "
+                                 "folder.") from None
         except IsADirectoryError:
             raise ModelFileError(f"{where!r}: index.json is a folder, not a hashplug index manifest; rebuild the "
                                  "index.") from None
@@ -627,6 +630,11 @@ class HammingIndex:
                 raise ModelFileError(f"{where!r}: the codes in {meta['arrays_file']} are not uint64 words of shape "
                                      f"({len(idx)}, {-(-idx.m // 64)}); rebuild the index.")
             idx._words = np.ascontiguousarray(words)
+            nb = -(-idx.m // 8)
+            tail = idx._words.view(np.uint8).reshape(len(idx), -1)
+            if len(idx) and (np.any(tail[:, nb:]) or (idx.m % 8 and np.any(tail[:, nb - 1] & np.uint8((1 << (8 - idx.m % 8)) - 1)))):
+                raise ModelFileError(f"{where!r}: the codes in {meta['arrays_file']} set bits past m={idx.m}: codes "
+                                     "of another length; rebuild the index.")
         elif "offsets" in arrays:  # indexes saved before the postings-only layout: CSR codes
             try:
                 idx._pending = [(arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32))]
