@@ -34,7 +34,7 @@ def world(tmp_path_factory):
     w = make_world(tmp_path_factory.mktemp("world"))
     outside = tmp_path_factory.mktemp("index-props")  # torn and foreign folders, outside the world's root
     src = ix.default_index_folder(w.t, "code")
-    name = HammingIndex.read_manifest(src)["arrays_file"]
+    name = json.loads((src / "index.json").read_text()).get("arrays_file", "index.npz")
 
     def tear(label, fn):
         folder = outside / label
