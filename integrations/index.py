@@ -259,6 +259,16 @@ class _Entry:
 
     idx: HammingIndex
     sig: tuple[Any, ...] | None
+    disk: tuple[int, int, int] | None = None  # index.json's (inode, mtime_ns, size) when published
+
+
+def _disk_sig(where: Path) -> tuple[int, int, int] | None:
+    """Identity of the saved manifest (None when there is none): a save by anyone replaces it."""
+    try:
+        st = (where / "index.json").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 #: Snapshots by resolved index folder; replaced whole (copy-on-write), never changed in place.
@@ -276,9 +286,10 @@ def _fits(idx: HammingIndex, func: Any) -> bool:
     return idx.model_sha256 == func.file_sha256 and (idx.layout, idx.m) == (func.layout, int(func.m))
 
 
-def _current(entry: _Entry | None, table: Any, version: int, func: Any) -> bool:
-    """Is the cached snapshot the table's state at ``version``? (one stat of a manifest file, local tables)"""
-    if entry is None or entry.idx.table_version != version or not _fits(entry.idx, func):
+def _current(entry: _Entry | None, table: Any, version: int, func: Any, disk: Any) -> bool:
+    """Is the cached snapshot the table's state at ``version``, with the saved index unchanged since? (a stat of
+    the table's manifest file, local tables)"""
+    if entry is None or entry.idx.table_version != version or not _fits(entry.idx, func) or entry.disk != disk:
         return False
     if entry.sig is not None:
         return _manifest_sig(table, version) == entry.sig
@@ -334,7 +345,8 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
         raise HashplugError(f"update must be True or False; got {update!r}.")
     col, _, func = get_function(table, column)
     where = _index_folder(table, col, folder, "hashplug.open_index")
-    if not (where / "index.json").is_file():
+    disk = _disk_sig(where)
+    if disk is None or not (where / "index.json").is_file():
         return None
     version = int(table.version)
     if not update:
@@ -346,12 +358,13 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
         return idx
     key = str(where.resolve())
     entry = _CACHE.get(key)
-    if not _current(entry, table, version, func):
+    if not _current(entry, table, version, func, disk):
         with _thread_lock(key):  # one catch-up per folder at a time; the others then take its snapshot
             entry = _CACHE.get(key)
-            if not _current(entry, table, version, func):
-                entry = _Entry(_snapshot(entry, table, col, func, where, version, threads),
-                               _manifest_sig(table, version))
+            disk = _disk_sig(where)
+            if not _current(entry, table, version, func, disk):
+                entry = _Entry(_snapshot(entry, table, col, func, where, version, threads, disk),
+                               _manifest_sig(table, version), disk)
                 _CACHE[key] = entry
     idx = entry.idx
     if backend is not None:
@@ -359,13 +372,17 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     return idx
 
 
-def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path, version: int, threads: int
-              ) -> HammingIndex:
-    """The table's index at ``version``: the cached or saved one caught up on a copy, or rebuilt."""
-    base, problem = None, None
-    if entry is not None and _fits(entry.idx, func) and _lineage_problem(table, entry.idx.binding) is None:
-        base = entry.idx
-    if base is None:
+def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path, version: int, threads: int,
+              disk: Any) -> HammingIndex:
+    """The table's index at ``version``: the saved one (when saved anew since) or the cached one, caught up on a
+    copy; or rebuilt."""
+    base, problem, loaded = None, None, False
+    if entry is None or entry.disk != disk:  # saved by someone since: it may be newer, or of another model
+        base, problem = _load_checked(where, table, func, threads)
+        loaded = True
+    if base is None and entry is not None and _fits(entry.idx, func) and _lineage_problem(table, entry.idx.binding) is None:
+        base, problem = entry.idx, None
+    if base is None and not loaded:
         base, problem = _load_checked(where, table, func, threads)
     idx = None
     if base is not None:
@@ -413,7 +430,9 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     if save:
         with folder_lock(where):
             idx._save_locked(where)
-        _CACHE[str(where.resolve())] = _Entry(idx, _manifest_sig(table, idx.table_version))
+        # the shared snapshot is a copy: changing the returned index never changes other threads' searches
+        _CACHE[str(where.resolve())] = _Entry(_published(idx), _manifest_sig(table, idx.table_version),
+                                              _disk_sig(where))
     return idx
 
 
@@ -454,8 +473,15 @@ def refresh_index(table: Any, *, column: str | None = None, folder: str | Path |
             newer = False
         if not newer:
             idx._save_locked(where)
-        _CACHE[str(where.resolve())] = _Entry(idx, _manifest_sig(table, idx.table_version))
+        _CACHE[str(where.resolve())] = _Entry(_published(idx), _manifest_sig(table, idx.table_version),
+                                              _disk_sig(where))
     return idx
+
+
+def _published(idx: HammingIndex) -> HammingIndex:
+    out = idx.copy()
+    out.folder, out.column = idx.folder, idx.column  # type: ignore[attr-defined]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- search
