@@ -206,3 +206,51 @@ def test_processes_search_exactly_while_another_process_writes_and_saves(tmp_pat
         assert res["errors"] == [] and res["checked"] >= 5 and len(res["versions"]) >= 2, res
     final = HammingIndex.load(ix.default_index_folder(t, "code"))
     assert len(set(final.row_ids.tolist())) == len(final)
+
+
+_SAVER = r"""
+import sys, time
+from pathlib import Path
+import lancedb
+import hashplug
+db, go, ready = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+t = lancedb.connect(db).open_table("t")
+ready.write_text("1")
+while not go.exists():
+    time.sleep(0.01)
+for _ in range(6):
+    hashplug.build_index(t)
+"""
+
+
+def test_two_processes_saving_at_once_leave_one_whole_index(tmp_path, digits):
+    """Two processes rebuild and save the same index six times each, at the same moment, while this process
+    loads it over and over: every load succeeds and the folder ends with one manifest and the one arrays file
+    it names. Old code: both wrote index.npz.tmp, so one writer's replace found the other's file gone."""
+    X, _ = digits
+    path = model(tmp_path, X)
+    db = tmp_path / "db"
+    t = hashplug.ingest(db, X[:1500], name="t", model=path, progress=False).table
+    folder = hashplug.build_index(t).folder
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    savers = [subprocess.Popen([sys.executable, "-c", _SAVER, str(db), str(go), str(r)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env) for r in ready]
+    loads = 0
+    try:
+        while not all(r.exists() for r in ready) and all(p.poll() is None for p in savers):
+            HammingIndex.load(folder)  # (both start saving at the same moment)
+        go.write_text("go")
+        while any(p.poll() is None for p in savers):
+            assert len(HammingIndex.load(folder)) == 1500  # never torn, whatever the writers are doing
+            loads += 1
+        errs = [p.communicate(timeout=120)[1] for p in savers]
+    finally:
+        for p in savers:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in savers), [e[-1500:] for e in errs]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["index.json", "index.lock", _manifest(folder)["arrays_file"]]), names
+    assert len(HammingIndex.load(folder)) == 1500 and loads > 0
