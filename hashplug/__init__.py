@@ -41,6 +41,7 @@ _LAZY = {
     "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
     "build_index": ("hashplug.integrations.index", "build_index"),
     "open_index": ("hashplug.integrations.index", "open_index"),
+    "refresh_index": ("hashplug.integrations.index", "refresh_index"),
     "HammingReranker": ("hashplug.integrations.reranker", "HammingReranker"),
     "FloatRescoreReranker": ("hashplug.integrations.reranker", "FloatRescoreReranker"),
     "StaleTableWarning": ("hashplug.integrations.lancedb", "StaleTableWarning"),

@@ -326,7 +326,7 @@ def search(
 
         q_codes = code.reshape(1, -1) if func.layout == "packed" else [np.asarray(code, dtype=np.int64)]
         ids, dist = index_search(idx, table, q_codes, fetch, where=where)
-        res = rows_by_id(table, ids[0], None if sel is None else list(dict.fromkeys([*sel, col])))
+        res = rows_by_id(table, ids[0], None if sel is None else list(dict.fromkeys([*sel, col])), at=idx)
         res = res.append_column("_distance", pa.array(dist[0].astype(np.float32)))
         if "_rowid" in res.column_names and (sel is None or "_rowid" not in sel):
             res = res.drop_columns(["_rowid"])

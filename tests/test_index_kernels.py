@@ -249,9 +249,10 @@ def test_index_add_delete_search_equals_brute_force_by_row_id(layout, backend, t
     loaded = HammingIndex.load(idx.save(tmp_path / "ix"), backend=backend)
     assert (len(loaded), loaded.table_version, loaded.model_sha256) == (len(idx), 7, "ab" * 32)
     np.testing.assert_array_equal(loaded.search(Q, 25)[0], idx.search(Q, 25)[0])
-    raw = bytearray((tmp_path / "ix" / "index.npz").read_bytes())
+    arrays_file = tmp_path / "ix" / HammingIndex.read_manifest(tmp_path / "ix")["arrays_file"]
+    raw = bytearray(arrays_file.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
-    (tmp_path / "ix" / "index.npz").write_bytes(bytes(raw))
+    arrays_file.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="rebuild the index"):
         HammingIndex.load(tmp_path / "ix")
     with pytest.raises(ModelFileError, match="holds no hashplug index"):
@@ -346,6 +347,8 @@ def test_khot_index_saved_before_the_postings_layout_still_loads(tmp_path):
     np.savez(old / "index.npz", **arrays)
     meta = json.loads((folder / "index.json").read_text())
     meta["arrays_sha256"] = sha256_arrays(arrays)
+    meta["format"] = "hashplug-index/1"  # the first format: index.npz + index.json
+    del meta["arrays_file"], meta["arrays_bytes"], meta["table"]
     (old / "index.json").write_text(json.dumps(meta))
     q = [rows[3], rows[77]]
     a, b = HammingIndex.load(folder).search(q, 20), HammingIndex.load(old).search(q, 20)

@@ -67,8 +67,8 @@ def test_index_matches_brute_force_and_catches_up(tmp_path, digits, name, kind, 
         want_ids, want_d = _brute(table, "code", q, 15, where="label = 3")
         np.testing.assert_array_equal(got_d[0], want_d)
         np.testing.assert_array_equal(got_ids[0], want_ids)
-    again = open_index(table)  # saved after catching up: nothing left to do
-    assert not hasattr(again, "last_catch_up") and again.table_version == table.version
+    again = open_index(table)  # the caught-up snapshot is shared: nothing left to do, nothing re-read
+    assert again is idx2 and again.table_version == table.version
 
 
 def test_an_index_of_another_model_is_refused(tmp_path, digits):

@@ -5,16 +5,31 @@ consecutive ids, :class:`RowIdRuns`) in the
 form its kernel needs (dense: uint64 words; sparse: CSC postings, the rows of each unit, and row lengths) and answers
 ``search(query_codes, limit, allowed=None) -> (row_ids, distances)`` exactly as a brute-force scan in
 position order would, ties to the earlier position. ``add`` appends rows, ``delete`` drops rows by id (the
-survivors keep their relative order). ``save(folder)`` writes ``index.npz`` (arrays) + ``index.json``
-(layout, m, row count, the table version and model sha256 it covers, the arrays' sha256); ``load`` checks
-all of them. numpy only (the LanceDB side, which reads the table and catches up, is
-:mod:`hashplug.integrations.index`).
+survivors keep their relative order). An index is safe to share between threads: ``add`` / ``delete`` build
+new arrays and swap them in under a lock, and a search reads one consistent set of arrays (taken under the
+lock) and ranks outside it.
+
+``save(folder)`` is atomic as a whole: the arrays go to a file of their own under a unique name
+(``index-<token>.npz``), then the manifest ``index.json`` (layout, m, row count, the table version, binding
+and model sha256 it covers, the arrays file's name, size and sha256) is written under a unique temporary name
+and moved over the old one with ``os.replace``; files no manifest names are removed afterwards. Writers hold
+an inter-process lock (``fcntl.flock`` on ``index.lock`` in the folder), so two processes saving at once
+leave one whole index; a kill at any point leaves the old index or the new one. ``load`` checks all of it
+(and still reads ``hashplug-index/1`` folders: ``index.npz`` + ``index.json``). numpy only (the LanceDB side,
+which reads the table and catches up, is :mod:`hashplug.integrations.index`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import numbers
+import os
+import re
+import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +40,52 @@ from ..codes import unpack_bits
 from ..validation import HashplugError, ModelFileError
 from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
 
-__all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT"]
+__all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT", "folder_lock"]
 
-INDEX_FORMAT = "hashplug-index/1"
+#: The manifest format written today; ``hashplug-index/1`` (``index.npz`` + ``index.json``) is still read.
+INDEX_FORMAT = "hashplug-index/2"
+_READ_FORMATS = ("hashplug-index/1", INDEX_FORMAT)
+#: Names of the arrays files a manifest may name (one path component, written by :meth:`HammingIndex.save`).
+_ARRAYS_NAME = re.compile(r"index(-[0-9a-f]{32})?\.npz")
+#: Files a save owns in its folder: its arrays files, the legacy arrays file and temporary files of writers.
+_OWNED = re.compile(r"(index-[0-9a-f]{32}\.npz|index\.npz|index\.npz\.tmp|index\.json\.tmp|\.index-.*\.tmp)")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the inter-process write lock of an index folder (``fcntl.flock`` on ``<folder>/index.lock``).
+
+    Writers of one folder (``save``, ``build_index``, ``refresh_index``) take it, so two processes saving at
+    once run one after the other. Readers never need it: the manifest is replaced atomically. Where ``fcntl``
+    does not exist (Windows) only the atomic replace protects concurrent writers.
+    """
+    folder = Path(folder)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(folder / "index.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _check_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+        raise HashplugError(f"limit must be an int >= 1; got {limit!r}.")
+    if int(limit) < 1:
+        raise HashplugError(f"limit must be >= 1; got {limit}.")
+    return int(limit)
+
+
+def _check_int_ids(values: Any, what: str) -> np.ndarray:
+    a = np.asarray(values)
+    if a.size and a.dtype.kind not in "iu":
+        raise HashplugError(f"{what} must be integers; got dtype {a.dtype}.")
+    return a.astype(np.int64).reshape(-1)
 
 
 def _length_dtype(m: int) -> Any:
@@ -129,14 +187,16 @@ class HammingIndex:
         if backend not in BACKENDS:
             raise HashplugError(f"backend must be one of {list(BACKENDS)}; got {backend!r}.")
         self.backend = backend
-        if int(m) < 1:
-            raise HashplugError(f"m must be >= 1; got {m}.")
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or int(m) < 1:
+            raise HashplugError(f"m must be an int >= 1 (the code length in bits); got {m!r}.")
         self.layout = layout
         self.m = int(m)
         self.threads = int(threads)
         self._ids = RowIdRuns()
         self.table_version: int | None = None
         self.model_sha256: str | None = None
+        self.binding: dict[str, Any] | None = None  # the table state the index covers (set by the LanceDB side)
+        self._lock = threading.RLock()  # guards the swap of arrays (add / delete / merge), not the kernels
         self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
         # indices layout: CSC postings only (the rows of each unit, ascending positions) and each row's length;
         # rows added since the last search wait as CSR chunks and are merged in by the next one
@@ -146,6 +206,18 @@ class HammingIndex:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._zero: Any = None  # rows sharing no unit, in order: a range (uniform lengths) or an array
         self._change = 0  # bumped by add / delete: invalidates cached subsets
+
+    def copy(self) -> HammingIndex:
+        """A copy sharing the (never written in place) arrays: change it without disturbing searches of this one."""
+        with self._lock:
+            self._merge_pending()
+            out = object.__new__(type(self))
+            out.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_sub")
+                                 and k not in ("_prefilter_cache", "last_catch_up")})
+            out._pending = []
+            out._lock = threading.RLock()
+            out.binding = None if self.binding is None else dict(self.binding)
+            return out
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -167,7 +239,7 @@ class HammingIndex:
 
     # ------------------------------------------------------------------ contents
     def _check_ids(self, row_ids: Any, n: int) -> np.ndarray:
-        ids = np.asarray(row_ids, dtype=np.int64).reshape(-1)
+        ids = _check_int_ids(row_ids, "row ids")
         if ids.shape[0] != n:
             raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
         if np.unique(ids).size != ids.size or (len(self) and np.isin(ids, self.row_ids).any()):
@@ -176,20 +248,32 @@ class HammingIndex:
 
     def add(self, codes: Any, row_ids: Any) -> None:
         """Append rows: packed codes (n, ceil(m / 8)) uint8, or ``(offsets (n + 1,), values)`` for ``indices``."""
+        with self._lock:
+            self._add(codes, row_ids)
+
+    def _add(self, codes: Any, row_ids: Any) -> None:
         if self.layout == "packed":
             c = np.asarray(codes)
             nb = -(-self.m // 8)
             if c.dtype != np.uint8 or c.ndim != 2 or c.shape[1] != nb:
-                raise HashplugError(f"packed codes must be uint8 of shape (n, {nb}); got {c.dtype} {c.shape}.")
+                raise HashplugError(f"packed codes must be uint8 of shape (n, {nb}) for m={self.m}; got {c.dtype} "
+                                    f"{c.shape}.")
+            self._check_padding(c, "codes")
             ids = self._check_ids(row_ids, c.shape[0])
             self._words = np.concatenate([self._words, words_of(c)]) if len(self) else words_of(c).copy()
         else:
-            offsets, values = codes
-            offsets = np.asarray(offsets, dtype=np.int64)
-            values = np.asarray(values, dtype=np.int64)
+            if not isinstance(codes, (tuple, list)) or len(codes) != 2:
+                raise HashplugError("indices codes must be a pair (offsets (n + 1,), values) of int arrays; got "
+                                    f"{type(codes).__name__}.")
+            offsets = _check_int_ids(codes[0], "offsets")
+            values = _check_int_ids(codes[1], "active units")
             n = offsets.shape[0] - 1
+            if n < 0 or np.any(np.diff(offsets) < 0) or (offsets.size and (offsets[0] < 0 or offsets[-1] > values.size)):
+                raise HashplugError(f"offsets must be non-decreasing, start at >= 0 and end at <= {values.size} "
+                                    "(the number of values).")
             if values.size and (values.min() < 0 or values.max() >= self.m):
-                raise HashplugError(f"active units must lie in [0, m={self.m}).")
+                raise HashplugError(f"active units must lie in [0, m={self.m}); got values in [{values.min()}, "
+                                    f"{values.max()}].")
             ids = self._check_ids(row_ids, n)
             lens = np.diff(offsets)
             vals = values[offsets[0] : offsets[-1]]
@@ -199,16 +283,27 @@ class HammingIndex:
                 dup = vals.size > 0 and np.unique(np.repeat(np.arange(n), lens) * self.m + vals).size != vals.size
             if dup:
                 raise HashplugError("a row lists an active unit twice; give each row's units once.")
-            self._pending.append((offsets - offsets[0], vals.astype(np.int32)))
+            self._pending = [*self._pending, (offsets - offsets[0], vals.astype(np.int32))]
             self._lengths = np.concatenate([self._lengths, lens.astype(self._lengths.dtype)])
             self._zero = None
         self._change += 1
         self._ids = RowIdRuns(np.concatenate([self.row_ids, ids]))
 
+    def _check_padding(self, c: np.ndarray, what: str) -> None:
+        """Packed codes of m bits leave the last byte's low ``8 - m % 8`` bits zero (``np.packbits``)."""
+        if self.m % 8 and c.size and np.any(c[:, -1] & np.uint8((1 << (8 - self.m % 8)) - 1)):
+            raise HashplugError(f"{what} set bits past m={self.m} (the padding of the last byte); these are codes "
+                                "of another length: encode them with the model the index was built from.")
+
     def delete(self, row_ids: Any) -> int:
         """Drop the rows with these ids (ids not in the index are ignored); returns how many were dropped."""
+        gone_ids = _check_int_ids(row_ids, "row ids")
+        with self._lock:
+            return self._delete(gone_ids)
+
+    def _delete(self, gone_ids: np.ndarray) -> int:
         ids = self.row_ids  # materialised once from the runs
-        gone = np.isin(ids, np.asarray(row_ids, dtype=np.int64).reshape(-1))
+        gone = np.isin(ids, gone_ids)
         k = int(gone.sum())
         if not k:
             return 0
@@ -224,8 +319,11 @@ class HammingIndex:
 
     def _merge_pending(self) -> None:
         """Merge the rows added since the last search into the postings (each unit: old rows, then new)."""
-        if not self._pending:
-            return
+        with self._lock:
+            if self._pending:
+                self._merge_pending_locked()
+
+    def _merge_pending_locked(self) -> None:
         n_new = sum(o.shape[0] - 1 for o, _ in self._pending)
         base = self._lengths.shape[0] - n_new
         offs = [self._pending[0][0]]
@@ -265,7 +363,7 @@ class HammingIndex:
         return np.lexsort((np.arange(lengths.shape[0]), lengths))
 
     def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
-        self._merge_pending()
+        self._merge_pending()  # under the caller's lock
         if self._zero is None:  # kept until the rows change: the uniform-length check is O(n)
             self._zero = self._zero_order_of(self._lengths)
         return self._uo, self._rows, self._lengths, self._zero
@@ -314,89 +412,229 @@ class HammingIndex:
         distances : ndarray of shape (nq, min(limit, n)), dtype=int32
             Ascending distance, ties by position (the order rows were added).
         """
-        if int(limit) < 1:
-            raise HashplugError(f"limit must be >= 1; got {limit}.")
+        limit = _check_limit(limit)
         if allowed is not None and positions is not None:
             raise HashplugError("give allowed= (row ids) or positions=, not both.")
-        sub = None
-        if allowed is not None:
-            sub = self.positions_of(allowed)
-        elif positions is not None:
-            sub = np.asarray(positions, dtype=np.int64).reshape(-1)
-            if sub.size and (sub.min() < 0 or sub.max() >= len(self) or np.any(np.diff(sub) <= 0)):
-                raise HashplugError(f"positions must be ascending and in [0, {len(self)}).")
+        q, qs = self._check_queries(queries)
+        with self._lock:  # one consistent set of arrays; the ranking runs outside the lock
+            runs = self._ids
+            sub = None
+            if allowed is not None:
+                sub = self.positions_of(_check_int_ids(allowed, "allowed row ids"))
+            elif positions is not None:
+                sub = _check_int_ids(positions, "positions")
+                if sub.size and (sub.min() < 0 or sub.max() >= len(runs) or np.any(np.diff(sub) <= 0)):
+                    raise HashplugError(f"positions must be ascending and in [0, {len(runs)}).")
+            if self.layout == "packed":
+                words = self._words
+            elif sub is None:
+                postings = self._sparse_postings()
+            else:
+                postings = self._subset_postings(sub)
         if self.layout == "packed":
-            q = np.asarray(queries)
-            if q.dtype != np.uint8 or q.ndim != 2:
-                raise HashplugError(f"queries must be packed uint8 codes (nq, {-(-self.m // 8)}); got {q.dtype} {q.shape}.")
-            words = self._words if sub is None else self._words[sub]
+            words = words if sub is None else words[sub]
             backend = self.backend if sub is None or self.backend in ("numpy", "numba") else "auto"
             pos, dist = dense_topk(q, words, limit, threads=self.threads, backend=backend)
         else:
-            if isinstance(queries, np.ndarray) and queries.dtype == np.uint8 and queries.ndim == 2:
-                qs = [np.flatnonzero(r) for r in unpack_bits(queries, self.m)]
-            else:
-                qs = [np.unique(np.asarray(u, dtype=np.int64)) for u in queries]
-            if sub is None:
-                uo, rows, lengths, zero = self._sparse_postings()
-            else:
-                uo, rows, lengths, zero = self._subset_postings(sub)
+            uo, rows, lengths, zero = postings
             pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero)
-        return self._ids.take(pos if sub is None else sub[pos]), dist
+        return runs.take(pos if sub is None else sub[pos]), dist
+
+    def _check_queries(self, queries: Any) -> tuple[Any, Any]:
+        """(packed queries, None) for ``packed``; (None, unit lists) for ``indices``; refuses other code widths."""
+        nb = -(-self.m // 8)
+        if isinstance(queries, np.ndarray) and queries.dtype == np.uint8 and queries.ndim == 2 or self.layout == "packed":
+            q = np.asarray(queries)
+            if q.dtype != np.uint8 or q.ndim != 2 or q.shape[1] != nb:
+                raise HashplugError(f"queries must be packed uint8 codes of shape (nq, {nb}) for this index of m="
+                                    f"{self.m} bits; got {q.dtype} {q.shape}. Encode them with the model the "
+                                    "index was built from.")
+            self._check_padding(q, "queries")
+            if self.layout == "packed":
+                return q, None
+            return None, [np.flatnonzero(r) for r in unpack_bits(q, self.m)]
+        if isinstance(queries, (str, bytes)) or not hasattr(queries, "__iter__"):
+            raise HashplugError(f"queries of an indices index are a list of active-unit arrays (or packed uint8 "
+                                f"codes); got {type(queries).__name__}.")
+        qs = []
+        for u in queries:
+            a = np.asarray(u)
+            if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+                raise HashplugError(f"each query is a 1-d int array of active units in [0, {self.m}); got "
+                                    f"{a.dtype} of shape {a.shape}.")
+            a = np.unique(a.astype(np.int64))
+            if a.size and (a[0] < 0 or a[-1] >= self.m):
+                raise HashplugError(f"query units must lie in [0, m={self.m}); got {a[0] if a[0] < 0 else a[-1]}. "
+                                    "Encode the queries with the model the index was built from.")
+            qs.append(a)
+        return None, qs
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
-        if self.layout == "packed":
-            return {**self._ids.arrays(), "words": self._words}
-        self._merge_pending()
-        return {**self._ids.arrays(), "unit_offsets": self._uo, "postings": self._rows, "lengths": self._lengths}
+        with self._lock:
+            if self.layout == "packed":
+                return {**self._ids.arrays(), "words": self._words}
+            self._merge_pending()
+            return {**self._ids.arrays(), "unit_offsets": self._uo, "postings": self._rows, "lengths": self._lengths}
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``index.npz`` + ``index.json`` into ``folder`` (created); returns the folder."""
+        """Write the index into ``folder`` (created) atomically, under the folder's write lock; returns the folder.
+
+        The arrays go to ``index-<token>.npz`` (a new name every save), then the manifest ``index.json`` naming
+        it is replaced in one ``os.replace``; arrays files and temporary files no manifest names are removed
+        afterwards. A reader sees the old index or the new one, never a mix; a writer killed at any point leaves
+        the old one (and a temporary file the next save removes).
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HashplugError(f"cannot create the index folder {str(folder)!r} ({exc}); pass a writable "
+                                "folder=.") from None
+        if not folder.is_dir():
+            raise HashplugError(f"{str(folder)!r} is not a folder; pass a folder for the index.")
+        with folder_lock(folder):
+            self._save_locked(folder)
+        return folder
+
+    def _save_locked(self, folder: Path) -> None:
         arrays = self._arrays()
-        meta = {"format": INDEX_FORMAT, "layout": self.layout, "m": self.m, "n_rows": len(self),
-                "table_version": self.table_version, "model_sha256": self.model_sha256,
-                "arrays_sha256": sha256_arrays(arrays), "saved_at": time.time()}
-        tmp = folder / "index.npz.tmp"
+        token = uuid.uuid4().hex
+        name = f"index-{token}.npz"
+        tmp = folder / f".index-{token}.npz.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        tmp.replace(folder / "index.npz")
-        (folder / "index.json.tmp").write_text(json.dumps(meta, indent=1))
-        (folder / "index.json.tmp").replace(folder / "index.json")
-        return folder
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+        meta = {"format": INDEX_FORMAT, "layout": self.layout, "m": self.m, "n_rows": len(self),
+                "table_version": self.table_version, "model_sha256": self.model_sha256, "table": self.binding,
+                "arrays_file": name, "arrays_bytes": (folder / name).stat().st_size,
+                "arrays_sha256": sha256_arrays(arrays), "saved_at": time.time()}
+        mtmp = folder / f".index-{token}.json.tmp"
+        with open(mtmp, "w") as f:
+            f.write(json.dumps(meta, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(mtmp, folder / "index.json")  # the commit point
+        with contextlib.suppress(OSError):
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        for p in folder.iterdir():  # arrays no manifest names, temporary files of killed writers (we hold the lock)
+            if p.name != name and _OWNED.fullmatch(p.name):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    @staticmethod
+    def read_manifest(folder: str | Path) -> dict[str, Any]:
+        """The checked manifest (``index.json``) of a saved index; :class:`ModelFileError` when unusable."""
+        where = str(folder)
+        try:
+            meta = json.loads((Path(folder) / "index.json").read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{where!r} holds no hashplug index (index.json missing); build one first.") from None
+        except NotADirectoryError:
+            raise ModelFileError(f"{where!r} is not a folder (a file, or a path through one); give the index "
+                                 "folder.") from None
+        except IsADirectoryError:
+            raise ModelFileError(f"{where!r}: index.json is a folder, not a hashplug index manifest; rebuild the "
+                                 "index.") from None
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{where!r}: index.json is corrupt ({exc}); rebuild the index.") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{where!r}: index.json is not a hashplug index manifest (a JSON "
+                                 f"{type(meta).__name__}); rebuild the index.")
+        if meta.get("format") not in _READ_FORMATS:
+            raise ModelFileError(f"{where!r}: index format {meta.get('format')!r}; expected {INDEX_FORMAT!r}; "
+                                 "rebuild the index.")
+        m, n, layout = meta.get("m"), meta.get("n_rows"), meta.get("layout")
+        if (layout not in ("packed", "indices") or isinstance(m, bool) or not isinstance(m, int) or m < 1
+                or isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise ModelFileError(f"{where!r}: index.json has layout={layout!r}, m={m!r}, n_rows={n!r}; expected "
+                                 "'packed' / 'indices', m >= 1 and n_rows >= 0. Rebuild the index.")
+        name = meta.get("arrays_file", "index.npz") if meta["format"] == INDEX_FORMAT else "index.npz"
+        if not isinstance(name, str) or not _ARRAYS_NAME.fullmatch(name):
+            raise ModelFileError(f"{where!r}: index.json names the arrays file {name!r}, which is not one a save "
+                                 "writes (index-<32 hex>.npz); rebuild the index.")
+        meta["arrays_file"] = name
+        tv = meta.get("table_version")
+        if tv is not None and (isinstance(tv, bool) or not isinstance(tv, int)):
+            raise ModelFileError(f"{where!r}: index.json has table_version={tv!r}; rebuild the index.")
+        if meta.get("table") is not None and not isinstance(meta.get("table"), dict):
+            raise ModelFileError(f"{where!r}: index.json has a table binding of type "
+                                 f"{type(meta.get('table')).__name__}; rebuild the index.")
+        return meta
 
     @classmethod
     def load(cls, folder: str | Path, *, threads: int = 1, backend: str = "auto") -> HammingIndex:
-        """Read an index saved by :meth:`save`; any inconsistency raises :class:`ModelFileError`."""
+        """Read an index saved by :meth:`save`; any inconsistency raises :class:`ModelFileError`.
+
+        A save by another process between reading the manifest and its arrays (which removes the old arrays
+        file) is retried with the new manifest.
+        """
         folder = Path(folder)
+        for attempt in range(5):
+            meta = cls.read_manifest(folder)
+            try:
+                with open(folder / meta["arrays_file"], "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if meta.get("arrays_bytes") is not None and size != meta.get("arrays_bytes"):
+                        raise ModelFileError(f"{str(folder)!r}: {meta['arrays_file']} holds {size} bytes but the "
+                                             f"manifest says {meta.get('arrays_bytes')} (torn or replaced); rebuild "
+                                             "the index.")
+                    return cls._from_arrays(folder, meta, fh, threads=threads, backend=backend)
+            except FileNotFoundError:
+                if attempt < 4 and cls._manifest_changed(folder, meta):
+                    continue  # another writer replaced the index meanwhile: read the new one
+                raise ModelFileError(f"{str(folder)!r}: index.json names {meta['arrays_file']}, which is missing; "
+                                     "rebuild the index.") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _manifest_changed(folder: Path, meta: dict[str, Any]) -> bool:
+        try:
+            now = json.loads((folder / "index.json").read_text())
+        except (OSError, ValueError):
+            return True
+        return not isinstance(now, dict) or now.get("arrays_file", "index.npz") != meta["arrays_file"] \
+            or now.get("saved_at") != meta.get("saved_at")
+
+    @classmethod
+    def _from_arrays(cls, folder: Path, meta: dict[str, Any], fh: Any, *, threads: int, backend: str
+                     ) -> HammingIndex:
         where = str(folder)
         try:
-            meta = json.loads((folder / "index.json").read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"{where!r} holds no hashplug index (index.json missing); build one first.") from None
-        except Exception as exc:
-            raise ModelFileError(f"{where!r}: index.json is corrupt ({exc}); rebuild the index.") from exc
-        if meta.get("format") != INDEX_FORMAT:
-            raise ModelFileError(f"{where!r}: index format {meta.get('format')!r}; expected {INDEX_FORMAT!r}.")
-        try:
-            with np.load(folder / "index.npz", allow_pickle=False) as z:
+            with np.load(fh, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ModelFileError(f"{where!r}: index.npz is missing or corrupt ({exc}); rebuild the index.") from exc
+        except Exception as exc:  # noqa: BLE001 - any failure to parse is a corrupt file
+            raise ModelFileError(f"{where!r}: {meta['arrays_file']} is corrupt ({type(exc).__name__}: {exc}); "
+                                 "rebuild the index.") from None
         if sha256_arrays(arrays) != meta.get("arrays_sha256"):
-            raise ModelFileError(f"{where!r}: index.npz does not match its recorded sha256; rebuild the index.")
+            raise ModelFileError(f"{where!r}: {meta['arrays_file']} does not match its recorded sha256; rebuild "
+                                 "the index.")
         idx = cls(meta["layout"], int(meta["m"]), threads=threads, backend=backend)
         try:
             if "row_ids" in arrays:  # indexes saved before the runs
                 idx._ids = RowIdRuns(arrays["row_ids"])
             else:
                 idx._ids = RowIdRuns.from_arrays(arrays["id_starts"], arrays["id_run_pos"], int(arrays["id_n"][0]))
-        except (KeyError, HashplugError) as exc:
-            raise ModelFileError(f"{where!r}: the row ids in index.npz are missing or corrupt ({exc}); rebuild the index.") from None
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ModelFileError(f"{where!r}: the row ids in {meta['arrays_file']} are missing or corrupt ({exc}); "
+                                 "rebuild the index.") from None
         if idx.layout == "packed":
-            idx._words = np.ascontiguousarray(arrays["words"])
+            words = arrays.get("words")
+            if words is None or words.dtype != np.uint64 or words.shape != (len(idx), -(-idx.m // 64)):
+                raise ModelFileError(f"{where!r}: the codes in {meta['arrays_file']} are not uint64 words of shape "
+                                     f"({len(idx)}, {-(-idx.m // 64)}); rebuild the index.")
+            idx._words = np.ascontiguousarray(words)
+            nb = -(-idx.m // 8)
+            tail = idx._words.view(np.uint8).reshape(len(idx), -1)
+            if len(idx) and (np.any(tail[:, nb:]) or (idx.m % 8 and np.any(tail[:, nb - 1] & np.uint8((1 << (8 - idx.m % 8)) - 1)))):
+                raise ModelFileError(f"{where!r}: the codes in {meta['arrays_file']} set bits past m={idx.m}: codes "
+                                     "of another length; rebuild the index.")
         elif "offsets" in arrays:  # indexes saved before the postings-only layout: CSR codes
             try:
                 idx._pending = [(arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32))]
@@ -410,17 +648,20 @@ class HammingIndex:
             try:
                 uo, rows, lengths = arrays["unit_offsets"], arrays["postings"], arrays["lengths"]
             except KeyError as exc:
-                raise ModelFileError(f"{where!r}: index.npz lacks {exc}; rebuild the index.") from None
+                raise ModelFileError(f"{where!r}: {meta['arrays_file']} lacks {exc}; rebuild the index.") from None
             n = len(idx)
             if (uo.shape != (idx.m + 1,) or uo[0] != 0 or np.any(np.diff(uo) < 0) or uo[-1] != rows.size
                     or lengths.shape != (n,) or (rows.size and (rows.min() < 0 or rows.max() >= n))
                     or int(lengths.sum()) != rows.size):
-                raise ModelFileError(f"{where!r}: the postings in index.npz are inconsistent with m={idx.m} and "
-                                     f"{n} rows; rebuild the index.")
+                raise ModelFileError(f"{where!r}: the postings in {meta['arrays_file']} are inconsistent with "
+                                     f"m={idx.m} and {n} rows; rebuild the index.")
             idx._uo, idx._rows = uo.astype(np.int64), rows.astype(np.int32)
             idx._lengths = lengths.astype(idx._lengths.dtype)
-        if len(idx) != int(meta.get("n_rows", -1)):
-            raise ModelFileError(f"{where!r}: {len(idx)} rows stored but the header says {meta.get('n_rows')}.")
+        if len(idx) != int(meta["n_rows"]):
+            raise ModelFileError(f"{where!r}: {len(idx)} rows stored but the header says {meta['n_rows']}; rebuild "
+                                 "the index.")
         idx.table_version = meta.get("table_version")
         idx.model_sha256 = meta.get("model_sha256")
+        idx.binding = meta.get("table")
+        idx.format = meta["format"]  # type: ignore[attr-defined]
         return idx

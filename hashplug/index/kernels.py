@@ -317,8 +317,9 @@ _MIH_CACHE: list[tuple[np.ndarray, Any]] = []
 
 def _mih_tables(db_words: np.ndarray) -> Any:
     """The multi-index tables of ``db_words``, built on first use and kept while the same array is searched."""
-    if _MIH_CACHE and _MIH_CACHE[0][0] is db_words:
-        return _MIH_CACHE[0][1]
+    hit = _MIH_CACHE[0] if _MIH_CACHE else None  # read once: another thread may replace the entry
+    if hit is not None and hit[0] is db_words:
+        return hit[1]
     from .mih import MultiIndexTables
 
     tables = MultiIndexTables(db_words)  # covers the bits up to the highest one any row sets
@@ -331,8 +332,9 @@ def _faiss_index(db_words: np.ndarray) -> Any:
         import faiss  # type: ignore[import-not-found]
     except ImportError:
         raise HashplugError("backend='faiss' needs FAISS: pip install 'hashplug[fast]' (faiss-cpu).") from None
-    if _FAISS_CACHE and _FAISS_CACHE[0][0] is db_words:
-        return _FAISS_CACHE[0][1]
+    hit = _FAISS_CACHE[0] if _FAISS_CACHE else None  # read once: another thread may replace the entry
+    if hit is not None and hit[0] is db_words:
+        return hit[1]
     index = faiss.IndexBinaryFlat(64 * db_words.shape[1])
     index.add(np.ascontiguousarray(db_words).view(np.uint8))
     _FAISS_CACHE[:] = [(db_words, index)]
