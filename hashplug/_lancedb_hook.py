@@ -48,7 +48,11 @@ PTH_LINE = (
 
 def _register() -> None:
     try:
-        import hashplug.integrations.lancedb  # noqa: F401  (its @register("hashplug") runs on import)
+        # the module that holds @register("hashplug"), not the face: LanceDB is often first imported *by*
+        # hashplug's own integrations (e.g. `import hashplug.integrations.index`), and the face would then
+        # import a module that is still half-initialised; a half-initialised function.py is fine (it
+        # finishes its own registration)
+        import hashplug.integrations.function  # noqa: F401
     except Exception as exc:  # pragma: no cover - never let hashplug break `import lancedb` (the .pth runs it)
         import warnings
 
