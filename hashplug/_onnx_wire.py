@@ -15,7 +15,9 @@ they have just written). It returns the validated :class:`~hashplug.modelcard.Mo
   no subgraph attributes;
 * operators: only the default ONNX domain (``""`` / ``"ai.onnx"``) and only :data:`ALLOWED_OPS`, the ops
   hashplug's emitters (``hashplug.export.onnx_ops``) and the torch export of its networks
-  (``hashplug.export.module_export``) write; control flow (``Loop``, ``If``, ``Scan``) never is;
+  (``hashplug.export.module_export``) write, or :data:`MODULE_OPS`, the standard feed-forward ops a user's
+  own torch backbone may export to; control flow (``Loop``, ``If``, ``Scan``), sequence, optional and random
+  ops never are;
 * outputs: ``packed`` uint8 (N, n_bytes) and, for k-hot codes, ``indices`` int64 (N, k), as the card says;
 * digest: files written by this hashplug carry ``hashplug.digest`` (:func:`model_digest`), a sha256 over
   every ``hashplug.*`` metadata key (method, m, k, weights_sha256, preprocessing, ...) and every other
@@ -70,6 +72,27 @@ ALLOWED_OPS = frozenset(
         "Shape", "Sin", "Sqrt", "TopK", "Transpose", "Where",
         # torch.onnx.export of hashplug's networks (module_export)
         "Constant", "Gemm", "ReduceMean",
+    }
+)
+
+#: Standard feed-forward ops that ``torch.onnx.export`` writes for users' own backbones
+#: (``hashplug.export.module_export``, MIHash on any ``torch.nn.Module``): pure tensor functions with no
+#: subgraph, no loop, no sequence or optional values and no randomness, so their cost is bounded by their
+#: input shapes. Accepted beside :data:`ALLOWED_OPS`; control flow (``Loop``, ``If``, ``Scan``), sequence,
+#: optional and random ops, and every other op or domain are refused.
+MODULE_OPS = frozenset(
+    {
+        "Abs", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "Ceil", "Celu", "Clip",
+        "ConvTranspose", "CumSum", "DepthToSpace", "Dropout", "Einsum", "Elu", "Equal", "Erf", "Exp", "Expand",
+        "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "GlobalAveragePool", "GlobalMaxPool",
+        "GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "InstanceNormalization", "LRN",
+        "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Min", "Mish", "Mod", "Neg",
+        "Not", "Or", "PRelu", "Pow", "Reciprocal", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",
+        "ReduceSumSquare", "ReduceL1", "Resize", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Size", "Slice",
+        "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Squeeze", "Sub", "Sum", "Tan", "Tanh",
+        "ThresholdedRelu", "Tile", "Trilu", "Unsqueeze", "Xor", "Mean", "Acos", "Asin", "Atan", "Cosh", "Sinh",
+        "Acosh", "Asinh", "Atanh", "IsNaN", "IsInf", "Hardmax", "LpNormalization", "MeanVarianceNormalization",
+        "CastLike", "Upsample",
     }
 )
 
@@ -333,12 +356,14 @@ def verify_model_bytes(data: bytes, source: str | Path | None = None) -> tuple[A
         raise ModelFileError(
             f"{where} uses operator domain(s) {bad_dom}; hashplug models use only the default ONNX domain. {fix}"
         )
-    bad_ops = sorted({op for _, op in summ.ops if op not in ALLOWED_OPS})
+    bad_ops = sorted({op for _, op in summ.ops if op not in ALLOWED_OPS and op not in MODULE_OPS})
     if bad_ops:
         ctrl = [op for op in bad_ops if op in ("Loop", "If", "Scan")]
         what = "control-flow op(s)" if ctrl else "op(s)"
         raise ModelFileError(
-            f"{where} contains {what} {bad_ops}, which hashplug never writes (allowed: {sorted(ALLOWED_OPS)}); "
+            f"{where} contains {what} {bad_ops}, which hashplug never accepts (hashplug's exports use "
+            f"{sorted(ALLOWED_OPS)}; users' torch backbones may also use standard feed-forward ops, "
+            "hashplug._onnx_wire.MODULE_OPS); "
             f"refused. {fix}"
         )
     if summ.problems:

@@ -28,6 +28,7 @@ from hashplug.graph import (  # noqa: E402
     Concat,
     Conv2d,
     Cos,
+    Divide,
     Flatten,
     Graph,
     GraphError,
@@ -260,6 +261,13 @@ def _add(data: Any) -> Case:
     return Add(), [x, rng.standard_normal((n, *other)).astype(np.float32)], 1e-6
 
 
+def _divide(data: Any) -> Case:
+    rng, s = _rng(data), _shape(data)
+    x = (255 * rng.random((_batch(data), *s))).astype(np.float32)
+    divisor = data.draw(st.sampled_from([1.0, 16.0, 255.0, 3.7, 1e-3]), label="divisor")
+    return Divide(divisor), [x], None  # one float32 rounding on every backend: exact
+
+
 def _reduce_sum(data: Any) -> Case:
     rng, s = _rng(data), _shape(data)
     axis = data.draw(st.integers(-len(s), len(s) - 1), label="axis")
@@ -284,6 +292,7 @@ CASES: dict[type[Op], Callable[[Any], Case]] = {
     Flatten: _flatten,
     Relu: _relu,
     Concat: _concat,
+    Divide: _divide,
 }
 
 
