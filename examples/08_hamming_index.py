@@ -4,7 +4,8 @@
 2. `hashplug.build_index(table)`: the exact index beside each table.
 3. `hashplug.search` now answers from the index (schema metadata `hashplug.search_path`); compare its rows and
    distances with LanceDB's own path (`use_index=False`) and time both.
-4. Add and delete rows: the next search catches the index up on just those rows.
+4. Add and delete rows: the next search catches the index up in memory on just those rows (searches never
+   write; ``hashplug.refresh_index(table)`` saves the caught-up index).
 5. Short codes (64-bit LSH): multi-index hashing (``backend="mih"``, needs ``hashplug[fast]``), exact and
    sublinear in N, against the flat kernel on the same index.
 
@@ -66,7 +67,7 @@ def main() -> dict:
         hashplug.add(table, {"vector": list(X[:50] + 1.0), "label": y[:50].astype(np.int64),
                              "id": np.arange(n, n + 50)})
         table.delete("id < 20")
-        hashplug.search(table, q, limit=10)  # catches the saved index up first
+        hashplug.search(table, q, limit=10)  # catches the index up in memory first (nothing is written)
         idx = hashplug.open_index(table)
         print(f"  after adding 50 rows and deleting 20: index holds {len(idx)} rows (table {table.count_rows()})")
         out[name] = {"same": same, "rows": len(idx)}
