@@ -288,11 +288,19 @@ def format_load(res: dict[str, Any]) -> str:
 
 def bench_load(args: argparse.Namespace) -> int:
     """``hashplug bench load``."""
+    from ..validation import HashplugError, check_int_param
+
+    def opt(value: Any, default: int, flag: str) -> int:
+        v = default if value is None else value
+        return check_int_param(v, flag, "hashplug bench load", 1)
+
+    if args.k is not None and len(args.k) != 1:
+        raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
     res = run_load(
-        rows=args.rows or 10_000_000,
-        dim=getattr(args, "dim", None) or 64,
-        bits=(args.k or [64])[0],
-        chunk_size=getattr(args, "chunk_size", None) or 65_536,
+        rows=opt(args.rows, 10_000_000, "--rows"),
+        dim=opt(getattr(args, "dim", None), 64, "--dim"),
+        bits=opt((args.k or [None])[0], 64, "--k"),
+        chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
         search=not getattr(args, "no_search", False),
     )
     print(format_load(res))

@@ -36,12 +36,14 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad input is reported in one place, argparse-style: ``hashplug <command>: error: <message>`` on stderr,
     exit code 2, no traceback. Commands raise :class:`~hashplug.validation.HashplugError` for it (the other
-    ``ValueError`` / ``FileNotFoundError`` cases are caught too, as before). Usage errors found by argparse
-    itself exit with 2 through ``SystemExit``.
+    ``ValueError`` cases are caught too, as are the path errors a user's path causes: a missing file, a file
+    where a folder is needed or the reverse, no permission). Usage errors found by argparse itself exit with 2
+    through ``SystemExit``. Any other exception is a bug and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (HashplugError, ValueError, FileNotFoundError) as exc:
+    except (HashplugError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
         print(f"hashplug {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -169,6 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     name = args.suite
+    _check_out(args.out, "--out")  # every suite: an unwritable --out fails before the run, not after it
+    _check_out(getattr(args, "png", None), "--png")
     if name in ("biohash-mnist", "biohash-cifar10"):
         from ..bench.biohash_tables import DATASETS, format_table, run_table
 
@@ -344,6 +346,9 @@ def run_demo(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _check_out(args.out, "--out")
+    if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise HashplugError(f"--dir {args.dir!r} is a file; pass a folder for the model and the LanceDB table.")
     out = run_demo(args.dir, method=args.method, k=args.k, epochs=args.epochs, seed=args.seed)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
