@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..index import HammingIndex
-from ..index.core import folder_lock
+from ..index.core import folder_lock, prepare_folder
 from ..index.kernels import BACKENDS
 from ..validation import HashplugError, ModelFileError, ModelMismatchError, check_int_param, check_path
 from .arrow import codes_from_arrow
@@ -429,7 +429,7 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     where = _index_folder(table, col, folder, "hashplug.build_index")
     version = int(table.version)
     if save:
-        _prepare_folder(where)
+        prepare_folder(where)
     idx = _fresh(table, col, func, version, threads=threads, backend=backend)
     idx.folder, idx.column = where, col  # type: ignore[attr-defined]
     if save:
@@ -439,16 +439,6 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
         _CACHE[str(where.resolve())] = _Entry(_published(idx), _manifest_sig(table, idx.table_version),
                                               _disk_sig(where))
     return idx
-
-
-def _prepare_folder(where: Path) -> None:
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HashplugError(f"cannot create the index folder {str(where)!r} ({type(exc).__name__}: {exc}); pass "
-                            "a writable folder=.") from None
-    if not where.is_dir():
-        raise HashplugError(f"{str(where)!r} is not a folder; pass a folder for the index.")
 
 
 def refresh_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1
@@ -461,7 +451,7 @@ def refresh_index(table: Any, *, column: str | None = None, folder: str | Path |
     threads = _check_args(threads, None, "hashplug.refresh_index")
     col, _, func = get_function(table, column)
     where = _index_folder(table, col, folder, "hashplug.refresh_index")
-    _prepare_folder(where)
+    prepare_folder(where)
     with folder_lock(where):
         if not (where / "index.json").is_file():
             idx = _fresh(table, col, func, int(table.version), threads=threads, backend="auto")

@@ -40,7 +40,7 @@ from ..codes import unpack_bits
 from ..validation import HashplugError, ModelFileError
 from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
 
-__all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT", "folder_lock"]
+__all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT", "folder_lock", "prepare_folder"]
 
 #: The manifest format written today; ``hashplug-index/1`` (``index.npz`` + ``index.json``) is still read.
 INDEX_FORMAT = "hashplug-index/2"
@@ -49,6 +49,19 @@ _READ_FORMATS = ("hashplug-index/1", INDEX_FORMAT)
 _ARRAYS_NAME = re.compile(r"index(-[0-9a-f]{32})?\.npz")
 #: Files a save owns in its folder: its arrays files, the legacy arrays file and temporary files of writers.
 _OWNED = re.compile(r"(index-[0-9a-f]{32}\.npz|index\.npz|index\.npz\.tmp|index\.json\.tmp|\.index-.*\.tmp)")
+
+
+def prepare_folder(folder: str | Path) -> Path:
+    """Create an index folder (and its parents); a clear error when it cannot be made or is not a folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HashplugError(f"cannot create the index folder {str(folder)!r} ({type(exc).__name__}: {exc}); pass "
+                            "a writable folder=.") from None
+    if not folder.is_dir():
+        raise HashplugError(f"{str(folder)!r} is not a folder; pass a folder for the index.")
+    return folder
 
 
 @contextlib.contextmanager
@@ -485,14 +498,7 @@ class HammingIndex:
         afterwards. A reader sees the old index or the new one, never a mix; a writer killed at any point leaves
         the old one (and a temporary file the next save removes).
         """
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HashplugError(f"cannot create the index folder {str(folder)!r} ({exc}); pass a writable "
-                                "folder=.") from None
-        if not folder.is_dir():
-            raise HashplugError(f"{str(folder)!r} is not a folder; pass a folder for the index.")
+        folder = prepare_folder(folder)
         with folder_lock(folder):
             self._save_locked(folder)
         return folder
