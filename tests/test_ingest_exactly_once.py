@@ -106,6 +106,14 @@ def test_new_table_killed_after_its_first_commit_is_resumed_exactly(model, tmp_p
     check_exact(res.table, np.arange(1000), P[:1000])
 
 
+def _batches_of_100(X, stop):
+    """Rows 0..999 of X in RecordBatches of 100 (with ids); raises Killed at source row ``stop``."""
+    for s in range(0, 1000, 100):
+        if s == stop:
+            raise Killed
+        yield pa.RecordBatch.from_pydict({"id": np.arange(s, s + 100), "vector": list(X[s : s + 100])})
+
+
 def test_resume_refuses_rows_another_writer_committed(model, tmp_path):
     """Before: a crash after a checkpoint update, then another writer's 150 rows, made the rerun take those rows
     for its own next chunk and skip 150 source rows (lost), without an error."""
@@ -114,10 +122,7 @@ def test_resume_refuses_rows_another_writer_committed(model, tmp_path):
     ckpt = tmp_path / "c.json"
 
     def stream(stop):
-        for s in range(0, 1000, 100):
-            if s == stop:
-                raise Killed
-            yield pa.RecordBatch.from_pydict({"id": np.arange(s, s + 100), "vector": list(X[s : s + 100])})
+        return _batches_of_100(X, stop)
 
     with pytest.raises(Killed):
         hashplug.ingest(tbl, stream(400), chunk_size=200, checkpoint=ckpt, progress=False)
@@ -141,10 +146,7 @@ def test_resume_of_a_stream_whose_batches_differ_from_the_chunks(model, tmp_path
     ckpt = tmp_path / "c.json"
 
     def stream(stop):
-        for s in range(0, 1000, 100):
-            if s == stop:
-                raise Killed
-            yield pa.RecordBatch.from_pydict({"id": np.arange(s, s + 100), "vector": list(X[s : s + 100])})
+        return _batches_of_100(X, stop)
 
     with pytest.raises(Killed):
         hashplug.ingest(tbl, stream(500), chunk_size=200, checkpoint=ckpt, progress=False)
