@@ -352,16 +352,7 @@ EXTRACTORS: dict[str, Extractor] = {
 # Cells where the README and its JSON disagree and the JSON is not clearly the run the README describes,
 # left for a decision: (file, row label, column) -> (the README's figures, the JSON's). The test pins both
 # sides, so neither can change unnoticed.
-KNOWN_DISCREPANCIES: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {
-    # fit seconds of the first AG News run (git d054259); mihash_ag_news.json is its re-run (aa2aef6) with the
-    # same mAP cells and other timings
-    ("mihash_ag_news.json", "MIHash-linear", "fit s (48 bits)"): ([8.89], [10.14]),
-    ("mihash_ag_news.json", "MIHash-MLP", "fit s (48 bits)"): ([9.03], [11.11]),
-    ("mihash_ag_news.json", "DPSH-linear", "fit s (48 bits)"): ([0.69], [0.97]),
-    ("mihash_ag_news.json", "DPSH-MLP", "fit s (48 bits)"): ([1.19], [1.56]),
-    ("mihash_ag_news.json", "ITQ", "fit s (48 bits)"): ([0.07], [0.08]),
-    ("mihash_ag_news.json", "BioHash", "fit s (48 bits)"): ([0.44], [0.63]),
-}
+KNOWN_DISCREPANCIES: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
 
 
 def mismatches(table: Table, data: list[Any]) -> list[str]:
