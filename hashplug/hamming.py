@@ -3,8 +3,10 @@
 Codes are in hashplug's ``packed`` form (see :mod:`hashplug.codes`):
 ``ndarray of shape (n, ceil(m / 8)), dtype=uint8`` in ``np.packbits`` big bit order with zero padding.
 Distances are computed 64 bits at a time: the byte axis is zero-padded to a multiple of 8 bytes, viewed
-as ``uint64`` words, XOR-ed and counted with ``np.bitwise_count``. Work is chunked over the rows of the
-first argument so the temporaries stay near ``_TEMP_BYTES`` whatever the database size.
+as ``uint64`` words (:func:`words_of`), XOR-ed and counted with ``np.bitwise_count``
+(:func:`popcount_into`, hashplug's one numpy popcount kernel: the index kernels and multi-index hashing
+call it too). Work is chunked over the rows of the first argument so the temporaries stay near
+``_TEMP_BYTES`` whatever the database size.
 
 **Tie rule** (used everywhere in hashplug, including :mod:`hashplug.metrics`): results are ordered by
 ascending distance and, among equal distances, by ascending database index. The order is therefore
@@ -27,6 +29,8 @@ from .ranking import order_rows, topk_rows
 from .validation import HashplugError, check_array, check_int_param
 
 __all__ = [
+    "words_of",
+    "popcount_into",
     "hamming_distances",
     "hamming_topk",
     "hamming_rank",
@@ -77,16 +81,64 @@ def _auto_chunk(chunk_size: int | None, n_cols: int, bytes_per_item: int = 8) ->
     return max(1, _TEMP_BYTES // max(1, n_cols * bytes_per_item))
 
 
-def _words(codes: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes (n, b) -> uint64 words (n, ceil(b / 8)), zero-padded; C-contiguous."""
-    n, nb = codes.shape
+def words_of(packed: np.ndarray) -> np.ndarray:
+    """Packed uint8 codes (n, nb) as uint64 words (n, ceil(nb / 8)), zero-padded, C-contiguous.
+
+    A view of ``packed`` when ``nb`` is a multiple of 8 and the array is C-contiguous, else a padded copy.
+    """
+    n, nb = packed.shape
     w = -(-nb // 8)
-    if nb != 8 * w:
-        padded = np.zeros((n, 8 * w), dtype=np.uint8)
-        padded[:, :nb] = codes
-    else:
-        padded = np.ascontiguousarray(codes)
-    return padded.view(np.uint64)
+    if nb == 8 * w and packed.flags.c_contiguous:
+        return packed.view(np.uint64)
+    out = np.zeros((n, 8 * w), dtype=np.uint8)
+    out[:, :nb] = packed
+    return out.view(np.uint64)
+
+
+def popcount_into(
+    a: np.ndarray, bT: np.ndarray, out: np.ndarray, *, rows: int | None = None, cols: int | None = None
+) -> np.ndarray:
+    """Hamming distances of word rows: ``out[i, j] = sum_w popcount(a[i, w] ^ bT[w, j])``. The popcount kernel.
+
+    Computed in blocks of ``rows`` rows of ``a`` by ``cols`` columns of ``bT`` (None: all of them), one 64-bit
+    word at a time (XOR into a uint64 block, ``np.bitwise_count``, add into ``out``), so the temporaries are
+    one block each and no (rows, cols, w) array is formed.
+
+    Parameters
+    ----------
+    a : ndarray of shape (c, w), dtype=uint64
+        Query words (:func:`words_of`).
+    bT : ndarray of shape (w, n), dtype=uint64
+        Database words, transposed: ``words_of(db).T`` (a view, read a column block at a time) or its
+        C-contiguous copy (each word's row read sequentially).
+    out : ndarray of shape (c, n), integer dtype
+        Receives the distances (int32, or uint16 for codes of at most 65535 bits).
+    rows, cols : int or None
+        Block sizes; pick them so a (rows, cols) uint64 block stays in cache.
+
+    Returns
+    -------
+    out : ndarray of shape (c, n)
+    """
+    c, w = a.shape
+    n = bT.shape[1]
+    rstep = max(1, int(rows) if rows is not None else c)
+    cstep = max(1, int(cols) if cols is not None else n)
+    tmp = np.empty((min(rstep, c), min(cstep, n)), dtype=np.uint64)
+    cnt = np.empty(tmp.shape, dtype=np.uint8)
+    for rs in range(0, c, rstep):
+        re_ = min(rs + rstep, c)
+        for cs in range(0, n, cstep):
+            ce = min(cs + cstep, n)
+            t, k, o = tmp[: re_ - rs, : ce - cs], cnt[: re_ - rs, : ce - cs], out[rs:re_, cs:ce]
+            for j in range(w):
+                np.bitwise_xor(a[rs:re_, j, None], bT[j, None, cs:ce], out=t)
+                np.bitwise_count(t, out=k)
+                if j == 0:
+                    np.copyto(o, k, casting="unsafe")
+                else:
+                    np.add(o, k, out=o, casting="unsafe")
+    return out
 
 
 def _distances_words(
@@ -94,28 +146,14 @@ def _distances_words(
 ) -> np.ndarray:
     """Distances between word rows ``a`` (c, w) and transposed database words ``bT`` (w, n_db) -> int32 (c, n_db).
 
-    Works on blocks of ``block`` rows (None: the (block, n_db) uint64 temporary stays near
-    ``_WORD_TEMP_BYTES``, small enough to stay in cache) and accumulates one 64-bit word at a time, so no
-    (c, n_db, w) array is formed.
+    Blocks of ``block`` rows (None: the (block, n_db) uint64 temporary stays near ``_WORD_TEMP_BYTES``, small
+    enough to stay in cache) by every column.
     """
-    c = a.shape[0]
-    w, ndb = bT.shape
+    ndb = bT.shape[1]
     if out is None:
-        out = np.empty((c, ndb), dtype=np.int32)
+        out = np.empty((a.shape[0], ndb), dtype=np.int32)
     step = block if block is not None else max(1, _WORD_TEMP_BYTES // max(1, 8 * ndb))
-    tmp = np.empty((min(step, c), ndb), dtype=np.uint64)
-    cnt = np.empty((min(step, c), ndb), dtype=np.uint8)
-    for s in range(0, c, step):
-        e = min(s + step, c)
-        t, k, o = tmp[: e - s], cnt[: e - s], out[s:e]
-        for j in range(w):
-            np.bitwise_xor(a[s:e, j, None], bT[j][None, :], out=t)
-            np.bitwise_count(t, out=k)
-            if j == 0:
-                np.copyto(o, k, casting="unsafe")
-            else:
-                np.add(o, k, out=o, casting="unsafe")
-    return out
+    return popcount_into(a, bT, out, rows=step)
 
 
 def _hamming_chunks(Q: np.ndarray, DB: np.ndarray, chunk_size: int | None):
@@ -123,8 +161,8 @@ def _hamming_chunks(Q: np.ndarray, DB: np.ndarray, chunk_size: int | None):
 
     ``Q`` and ``DB`` must already be validated packed codes of equal width.
     """
-    qw = _words(Q)
-    bT = np.ascontiguousarray(_words(DB).T)
+    qw = words_of(Q)
+    bT = np.ascontiguousarray(words_of(DB).T)
     step = _auto_chunk(chunk_size, DB.shape[0])
     for s in range(0, Q.shape[0], step):
         e = min(s + step, Q.shape[0])
@@ -158,8 +196,8 @@ def hamming_distances(A: Any, B: Any, *, chunk_size: int | None = None) -> np.nd
     A, B = _check_packed_pair(A, B, ("A", "B"), owner)
     chunk = _check_chunk(chunk_size, owner)
     out = np.empty((A.shape[0], B.shape[0]), dtype=np.int32)
-    aw = _words(A)
-    bT = np.ascontiguousarray(_words(B).T)
+    aw = words_of(A)
+    bT = np.ascontiguousarray(words_of(B).T)
     return _distances_words(aw, bT, out=out, block=chunk)
 
 

@@ -29,8 +29,9 @@ Keys (all values are strings, as ONNX ``metadata_props`` require):
 ``hashplug.preprocessing``
     JSON list describing every graph node in order: ``op.describe()`` (the op's registered name, scalar
     parameters inline, ``<field>_shape`` of array parameters), e.g. ``[{"op": "flatten"}, {"op": "matmul",
-    "weight_shape": [784, 64], "accumulate": "float32"}]``. Any op name registered in
-    :data:`hashplug.graph.OPS` is valid (0.1.0 files use ``affine``, ``l2_normalize``, ``matmul``, ``sin``).
+    "weight_shape": [784, 64], "accumulate": "float32"}]``. Any op name in :data:`PREPROCESSING_OPS` is
+    valid: the ops of :data:`hashplug.graph.OPS` (0.1.0 files use ``affine``, ``l2_normalize``, ``matmul``,
+    ``sin``).
 ``hashplug.n_bytes``
     Bytes per packed code, ``ceil(m / 8)``.
 ``hashplug.inputs`` (only in files of encoders with several named inputs, e.g. NeuroHash)
@@ -61,11 +62,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .graph import HEADS, OPS, Graph
 from .validation import ModelFileError
 
 __all__ = [
@@ -78,6 +78,9 @@ __all__ = [
     "INPUT_NAME",
     "OUTPUT_PACKED",
     "OUTPUT_INDICES",
+    "BUILTIN_OPS",
+    "PREPROCESSING_OPS",
+    "accept_op",
     "ModelCard",
     "is_hashplug_metadata",
     "check_input_divisor",
@@ -86,10 +89,22 @@ __all__ = [
 
 FORMAT_VERSION = "hashplug-onnx/1"
 PREFIX = "hashplug."
-#: Code kinds and their tie rules: one per registered head (:data:`hashplug.graph.HEADS`).
-CODE_KINDS = tuple(HEADS)
+# The names a card may use are data here, so reading a card never imports hashplug.graph (the serving side
+# must not load it); tests/test_import_rules.py holds them equal to the graph's registries.
+#: Code kinds and their tie rules: one per head of :data:`hashplug.graph.HEADS` (its ``tie_rule``).
+TIE_RULES = {"dense": "score>0", "khot": "lower-index"}
+CODE_KINDS = tuple(TIE_RULES)
 BIT_ORDER = "packbits-big"
-TIE_RULES = {kind: head.tie_rule for kind, head in HEADS.items()}
+#: Names of hashplug's own graph ops (:data:`hashplug.graph.OPS`): the ``"op"`` of ``preprocessing`` entries.
+BUILTIN_OPS = frozenset(
+    {
+        "add", "affine", "concat", "conv2d", "cos", "divide", "flatten", "l2_normalize", "matmul", "max_pool2d",
+        "mul", "patch_l2_norm", "reduce_sum", "relu", "reshape", "safe_div", "sin", "topk_per_location",
+    }
+)
+#: The op names a card's ``preprocessing`` may hold: :data:`BUILTIN_OPS` and every op class registered in this
+#: process since (:class:`hashplug.graph.Op` subclasses announce their name with :func:`accept_op`).
+PREPROCESSING_OPS: set[str] = set(BUILTIN_OPS)
 INPUT_NAME = "x"
 OUTPUT_PACKED = "packed"
 OUTPUT_INDICES = "indices"
@@ -112,6 +127,23 @@ _FIELDS = {
 }
 KEYS = tuple(PREFIX + v for v in _FIELDS.values())
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def accept_op(name: str) -> None:
+    """Accept ``name`` as a preprocessing op of cards read in this process (called when an op registers)."""
+    PREPROCESSING_OPS.add(str(name))
+
+
+class GraphLike(Protocol):
+    """What :meth:`ModelCard.from_graph` reads of a :class:`hashplug.graph.Graph`."""
+
+    inputs: dict[str, tuple[int, ...]]
+    input_shape: tuple[int, ...]
+    m: int
+    k: int
+    code_kind: str
+
+    def describe(self) -> list[dict[str, Any]]: ...
 
 
 def check_input_divisor(value: Any, name: str = "--scale") -> float:
@@ -193,7 +225,7 @@ class ModelCard:
         if not self.tie_rule and self.code_kind in TIE_RULES:
             object.__setattr__(self, "tie_rule", TIE_RULES[self.code_kind])
         if not self.hashplug_version:
-            from . import __version__
+            from ._version import __version__
 
             object.__setattr__(self, "hashplug_version", __version__)
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
@@ -291,10 +323,11 @@ class ModelCard:
                 except ValueError as exc:
                     raise self._fail("inputs", f"has a malformed {exc}.") from None
         if not isinstance(self.preprocessing, list) or not all(
-            isinstance(st, dict) and st.get("op") in OPS for st in self.preprocessing
+            isinstance(st, dict) and st.get("op") in PREPROCESSING_OPS for st in self.preprocessing
         ):
             raise self._fail(
-                "preprocessing", f"must be a JSON list of graph nodes whose 'op' is one of {sorted(OPS)}."
+                "preprocessing",
+                f"must be a JSON list of graph nodes whose 'op' is one of {sorted(PREPROCESSING_OPS)}.",
             )
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -422,7 +455,7 @@ class ModelCard:
     @classmethod
     def from_graph(
         cls,
-        graph: Graph,
+        graph: GraphLike,
         *,
         method: str,
         weights_sha256: str,

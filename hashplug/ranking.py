@@ -5,19 +5,35 @@ Units (the k-hot head, winner-take-all):
     orders equal values. :func:`topk_mask`, :func:`topk_units`, :func:`ranked_units`.
 Rows (search results, Hamming ranks):
     smaller distance first; **among equal distances the lower row (database) index comes first**, i.e. a
-    stable sort. :func:`order_rows`, :func:`topk_rows`.
+    stable sort. :func:`order_rows`, :func:`topk_rows`; for the index kernels, which hold one row's small
+    integer distances or candidate lists: :func:`topk_small`, and the rule as one sortable integer per
+    (distance, row), :func:`row_keys` / :func:`rows_of_keys` with :func:`smallest_keys`.
 
 Everything that picks winners or orders results (the graph heads, :mod:`hashplug.hamming`,
-:mod:`hashplug.metrics`, the benchmarks and the LanceDB integration) calls these, so the rules cannot drift.
+:mod:`hashplug.metrics`, the index kernels, the benchmarks and the LanceDB integration) calls these, so the
+rules cannot drift. The compiled (numba) kernels of :mod:`hashplug.index` write the row rule inline, as
+:func:`row_keys`; ``tests/test_tie_rule.py`` holds them to this module's rule on ties.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from .validation import HashplugError
 
-__all__ = ["topk_mask", "topk_units", "ranked_units", "order_rows", "topk_rows"]
+__all__ = [
+    "topk_mask",
+    "topk_units",
+    "ranked_units",
+    "order_rows",
+    "topk_rows",
+    "topk_small",
+    "row_keys",
+    "rows_of_keys",
+    "smallest_keys",
+]
 
 
 # ---------------------------------------------------------------------------------------------------- units
@@ -88,3 +104,59 @@ def order_rows(dist: np.ndarray, axis: int = -1) -> np.ndarray:
 def topk_rows(dist: np.ndarray, R: int) -> np.ndarray:
     """Indices (n, R) of the R smallest entries of each row of ``dist`` (n, n_db); ties -> lower index first."""
     return order_rows(dist, axis=1)[:, :R]
+
+
+def topk_small(d: np.ndarray, limit: int, max_value: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of the ``limit`` smallest entries of one row of small non-negative integers, in row order.
+
+    Equals ``order_rows(d)[:limit]`` without sorting ``n`` keys: a histogram of the values finds the cut value
+    c, then every row below c (sorted by value, rows ascending within a value) and the first rows at c.
+
+    Parameters
+    ----------
+    d : ndarray of shape (n,), integer dtype
+        Values in ``[0, max_value]`` (Hamming distances).
+    limit : int
+        Results, in [1, n].
+    max_value : int
+        Upper bound of ``d`` (the histogram's length - 1).
+
+    Returns
+    -------
+    rows : ndarray of shape (limit,), dtype=int64
+    values : ndarray of shape (limit,), dtype=int32
+    """
+    hist = np.bincount(d, minlength=max_value + 1)
+    cum = np.cumsum(hist)
+    c = int(np.searchsorted(cum, limit))  # the value at which the limit-th result lies
+    below = np.flatnonzero(d < c) if c > 0 else np.zeros(0, dtype=np.intp)
+    at = np.flatnonzero(d == c)[: limit - below.size]
+    order = np.argsort(d[below], kind="stable")  # few (< limit) rows: by value, rows ascending within
+    rows = np.concatenate([below[order], at]).astype(np.int64)
+    return rows, d[rows].astype(np.int32)
+
+
+def row_keys(dist: Any, rows: Any, n: Any) -> Any:
+    """The row rule as one integer per (distance, row): ``dist * n + rows``, for rows in ``[0, n)``.
+
+    Ascending keys are the row order (smaller distance first, the lower row among equal distances), so a
+    partition or sort of keys is exact, ties included. Arrays give int64 arrays (pass int64 inputs: no
+    overflow below ``2**63``); Python ints give a Python int.
+    """
+    return dist * n + rows
+
+
+def rows_of_keys(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`row_keys`: ``(rows int64, distances int32)`` of int64 ``keys``."""
+    keys = np.asarray(keys, dtype=np.int64)
+    n = np.int64(n)
+    return keys % n, (keys // n).astype(np.int32)
+
+
+def smallest_keys(keys: np.ndarray, limit: int) -> np.ndarray:
+    """The ``limit`` smallest keys of every row of ``keys`` (n_q, c), ascending (all of them when c <= limit)."""
+    c = keys.shape[1]
+    if c > limit:
+        part = np.argpartition(keys, limit - 1, axis=1)[:, :limit]
+        keys = np.take_along_axis(keys, part, axis=1)
+    return np.sort(keys, axis=1)

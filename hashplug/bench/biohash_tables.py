@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..encoders import available_encoders, encoder_class, get_encoder, get_preset, get_tags
 from ..metrics import map_from_codes
 from ..validation import HashplugError

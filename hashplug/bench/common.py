@@ -27,7 +27,7 @@ FLOAT_BITS = 32
 # ==================================================================================================== helpers
 def environment() -> dict[str, Any]:
     """Versions and thread counts that the timings depend on."""
-    from .. import __version__
+    from .._version import __version__
 
     env: dict[str, Any] = {
         "python": platform.python_version(),

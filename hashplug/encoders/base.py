@@ -476,7 +476,7 @@ class BaseEncoder:
 
     def save(self, path: str | Path) -> Path:
         """Save to ``path`` (``.npz``; arrays + JSON header, no pickle). Returns the path written."""
-        from .. import __version__
+        from .._version import __version__
 
         path = check_path(path, "path", f"{type(self).__name__}.save")
         if path.is_dir():

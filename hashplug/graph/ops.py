@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..modelcard import accept_op
 from ..ranking import topk_mask
 from ..validation import HashplugError
 
@@ -238,6 +239,7 @@ class Op:
             if prev is not None and (prev.__module__, prev.__qualname__) != (cls.__module__, cls.__qualname__):
                 raise GraphError(f"an op named {own_name!r} is already registered ({prev.__qualname__}).")
             OPS[own_name] = cls
+            accept_op(own_name)  # model cards read in this process accept it
 
     # ------------------------------------------------------------------ contract
     def out_shape(self, *in_shapes: Shape) -> Shape:  # pragma: no cover - abstract

@@ -18,19 +18,21 @@ from typing import Any
 import numpy as np
 
 _KERNELS: Any = None
+_POPCOUNT64: Any = None
 
 
-def kernels() -> Any:
-    """``(scan, merge)`` compiled functions, or None when numba is not installed."""
-    global _KERNELS
-    if _KERNELS is not None:
-        return _KERNELS or None
+def compiled_popcount64() -> Any:
+    """The compiled popcount of one uint64 (``inline="always"``) that every compiled kernel calls (this scan,
+    :mod:`hashplug.index.mih`'s probe), or None when numba is not installed. The numpy kernels count with
+    :func:`hashplug.hamming.popcount_into`; ``tests/test_tie_rule.py`` holds the two equal."""
+    global _POPCOUNT64
+    if _POPCOUNT64 is not None:
+        return _POPCOUNT64 or None
     try:
-        import numba
+        from numba import njit
     except ImportError:
-        _KERNELS = False
+        _POPCOUNT64 = False
         return None
-    from numba import njit
 
     @njit(inline="always")
     def popcount64(x):  # SWAR popcount; LLVM lowers it to the popcnt instruction where the CPU has one
@@ -38,6 +40,21 @@ def kernels() -> Any:
         x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
         x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
         return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+    _POPCOUNT64 = popcount64
+    return popcount64
+
+
+def kernels() -> Any:
+    """``(scan, merge)`` compiled functions, or None when numba is not installed."""
+    global _KERNELS
+    if _KERNELS is not None:
+        return _KERNELS or None
+    popcount64 = compiled_popcount64()
+    if popcount64 is None:
+        _KERNELS = False
+        return None
+    from numba import njit
 
     @njit(inline="always")
     def compact(pos, dist, fill, b, quota):
@@ -140,5 +157,4 @@ def kernels() -> Any:
                 dist_res[q, r] = keys[r] // n
 
     _KERNELS = (scan, merge)
-    del numba
     return _KERNELS

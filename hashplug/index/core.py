@@ -37,6 +37,7 @@ import numpy as np
 
 from .._files import sha256_arrays
 from ..codes import unpack_bits
+from ..ranking import order_rows
 from ..validation import HashplugError, ModelFileError
 from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
 
@@ -373,7 +374,7 @@ class HammingIndex:
         row has the same length, the k-hot case: no array)."""
         if lengths.size == 0 or np.all(lengths == lengths[0]):
             return range(lengths.shape[0])
-        return np.lexsort((np.arange(lengths.shape[0]), lengths))
+        return order_rows(lengths)  # the row rule: by length, lower position first
 
     def _sparse_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         self._merge_pending()  # under the caller's lock

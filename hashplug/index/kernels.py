@@ -1,14 +1,15 @@
 """Exact Hamming top-k kernels of the index (numpy only), dense and sparse, with hashplug's tie rule.
 
 Results are ordered by ascending distance and, among equal distances, by ascending **position** in the
-index (the order rows were added); the index maps positions to table row ids afterwards. The sparse kernel
-ranks its candidates by one int64 key, ``distance * n + position``, so a partition on the key is exact,
-ties included; the dense kernel selects by a histogram of the distances.
+index (the order rows were added): :mod:`hashplug.ranking`'s row rule; the index maps positions to table row
+ids afterwards. The sparse kernel ranks its candidates by one int64 key, ``distance * n + position``
+(:func:`hashplug.ranking.row_keys`), so a partition on the key is exact, ties included; the dense kernel
+selects by a histogram of the distances (:func:`hashplug.ranking.topk_small`).
 
 Dense (packed codes): the database is kept as uint64 words (n, w); a chunk of queries is scored against it
-in cache-sized blocks (XOR, ``np.bitwise_count``, add per word) into uint16 distances, the database split
+in cache-sized blocks by :func:`hashplug.hamming.popcount_into` into uint16 distances, the database split
 over ``threads`` Python threads (numpy's ufuncs release the GIL); each query's top ``limit`` then comes from
-a histogram of its distances (:func:`select_smallest`), not from sorting n keys.
+a histogram of its distances, not from sorting n keys.
 
 Sparse (k active units of m): an inverted index (CSC postings: the rows holding each unit). A query with
 active set A touches only the postings of its units, about ``N k^2 / m`` entries instead of ``N m / 8``
@@ -23,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..hamming import popcount_into, words_of
+from ..ranking import order_rows, row_keys, rows_of_keys, smallest_keys, topk_small
 from ..validation import HashplugError
 from ._threads import run_ranges
 
@@ -35,57 +38,15 @@ BACKENDS = ("auto", "numpy", "numba", "faiss", "mih")
 DENSE_BLOCK = 4096
 
 
-def words_of(packed: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes (n, nb) as uint64 words (n, ceil(nb / 8)), zero-padded, C-contiguous."""
-    n, nb = packed.shape
-    w = -(-nb // 8)
-    if nb == 8 * w and packed.flags.c_contiguous:
-        return packed.view(np.uint64)
-    out = np.zeros((n, 8 * w), dtype=np.uint8)
-    out[:, :nb] = packed
-    return out.view(np.uint64)
-
-
-def merge_topk(keys: np.ndarray, limit: int) -> np.ndarray:
-    """The ``limit`` smallest keys of every row (n_q, c), sorted ascending (all of them when c <= limit)."""
-    c = keys.shape[1]
-    if c > limit:
-        part = np.argpartition(keys, limit - 1, axis=1)[:, :limit]
-        keys = np.take_along_axis(keys, part, axis=1)
-    return np.sort(keys, axis=1)
+#: :func:`hashplug.ranking.smallest_keys` and :func:`hashplug.ranking.topk_small`, under their former names here.
+merge_topk = smallest_keys
+select_smallest = topk_small
 
 
 def _distances_into(qw: np.ndarray, dbw: np.ndarray, out: np.ndarray, block: int) -> None:
-    """Hamming distances of query words ``qw`` (nq, w) to ``dbw`` (b, w) into ``out`` (nq, b) uint16, in blocks."""
-    nq, w = qw.shape
-    b = dbw.shape[0]
-    step = max(1, min(int(block), b))
-    tmp = np.empty((nq, step), dtype=np.uint64)
-    cnt = np.empty((nq, step), dtype=np.uint8)
-    for s in range(0, b, step):
-        e = min(b, s + step)
-        t, c, o = tmp[:, : e - s], cnt[:, : e - s], out[:, s:e]
-        for j in range(w):
-            np.bitwise_xor(qw[:, j, None], dbw[None, s:e, j], out=t)
-            np.bitwise_count(t, out=c)
-            if j == 0:
-                np.copyto(o, c, casting="unsafe")
-            else:
-                np.add(o, c, out=o, casting="unsafe")
-
-
-def select_smallest(d: np.ndarray, limit: int, max_value: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and values of the ``limit`` smallest small-integer values of ``d`` (n,), ties to the lower
-    position, without sorting n keys: a histogram finds the cut value c, then every position below c and the
-    first ones at c (``np.flatnonzero`` returns them in position order)."""
-    hist = np.bincount(d, minlength=max_value + 1)
-    cum = np.cumsum(hist)
-    c = int(np.searchsorted(cum, limit))  # the value at which the limit-th result lies
-    below = np.flatnonzero(d < c) if c > 0 else np.zeros(0, dtype=np.intp)
-    at = np.flatnonzero(d == c)[: limit - below.size]
-    order = np.argsort(d[below], kind="stable")  # few (< limit) rows: by value, positions ascending within
-    pos = np.concatenate([below[order], at]).astype(np.int64)
-    return pos, d[pos].astype(np.int32)
+    """Hamming distances of query words ``qw`` (nq, w) to ``dbw`` (b, w) into ``out`` (nq, b) uint16, in blocks
+    of ``block`` database rows."""
+    popcount_into(qw, dbw.T, out, cols=max(1, min(int(block), dbw.shape[0])))
 
 
 def dense_topk(
@@ -172,7 +133,7 @@ def dense_topk(
                                                                      Dq[:, bounds[r] : bounds[r + 1]], block),
                             range(T)))
             for i in range(qe - qs):
-                pos_out[qs + i], dist_out[qs + i] = select_smallest(Dq[i], lim, max_d)
+                pos_out[qs + i], dist_out[qs + i] = topk_small(Dq[i], lim, max_d)
     finally:
         if ex is not None:
             ex.shutdown()
@@ -269,7 +230,7 @@ def sparse_topk(
     if lim == 0:
         return pos_out, dist_out
     if zero_order is None:
-        zero_order = np.lexsort((np.arange(n), lengths))
+        zero_order = order_rows(lengths)
     n_total = np.int64(max(n, 1))
     seen = np.zeros(n, dtype=bool)  # reused: marks one query's candidates
     for qi, units in enumerate(query_units):
@@ -280,7 +241,7 @@ def sparse_topk(
         if hit.size:
             cand, overlap = np.unique(hit, return_counts=True)
             d = lengths[cand].astype(np.int64) + a - 2 * overlap.astype(np.int64)
-            keys = merge_topk((d * n_total + cand)[None, :], lim)[0]
+            keys = smallest_keys(row_keys(d, cand.astype(np.int64), n_total)[None, :], lim)[0]
             seen[cand] = True
         else:
             cand = np.zeros(0, dtype=np.int64)
@@ -291,7 +252,7 @@ def sparse_topk(
         worst = keys[lim - 1] if keys.size >= lim else np.iinfo(np.int64).max
         extra: list[int] = []
         for p in zero_order:
-            k0 = (int(lengths[p]) + a) * int(n_total) + int(p)
+            k0 = row_keys(int(lengths[p]) + a, int(p), int(n_total))
             if k0 >= worst or len(extra) >= lim:
                 break
             if not seen[p]:
@@ -300,8 +261,7 @@ def sparse_topk(
             keys = np.sort(np.concatenate([keys, np.array(extra, dtype=np.int64)]))[:lim]
         if cand.size:
             seen[cand] = False
-        pos_out[qi] = keys % n_total
-        dist_out[qi] = (keys // n_total).astype(np.int32)
+        pos_out[qi], dist_out[qi] = rows_of_keys(keys, n_total)
     return pos_out, dist_out
 
 
@@ -371,6 +331,5 @@ def _dense_topk_faiss(qw: np.ndarray, db_words: np.ndarray, lim: int, threads: i
             d = np.concatenate([d[below], np.full(need, cut[i])])
         else:
             ix, d = ix[:lim], d[:lim]
-        order = np.lexsort((ix, d))
-        pos_out[i], dist_out[i] = ix[order], d[order]
+        pos_out[i], dist_out[i] = rows_of_keys(np.sort(row_keys(d, ix, n)), n)
     return pos_out, dist_out

@@ -33,6 +33,9 @@ __all__ = ["MultiIndexTables", "substring_layout"]
 
 _KERNEL: Any = None
 
+#: Database rows per block of the flat scan (a (1, block) uint64 temporary).
+FLAT_BLOCK = 65536
+
 
 def substring_layout(nbits: int, n: int, substring_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start bit and width of each substring: ``(los (s,), widths (s,))`` int64, widths differing by at most 1.
@@ -175,26 +178,23 @@ class MultiIndexTables:
 
 def _flat_exact(q: np.ndarray, db_words: np.ndarray, lim: int) -> tuple[np.ndarray, np.ndarray]:
     """One query's exact top-``lim`` by a full scan (ties to the lower position): the rare degenerate case."""
-    d = np.bitwise_count(db_words ^ q[None, :]).sum(axis=1, dtype=np.int64)
-    order = np.argsort(d, kind="stable")[:lim]
-    return order.astype(np.int64), d[order].astype(np.int32)
+    from ..hamming import popcount_into
+    from ..ranking import topk_small
+
+    d = popcount_into(q[None, :], db_words.T, np.empty((1, db_words.shape[0]), np.int32), cols=FLAT_BLOCK)[0]
+    return topk_small(d, lim, 64 * db_words.shape[1])
 
 
 def _kernel() -> Any:
     global _KERNEL
     if _KERNEL is not None:
         return _KERNEL
-    try:
-        from numba import njit
-    except ImportError:
-        raise HashplugError("multi-index hashing needs numba: pip install 'hashplug[fast]'.") from None
+    from ._numba import compiled_popcount64
 
-    @njit(inline="always")
-    def popcount64(x):
-        x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-        x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-        x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-        return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+    popcount64 = compiled_popcount64()
+    if popcount64 is None:
+        raise HashplugError("multi-index hashing needs numba: pip install 'hashplug[fast]'.")
+    from numba import njit
 
     @njit(inline="always")
     def sub_value(words, lo, width):  # words: one row (w,) uint64
