@@ -1,6 +1,6 @@
 """The encoder contract, registry and files, under their 0.1 import path.
 
-The three ideas live in their own modules since 0.2: :mod:`hashplug.encoders.contract` (``BaseEncoder``,
+The three ideas live in their own modules: :mod:`hashplug.encoders.contract` (``BaseEncoder``,
 ``EncoderTags``, ``Preset``), :mod:`hashplug.encoders.registry` (``register_encoder``, ``get_encoder``,
 ``encoder_class``, ``get_tags``, ``get_preset``, ...) and :mod:`hashplug.encoders.persistence`
 (``save_encoder``, ``load_encoder``, ``FILE_FORMAT``). This module re-exports every name it used to define,
