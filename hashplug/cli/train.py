@@ -91,8 +91,7 @@ def _make_encoder(
 def _dataset_name(data: str) -> str | None:
     """The canonical name of the reference dataset ``--data`` names (a name, an alias or the path of a reference
     file, as :func:`~hashplug.data.load_dataset` resolves them), or None for a user's own file."""
-    from ..data import DATASETS, get_dataset
-    from ..data._io import DataFileError
+    from ..data import DATASETS, DataFileError, get_dataset
 
     try:
         return get_dataset(data).name
