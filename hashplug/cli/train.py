@@ -49,15 +49,20 @@ def _refuse_structured(cls: Any) -> None:
         )
 
 
-def _make_encoder(method: str, k: int, params: dict[str, Any], seed: int | None = None) -> Any:
+def _make_encoder(
+    method: str, k: int, params: dict[str, Any], seed: int | None = None, dataset: str | None = None
+) -> Any:
     """``get_encoder(method, k=k, **params)``; ``--param k=...`` is pointed to ``--k``.
 
     ``method`` is a registry or display name. The encoder's tags decide the defaults: ``random_state=seed``
-    when it takes a seed, ``verbose=True`` (a progress bar) when it trains over epochs. Unknown parameter
-    names are refused by :func:`~hashplug.encoders.get_encoder` (naming the closest valid one and all of
-    them) before any data is loaded; values are checked by the encoder at fit time.
+    when it takes a seed, ``verbose=True`` (a progress bar) when it trains over epochs. When ``dataset`` (a
+    reference dataset's canonical name) is given and the encoder has a preset for it
+    (:func:`~hashplug.encoders.get_preset`), the preset's parameters at hash length ``k`` are the starting
+    point and ``params`` (``--param``) override them; the choice is printed. Unknown parameter names are
+    refused by :func:`~hashplug.encoders.get_encoder` (naming the closest valid one and all of them) before any
+    data is loaded; values are checked by the encoder at fit time.
     """
-    from ..encoders import encoder_class, get_encoder, get_tags
+    from ..encoders import encoder_class, get_encoder, get_preset, get_tags
 
     cls = encoder_class(method)
     _refuse_structured(cls)
@@ -66,11 +71,34 @@ def _make_encoder(method: str, k: int, params: dict[str, Any], seed: int | None 
         raise HashplugError(
             f"--param k={shown}: the hash length of {cls.__name__} is set with --k (e.g. --k 16), not --param."
         )
+    preset = None if dataset is None else get_preset(cls, dataset)
+    given = dict(params)
+    if preset is not None:
+        params.update({**preset.for_k(k), **given})
     if seed is not None and "random_state" in cls._param_names():
         params.setdefault("random_state", seed)
     if get_tags(cls).iterative:
         params.setdefault("verbose", True)
-    return get_encoder(cls.method_name, k=k, **params)
+    enc = get_encoder(cls.method_name, k=k, **params)
+    if preset is not None:
+        kept = {p: v for p, v in preset.for_k(k).items() if p not in given}
+        shown = ", ".join(f"{p}={v!r}" for p, v in kept.items()) or "nothing (every value overridden by --param)"
+        over = f"; --param overrides {', '.join(sorted(given))}" if given else ""
+        print(f"preset {cls.__name__}/{dataset} at k={k}: {shown}{over} (source: {preset.source})")
+    return enc
+
+
+def _dataset_name(data: str) -> str | None:
+    """The canonical name of the reference dataset ``--data`` names (a name, an alias or the path of a reference
+    file, as :func:`~hashplug.data.load_dataset` resolves them), or None for a user's own file."""
+    from ..data import DATASETS, DataFileError, get_dataset
+
+    try:
+        return get_dataset(data).name
+    except DataFileError:
+        pass
+    name = Path(data).name
+    return next((ds.name for ds in DATASETS.values() if ds.file is not None and Path(ds.file).name == name), None)
 
 
 def _load_xy(data: str, scale: float | None, encoder: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -115,16 +143,50 @@ def _check_out(path: str | None, flag: str) -> None:
             break
 
 
+def _labels_for(enc: Any, y: np.ndarray | None, data: str, unsupervised: bool) -> np.ndarray | None:
+    """The labels ``fit`` gets: the data's labels for an encoder tagged ``uses_labels`` (refused without any,
+    unless ``--unsupervised``), None for every other encoder (they would ignore them)."""
+    from ..encoders import get_tags
+
+    if not get_tags(enc).uses_labels or unsupervised:
+        return None
+    if y is None:
+        raise HashplugError(
+            f"{type(enc).__name__} learns from labels (its tags say uses_labels: neighbours = same label), but "
+            f"{data!r} has none. Pass a labelled dataset (a reference dataset, or a .npz/.parquet file with a "
+            "label column), or add --unsupervised to train it with its unsupervised neighbour rule."
+        )
+    return y
+
+
+def _hint_scale(enc: Any, dataset: str | None, scale: float | None) -> None:
+    """Presets are tuned on inputs divided by the dataset's full-intensity value: say so when ``--scale`` is missing."""
+    from ..data import get_dataset
+    from ..encoders import get_preset
+
+    if dataset is None or scale is not None or get_preset(enc, dataset) is None:
+        return
+    full = get_dataset(dataset).scale
+    if full != 1.0:
+        print(f"note: the preset was tuned on {dataset} / {full:g}; pass --scale {full:g} for the inputs it expects")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     _check_out(args.out, "--out")
     _check_out(args.onnx, "--onnx")
     if args.scale is not None:
         check_input_divisor(args.scale)  # before training: a bad --scale fails fast
-    enc = _make_encoder(args.method, args.k, params, seed=args.seed)  # before loading data: bad --param fails fast
-    X, _ = _load_xy(args.data, args.scale, enc)
+    dataset = None if args.no_preset else _dataset_name(args.data)
+    # before loading data: bad --param fails fast
+    enc = _make_encoder(args.method, args.k, params, seed=args.seed, dataset=dataset)
+    _hint_scale(enc, dataset, args.scale)
+    X, y = _load_xy(args.data, args.scale, enc)
+    y = _labels_for(enc, y, args.data, args.unsupervised)
+    if y is not None:
+        print(f"labels: {len(np.unique(y))} classes from {args.data} (neighbours = same label)")
     t0 = time.perf_counter()
-    enc.fit(X)
+    enc.fit(X, y)
     if args.scale is not None:
         # the model takes raw inputs: the division is its graph's first node (saved, exported, in the card)
         enc.set_input_divisor(args.scale)
@@ -368,6 +430,11 @@ def _add_train(sub: Any) -> None:
                    help="divide inputs by this (e.g. 255 for pixels; > 0); recorded in the model, whose graph then "
                         "takes raw inputs (no --scale at eval, export, ingest or search)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-preset", action="store_true",
+                   help="start from the encoder's defaults, not its preset for a reference dataset")
+    t.add_argument("--unsupervised", action="store_true",
+                   help="train an encoder that learns from labels (tagged uses_labels) without them, by its "
+                        "unsupervised neighbour rule; without this flag such an encoder needs labelled data")
     t.set_defaults(func=cmd_train)
 
 

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..validation import HashplugError, check_float_param, check_int_param
-from .base import EncoderTags, Preset, register_encoder
+from .contract import EncoderTags, Preset
 from .mihash import _PairwiseTrainedHash
+from .registry import register_encoder
 
 __all__ = ["AngularDistillHash", "angular_agreement", "angular_distill_objective"]
 
@@ -128,6 +129,11 @@ class AngularDistillHash(_PairwiseTrainedHash):
     ----------
     As :class:`~hashplug.encoders.MIHash`; ``history_["neg_kl"]`` holds the objective per epoch.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {
+        "k": 8, "epochs": 3, "batch_size": 64, "n_neighbours": 8, "group_size": 4, "lr": 0.01, "device": "cpu",
+    }
 
     _objective_name = "neg_kl"
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..graph import Affine, MatMul, Op, Sin
 from ..validation import HashplugError, check_float_param, check_int_param
-from .base import BaseEncoder, EncoderTags, Preset, register_encoder
+from .contract import BaseEncoder, EncoderTags, Preset
+from .registry import register_encoder
 
 __all__ = ["LSH", "PCAHash", "ITQ", "SpectralHash", "FlyHash"]
 
@@ -77,6 +78,9 @@ class LSH(_DenseProjection):
         Seed of the projections.
     """
 
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8}
+
     presets = _paper_baseline("LSH (Charikar 2002)")
 
     @classmethod
@@ -104,6 +108,9 @@ class PCAHash(_DenseProjection):
     ``random_state`` is accepted for a uniform interface and not used (the fit is deterministic).
     """
 
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8}
+
     presets = _paper_baseline("PCAHash (Gong & Lazebnik 2011)")
 
     @classmethod
@@ -126,6 +133,9 @@ class ITQ(_DenseProjection):
     """Iterative Quantization: PCA to k dims, then an orthogonal rotation R minimising the
     quantisation loss ||B - V R||_F by alternating B = sign(V R) and Procrustes (``n_iter`` rounds).
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "n_iter": 10}
 
     _array_attrs = ("mean_", "W_", "R_")
     presets = _paper_baseline("ITQ (Gong & Lazebnik 2011)")
@@ -162,6 +172,9 @@ class SpectralHash(_DenseProjection):
     PCA to ``min(k, d)`` dims, then the k smallest-eigenvalue 1-D modes; bit j is
     ``sin(pi/2 + omega_j (v_{dim_j} - mn_{dim_j})) > 0`` with ``omega_j = mode_j pi / (mx - mn)``.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8}
 
     _array_attrs = ("mean_", "W_", "shift_")
     presets = _paper_baseline("SH (Weiss, Torralba, Fergus 2009)")
@@ -223,6 +236,9 @@ class FlyHash(BaseEncoder):
     random_state : int or None
         Seed of the wiring.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "expansion": 2}
 
     code_kind = "khot"
     _array_attrs = ("mean_", "W_")

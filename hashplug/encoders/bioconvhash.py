@@ -39,8 +39,9 @@ from ..graph import (
 )
 from ..train.plasticity import INITS
 from ..validation import HashplugError, check_choice, check_float_param, check_int_param, check_is_fitted
-from .base import EncoderTags, Preset, register_encoder
 from .biohash import _PlasticityEncoder
+from .contract import EncoderTags, Preset
+from .registry import register_encoder
 
 __all__ = ["BioConvHash", "pool_padding"]
 
@@ -182,6 +183,12 @@ class BioConvHash(_PlasticityEncoder):
         Wall time of the last fit by stage: ``filters``, ``features`` (the training images' pooled
         features), ``layer`` (saved with the model).
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {
+        "k": 4, "m": 40, "n_filters": 8, "kernel_sizes": (3,), "kci": 2, "pool_size": 3, "filter_epochs": 2,
+        "n_patches": 2000, "epochs": 5, "lr": 0.2, "init": "data", "device": "cpu", "image_shape": (8, 8),
+    }
 
     code_kind = "khot"
     _array_attrs = ("filters_", "W_", "mean_")

@@ -15,7 +15,8 @@ import numpy as np
 from ..graph import Affine, MatMul, Op
 from ..train.plasticity import INITS
 from ..validation import HashplugError, check_choice, check_float_param, check_int_param
-from .base import BaseEncoder, EncoderTags, Preset, register_encoder
+from .contract import BaseEncoder, EncoderTags, Preset
+from .registry import register_encoder
 
 __all__ = ["BioHash", "NaiveBioHash"]
 
@@ -171,6 +172,9 @@ class BioHash(_PlasticityEncoder):
     m_, k_, n_features_in_, input_shape_ : learned sizes.
     """
 
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 4, "m": 40, "epochs": 5, "lr": 0.2, "device": "cpu"}
+
     code_kind = "khot"
 
     presets = {
@@ -287,6 +291,9 @@ class NaiveBioHash(_PlasticityEncoder):
     give a k-bit code.
     ``center`` defaults to True so that the sign splits the data.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "epochs": 5, "lr": 0.2, "device": "cpu"}
 
     code_kind = "dense"
 

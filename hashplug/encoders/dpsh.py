@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..validation import check_float_param
-from .base import Preset, register_encoder
+from .contract import Preset
 from .mihash import _PairwiseTrainedHash
+from .registry import register_encoder
 
 __all__ = ["DPSH"]
 
@@ -33,6 +34,9 @@ class DPSH(_PairwiseTrainedHash):
 
     ``history_["neg_loss"]`` holds minus the training loss per epoch.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "device": "cpu"}
 
     _objective_name = "neg_loss"
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..graph import Affine, Graph, MatMul, Op, Relu, head_for
 from ..validation import HashplugError, check_choice, check_float_param, check_int_param
-from .base import BaseEncoder, EncoderTags, Preset, register_encoder
+from .contract import BaseEncoder, EncoderTags, Preset
+from .registry import register_encoder
 
 __all__ = ["MIHash"]
 
@@ -220,7 +221,7 @@ class _PairwiseTrainedHash(BaseEncoder):
         t0 = time.perf_counter()
         n = X.shape[0]
         if n < 2:
-            raise HashplugError(f"{type(self).__name__} needs at least 2 training rows; got {n}.")
+            raise HashplugError(f"{type(self).__name__} needs at least 2 training rows; got n_samples={n}.")
         self.mean_ = X.mean(axis=0).astype(np.float32) if self.standardize else np.zeros(X.shape[1], np.float32)
         rms = float(np.sqrt(np.mean((X - self.mean_) ** 2))) if self.standardize else 1.0
         self.input_scale_ = rms if rms > 0 else 1.0
@@ -381,6 +382,9 @@ class MIHash(_PairwiseTrainedHash):
     history_ : dict
         ``"mi"``: the mean training objective per epoch.
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "hidden": (16,), "epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "device": "cpu"}
 
     _objective_name = "mi"
 

@@ -61,7 +61,8 @@ from ..graph import (
 )
 from ..hdc import conditional_eta
 from ..validation import HashplugError, check_array, check_float_param, check_int_param, check_is_fitted
-from .base import BaseEncoder, EncoderTags, register_encoder
+from .contract import BaseEncoder, EncoderTags
+from .registry import register_encoder
 
 __all__ = ["NeuroHash", "SCENE_INPUTS", "REQUIRED_INPUTS", "conditional_eta"]
 
@@ -126,6 +127,9 @@ class NeuroHash(BaseEncoder):
     history_ : dict
         Per-epoch losses of both stages and timings (not saved).
     """
+
+    #: Small, fast settings for the test suite (a fit on scikit-learn digits in well under a second).
+    _test_params = {"k": 8, "D": 128, "z_prime": 8, "hdc_epochs": 2, "epochs": 2, "device": "cpu"}
 
     method_name = "neurohash"
     code_kind = "dense"

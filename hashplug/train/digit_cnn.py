@@ -108,9 +108,8 @@ def train_digit_cnn(
     import time
 
     import torch
-    from tqdm.auto import tqdm
 
-    from .._torch import torch_threads
+    from .loop import Step, permutation_batches, run_epochs
 
     t0 = time.perf_counter()
     torch.manual_seed(int(random_state))
@@ -119,23 +118,19 @@ def train_digit_cnn(
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     rng = np.random.default_rng(random_state)
-    losses: list[float] = []
-    with torch_threads(None) as threads:
-        for _ in tqdm(range(int(epochs)), desc="digit CNN", disable=not verbose, leave=False):
-            perm = rng.permutation(len(Xt))
-            tot, cnt = 0.0, 0
-            net.train()
-            for s in range(0, len(perm), int(batch_size)):
-                threads.tick()
-                idx = torch.as_tensor(perm[s : s + int(batch_size)])
-                logits = net(Xt[idx].to(device))
-                loss = torch.nn.functional.cross_entropy(logits, yt[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach()) * len(idx)
-                cnt += len(idx)
-            losses.append(tot / max(cnt, 1))
+
+    def step(epoch: int, idx: Any) -> Step:
+        logits = net(Xt[idx].to(device))
+        loss = torch.nn.functional.cross_entropy(logits, yt[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return Step({"loss": float(loss.detach()) * len(idx)}, weight=len(idx))
+
+    net.train()
+    records = run_epochs(step, permutation_batches(len(Xt), int(batch_size), rng, device="cpu"), epochs=int(epochs),
+                         desc="digit CNN", verbose=verbose, recheck=None, metrics=("loss",))
+    losses = [rec["loss"] for rec in records]
     net = net.cpu().eval()
     info: dict[str, Any] = {"train_loss": [round(v, 4) for v in losses]}
     if X_test is not None and y_test is not None:

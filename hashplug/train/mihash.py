@@ -497,10 +497,8 @@ def train_minibatches(
     applies. The progress bar shows the objective under ``name``.
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from .._torch import torch_threads
-    from .plasticity import RECHECK_SECONDS
+    from .loop import Step, run_epochs
 
     n = X.shape[0]
     M = min(int(batch_size), n)
@@ -515,22 +513,22 @@ def train_minibatches(
     sched = torch.optim.lr_scheduler.StepLR(opt, int(lr_step), float(lr_decay)) if lr_step is not None else None
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
     Tt = torch.as_tensor(np.ascontiguousarray(targets), device=device)
-    history: list[float] = []
-    bar = tqdm(range(int(epochs)), desc=desc, disable=not verbose, leave=False)
-    with torch_threads(None, recheck=RECHECK_SECONDS) as threads:
-        for _ in bar:
-            total, count = 0.0, 0
-            for b in neighbourhood.batches(n, M, rng):
-                threads.tick()
-                idx = torch.as_tensor(b, device=device)
-                value = objective(module(Xt[idx]), neighbourhood.matrix(Tt[idx]))
-                opt.zero_grad(set_to_none=True)
-                (-value).backward()
-                opt.step()
-                total += float(value.detach())
-                count += 1
-            if sched is not None:
-                sched.step()
-            history.append(total / max(count, 1))
-            bar.set_postfix({name: f"{history[-1]:.4f}"})
+
+    def step(epoch: int, b: np.ndarray) -> Step:
+        idx = torch.as_tensor(b, device=device)
+        value = objective(module(Xt[idx]), neighbourhood.matrix(Tt[idx]))
+        opt.zero_grad(set_to_none=True)
+        (-value).backward()
+        opt.step()
+        return Step({name: float(value.detach())})
+
+    def end_epoch(epoch: int, record: dict[str, float]) -> None:
+        if sched is not None:
+            sched.step()
+
+    records = run_epochs(
+        step, lambda epoch: neighbourhood.batches(n, M, rng), epochs=int(epochs), desc=desc, verbose=verbose,
+        metrics=(name,), end_epoch=end_epoch, postfix=lambda rec: {name: f"{rec[name]:.4f}"},
+    )
+    history = [rec[name] for rec in records]
     return history

@@ -168,9 +168,8 @@ def fit_hdc_encoder(
         Per epoch: ``{"c": ..., "rec": ..., "acc": ...}`` (training accuracy of ``argmax phi^T C``).
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from .._torch import torch_threads
+    from .loop import Step, permutation_batches, run_epochs
 
     F = np.ascontiguousarray(F, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
@@ -196,33 +195,27 @@ def fit_hdc_encoder(
     yt = torch.as_tensor(y, device=device)
     n = F.shape[0]
     M = min(int(batch_size), n)
-    hist: list[dict[str, float]] = []
-    bar = tqdm(range(int(epochs)), desc="NeuroHash HDC encoder", disable=not verbose, leave=False)
-    with torch_threads(None) as threads:
-        for _ in bar:
-            perm = torch.as_tensor(rng.permutation(n), device=device)
-            tot = {"c": 0.0, "rec": 0.0, "acc": 0.0}
-            count = 0
-            for s in range(0, n, M):
-                threads.tick()
-                idx = perm[s : s + M]
-                f = Ft[idx]
-                u = W_ext(f)
-                zz = u @ B
-                h = torch.cos(zz + b) * torch.sin(zz)
-                logits = h @ C
-                l_c = torch.nn.functional.cross_entropy(logits, yt[idx])
-                l_rec = ((f - rec(h)) ** 2).sum(1).mean()
-                loss = l_c + float(lambda_rec) * l_rec
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot["c"] += float(l_c.detach()) * len(idx)
-                tot["rec"] += float(l_rec.detach()) * len(idx)
-                tot["acc"] += float((logits.argmax(1) == yt[idx]).float().sum())
-                count += len(idx)
-            hist.append({k: v / max(count, 1) for k, v in tot.items()})
-            bar.set_postfix({k: f"{v:.3f}" for k, v in hist[-1].items()})
+
+    def step(epoch: int, idx: Any) -> Step:
+        f = Ft[idx]
+        u = W_ext(f)
+        zz = u @ B
+        h = torch.cos(zz + b) * torch.sin(zz)
+        logits = h @ C
+        l_c = torch.nn.functional.cross_entropy(logits, yt[idx])
+        l_rec = ((f - rec(h)) ** 2).sum(1).mean()
+        loss = l_c + float(lambda_rec) * l_rec
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return Step({"c": float(l_c.detach()) * len(idx), "rec": float(l_rec.detach()) * len(idx),
+                     "acc": float((logits.argmax(1) == yt[idx]).float().sum())}, weight=len(idx))
+
+    hist = run_epochs(
+        step, permutation_batches(n, M, rng, device=device), epochs=int(epochs), desc="NeuroHash HDC encoder",
+        verbose=verbose, recheck=None, metrics=("c", "rec", "acc"),
+        postfix=lambda rec: {k: f"{v:.3f}" for k, v in rec.items()},
+    )
     arrays = {
         "W_ext": W_ext.weight.detach().T.contiguous(),
         "b_ext": W_ext.bias.detach(),
@@ -301,9 +294,8 @@ def fit_hyperplanes(
         Per epoch, the mean of every term (also those weighted 0) and of the total.
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from .._torch import torch_threads
+    from .loop import Step, permutation_batches, run_epochs
 
     lam = _lambdas(lambdas)
     g = torch.Generator().manual_seed(int(random_state))
@@ -319,28 +311,23 @@ def fit_hyperplanes(
     M = min(int(batch_size), int(n))
     if M < 2:
         raise HashplugError(f"NeuroHash hashing needs at least 2 training images per batch; got n={n}.")
-    bar = tqdm(range(int(epochs)), desc=f"NeuroHash hyperplanes L={n_bits}", disable=not verbose, leave=False)
-    with torch_threads(None) as threads:
-        for _ in bar:
-            perm = rng.permutation(int(n))
-            tot = dict.fromkeys((*LOSS_TERMS, "total"), 0.0)
-            count = 0
-            for s in range(0, int(n) - M + 1, M):
-                threads.tick()
-                H = batch_H(perm[s : s + M])
-                with torch.no_grad():
-                    Hn = H / H.norm(dim=1, keepdim=True).clamp_min(1e-12)
-                    S = Hn @ Hn.T
-                codes = torch.tanh(Hn @ P.T + bias)
-                parts = hyperplane_losses(codes, S)
-                total = sum(lam[k] * parts[k] for k in LOSS_TERMS if lam[k] > 0)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                for k in LOSS_TERMS:
-                    tot[k] += float(parts[k].detach())
-                tot["total"] += float(total.detach())
-                count += 1
-            hist.append({k: v / max(count, 1) for k, v in tot.items()})
-            bar.set_postfix({"loss": f"{hist[-1]['total']:.4f}"})
+
+    def step(epoch: int, idx: np.ndarray) -> Step:
+        H = batch_H(idx)
+        with torch.no_grad():
+            Hn = H / H.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            S = Hn @ Hn.T
+        codes = torch.tanh(Hn @ P.T + bias)
+        parts = hyperplane_losses(codes, S)
+        total = sum(lam[k] * parts[k] for k in LOSS_TERMS if lam[k] > 0)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return Step({**{k: float(parts[k].detach()) for k in LOSS_TERMS}, "total": float(total.detach())})
+
+    hist.extend(run_epochs(
+        step, permutation_batches(int(n), M, rng, drop_last=True), epochs=int(epochs),
+        desc=f"NeuroHash hyperplanes L={n_bits}", verbose=verbose, recheck=None, metrics=(*LOSS_TERMS, "total"),
+        postfix=lambda rec: {"loss": f"{rec['total']:.4f}"},
+    ))
     return P.detach().cpu().numpy().astype(np.float32), bias.detach().cpu().numpy().astype(np.float32), hist

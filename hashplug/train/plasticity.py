@@ -204,7 +204,7 @@ def train_plasticity(
     other processes, measured on the running training after 0.1 s and then every 0.5 s.
     """
     torch = require_torch()
-    from tqdm.auto import tqdm
+    from .loop import permutation_batches, run_epochs
 
     # checks n_threads / HASHPLUG_NUM_THREADS before any work; "auto" follows the load between minibatches
     threads = torch_threads(n_threads, recheck=RECHECK_SECONDS)
@@ -216,16 +216,18 @@ def train_plasticity(
     Wp = pnorm_weights(W, p)  # kept up to date by plasticity_step (changed rows only)
     won = torch.zeros(m, dtype=torch.bool, device=device)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
-    bar = tqdm(range(epochs), desc=desc, disable=not verbose, leave=False)
-    with torch.no_grad(), threads:
-        for ep in bar:
-            eps = lr * (1.0 - ep / epochs)
-            perm = torch.as_tensor(rng.permutation(n), device=device)
-            for s in range(0, n, batch_size):
-                threads.tick()
-                plasticity_step(W, Xt[perm[s : s + batch_size]], p, delta, r, eps, Wp=Wp, won=won)
-            if callback is not None:
-                callback(ep, W.cpu().numpy().copy())  # a snapshot, never a view of live W
+
+    def step(ep: int, idx: Any) -> None:
+        eps = lr * (1.0 - ep / epochs)  # annealed linearly to 0 over the epochs
+        plasticity_step(W, Xt[idx], p, delta, r, eps, Wp=Wp, won=won)
+
+    def end_epoch(ep: int, record: dict) -> None:
+        if callback is not None:
+            callback(ep, W.cpu().numpy().copy())  # a snapshot, never a view of live W
+
+    with torch.no_grad():
+        run_epochs(step, permutation_batches(n, batch_size, rng, device=device), epochs=epochs, desc=desc,
+                   verbose=verbose, threads=threads, end_epoch=end_epoch)
     out = W.cpu().numpy().astype(np.float32)
     if stats is not None:
         stats["units_ever_won"] = float(won.float().mean().item()) if m else 0.0
