@@ -297,7 +297,7 @@ def test_every_reader_of_the_version_reads_hashplug_version():
                                  "import it from hashplug._version")
     assert not wrong, "\n".join(wrong)
     readers = {a.module for a in arrows(ROOT) if a.target == "hashplug._version"}
-    assert {"hashplug", "hashplug.modelcard", "hashplug.encoders.base"} <= readers, readers
+    assert {"hashplug", "hashplug.modelcard", "hashplug.encoders.persistence"} <= readers, readers
 
 
 def test_one_popcount_kernel():
