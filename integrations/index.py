@@ -344,6 +344,17 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     if not isinstance(update, bool):
         raise HashplugError(f"update must be True or False; got {update!r}.")
     col, _, func = get_function(table, column)
+    return _open(table, col, func, folder, threads=threads, update=update, backend=backend)
+
+
+def open_bound_index(table: Any, column: str, func: Any) -> HammingIndex | None:
+    """:func:`open_index` for a caller that already holds the table's code column and function (a search: the
+    function is looked up once per call)."""
+    return _open(table, column, func, None, threads=1, update=True, backend=None)
+
+
+def _open(table: Any, col: str, func: Any, folder: Any, *, threads: int, update: bool, backend: str | None
+          ) -> HammingIndex | None:
     where = _index_folder(table, col, folder, "hashplug.open_index")
     disk = _disk_sig(where)
     if disk is None or not (where / "index.json").is_file():
