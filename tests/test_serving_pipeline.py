@@ -42,19 +42,7 @@ def _session_constructions(text: str) -> list[int]:
 def test_only_the_runtime_constructs_onnxruntime_sessions():
     """Every onnxruntime session comes from the runtime's one session factory (its cache): no module of the
     package (hashplug/, export/, integrations/) outside ``hashplug/runtime.py`` constructs one."""
-    found = {}
-    for folder in ("hashplug", "export", "integrations"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            lines = _session_constructions(path.read_text(encoding="utf-8"))
-            if lines:
-                found[str(path.relative_to(ROOT))] = lines
-    assert set(found) == {"hashplug/runtime.py"}, found
-    assert len(found["hashplug/runtime.py"]) == 1  # the one constructor, _new_session
-
-
-def test_the_walk_sees_every_spelling_of_a_construction():
-    """The AST walk itself finds each way of writing a construction (else the test above could not fail)."""
-    samples = [
+    samples = [  # the walk itself finds each way of writing a construction, so this test can fail
         "import onnxruntime as ort\nort.InferenceSession('a')\n",
         "import onnxruntime\nonnxruntime.InferenceSession('a')\n",
         "from onnxruntime import InferenceSession as S\nS('a')\n",
@@ -63,6 +51,14 @@ def test_the_walk_sees_every_spelling_of_a_construction():
     for text in samples:
         assert _session_constructions(text) == [text.count("\n")], text  # on the last line
     assert _session_constructions("import onnxruntime as ort\nort.get_available_providers()\n") == []
+    found = {}
+    for folder in ("hashplug", "export", "integrations"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            lines = _session_constructions(path.read_text(encoding="utf-8"))
+            if lines:
+                found[str(path.relative_to(ROOT))] = lines
+    assert set(found) == {"hashplug/runtime.py"}, found
+    assert len(found["hashplug/runtime.py"]) == 1  # the one constructor, _new_session
 
 
 def test_scene_sessions_come_from_the_runtime_cache(tmp_path, monkeypatch):
@@ -92,12 +88,12 @@ def test_scene_sessions_come_from_the_runtime_cache(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- one pass
-def _model(tmp_path, X, name="lsh", layout="packed"):
+def _model(tmp_path, X, name="lsh", seed=0):
     from hashplug.export import to_onnx
 
     kw = {"k": 8, "expansion": 4} if name == "flyhash" else {"k": 32}
-    enc = hashplug.get_encoder(name, random_state=0, **kw).fit(X)
-    return to_onnx(enc, tmp_path / f"{name}.onnx")
+    enc = hashplug.get_encoder(name, random_state=seed, **kw).fit(X)
+    return to_onnx(enc, tmp_path / f"{name}-{seed}.onnx")
 
 
 @pytest.fixture
@@ -163,3 +159,81 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
         assert res.schema.metadata[b"hashplug.search_path"].startswith(b"hashplug-index" if with_index else b"lancedb")
         assert counts == {"check_array": 1, "functions": counts["functions"], "lookups": 1}
         assert counts["functions"] <= 1
+    # the checked function is reused only while the model file is unchanged on disk: a swapped file is refused
+    import lancedb
+
+    from hashplug.validation import ModelMismatchError
+
+    path.write_bytes(_model(tmp_path, X, name, seed=1).read_bytes())
+    with pytest.raises(ModelMismatchError, match="not the model this table was built with"):
+        hashplug.search(lancedb.connect(tmp_path / "db").open_table("t"), X[0], limit=3)
+
+
+# ---------------------------------------------------------------------------------------------- the binding
+def test_the_hamming_index_knows_nothing_of_lancedb(tmp_path, digits):
+    """build_index returns a BoundIndex (table, column, version, binding, prefilter cache) holding a plain
+    HammingIndex; the index's save format carries the binding as generic metadata, read back as such."""
+    from hashplug.index import HammingIndex
+    from hashplug.integrations.index import BoundIndex
+
+    X, _ = digits
+    t = hashplug.ingest(tmp_path / "db", X[:200], name="t", model=_model(tmp_path, X), progress=False).table
+    bound = hashplug.build_index(t)
+    assert isinstance(bound, BoundIndex) and isinstance(bound.index, HammingIndex)
+    assert (bound.column, bound.table_version, len(bound)) == ("code", t.version, 200)
+    plain = vars(bound.index)
+    assert not {"table_version", "model_sha256", "binding", "folder", "column", "_pinned", "_prefilter_cache"} & set(plain)
+    loaded = HammingIndex.load(bound.folder)
+    assert loaded.metadata == {"table_version": t.version, "model_sha256": bound.model_sha256,
+                               "table": bound.binding}
+    source = (ROOT / "integrations" / "index.py").read_text()
+    assert "attr-defined" not in source  # nothing bolted onto the index from outside
+
+
+def test_index_metadata_is_generic_and_the_old_attributes_warn(tmp_path):
+    from hashplug.index import HammingIndex
+
+    idx = HammingIndex("packed", 16)
+    idx.add(np.arange(6, dtype=np.uint8).reshape(3, 2), np.arange(3))
+    idx.metadata = {"source": "my-parquet", "rows_at": 3}
+    loaded = HammingIndex.load(idx.save(tmp_path / "ix"))
+    assert loaded.metadata["source"] == "my-parquet" and loaded.metadata["rows_at"] == 3
+    with pytest.warns(DeprecationWarning, match="HammingIndex.table_version is deprecated"):
+        idx.table_version = 5
+    assert idx.metadata["table_version"] == 5
+    with pytest.warns(DeprecationWarning, match="HammingIndex.binding is deprecated"):
+        assert idx.binding is None
+    idx.metadata = {"layout": "x"}
+    with pytest.raises(hashplug.HashplugError, match=r"manifest's own keys \['layout'\]"):
+        idx.save(tmp_path / "iy")
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+def test_search_names_no_model_inputs():
+    """search.py holds the generic call: no input name of any model is written in it."""
+    tree = ast.parse((ROOT / "integrations" / "search.py").read_text(encoding="utf-8"))
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not [s for s in strings if "object_mask" in s or "object_positions" in s]
+
+
+def test_object_weighting_is_declared_by_the_card_inputs():
+    """The conditional-query transform is found from the card's inputs (a 0/1 mask domain, positions valid
+    where the mask is set, one per-object weight with a default), whatever the inputs are called."""
+    from types import SimpleNamespace
+
+    from hashplug.integrations.transforms import ObjectWeighting
+
+    def card(domains, specs):
+        return SimpleNamespace(multi_input=True, input_specs=specs, input_domains=domains)
+
+    specs = [("img", (16,), None), ("boxes_c", (5, 2), None), ("present", (5,), None), ("w", (5,), 1.0),
+             ("w_img", (1,), 1.0)]
+    doms = {"present": {"values": [0, 1]}, "boxes_c": {"range": [0, 1], "where": "present"}}
+    assert ObjectWeighting.from_card(card(doms, specs)) == ObjectWeighting("present", "boxes_c", "w")
+    assert ObjectWeighting.from_card(card({}, specs)) is None  # nothing declared
+    assert ObjectWeighting.from_card(card(doms, specs[:3])) is None  # no weight input with a default
+    assert ObjectWeighting.from_card(SimpleNamespace(multi_input=False)) is None
+    q = hashplug.Query({"img": np.zeros(16), "boxes_c": np.array([[0.1, 0.1], [0.9, 0.9], [0, 0], [0, 0], [0, 0]]),
+                        "present": np.array([1, 1, 0, 0, 0])})
+    out = ObjectWeighting("present", "boxes_c", "w")(q, focus=1, eta_weight=4.0)
+    np.testing.assert_array_equal(out.named["w"], np.array([1, 4, 0, 0, 0], np.float32))  # padding weighs 0
