@@ -354,7 +354,10 @@ class OnnxEncoder:
         )
         return arr.reshape((arr.shape[0], *self.input_shape))
 
-    def _check_named(self, X: Any, allow_empty: bool) -> dict[str, np.ndarray]:
+    def _check_named(self, X: Any, allow_empty: bool, checked: bool = False) -> dict[str, np.ndarray]:
+        """Named inputs checked, their defaults filled in and their value domains checked; ``checked``: arrays
+        that are already float32, C-contiguous, non-empty and of the input's shape (validated at the serving
+        pipeline's edge) are not checked a second time."""
         from collections.abc import Mapping
 
         specs = self.card.input_specs
@@ -379,8 +382,10 @@ class OnnxEncoder:
             arr = np.asarray(X[nm])
             if len(shp) == 1 and shp[0] == 1 and arr.ndim == 1:
                 arr = arr[:, None]
-            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty,
-                              finite=not nan_allowed(self.card.input_domains, nm))
+            if not (checked and arr.dtype == np.float32 and arr.flags.c_contiguous and arr.shape[1:] == tuple(shp)
+                    and arr.shape[0] > 0):
+                arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder",
+                                  allow_empty=allow_empty, finite=not nan_allowed(self.card.input_domains, nm))
             if n is not None and arr.shape[0] != n:
                 raise HashplugError(f"{self.path.name}: input {nm!r} has {arr.shape[0]} rows but the others have {n}.")
             n = arr.shape[0]
@@ -425,10 +430,13 @@ class OnnxEncoder:
         For the serving pipeline, which checks and converts a column once at its edge
         (:func:`hashplug.integrations.arrow.column_to_numpy`): ``X`` must be a C-contiguous float32 array of
         shape ``(n, *input_shape)`` with finite values (what ``check_input`` returns). A mapping of named inputs
-        still goes through ``check_input`` (its defaults and value domains are the card's).
+        has its defaults filled in and its value domains checked (the card's), each array checked again only when
+        it is not already float32 of its input's shape.
         """
         self._check_format(format)
-        if self.card.multi_input or not (
+        if self.card.multi_input:
+            X = self._check_named(X, False, checked=True)
+        elif not (
             isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape[1:] == self.input_shape
             and X.flags.c_contiguous and X.shape[0] > 0
         ):

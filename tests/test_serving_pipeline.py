@@ -237,3 +237,32 @@ def test_object_weighting_is_declared_by_the_card_inputs():
                         "present": np.array([1, 1, 0, 0, 0])})
     out = ObjectWeighting("present", "boxes_c", "w")(q, focus=1, eta_weight=4.0)
     np.testing.assert_array_equal(out.named["w"], np.array([1, 4, 0, 0, 0], np.float32))  # padding weighs 0
+
+
+def test_named_inputs_are_checked_once_per_field_at_ingest(tmp_path, counts):
+    """A struct source column (NeuroHash's named inputs): each field is checked once per chunk (was three times),
+    the card's defaults and value domains still apply, and the codes are the encoder's own."""
+    pytest.importorskip("torch")
+    import pyarrow as pa
+    from test_neurohash import scene_batch
+
+    from hashplug.encoders.neurohash import NeuroHash
+    from hashplug.export import to_onnx
+    from hashplug.integrations.arrow import struct_column
+
+    X, y = scene_batch(120, 0)
+    enc = NeuroHash(k=16, D=64, z_prime=8, hdc_epochs=1, epochs=1, device="cpu", random_state=0).fit(X, y)
+    path = to_onnx(enc, tmp_path / "nh.onnx")
+    rows = pa.table({"id": pa.array(np.arange(120)), "scene": struct_column(X)})
+    t = hashplug.ingest(tmp_path / "db", rows.slice(0, 60), name="s", model=path, source_column="scene",
+                        progress=False).table
+    for k in counts:
+        counts[k] = 0
+    hashplug.ingest(t, rows.slice(60), source_column="scene", progress=False)
+    assert counts["check_array"] == len(X) and counts["functions"] <= 1  # one per field
+    got = np.stack(t.to_arrow().sort_by("id")["code"].to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(got, enc.encode(X))
+    bad = {**X, "object_mask": np.where(X["object_mask"] > 0, 2.0, 0.0).astype(np.float32)}
+    with pytest.raises(hashplug.HashplugError, match="object_mask"):  # the card's domain, checked once
+        hashplug.ingest(t, pa.table({"id": pa.array(np.arange(120)), "scene": struct_column(bad)}),
+                        source_column="scene", progress=False)
