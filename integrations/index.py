@@ -302,11 +302,20 @@ def catch_up(idx: BoundIndex, table: Any, column: str, *, version: int | None = 
     the same codes as when indexed, which holds when the table's row ids are physical addresses (LanceDB never
     gives an address to another row of the same table; compaction and updates move rows to new addresses).
     Otherwise (stable row ids, another table's index) the index is rebuilt from the table
-    (``"rebuilt": True`` in the returned stats).
+    (``"rebuilt": True`` in the returned stats). A bare :class:`~hashplug.index.HammingIndex` (0.2's form) is
+    caught up through the binding its ``metadata`` records, which is then updated.
     """
+    if isinstance(idx, HammingIndex):
+        bound = _bound(idx)
+        stats = catch_up(bound, table, column, version=version)
+        if bound.index is not idx:  # rebuilt: the bare index takes the new arrays
+            with idx._lock:
+                idx.__dict__.update({k: v for k, v in bound.index.__dict__.items() if k != "_lock"})
+        idx.metadata = {**idx.metadata, **bound.saved_metadata()}
+        return stats
     t0 = time.perf_counter()
     if not isinstance(idx, BoundIndex):
-        raise HashplugTypeError(f"catch_up takes the BoundIndex that open_index / build_index return; got "
+        raise HashplugTypeError(f"catch_up takes the index that open_index / build_index return; got "
                                 f"{type(idx).__name__}.")
     version = int(table.version) if version is None else int(version)
     if idx.table_version == version and not _lineage_problem(table, idx.binding):

@@ -188,6 +188,11 @@ def test_the_hamming_index_knows_nothing_of_lancedb(tmp_path, digits):
                                "table": bound.binding}
     source = (ROOT / "integrations" / "index.py").read_text()
     assert "attr-defined" not in source  # nothing bolted onto the index from outside
+    from hashplug.integrations.index import catch_up  # a bare index (0.2's form) still catches up
+
+    hashplug.add(t, X[200:250])
+    assert catch_up(loaded, t, "code")["added"] == 50
+    assert len(loaded) == 250 and loaded.metadata["table_version"] == t.version
 
 
 def test_index_metadata_is_generic_and_the_old_attributes_warn(tmp_path):
