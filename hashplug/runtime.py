@@ -4,9 +4,11 @@ This module never imports torch, onnx, ``hashplug.export`` or ``hashplug.encoder
 an encoder is only an ONNX file written by ``hashplug.export.to_onnx``, described by its model card
 (:mod:`hashplug.modelcard`).
 
-onnxruntime sessions are cached per (resolved path, sha256 of the file bytes, providers), so building
-``OnnxEncoder`` objects repeatedly (LanceDB re-creates embedding functions often) costs one session in
-total; a file rewritten in place gets a new session because its sha256 changes.
+This module is the one session factory: every onnxruntime session hashplug opens is made here (hashplug's
+own encoders through :class:`OnnxEncoder`, other ONNX files, such as object detectors and image encoders,
+through :func:`onnx_session`). Sessions are cached per (resolved path, sha256 of the file bytes, providers),
+so building ``OnnxEncoder`` objects repeatedly (LanceDB re-creates embedding functions often) costs one
+session in total; a file rewritten in place gets a new session because its sha256 changes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .validation import (
     check_path,
 )
 
-__all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "resolve_providers"]
+__all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "onnx_session", "resolve_providers"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ _LOCK = threading.Lock()
 _SESSIONS: dict[tuple[str, str, tuple[str, ...]], _Loaded] = {}
 # (resolved path, size, mtime_ns, inode) -> sha256: avoids re-hashing an unchanged file on every rebuild.
 _SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
+# Sessions of ONNX files that are not hashplug encoders (detectors, image encoders), by
+# (resolved path, size, mtime_ns, inode, providers): a file rewritten in place gets a new session.
+_PLAIN: dict[tuple[Any, ...], Any] = {}
 
 
 def clear_session_cache() -> None:
@@ -56,6 +61,58 @@ def clear_session_cache() -> None:
     with _LOCK:
         _SESSIONS.clear()
         _SHA_MEMO.clear()
+        _PLAIN.clear()
+
+
+def _new_session(model: bytes | str, providers: tuple[str, ...]) -> Any:
+    """The one place an ``onnxruntime.InferenceSession`` is constructed (a file's bytes, or its path)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, sess_options=ort.SessionOptions(), providers=list(providers))
+
+
+def onnx_session(path: str | os.PathLike[str], providers: str | list[str] | None = None) -> Any:
+    """A cached onnxruntime session for an ONNX file that is not a hashplug encoder.
+
+    What :class:`hashplug.data.scenes.OnnxDetector` and :func:`hashplug.data.scenes.scene_inputs` run object
+    detectors and image encoders with: the file is opened by onnxruntime from its path (so external data next
+    to it is found), as it is; no model card is read or checked (use :class:`OnnxEncoder` for hashplug's own
+    files). One session per (resolved path, file size, mtime, inode, providers) per process.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ONNX file.
+    providers : str, list of str or None
+        onnxruntime execution providers (:func:`resolve_providers`; None is the CPU).
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+
+    Raises
+    ------
+    Exception
+        Whatever onnxruntime raises for a file it cannot load (callers name the file in their own error).
+    """
+    prov = resolve_providers(providers)
+    resolved = str(Path(path).expanduser().resolve())
+    try:
+        st = os.stat(resolved)
+        key: tuple[Any, ...] = (resolved, st.st_size, st.st_mtime_ns, st.st_ino, prov)
+    except OSError:
+        key = ()  # missing: onnxruntime names the problem
+    with _LOCK:
+        hit = _PLAIN.get(key) if key else None
+    if hit is not None:
+        return hit
+    session = _new_session(resolved if key else str(path), prov)
+    if key:
+        with _LOCK:
+            for old in [k for k in _PLAIN if k[0] == resolved and k[-1] == prov and k != key]:
+                del _PLAIN[old]
+            session = _PLAIN.setdefault(key, session)
+    return session
 
 
 def resolve_providers(providers: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -85,8 +142,6 @@ def _load(path: Path, providers: tuple[str, ...], max_bytes: int = DEFAULT_MAX_B
     The file's bytes go through :func:`hashplug._onnx_wire.verify_model_bytes` (size, structure, ops,
     outputs, digest) before onnxruntime sees them; onnxruntime then runs exactly the bytes that were checked.
     """
-    import onnxruntime as ort
-
     resolved = str(path.resolve())
     try:
         st = os.stat(resolved)
@@ -119,8 +174,7 @@ def _load(path: Path, providers: tuple[str, ...], max_bytes: int = DEFAULT_MAX_B
         if loaded is not None:
             return loaded
         try:
-            opts = ort.SessionOptions()
-            session = ort.InferenceSession(data, sess_options=opts, providers=list(providers))
+            session = _new_session(data, providers)
         except Exception as exc:
             raise ModelFileError(
                 f"{str(path)!r} could not be loaded as an ONNX model by onnxruntime "
@@ -300,7 +354,10 @@ class OnnxEncoder:
         )
         return arr.reshape((arr.shape[0], *self.input_shape))
 
-    def _check_named(self, X: Any, allow_empty: bool) -> dict[str, np.ndarray]:
+    def _check_named(self, X: Any, allow_empty: bool, checked: bool = False) -> dict[str, np.ndarray]:
+        """Named inputs checked, their defaults filled in and their value domains checked; ``checked``: arrays
+        that are already float32, C-contiguous, non-empty and of the input's shape (validated at the serving
+        pipeline's edge) are not checked a second time."""
         from collections.abc import Mapping
 
         specs = self.card.input_specs
@@ -325,8 +382,10 @@ class OnnxEncoder:
             arr = np.asarray(X[nm])
             if len(shp) == 1 and shp[0] == 1 and arr.ndim == 1:
                 arr = arr[:, None]
-            arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder", allow_empty=allow_empty,
-                              finite=not nan_allowed(self.card.input_domains, nm))
+            if not (checked and arr.dtype == np.float32 and arr.flags.c_contiguous and arr.shape[1:] == tuple(shp)
+                    and arr.shape[0] > 0):
+                arr = check_array(arr, name=nm, ndim=1 + len(shp), shape_tail=shp, owner="OnnxEncoder",
+                                  allow_empty=allow_empty, finite=not nan_allowed(self.card.input_domains, nm))
             if n is not None and arr.shape[0] != n:
                 raise HashplugError(f"{self.path.name}: input {nm!r} has {arr.shape[0]} rows but the others have {n}.")
             n = arr.shape[0]
@@ -357,6 +416,34 @@ class OnnxEncoder:
         ndarray
             Codes in the requested format.
         """
+        self._check_format(format)
+        bs = (
+            self.batch_size
+            if batch_size is None
+            else check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
+        )
+        return self._run(self.check_input(X), format, bs)
+
+    def encode_checked(self, X: np.ndarray, format: str = "packed") -> np.ndarray:
+        """:meth:`encode` of samples a caller has already validated, without validating them again.
+
+        For the serving pipeline, which checks and converts a column once at its edge
+        (:func:`hashplug.integrations.arrow.column_to_numpy`): ``X`` must be a C-contiguous float32 array of
+        shape ``(n, *input_shape)`` with finite values (what ``check_input`` returns). A mapping of named inputs
+        has its defaults filled in and its value domains checked (the card's), each array checked again only when
+        it is not already float32 of its input's shape.
+        """
+        self._check_format(format)
+        if self.card.multi_input:
+            X = self._check_named(X, False, checked=True)
+        elif not (
+            isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape[1:] == self.input_shape
+            and X.flags.c_contiguous and X.shape[0] > 0
+        ):
+            X = self.check_input(X)
+        return self._run(X, format, self.batch_size)
+
+    def _check_format(self, format: str) -> None:
         if format not in _codes.FORMATS:
             raise HashplugError(f"Unknown code format {format!r}; use one of {list(_codes.FORMATS)}.")
         if format == "indices" and self.code_kind != "khot":
@@ -364,12 +451,9 @@ class OnnxEncoder:
                 f"{self.path.name} holds a {self.method_name!r} encoder with dense codes; format='indices' is only "
                 "for k-hot encoders. Use format='packed' or 'pm1'."
             )
-        bs = (
-            self.batch_size
-            if batch_size is None
-            else check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
-        )
-        Xs = self.check_input(X)
+
+    def _run(self, Xs: Any, format: str, bs: int) -> np.ndarray:
+        """The kernel: checked inputs through the onnxruntime session, ``bs`` rows per call."""
         feed = Xs if isinstance(Xs, dict) else {INPUT_NAME: Xs}
         n = next(iter(feed.values())).shape[0]
         output = OUTPUT_INDICES if format == "indices" else OUTPUT_PACKED

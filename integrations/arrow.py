@@ -32,6 +32,7 @@ __all__ = [
     "normalize_layout",
     "column_to_numpy",
     "column_to_inputs",
+    "check_width",
     "sample_converter",
     "struct_column",
     "code_type",
@@ -161,6 +162,23 @@ def column_to_numpy(
         row_offset=row_offset,
     )
     return arr.reshape((arr.shape[0], *input_shape))
+
+
+def check_width(x: np.ndarray, input_shape: tuple[int, ...], *, name: str = "source") -> np.ndarray:
+    """``x`` (already a float32 array of finite values, e.g. a :class:`~hashplug.integrations.function.Query`'s)
+    as ``(n, *input_shape)``: the width check of :func:`column_to_numpy` without a second pass over the values.
+
+    A 1-D ``x`` is one sample; the message for a wrong width is :func:`~hashplug.validation.check_array`'s.
+    """
+    arr = x.reshape(1, -1) if x.ndim == 1 else x
+    n_features = int(np.prod(input_shape))
+    got = int(np.prod(arr.shape[1:])) if arr.ndim >= 2 else -1
+    if got != n_features:
+        raise HashplugError(
+            f"{name} has {got} features per sample (shape {arr.shape}), but {n_features} are expected; "
+            "encode data with the same dimensionality the model was fitted on."
+        )
+    return np.ascontiguousarray(arr).reshape((arr.shape[0], *input_shape))
 
 
 def column_to_inputs(
@@ -319,17 +337,20 @@ def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, Any, int, str]:
             raise ModelMismatchError(
                 f"layout={layout!r} differs from the function's own layout {encoder.layout!r}; leave it out."
             )
-        return encoder.encode, sample_converter(encoder.encoder), int(encoder.n_bytes), encoder.layout
+        return encoder.encode_checked, sample_converter(encoder.encoder), int(encoder.n_bytes), encoder.layout
     layout = normalize_layout(layout or "packed", owner="encode_batches")
     shape = sample_converter(encoder)
+    # the converter checks each column once; the kernel does not check it again (an OnnxEncoder's
+    # encode_checked; another encoder object's own encode)
+    run = getattr(encoder, "encode_checked", None) or encoder.encode
     if layout == "packed":
-        return (lambda X: encoder.encode(X, format="packed")), shape, int(encoder.n_bytes), layout
+        return (lambda X: run(X, format="packed")), shape, int(encoder.n_bytes), layout
     if encoder.code_kind != "khot":
         raise ModelMismatchError(
             f"layout='indices' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has "
             f"{encoder.code_kind} codes; use layout='packed'."
         )
-    return (lambda X: encoder.encode(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
+    return (lambda X: run(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
 
 
 def encode_batches(

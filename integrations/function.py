@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from ..validation import (
 from .arrow import (
     LAYOUTS,
     _layout_arg,
+    check_width,
     code_type,
     codes_to_arrow,
     n_samples,
@@ -263,6 +265,35 @@ def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+#: Checked function instances by (configuration, model file identity): see :meth:`HashplugEmbeddings.create`.
+_INSTANCES: dict[tuple[Any, ...], Any] = {}
+_INSTANCES_LOCK = threading.Lock()
+_MAX_INSTANCES = 64
+
+
+def _instance_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The cache key of a configuration: its JSON and the model file's (path, size, mtime, inode); None when it
+    cannot be cached (LanceDB variables, a missing file, arguments that are not JSON)."""
+    import json
+
+    model = kwargs.get("model")
+    if not isinstance(model, str) or any(isinstance(v, str) and v.startswith("$var:") for v in kwargs.values()):
+        return None
+    try:
+        text = json.dumps(kwargs, sort_keys=True)
+        p = Path(model).expanduser().resolve()
+        st = p.stat()
+    except (TypeError, ValueError, OSError):
+        return None
+    return (text, str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def clear_function_cache() -> None:
+    """Forget the checked function instances (they are rebuilt and checked on the next use)."""
+    with _INSTANCES_LOCK:
+        _INSTANCES.clear()
+
+
 @register("hashplug")
 class HashplugEmbeddings(EmbeddingFunction):
     """LanceDB embedding function that writes binary hash codes computed by a hashplug ONNX encoder.
@@ -307,7 +338,28 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     @classmethod
     def create(cls, **kwargs: Any) -> HashplugEmbeddings:
-        """Create the function, check the model file, and record its absolute path, sha256 and shape."""
+        """Create the function, check the model file, and record its absolute path, sha256 and shape.
+
+        LanceDB calls this on every rebuild of a table's function from its saved config (each ``add``, each
+        search, each ``table.embedding_functions``). One instance per configuration and model file is built
+        and checked, then returned again while the file is unchanged on disk (same size, mtime and inode; a
+        file replaced in place is opened and checked anew, so a swapped model is still refused).
+        """
+        key = _instance_key(kwargs) if cls is HashplugEmbeddings else None
+        if key is not None:
+            hit = _INSTANCES.get(key)
+            if hit is not None:
+                return hit
+        inst = cls._create(**kwargs)
+        if key is not None:
+            with _INSTANCES_LOCK:
+                while len(_INSTANCES) >= _MAX_INSTANCES:
+                    _INSTANCES.pop(next(iter(_INSTANCES)))
+                inst = _INSTANCES.setdefault(key, inst)
+        return inst
+
+    @classmethod
+    def _create(cls, **kwargs: Any) -> HashplugEmbeddings:
         kwargs = _upgrade_config(kwargs)
         model = kwargs.get("model")
         if not (isinstance(model, str) and model.startswith("$var:")):
@@ -481,13 +533,17 @@ class HashplugEmbeddings(EmbeddingFunction):
         ``X`` may be an ndarray of shape (n, *input_shape) or (n, prod(input_shape)), or an Arrow column; for a
         model with several named inputs, a struct column, a dict of arrays or a list of per-row dicts.
         """
-        arr = sample_converter(self.encoder)(X, name=f"input of {self.model!r}")
+        return self.encode_checked(sample_converter(self.encoder)(X, name=f"input of {self.model!r}"))
+
+    def encode_checked(self, arr: Any) -> np.ndarray:
+        """:meth:`encode` of samples already checked and converted (:func:`~hashplug.integrations.arrow.
+        sample_converter`'s output): the kernel alone, nothing validated twice."""
         if n_samples(arr) == 0:
             w = self.ndims()
             return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else np.int32)
         if self.layout == "packed":
-            return self.encoder.encode(arr, format="packed")
-        return self.encoder.encode(arr, format="indices").astype(np.int32)
+            return self.encoder.encode_checked(arr, format="packed")
+        return self.encoder.encode_checked(arr, format="indices").astype(np.int32)
 
     def encode_query(self, query: Any) -> np.ndarray:
         """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape
@@ -511,7 +567,8 @@ class HashplugEmbeddings(EmbeddingFunction):
         x = q.x
         if x.shape == self.input_shape or (x.ndim == 1 and x.size == int(np.prod(self.input_shape))):
             x = x.reshape((1, *self.input_shape))
-        return self.encode(x)
+        # the Query checked the values (float32, finite) at the edge; only the width is the model's to check
+        return self.encode_checked(check_width(x, self.input_shape, name=f"input of {self.model!r}"))
 
     def encode_arrow(self, col: Any) -> pa.Array:
         """Encode an Arrow column of samples to an Arrow code column of :meth:`arrow_type`."""

@@ -36,11 +36,18 @@ import pyarrow as pa
 from ..index import HammingIndex
 from ..index.core import folder_lock, prepare_folder
 from ..index.kernels import BACKENDS
-from ..validation import HashplugError, ModelFileError, ModelMismatchError, check_int_param, check_path
+from ..validation import (
+    HashplugError,
+    HashplugTypeError,
+    ModelFileError,
+    ModelMismatchError,
+    check_int_param,
+    check_path,
+)
 from .arrow import codes_from_arrow
 from .tables import get_function
 
-__all__ = ["build_index", "open_index", "refresh_index", "index_search", "default_index_folder",
+__all__ = ["BoundIndex", "build_index", "open_index", "refresh_index", "index_search", "default_index_folder",
            "column_folder_name", "catch_up", "prefilter_positions", "rows_by_id"]
 
 #: Column names used as the folder name unchanged (one path component, no leading dot, at most 100 chars).
@@ -82,6 +89,108 @@ def _index_folder(table: Any, column: str, folder: Any, owner: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- the binding
+class BoundIndex:
+    """A :class:`~hashplug.index.HammingIndex` bound to a LanceDB table's code column.
+
+    The Hamming index holds codes by row id and knows nothing of LanceDB; this object holds it with what ties
+    it to a table: the code ``column``, the index ``folder``, the ``table_version`` it covers, the
+    ``model_sha256`` of the codes, the ``binding`` (that version's commit timestamp in the table's history,
+    whether row ids are addresses, the table's uri), a handle of the table pinned at that version and the
+    prefilter cache (``where`` -> index positions, per version). :func:`build_index` and :func:`open_index`
+    return one; it answers what the index answers (``search``, ``len``, ``m``, ``layout``, ``row_ids``, ...:
+    every other attribute is the index's). Saved, the binding is the index's ``metadata``
+    (``table_version``, ``model_sha256``, ``table``: the manifest keys of ``hashplug-index/2``).
+
+    Parameters
+    ----------
+    index : HammingIndex
+    column : str or None
+    folder : Path or None
+    table_version : int or None
+    model_sha256 : str or None
+    binding : dict or None
+    """
+
+    def __init__(self, index: HammingIndex, *, column: str | None = None, folder: Path | None = None,
+                 table_version: int | None = None, model_sha256: str | None = None,
+                 binding: dict[str, Any] | None = None) -> None:
+        self.index = index
+        self.column = column
+        self.folder = folder
+        self.table_version = table_version
+        self.model_sha256 = model_sha256
+        self.binding = binding
+        self._pinned: tuple[int | None, Any] | None = None
+        self._prefilter_cache: dict[tuple[Any, str], np.ndarray] = {}
+
+    @classmethod
+    def from_saved(cls, index: HammingIndex, where: Any = "the index") -> BoundIndex:
+        """The binding a loaded index's ``metadata`` records; :class:`ModelFileError` for a malformed one."""
+        meta = index.metadata
+        tv = meta.get("table_version")
+        if tv is not None and (isinstance(tv, bool) or not isinstance(tv, int)):
+            raise ModelFileError(f"{str(where)!r}: index.json has table_version={tv!r}; rebuild the index.")
+        if meta.get("table") is not None and not isinstance(meta.get("table"), dict):
+            raise ModelFileError(f"{str(where)!r}: index.json has a table binding of type "
+                                 f"{type(meta.get('table')).__name__}; rebuild the index.")
+        return cls(index, table_version=tv, model_sha256=meta.get("model_sha256"), binding=meta.get("table"))
+
+    def __getattr__(self, name: str) -> Any:  # the index's own attributes and methods
+        if name.startswith("__") or "index" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["index"], name)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return (f"BoundIndex(column={self.column!r}, table_version={self.table_version}, "
+                f"{self.index.layout}, m={self.index.m}, rows={len(self.index)})")
+
+    @property
+    def backend(self) -> str:
+        """The index's dense kernel (a runtime choice, not saved)."""
+        return self.index.backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self.index.backend = value
+
+    def search(self, query_codes: Any, limit: int = 10, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`HammingIndex.search <hashplug.index.HammingIndex.search>`."""
+        return self.index.search(query_codes, limit, **kwargs)
+
+    def copy(self) -> BoundIndex:
+        """A copy of the index (sharing its arrays) and of the binding, without the caches."""
+        return BoundIndex(self.index.copy(), column=self.column, folder=self.folder,
+                          table_version=self.table_version, model_sha256=self.model_sha256,
+                          binding=None if self.binding is None else dict(self.binding))
+
+    def saved_metadata(self) -> dict[str, Any]:
+        """The binding as the index's saved ``metadata``."""
+        return {"table_version": self.table_version, "model_sha256": self.model_sha256, "table": self.binding}
+
+    def save(self, folder: str | Path) -> Path:
+        """Save the index with its binding (:meth:`HammingIndex.save <hashplug.index.HammingIndex.save>`)."""
+        self.index.metadata = self.saved_metadata()
+        return self.index.save(folder)
+
+    def _save_locked(self, folder: Path) -> None:
+        self.index.metadata = self.saved_metadata()
+        self.index._save_locked(folder)
+
+    def _become(self, other: BoundIndex) -> None:
+        """Take another binding's index and state (a rebuild in place)."""
+        self.index = other.index
+        self.table_version, self.model_sha256, self.binding = other.table_version, other.model_sha256, other.binding
+        self._pinned, self._prefilter_cache = None, {}
+
+
+def _bound(idx: Any) -> BoundIndex:
+    """``idx`` as a :class:`BoundIndex` (a bare HammingIndex, as 0.2 returned, is read through its metadata)."""
+    return idx if isinstance(idx, BoundIndex) else BoundIndex.from_saved(idx)
+
+
 class _Unprovable(Exception):
     """Catch-up cannot prove the rows it keeps unchanged: rebuild."""
 
@@ -142,13 +251,13 @@ def _pinned(table: Any, version: int) -> Any:
         return table
 
 
-def _snapshot_handle(idx: HammingIndex, table: Any) -> Any:
+def _snapshot_handle(idx: BoundIndex, table: Any) -> Any:
     """The handle at the version ``idx`` covers, kept on ``idx`` (a snapshot never changes version)."""
-    hit = idx.__dict__.get("_pinned")
+    hit = idx._pinned
     if hit is not None and hit[0] == idx.table_version:
         return hit[1]
     h = table if idx.table_version is None else _pinned(table, idx.table_version)
-    idx.__dict__["_pinned"] = (idx.table_version, h)
+    idx._pinned = (idx.table_version, h)
     return h
 
 
@@ -168,7 +277,7 @@ def _read(h: Any, column: str | None, where: str | None = None) -> tuple[np.ndar
     return ids, addrs, codes
 
 
-def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backend: str) -> HammingIndex:
+def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backend: str) -> BoundIndex:
     """The index of the table at ``version``, read from a handle pinned there."""
     for _ in range(5):
         h = _pinned(table, version)
@@ -182,22 +291,32 @@ def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backe
     idx = HammingIndex(func.layout, int(func.m), threads=threads, backend=backend)
     if ids.size:
         idx.add(codes, ids)
-    idx.table_version = int(version)
-    idx.model_sha256 = func.file_sha256
-    idx.binding = _binding(table, version, addrs is not None and np.array_equal(ids, addrs))
-    return idx
+    return BoundIndex(idx, column=col, table_version=int(version), model_sha256=func.file_sha256,
+                      binding=_binding(table, version, addrs is not None and np.array_equal(ids, addrs)))
 
 
-def catch_up(idx: HammingIndex, table: Any, column: str, *, version: int | None = None) -> dict[str, Any]:
+def catch_up(idx: BoundIndex, table: Any, column: str, *, version: int | None = None) -> dict[str, Any]:
     """Bring ``idx`` (changed in place: pass a copy of a shared index) to the table's version.
 
     Deleted rows are dropped and only the new rows read, when that is provably exact: the rows kept must have
     the same codes as when indexed, which holds when the table's row ids are physical addresses (LanceDB never
     gives an address to another row of the same table; compaction and updates move rows to new addresses).
     Otherwise (stable row ids, another table's index) the index is rebuilt from the table
-    (``"rebuilt": True`` in the returned stats).
+    (``"rebuilt": True`` in the returned stats). A bare :class:`~hashplug.index.HammingIndex` (0.2's form) is
+    caught up through the binding its ``metadata`` records, which is then updated.
     """
+    if isinstance(idx, HammingIndex):
+        bound = _bound(idx)
+        stats = catch_up(bound, table, column, version=version)
+        if bound.index is not idx:  # rebuilt: the bare index takes the new arrays
+            with idx._lock:
+                idx.__dict__.update({k: v for k, v in bound.index.__dict__.items() if k != "_lock"})
+        idx.metadata = {**idx.metadata, **bound.saved_metadata()}
+        return stats
     t0 = time.perf_counter()
+    if not isinstance(idx, BoundIndex):
+        raise HashplugTypeError(f"catch_up takes the index that open_index / build_index return; got "
+                                f"{type(idx).__name__}.")
     version = int(table.version) if version is None else int(version)
     if idx.table_version == version and not _lineage_problem(table, idx.binding):
         return {"added": 0, "deleted": 0, "seconds": 0.0, "version": version, "rebuilt": False}
@@ -207,14 +326,13 @@ def catch_up(idx: HammingIndex, table: Any, column: str, *, version: int | None 
     except _Unprovable:
         _, _, func = get_function(table, column)
         fresh = _fresh(table, column, func, version, threads=idx.threads, backend=idx.backend)
-        with idx._lock:
-            idx.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
+        idx._become(fresh)
         added, deleted, rebuilt = len(fresh), 0, True
     return {"added": int(added), "deleted": int(deleted), "seconds": round(time.perf_counter() - t0, 4),
             "version": version, "rebuilt": rebuilt}
 
 
-def _catch_up(idx: HammingIndex, table: Any, column: str, version: int) -> tuple[int, int]:
+def _catch_up(idx: BoundIndex, table: Any, column: str, version: int) -> tuple[int, int]:
     history = _versions(table)
     problem = _lineage_problem(table, idx.binding, history)
     if problem or (idx.binding or {}).get("row_ids") != "address":
@@ -257,7 +375,7 @@ def _catch_up(idx: HammingIndex, table: Any, column: str, version: int) -> tuple
 class _Entry:
     """A published snapshot (never changed after publication) and the manifest identity it was checked at."""
 
-    idx: HammingIndex
+    idx: BoundIndex
     sig: tuple[Any, ...] | None
     disk: tuple[int, int, int] | None = None  # index.json's (inode, mtime_ns, size) when published
 
@@ -282,7 +400,7 @@ def _thread_lock(key: str) -> threading.Lock:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
-def _fits(idx: HammingIndex, func: Any) -> bool:
+def _fits(idx: BoundIndex, func: Any) -> bool:
     return idx.model_sha256 == func.file_sha256 and (idx.layout, idx.m) == (func.layout, int(func.m))
 
 
@@ -296,10 +414,10 @@ def _current(entry: _Entry | None, table: Any, version: int, func: Any, disk: An
     return _lineage_problem(table, entry.idx.binding) is None
 
 
-def _load_checked(where: Path, table: Any, func: Any, threads: int) -> tuple[HammingIndex | None, str | None]:
+def _load_checked(where: Path, table: Any, func: Any, threads: int) -> tuple[BoundIndex | None, str | None]:
     """The saved index if it belongs to this table (else None and why); a foreign model is an error."""
     try:
-        idx = HammingIndex.load(where, threads=threads)
+        idx = BoundIndex.from_saved(HammingIndex.load(where, threads=threads), where)
     except ModelFileError as exc:
         return None, f"its files are torn or corrupt ({exc})"
     problem = _lineage_problem(table, idx.binding)
@@ -324,7 +442,7 @@ def _check_args(threads: Any, backend: Any, owner: str) -> int:
 
 
 def open_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
-               update: bool = True, backend: str | None = None) -> HammingIndex | None:
+               update: bool = True, backend: str | None = None) -> BoundIndex | None:
     """The index of a table's code column at the table's current version (None when none was built).
 
     The saved index is loaded once per process and checked against the table (history, row ids, model);
@@ -344,6 +462,17 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     if not isinstance(update, bool):
         raise HashplugError(f"update must be True or False; got {update!r}.")
     col, _, func = get_function(table, column)
+    return _open(table, col, func, folder, threads=threads, update=update, backend=backend)
+
+
+def open_bound_index(table: Any, column: str, func: Any) -> BoundIndex | None:
+    """:func:`open_index` for a caller that already holds the table's code column and function (a search: the
+    function is looked up once per call)."""
+    return _open(table, column, func, None, threads=1, update=True, backend=None)
+
+
+def _open(table: Any, col: str, func: Any, folder: Any, *, threads: int, update: bool, backend: str | None
+          ) -> BoundIndex | None:
     where = _index_folder(table, col, folder, "hashplug.open_index")
     disk = _disk_sig(where)
     if disk is None or not (where / "index.json").is_file():
@@ -352,7 +481,7 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     if not update:
         idx, _ = _load_checked(where, table, func, threads)
         if idx is not None:
-            idx.folder, idx.column = where, col  # type: ignore[attr-defined]
+            idx.folder, idx.column = where, col
             if backend is not None:
                 idx.backend = backend
         return idx
@@ -373,7 +502,7 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
 
 
 def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path, version: int, threads: int,
-              disk: Any) -> HammingIndex:
+              disk: Any) -> BoundIndex:
     """The table's index at ``version``: the saved one (when saved anew since) or the cached one, caught up on a
     copy; or rebuilt."""
     base, problem, loaded = None, None, False
@@ -391,24 +520,24 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
             try:
                 t0 = time.perf_counter()
                 added, deleted = _catch_up(idx, table, col, version)
-                idx.last_catch_up = {"added": int(added), "deleted": int(deleted),  # type: ignore[attr-defined]
+                idx.last_catch_up = {"added": int(added), "deleted": int(deleted),
                                      "seconds": round(time.perf_counter() - t0, 4), "version": version,
                                      "rebuilt": False}
             except _Unprovable as exc:
                 idx, problem = None, f"a catch-up could not be proved exact ({exc})"
     if idx is None:
         idx = _fresh(table, col, func, version, threads=threads, backend=base.backend if base else "auto")
-        idx.last_catch_up = {"added": len(idx), "deleted": 0, "seconds": 0.0, "version": version,  # type: ignore[attr-defined]
+        idx.last_catch_up = {"added": len(idx), "deleted": 0, "seconds": 0.0, "version": version,
                              "rebuilt": True, "reason": problem}
         warnings.warn(f"the hashplug index at {str(where)!r} was not used: {problem}. It was rebuilt from the table "
                       "in memory for this process (searches stay exact); save it with hashplug.refresh_index(table) "
                       "or hashplug.build_index(table).", RuntimeWarning, stacklevel=4)
-    idx.folder, idx.column = where, col  # type: ignore[attr-defined]
+    idx.folder, idx.column = where, col
     return idx
 
 
 def build_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
-                save: bool = True, backend: str = "auto") -> HammingIndex:
+                save: bool = True, backend: str = "auto") -> BoundIndex:
     """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``).
 
     The index covers the table's current version, read from a handle pinned there; it is saved atomically
@@ -431,7 +560,7 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     if save:
         prepare_folder(where)
     idx = _fresh(table, col, func, version, threads=threads, backend=backend)
-    idx.folder, idx.column = where, col  # type: ignore[attr-defined]
+    idx.folder = where
     if save:
         with folder_lock(where):
             idx._save_locked(where)
@@ -442,7 +571,7 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
 
 
 def refresh_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1
-                  ) -> HammingIndex:
+                  ) -> BoundIndex:
     """Catch the saved index up with the table (or rebuild it) and save it: the write side of :func:`open_index`.
 
     Runs under the folder's inter-process lock; a save by another process that already covers a later
@@ -455,7 +584,7 @@ def refresh_index(table: Any, *, column: str | None = None, folder: str | Path |
     with folder_lock(where):
         if not (where / "index.json").is_file():
             idx = _fresh(table, col, func, int(table.version), threads=threads, backend="auto")
-            idx.folder, idx.column = where, col  # type: ignore[attr-defined]
+            idx.folder = where
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a rebuild is what this call is for
@@ -473,17 +602,16 @@ def refresh_index(table: Any, *, column: str | None = None, folder: str | Path |
     return idx
 
 
-def _published(idx: HammingIndex) -> HammingIndex:
-    out = idx.copy()
-    out.folder, out.column = idx.folder, idx.column  # type: ignore[attr-defined]
-    return out
+def _published(idx: BoundIndex) -> BoundIndex:
+    return idx.copy()
 
 
 # ---------------------------------------------------------------------------------------------- search
-def index_search(idx: HammingIndex, table: Any, query_codes: Any, limit: int = 10, *, where: str | None = None
+def index_search(idx: BoundIndex, table: Any, query_codes: Any, limit: int = 10, *, where: str | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact search through the index; ``where`` runs in LanceDB first (at the index's version) and restricts
     the candidates."""
+    idx = _bound(idx)
     if not where:
         return idx.search(query_codes, limit)
     return idx.search(query_codes, limit, positions=prefilter_positions(idx, table, where))
@@ -493,7 +621,7 @@ def index_search(idx: HammingIndex, table: Any, query_codes: Any, limit: int = 1
 _PREFILTER_ENTRIES = 16
 
 
-def prefilter_positions(idx: HammingIndex, table: Any, where: str) -> np.ndarray:
+def prefilter_positions(idx: BoundIndex, table: Any, where: str) -> np.ndarray:
     """Index positions of the rows matching ``where`` (run by LanceDB at the index's version), cached per filter.
 
     A snapshot never changes version, so a repeated filter (the usual case: a fixed tenant or category over
@@ -501,8 +629,9 @@ def prefilter_positions(idx: HammingIndex, table: Any, where: str) -> np.ndarray
     """
     if not isinstance(where, str):
         raise HashplugError(f"where must be an SQL filter string; got {type(where).__name__}.")
+    idx = _bound(idx)
     version = idx.table_version
-    cache: dict[tuple[Any, str], np.ndarray] = idx.__dict__.setdefault("_prefilter_cache", {})
+    cache = idx._prefilter_cache
     key = (version, where)
     hit = cache.get(key)
     if hit is not None:
@@ -523,13 +652,13 @@ def prefilter_positions(idx: HammingIndex, table: Any, where: str) -> np.ndarray
     return pos
 
 
-def rows_by_id(table: Any, row_ids: np.ndarray, columns: list[str] | None = None, *, at: HammingIndex | None = None
+def rows_by_id(table: Any, row_ids: np.ndarray, columns: list[str] | None = None, *, at: BoundIndex | None = None
                ) -> pa.Table:
     """The table's rows with these ``_rowid`` values, in the given order (with ``_rowid``).
 
     ``at``: read them at the version this index snapshot covers (the rows its search returned exist there).
     """
-    h = table if at is None else _snapshot_handle(at, table)
+    h = table if at is None else _snapshot_handle(_bound(at), table)
     if row_ids.size == 0:
         empty = table.schema.empty_table()
         return empty if columns is None else empty.select(columns)

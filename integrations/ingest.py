@@ -39,7 +39,7 @@ from ..validation import (
     check_int_param,
     check_path,
 )
-from .arrow import _layout_arg, encode_batches, normalize_layout, sample_converter
+from .arrow import _layout_arg, codes_to_arrow, normalize_layout, sample_converter
 
 __all__ = ["ingest", "add", "IngestResult", "iter_source"]
 
@@ -333,13 +333,18 @@ class _SourceDigest:
         self.rows = 0
         self._h = hashlib.blake2b(digest_size=16)
 
-    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+    def update(self, batch: pa.RecordBatch | pa.Table, samples: Any = None) -> None:
+        """Add a batch; ``samples``: its source column already converted (what was encoded), so the sampled
+        rows are taken from it instead of being converted and checked a second time."""
         n = batch.num_rows
         first = (-self.rows) % _DIGEST_STRIDE
         idx = np.arange(first, n, _DIGEST_STRIDE)
         if idx.size:
-            col = batch.column(self.column).take(pa.array(idx))
-            X = self.conv(col, name=f"column {self.column!r}", row_offset=self.rows)
+            if samples is not None:
+                X = {k: v[idx] for k, v in samples.items()} if isinstance(samples, dict) else samples[idx]
+            else:
+                col = batch.column(self.column).take(pa.array(idx))
+                X = self.conv(col, name=f"column {self.column!r}", row_offset=self.rows)
             vals = list(X.values()) if isinstance(X, dict) else [X]
             pos = (self.rows + idx).astype("<i8")
             if self.legacy:
@@ -981,9 +986,10 @@ def ingest(
         for chunk in stream:
             start = skip + written
             try:
-                enc = encode_batches(
-                    chunk.to_reader(), func, source=src, target=col, row_offset=start
-                ).read_all()
+                # the edge: the chunk's source column is checked and converted once (Arrow -> numpy), encoded,
+                # and the codes converted once (numpy -> Arrow); the digest samples the same array
+                X = conv(chunk.column(src), name=f"column {src!r}", row_offset=start)
+                codes = codes_to_arrow(func.encode_checked(X), func.layout).cast(target_type)
             except HashplugError as exc:
                 how = (
                     f"rerun the same call with checkpoint={str(ckpt_path)!r} to resume from row {start}"
@@ -997,8 +1003,8 @@ def ingest(
                     rows_committed=start,
                     row=getattr(exc, "row", None),
                 ) from exc
-            enc = enc.set_column(
-                enc.schema.get_field_index(col), pa.field(col, target_type), enc[col].cast(target_type)
+            enc = (chunk.drop_columns([col]) if col in chunk.column_names else chunk).append_column(
+                pa.field(col, target_type), codes
             )
             if seen is not None:
                 seen.check(enc[id_column], start, start)
@@ -1007,7 +1013,7 @@ def ingest(
                 # nothing): a kill at any later point is recovered exactly by a rerun
                 _start_checkpoint(ckpt_path, state)
             table = _commit(table, enc, db_path, name, func, src, col, id_column, lock)
-            digest.update(chunk)
+            digest.update(chunk, X)
             written += chunk.num_rows
             n_chunks += 1
             state["rows_done"] = skip + written

@@ -21,6 +21,7 @@ from ..validation import HashplugError, HashplugTypeError
 from .arrow import codes_from_arrow
 from .function import HashplugEmbeddings, Query
 from .tables import get_function, warn_if_stale
+from .transforms import object_weighting
 
 __all__ = ["search", "query_code", "hamming", "hamming_to_query", "MAX_LIMIT"]
 
@@ -250,7 +251,9 @@ def search(
         Conditional queries for models with per-object weights (NeuroHash; ``x`` a dict of named inputs):
         ``eta`` the object weights themselves (K,), or ``focus`` the slot of one query object, or ``region``
         ``(x0, y0, x1, y1)`` in normalised coordinates (the objects whose centre lies inside), weighted
-        ``eta_weight`` against 1 for the others (:func:`hashplug.hdc.conditional_eta`).
+        ``eta_weight`` against 1 for the others (:func:`hashplug.hdc.conditional_eta`). The query transform
+        :class:`~hashplug.integrations.transforms.ObjectWeighting`, which the model's card declares through
+        its inputs (a 0/1 object mask, positions valid where it is set, a per-object weight with a default).
 
     Returns
     -------
@@ -284,9 +287,9 @@ def search(
             stacklevel=2,
         )
         limit = k
-    k, user_cols = _check_args(limit, where, columns, column, nprobes, exact, query_string)
+    lim, user_cols = _check_args(limit, where, columns, column, nprobes, exact, query_string)
     over = _check_reranker(reranker) if reranker is not None else 1
-    col, _, func = get_function(table, column)
+    col, _, func = get_function(table, column)  # the one lookup of the function: everything below gets it
     warn_if_stale(table, "hashplug.search")
     if user_cols is not None:
         names = table.schema.names
@@ -296,63 +299,18 @@ def search(
                 f"hashplug.search: columns {missing} are not in table {getattr(table, 'name', '?')!r}; its columns "
                 f"are {names}."
             )
-    q = x if isinstance(x, Query) else Query(x)
+    q = x if isinstance(x, Query) else Query(x)  # the edge: the query's values are checked here, once
     if eta is not None or focus is not None or region is not None:
-        q = _conditional_query(q, eta, focus, region, eta_weight)
-    codes = func.encode_query(q)
-    if codes.shape[0] != 1:
-        raise HashplugError(
-            f"hashplug.search takes one query sample; got {codes.shape[0]}. Loop over the queries."
-        )
-    code = codes[0]
-    fetch = min(k * over, MAX_LIMIT)
-    # stored columns to read: the virtual ones (_distance, the reranker's scores) are added by the search itself
-    sel = None if user_cols is None else [c for c in user_cols if not c.startswith("_") or c == "_rowid"]
-    if reranker is not None and sel is not None:
-        need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
-        sel = list(dict.fromkeys([*sel, *need]))
-    idx = None
-    if use_index is not False and not (use_index is None and nprobes is not None):
-        from .index import open_index
-
-        idx = open_index(table, column=col)
-        if idx is None and use_index:
-            raise HashplugError(
-                f"table {getattr(table, 'name', '?')!r} has no hashplug index for column {col!r}; build one with "
-                "hashplug.build_index(table), or pass use_index=None."
-            )
-    if idx is not None:
-        from .index import index_search, rows_by_id
-
-        q_codes = code.reshape(1, -1) if func.layout == "packed" else [np.asarray(code, dtype=np.int64)]
-        ids, dist = index_search(idx, table, q_codes, fetch, where=where)
-        res = rows_by_id(table, ids[0], None if sel is None else list(dict.fromkeys([*sel, col])), at=idx)
-        res = res.append_column("_distance", pa.array(dist[0].astype(np.float32)))
-        if "_rowid" in res.column_names and (sel is None or "_rowid" not in sel):
-            res = res.drop_columns(["_rowid"])
-        path = "hashplug-index"
-    elif func.layout == "packed":
-        path = "lancedb"
-        qb = table.search(code, vector_column_name=col).distance_type("hamming").limit(fetch)
-        if where:
-            qb = qb.where(where, prefilter=True)
-        if sel is not None:
-            qb = qb.select([c for c in sel if c != "_rowid"] + ["_distance"])
-            if "_rowid" in sel:
-                qb = qb.with_row_id(True)
-        if nprobes is not None:
-            qb = qb.nprobes(int(nprobes))
-        if exact:
-            qb = qb.bypass_vector_index()
-        res = qb.to_arrow()
-    else:
-        path = "lancedb-label-list"
-        res = _sparse_search(table, col, code, fetch, where, sel)
+        q = object_weighting(func.encoder.card)(q, eta=eta, focus=focus, region=region, eta_weight=eta_weight)
+    code = _one_code(func, q)
+    res, path = _search_code(table, col, func, code, min(lim * over, MAX_LIMIT), where=where,
+                             select=_stored_columns(user_cols, reranker, col), nprobes=nprobes, exact=exact,
+                             use_index=use_index)
     if reranker is not None:
         res = _apply_reranker(
             reranker, res, code=code, query=q, func=func, column=col, query_string=query_string
         )
-        res = res.slice(0, k)
+        res = res.slice(0, lim)
     if user_cols is not None:
         keep = [c for c in res.column_names if c in user_cols or c.startswith("_")]
         res = res.select(keep)
@@ -364,26 +322,90 @@ def search(
     return res.replace_schema_metadata(meta)
 
 
-def _conditional_query(q: Query, eta: Any, focus: Any, region: Any, weight: float) -> Query:
-    """The query with its object weights ``eta`` set (given, or from a focused slot or a region)."""
-    from ..hdc import conditional_eta
-
-    if q.named is None or "object_mask" not in q.named or "object_positions" not in q.named:
+def _one_code(func: HashplugEmbeddings, q: Query) -> np.ndarray:
+    """The code of a one-sample query (packed uint8, or the active units for an ``indices`` table)."""
+    codes = func.encode_query(q)
+    if codes.shape[0] != 1:
         raise HashplugError(
-            "eta=, focus= and region= weight the objects of a query with named inputs (object_positions, "
-            "object_mask, ...), as NeuroHash takes; this query is a plain array."
+            f"hashplug.search takes one query sample; got {codes.shape[0]}. Loop over the queries."
         )
-    if sum(v is not None for v in (eta, focus, region)) != 1:
-        raise HashplugError("hashplug.search: give one of eta=, focus= or region=.")
-    named = dict(q.named)
-    mask, pos = named["object_mask"], named["object_positions"]
-    one = mask.ndim == 1
-    if eta is None:
-        w = conditional_eta(pos[None] if one else pos, mask[None] if one else mask, focus=focus, region=region,
-                            weight=weight)
-        eta = w[0] if one else w
-    named["eta"] = np.asarray(eta, dtype=np.float32)
-    return Query(named)
+    return codes[0]
+
+
+def _stored_columns(user_cols: list[str] | None, reranker: Any, col: str) -> list[str] | None:
+    """The stored columns a search reads (None: all); the virtual ones (``_distance``, a reranker's scores)
+    are added by the search itself."""
+    if user_cols is None:
+        return None
+    sel = [c for c in user_cols if not c.startswith("_") or c == "_rowid"]
+    if reranker is not None:
+        need = [col] + [c for c in (getattr(reranker, "column", None),) if isinstance(c, str)]
+        sel = list(dict.fromkeys([*sel, *need]))
+    return sel
+
+
+def _search_code(
+    table: Any,
+    col: str,
+    func: HashplugEmbeddings,
+    code: np.ndarray,
+    fetch: int,
+    *,
+    where: str | None,
+    select: list[str] | None,
+    nprobes: int | None,
+    exact: bool,
+    use_index: bool | None,
+) -> tuple[pa.Table, str]:
+    """The generic call: the ``fetch`` nearest rows to a query code and the path that answered.
+
+    Paths: the table's hashplug index (when there is one, unless ``use_index=False`` or ``nprobes`` is asked
+    for), LanceDB's own Hamming search (packed codes) or ``LABEL_LIST`` candidates ranked exactly (indices).
+    """
+    bound = None
+    if use_index is not False and not (use_index is None and nprobes is not None):
+        from .index import open_bound_index
+
+        bound = open_bound_index(table, col, func)
+        if bound is None and use_index:
+            raise HashplugError(
+                f"table {getattr(table, 'name', '?')!r} has no hashplug index for column {col!r}; build one with "
+                "hashplug.build_index(table), or pass use_index=None."
+            )
+    if bound is not None:
+        return _index_path(table, col, func, bound, code, fetch, where, select), "hashplug-index"
+    if func.layout == "packed":
+        return _lancedb_path(table, col, code, fetch, where, select, nprobes, exact), "lancedb"
+    return _sparse_search(table, col, code, fetch, where, select), "lancedb-label-list"
+
+
+def _index_path(table: Any, col: str, func: HashplugEmbeddings, bound: Any, code: np.ndarray, fetch: int,
+                where: str | None, select: list[str] | None) -> pa.Table:
+    from .index import index_search, rows_by_id
+
+    q_codes = code.reshape(1, -1) if func.layout == "packed" else [np.asarray(code, dtype=np.int64)]
+    ids, dist = index_search(bound, table, q_codes, fetch, where=where)
+    res = rows_by_id(table, ids[0], None if select is None else list(dict.fromkeys([*select, col])), at=bound)
+    res = res.append_column("_distance", pa.array(dist[0].astype(np.float32)))
+    if "_rowid" in res.column_names and (select is None or "_rowid" not in select):
+        res = res.drop_columns(["_rowid"])
+    return res
+
+
+def _lancedb_path(table: Any, col: str, code: np.ndarray, fetch: int, where: str | None,
+                  select: list[str] | None, nprobes: int | None, exact: bool) -> pa.Table:
+    qb = table.search(code, vector_column_name=col).distance_type("hamming").limit(fetch)
+    if where:
+        qb = qb.where(where, prefilter=True)
+    if select is not None:
+        qb = qb.select([c for c in select if c != "_rowid"] + ["_distance"])
+        if "_rowid" in select:
+            qb = qb.with_row_id(True)
+    if nprobes is not None:
+        qb = qb.nprobes(int(nprobes))
+    if exact:
+        qb = qb.bypass_vector_index()
+    return qb.to_arrow()
 
 
 def query_code(table: Any, x: Any, column: str | None = None) -> np.ndarray:

@@ -785,7 +785,7 @@ class OnnxDetector:
     """
 
     def __init__(self, path: Any, score_threshold: float = 0.5, max_objects: int = 4, channels: int = 1) -> None:
-        import onnxruntime as ort
+        from ..runtime import onnx_session
 
         who = "OnnxDetector"
         self.path = str(path)
@@ -795,7 +795,7 @@ class OnnxDetector:
             raise HashplugError(f"The 'channels' parameter of OnnxDetector must be 1 or 3. Got {channels!r} instead.")
         self.channels = int(channels)
         try:
-            self._sess = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+            self._sess = onnx_session(self.path, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise HashplugError(f"OnnxDetector: {self.path!r} could not be loaded by onnxruntime ({exc}).") from None
         outs = {o.name for o in self._sess.get_outputs()}
@@ -930,11 +930,11 @@ def match_boxes(
 
 
 def _onnx_image_encoder(path: str) -> Any:
-    """An onnxruntime session as ``f(images float32 (n, C, H, W)) -> (n, z)`` (input named by the file)."""
-    import onnxruntime as ort
+    """An onnxruntime session as ``f(images float32 (n, C, H, W)) -> (n, z)`` (input named by the file); the
+    session comes from the runtime's one session factory (:func:`hashplug.runtime.onnx_session`)."""
+    from ..runtime import onnx_session
 
-    so = ort.SessionOptions()
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(str(path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:

@@ -10,13 +10,15 @@ new arrays and swap them in under a lock, and a search reads one consistent set 
 lock) and ranks outside it.
 
 ``save(folder)`` is atomic as a whole: the arrays go to a file of their own under a unique name
-(``index-<token>.npz``), then the manifest ``index.json`` (layout, m, row count, the table version, binding
-and model sha256 it covers, the arrays file's name, size and sha256) is written under a unique temporary name
+(``index-<token>.npz``), then the manifest ``index.json`` (layout, m, row count, the index's ``metadata`` (what
+its owner records about the codes' source: :mod:`hashplug.integrations.index` writes the table version, binding
+and model sha256 there), the arrays file's name, size and sha256) is written under a unique temporary name
 and moved over the old one with ``os.replace``; files no manifest names are removed afterwards. Writers hold
 an inter-process lock (``fcntl.flock`` on ``index.lock`` in the folder), so two processes saving at once
 leave one whole index; a kill at any point leaves the old index or the new one. ``load`` checks all of it
-(and still reads ``hashplug-index/1`` folders: ``index.npz`` + ``index.json``). numpy only (the LanceDB side,
-which reads the table and catches up, is :mod:`hashplug.integrations.index`).
+(and still reads ``hashplug-index/1`` folders: ``index.npz`` + ``index.json``). numpy only; the index knows
+nothing of LanceDB (the binding to a table, which reads the table and catches up, is
+:class:`hashplug.integrations.index.BoundIndex`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ _READ_FORMATS = ("hashplug-index/1", INDEX_FORMAT)
 _ARRAYS_NAME = re.compile(r"index(-[0-9a-f]{32})?\.npz")
 #: Files a save owns in its folder: its arrays files, the legacy arrays file and temporary files of writers.
 _OWNED = re.compile(r"(index-[0-9a-f]{32}\.npz|index\.npz|index\.npz\.tmp|index\.json\.tmp|\.index-.*\.tmp)")
+#: The manifest keys the index writes itself; every other key is its ``metadata``.
+_OWN_KEYS = frozenset({"format", "layout", "m", "n_rows", "arrays_file", "arrays_bytes", "arrays_sha256",
+                       "saved_at"})
+#: The metadata keys every ``hashplug-index/2`` manifest carries (null when the owner sets none): what they
+#: mean is the owner's (:mod:`hashplug.integrations.index`: the table version, model sha256 and table binding).
+_FORMAT_KEYS = ("table_version", "model_sha256", "table")
+#: The 0.2 attributes that are now ``metadata`` keys (read and set with a DeprecationWarning).
+_OLD_ATTRS = {"table_version": "table_version", "model_sha256": "model_sha256", "binding": "table"}
 
 
 def prepare_folder(folder: str | Path) -> Path:
@@ -189,10 +199,13 @@ class HammingIndex:
     ----------
     row_ids : ndarray of shape (n,), dtype=int64
         The row id at every position (for a LanceDB table: ``_rowid``).
-    table_version : int or None
-        The table version the index covers (set by the LanceDB side).
-    model_sha256 : str or None
-        sha256 of the model file whose codes the index holds.
+    metadata : dict
+        JSON values its owner records about the codes (saved in the manifest, read back by :meth:`load`; keys
+        other than the manifest's own). :class:`hashplug.integrations.index.BoundIndex` keeps a table's version,
+        binding and model sha256 there. ``table_version``, ``model_sha256`` and ``binding``, 0.2's attributes
+        for three of its keys, still work with a ``DeprecationWarning``.
+    format : str or None
+        The manifest format it was loaded from (None for an index built in memory).
     """
 
     def __init__(self, layout: str, m: int, *, threads: int = 1, backend: str = "auto") -> None:
@@ -207,9 +220,8 @@ class HammingIndex:
         self.m = int(m)
         self.threads = int(threads)
         self._ids = RowIdRuns()
-        self.table_version: int | None = None
-        self.model_sha256: str | None = None
-        self.binding: dict[str, Any] | None = None  # the table state the index covers (set by the LanceDB side)
+        self.metadata: dict[str, Any] = {}
+        self.format: str | None = None
         self._lock = threading.RLock()  # guards the swap of arrays (add / delete / merge), not the kernels
         self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
         # indices layout: CSC postings only (the rows of each unit, ascending positions) and each row's length;
@@ -226,12 +238,24 @@ class HammingIndex:
         with self._lock:
             self._merge_pending()
             out = object.__new__(type(self))
-            out.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_sub")
-                                 and k not in ("_prefilter_cache", "last_catch_up")})
+            out.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_sub")})
             out._pending = []
             out._lock = threading.RLock()
-            out.binding = None if self.binding is None else dict(self.binding)
+            out.metadata = json.loads(json.dumps(self.metadata))
             return out
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _OLD_ATTRS:  # 0.2's table_version, model_sha256, binding: now metadata keys
+            _warn_old_attr(name)
+            return self.__dict__.get("metadata", {}).get(_OLD_ATTRS[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OLD_ATTRS:
+            _warn_old_attr(name)
+            self.metadata[_OLD_ATTRS[name]] = value
+            return
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -514,9 +538,11 @@ class HammingIndex:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, folder / name)
+        clash = sorted(set(self.metadata) & _OWN_KEYS)
+        if clash:
+            raise HashplugError(f"the index's metadata may not use the manifest's own keys {clash}; rename them.")
         meta = {"format": INDEX_FORMAT, "layout": self.layout, "m": self.m, "n_rows": len(self),
-                "table_version": self.table_version, "model_sha256": self.model_sha256, "table": self.binding,
-                "arrays_file": name, "arrays_bytes": (folder / name).stat().st_size,
+                **dict.fromkeys(_FORMAT_KEYS), **self.metadata, "arrays_file": name, "arrays_bytes": (folder / name).stat().st_size,
                 "arrays_sha256": sha256_arrays(arrays), "saved_at": time.time()}
         mtmp = folder / f".index-{token}.json.tmp"
         with open(mtmp, "w") as f:
@@ -567,12 +593,6 @@ class HammingIndex:
             raise ModelFileError(f"{where!r}: index.json names the arrays file {name!r}, which is not one a save "
                                  "writes (index-<32 hex>.npz); rebuild the index.")
         meta["arrays_file"] = name
-        tv = meta.get("table_version")
-        if tv is not None and (isinstance(tv, bool) or not isinstance(tv, int)):
-            raise ModelFileError(f"{where!r}: index.json has table_version={tv!r}; rebuild the index.")
-        if meta.get("table") is not None and not isinstance(meta.get("table"), dict):
-            raise ModelFileError(f"{where!r}: index.json has a table binding of type "
-                                 f"{type(meta.get('table')).__name__}; rebuild the index.")
         return meta
 
     @classmethod
@@ -667,8 +687,18 @@ class HammingIndex:
         if len(idx) != int(meta["n_rows"]):
             raise ModelFileError(f"{where!r}: {len(idx)} rows stored but the header says {meta['n_rows']}; rebuild "
                                  "the index.")
-        idx.table_version = meta.get("table_version")
-        idx.model_sha256 = meta.get("model_sha256")
-        idx.binding = meta.get("table")
-        idx.format = meta["format"]  # type: ignore[attr-defined]
+        idx.metadata = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
+        idx.format = meta["format"]
         return idx
+
+
+def _warn_old_attr(name: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"HammingIndex.{name} is deprecated and will be removed in 0.3: the index knows nothing of tables; read "
+        f"index.metadata[{_OLD_ATTRS[name]!r}], or the attribute of the table's hashplug.integrations.index."
+        "BoundIndex (what build_index / open_index return).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
