@@ -139,7 +139,7 @@ RULES = (
 #: Packages whose modules import down a list only: tiers, first to last (a tier's modules never import each
 #: other); ``complete``: every module of the package must be in a tier.
 ORDERS = (
-    ("hashplug.integrations", (("lancedb",), ("reranker",), ("ingest",), ("search",), ("index",), ("tables",),
+    ("hashplug.integrations", (("lancedb",), ("reranker",), ("ingest",), ("search",), ("transforms",), ("index",), ("tables",),
                                ("function",), ("arrow",)), True),
     ("hashplug.data", (("protocols",), ("registry",), ("ag_news", "arrays", "cifar10", "digits", "mnist"),
                        ("_io",)), False),
