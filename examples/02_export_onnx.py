@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     encoder.fit(X)
     print(f"fitted {encoder!r}: m={encoder.m_}, k={encoder.k_}, {encoder.code_kind} codes")
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="hashplug_")) / f"{args.method}.onnx"
+    out = args.out or Path.cwd() / "hashplug_examples" / Path(__file__).stem / f"{args.method}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
     path = to_onnx(encoder, out)
     print(f"exported to {path} ({path.stat().st_size / 1024:.1f} KiB)")
 

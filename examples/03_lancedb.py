@@ -11,7 +11,7 @@ Run: ``python examples/03_lancedb.py``
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
 import lancedb
@@ -35,7 +35,9 @@ def make_data(
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="hashplug_lancedb_"))
+    work = Path.cwd() / "hashplug_examples" / Path(__file__).stem  # replaced at each run
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     X, y = make_data()
     Q, yq = X[:5], y[:5]
 

@@ -17,7 +17,7 @@ Run: ``python examples/05_safe_ingest.py``
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import lancedb
@@ -34,7 +34,9 @@ from hashplug.integrations.lancedb import schema
 
 def main() -> None:
     small = os.environ.get("HASHPLUG_EXAMPLE_SMALL") == "1"
-    work = Path(tempfile.mkdtemp(prefix="hashplug_safe_"))
+    work = Path.cwd() / "hashplug_examples" / Path(__file__).stem  # replaced at each run
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     X, y = load_digits()
     X = (X / np.float32(16)).reshape(len(X), -1).astype(np.float32)
     n = 600 if small else len(X)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--small", action="store_true", help="fewer epochs (for tests / CI)")
     args = ap.parse_args(argv)
     small = args.small or os.environ.get("HASHPLUG_EXAMPLE_SMALL", "") not in ("", "0")
-    work = Path(tempfile.mkdtemp(prefix="hashplug_bioconv_"))
+    work = Path.cwd() / "hashplug_examples" / Path(__file__).stem  # replaced at each run
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
 
     d = load_digits()
     X, y = d.data.astype(np.float32), d.target  # (1797, 64) pixels 0..16
