@@ -6,8 +6,10 @@ bit-identical codes.
 
 Usage::
 
-    python examples/02_export_onnx.py                 # BioHash, a few seconds
-    python examples/02_export_onnx.py --small         # fewer epochs, about a second of training
+    python examples/02_export_onnx.py                 # BioHash, about 15 s (13 s measured)
+    python examples/02_export_onnx.py --small         # fewer epochs: about 10 s, mostly imports
+
+Run times measured on 2 CPU cores shared with other jobs. The ONNX file is written to ./hashplug_examples/02_export_onnx/ (or --out).
     python examples/02_export_onnx.py --method lsh --out /tmp/lsh.onnx
 
 ``HASHPLUG_EXAMPLE_SMALL=1`` has the same effect as ``--small``.

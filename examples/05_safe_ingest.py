@@ -11,7 +11,8 @@
 5. A ``LanceModel`` declared with LanceDB's default ``Vector(n)`` code field stores floats; hashplug refuses to
    search it and names the fix.
 
-Run: ``python examples/05_safe_ingest.py``
+Run: ``python examples/05_safe_ingest.py`` (about 12 s measured on 2 CPU cores shared with other jobs; about 8-12 s with
+``HASHPLUG_EXAMPLE_SMALL=1``). It works in ./hashplug_examples/05_safe_ingest/, replaced at each run.
 """
 
 from __future__ import annotations
