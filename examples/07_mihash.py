@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
         # not a bug: a unit whose score lies within float32 rounding of the sign threshold 0 may round to
         # either side in numpy and in onnxruntime, which sum the same weights in a different order
         print(f"  {rep['rows_differing']} row(s) differ in {rep['bits_differing']} bit(s); "
-              f"{rep['rows_differing_at_ties']} of them only at float ties (a unit's score within 1e-5 of the row's "
-              "largest |score| from the threshold 0, which numpy and onnxruntime round to different sides: they sum "
-              f"in a different order); same weights (sha256 match): {rep['weights_sha256_match']}")
+              f"{rep['rows_differing_at_ties']} of them only at float ties: the unit's score lies within 1e-5 x the "
+              "row's largest |score| of the threshold 0, and numpy and onnxruntime, summing in a different order, "
+              f"round it to different sides; same weights (sha256 match): {rep['weights_sha256_match']}")
     out = hashplug.ingest(work / "db", X[db], name="news", model=str(path), layout="packed",
                           columns={"label": y[db].astype(np.int64)}, progress=False)
     rr = FloatRescoreReranker("vector", metric="cosine", overfetch=10)
