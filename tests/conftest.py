@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS  # noqa: E402
+from _tmp_guard import system_temp_dir_stays_clean  # noqa: E402,F401  (the tests leave nothing in the temp dir)
 
 __all__ = ["ALL_ENCODERS", "ENCODER_NAMES", "FAST_PARAMS"]
 

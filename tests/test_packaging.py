@@ -146,16 +146,24 @@ def test_light_face_loads_no_heavy_module(entry, tmp_path):
     assert f"codes ({n}, 2) heavy []" in proc.stdout, proc.stdout
 
 
+@pytest.fixture
+def fixture_at_written_path():
+    """The 0.1.0 fixture copied to the absolute path its tables name (as in test_compat_v0_1_0), removed after."""
+    import shutil
+
+    written_at = Path("/tmp/hashplug-fixture-v0_1_0")
+    shutil.rmtree(written_at, ignore_errors=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "v0_1_0", written_at)
+    yield written_at
+    shutil.rmtree(written_at, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     "imports",
     ["import hashplug\nimport lancedb", "import lancedb\nimport hashplug", "from lancedb.embeddings import get_registry\nimport hashplug\nimport lancedb"],
 )
-def test_tables_reopen_after_import_hashplug_in_any_order(imports, tmp_path):
+def test_tables_reopen_after_import_hashplug_in_any_order(imports, fixture_at_written_path):
     """LanceDB has no entry points: the face registers the function when LanceDB is (or gets) imported."""
-    import shutil
-
-    shutil.rmtree("/tmp/hashplug-fixture-v0_1_0", ignore_errors=True)
-    shutil.copytree(ROOT / "tests" / "fixtures" / "v0_1_0", "/tmp/hashplug-fixture-v0_1_0")
     code = imports + (
         "\nimport numpy as np\n"
         "t = lancedb.connect('/tmp/hashplug-fixture-v0_1_0/db').open_table('dense')\n"

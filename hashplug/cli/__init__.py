@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._version import __version__
 from ..validation import HashplugError
 
 __all__ = ["main", "build_parser"]
@@ -23,8 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``hashplug`` argument parser with every command of :mod:`.train` and :mod:`.serve`."""
     from . import serve, train
 
-    p = argparse.ArgumentParser(prog="hashplug", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="hashplug", description=__doc__.splitlines()[0].replace("``", ""))
+    p.add_argument("--version", action="version", version=f"hashplug {__version__}",
+                   help="print hashplug's version and exit")
+    sub = p.add_subparsers(dest="command", required=True,
+                           help="the command; `hashplug COMMAND --help` lists its options")
     adders = {**train.COMMANDS, **serve.COMMANDS}
     for name in COMMAND_ORDER:
         adders[name](sub)

@@ -242,20 +242,22 @@ def _add_ingest(sub: Any) -> None:
     )
     i.add_argument("source", help=".npy/.npz array, parquet file or folder")
     i.add_argument("--db", required=True, help="LanceDB folder")
-    i.add_argument("--table", required=True)
+    i.add_argument("--table", required=True, help="table name (created by the first chunk if missing)")
     i.add_argument("--model", help="ONNX file (required for a new table)")
     i.add_argument(
         "--layout", choices=["packed", "indices"], default=None,
         help="code column of a new table: packed bits (default) or the k active unit ids of a k-hot code",
     )
     i.add_argument("--code", choices=["dense", "sparse"], default=None, help="deprecated 0.1.0 name of --layout")
-    i.add_argument("--source-column", default="vector")
+    i.add_argument("--source-column", default="vector",
+                   help="column of the samples the model encodes (default vector)")
     i.add_argument(
         "--id-column", default=None,
         help="upsert (merge_insert) on this column: a rerun updates rows, never doubles them; concurrent "
         "ingests on one machine are serialised per chunk by a lock file beside the table",
     )
-    i.add_argument("--chunk-size", type=int, default=65536)
+    i.add_argument("--chunk-size", type=int, default=65536,
+                   help="rows per commit (default 65536)")
     i.add_argument(
         "--checkpoint", default=None,
         help="JSON checkpoint (its folder must exist): rerun the same command after a crash to resume exactly",
@@ -269,8 +271,8 @@ def _add_ingest(sub: Any) -> None:
 def _add_search(sub: Any) -> None:
     """``hashplug search``."""
     s = sub.add_parser("search", help="Hamming search of a hashplug table with raw queries")
-    s.add_argument("--db", required=True)
-    s.add_argument("--table", required=True)
+    s.add_argument("--db", required=True, help="LanceDB folder")
+    s.add_argument("--table", required=True, help="table written by hashplug ingest (or the hashplug function)")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--query", help="one query vector as a JSON list")
     g.add_argument("--query-file", help=".npy/.npz/.parquet of query vectors")

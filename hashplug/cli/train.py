@@ -417,10 +417,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Placeholder epilog of ``hashplug train --help``; :class:`_MethodsHelpFormatter` replaces it by the registry's
+#: methods when the help is printed (building the parser never imports the encoders: the serving commands
+#: share it).
+_METHODS_EPILOG = "<the registered encoders>"
+
+
+def methods_help() -> str:
+    """The registered encoders as ``hashplug train --help`` lists them: name, display name, code kind, input.
+
+    Read from the registry and the encoders' tags (:func:`hashplug.encoders.available_encoders`,
+    :func:`hashplug.encoders.get_tags`), so a newly registered encoder is listed without editing the CLI.
+    """
+    from ..encoders import available_encoders, get_tags
+
+    names = available_encoders()
+    width = max(map(len, names), default=0)
+    lines = ["methods (hashplug.available_encoders()):"]
+    for name in names:
+        tags = get_tags(name)
+        code = "k-hot" if tags.code_kind == "khot" else "dense"
+        notes = [f"{code} codes"]
+        if tags.uses_labels:
+            notes.append("uses labels when given")
+        if tags.input_kind == "images":
+            notes.append("images")
+        if tags.input_kind == "structured":
+            notes.append("named inputs: train it from Python, not with this command")
+        lines.append(f"  {name:<{width}}  {tags.display_name}: {', '.join(notes)}")
+    return "\n".join(lines)
+
+
+class _MethodsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help formatter that fills in :data:`_METHODS_EPILOG` from the registry, only when help is printed."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(methods_help() if text is _METHODS_EPILOG else text)
+
+
 def _add_train(sub: Any) -> None:
     """``hashplug train``."""
-    t = sub.add_parser("train", help="fit an encoder and save it (.npz, optionally ONNX)")
-    t.add_argument("method", help="encoder name (see hashplug.available_encoders())")
+    t = sub.add_parser("train", help="fit an encoder and save it (.npz, optionally ONNX)",
+                       epilog=_METHODS_EPILOG, formatter_class=_MethodsHelpFormatter)
+    t.add_argument("method", help="encoder name, e.g. biohash (the list below)")
     t.add_argument("--data", required=True, help="'digits', 'mnist', 'cifar10', 'ag_news' or a .npy/.npz/.parquet file")
     t.add_argument("--k", type=int, required=True, help="hash length (active units or bits)")
     t.add_argument("--out", required=True, help="model file to write (.npz)")
@@ -429,7 +468,8 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--scale", type=float, default=None,
                    help="divide inputs by this (e.g. 255 for pixels; > 0); recorded in the model, whose graph then "
                         "takes raw inputs (no --scale at eval, export, ingest or search)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0,
+                   help="random_state of encoders that take one (default 0)")
     t.add_argument("--no-preset", action="store_true",
                    help="start from the encoder's defaults, not its preset for a reference dataset")
     t.add_argument("--unsupervised", action="store_true",
@@ -441,14 +481,15 @@ def _add_train(sub: Any) -> None:
 def _add_eval(sub: Any) -> None:
     """``hashplug eval``."""
     e = sub.add_parser("eval", help="mAP of a saved model on labelled data (per-class query split)")
-    e.add_argument("model")
-    e.add_argument("--data", required=True)
+    e.add_argument("model", help="model file written by hashplug train (.npz)")
+    e.add_argument("--data", required=True,
+                   help="labelled data: 'digits', 'mnist', 'cifar10', 'ag_news' or a .npy/.npz/.parquet file")
     e.add_argument("--per-class", type=int, default=100, help="queries per class")
     e.add_argument("--R", type=int, default=None, help="mAP@R (default All)")
     e.add_argument("--scale", type=float, default=None,
                    help="divide the data by this (> 0), for a model trained without --scale only")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out")
+    e.add_argument("--seed", type=int, default=0, help="seed of the query/database split (default 0)")
+    e.add_argument("--out", help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
 
 
@@ -461,8 +502,8 @@ def _add_bench(sub: Any) -> None:
                                  "neurohash-spatial, neurohash-tune")
     b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
     b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
-    b.add_argument("--seeds", type=int, default=3)
-    b.add_argument("--methods", nargs="+", default=None)
+    b.add_argument("--seeds", type=int, default=3, help="run seeds 0..SEEDS-1 (default 3)")
+    b.add_argument("--methods", nargs="+", default=None, help="encoders to run (default: the suite's own)")
     b.add_argument("--epochs", type=int, default=None, help="override training epochs")
     b.add_argument("--limit", type=int, default=None, help="subset size (smoke runs; not the paper protocol)")
     b.add_argument("--hp", default=None, help='JSON overrides, e.g. \'{"BioHash": {"delta": 0.1}}\'')
@@ -507,9 +548,9 @@ def _add_bench(sub: Any) -> None:
 def _add_export(sub: Any) -> None:
     """``hashplug export``."""
     e = sub.add_parser("export", help="export a saved model (.npz) to ONNX")
-    e.add_argument("model")
-    e.add_argument("--out", required=True)
-    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("model", help="model file written by hashplug train (.npz)")
+    e.add_argument("--out", required=True, help="ONNX file to write")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset of the file (default 17)")
     e.add_argument("--check", help="dataset to verify onnxruntime parity on (name or file)")
     e.add_argument("--scale", type=float, default=None,
                    help="divide the --check data by this (> 0), for a model trained without --scale only")
@@ -520,10 +561,11 @@ def _add_demo(sub: Any) -> None:
     """``hashplug demo``."""
     d = sub.add_parser("demo", help="train on digits -> ONNX -> LanceDB -> search, printing quality")
     d.add_argument("--dir", default="hashplug_demo", help="folder for the model and the LanceDB table")
-    d.add_argument("--method", default="biohash")
-    d.add_argument("--k", type=int, default=16)
-    d.add_argument("--epochs", type=int, default=60)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--method", default="biohash",
+                   help="encoder to train (default biohash; `hashplug train --help` lists them)")
+    d.add_argument("--k", type=int, default=16, help="hash length (active units or bits; default 16)")
+    d.add_argument("--epochs", type=int, default=60, help="epochs of encoders trained over epochs (default 60)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the split and the encoder (default 0)")
     d.add_argument("--out", default=None, help="write the figures as JSON")
     d.set_defaults(func=cmd_demo)
 

@@ -27,8 +27,10 @@ def load_digits(*, flat: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as exc:  # pragma: no cover - scikit-learn is a base dependency
-        raise ImportError("load_digits needs scikit-learn: pip install scikit-learn") from exc
+    except ImportError as exc:  # pragma: no cover - scikit-learn is a training extra
+        raise ImportError(
+            "load_digits needs scikit-learn: pip install 'hashplug[train]' (or pip install scikit-learn)."
+        ) from exc
     d = _sk_load_digits()
     X = np.ascontiguousarray(d.data, dtype=np.float32).reshape(-1, 8, 8)
     return shaped(X, flat), np.asarray(d.target, dtype=np.int64)
