@@ -19,6 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
+from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, register_suite
 
 __all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
            "bench_ag_news"]
@@ -433,34 +434,65 @@ def format_ag_news(res: dict[str, Any]) -> str:
     return format_rows(rows, cols, nd=3)
 
 
+class AgNewsSuite(Suite):
+    """``hashplug bench ag-news``: AG News retrieval quality of float32, sign, ITQ, LSH and BioHash codes."""
+
+    names = ("ag-news",)
+    help = "AG News retrieval quality (P@10, recall@10, rescored) of float32, sign, ITQ, LSH, BioHash vs storage"
+    description = help + (". The query draw is seed 0's, like the reference numbers; the table reports standard "
+                          "errors over the queries.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "AG News embeddings file (ag_news_test_minilm.npz)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="families to run, from float32 sign itq lsh biohash (default all)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths (bits) of the dense families, each run at all of them (default: "
+                                 + "; ".join(f"{f} {' '.join(map(str, b))}" for f, b in AG_NEWS_DENSE.items()) + ")")
+        add_epochs(parser, "BioHash (default: its ag_news preset's)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="truncate the database to N rows (smoke runs; not the reference protocol)")
+        add_hp(parser, 'BioHash parameters, optionally with "sizes": [[m, k], ...] and "centers": [false, true]')
+        add_grid(parser, "BioHash parameter -> values, chosen per (m, k, center) by same-label P@10")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
+        sizes = hp.pop("sizes", None)
+        centers = hp.pop("centers", (False, True))
+        dense = {fam: tuple(args.k) for fam in AG_NEWS_DENSE} if args.k else None
+        grid = json.loads(args.grid) if getattr(args, "grid", None) else None
+        res = run_ag_news(
+            args.data,
+            methods=args.methods,
+            dense=dense,
+            biohash=sizes,
+            centers=tuple(centers),
+            hp=hp,
+            grid=grid,
+            epochs=args.epochs,
+            limit=args.limit,
+        )
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_ag_news(result))
+        for t in result["tuning"]:
+            print(f"tuned m={t['m']} k={t['k']} center={t['center']}: {t['chosen']}")
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+AG_NEWS = register_suite(AgNewsSuite())
+
+
 def bench_ag_news(args: argparse.Namespace) -> int:
-    """``hashplug bench ag-news``: run, print the table, write ``--out``.
+    """``hashplug bench ag-news`` (:class:`AgNewsSuite`): run, print the table, write ``--out``.
 
     ``--methods`` picks families (float32, sign, itq, lsh, biohash); ``--k`` overrides the ITQ / LSH code
     lengths; ``--epochs`` the BioHash epochs; ``--limit`` truncates the database (smoke runs); ``--grid`` is
     a JSON validation grid for BioHash and ``--hp`` a JSON object of BioHash parameters, optionally with
-    ``"sizes": [[m, k], ...]`` and ``"centers": [false, true]``. ``--seeds`` is ignored: the suite uses the
-    query draw of seed 0, like the reference numbers, and reports standard errors over the queries.
+    ``"sizes": [[m, k], ...]`` and ``"centers": [false, true]``. The suite uses the query draw of seed 0,
+    like the reference numbers, and reports standard errors over the queries.
     """
-    hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
-    sizes = hp.pop("sizes", None)
-    centers = hp.pop("centers", (False, True))
-    dense = {fam: tuple(args.k) for fam in AG_NEWS_DENSE} if args.k else None
-    grid = json.loads(args.grid) if getattr(args, "grid", None) else None
-    res = run_ag_news(
-        args.data,
-        methods=args.methods,
-        dense=dense,
-        biohash=sizes,
-        centers=tuple(centers),
-        hp=hp,
-        grid=grid,
-        epochs=args.epochs,
-        limit=args.limit,
-    )
-    print(format_ag_news(res))
-    for t in res["tuning"]:
-        print(f"tuned m={t['m']} k={t['k']} center={t['center']}: {t['chosen']}")
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
+    return AG_NEWS.main("ag-news", args)

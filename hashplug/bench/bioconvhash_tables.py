@@ -28,7 +28,9 @@ from .. import __version__
 from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
-from .biohash_tables import DATASETS, PAPER, _at_k, _codes_digest, load_protocol, merge_tables
+from .biohash_tables import DATASETS, PAPER
+from .suite import Suite, add_data, add_epochs, add_hp, add_out, register_suite
+from .tables import _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
            "bench_bioconvhash"]
@@ -581,34 +583,75 @@ def first_dataset(result: dict[str, Any]) -> str:
     raise HashplugError(f"cannot tell the dataset of the table {result.get('table')!r}.")
 
 
-def bench_bioconvhash(args: argparse.Namespace) -> int:
-    """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10``."""
-    dataset = args.suite.split("-", 1)[1]
-    if getattr(args, "merge", None):
+class BioConvHashTableSuite(Suite):
+    """``hashplug bench bioconvhash-mnist | bioconvhash-cifar10``: the BioConvHash table, ablation and shadows."""
+
+    names = ("bioconvhash-mnist", "bioconvhash-cifar10")
+    help = ("BioConvHash table beside BioHash (BioHash paper sec. 3.4, Table 3 / Table 4's k_CI ablation, the "
+            "shadows experiment)")
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        from .biohash_tables import _add_seed_flags
+
+        add_data(parser, f"{name.split('-', 1)[1].upper()} file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="hash lengths (active units), each a column (default 2 4 8 16 32)")
+        _add_seed_flags(parser)
+        parser.add_argument("--kci", type=int, nargs="*", default=None,
+                            help="Table 4's k_CI ablation at these k_CI (no values: "
+                                 f"{' '.join(map(str, KCI_ABLATION))})")
+        parser.add_argument("--shadows", action="store_true", help="the shadows experiment (sec. 3.4)")
+        parser.add_argument("--shadow-strengths", type=float, nargs="+", default=None,
+                            help="strengths of the shadow ramp with --shadows (default 0.75)")
+        parser.add_argument("--filters-png", default=None, help="write a grid of the learned filters to this PNG")
+        parser.add_argument("--onnx-check", type=int, default=10_000,
+                            help="database images encoded by numpy and ONNX on the first seed (0: skip)")
+        add_hp(parser, "BioConvHash parameters over its preset for the dataset")
+        add_epochs(parser)
+        parser.add_argument("--limit", type=int, default=None,
+                            help="a stratified subset of N images before the split (smoke runs; not the paper "
+                                 "protocol)")
+        parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                            help="combine these result JSONs of runs on other seeds (each finished, same "
+                                 "setting) into --out (no training)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_conv_table(
+            name.split("-", 1)[1],
+            args.data,
+            ks=args.k,
+            seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
+            kcis=None if args.kci is None else (list(args.kci) or list(KCI_ABLATION)),
+            shadows=bool(args.shadows),
+            shadow_strengths=tuple(args.shadow_strengths) if getattr(args, "shadow_strengths", None) else (0.75,),
+            out=args.out,
+            hp=json.loads(args.hp) if args.hp else None,
+            epochs=args.epochs,
+            limit=args.limit,
+            filters_png=args.filters_png,
+            onnx_check=int(args.onnx_check),
+        )
+
+    def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        dataset = name.split("-", 1)[1]
         res = merge_conv_tables(args.merge)
         if first_dataset(res) != dataset:
             raise HashplugError(f"the merged runs are {first_dataset(res)} tables, not {dataset}.")
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(res, indent=2))
-        print(format_conv_table(res))
-        return 0
-    kcis = None if args.kci is None else (list(args.kci) or list(KCI_ABLATION))
-    res = run_conv_table(
-        dataset,
-        args.data,
-        ks=args.k,
-        seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
-        kcis=kcis,
-        shadows=bool(args.shadows),
-        shadow_strengths=tuple(args.shadow_strengths) if getattr(args, "shadow_strengths", None) else (0.75,),
-        out=args.out,
-        hp=json.loads(args.hp) if args.hp else None,
-        epochs=args.epochs,
-        limit=args.limit,
-        filters_png=args.filters_png,
-        onnx_check=int(args.onnx_check),
-    )
-    print(format_conv_table(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    return 0
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_conv_table(result))
+        if not getattr(args, "merge", None):
+            print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+CONV_TABLE = register_suite(BioConvHashTableSuite())
+
+
+def bench_bioconvhash(args: argparse.Namespace) -> int:
+    """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10`` (:class:`BioConvHashTableSuite`)."""
+    return CONV_TABLE.main(args.suite, args)

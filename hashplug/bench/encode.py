@@ -19,6 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
+from .suite import Suite, add_data, add_epochs, add_out, register_suite
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -238,26 +239,48 @@ def format_encode(res: dict[str, Any]) -> str:
     return format_rows(rows, cols, nd=0)
 
 
+class EncodeSuite(Suite):
+    """``hashplug bench encode``: encode throughput of onnxruntime, torch eager and numpy per encoder."""
+
+    names = ("encode",)
+    help = "encode throughput (rows/s) of onnxruntime, torch eager and numpy for every registered encoder"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (inputs are pixels / 255)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="hash lengths (active units or bits) the encoders are built with (default 16)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="encoder names (default: every registered encoder)")
+        add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="smoke run: fit on N rows, a pool of N rows and short timings")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if args.limit is not None:
+            kw = {
+                "n_fit": int(args.limit),
+                "pool": int(args.limit),
+                "repeats": 2,
+                "target_seconds": 0.01,
+                "max_calls": 3,
+            }
+        res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_encode(result))
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+ENCODE = register_suite(EncodeSuite())
+
+
 def bench_encode(args: argparse.Namespace) -> int:
-    """``hashplug bench encode``: run, print the table, write ``--out``.
+    """``hashplug bench encode`` (:class:`EncodeSuite`): run, print the table, write ``--out``.
 
     ``--limit N`` is a smoke run: N fitting rows, a pool of N rows and short timings.
     """
-    smoke = args.limit is not None
-    kw: dict[str, Any] = {}
-    if smoke:
-        kw = {
-            "n_fit": int(args.limit),
-            "pool": int(args.limit),
-            "repeats": 2,
-            "target_seconds": 0.01,
-            "max_calls": 3,
-        }
-    res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
-    print(format_encode(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
-
-
-# ==================================================================================================== ingest
+    return ENCODE.main("encode", args)

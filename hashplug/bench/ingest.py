@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, load_mnist_float, write_json
+from .suite import Suite, add_data, add_out, register_suite
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -295,23 +296,47 @@ def format_ingest(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class IngestSuite(Suite):
+    """``hashplug bench ingest``: LanceDB ingestion rows/s of :func:`hashplug.ingest` against ``table.add``."""
+
+    names = ("ingest",)
+    help = "LanceDB ingestion rows/s: hashplug.ingest against table.add of precomputed codes"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (the rows are MNIST-sized, pixels / 255)")
+        parser.add_argument("--rows", type=int, default=None, help="rows ingested (default 1000000)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length of the encoder (the first value; default 64)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="encoder fitted and exported (the first name; default lsh)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="rows the encoder is fitted on (default 10000)")
+        parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if args.limit is not None:
+            kw["n_fit"] = int(args.limit)
+        if getattr(args, "chunk_size", None):
+            kw["chunk_size"] = int(args.chunk_size)
+        method = (args.methods or ["lsh"])[0]
+        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(args.k or [64])[0], **kw)
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_ingest(result))
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+INGEST = register_suite(IngestSuite())
+
+
 def bench_ingest(args: argparse.Namespace) -> int:
-    """``hashplug bench ingest``: run, print the table, write ``--out``.
+    """``hashplug bench ingest`` (:class:`IngestSuite`): run, print the table, write ``--out``.
 
     ``--rows`` sets the row count (default 1,000,000), ``--k`` the LSH code length (default 64) and ``--limit``
     the number of rows used to fit the encoder. An optional ``args.chunk_size`` sets rows per commit.
     """
-    kw: dict[str, Any] = {}
-    if args.limit is not None:
-        kw["n_fit"] = int(args.limit)
-    if getattr(args, "chunk_size", None):
-        kw["chunk_size"] = int(args.chunk_size)
-    method = (args.methods or ["lsh"])[0]
-    res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(args.k or [64])[0], **kw)
-    print(format_ingest(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
-
-
-# ==================================================================================================== ag news
+    return INGEST.main("ingest", args)

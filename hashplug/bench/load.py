@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, write_json
+from .suite import Suite, add_out, register_suite
 
 __all__ = ["run_load", "format_load", "bench_load"]
 
@@ -286,23 +287,47 @@ def format_load(res: dict[str, Any]) -> str:
     return f"{res['input']}\n" + format_rows(res["rows"], cols)
 
 
+class LoadSuite(Suite):
+    """``hashplug bench load``: a large resumable ingest of generated rows with a reader searching beside it."""
+
+    names = ("load",)
+    help = "ingest of generated rows at scale (rows/s, writer RSS) with a reader searching beside the writer"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--rows", type=int, default=None, help="generated rows (default 10000000)")
+        parser.add_argument("--dim", type=int, default=None, help="float32 features per generated row (default 64)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length of the LSH encoder (one value; default 64)")
+        parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
+        parser.add_argument("--no-search", action="store_true", help="no searching reader beside the ingest")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        from ..validation import HashplugError, check_int_param
+
+        def opt(value: Any, default: int, flag: str) -> int:
+            v = default if value is None else value
+            return check_int_param(v, flag, "hashplug bench load", 1)
+
+        if args.k is not None and len(args.k) != 1:
+            raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
+        res = run_load(
+            rows=opt(args.rows, 10_000_000, "--rows"),
+            dim=opt(getattr(args, "dim", None), 64, "--dim"),
+            bits=opt((args.k or [None])[0], 64, "--k"),
+            chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
+            search=not getattr(args, "no_search", False),
+        )
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_load(result))
+
+
+LOAD = register_suite(LoadSuite())
+
+
 def bench_load(args: argparse.Namespace) -> int:
-    """``hashplug bench load``."""
-    from ..validation import HashplugError, check_int_param
-
-    def opt(value: Any, default: int, flag: str) -> int:
-        v = default if value is None else value
-        return check_int_param(v, flag, "hashplug bench load", 1)
-
-    if args.k is not None and len(args.k) != 1:
-        raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
-    res = run_load(
-        rows=opt(args.rows, 10_000_000, "--rows"),
-        dim=opt(getattr(args, "dim", None), 64, "--dim"),
-        bits=opt((args.k or [None])[0], 64, "--k"),
-        chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
-        search=not getattr(args, "no_search", False),
-    )
-    print(format_load(res))
-    write_json(res, args.out)
-    return 0
+    """``hashplug bench load`` (:class:`LoadSuite`)."""
+    return LOAD.main("load", args)

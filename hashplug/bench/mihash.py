@@ -32,6 +32,7 @@ import numpy as np
 
 from ..validation import HashplugError
 from .common import environment, rounded, write_json
+from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, add_png, register_suite
 
 __all__ = [
     "supervised_split",
@@ -606,32 +607,112 @@ def _format_rows(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_mihash(args: argparse.Namespace) -> int:
-    """CLI entry of ``hashplug bench mihash-correlation | mihash-mnist | mihash-ag-news | mihash-unsupervised``."""
-    suite = args.suite
-    hp = json.loads(args.hp) if args.hp else None
-    if suite == "mihash-correlation":
+def _add_seeds(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--seeds", type=int, default=3, help=f"number of seeds: {what} (default 3)")
+
+
+class MIHashCorrelationSuite(Suite):
+    """``hashplug bench mihash-correlation``: MI against mAP over random mappings (the MIHash paper's Fig. 2)."""
+
+    names = ("mihash-correlation",)
+    help = "Pearson r of mutual information and mAP over random hash mappings (MIHash paper, MNIST)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length in bits of the random mappings (the first value; default 32)")
+        parser.add_argument("--maps", type=int, default=None, help="random mappings (default 50)")
+        add_png(parser, "the scatter plot (MI vs mAP)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         res = run_correlation(args.data, bits=(args.k or [32])[0], n_maps=args.maps or 50, png=args.png)
         write_json(res, args.out)
-        print(f"Pearson r(MI, mAP) over {res['n_maps']} random {res['bits']}-bit mappings: {res['pearson']:.4f} "
-              f"(paper 0.98); mAP {res['map_range']}, MI {res['mi_range']}")
-        return 0
-    if suite in ("mihash-mnist", "mihash-ag-news"):
-        ds = "mnist" if suite == "mihash-mnist" else "ag_news"
-        res = run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
-                             methods=args.methods, epochs=args.epochs or 50, hp=hp, limit=args.limit,
-                             out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
-                             tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
-        print(_format_rows(res))
-        return 0
-    if suite == "mihash-unsupervised":
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(f"Pearson r(MI, mAP) over {result['n_maps']} random {result['bits']}-bit mappings: "
+              f"{result['pearson']:.4f} (paper 0.98); mAP {result['map_range']}, MI {result['mi_range']}")
+
+
+class MIHashSupervisedSuite(Suite):
+    """``hashplug bench mihash-mnist | mihash-ag-news``: supervised retrieval (train on the labels)."""
+
+    names = ("mihash-mnist", "mihash-ag-news")
+    help = "supervised hashing on a cifar-1-like split: MIHash and DPSH (linear, MLP) against LSH, ITQ, BioHash"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file" if name == "mihash-mnist" else "AG News embeddings file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 12 24 32 48)")
+        _add_seeds(parser, "the split and the models are drawn with seeds 0 .. N-1, the table holds the mean")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help=f"table rows (default all: {' '.join(SUPERVISED_METHODS)})")
+        add_epochs(parser, "the gradient methods (default 50)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="a random subset of N rows before the split (smoke runs; not the paper protocol)")
+        add_hp(parser, '{row name: {param: value}}; a gradient method given here skips its validation grid')
+        add_grid(parser, "a list of settings for every gradient method, or {row name: [settings]}")
+        parser.add_argument("--tune-each-bits", action="store_true",
+                            help="validate the grid at every code length (default: the longest)")
+        add_png(parser, "the histograms of Hamming distances (same / other label)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        ds = "mnist" if name == "mihash-mnist" else "ag_news"
+        return run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
+                              methods=args.methods, epochs=args.epochs or 50,
+                              hp=json.loads(args.hp) if args.hp else None, limit=args.limit,
+                              out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
+                              tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(_format_rows(result))
+
+
+class MIHashUnsupervisedSuite(Suite):
+    """``hashplug bench mihash-unsupervised``: AG News without labels (cosine neighbours)."""
+
+    names = ("mihash-unsupervised",)
+    help = "AG News without labels: MIHash (cosine neighbours) or AngularDistillHash against sign and ITQ"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "AG News embeddings file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 128 192 256)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help=f"the one trained encoder of the run: one of {' '.join(sorted(UNSUP_METHODS))} "
+                                 "(default mihash)")
+        _add_seeds(parser, "test query draws (seeds 0 .. N-1, the models refitted), the table holds the mean")
+        parser.add_argument("--val-splits", type=int, default=1,
+                            help="validation splits the grid's choice is averaged over")
+        parser.add_argument("--val-per-class", type=int, default=50,
+                            help="validation queries per class in each split")
+        add_hp(parser, "the trained encoder's fixed settings (updated)")
+        add_grid(parser, "a list of settings of the trained encoder (replaces its grid)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="truncate the database to N rows (smoke runs; not the protocol)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.methods and len(args.methods) != 1:
             raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
-        res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
-                               seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
-                               base=hp, limit=args.limit, out=args.out,
-                               grid=json.loads(args.grid) if args.grid else None)
-        print(_format_rows(res))
-        return 0
-    raise ValueError(suite)
+        return run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+                                seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
+                                base=json.loads(args.hp) if args.hp else None, limit=args.limit, out=args.out,
+                                grid=json.loads(args.grid) if args.grid else None)
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(_format_rows(result))
+
+
+for _suite in (MIHashCorrelationSuite, MIHashSupervisedSuite, MIHashUnsupervisedSuite):
+    register_suite(_suite)
+
+
+def bench_mihash(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench mihash-correlation | mihash-mnist | mihash-ag-news | mihash-unsupervised``."""
+    from .suite import run_suite
+
+    return run_suite(args.suite, args)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, rounded, write_json
+from .suite import Suite, add_data, add_grid, add_hp, add_out, add_png, register_suite
 
 __all__ = ["build_scene_data", "run_ablation", "run_spatial", "bench_neurohash", "TERMS"]
 
@@ -483,24 +484,90 @@ def _print(res: dict[str, Any]) -> None:
             print(w, rows)
 
 
+#: The validation grid of ``hashplug bench neurohash-tune`` without ``--grid``.
+TUNE_GRID: dict[str, list[float]] = {"lambdas.o": [0.0, 0.1, 1.0], "lambdas.w": [0.0, 0.1, 1.0]}
+
+
+class _NeuroHashSuite(Suite):
+    """The NeuroHash suites' shared flags and settings (scenes of MNIST digits, a digit CNN, NeuroHash)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (the scenes' digits and the digit CNN's training set)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
+                                 "trained on min(60000, 10 N) digits (not the paper protocol)")
+        add_hp(parser, "NeuroHash parameters (e.g. {\"lambdas\": {\"o\": 0.1}})")
+        add_out(parser)
+
+    def settings(self, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {"hp": json.loads(args.hp) if args.hp else None, "out": args.out}
+        if args.limit:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
+            kw.update(n_db=int(args.limit), n_q=max(50, int(args.limit) // 10),
+                      cnn_train=min(60000, 10 * int(args.limit)))
+        return kw
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        _print(result)
+
+
+class NeuroHashAblationSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-ablation``: the NeuroHash paper's Table II (loss ablation) with baselines."""
+
+    names = ("neurohash-ablation",)
+    help = "NeuroHash paper Table II: the loss ablation (mAP@K of MNIST scenes) with LSH and ITQ baselines"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 16 32 64)")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_ablation(args.data, bits=args.k or (16, 32, 64), **self.settings(args))
+
+
+class NeuroHashSpatialSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-spatial``: spatially conditioned queries (the paper's Table III)."""
+
+    names = ("neurohash-spatial",)
+    help = "NeuroHash paper Table III: mAP@K_r as the length scale w varies, and conditional retrieval"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 16 32 64)")
+        add_png(parser, "a grid of queries and their nearest scenes")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_spatial(args.data, bits=args.k or (16, 32, 64), png=args.png, **self.settings(args))
+
+
+class NeuroHashTuneSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-tune``: NeuroHash's loss weights on a validation split."""
+
+    names = ("neurohash-tune",)
+    help = "NeuroHash loss weights (lambdas) chosen on a validation split"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length in bits (the first value; default 32)")
+        add_grid(parser, "NeuroHash parameter -> values (default "
+                 + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in TUNE_GRID.items()) + ")")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        grid = json.loads(args.grid) if args.grid else TUNE_GRID
+        return run_tune(args.data, grid, bits=(args.k or [32])[0], **self.settings(args))
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(json.dumps(result["results"][:5], indent=1), "random:", result["random_hyperplanes"])
+
+
+for _suite in (NeuroHashAblationSuite, NeuroHashSpatialSuite, NeuroHashTuneSuite):
+    register_suite(_suite)
+
+
 def bench_neurohash(args: argparse.Namespace) -> int:
     """CLI entry of ``hashplug bench neurohash-ablation | neurohash-spatial | neurohash-tune``."""
-    suite = args.suite
-    hp = json.loads(args.hp) if args.hp else None
-    kw: dict[str, Any] = {"hp": hp, "out": args.out}
-    if args.limit:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
-        kw.update(n_db=int(args.limit), n_q=max(50, int(args.limit) // 10), cnn_train=min(60000, 10 * int(args.limit)))
-    if suite == "neurohash-tune":
-        grid = json.loads(args.grid) if args.grid else {"lambdas.o": [0.0, 0.1, 1.0], "lambdas.w": [0.0, 0.1, 1.0]}
-        res = run_tune(args.data, grid, bits=(args.k or [32])[0], **kw)
-        print(json.dumps(res["results"][:5], indent=1), "random:", res["random_hyperplanes"])
-        return 0
-    bits = args.k or (16, 32, 64)
-    if suite == "neurohash-ablation":
-        res = run_ablation(args.data, bits=bits, **kw)
-    elif suite == "neurohash-spatial":
-        res = run_spatial(args.data, bits=bits, png=args.png, **kw)
-    else:
-        raise ValueError(suite)
-    _print(res)
-    return 0
+    from .suite import run_suite
+
+    return run_suite(args.suite, args)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, rounded, write_json
+from .suite import Suite, add_out, add_png, register_suite
 
 __all__ = ["run_search_bench", "bench_search", "CODES", "machine_bound"]
 
@@ -418,31 +419,67 @@ def merge_search(paths: Sequence[str]) -> dict[str, Any]:
     return res
 
 
-def bench_search(args: argparse.Namespace) -> int:
-    """CLI entry of ``hashplug bench search``."""
-    if args.merge:
+class SearchSuite(Suite):
+    """``hashplug bench search``: exact Hamming top-k latency and recall against LanceDB and FAISS."""
+
+    names = ("search",)
+    help = "Hamming top-k latency vs N: hashplug's kernel, MIH, LanceDB, FAISS (random codes)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                            help="database sizes N (default 100000 1000000)")
+        parser.add_argument("--rows", type=int, default=None, help="one database size N (when --sizes is not given)")
+        parser.add_argument("--codes", nargs="+", default=None,
+                            help=f"code kinds, e.g. dense-256 khot-4096-16 (available: {' '.join(CODES)})")
+        parser.add_argument("--queries", type=int, default=100, help="queries per measurement")
+        parser.add_argument("--limit-results", type=int, default=100, help="results per query")
+        parser.add_argument("--threads", type=int, default=2, help="threads of hashplug's kernel and FAISS")
+        parser.add_argument("--ann-max-rows", type=int, default=2_000_000,
+                            help="build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
+        parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                            help="combine the cells (code kind x N) of these runs' JSONs into --out / --png "
+                                 "(no measuring)")
+        add_out(parser)
+        add_png(parser, "the figure (latency vs N)")
+
+    def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         res = merge_search(args.merge)
         write_json(res, args.out)
         if args.png:
             plot_latency(res, args.png)
-        print(f"merged {len(args.merge)} runs: " + "; ".join(f"{p}: {len(c)} cells" for p, c in res["sources"].items()))
-        return 0
-    sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
-    unknown = sorted(set(args.codes or []) - set(CODES))
-    if unknown:
-        from ..validation import HashplugError
+        return res
 
-        raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
-    res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
-                           out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
-    print(f"bound: {res['bound']}")
-    for name, byn in res["rows"].items():
-        for n_, cell in byn.items():
-            print(f"{name:>14} N={n_:>9}: " + ", ".join(
-                f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
-    if args.png:
-        plot_latency(res, args.png)
-    return 0
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
+        unknown = sorted(set(args.codes or []) - set(CODES))
+        if unknown:
+            from ..validation import HashplugError
+
+            raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
+        res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
+                               out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
+        if args.png:
+            plot_latency(res, args.png)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        if getattr(args, "merge", None):
+            print(f"merged {len(args.merge)} runs: "
+                  + "; ".join(f"{p}: {len(c)} cells" for p, c in result["sources"].items()))
+            return
+        print(f"bound: {result['bound']}")
+        for name_, byn in result["rows"].items():
+            for n_, cell in byn.items():
+                print(f"{name_:>14} N={n_:>9}: " + ", ".join(
+                    f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
+
+
+SEARCH = register_suite(SearchSuite())
+
+
+def bench_search(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench search`` (:class:`SearchSuite`)."""
+    return SEARCH.main("search", args)
 
 
 def plot_latency(res: dict[str, Any], png: str) -> None:
