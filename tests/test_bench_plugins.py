@@ -196,3 +196,21 @@ def test_a_suite_name_cannot_be_taken_twice(toy_suite):
 
     with pytest.raises(HashplugError, match="'search' is taken by SearchSuite"):
         register_suite(Impostor)
+
+
+def test_the_supervised_suite_takes_its_grids_and_presets_from_the_encoders(monkeypatch):
+    """The gradient methods' own knob comes from each encoder's ``tuning_grid``, and every row starts from its
+    encoder's preset for the dataset (not only BioHash's)."""
+    from types import MappingProxyType
+
+    from hashplug.bench import mihash as mb
+    from hashplug.encoders import DPSH, MIHash, Preset
+
+    assert mb.knob_grid("mihash") == [{"gamma": 1.0}, {"gamma": 3.0}] and MIHash.tuning_grid == {"gamma": [1.0, 3.0]}
+    assert mb.knob_grid("dpsh") == [{"eta": 0.1}, {"eta": 1.0}] and DPSH.tuning_grid == {"eta": [0.1, 1.0]}
+    assert mb.knob_grid("lsh") == [{}]
+    monkeypatch.setattr(MIHash, "tuning_grid", {"gamma": [5.0], "bins": [8, 16]})
+    assert mb.knob_grid("mihash") == [{"gamma": 5.0, "bins": 8}, {"gamma": 5.0, "bins": 16}]
+    monkeypatch.setattr(MIHash, "presets", MappingProxyType({"mnist": Preset({"epochs": 7, "lr": 0.5}, source="a test")}))
+    enc = mb._make("MIHash-linear", 8, 0, {"lr": 0.25}, "mnist", None)
+    assert (enc.epochs, enc.lr, tuple(enc.hidden)) == (7, 0.25, ())  # preset, then the row's and the call's

@@ -57,25 +57,45 @@ SUPERVISED_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 #: Validation grid of the gradient methods: optimiser x learning rate (the same for every method) x the
-#: method's own knob (MIHash: the relaxation's steepness gamma; DPSH: the quantisation weight eta), so both
-#: objectives get the same tuning budget. gamma: a first MNIST run with gamma = 1 only collapsed at 48 bits on
-#: two of three seeds (MLP test mAP 82.8 / 83.0 against 91.4); on that validation split gamma = 3 gave 92.9
-#: against 84.9 (gamma 0.5: 86.0, lr step decay: 85.3, 25 bins: 84.8, M = 512: 84.6).
+#: method's own knob, its ``tuning_grid`` (MIHash: the relaxation's steepness gamma; DPSH: the quantisation
+#: weight eta), so both objectives get the same tuning budget. (gamma 0.5: 86.0, lr step decay: 85.3,
+#: 25 bins: 84.8, M = 512: 84.6 on the MNIST validation split where gamma 3 gave 92.9.)
 GRADIENT_GRID: list[dict[str, Any]] = [
     {"optimizer": "sgd", "lr": 0.2},
     {"optimizer": "adam", "lr": 0.001},
     {"optimizer": "adam", "lr": 0.01},
 ]
-KNOB_GRID: dict[str, list[dict[str, Any]]] = {
-    "mihash": [{"gamma": 1.0}, {"gamma": 3.0}],
-    "dpsh": [{"eta": 0.1}, {"eta": 1.0}],
-}
 
 
-#: Dataset settings: loader name, BioHash preset, training items and queries per class.
+def knob_grid(method: str) -> list[dict[str, Any]]:
+    """The settings of the encoder ``method``'s own ``tuning_grid`` (a product, in its order; ``[{}]`` without)."""
+    import itertools
+
+    from ..encoders import encoder_class
+
+    grid = encoder_class(method).tuning_grid or {}
+    return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+
+
+def __getattr__(name: str) -> Any:
+    # KNOB_GRID, the 0.1.0 table of the gradient methods' knobs: now each encoder's own tuning_grid
+    if name == "KNOB_GRID":
+        regs = dict.fromkeys(reg for reg, _ in SUPERVISED_METHODS.values())
+        return {reg: knob_grid(reg) for reg in regs if _uses_labels(reg) and knob_grid(reg) != [{}]}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _uses_labels(method: str) -> bool:
+    from ..encoders import get_tags
+
+    return bool(get_tags(method).uses_labels)
+
+
+#: Dataset settings: the preset a row's encoder starts from (if it has one), training items and queries
+#: per class.
 DATASETS: dict[str, dict[str, Any]] = {
-    "mnist": {"biohash_preset": "mnist", "train_per_class": 500, "query_per_class": 100},
-    "ag_news": {"biohash_preset": "ag_news", "train_per_class": 500, "query_per_class": 100},
+    "mnist": {"preset": "mnist", "train_per_class": 500, "query_per_class": 100},
+    "ag_news": {"preset": "ag_news", "train_per_class": 500, "query_per_class": 100},
 }
 
 
@@ -174,9 +194,9 @@ def _make(method: str, bits: int, seed: int, extra: dict[str, Any], dataset: str
 
     reg, params = SUPERVISED_METHODS[method]
     p = {**params, **extra, "k": int(bits), "random_state": int(seed)}
-    if reg == "biohash":
-        pre = get_preset(reg, DATASETS[dataset]["biohash_preset"])
-        p = {**(pre.as_dict() if pre else {}), **p}
+    pre = get_preset(reg, DATASETS[dataset]["preset"])  # a row starts from its encoder's preset, if any
+    if pre is not None:
+        p = {**pre.as_dict(), **p}
         p.pop("by_k", None)
     if epochs is not None and get_tags(reg).iterative:
         p["epochs"] = int(epochs)
@@ -249,9 +269,7 @@ def validation_sets(X: np.ndarray, y: np.ndarray, train_per_class: int, query_pe
 
 def _is_gradient(method: str) -> bool:
     """Trained on the labels (its tags say so): gets the validation grid, the budget and ``y``."""
-    from ..encoders import get_tags
-
-    return get_tags(SUPERVISED_METHODS[method][0]).uses_labels
+    return _uses_labels(SUPERVISED_METHODS[method][0])
 
 
 def run_supervised(
@@ -326,7 +344,7 @@ def run_supervised(
         if not _is_gradient(name) or name in hp:
             continue
         reg = SUPERVISED_METHODS[name][0]
-        default = [{**g, **kn} for g in GRADIENT_GRID for kn in KNOB_GRID.get(reg, [{}])]
+        default = [{**g, **kn} for g in GRADIENT_GRID for kn in knob_grid(reg)]
         if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
             mgrid = list(grid.get(name) or default)
         else:
