@@ -102,25 +102,39 @@ def merge_tables(
     docs = [json.loads(Path(p).read_text()) for p in paths] if docs is None else list(docs)
     if not docs:
         raise HashplugError("merge needs at least one result JSON.")
+    _check_mergeable(paths, docs, allow_partial, target)
+    cells, left_out = _cells_to_merge(paths, docs, target)
+    return _merged(paths, docs, target, cells, left_out)
+
+
+def _shared_setting(d: dict[str, Any], target: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """The hyperparameters a run must share with the others: all of them, or those outside the methods."""
+    hp = d.get("hyperparameters", {})
+    return hp if target is None else {k: v for k, v in hp.items() if k not in d["per_seed"] and k not in target}
+
+
+def _check_mergeable(paths: Sequence[str | Path], docs: Sequence[dict[str, Any]], allow_partial: bool,
+                     target: dict[str, dict[str, Any]] | None) -> None:
+    """Refuse runs of different tables, metrics, protocols or shared settings (and partial runs if asked)."""
     first = docs[0]
-
-    def shared_setting(d: dict[str, Any]) -> dict[str, Any]:
-        hp = d.get("hyperparameters", {})
-        return hp if target is None else {k: v for k, v in hp.items() if k not in d["per_seed"] and k not in target}
-
     for p, d in zip(paths, docs):
         if d.get("partial") and not allow_partial:
             raise HashplugError(f"{p} is a partial run ({d['partial']}); finish it before merging.")
         for key in ("table", "metric", "protocol"):
             if d.get(key) != first.get(key):
                 raise HashplugError(f"{p} differs from {paths[0]} in {key!r}; only runs of one setting can be merged.")
-        if shared_setting(d) != shared_setting(first):
+        if _shared_setting(d, target) != _shared_setting(first, target):
             raise HashplugError(f"{p} differs from {paths[0]} in 'hyperparameters'; only runs of one setting "
                                 "can be merged.")
         if target is None and set(d["per_seed"]) != set(first["per_seed"]):
             raise HashplugError(f"{p} has methods {sorted(d['per_seed'])}, {paths[0]} has {sorted(first['per_seed'])}.")
 
-    # cells[(method, k)] = [(doc index, seeds of the cell in that doc)] of the cells merged
+
+def _cells_to_merge(paths: Sequence[str | Path], docs: Sequence[dict[str, Any]],
+                    target: dict[str, dict[str, Any]] | None
+                    ) -> tuple[dict[tuple[str, str], list[tuple[int, list[int]]]], list[dict[str, Any]]]:
+    """``cells[(method, k)] = [(doc index, seeds of the cell in that doc)]`` of the cells merged, and the
+    cells left out (their setting differs from ``target``)."""
     cells: dict[tuple[str, str], list[tuple[int, list[int]]]] = {}
     left_out: list[dict[str, Any]] = []
     for i, (p, d) in enumerate(zip(paths, docs)):
@@ -147,7 +161,13 @@ def merge_tables(
         if not used:
             raise HashplugError(f"{p} has no cell at the setting merged (its hyperparameters differ at every "
                                 "method and k); only runs of one setting can be merged.")
+    return cells, left_out
 
+
+def _merged(paths: Sequence[str | Path], docs: Sequence[dict[str, Any]], target: dict[str, dict[str, Any]] | None,
+            cells: dict[tuple[str, str], list[tuple[int, list[int]]]], left_out: list[dict[str, Any]]) -> dict[str, Any]:
+    """The merged JSON: per-seed values pooled, means and spreads recomputed, timings weighted by seeds."""
+    first = docs[0]
     methods = list(dict.fromkeys(m for m, _ in cells))
     by_method: dict[str, list[str]] = {m: [] for m in methods}
     for m, k in cells:
@@ -171,7 +191,7 @@ def merge_tables(
     out = {k: v for k, v in first.items() if k != "partial"}
     out["seeds"] = list(dict.fromkeys(s for c in cells.values() for _, ss in c for s in ss))
     if target is not None:
-        out["hyperparameters"] = {**shared_setting(first), **{m: target[m] for m in methods}}
+        out["hyperparameters"] = {**_shared_setting(first, target), **{m: target[m] for m in methods}}
     per = pool(lambda d, m, k: d["per_seed"][m][k])
     out["per_seed"] = {m: {k: [round(x, 2) for x in v] for k, v in byk.items()} for m, byk in per.items()}
     out["rows"] = {m: {k: round(float(np.mean(v)), 2) for k, v in byk.items()} for m, byk in per.items()}
@@ -190,26 +210,32 @@ def merge_tables(
     if "codes_sha256" in first:
         out["codes_sha256"] = pool(lambda d, m, k: d["codes_sha256"][m][k])
     if any("convergence" in d for d in docs):
-        conv: dict[str, dict[str, dict[str, float]]] = {}
-        for m, ks in by_method.items():
-            for k in ks:
-                cs = [(docs[i]["convergence"][m][k], len(ss)) for i, ss in cells[(m, k)]
-                      if k in docs[i].get("convergence", {}).get(m, {})]
-                if not cs:
-                    continue
-                merged = {"row_norm_dev_max": max(c["row_norm_dev_max"] for c, _ in cs)}
-                if all("row_norm_dev_median" in c for c, _ in cs):
-                    merged["row_norm_dev_median"] = round(
-                        sum(c["row_norm_dev_median"] * n for c, n in cs) / sum(n for _, n in cs), 4)
-                if all("units_ever_won" in c for c, _ in cs):
-                    merged["units_ever_won"] = min(c["units_ever_won"] for c, _ in cs)
-                conv.setdefault(m, {})[k] = merged
-        out["convergence"] = conv
+        out["convergence"] = _merged_convergence(docs, cells, by_method)
     out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
     out["merged_from"] = [str(p) for p in paths]
     if left_out:
         out["left_out"] = left_out
     return out
+
+
+def _merged_convergence(docs: Sequence[dict[str, Any]], cells: dict[tuple[str, str], list[tuple[int, list[int]]]],
+                        by_method: dict[str, list[str]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per cell, the worst seed's convergence: the largest deviation, the seed-weighted median, the fewest units."""
+    conv: dict[str, dict[str, dict[str, float]]] = {}
+    for m, ks in by_method.items():
+        for k in ks:
+            cs = [(docs[i]["convergence"][m][k], len(ss)) for i, ss in cells[(m, k)]
+                  if k in docs[i].get("convergence", {}).get(m, {})]
+            if not cs:
+                continue
+            merged = {"row_norm_dev_max": max(c["row_norm_dev_max"] for c, _ in cs)}
+            if all("row_norm_dev_median" in c for c, _ in cs):
+                merged["row_norm_dev_median"] = round(
+                    sum(c["row_norm_dev_median"] * n for c, n in cs) / sum(n for _, n in cs), 4)
+            if all("units_ever_won" in c for c, _ in cs):
+                merged["units_ever_won"] = min(c["units_ever_won"] for c, _ in cs)
+            conv.setdefault(m, {})[k] = merged
+    return conv
 
 
 def format_table(result: dict[str, Any]) -> str:
