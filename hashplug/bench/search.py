@@ -119,8 +119,6 @@ def run_search_bench(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the suite (see the module docstring); returns the JSON document."""
-    from ..index import HammingIndex
-
     try:
         import faiss  # type: ignore[import-not-found]
     except ImportError:
@@ -155,67 +153,10 @@ def run_search_bench(
             packed, csr = _random_codes(kind, m, k, int(n), rng)
             qpacked, qcsr = _random_codes(kind, m, k, int(n_queries), rng)
             gen_s = time.perf_counter() - t_gen
-            cell: dict[str, Any] = {}
-            layout = "packed" if kind == "dense" else "indices"
-            # ---- hashplug exact index
-            t0 = time.perf_counter()
-            idx = HammingIndex(layout, m, threads=threads)
-            idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
-            if kind != "dense":
-                idx._sparse_postings()
-            build_s = time.perf_counter() - t0
-            if kind == "dense":
-                q_list = [qpacked[i : i + 1] for i in range(len(qpacked))]
-            else:
-                q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
-            ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
-            t0 = time.perf_counter()
-            exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
-            batch_s = time.perf_counter() - t0
-            cell["hashplug-index"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(n_queries / batch_s, 1),
-                                      "recall": 1.0}
-            raw = packed.nbytes if kind == "dense" else csr[1].size * 4
-            res["memory"].setdefault(name, {})[str(n)] = {
-                "raw_code_bytes_per_row": rounded(raw / n, 2), "index_bytes_per_row": rounded(idx.nbytes / n, 2),
-                "ratio": rounded(idx.nbytes / raw, 3)}
-            # catch-up: 1 % new rows, 1 % deleted
-            extra, extra_csr = _random_codes(kind, m, k, max(1, n // 100), rng)
-            t0 = time.perf_counter()
-            idx.add(extra if kind == "dense" else extra_csr, np.arange(n, n + extra.shape[0], dtype=np.int64))
-            idx.delete(np.arange(0, n, 100))
-            if kind != "dense":
-                idx._sparse_postings()
-            res["build"].setdefault(name, {})[str(n)] = {"build_s": rounded(build_s, 3),
-                                                          "catch_up_1pct_s": rounded(time.perf_counter() - t0, 3),
-                                                          "generate_s": rounded(gen_s, 2)}
-            del idx
-            # ---- FAISS
+            cell, exact_ids, exact_d = _index_cells(res, name, int(n), packed, csr, qpacked, qcsr, limit, threads,
+                                                    gen_s, rng)
             if faiss is not None:
-                fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
-                fx.add(packed)
-                faiss.omp_set_num_threads(int(threads))
-                ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
-                t0 = time.perf_counter()
-                fd, fi = fx.search(qpacked, limit)
-                bf = time.perf_counter() - t0
-                cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
-                                      "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
-                del fx
-                if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
-                    from ..index.kernels import dense_topk, words_of
-
-                    wds = words_of(packed)
-                    dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
-                    ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
-                                         [qpacked[i : i + 1] for i in range(len(qpacked))])
-                    t0 = time.perf_counter()
-                    hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
-                    bh = time.perf_counter() - t0
-                    same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
-                    cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
-                                              "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
-                                              "identical_to_exact": same}
-                    del wds
+                cell.update(_faiss_cells(faiss, kind, packed, qpacked, limit, threads, exact_ids, exact_d))
             if kind == "dense" and m <= MIH_MAX_BITS and has_numba:
                 cell.update(_mih_cells(packed, qpacked, limit, threads, exact_ids, exact_d, res, name, n, fx_top10=(
                     faiss if faiss is not None else None)))
@@ -235,6 +176,79 @@ def run_search_bench(
     res["torch_loaded"] = "torch" in sys.modules
     write_json(res, out)
     return res
+
+
+def _index_cells(res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr: Any, qpacked: np.ndarray,
+                 qcsr: Any, limit: int, threads: int, gen_s: float,
+                 rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """hashplug's exact index on one code kind and size: latency, memory, build and catch-up (1 % new rows,
+    1 % deleted; recorded in ``res``). Returns the cell and the exact result every other row is scored on."""
+    from ..index import HammingIndex
+
+    kind, m, k = CODES[name]
+    n_queries = len(qpacked)
+    t0 = time.perf_counter()
+    idx = HammingIndex("packed" if kind == "dense" else "indices", m, threads=threads)
+    idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
+    if kind != "dense":
+        idx._sparse_postings()
+    build_s = time.perf_counter() - t0
+    if kind == "dense":
+        q_list = [qpacked[i : i + 1] for i in range(len(qpacked))]
+    else:
+        q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
+    ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
+    t0 = time.perf_counter()
+    exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
+    batch_s = time.perf_counter() - t0
+    cell: dict[str, Any] = {"hashplug-index": {"ms_per_query": rounded(ms, 3),
+                                               "qps_batched": rounded(n_queries / batch_s, 1), "recall": 1.0}}
+    raw = packed.nbytes if kind == "dense" else csr[1].size * 4
+    res["memory"].setdefault(name, {})[str(n)] = {
+        "raw_code_bytes_per_row": rounded(raw / n, 2), "index_bytes_per_row": rounded(idx.nbytes / n, 2),
+        "ratio": rounded(idx.nbytes / raw, 3)}
+    extra, extra_csr = _random_codes(kind, m, k, max(1, n // 100), rng)
+    t0 = time.perf_counter()
+    idx.add(extra if kind == "dense" else extra_csr, np.arange(n, n + extra.shape[0], dtype=np.int64))
+    idx.delete(np.arange(0, n, 100))
+    if kind != "dense":
+        idx._sparse_postings()
+    res["build"].setdefault(name, {})[str(n)] = {"build_s": rounded(build_s, 3),
+                                                  "catch_up_1pct_s": rounded(time.perf_counter() - t0, 3),
+                                                  "generate_s": rounded(gen_s, 2)}
+    return cell, exact_ids, exact_d
+
+
+def _faiss_cells(faiss: Any, kind: str, packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int,
+                 exact_ids: np.ndarray, exact_d: np.ndarray) -> dict[str, Any]:
+    """FAISS's flat binary index, and (dense codes) hashplug's kernel on the FAISS backend (ties repaired)."""
+    n_queries = len(qpacked)
+    cell: dict[str, Any] = {}
+    fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
+    fx.add(packed)
+    faiss.omp_set_num_threads(int(threads))
+    ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
+    t0 = time.perf_counter()
+    fd, fi = fx.search(qpacked, limit)
+    bf = time.perf_counter() - t0
+    cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
+                          "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
+    del fx
+    if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
+        from ..index.kernels import dense_topk, words_of
+
+        wds = words_of(packed)
+        dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
+        ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
+                             [qpacked[i : i + 1] for i in range(len(qpacked))])
+        t0 = time.perf_counter()
+        hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
+        bh = time.perf_counter() - t0
+        same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
+        cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
+                                  "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
+                                  "identical_to_exact": same}
+    return cell
 
 
 #: Dense codes up to this many bits also get multi-index hashing rows (longer codes need more probes than rows).
