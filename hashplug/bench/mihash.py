@@ -272,6 +272,91 @@ def _is_gradient(method: str) -> bool:
     return _uses_labels(SUPERVISED_METHODS[method][0])
 
 
+def _validation_picks(res: dict[str, Any], names: Sequence[str], hp: dict[str, Any], grid: Any,
+                      tune_list: list[int], each: bool, vals: list[tuple], common: dict[str, Any], dataset: str,
+                      out: str | None, progress: bool) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each gradient method's setting per validated code length (``method -> bits -> setting``); the
+    validation tables go into ``res["validation"]``. Methods given in ``hp`` are not validated."""
+    picks: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in names:
+        if not _is_gradient(name) or name in hp:
+            continue
+        reg = SUPERVISED_METHODS[name][0]
+        default = [{**g, **kn} for g in GRADIENT_GRID for kn in knob_grid(reg)]
+        if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
+            mgrid = list(grid.get(name) or default)
+        else:
+            mgrid = list(grid) if grid else default
+        for tb in tune_list:
+            scores = _validation_scores(name, mgrid, tb, vals, common, dataset, progress)
+            picks.setdefault(name, {})[tb] = dict(mgrid[int(np.nanargmax(scores))])
+            table = [{**g, "val_map": None if np.isnan(sc) else rounded(100 * sc, 2)} for g, sc in zip(mgrid, scores)]
+            if each:
+                res["validation"].setdefault(name, {})[str(tb)] = table
+            else:
+                res["validation"][name] = table
+            write_json(res, out)
+    return picks
+
+
+def _validation_scores(name: str, mgrid: list[dict[str, Any]], tb: int, vals: list[tuple], common: dict[str, Any],
+                       dataset: str, progress: bool) -> list[float]:
+    """Mean validation mAP of every setting of ``mgrid`` at ``tb`` bits over the validation splits (NaN: the
+    training diverged); every setting diverging is an error."""
+    from tqdm.auto import tqdm
+
+    scores = []
+    for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
+        got = []
+        for vs, Xv_tr, yv_tr, Xv_q, yv_q, Xv_db, yv_db in vals:
+            try:
+                enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_tr, yv_tr)
+            except HashplugError as exc:  # a learning rate that diverges is a failed grid point
+                if "diverged" not in str(exc):
+                    raise
+                got.append(float("nan"))
+                continue
+            got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+        scores.append(float(np.mean(got)))
+    if np.all(np.isnan(scores)):
+        raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
+    return scores
+
+
+def _test_runs(res: dict[str, Any], X: np.ndarray, y: np.ndarray, names: Sequence[str], bits: Sequence[int],
+               seeds: int, tr_pc: int, q_pc: int, setting: Any, dataset: str, hist_bits: int, out: str | None,
+               progress: bool) -> dict[str, Any]:
+    """Every method at every code length on every seed's split; the table in ``res`` (written after each
+    method). Returns the models of Fig. 3's histograms (MIHash-linear before and after training, seed 0)."""
+    from tqdm.auto import tqdm
+
+    per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    hist_models: dict[str, Any] = {}
+    for seed in range(int(seeds)):
+        q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
+        for name in names:
+            for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
+                extra = setting(name, int(b))
+                enc = _make(name, b, seed, extra, dataset, None)
+                t0 = time.perf_counter()
+                enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
+                secs[name][str(b)].append(time.perf_counter() - t0)
+                per_seed[name][str(b)].append(100 * _map(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db]))
+                if seed == 0 and name == "MIHash-linear" and int(b) == hist_bits:
+                    hist_models["after"] = enc
+                    hist_models["before"] = _make(name, b, seed, {**extra, "epochs": 0}, dataset, None).fit(X[tr], y[tr])
+            res["per_seed"] = {n: {b: [rounded(v, 2) for v in vs] for b, vs in d.items()} for n, d in per_seed.items()}
+            res["rows"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                           for n, d in per_seed.items()}
+            res["std"] = {n: {b: rounded(float(np.std(vs)), 2) for b, vs in d.items() if vs}
+                          for n, d in per_seed.items()}
+            res["fit_seconds"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                                  for n, d in secs.items()}
+            write_json(res, out)
+    return hist_models
+
+
 def run_supervised(
     dataset: str = "mnist",
     data: str | None = None,
@@ -296,9 +381,6 @@ def run_supervised(
     ``tune_bits`` is the code length the grid is validated at (default: the longest), or ``"each"``: every
     code length gets its own pick (``"chosen"`` and ``"validation"`` are then keyed by bits per method).
     """
-    from tqdm.auto import tqdm
-
-
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r} for the MIHash bench; use one of {sorted(DATASETS)}.")
     t_start = time.perf_counter()
@@ -339,39 +421,7 @@ def run_supervised(
         "3/10 database (the database disjoint from the training items, as in the test protocol); each trained "
         "with its split's encoder seed, as the test runs are"
     )
-    picks: dict[str, dict[int, dict[str, Any]]] = {}  # method -> bits -> setting
-    for name in names:
-        if not _is_gradient(name) or name in hp:
-            continue
-        reg = SUPERVISED_METHODS[name][0]
-        default = [{**g, **kn} for g in GRADIENT_GRID for kn in knob_grid(reg)]
-        if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
-            mgrid = list(grid.get(name) or default)
-        else:
-            mgrid = list(grid) if grid else default
-        for tb in tune_list:
-            scores = []
-            for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
-                got = []
-                for vs, Xv_tr, yv_tr, Xv_q, yv_q, Xv_db, yv_db in vals:
-                    try:
-                        enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_tr, yv_tr)
-                    except HashplugError as exc:  # a learning rate that diverges is a failed grid point
-                        if "diverged" not in str(exc):
-                            raise
-                        got.append(float("nan"))
-                        continue
-                    got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
-                scores.append(float(np.mean(got)))
-            if np.all(np.isnan(scores)):
-                raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
-            picks.setdefault(name, {})[tb] = dict(mgrid[int(np.nanargmax(scores))])
-            table = [{**g, "val_map": None if np.isnan(sc) else rounded(100 * sc, 2)} for g, sc in zip(mgrid, scores)]
-            if each:
-                res["validation"].setdefault(name, {})[str(tb)] = table
-            else:
-                res["validation"][name] = table
-            write_json(res, out)
+    picks = _validation_picks(res, names, hp, grid, tune_list, each, vals, common, dataset, out, progress)
 
     def setting(name: str, b: int) -> dict[str, Any]:
         """The constructor settings of ``name`` at ``b`` bits (budget + pick, or the user's ``hp``)."""
@@ -383,31 +433,8 @@ def run_supervised(
     res["chosen"] = {n: {str(b): setting(n, b) for b in bits} if each and n in picks else setting(n, int(bits[0]))
                      for n in names}
     # ---- test: every seed draws its own split
-    per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
-    secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
-    hist_models: dict[str, Any] = {}
     hist_bits = 32 if 32 in [int(b) for b in bits] else int(bits[-1])  # Fig. 3 is drawn at 32 bits
-    for seed in range(int(seeds)):
-        q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
-        for name in names:
-            for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
-                extra = setting(name, int(b))
-                enc = _make(name, b, seed, extra, dataset, None)
-                t0 = time.perf_counter()
-                enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
-                secs[name][str(b)].append(time.perf_counter() - t0)
-                per_seed[name][str(b)].append(100 * _map(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db]))
-                if seed == 0 and name == "MIHash-linear" and int(b) == hist_bits:
-                    hist_models["after"] = enc
-                    hist_models["before"] = _make(name, b, seed, {**extra, "epochs": 0}, dataset, None).fit(X[tr], y[tr])
-            res["per_seed"] = {n: {b: [rounded(v, 2) for v in vs] for b, vs in d.items()} for n, d in per_seed.items()}
-            res["rows"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
-                           for n, d in per_seed.items()}
-            res["std"] = {n: {b: rounded(float(np.std(vs)), 2) for b, vs in d.items() if vs}
-                          for n, d in per_seed.items()}
-            res["fit_seconds"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
-                                  for n, d in secs.items()}
-            write_json(res, out)
+    hist_models = _test_runs(res, X, y, names, bits, seeds, tr_pc, q_pc, setting, dataset, hist_bits, out, progress)
     if hist_models and png:
         q, tr, db = supervised_split(y, 0, tr_pc, q_pc)
         res["histograms"] = _histogram_png(hist_models, X[q], y[q], X[db], y[db], hist_bits, png, dataset)
