@@ -531,10 +531,8 @@ def run_unsupervised(
     """
     from tqdm.auto import tqdm
 
-    from ..codes import pack_bits
-    from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
-    from ..encoders import ITQ, encoder_class, get_tags
-    from .ag_news import _eval_codes, _exact_cosine_topk
+    from ..data import default_data_path, load_ag_news
+    from ..encoders import encoder_class, get_tags
 
     t_start = time.perf_counter()
     method = str(method).lower()
@@ -545,21 +543,13 @@ def run_unsupervised(
             raise HashplugError(f"mihash-unsupervised: {what} must be >= 1; got {value}.")
     X, y = load_ag_news(Path(data) if data else default_data_path("ag_news"))
     X = np.asarray(X, dtype=np.float32)
-
-    def draw(s: int):
-        split = ag_news_protocol(X, y, s)
-        Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
-        if limit is not None:
-            Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
-        return Xq, yq, Xdb, ydb
-
     cls = encoder_class(method)
     row_name = get_tags(cls).display_name
     base = {**UNSUP_METHODS[method][0], **(base or {})}
     grid = list(grid or UNSUP_METHODS[method][1])
     tune_bits = int(tune_bits or max(bits))
     test_seeds = [int(seed) + i for i in range(int(seeds))]
-    Xq, yq, Xdb, ydb = draw(int(seed))
+    Xq, yq, Xdb, ydb = _ag_news_draw(X, y, int(seed), limit)
     res: dict[str, Any] = {
         "suite": "mihash-unsupervised",
         "dataset": "ag_news",
@@ -577,7 +567,39 @@ def run_unsupervised(
         "anchors": {"sign384_recall10_rescored_step2": 0.977, "itq192_recall10_rescored_step2": 0.944,
                     "itq256_recall10_rescored_step2": 0.970},
     }
-    # validation: queries cut from the database, recall of the validation database's cosine top R
+    chosen = _unsupervised_choice(res, cls, base, grid, tune_bits, Xdb, ydb, val_splits, val_per_class, seed, R,
+                                  overfetch, out, progress)
+    res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+    table = _UnsupervisedTable(res)
+    for s in tqdm(test_seeds, desc="test seeds", disable=not progress or len(test_seeds) == 1, leave=False):
+        _unsupervised_draw(table, _ag_news_draw(X, y, s, limit), s, bits, cls, row_name, chosen, R, overfetch, out)
+    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    res["environment"] = environment()
+    write_json(res, out)
+    return res
+
+
+def _ag_news_draw(X: np.ndarray, y: np.ndarray, s: int, limit: int | None) -> tuple[np.ndarray, ...]:
+    """AG News protocol draw ``s`` (queries, labels, database, labels); the database cut to ``limit`` rows."""
+    from ..data import ag_news_protocol
+
+    split = ag_news_protocol(X, y, s)
+    Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
+    if limit is not None:
+        Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
+    return Xq, yq, Xdb, ydb
+
+
+def _unsupervised_choice(res: dict[str, Any], cls: Any, base: dict[str, Any], grid: list[dict[str, Any]],
+                         tune_bits: int, Xdb: np.ndarray, ydb: np.ndarray, val_splits: int, val_per_class: int,
+                         seed: int, R: int, overfetch: int, out: str | None, progress: bool) -> dict[str, Any]:
+    """The grid setting with the best mean validation rescored recall (queries cut from the database, recall of
+    the validation database's cosine top R); the grid's scores go into ``res["validation"]``."""
+    from tqdm.auto import tqdm
+
+    from ..data import validation_split
+    from .ag_news import _eval_codes, _exact_cosine_topk
+
     vals = []
     for i in range(int(val_splits)):
         val = validation_split(Xdb, ydb, per_class=int(val_per_class), seed=int(seed) + i)
@@ -594,18 +616,25 @@ def run_unsupervised(
                                   "val_recall10_rescored": rounded(scores[-1], 4),
                                   "val_recall10": rounded(float(np.mean([e["recall10"] for e in evs])), 4)})
         write_json(res, out)
-    chosen = {**base, **grid[int(np.argmax(scores))]}
-    res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+    return {**base, **grid[int(np.argmax(scores))]}
+
+
+class _UnsupervisedTable:
+    """The rows of ``res`` (mean over the protocol draws so far, per row name and bits) and ``res["per_seed"]``."""
 
     keys = ("recall10", "recall10_rescored", "recall10_rescored_se", "p10")
-    cells: dict[str, dict[str, list[dict[str, float]]]] = {}
 
-    def add(name: str, b: int, ev: dict[str, float], secs: float | None = None) -> None:
+    def __init__(self, res: dict[str, Any]) -> None:
+        self.res = res
+        self.cells: dict[str, dict[str, list[dict[str, float]]]] = {}
+
+    def add(self, name: str, b: int, ev: dict[str, float], secs: float | None = None) -> None:
+        keys, res = self.keys, self.res
         cell = {k: float(ev[k]) for k in keys}
         if secs is not None:
             cell["fit_seconds"] = secs
-        cells.setdefault(name, {}).setdefault(str(b), []).append(cell)
-        got = cells[name][str(b)]
+        self.cells.setdefault(name, {}).setdefault(str(b), []).append(cell)
+        got = self.cells[name][str(b)]
         row = {k: rounded(float(np.mean([c[k] for c in got])), 4) for k in keys}
         # the draws' query sets are independent: the mean's standard error
         row["recall10_rescored_se"] = rounded(float(np.sqrt(np.mean([c["recall10_rescored_se"] ** 2 for c in got])
@@ -615,27 +644,31 @@ def run_unsupervised(
         res["rows"].setdefault(name, {})[str(b)] = row
         res.setdefault("per_seed", {}).setdefault(name, {})[str(b)] = [rounded(c["recall10_rescored"], 4) for c in got]
 
-    for s in tqdm(test_seeds, desc="test seeds", disable=not progress or len(test_seeds) == 1, leave=False):
-        Xq, yq, Xdb, ydb = draw(s)
-        true_idx = _exact_cosine_topk(Xq, Xdb, R)
 
-        def ev(cq, cdb, Xq=Xq, yq=yq, Xdb=Xdb, ydb=ydb, true_idx=true_idx):
-            return _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+def _unsupervised_draw(table: _UnsupervisedTable, draw: tuple[np.ndarray, ...], s: int, bits: Sequence[int],
+                       cls: Any, row_name: str, chosen: dict[str, Any], R: int, overfetch: int,
+                       out: str | None) -> None:
+    """One protocol draw's rows: sign codes, ITQ and the trained encoder (refitted with seed ``s``) per bits."""
+    from ..codes import pack_bits
+    from ..encoders import ITQ
+    from .ag_news import _eval_codes, _exact_cosine_topk
 
-        d = Xq.shape[1]
-        add(f"sign-{d}", d, ev(pack_bits(Xq > 0), pack_bits(Xdb > 0)))
-        for b in bits:
-            t0 = time.perf_counter()
-            itq = ITQ(k=int(b), random_state=s).fit(Xdb)
-            add("ITQ", b, ev(itq.encode(Xq), itq.encode(Xdb)), time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            enc = cls(k=int(b), random_state=s, **chosen).fit(Xdb)
-            add(row_name, b, ev(enc.encode(Xq), enc.encode(Xdb)), time.perf_counter() - t0)
-            write_json(res, out)
-    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    res["environment"] = environment()
-    write_json(res, out)
-    return res
+    Xq, yq, Xdb, ydb = draw
+    true_idx = _exact_cosine_topk(Xq, Xdb, R)
+
+    def ev(cq: np.ndarray, cdb: np.ndarray) -> dict[str, float]:
+        return _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+
+    d = Xq.shape[1]
+    table.add(f"sign-{d}", d, ev(pack_bits(Xq > 0), pack_bits(Xdb > 0)))
+    for b in bits:
+        t0 = time.perf_counter()
+        itq = ITQ(k=int(b), random_state=s).fit(Xdb)
+        table.add("ITQ", b, ev(itq.encode(Xq), itq.encode(Xdb)), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        enc = cls(k=int(b), random_state=s, **chosen).fit(Xdb)
+        table.add(row_name, b, ev(enc.encode(Xq), enc.encode(Xdb)), time.perf_counter() - t0)
+        write_json(table.res, out)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
