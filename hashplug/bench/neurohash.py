@@ -296,8 +296,6 @@ def run_spatial(
     """Table III's w trend (mAP@K_r) and the conditional-retrieval share; see the module docstring."""
     from tqdm.auto import tqdm
 
-    from ..hdc import conditional_eta
-
     t_all = time.perf_counter()
     hp, data = _prepare(data_dir, hp, data, n_db=n_db, n_q=n_q, seed=seed, verbose=verbose, cnn_train=cnn_train)
     bits = [int(b) for b in bits]
@@ -325,16 +323,9 @@ def run_spatial(
             plain_map.setdefault(key, {})[str(L)] = rounded(_map_k(D, data, K), 4)
             for r in rs:
                 table.setdefault(key, {}).setdefault(f"r={r:g}", {})[str(L)] = rounded(_map_k_r(D, data, K, r), 4)
-            # conditional: eta = 10 on the query's first object against eta = 1
             sub = {k: v[two] for k, v in qin.items()}
-            shares = {}
-            for name, eta in (("eta=1", None), ("eta=10", conditional_eta(sub["object_positions"],
-                                                                            sub["object_mask"], focus=focus))):
-                qq = sub if eta is None else {**sub, "eta": eta}
-                Dc = _hamming(enc.encode(qq), cdb, L)
-                top = np.argsort(Dc, axis=1, kind="stable")[:, :cond_top]
-                shares[name] = rounded(_conditional_share(top, q_cls, q_pos, sdb, cond_r), 4)
-            cond.setdefault(key, {})[str(L)] = shares
+            cond.setdefault(key, {})[str(L)] = _conditional_shares(enc, sub, focus, cdb, L, (q_cls, q_pos, sdb),
+                                                                   cond_top, cond_r)
             if png and key == f"w={ws[-1]:g}" and L == bits[-1]:
                 _plot_grid(png, sq, sdb, two[:6], enc, sub, cdb, L, focus)
         fits[key] = round(time.perf_counter() - t0, 1)
@@ -356,6 +347,24 @@ def run_spatial(
     }
     write_json(res, out)
     return res
+
+
+def _conditional_shares(enc: Any, sub: dict[str, np.ndarray], focus: np.ndarray, cdb: np.ndarray, L: int,
+                        truth: tuple[np.ndarray, np.ndarray, Any], cond_top: int, cond_r: float) -> dict[str, Any]:
+    """Conditional retrieval: eta = 10 on the query's focused object against eta = 1, as the share of the top
+    ``cond_top`` holding an object of the focused object's class (``truth``: classes, positions, database
+    scenes) within ``cond_r`` of its position."""
+    from ..hdc import conditional_eta
+
+    q_cls, q_pos, sdb = truth
+    shares = {}
+    for name, eta in (("eta=1", None), ("eta=10", conditional_eta(sub["object_positions"],
+                                                                    sub["object_mask"], focus=focus))):
+        qq = sub if eta is None else {**sub, "eta": eta}
+        Dc = _hamming(enc.encode(qq), cdb, L)
+        top = np.argsort(Dc, axis=1, kind="stable")[:, :cond_top]
+        shares[name] = rounded(_conditional_share(top, q_cls, q_pos, sdb, cond_r), 4)
+    return shares
 
 
 def nearest_truth(scenes: Any, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
