@@ -634,14 +634,16 @@ def first_dataset(result: dict[str, Any]) -> str:
 class BioConvHashTableSuite(Suite):
     """``hashplug bench bioconvhash-mnist | bioconvhash-cifar10``: the BioConvHash table, ablation and shadows."""
 
-    names = ("bioconvhash-mnist", "bioconvhash-cifar10")
+    #: suite name -> dataset
+    datasets = {f"bioconvhash-{ds}": ds for ds in DATASETS}
+    names = tuple(datasets)
     help = ("BioConvHash table beside BioHash (BioHash paper sec. 3.4, Table 3 / Table 4's k_CI ablation, the "
             "shadows experiment)")
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         from .biohash_tables import _add_seed_flags
 
-        add_data(parser, f"{name.split('-', 1)[1].upper()} file")
+        add_data(parser, f"{self.datasets[name].upper()} file")
         parser.add_argument("--k", type=int, nargs="+", default=None,
                             help="hash lengths (active units), each a column (default 2 4 8 16 32)")
         _add_seed_flags(parser)
@@ -666,7 +668,7 @@ class BioConvHashTableSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_conv_table(
-            name.split("-", 1)[1],
+            self.datasets[name],
             args.data,
             ks=args.k,
             seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
@@ -682,7 +684,7 @@ class BioConvHashTableSuite(Suite):
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        dataset = name.split("-", 1)[1]
+        dataset = self.datasets[name]
         res = merge_conv_tables(args.merge)
         if first_dataset(res) != dataset:
             raise HashplugError(f"the merged runs are {first_dataset(res)} tables, not {dataset}.")

@@ -460,11 +460,13 @@ def _add_seed_flags(parser: argparse.ArgumentParser) -> None:
 class BioHashTableSuite(Suite):
     """``hashplug bench biohash-mnist | biohash-cifar10``: the BioHash paper's Table 1 / Table 2."""
 
-    names = ("biohash-mnist", "biohash-cifar10")
+    #: suite name -> dataset: one name per dataset of the tables
+    datasets = {f"biohash-{ds}": ds for ds in DATASETS}
+    names = tuple(datasets)
     help = "BioHash paper Table 1 (MNIST, mAP@All) / Table 2 (CIFAR-10, mAP@1000): ours beside the paper's"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, f"{name.split('-', 1)[1].upper()} file")
+        add_data(parser, f"{self.datasets[name].upper()} file")
         parser.add_argument("--k", type=int, nargs="+", default=None,
                             help="hash lengths (active units), each a column (default 2 4 8 16 32 64)")
         _add_seed_flags(parser)
@@ -484,7 +486,7 @@ class BioHashTableSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_table(
-            name.split("-", 1)[1],
+            self.datasets[name],
             args.data,
             ks=args.k,
             seeds=list(args.seed_list) if args.seed_list else args.seeds,
@@ -496,7 +498,7 @@ class BioHashTableSuite(Suite):
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        ds = name.split("-", 1)[1]
+        ds = self.datasets[name]
         # cell by cell, the runs' cells at today's presets (with --hp) are merged; the others are listed
         target = table_setting(ds, hp=json.loads(args.hp) if args.hp else None)
         res = merge_tables(args.merge, target=target)
@@ -519,11 +521,13 @@ class BioHashTableSuite(Suite):
 class BioHashTuneSuite(Suite):
     """``hashplug bench biohash-tune-mnist | biohash-tune-cifar10``: :func:`tune` on a validation split."""
 
-    names = ("biohash-tune-mnist", "biohash-tune-cifar10")
+    #: suite name -> dataset
+    datasets = {f"biohash-tune-{ds}": ds for ds in DATASETS}
+    names = tuple(datasets)
     help = "grid search of a table method's hyperparameters on a validation split cut from the training set"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, f"{name.rsplit('-', 1)[1].upper()} file")
+        add_data(parser, f"{self.datasets[name].upper()} file")
         parser.add_argument("--k", type=int, nargs="+", default=None,
                             help="hash lengths whose mean validation mAP ranks the settings (default 2 8 32)")
         parser.add_argument("--methods", nargs="+", default=None,
@@ -536,7 +540,7 @@ class BioHashTuneSuite(Suite):
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return tune(name.rsplit("-", 1)[1], args.data, ks=args.k or (2, 8, 32), epochs=args.epochs, out=args.out,
+        return tune(self.datasets[name], args.data, ks=args.k or (2, 8, 32), epochs=args.epochs, out=args.out,
                     limit=args.limit, grid=json.loads(args.grid) if args.grid else None,
                     method=(args.methods or [None])[0])
 

@@ -716,11 +716,14 @@ class MIHashCorrelationSuite(Suite):
 class MIHashSupervisedSuite(Suite):
     """``hashplug bench mihash-mnist | mihash-ag-news``: supervised retrieval (train on the labels)."""
 
-    names = ("mihash-mnist", "mihash-ag-news")
+    #: suite name -> dataset
+    datasets = {f"mihash-{ds.replace('_', '-')}": ds for ds in DATASETS}
+    names = tuple(datasets)
     help = "supervised hashing on a cifar-1-like split: MIHash and DPSH (linear, MLP) against LSH, ITQ, BioHash"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "MNIST file" if name == "mihash-mnist" else "AG News embeddings file")
+        add_data(parser, {"mnist": "MNIST file", "ag_news": "AG News embeddings file"}.get(self.datasets[name],
+                                                                                         "dataset file"))
         parser.add_argument("--k", type=int, nargs="+", default=None,
                             help="code lengths in bits, each a column (default 12 24 32 48)")
         _add_seeds(parser, "the split and the models are drawn with seeds 0 .. N-1, the table holds the mean")
@@ -737,8 +740,7 @@ class MIHashSupervisedSuite(Suite):
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        ds = "mnist" if name == "mihash-mnist" else "ag_news"
-        return run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
+        return run_supervised(self.datasets[name], args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
                               methods=args.methods, epochs=args.epochs or 50,
                               hp=json.loads(args.hp) if args.hp else None, limit=args.limit,
                               out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
