@@ -214,3 +214,21 @@ def test_the_supervised_suite_takes_its_grids_and_presets_from_the_encoders(monk
     monkeypatch.setattr(MIHash, "presets", MappingProxyType({"mnist": Preset({"epochs": 7, "lr": 0.5}, source="a test")}))
     enc = mb._make("MIHash-linear", 8, 0, {"lr": 0.25}, "mnist", None)
     assert (enc.epochs, enc.lr, tuple(enc.hidden)) == (7, 0.25, ())  # preset, then the row's and the call's
+
+
+def test_no_bench_function_is_over_80_lines():
+    """The bench's runners stay readable: no function under hashplug/bench/ has more than 80 lines of code
+    (its docstring not counted); 0.1.0's run_ag_news had 211, run_conv_table 217, run_ingest 190."""
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "hashplug" / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.body[0]
+                doc = (first.end_lineno - first.lineno + 1 if isinstance(first, ast.Expr)
+                       and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str) else 0)
+                n = node.end_lineno - node.lineno + 1 - doc
+                if n > 80:
+                    long.append(f"{path.name}:{node.name} ({n} lines)")
+    assert not long, long
