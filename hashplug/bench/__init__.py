@@ -1,37 +1,27 @@
-"""Benchmark suites behind ``hashplug bench``: each prints a table and writes JSON."""
+"""Benchmark suites behind ``hashplug bench``: each prints a table and writes JSON.
+
+Every suite is a :class:`~hashplug.bench.suite.Suite` registered by the module that defines it
+(:func:`~hashplug.bench.suite.register_suite`); :mod:`hashplug.bench.suite` holds the one registry.
+``SUITES`` is a read-only view of it (suite name -> suite).
+"""
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
-__all__ = ["run_suite", "SUITES"]
+from .suite import Suite, register_suite, run_suite
 
-SUITES = {
-    "encode": ("hashplug.bench.encode", "bench_encode"),
-    "ingest": ("hashplug.bench.ingest", "bench_ingest"),
-    "load": ("hashplug.bench.load", "bench_load"),
-    "ag-news": ("hashplug.bench.ag_news", "bench_ag_news"),
-    "bioconvhash-mnist": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
-    "bioconvhash-cifar10": ("hashplug.bench.bioconvhash_tables", "bench_bioconvhash"),
-    "search": ("hashplug.bench.search", "bench_search"),
-    "mihash-correlation": ("hashplug.bench.mihash", "bench_mihash"),
-    "mihash-mnist": ("hashplug.bench.mihash", "bench_mihash"),
-    "mihash-ag-news": ("hashplug.bench.mihash", "bench_mihash"),
-    "mihash-unsupervised": ("hashplug.bench.mihash", "bench_mihash"),
-    "neurohash-ablation": ("hashplug.bench.neurohash", "bench_neurohash"),
-    "neurohash-spatial": ("hashplug.bench.neurohash", "bench_neurohash"),
-    "neurohash-tune": ("hashplug.bench.neurohash", "bench_neurohash"),
-}
+__all__ = ["run_suite", "SUITES", "Suite", "register_suite"]
 
 
-def run_suite(name: str, args: argparse.Namespace) -> int:
-    """Run the suite ``name`` with the CLI's parsed arguments."""
-    import importlib
+def __getattr__(name: str) -> Any:
+    # the registry, read when asked for (importing it loads every suite module)
+    if name == "SUITES":
+        from . import suite
 
-    if name not in SUITES:
-        known = ["biohash-mnist", "biohash-cifar10", "biohash-tune-mnist", "biohash-tune-cifar10", *SUITES]
-        from ..validation import HashplugError
-
-        raise HashplugError(f"Unknown benchmark {name!r}. Available: {', '.join(known)}.")
-    mod, fn = SUITES[name]
-    return int(getattr(importlib.import_module(mod), fn)(args) or 0)
+        suite.load_suites()
+        view: Mapping[str, Suite] = MappingProxyType(suite._REGISTRY)
+        return view
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
+from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, register_suite
 
 __all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
            "bench_ag_news"]
@@ -219,38 +220,61 @@ def run_ag_news(
     dict
         ``rows`` (one per method and size) plus the reference points, chosen hyperparameters and settings.
     """
-    from tqdm.auto import tqdm
-
-    from ..codes import storage_bits
-    from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
-    from ..encoders import get_encoder, get_preset, get_tags
+    from ..data import ag_news_protocol, default_data_path, load_ag_news
+    from ..encoders import get_preset
 
     t_start = time.perf_counter()
     path = Path(data) if data else default_data_path("ag_news")
     X, y = load_ag_news(path)
     split = ag_news_protocol(X, y, seed)
-    Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
+    Xdb, ydb = split.Xdb, split.ydb
     if limit is not None:
         Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
-    d = Xq.shape[1]
-    float_bits = d * FLOAT_BITS
-    true_idx = _exact_cosine_topk(Xq, Xdb, R)
+    run = _AgNewsRun(split.Xq, split.yq, Xdb, ydb, R, overfetch)
     fams = [m.lower() for m in (methods or ["float32", "sign", *AG_NEWS_DENSE, AG_NEWS_KHOT])]
     dense = {k.lower(): tuple(v) for k, v in (dense or AG_NEWS_DENSE).items()}
     bio_sizes = [tuple(int(v) for v in mk) for mk in (biohash or AG_NEWS_BIOHASH)]
     base_hp = {**get_preset(AG_NEWS_KHOT, "ag_news").params, **(hp or {})}
-    khot_name = get_tags(AG_NEWS_KHOT).display_name
     grid = dict(AG_NEWS_GRID if grid is None else grid)
     if epochs is not None:
         base_hp["epochs"] = int(epochs)
         grid.pop("epochs", None)
 
-    rows: list[dict[str, Any]] = []
+    _reference_rows(run, fams)
+    _dense_rows(run, fams, dense, seed, progress)
+    tuning: list[dict[str, Any]] = []
+    if AG_NEWS_KHOT in fams and bio_sizes:
+        # at most a quarter of the smallest class (only binds on small smoke databases)
+        val_per_class = int(min(val_per_class, max(1, np.bincount(ydb).min() // 4)))
+        tuning = _khot_rows(run, bio_sizes, centers, base_hp, _grid_points(grid), val_per_class, seed, progress)
+    settings = {
+        "R": R,
+        "overfetch": overfetch,
+        "dense": {k: list(v) for k, v in dense.items()},
+        "biohash_sizes": [list(mk) for mk in bio_sizes],
+        "centers": list(centers),
+        "biohash_base_hp": base_hp,
+        "grid": grid,
+        "val_per_class": val_per_class,
+        "tuning_metric": f"validation same-label P@{R} (Hamming, no rescoring)",
+    }
+    return _ag_news_result(run, path, seed, limit, settings, tuning, t_start)
 
-    def add_row(
-        method: str, config: str, kind: str, m: int, k: int, bits: int, q: dict[str, float], **extra: Any
-    ) -> None:
-        rows.append(
+
+class _AgNewsRun:
+    """One AG News run's queries, database and ground truth, and the table rows collected so far."""
+
+    def __init__(self, Xq: np.ndarray, yq: np.ndarray, Xdb: np.ndarray, ydb: np.ndarray, R: int,
+                 overfetch: int) -> None:
+        self.Xq, self.yq, self.Xdb, self.ydb, self.R, self.overfetch = Xq, yq, Xdb, ydb, R, overfetch
+        self.d = Xq.shape[1]
+        self.float_bits = self.d * FLOAT_BITS
+        self.true_idx = _exact_cosine_topk(Xq, Xdb, R)
+        self.rows: list[dict[str, Any]] = []
+
+    def add_row(self, method: str, config: str, kind: str, m: int, k: int, bits: int, q: dict[str, float],
+                **extra: Any) -> None:
+        self.rows.append(
             {
                 "method": method,
                 "config": config,
@@ -258,20 +282,25 @@ def run_ag_news(
                 "m": int(m),
                 "k": int(k),
                 "storage_bits": int(bits),
-                "storage_vs_float32": round(bits / float_bits, 5),
-                "compression_vs_float32": round(float_bits / bits, 1),
+                "storage_vs_float32": round(bits / self.float_bits, 5),
+                "compression_vs_float32": round(self.float_bits / bits, 1),
                 **{key: rounded(v) for key, v in q.items()},
                 **extra,
             }
         )
 
-    def code_row(
-        method: str, config: str, cq: np.ndarray, cdb: np.ndarray, kind: str, m: int, k: int, **extra: Any
-    ) -> dict[str, float]:
-        q = _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
-        add_row(method, config, kind, m, k, storage_bits(m, k, kind), q, **extra)
+    def code_row(self, method: str, config: str, cq: np.ndarray, cdb: np.ndarray, kind: str, m: int, k: int,
+                 **extra: Any) -> dict[str, float]:
+        from ..codes import storage_bits
+
+        q = _eval_codes(cq, cdb, self.Xq, self.Xdb, self.yq, self.ydb, self.true_idx, self.R, self.overfetch)
+        self.add_row(method, config, kind, m, k, storage_bits(m, k, kind), q, **extra)
         return q
 
+
+def _reference_rows(run: _AgNewsRun, fams: Sequence[str]) -> None:
+    """The float32 row (exact cosine) and the sign-code row, where asked for."""
+    d, Xq, yq, Xdb, ydb, true_idx = run.d, run.Xq, run.yq, run.Xdb, run.ydb, run.true_idx
     if "float32" in fams:
         q = {
             "p10": _same_label(true_idx, yq, ydb),
@@ -282,17 +311,18 @@ def run_ag_news(
             "recall10_rescored": None,
             "recall10_rescored_se": None,
         }
-        add_row("float32", f"exact cosine, {d} x float32", "float", d, d, float_bits, q)
+        run.add_row("float32", f"exact cosine, {d} x float32", "float", d, d, run.float_bits, q)
     if "sign" in fams:
-        code_row(
-            "sign",
-            f"x > 0, {d} bits",
-            pack_bits(Xq > 0),
-            pack_bits(Xdb > 0),
-            "dense",
-            d,
-            d,
-        )
+        run.code_row("sign", f"x > 0, {d} bits", pack_bits(Xq > 0), pack_bits(Xdb > 0), "dense", d, d)
+
+
+def _dense_rows(run: _AgNewsRun, fams: Sequence[str], dense: dict[str, tuple[int, ...]], seed: int,
+                progress: bool) -> None:
+    """One row per dense family in ``fams`` and code length."""
+    from tqdm.auto import tqdm
+
+    from ..encoders import get_encoder, get_tags
+
     for fam in dense:
         if fam not in fams:
             continue
@@ -300,74 +330,75 @@ def run_ag_news(
         for bits in tqdm(dense.get(fam, ()), desc=fam, disable=not progress, leave=False):
             enc = get_encoder(fam, k=int(bits), random_state=seed)
             t0 = time.perf_counter()
-            enc.fit(Xdb)
+            enc.fit(run.Xdb)
             fit_s = time.perf_counter() - t0
-            code_row(
-                name,
-                f"{bits} bits",
-                enc.encode(Xq),
-                enc.encode(Xdb),
-                "dense",
-                enc.m_,
-                enc.k_,
-                fit_seconds=round(fit_s, 2),
-            )
+            run.code_row(name, f"{bits} bits", enc.encode(run.Xq), enc.encode(run.Xdb), "dense", enc.m_, enc.k_,
+                         fit_seconds=round(fit_s, 2))
 
+
+def _khot_rows(run: _AgNewsRun, bio_sizes: Sequence[tuple[int, ...]], centers: Sequence[bool],
+               base_hp: dict[str, Any], points: list[dict[str, Any]], val_per_class: int, seed: int,
+               progress: bool) -> list[dict[str, Any]]:
+    """The k-hot encoder's rows, one per (m, k, center), its setting chosen on validation; returns the tuning."""
+    from tqdm.auto import tqdm
+
+    from ..data import validation_split
+    from ..encoders import get_tags
+
+    val = validation_split(run.Xdb, run.ydb, per_class=val_per_class, seed=seed) if len(points) > 1 else None
     tuning: list[dict[str, Any]] = []
-    if AG_NEWS_KHOT in fams and bio_sizes:
-        points = _grid_points(grid)
-        # at most a quarter of the smallest class (only binds on small smoke databases)
-        val_per_class = int(min(val_per_class, max(1, np.bincount(ydb).min() // 4)))
-        val = validation_split(Xdb, ydb, per_class=val_per_class, seed=seed) if len(points) > 1 else None
-        jobs = [(m, k, c) for (m, k) in bio_sizes for c in centers]
-        for m, k, center in tqdm(jobs, desc=AG_NEWS_KHOT, disable=not progress):
-            chosen = {**base_hp, **points[0]}
-            if val is not None:
-                vtrue = _exact_cosine_topk(val.Xq, val.Xdb, R)
-                trials = []
-                for pt in points:
-                    hp_pt = {**base_hp, **pt}
-                    enc, fit_s = _fit_khot(val.Xdb, m, k, center, hp_pt, seed)
-                    vq = _eval_codes(
-                        enc.encode(val.Xq),
-                        enc.encode(val.Xdb),
-                        val.Xq,
-                        val.Xdb,
-                        val.yq,
-                        val.ydb,
-                        vtrue,
-                        R,
-                        overfetch,
-                    )
-                    trials.append(
-                        {
-                            "params": pt,
-                            "val_p10": round(vq["p10"], 4),
-                            "val_recall10_rescored": round(vq["recall10_rescored"], 4),
-                            "row_norms": _norm_stats(enc),
-                            "units_used": int(np.unique(enc.encode(val.Xdb, format="indices")).size),
-                            "fit_seconds": round(fit_s, 1),
-                        }
-                    )
-                best = max(range(len(trials)), key=lambda i: (trials[i]["val_p10"], -i))
-                chosen = {**base_hp, **points[best]}
-                tuning.append({"m": m, "k": k, "center": center, "chosen": points[best], "trials": trials})
-            enc, fit_s = _fit_khot(Xdb, m, k, center, chosen, seed)
-            code_row(
-                khot_name,
-                f"m={m} k={k} center={center}",
-                enc.encode(Xq),
-                enc.encode(Xdb),
-                "khot",
-                m,
-                k,
-                center=center,
-                hp=chosen,
-                row_norms=_norm_stats(enc),
-                units_used=int(np.unique(enc.encode(Xdb, format="indices")).size),
-                fit_seconds=round(fit_s, 1),
-            )
+    jobs = [(m, k, c) for (m, k) in bio_sizes for c in centers]
+    for m, k, center in tqdm(jobs, desc=AG_NEWS_KHOT, disable=not progress):
+        chosen = {**base_hp, **points[0]}
+        if val is not None:
+            trials = _khot_trials(val, m, k, center, base_hp, points, run.R, run.overfetch, seed)
+            best = max(range(len(trials)), key=lambda i: (trials[i]["val_p10"], -i))
+            chosen = {**base_hp, **points[best]}
+            tuning.append({"m": m, "k": k, "center": center, "chosen": points[best], "trials": trials})
+        enc, fit_s = _fit_khot(run.Xdb, m, k, center, chosen, seed)
+        run.code_row(
+            get_tags(AG_NEWS_KHOT).display_name,
+            f"m={m} k={k} center={center}",
+            enc.encode(run.Xq),
+            enc.encode(run.Xdb),
+            "khot",
+            m,
+            k,
+            center=center,
+            hp=chosen,
+            row_norms=_norm_stats(enc),
+            units_used=int(np.unique(enc.encode(run.Xdb, format="indices")).size),
+            fit_seconds=round(fit_s, 1),
+        )
+    return tuning
 
+
+def _khot_trials(val: Any, m: int, k: int, center: bool, base_hp: dict[str, Any], points: list[dict[str, Any]],
+                 R: int, overfetch: int, seed: int) -> list[dict[str, Any]]:
+    """Every grid point of the k-hot encoder at (m, k, center), scored on the validation split."""
+    vtrue = _exact_cosine_topk(val.Xq, val.Xdb, R)
+    trials = []
+    for pt in points:
+        enc, fit_s = _fit_khot(val.Xdb, m, k, center, {**base_hp, **pt}, seed)
+        vq = _eval_codes(enc.encode(val.Xq), enc.encode(val.Xdb), val.Xq, val.Xdb, val.yq, val.ydb, vtrue, R,
+                         overfetch)
+        trials.append(
+            {
+                "params": pt,
+                "val_p10": round(vq["p10"], 4),
+                "val_recall10_rescored": round(vq["recall10_rescored"], 4),
+                "row_norms": _norm_stats(enc),
+                "units_used": int(np.unique(enc.encode(val.Xdb, format="indices")).size),
+                "fit_seconds": round(fit_s, 1),
+            }
+        )
+    return trials
+
+
+def _ag_news_result(run: _AgNewsRun, path: Path, seed: int, limit: int | None, settings: dict[str, Any],
+                    tuning: list[dict[str, Any]], t_start: float) -> dict[str, Any]:
+    """The suite's JSON."""
+    R, overfetch = run.R, run.overfetch
     return {
         "suite": "ag-news",
         "metric": f"same-label precision@{R} and recall@{R} of the exact cosine top {R}; 'rescored': top "
@@ -376,22 +407,12 @@ def run_ag_news(
         "protocol": {
             "name": "ag_news",
             "seed": seed,
-            "n_queries": int(Xq.shape[0]),
-            "n_db": int(Xdb.shape[0]),
-            "dim": int(d),
+            "n_queries": int(run.Xq.shape[0]),
+            "n_db": int(run.Xdb.shape[0]),
+            "dim": int(run.d),
             "limit": limit,
         },
-        "settings": {
-            "R": R,
-            "overfetch": overfetch,
-            "dense": {k: list(v) for k, v in dense.items()},
-            "biohash_sizes": [list(mk) for mk in bio_sizes],
-            "centers": list(centers),
-            "biohash_base_hp": base_hp,
-            "grid": grid,
-            "val_per_class": val_per_class,
-            "tuning_metric": f"validation same-label P@{R} (Hamming, no rescoring)",
-        },
+        "settings": settings,
         "reference": {
             "note": "measured by someone else on this protocol (for comparison, not reproduced here)",
             "float32_p10": 0.819,
@@ -409,7 +430,7 @@ def run_ag_news(
             "recall10 of float32 is 1 by definition; float32 storage is d * 32 bits.",
         ],
         "tuning": tuning,
-        "rows": rows,
+        "rows": run.rows,
         "total_seconds": round(time.perf_counter() - t_start, 1),
         "environment": environment(),
     }
@@ -433,34 +454,65 @@ def format_ag_news(res: dict[str, Any]) -> str:
     return format_rows(rows, cols, nd=3)
 
 
+class AgNewsSuite(Suite):
+    """``hashplug bench ag-news``: AG News retrieval quality of float32, sign, ITQ, LSH and BioHash codes."""
+
+    names = ("ag-news",)
+    help = "AG News retrieval quality (P@10, recall@10, rescored) of float32, sign, ITQ, LSH, BioHash vs storage"
+    description = help + (". The query draw is seed 0's, like the reference numbers; the table reports standard "
+                          "errors over the queries.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "AG News embeddings file (ag_news_test_minilm.npz)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="families to run, from float32 sign itq lsh biohash (default all)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths (bits) of the dense families, each run at all of them (default: "
+                                 + "; ".join(f"{f} {' '.join(map(str, b))}" for f, b in AG_NEWS_DENSE.items()) + ")")
+        add_epochs(parser, "BioHash (default: its ag_news preset's)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="truncate the database to N rows (smoke runs; not the reference protocol)")
+        add_hp(parser, 'BioHash parameters, optionally with "sizes": [[m, k], ...] and "centers": [false, true]')
+        add_grid(parser, "BioHash parameter -> values, chosen per (m, k, center) by same-label P@10")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
+        sizes = hp.pop("sizes", None)
+        centers = hp.pop("centers", (False, True))
+        dense = {fam: tuple(args.k) for fam in AG_NEWS_DENSE} if args.k else None
+        grid = json.loads(args.grid) if getattr(args, "grid", None) else None
+        res = run_ag_news(
+            args.data,
+            methods=args.methods,
+            dense=dense,
+            biohash=sizes,
+            centers=tuple(centers),
+            hp=hp,
+            grid=grid,
+            epochs=args.epochs,
+            limit=args.limit,
+        )
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_ag_news(result))
+        for t in result["tuning"]:
+            print(f"tuned m={t['m']} k={t['k']} center={t['center']}: {t['chosen']}")
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+AG_NEWS = register_suite(AgNewsSuite())
+
+
 def bench_ag_news(args: argparse.Namespace) -> int:
-    """``hashplug bench ag-news``: run, print the table, write ``--out``.
+    """``hashplug bench ag-news`` (:class:`AgNewsSuite`): run, print the table, write ``--out``.
 
     ``--methods`` picks families (float32, sign, itq, lsh, biohash); ``--k`` overrides the ITQ / LSH code
     lengths; ``--epochs`` the BioHash epochs; ``--limit`` truncates the database (smoke runs); ``--grid`` is
     a JSON validation grid for BioHash and ``--hp`` a JSON object of BioHash parameters, optionally with
-    ``"sizes": [[m, k], ...]`` and ``"centers": [false, true]``. ``--seeds`` is ignored: the suite uses the
-    query draw of seed 0, like the reference numbers, and reports standard errors over the queries.
+    ``"sizes": [[m, k], ...]`` and ``"centers": [false, true]``. The suite uses the query draw of seed 0,
+    like the reference numbers, and reports standard errors over the queries.
     """
-    hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
-    sizes = hp.pop("sizes", None)
-    centers = hp.pop("centers", (False, True))
-    dense = {fam: tuple(args.k) for fam in AG_NEWS_DENSE} if args.k else None
-    grid = json.loads(args.grid) if getattr(args, "grid", None) else None
-    res = run_ag_news(
-        args.data,
-        methods=args.methods,
-        dense=dense,
-        biohash=sizes,
-        centers=tuple(centers),
-        hp=hp,
-        grid=grid,
-        epochs=args.epochs,
-        limit=args.limit,
-    )
-    print(format_ag_news(res))
-    for t in res["tuning"]:
-        print(f"tuned m={t['m']} k={t['k']} center={t['center']}: {t['chosen']}")
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
+    return AG_NEWS.main("ag-news", args)

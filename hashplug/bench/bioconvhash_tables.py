@@ -28,7 +28,9 @@ from .._version import __version__
 from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
-from .biohash_tables import DATASETS, PAPER, _at_k, _codes_digest, load_protocol, merge_tables
+from .biohash_tables import DATASETS, PAPER
+from .suite import Suite, add_data, add_epochs, add_hp, add_out, register_suite
+from .tables import _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
            "bench_bioconvhash"]
@@ -187,43 +189,86 @@ def run_conv_table(
     onnx_check : int
         Database images encoded by numpy and by the exported ONNX model on the first seed (0: skip).
     """
-    from tqdm.auto import tqdm
-
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
     if onnx_check:  # imported now: a lazy import an hour later would read whatever the source tree holds by then
         from ..export import to_onnx  # noqa: F401
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    ks = [int(k) for k in (ks or [2, 4, 8, 16, 32])]
     hp = dict(hp or {})
     if set(hp) <= {"BioConvHash", "bioconvhash"} and hp:  # the table bench's {method: {...}} form
         hp = dict(next(iter(hp.values())))
-    R = DATASETS[dataset]["R"]
-    kcis = [int(v) for v in kcis] if kcis else []
-    abl_ks = [k for k in ks if k in KCI_KS] or ks[:1]
-    t_all = time.perf_counter()
-    per: dict[str, list[dict[str, Any]]] = {}
-    abl: dict[str, dict[str, list[float]]] = {}
-    abl_won: dict[str, dict[str, list[float]]] = {}  # share of layer units that ever won, per k_CI and k
-    shadow_res: dict[str, list[float]] = {}
-    timings: list[dict[str, Any]] = []
-    checks: dict[str, Any] = {}
-    n_train = None
-    base = _params(dataset, ks[0], 0, hp, epochs, False)
-    bar = tqdm(total=len(seed_list) * (len(ks) + len(kcis) * len(abl_ks)), desc=f"bioconvhash {dataset}",
-               disable=not verbose)
-    def assemble() -> dict[str, Any]:
+    run = _ConvTableRun(
+        dataset, data, ks=[int(k) for k in (ks or [2, 4, 8, 16, 32])],
+        seeds=list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds],
+        kcis=[int(v) for v in kcis] if kcis else [], shadows=shadows, shadow_strengths=shadow_strengths, out=out,
+        hp=hp, epochs=epochs, limit=limit, filters_png=filters_png, onnx_check=onnx_check, verbose=verbose,
+    )
+    for s in run.seeds:
+        run.run_seed(s)
+    run.bar.close()
+    result = run.assemble()
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+class _ConvTableRun:
+    """One run of the BioConvHash table: its settings, the cells measured so far and the JSON they make."""
+
+    def __init__(self, dataset: str, data: str | Path | None, *, ks: list[int], seeds: list[int], kcis: list[int],
+                 shadows: bool, shadow_strengths: Sequence[float], out: str | Path | None, hp: dict[str, Any],
+                 epochs: int | None, limit: int | None, filters_png: str | Path | None, onnx_check: int,
+                 verbose: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.dataset, self.data, self.ks, self.seeds, self.kcis = dataset, data, ks, seeds, kcis
+        self.shadows, self.shadow_strengths, self.out, self.hp, self.epochs = shadows, shadow_strengths, out, hp, epochs
+        self.limit, self.filters_png, self.onnx_check, self.verbose = limit, filters_png, onnx_check, verbose
+        self.R = DATASETS[dataset]["R"]
+        self.abl_ks = [k for k in ks if k in KCI_KS] or ks[:1]
+        self.t_all = time.perf_counter()
+        self.per: dict[str, list[dict[str, Any]]] = {}
+        self.abl: dict[str, dict[str, list[float]]] = {}
+        self.abl_won: dict[str, dict[str, list[float]]] = {}  # share of layer units that ever won, per k_CI and k
+        self.shadow_res: dict[str, list[float]] = {}
+        self.timings: list[dict[str, Any]] = []
+        self.checks: dict[str, Any] = {}
+        self.n_train: int | None = None
+        self.base = self.params(ks[0], 0)
+        self.bar = tqdm(total=len(seeds) * (len(ks) + len(kcis) * len(self.abl_ks)), desc=f"bioconvhash {dataset}",
+                        disable=not verbose)
+
+    def params(self, k: int, seed: int, verbose: bool = False) -> dict[str, Any]:
+        return _params(self.dataset, k, seed, self.hp, self.epochs, verbose)
+
+    # ------------------------------------------------------------------------------------------------ JSON
+    def assemble(self) -> dict[str, Any]:
+        """The result JSON of the cells measured so far."""
+        result = self._table()
+        if self.kcis:
+            result["kci_ablation"] = self._kci_ablation()
+        if self.shadows:
+            result["shadows"] = self._shadows()
+        if self.limit and self.n_train is not None:
+            result["n_train"] = self.n_train
+        if self.filters_png:
+            result["filters_png"] = str(self.filters_png)
+        return result
+
+    def _table(self) -> dict[str, Any]:
+        dataset, per, ks, base, epochs, hp = self.dataset, self.per, self.ks, self.base, self.epochs, self.hp
+
         def mean(key: str) -> dict[str, float]:
             return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per.items()}
 
         rows = {"BioConvHash": mean("map_tie_aware")}
-        result: dict[str, Any] = {
+        return {
             "dataset": dataset,
             "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
             "metric": DATASETS[dataset]["metric"],
             "rows": rows,
             "paper": {"BioConvHash": PAPER[dataset].get("BioConvHash", {})},
-            "seeds": seed_list,
+            "seeds": self.seeds,
             "hyperparameters": {
                 "BioConvHash": {kk: v for kk, v in base.items() if kk not in ("k", "random_state", "verbose")},
                 "by_k": {str(k): {**_layer_params(kp), **_forward_params(kp)}
@@ -250,51 +295,51 @@ def run_conv_table(
             } for k, v in per.items()}},
             "seconds_per_epoch": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] / r["epochs"] for r in v])), 2)
                                                   for k, v in per.items()}},
-            "filter_stage": timings,
-            "checks": checks,
-            "total_seconds": round(time.perf_counter() - t_all, 1),
+            "filter_stage": self.timings,
+            "checks": self.checks,
+            "total_seconds": round(time.perf_counter() - self.t_all, 1),
             "hashplug_version": __version__,
-            "protocol": "paper" if limit is None else f"subset of {limit} images (not the paper protocol)",
+            "protocol": "paper" if self.limit is None else f"subset of {self.limit} images (not the paper protocol)",
         }
-        if kcis:
-            result["kci_ablation"] = {
-                "metric": DATASETS[dataset]["metric"] + " tie-aware",
-                "rows": {c: {k: round(float(np.mean(v)), 2) for k, v in r.items()} for c, r in abl.items()},
-                "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
-                "paper": {c: PAPER_KCI[dataset].get(c, {}) for c in abl},
-                "ks": abl_ks,
-                "units_ever_won": {c: {k: round(float(np.min(v)), 4) for k, v in r.items()} for c, r in abl_won.items()},
-            }
-        if shadows:
-            result["shadows"] = {
-                "metric": DATASETS[dataset]["metric"] + " tie-aware",
-                "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 1 - strength at the "
-                          "right (hashplug.bench.bioconvhash_tables.shadow); 'shadowed' is strength 0.75, "
-                          "'shadowed <s>' strength s; database clean",
-                "strengths": [float(v) for v in shadow_strengths],
-                "rows": {kk: round(float(np.mean(v)), 2) for kk, v in shadow_res.items()},
-                "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in shadow_res.items()},
-            }
-        if limit and n_train is not None:
-            result["n_train"] = n_train
-        if filters_png:
-            result["filters_png"] = str(filters_png)
-        return result
 
-    def checkpoint(seed: int, done: bool = False) -> None:
+    def _kci_ablation(self) -> dict[str, Any]:
+        abl, abl_won = self.abl, self.abl_won
+        return {
+            "metric": DATASETS[self.dataset]["metric"] + " tie-aware",
+            "rows": {c: {k: round(float(np.mean(v)), 2) for k, v in r.items()} for c, r in abl.items()},
+            "per_seed": {c: {k: [round(float(x), 2) for x in v] for k, v in r.items()} for c, r in abl.items()},
+            "paper": {c: PAPER_KCI[self.dataset].get(c, {}) for c in abl},
+            "ks": self.abl_ks,
+            "units_ever_won": {c: {k: round(float(np.min(v)), 4) for k, v in r.items()} for c, r in abl_won.items()},
+        }
+
+    def _shadows(self) -> dict[str, Any]:
+        return {
+            "metric": DATASETS[self.dataset]["metric"] + " tie-aware",
+            "shadow": "queries multiplied by a ramp across the width, 1 at the left edge to 1 - strength at the "
+                      "right (hashplug.bench.bioconvhash_tables.shadow); 'shadowed' is strength 0.75, "
+                      "'shadowed <s>' strength s; database clean",
+            "strengths": [float(v) for v in self.shadow_strengths],
+            "rows": {kk: round(float(np.mean(v)), 2) for kk, v in self.shadow_res.items()},
+            "per_seed": {kk: [round(float(x), 2) for x in v] for kk, v in self.shadow_res.items()},
+        }
+
+    def checkpoint(self, seed: int, done: bool = False) -> None:
         """Write what is measured so far (a long run that dies keeps its finished parts)."""
-        if out and per:
-            res = assemble()
-            if not done or seed != seed_list[-1]:
+        if self.out and self.per:
+            res = self.assemble()
+            if not done or seed != self.seeds[-1]:
                 res["partial"] = f"written during seed {seed}; the run had not finished"
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(json.dumps(res, indent=2))
+            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.out).write_text(json.dumps(res, indent=2))
 
-    for s in seed_list:
-        split = load_protocol(dataset, data, s, limit, flat=False)
-        n_train = len(split.ydb) if n_train is None else n_train
-        Xq, Xdb = _images(split, dataset)
-        params = _params(dataset, ks[0], s, hp, epochs, verbose and len(seed_list) == 1)
+    # ------------------------------------------------------------------------------------------------ one seed
+    def run_seed(self, s: int) -> None:
+        """The filters, the table's hash lengths, the first seed's checks, the ablation and the shadows."""
+        split = load_protocol(self.dataset, self.data, s, self.limit, flat=False)
+        self.n_train = len(split.ydb) if self.n_train is None else self.n_train
+        Xq, Xdb = _images(split, self.dataset)
+        params = self.params(self.ks[0], s, self.verbose and len(self.seeds) == 1)
         enc = BioConvHash(**params)
         Fdb = enc.fit_filters(Xdb)
         t0 = time.perf_counter()
@@ -304,12 +349,43 @@ def run_conv_table(
                "filter_convergence": {"row_norm_dev_max": round(enc.filter_row_norm_dev_max_, 4),
                                       "units_ever_won": round(enc.filter_units_ever_won_, 4)},
                "layer_seconds": {}}
-        timings.append(tim)  # filled in below; every checkpoint writes what it holds so far
-        # hash lengths grouped by their forward-pass settings (a preset may pool differently per k): one
-        # feature pass per group, the filters are shared
+        self.timings.append(tim)  # filled in below; every checkpoint writes what it holds so far
+        last_group = self._table_cells(s, enc, params, Fdb, Fq, Xq, Xdb, split, tim)
+        # back to the first k's forward settings (Fdb, Fq) for the checks, the shadows and the ablation
+        base_fwd = _forward_params(params)
+        if tuple(sorted(base_fwd.items())) != last_group:
+            enc.fit_layer(Fdb, **_layer_params(self.params(self.ks[0], s)), **base_fwd, k=self.ks[0])
+        if s == self.seeds[0] and self.onnx_check:
+            self.checks["onnx"] = {"k": int(enc.k_), **_onnx_check(enc, Xdb[: int(self.onnx_check)])}
+        if s == self.seeds[0] and self.filters_png:
+            plot_filters(enc, self.filters_png, title=f"BioConvHash filters, {self.dataset}, seed {s}")
+        self.checkpoint(s)
+        base_kci = int(enc.kci)
+        for kci in self.kcis:
+            self._ablation(s, enc, kci, base_kci, base_fwd, Fdb, Fq, Xq, Xdb, split, tim)
+        if self.shadows:
+            enc.set_params(kci=base_kci)
+            found = _shadows_conv(enc, Fdb, Xq, split, self.dataset, self.ks, s, self.hp, self.epochs, self.R,
+                                  self.shadow_strengths)
+            del Fdb, Fq  # the unnormalised arm below needs room for its own features
+            found.update(_shadows_plain_and_biohash(enc, Xq, Xdb, split, self.dataset, self.ks, s, self.hp,
+                                                    self.epochs, self.R, self.shadow_strengths))
+            for kk, v in found.items():
+                self.shadow_res.setdefault(kk, []).append(v)
+        else:
+            del Fdb, Fq
+        self.checkpoint(s, done=True)
+
+    def _table_cells(self, s: int, enc: BioConvHash, params: dict[str, Any], Fdb: np.ndarray, Fq: np.ndarray,
+                     Xq: np.ndarray, Xdb: np.ndarray, split: Any, tim: dict[str, Any]) -> tuple:
+        """Every hash length of the table on seed ``s``; returns the forward settings the layer was left at.
+
+        Hash lengths are grouped by their forward-pass settings (a preset may pool differently per k): one
+        feature pass per group, the filters are shared.
+        """
         groups: dict[tuple, list[int]] = {}
-        for k in ks:
-            fwd = _forward_params(_params(dataset, k, s, hp, epochs, False))
+        for k in self.ks:
+            fwd = _forward_params(self.params(k, s))
             groups.setdefault(tuple(sorted(fwd.items())), []).append(k)
         feats = {tuple(sorted(_forward_params(params).items())): (Fdb, Fq)}
         for key, group in groups.items():
@@ -320,74 +396,48 @@ def run_conv_table(
                 tim.setdefault("group_features_seconds", {})[str(dict(key))] = round(time.perf_counter() - t0, 2)
             Fdb_g, Fq_g = feats[key]
             for k in group:
-                bar.set_postfix_str(f"seed={s} k={k}")
-                kp = _params(dataset, k, s, hp, epochs, False)
-                enc.fit_layer(Fdb_g, **_layer_params(kp), **dict(key), k=k)
-                res = _score(enc, Fq_g, Fdb_g, split, R)
+                self.bar.set_postfix_str(f"seed={s} k={k}")
+                enc.fit_layer(Fdb_g, **_layer_params(self.params(k, s)), **dict(key), k=k)
+                res = _score(enc, Fq_g, Fdb_g, split, self.R)
                 res.update(m=int(enc.m_), fit_seconds=enc.fit_seconds_["layer"], epochs=int(enc.epochs),
                            convergence=enc.convergence_, n_features_pooled=int(enc.n_features_pooled_))
                 tim["layer_seconds"][str(k)] = round(enc.fit_seconds_["layer"], 2)
-                per.setdefault(str(k), []).append(res)
-                bar.update(1)
-                checkpoint(s)  # a run that dies later keeps every finished hash length
+                self.per.setdefault(str(k), []).append(res)
+                self.bar.update(1)
+                self.checkpoint(s)  # a run that dies later keeps every finished hash length
                 if k == group[-1]:
                     # end to end: encode() (numpy graph) on a sample of queries vs codes from the torch features
                     n_chk = min(500, len(Xq))
                     same = np.all(enc.encode(Xq[:n_chk]) == enc.codes_from_features(Fq_g[:n_chk]), axis=1)
-                    checks.setdefault("encode_vs_features", {}).setdefault(str(k), []).append(float(same.mean()))
-        del feats, Fdb_g, Fq_g
-        # back to the first k's forward settings (Fdb, Fq) for the checks, the shadows and the ablation
-        base_fwd = _forward_params(params)
-        if tuple(sorted(base_fwd.items())) != list(groups)[-1]:
-            kp = _params(dataset, ks[0], s, hp, epochs, False)
-            enc.fit_layer(Fdb, **_layer_params(kp), **base_fwd, k=ks[0])
-        if s == seed_list[0] and onnx_check:
-            checks["onnx"] = {"k": int(enc.k_), **_onnx_check(enc, Xdb[: int(onnx_check)])}
-        if s == seed_list[0] and filters_png:
-            plot_filters(enc, filters_png, title=f"BioConvHash filters, {dataset}, seed {s}")
-        checkpoint(s)
-        base_kci = int(enc.kci)
-        for kci in kcis:
-            enc.set_params(kci=min(int(kci), int(enc.n_filters)))
-            if int(enc.kci) == base_kci:  # the table's own features
-                Fdb_c, Fq_c = Fdb, Fq
-            else:
-                t0 = time.perf_counter()
-                Fdb_c, Fq_c = enc.pooled_features(Xdb), enc.pooled_features(Xq)
-                tim.setdefault("kci_features_seconds", {})[str(kci)] = round(time.perf_counter() - t0, 2)
-            for k in abl_ks:
-                bar.set_postfix_str(f"seed={s} k_CI={kci} k={k}")
-                kp = _params(dataset, k, s, hp, epochs, False)
-                if int(enc.kci) == base_kci and _forward_params(kp) == base_fwd:
-                    # the table's own layer at this k (same features, same layer settings, same seed)
-                    score = per[str(k)][-1]["map_tie_aware"]
-                    won = per[str(k)][-1]["convergence"].get("units_ever_won", float("nan"))
-                else:
-                    enc.fit_layer(Fdb_c, **_layer_params(kp), k=k)
-                    score = _score(enc, Fq_c, Fdb_c, split, R)["map_tie_aware"]
-                    won = enc.convergence_.get("units_ever_won", float("nan"))
-                abl.setdefault(str(kci), {}).setdefault(str(k), []).append(score)
-                abl_won.setdefault(str(kci), {}).setdefault(str(k), []).append(float(won))
-                bar.update(1)
-                checkpoint(s)  # every finished (k_CI, k) cell is kept
-            del Fdb_c, Fq_c
-        if shadows:
-            enc.set_params(kci=base_kci)
-            found = _shadows_conv(enc, Fdb, Xq, split, dataset, ks, s, hp, epochs, R, shadow_strengths)
-            del Fdb, Fq  # the unnormalised arm below needs room for its own features
-            found.update(_shadows_plain_and_biohash(enc, Xq, Xdb, split, dataset, ks, s, hp, epochs, R,
-                                                    shadow_strengths))
-            for kk, v in found.items():
-                shadow_res.setdefault(kk, []).append(v)
+                    self.checks.setdefault("encode_vs_features", {}).setdefault(str(k), []).append(float(same.mean()))
+        return list(groups)[-1]
+
+    def _ablation(self, s: int, enc: BioConvHash, kci: int, base_kci: int, base_fwd: dict[str, Any],
+                  Fdb: np.ndarray, Fq: np.ndarray, Xq: np.ndarray, Xdb: np.ndarray, split: Any,
+                  tim: dict[str, Any]) -> None:
+        """Table 4's cells of one k_CI on seed ``s`` (the table's own layer where the setting is the same)."""
+        enc.set_params(kci=min(int(kci), int(enc.n_filters)))
+        if int(enc.kci) == base_kci:  # the table's own features
+            Fdb_c, Fq_c = Fdb, Fq
         else:
-            del Fdb, Fq
-        checkpoint(s, done=True)
-    bar.close()
-    result = assemble()
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
-    return result
+            t0 = time.perf_counter()
+            Fdb_c, Fq_c = enc.pooled_features(Xdb), enc.pooled_features(Xq)
+            tim.setdefault("kci_features_seconds", {})[str(kci)] = round(time.perf_counter() - t0, 2)
+        for k in self.abl_ks:
+            self.bar.set_postfix_str(f"seed={s} k_CI={kci} k={k}")
+            kp = self.params(k, s)
+            if int(enc.kci) == base_kci and _forward_params(kp) == base_fwd:
+                # the table's own layer at this k (same features, same layer settings, same seed)
+                score = self.per[str(k)][-1]["map_tie_aware"]
+                won = self.per[str(k)][-1]["convergence"].get("units_ever_won", float("nan"))
+            else:
+                enc.fit_layer(Fdb_c, **_layer_params(kp), k=k)
+                score = _score(enc, Fq_c, Fdb_c, split, self.R)["map_tie_aware"]
+                won = enc.convergence_.get("units_ever_won", float("nan"))
+            self.abl.setdefault(str(kci), {}).setdefault(str(k), []).append(score)
+            self.abl_won.setdefault(str(kci), {}).setdefault(str(k), []).append(float(won))
+            self.bar.update(1)
+            self.checkpoint(s)  # every finished (k_CI, k) cell is kept
 
 
 def _shadow_k(ks: Sequence[int]) -> int:
@@ -581,34 +631,77 @@ def first_dataset(result: dict[str, Any]) -> str:
     raise HashplugError(f"cannot tell the dataset of the table {result.get('table')!r}.")
 
 
-def bench_bioconvhash(args: argparse.Namespace) -> int:
-    """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10``."""
-    dataset = args.suite.split("-", 1)[1]
-    if getattr(args, "merge", None):
+class BioConvHashTableSuite(Suite):
+    """``hashplug bench bioconvhash-mnist | bioconvhash-cifar10``: the BioConvHash table, ablation and shadows."""
+
+    #: suite name -> dataset
+    datasets = {f"bioconvhash-{ds}": ds for ds in DATASETS}
+    names = tuple(datasets)
+    help = ("BioConvHash table beside BioHash (BioHash paper sec. 3.4, Table 3 / Table 4's k_CI ablation, the "
+            "shadows experiment)")
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        from .biohash_tables import _add_seed_flags
+
+        add_data(parser, f"{self.datasets[name].upper()} file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="hash lengths (active units), each a column (default 2 4 8 16 32)")
+        _add_seed_flags(parser)
+        parser.add_argument("--kci", type=int, nargs="*", default=None,
+                            help="Table 4's k_CI ablation at these k_CI (no values: "
+                                 f"{' '.join(map(str, KCI_ABLATION))})")
+        parser.add_argument("--shadows", action="store_true", help="the shadows experiment (sec. 3.4)")
+        parser.add_argument("--shadow-strengths", type=float, nargs="+", default=None,
+                            help="strengths of the shadow ramp with --shadows (default 0.75)")
+        parser.add_argument("--filters-png", default=None, help="write a grid of the learned filters to this PNG")
+        parser.add_argument("--onnx-check", type=int, default=10_000,
+                            help="database images encoded by numpy and ONNX on the first seed (0: skip)")
+        add_hp(parser, "BioConvHash parameters over its preset for the dataset")
+        add_epochs(parser)
+        parser.add_argument("--limit", type=int, default=None,
+                            help="a stratified subset of N images before the split (smoke runs; not the paper "
+                                 "protocol)")
+        parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                            help="combine these result JSONs of runs on other seeds (each finished, same "
+                                 "setting) into --out (no training)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_conv_table(
+            self.datasets[name],
+            args.data,
+            ks=args.k,
+            seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
+            kcis=None if args.kci is None else (list(args.kci) or list(KCI_ABLATION)),
+            shadows=bool(args.shadows),
+            shadow_strengths=tuple(args.shadow_strengths) if getattr(args, "shadow_strengths", None) else (0.75,),
+            out=args.out,
+            hp=json.loads(args.hp) if args.hp else None,
+            epochs=args.epochs,
+            limit=args.limit,
+            filters_png=args.filters_png,
+            onnx_check=int(args.onnx_check),
+        )
+
+    def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        dataset = self.datasets[name]
         res = merge_conv_tables(args.merge)
         if first_dataset(res) != dataset:
             raise HashplugError(f"the merged runs are {first_dataset(res)} tables, not {dataset}.")
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(res, indent=2))
-        print(format_conv_table(res))
-        return 0
-    kcis = None if args.kci is None else (list(args.kci) or list(KCI_ABLATION))
-    res = run_conv_table(
-        dataset,
-        args.data,
-        ks=args.k,
-        seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
-        kcis=kcis,
-        shadows=bool(args.shadows),
-        shadow_strengths=tuple(args.shadow_strengths) if getattr(args, "shadow_strengths", None) else (0.75,),
-        out=args.out,
-        hp=json.loads(args.hp) if args.hp else None,
-        epochs=args.epochs,
-        limit=args.limit,
-        filters_png=args.filters_png,
-        onnx_check=int(args.onnx_check),
-    )
-    print(format_conv_table(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    return 0
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_conv_table(result))
+        if not getattr(args, "merge", None):
+            print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+CONV_TABLE = register_suite(BioConvHashTableSuite())
+
+
+def bench_bioconvhash(args: argparse.Namespace) -> int:
+    """CLI entry: ``hashplug bench bioconvhash-mnist|bioconvhash-cifar10`` (:class:`BioConvHashTableSuite`)."""
+    return CONV_TABLE.main(args.suite, args)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
+from .suite import Suite, add_data, add_epochs, add_out, register_suite
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -97,9 +98,7 @@ def run_encode(
     """
     from tqdm.auto import tqdm
 
-    from ..encoders import available_encoders, encoder_class, get_encoder, get_tags
-    from ..export import to_onnx
-    from ..runtime import OnnxEncoder
+    from ..encoders import available_encoders, get_tags
 
     t_start = time.perf_counter()
     X, _, path = load_mnist_float(data)
@@ -121,86 +120,108 @@ def run_encode(
     jobs = [(m, k) for m in methods for k in ks]
     try:
         for method, k in tqdm(jobs, desc="encode bench", disable=not progress):
-            cls = encoder_class(method)
-            params: dict[str, Any] = {"k": k}
-            if "random_state" in cls._param_names():
-                params["random_state"] = seed
-            if get_tags(cls).iterative:
-                params.update(epochs=epochs, device="cpu")
-            enc = get_encoder(cls.method_name, **params)
-            # encoders of images take the (n, 28, 28) images; the others the flat pixels
-            shape = (-1, 28, 28) if get_tags(cls).input_kind == "images" else (-1, Xfit.shape[1])
-            t0 = time.perf_counter()
-            enc.fit(Xfit.reshape(shape))
-            fit_s = time.perf_counter() - t0
-            onnx_path = to_onnx(enc, tmp / f"{method}_{k}.onnx")
-            ort = OnnxEncoder(onnx_path)
-            tenc = _torch_encoder(enc)
-            backends: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-                "ort": lambda xb, o=ort: o.encode(xb),
-                "torch": tenc,
-                "numpy": lambda xb, e=enc: e.encode(xb),
-            }
+            enc, fit, backends = _fit_and_export(method, k, seed, epochs, Xfit, tmp)
+            fits.append(fit)
             # the three backends must produce the same codes (torch's top-k may break exact ties differently)
             ref = enc.encode(Xpool[:256])
             agree = {b: float(np.mean(np.all(f(Xpool[:256]) == ref, axis=1))) for b, f in backends.items()}
-            fits.append(
-                {
-                    "method": enc.method_name,
-                    "k": enc.k_,
-                    "m": enc.m_,
-                    "fit_seconds": round(fit_s, 2),
-                    "params": {kk: v for kk, v in enc.get_params().items() if kk != "verbose"},
-                }
-            )
             for bs in batches:
-                n_slots = max(1, Xpool.shape[0] // bs)
-                slices = [Xpool[i * bs : (i + 1) * bs] for i in range(n_slots)]
-                rates = {}
-                for name, f in backends.items():
-                    rates[name] = median_rate(
-                        lambda i, f=f, sl=slices: f(sl[i % len(sl)]),
-                        bs,
-                        repeats=repeats,
-                        target_seconds=target_seconds,
-                        max_calls=max_calls,
-                    )
-                r = {
-                    "method": enc.method_name,
-                    "k": int(enc.k_),
-                    "m": int(enc.m_),
-                    "code_kind": enc.code_kind,
-                    "batch": int(bs),
-                    "ort_rows_per_s": round(rates["ort"]["median"], 1),
-                    "torch_rows_per_s": round(rates["torch"]["median"], 1),
-                    "numpy_rows_per_s": round(rates["numpy"]["median"], 1),
-                    "ort_over_torch": round(rates["ort"]["median"] / rates["torch"]["median"], 3),
-                    "ort_over_numpy": round(rates["ort"]["median"] / rates["numpy"]["median"], 3),
-                    "codes_agree_with_numpy": agree,
-                    "timing": rates,
-                }
-                rows.append(r)
+                rows.append(_batch_row(enc, backends, Xpool, bs, agree, repeats, target_seconds, max_calls))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    settings = {
+        "ks": ks,
+        "methods": methods,
+        "batches": list(batches),
+        "n_fit": int(Xfit.shape[0]),
+        "pool_rows": int(Xpool.shape[0]),
+        "repeats": repeats,
+        "target_seconds_per_trial": target_seconds,
+        "biohash_epochs": epochs,  # the epochs of every iterative encoder (0.1.0 key name)
+        "seed": seed,
+    }
+    return _encode_result(path, settings, epochs, int(Xfit.shape[0]), fits, rows, t_start)
+
+
+def _fit_and_export(method: str, k: int, seed: int, epochs: int, Xfit: np.ndarray,
+                    tmp: Path) -> tuple[Any, dict[str, Any], dict[str, Callable[[np.ndarray], np.ndarray]]]:
+    """``method`` at ``k`` fitted on ``Xfit`` and exported; its fit record and its three encode backends."""
+    from ..encoders import encoder_class, get_encoder, get_tags
+    from ..export import to_onnx
+    from ..runtime import OnnxEncoder
+
+    cls = encoder_class(method)
+    params: dict[str, Any] = {"k": k}
+    if "random_state" in cls._param_names():
+        params["random_state"] = seed
+    if get_tags(cls).iterative:
+        params.update(epochs=epochs, device="cpu")
+    enc = get_encoder(cls.method_name, **params)
+    # encoders of images take the (n, 28, 28) images; the others the flat pixels
+    shape = (-1, 28, 28) if get_tags(cls).input_kind == "images" else (-1, Xfit.shape[1])
+    t0 = time.perf_counter()
+    enc.fit(Xfit.reshape(shape))
+    fit_s = time.perf_counter() - t0
+    onnx_path = to_onnx(enc, tmp / f"{method}_{k}.onnx")
+    ort = OnnxEncoder(onnx_path)
+    tenc = _torch_encoder(enc)
+    backends: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "ort": lambda xb, o=ort: o.encode(xb),
+        "torch": tenc,
+        "numpy": lambda xb, e=enc: e.encode(xb),
+    }
+    fit = {
+        "method": enc.method_name,
+        "k": enc.k_,
+        "m": enc.m_,
+        "fit_seconds": round(fit_s, 2),
+        "params": {kk: v for kk, v in enc.get_params().items() if kk != "verbose"},
+    }
+    return enc, fit, backends
+
+
+def _batch_row(enc: Any, backends: dict[str, Callable[[np.ndarray], np.ndarray]], Xpool: np.ndarray, bs: int,
+               agree: dict[str, float], repeats: int, target_seconds: float, max_calls: int) -> dict[str, Any]:
+    """Rows/s of every backend at batch size ``bs`` (median of repeats) and their ratios."""
+    n_slots = max(1, Xpool.shape[0] // bs)
+    slices = [Xpool[i * bs : (i + 1) * bs] for i in range(n_slots)]
+    rates = {}
+    for name, f in backends.items():
+        rates[name] = median_rate(
+            lambda i, f=f, sl=slices: f(sl[i % len(sl)]),
+            bs,
+            repeats=repeats,
+            target_seconds=target_seconds,
+            max_calls=max_calls,
+        )
+    return {
+        "method": enc.method_name,
+        "k": int(enc.k_),
+        "m": int(enc.m_),
+        "code_kind": enc.code_kind,
+        "batch": int(bs),
+        "ort_rows_per_s": round(rates["ort"]["median"], 1),
+        "torch_rows_per_s": round(rates["torch"]["median"], 1),
+        "numpy_rows_per_s": round(rates["numpy"]["median"], 1),
+        "ort_over_torch": round(rates["ort"]["median"] / rates["torch"]["median"], 3),
+        "ort_over_numpy": round(rates["ort"]["median"] / rates["numpy"]["median"], 3),
+        "codes_agree_with_numpy": agree,
+        "timing": rates,
+    }
+
+
+def _encode_result(path: str, settings: dict[str, Any], epochs: int, n_fit: int, fits: list[dict[str, Any]],
+                   rows: list[dict[str, Any]], t_start: float) -> dict[str, Any]:
+    """The suite's JSON."""
     return {
         "suite": "encode",
         "metric": "encode throughput, rows/s (median of repeats); ratios ort/torch and ort/numpy",
         "data": path,
         "input": "MNIST pixels / 255, float32 (n, 784); encoders tagged input_kind=images fit on (n, 28, 28)",
-        "settings": {
-            "ks": ks,
-            "methods": methods,
-            "batches": list(batches),
-            "n_fit": int(Xfit.shape[0]),
-            "pool_rows": int(Xpool.shape[0]),
-            "repeats": repeats,
-            "target_seconds_per_trial": target_seconds,
-            "biohash_epochs": epochs,  # the epochs of every iterative encoder (0.1.0 key name)
-            "seed": seed,
-        },
+        "settings": settings,
         "notes": [
             "Encoders are fitted only to have realistic weights; code quality is irrelevant here "
-            f"(iterative encoders trained {epochs} epoch(s) on {Xfit.shape[0]} rows).",
+            f"(iterative encoders trained {epochs} epoch(s) on {n_fit} rows).",
             "All three backends return packed uint8 codes: ort = OnnxEncoder.encode (one session.run per "
             "call); torch = torch.from_numpy + Graph.to_torch module + head (topk / > 0) + codes.pack_bits, eager, "
             "float32, no_grad; numpy = encoder.encode (validation + Graph.numpy + head + pack).",
@@ -238,26 +259,48 @@ def format_encode(res: dict[str, Any]) -> str:
     return format_rows(rows, cols, nd=0)
 
 
+class EncodeSuite(Suite):
+    """``hashplug bench encode``: encode throughput of onnxruntime, torch eager and numpy per encoder."""
+
+    names = ("encode",)
+    help = "encode throughput (rows/s) of onnxruntime, torch eager and numpy for every registered encoder"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (inputs are pixels / 255)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="hash lengths (active units or bits) the encoders are built with (default 16)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="encoder names (default: every registered encoder)")
+        add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="smoke run: fit on N rows, a pool of N rows and short timings")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if args.limit is not None:
+            kw = {
+                "n_fit": int(args.limit),
+                "pool": int(args.limit),
+                "repeats": 2,
+                "target_seconds": 0.01,
+                "max_calls": 3,
+            }
+        res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_encode(result))
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+ENCODE = register_suite(EncodeSuite())
+
+
 def bench_encode(args: argparse.Namespace) -> int:
-    """``hashplug bench encode``: run, print the table, write ``--out``.
+    """``hashplug bench encode`` (:class:`EncodeSuite`): run, print the table, write ``--out``.
 
     ``--limit N`` is a smoke run: N fitting rows, a pool of N rows and short timings.
     """
-    smoke = args.limit is not None
-    kw: dict[str, Any] = {}
-    if smoke:
-        kw = {
-            "n_fit": int(args.limit),
-            "pool": int(args.limit),
-            "repeats": 2,
-            "target_seconds": 0.01,
-            "max_calls": 3,
-        }
-    res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
-    print(format_encode(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
-
-
-# ==================================================================================================== ingest
+    return ENCODE.main("encode", args)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, load_mnist_float, write_json
+from .suite import Suite, add_data, add_out, register_suite
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -93,20 +94,43 @@ def run_ingest(
         ``rows`` (one per path) with seconds, rows/s and the ratio to ``hashplug.ingest``, plus settings.
     """
     import lancedb
-    import pyarrow as pa
-    from lancedb.embeddings import get_registry
-    from tqdm.auto import tqdm
 
-    from ..encoders import encoder_class, get_encoder
     from ..export import to_onnx
-    from ..integrations.arrow import encode_batches
-    from ..integrations.ingest import ingest
-    from ..integrations.lancedb import schema
     from ..runtime import OnnxEncoder
 
     t_start = time.perf_counter()
     rows = int(rows)
     chunk_size = int(min(chunk_size, rows))
+    enc, Xc, yc, path = _fit_and_sample(data, method, k, n_fit, chunk_size, seed)
+    tmp = Path(tempfile.mkdtemp(prefix="hashplug_bench_ingest_", dir=workdir))
+    try:
+        onnx_path = to_onnx(enc, tmp / f"{method}{k}.onnx")
+        ort = OnnxEncoder(onnx_path)
+        stream = _Stream(Xc, yc, rows, chunk_size, str(onnx_path), progress)
+        codes_c = _fixed_codes(ort.encode(Xc))
+        ort.encode(Xc)  # warm up the session on one chunk (not timed)
+        results = [_time_encode_only(stream, ort, Xc), _time_encode_batches(stream, ort)]
+        db = lancedb.connect(str(tmp / "db"))
+        # 3. table.add of precomputed codes into a plain table; 4. the same into a table with the hashplug
+        #    schema (embedding function in the metadata): isolates what LanceDB's embedding-function handling
+        #    costs on add, codes already present
+        add, plain_rows, plain_sample = _time_add(db, "plain", stream.plain_schema, stream, codes_c,
+                                                  "table.add, precomputed codes")
+        add_hp, _, _ = _time_add(db, "hp_add", stream.hp_schema, stream, codes_c,
+                                 "table.add, precomputed codes, hashplug schema")
+        ing, hp_rows, hp_sample = _time_ingest(db, tmp / "db", stream)
+        results += [add, add_hp, ing]
+        same_codes = bool(np.array_equal(_codes_by_id(plain_sample), _codes_by_id(hp_sample)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _ingest_result(results, enc, path, stream, seed, int(plain_rows), int(hp_rows), same_codes, t_start)
+
+
+def _fit_and_sample(data: Any, method: str, k: int, n_fit: int, chunk_size: int,
+                    seed: int) -> tuple[Any, np.ndarray, np.ndarray, str]:
+    """The dense encoder fitted on ``n_fit`` MNIST rows, and one chunk of sampled rows and labels."""
+    from ..encoders import encoder_class, get_encoder
+
     X, y, path = load_mnist_float(data)
     rng = np.random.default_rng(seed)
     cls = encoder_class(method)
@@ -116,121 +140,114 @@ def run_ingest(
         raise ValueError(f"the ingest benchmark needs a dense encoder; {method!r} is {enc.code_kind}.")
     enc.fit(X[rng.choice(X.shape[0], size=min(n_fit, X.shape[0]), replace=False)])
     pick = rng.choice(X.shape[0], size=chunk_size, replace=chunk_size > X.shape[0])
-    Xc = np.ascontiguousarray(X[pick])
-    yc = y[pick].astype(np.int64)
-    del X, y
-    vec = _list_vectors(Xc)
-    lab = pa.array(yc)
+    return enc, np.ascontiguousarray(X[pick]), y[pick].astype(np.int64), path
 
-    tmp = Path(tempfile.mkdtemp(prefix="hashplug_bench_ingest_", dir=workdir))
-    try:
-        onnx_path = to_onnx(enc, tmp / f"{method}{k}.onnx")
-        ort = OnnxEncoder(onnx_path)
-        func = get_registry().get("hashplug").create(model=str(onnx_path))
-        hp_schema = schema(func, extra={"id": pa.int64(), "label": pa.int64()})
-        plain_schema = pa.schema(list(hp_schema), metadata=None)
-        src_schema = pa.schema([f for f in hp_schema if f.name != "code"])
-        codes_c = _fixed_codes(ort.encode(Xc))
 
-        def starts() -> Iterator[tuple[int, int]]:
-            for s in range(0, rows, chunk_size):
-                yield s, min(chunk_size, rows - s)
+class _Stream:
+    """The source every path sees: ``rows`` rows in chunks of ``chunk_size``, one sampled chunk tiled with
+    fresh ids, and the schemas (source, plain table, hashplug table)."""
 
-        def source() -> Iterator[pa.RecordBatch]:
-            for s, n in starts():
-                ids = pa.array(np.arange(s, s + n, dtype=np.int64))
-                yield pa.RecordBatch.from_arrays([ids, lab.slice(0, n), vec.slice(0, n)], schema=src_schema)
+    def __init__(self, Xc: np.ndarray, yc: np.ndarray, rows: int, chunk_size: int, model: str,
+                 progress: bool) -> None:
+        import pyarrow as pa
+        from lancedb.embeddings import get_registry
 
-        n_chunks = len(range(0, rows, chunk_size))
+        from ..integrations.lancedb import schema
 
-        def bar(desc: str) -> Any:
-            return tqdm(total=rows, unit="rows", desc=desc, disable=not progress, leave=False)
+        self.rows, self.chunk_size, self.model, self.progress = rows, chunk_size, model, progress
+        self.vec, self.lab = _list_vectors(Xc), pa.array(yc)
+        func = get_registry().get("hashplug").create(model=model)
+        self.hp_schema = schema(func, extra={"id": pa.int64(), "label": pa.int64()})
+        self.plain_schema = pa.schema(list(self.hp_schema), metadata=None)
+        self.src_schema = pa.schema([f for f in self.hp_schema if f.name != "code"])
+        self.n_chunks = len(range(0, rows, chunk_size))
 
-        results: list[dict[str, Any]] = []
+    def starts(self) -> Iterator[tuple[int, int]]:
+        for s in range(0, self.rows, self.chunk_size):
+            yield s, min(self.chunk_size, self.rows - s)
 
-        def record(name: str, seconds: float, **extra: Any) -> None:
-            results.append(
-                {
-                    "path": name,
-                    "rows": rows,
-                    "seconds": round(seconds, 3),
-                    "rows_per_s": round(rows / seconds, 1),
-                    **extra,
-                }
-            )
+    def source(self) -> Iterator[Any]:
+        import pyarrow as pa
 
-        # warm up the session on one chunk (not timed)
-        ort.encode(Xc)
+        for s, n in self.starts():
+            ids = pa.array(np.arange(s, s + n, dtype=np.int64))
+            yield pa.RecordBatch.from_arrays([ids, self.lab.slice(0, n), self.vec.slice(0, n)], schema=self.src_schema)
 
-        # 1. encode only
-        with bar("encode only") as b:
-            t0 = time.perf_counter()
-            for _, n in starts():
-                ort.encode(Xc[:n])
-                b.update(n)
-            record("encode only (OnnxEncoder, numpy in)", time.perf_counter() - t0)
+    def bar(self, desc: str) -> Any:
+        from tqdm.auto import tqdm
 
-        # 2. the ingest pipeline's encode step, no write
-        with bar("encode_batches") as b:
-            t0 = time.perf_counter()
-            for batch in encode_batches(source(), ort, schema=src_schema):
-                b.update(batch.num_rows)
-            record("encode_batches (Arrow in/out, no write)", time.perf_counter() - t0)
+        return tqdm(total=self.rows, unit="rows", desc=desc, disable=not self.progress, leave=False)
 
-        db = lancedb.connect(str(tmp / "db"))
+    def record(self, name: str, seconds: float, **extra: Any) -> dict[str, Any]:
+        return {"path": name, "rows": self.rows, "seconds": round(seconds, 3),
+                "rows_per_s": round(self.rows / seconds, 1), **extra}
 
-        # 3. table.add of precomputed codes into a plain table
-        plain = db.create_table("plain", schema=plain_schema)
-        with bar("table.add precomputed") as b:
-            t0 = time.perf_counter()
-            for batch in source():
-                n = batch.num_rows
-                t = pa.Table.from_batches([batch]).append_column("code", codes_c.slice(0, n))
-                plain.add(t)
-                b.update(n)
-            record("table.add, precomputed codes", time.perf_counter() - t0, commits=n_chunks)
-        plain_rows = plain.count_rows()
-        plain_sample = plain.search().where(f"id < {min(rows, 1000)}").select(["id", "code"]).to_arrow()
-        db.drop_table("plain")
 
-        # 4. the same into a table with the hashplug schema (embedding function in the metadata): isolates
-        #    what LanceDB's embedding-function handling costs on add, codes already present
-        hp_add = db.create_table("hp_add", schema=hp_schema)
-        with bar("table.add precomputed, hashplug schema") as b:
-            t0 = time.perf_counter()
-            for batch in source():
-                n = batch.num_rows
-                hp_add.add(pa.Table.from_batches([batch]).append_column("code", codes_c.slice(0, n)))
-                b.update(n)
-            record(
-                "table.add, precomputed codes, hashplug schema", time.perf_counter() - t0, commits=n_chunks
-            )
-        db.drop_table("hp_add")
-
-        # 5. hashplug.ingest (encode + chunked commits)
+def _time_encode_only(stream: _Stream, ort: Any, Xc: np.ndarray) -> dict[str, Any]:
+    """1. ``OnnxEncoder.encode`` of every chunk (numpy in, codes out)."""
+    with stream.bar("encode only") as b:
         t0 = time.perf_counter()
-        out = ingest(
-            str(tmp / "db"),
-            source(),
-            name="hashplug",
-            model=str(onnx_path),
-            chunk_size=chunk_size,
-            progress=progress,
-        )
-        record("hashplug.ingest (encode + commit)", time.perf_counter() - t0, commits=out.chunks)
-        tbl = out.table
-        hp_rows = tbl.count_rows()
-        hp_sample = tbl.search().where(f"id < {min(rows, 1000)}").select(["id", "code"]).to_arrow()
-        db.drop_table("hashplug")
+        for _, n in stream.starts():
+            ort.encode(Xc[:n])
+            b.update(n)
+        return stream.record("encode only (OnnxEncoder, numpy in)", time.perf_counter() - t0)
 
-        def codes_by_id(t: pa.Table) -> np.ndarray:
-            t = t.sort_by("id")
-            return np.asarray(t["code"].to_pylist(), dtype=np.uint8)
 
-        same_codes = bool(np.array_equal(codes_by_id(plain_sample), codes_by_id(hp_sample)))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _time_encode_batches(stream: _Stream, ort: Any) -> dict[str, Any]:
+    """2. The ingest pipeline's encode step, no write."""
+    from ..integrations.arrow import encode_batches
 
+    with stream.bar("encode_batches") as b:
+        t0 = time.perf_counter()
+        for batch in encode_batches(stream.source(), ort, schema=stream.src_schema):
+            b.update(batch.num_rows)
+        return stream.record("encode_batches (Arrow in/out, no write)", time.perf_counter() - t0)
+
+
+def _time_add(db: Any, name: str, table_schema: Any, stream: _Stream, codes_c: Any,
+              label: str) -> tuple[dict[str, Any], int, Any]:
+    """One ``table.add`` per chunk of precomputed codes into a new table ``name`` (dropped after); returns
+    the timing, the row count and the first 1,000 ids' codes."""
+    import pyarrow as pa
+
+    tbl = db.create_table(name, schema=table_schema)
+    with stream.bar(label.replace("table.add, precomputed codes", "table.add precomputed")) as b:
+        t0 = time.perf_counter()
+        for batch in stream.source():
+            n = batch.num_rows
+            tbl.add(pa.Table.from_batches([batch]).append_column("code", codes_c.slice(0, n)))
+            b.update(n)
+        rec = stream.record(label, time.perf_counter() - t0, commits=stream.n_chunks)
+    n_rows = tbl.count_rows()
+    sample = tbl.search().where(f"id < {min(stream.rows, 1000)}").select(["id", "code"]).to_arrow()
+    db.drop_table(name)
+    return rec, n_rows, sample
+
+
+def _time_ingest(db: Any, uri: Path, stream: _Stream) -> tuple[dict[str, Any], int, Any]:
+    """5. :func:`hashplug.ingest` (encode + chunked commits) into a new table (dropped after)."""
+    from ..integrations.ingest import ingest
+
+    t0 = time.perf_counter()
+    out = ingest(str(uri), stream.source(), name="hashplug", model=stream.model, chunk_size=stream.chunk_size,
+                 progress=stream.progress)
+    rec = stream.record("hashplug.ingest (encode + commit)", time.perf_counter() - t0, commits=out.chunks)
+    tbl = out.table
+    n_rows = tbl.count_rows()
+    sample = tbl.search().where(f"id < {min(stream.rows, 1000)}").select(["id", "code"]).to_arrow()
+    db.drop_table("hashplug")
+    return rec, n_rows, sample
+
+
+def _codes_by_id(t: Any) -> np.ndarray:
+    t = t.sort_by("id")
+    return np.asarray(t["code"].to_pylist(), dtype=np.uint8)
+
+
+def _ingest_result(results: list[dict[str, Any]], enc: Any, path: str, stream: _Stream, seed: int,
+                   plain_rows: int, hp_rows: int, same_codes: bool, t_start: float) -> dict[str, Any]:
+    """The suite's JSON: the paths' rows with their ratio to ``hashplug.ingest``, ratios, checks, settings."""
+    rows, chunk_size = stream.rows, stream.chunk_size
     ingest_rate = results[-1]["rows_per_s"]
     for r in results:
         r["ratio_to_ingest"] = round(r["rows_per_s"] / ingest_rate, 3)
@@ -253,7 +270,7 @@ def run_ingest(
             "m": int(enc.m_),
             "code_bytes": int(enc.n_bytes),
         },
-        "settings": {"rows": rows, "chunk_size": chunk_size, "chunks": n_chunks, "seed": seed},
+        "settings": {"rows": rows, "chunk_size": chunk_size, "chunks": stream.n_chunks, "seed": seed},
         "checks": {
             "plain_rows": int(plain_rows),
             "ingest_rows": int(hp_rows),
@@ -295,23 +312,47 @@ def format_ingest(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class IngestSuite(Suite):
+    """``hashplug bench ingest``: LanceDB ingestion rows/s of :func:`hashplug.ingest` against ``table.add``."""
+
+    names = ("ingest",)
+    help = "LanceDB ingestion rows/s: hashplug.ingest against table.add of precomputed codes"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (the rows are MNIST-sized, pixels / 255)")
+        parser.add_argument("--rows", type=int, default=None, help="rows ingested (default 1000000)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length of the encoder (the first value; default 64)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help="encoder fitted and exported (the first name; default lsh)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="rows the encoder is fitted on (default 10000)")
+        parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if args.limit is not None:
+            kw["n_fit"] = int(args.limit)
+        if getattr(args, "chunk_size", None):
+            kw["chunk_size"] = int(args.chunk_size)
+        method = (args.methods or ["lsh"])[0]
+        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(args.k or [64])[0], **kw)
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_ingest(result))
+        print(f"total {result['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
+
+
+INGEST = register_suite(IngestSuite())
+
+
 def bench_ingest(args: argparse.Namespace) -> int:
-    """``hashplug bench ingest``: run, print the table, write ``--out``.
+    """``hashplug bench ingest`` (:class:`IngestSuite`): run, print the table, write ``--out``.
 
     ``--rows`` sets the row count (default 1,000,000), ``--k`` the LSH code length (default 64) and ``--limit``
     the number of rows used to fit the encoder. An optional ``args.chunk_size`` sets rows per commit.
     """
-    kw: dict[str, Any] = {}
-    if args.limit is not None:
-        kw["n_fit"] = int(args.limit)
-    if getattr(args, "chunk_size", None):
-        kw["chunk_size"] = int(args.chunk_size)
-    method = (args.methods or ["lsh"])[0]
-    res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(args.k or [64])[0], **kw)
-    print(format_ingest(res))
-    print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-    write_json(res, args.out)
-    return 0
-
-
-# ==================================================================================================== ag news
+    return INGEST.main("ingest", args)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, write_json
+from .suite import Suite, add_out, register_suite
 
 __all__ = ["run_load", "format_load", "bench_load"]
 
@@ -184,7 +185,6 @@ def run_load(
     dict
         ``rows`` (one per phase) and the settings.
     """
-    import json
     import resource
 
     import lancedb
@@ -201,72 +201,22 @@ def run_load(
         db_path = str(tmp / "db")
         lancedb.connect(db_path)  # creates the folder
         stop, out = tmp / "stop", tmp / "searcher.json"
-        proc = None
-        if search:
-            ctx = mp.get_context("spawn")
-            proc = ctx.Process(target=_searcher, args=(db_path, "load", str(stop), str(out), dim, seed, limit))
-            proc.start()
-            while not Path(str(out) + ".ready").exists() and proc.is_alive():
-                time.sleep(0.05)
+        proc = _start_searcher(db_path, stop, out, dim, seed, limit) if search else None
         rss_before = _rss_bytes()
         t0 = time.perf_counter()
         with _RssSampler() as sampler:
             res = hashplug.ingest(db_path, _source(rows, chunk_size, dim, centers, seed), name="load", model=str(model),
                                   chunk_size=chunk_size, progress=progress)
         ingest_s = time.perf_counter() - t0
-        stop.write_text("stop")
-        searcher: dict[str, Any] = {}
-        if proc is not None:
-            proc.join(timeout=600)
-            if out.exists():
-                searcher = json.loads(out.read_text())
-        # the first search after the ingest, from a fresh connection, then the index
-        db = lancedb.connect(db_path)
-        tbl = db.open_table("load")
-        n_rows = tbl.count_rows()
-        pick = np.random.default_rng(seed + 2).choice(rows, size=min(probes, rows), replace=False)
-        Xp = np.concatenate([_rows(int(i), 1, dim, centers, seed) for i in pick])
-        t1 = time.perf_counter()
-        first = hashplug.search(tbl, Xp[0], limit=limit, use_index=False)
-        first_lancedb_s = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        hashplug.build_index(tbl)
-        build_s = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        hashplug.search(tbl, Xp[0], limit=limit)
-        first_index_s = time.perf_counter() - t1
-        found = 0
-        idx_lat = []
-        for i, x in zip(pick, Xp):
-            t1 = time.perf_counter()
-            r = hashplug.search(tbl, x, limit=limit, columns=["id"])
-            idx_lat.append(time.perf_counter() - t1)
-            d = r["_distance"].to_numpy()
-            ids = r["id"].to_numpy()
-            found += int(np.any(ids[d == 0] == i))
-        lancedb_found = int(float(first["_distance"][0].as_py()) == 0.0)
+        searcher = _stop_searcher(proc, stop, out)
+        after = _after_ingest(db_path, rows, dim, centers, seed, probes, limit)
         peak_self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lat = searcher.get("latencies", [])
-    out_rows = [
-        {"phase": "ingest", "rows": rows, "rows_in_table": n_rows, "seconds": round(ingest_s, 2),
-         "rows_per_s": round(rows / ingest_s, 1), "commits": res.chunks,
-         "peak_rss_mb": round(sampler.peak / 2**20, 1), "rss_before_mb": round(rss_before / 2**20, 1),
-         "peak_rss_growth_mb": round((sampler.peak - rss_before) / 2**20, 1)},
-        {"phase": "search during ingest (LanceDB flat, other process)", "searches": len(lat),
-         "p50_ms": None if not lat else round(1000 * _pct(lat, 50), 2),
-         "p99_ms": None if not lat else round(1000 * _pct(lat, 99), 2),
-         "max_ms": None if not lat else round(1000 * max(lat), 2),
-         "errors": searcher.get("n_errors"), "searcher_peak_rss_mb": round(searcher.get("peak_rss_bytes", 0) / 2**20, 1),
-         "rows_seen_last": (searcher.get("rows_seen") or [None])[-1]},
-        {"phase": "first search after ingest (LanceDB flat, fresh connection)", "ms": round(1000 * first_lancedb_s, 2),
-         "self_at_distance_0": lancedb_found},
-        {"phase": "build_index", "seconds": round(build_s, 3)},
-        {"phase": "first search through the index (incl. kernel compile if numba)", "ms": round(1000 * first_index_s, 2)},
-        {"phase": f"{len(pick)} probe searches through the index", "p50_ms": round(1000 * _pct(idx_lat, 50), 3),
-         "found_at_distance_0": found, "probes": len(pick)},
-    ]
+    ingest_row = {"phase": "ingest", "rows": rows, "rows_in_table": after.pop("n_rows"), "seconds": round(ingest_s, 2),
+                  "rows_per_s": round(rows / ingest_s, 1), "commits": res.chunks,
+                  "peak_rss_mb": round(sampler.peak / 2**20, 1), "rss_before_mb": round(rss_before / 2**20, 1),
+                  "peak_rss_growth_mb": round((sampler.peak - rss_before) / 2**20, 1)}
     return {
         "suite": "load",
         "metric": "rows/s, peak RSS (MB) of the ingesting process, search latency (ms) during and after",
@@ -274,9 +224,86 @@ def run_load(
         "settings": {"rows": rows, "dim": dim, "bits": bits, "chunk_size": chunk_size, "limit": limit, "seed": seed,
                      "search_during_ingest": bool(search)},
         "peak_rss_self_ru_maxrss_mb": round(peak_self_kb / 1024, 1),
-        "rows": out_rows,
+        "rows": [ingest_row, *_phase_rows(searcher, after)],
         "environment": environment(),
     }
+
+
+def _start_searcher(db_path: str, stop: Path, out: Path, dim: int, seed: int, limit: int) -> Any:
+    """The searching reader (another process), started and waited for until it is ready."""
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_searcher, args=(db_path, "load", str(stop), str(out), dim, seed, limit))
+    proc.start()
+    while not Path(str(out) + ".ready").exists() and proc.is_alive():
+        time.sleep(0.05)
+    return proc
+
+
+def _stop_searcher(proc: Any, stop: Path, out: Path) -> dict[str, Any]:
+    """Tell the reader to stop; its report (``{}`` without a reader)."""
+    import json
+
+    stop.write_text("stop")
+    if proc is not None:
+        proc.join(timeout=600)
+        if out.exists():
+            return json.loads(out.read_text())
+    return {}
+
+
+def _after_ingest(db_path: str, rows: int, dim: int, centers: np.ndarray, seed: int, probes: int,
+                  limit: int) -> dict[str, Any]:
+    """The first search after the ingest, from a fresh connection, then the index: its build, its first search
+    and ``probes`` searches for stored rows (each must come back at distance 0)."""
+    import lancedb
+
+    import hashplug
+
+    tbl = lancedb.connect(db_path).open_table("load")
+    n_rows = tbl.count_rows()
+    pick = np.random.default_rng(seed + 2).choice(rows, size=min(probes, rows), replace=False)
+    Xp = np.concatenate([_rows(int(i), 1, dim, centers, seed) for i in pick])
+    t1 = time.perf_counter()
+    first = hashplug.search(tbl, Xp[0], limit=limit, use_index=False)
+    first_lancedb_s = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    hashplug.build_index(tbl)
+    build_s = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    hashplug.search(tbl, Xp[0], limit=limit)
+    first_index_s = time.perf_counter() - t1
+    found = 0
+    idx_lat = []
+    for i, x in zip(pick, Xp):
+        t1 = time.perf_counter()
+        r = hashplug.search(tbl, x, limit=limit, columns=["id"])
+        idx_lat.append(time.perf_counter() - t1)
+        d = r["_distance"].to_numpy()
+        ids = r["id"].to_numpy()
+        found += int(np.any(ids[d == 0] == i))
+    return {"n_rows": n_rows, "probes": len(pick), "first_lancedb_s": first_lancedb_s, "build_s": build_s,
+            "first_index_s": first_index_s, "idx_lat": idx_lat, "found": found,
+            "lancedb_found": int(float(first["_distance"][0].as_py()) == 0.0)}
+
+
+def _phase_rows(searcher: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table rows after the ingest's: the reader during the ingest, the searches after it."""
+    lat = searcher.get("latencies", [])
+    return [
+        {"phase": "search during ingest (LanceDB flat, other process)", "searches": len(lat),
+         "p50_ms": None if not lat else round(1000 * _pct(lat, 50), 2),
+         "p99_ms": None if not lat else round(1000 * _pct(lat, 99), 2),
+         "max_ms": None if not lat else round(1000 * max(lat), 2),
+         "errors": searcher.get("n_errors"), "searcher_peak_rss_mb": round(searcher.get("peak_rss_bytes", 0) / 2**20, 1),
+         "rows_seen_last": (searcher.get("rows_seen") or [None])[-1]},
+        {"phase": "first search after ingest (LanceDB flat, fresh connection)",
+         "ms": round(1000 * after["first_lancedb_s"], 2), "self_at_distance_0": after["lancedb_found"]},
+        {"phase": "build_index", "seconds": round(after["build_s"], 3)},
+        {"phase": "first search through the index (incl. kernel compile if numba)",
+         "ms": round(1000 * after["first_index_s"], 2)},
+        {"phase": f"{after['probes']} probe searches through the index", "p50_ms": round(1000 * _pct(after["idx_lat"], 50), 3),
+         "found_at_distance_0": after["found"], "probes": after["probes"]},
+    ]
 
 
 def format_load(res: dict[str, Any]) -> str:
@@ -286,23 +313,47 @@ def format_load(res: dict[str, Any]) -> str:
     return f"{res['input']}\n" + format_rows(res["rows"], cols)
 
 
+class LoadSuite(Suite):
+    """``hashplug bench load``: a large resumable ingest of generated rows with a reader searching beside it."""
+
+    names = ("load",)
+    help = "ingest of generated rows at scale (rows/s, writer RSS) with a reader searching beside the writer"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--rows", type=int, default=None, help="generated rows (default 10000000)")
+        parser.add_argument("--dim", type=int, default=None, help="float32 features per generated row (default 64)")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length of the LSH encoder (one value; default 64)")
+        parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
+        parser.add_argument("--no-search", action="store_true", help="no searching reader beside the ingest")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        from ..validation import HashplugError, check_int_param
+
+        def opt(value: Any, default: int, flag: str) -> int:
+            v = default if value is None else value
+            return check_int_param(v, flag, "hashplug bench load", 1)
+
+        if args.k is not None and len(args.k) != 1:
+            raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
+        res = run_load(
+            rows=opt(args.rows, 10_000_000, "--rows"),
+            dim=opt(getattr(args, "dim", None), 64, "--dim"),
+            bits=opt((args.k or [None])[0], 64, "--k"),
+            chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
+            search=not getattr(args, "no_search", False),
+        )
+        write_json(res, args.out)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(format_load(result))
+
+
+LOAD = register_suite(LoadSuite())
+
+
 def bench_load(args: argparse.Namespace) -> int:
-    """``hashplug bench load``."""
-    from ..validation import HashplugError, check_int_param
-
-    def opt(value: Any, default: int, flag: str) -> int:
-        v = default if value is None else value
-        return check_int_param(v, flag, "hashplug bench load", 1)
-
-    if args.k is not None and len(args.k) != 1:
-        raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
-    res = run_load(
-        rows=opt(args.rows, 10_000_000, "--rows"),
-        dim=opt(getattr(args, "dim", None), 64, "--dim"),
-        bits=opt((args.k or [None])[0], 64, "--k"),
-        chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
-        search=not getattr(args, "no_search", False),
-    )
-    print(format_load(res))
-    write_json(res, args.out)
-    return 0
+    """``hashplug bench load`` (:class:`LoadSuite`)."""
+    return LOAD.main("load", args)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..validation import HashplugError
 from .common import environment, rounded, write_json
+from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, add_png, register_suite
 
 __all__ = [
     "supervised_split",
@@ -56,25 +57,45 @@ SUPERVISED_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 #: Validation grid of the gradient methods: optimiser x learning rate (the same for every method) x the
-#: method's own knob (MIHash: the relaxation's steepness gamma; DPSH: the quantisation weight eta), so both
-#: objectives get the same tuning budget. gamma: a first MNIST run with gamma = 1 only collapsed at 48 bits on
-#: two of three seeds (MLP test mAP 82.8 / 83.0 against 91.4); on that validation split gamma = 3 gave 92.9
-#: against 84.9 (gamma 0.5: 86.0, lr step decay: 85.3, 25 bins: 84.8, M = 512: 84.6).
+#: method's own knob, its ``tuning_grid`` (MIHash: the relaxation's steepness gamma; DPSH: the quantisation
+#: weight eta), so both objectives get the same tuning budget. (gamma 0.5: 86.0, lr step decay: 85.3,
+#: 25 bins: 84.8, M = 512: 84.6 on the MNIST validation split where gamma 3 gave 92.9.)
 GRADIENT_GRID: list[dict[str, Any]] = [
     {"optimizer": "sgd", "lr": 0.2},
     {"optimizer": "adam", "lr": 0.001},
     {"optimizer": "adam", "lr": 0.01},
 ]
-KNOB_GRID: dict[str, list[dict[str, Any]]] = {
-    "mihash": [{"gamma": 1.0}, {"gamma": 3.0}],
-    "dpsh": [{"eta": 0.1}, {"eta": 1.0}],
-}
 
 
-#: Dataset settings: loader name, BioHash preset, training items and queries per class.
+def knob_grid(method: str) -> list[dict[str, Any]]:
+    """The settings of the encoder ``method``'s own ``tuning_grid`` (a product, in its order; ``[{}]`` without)."""
+    import itertools
+
+    from ..encoders import encoder_class
+
+    grid = encoder_class(method).tuning_grid or {}
+    return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+
+
+def __getattr__(name: str) -> Any:
+    # KNOB_GRID, the 0.1.0 table of the gradient methods' knobs: now each encoder's own tuning_grid
+    if name == "KNOB_GRID":
+        regs = dict.fromkeys(reg for reg, _ in SUPERVISED_METHODS.values())
+        return {reg: knob_grid(reg) for reg in regs if _uses_labels(reg) and knob_grid(reg) != [{}]}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _uses_labels(method: str) -> bool:
+    from ..encoders import get_tags
+
+    return bool(get_tags(method).uses_labels)
+
+
+#: Dataset settings: the preset a row's encoder starts from (if it has one), training items and queries
+#: per class.
 DATASETS: dict[str, dict[str, Any]] = {
-    "mnist": {"biohash_preset": "mnist", "train_per_class": 500, "query_per_class": 100},
-    "ag_news": {"biohash_preset": "ag_news", "train_per_class": 500, "query_per_class": 100},
+    "mnist": {"preset": "mnist", "train_per_class": 500, "query_per_class": 100},
+    "ag_news": {"preset": "ag_news", "train_per_class": 500, "query_per_class": 100},
 }
 
 
@@ -173,9 +194,9 @@ def _make(method: str, bits: int, seed: int, extra: dict[str, Any], dataset: str
 
     reg, params = SUPERVISED_METHODS[method]
     p = {**params, **extra, "k": int(bits), "random_state": int(seed)}
-    if reg == "biohash":
-        pre = get_preset(reg, DATASETS[dataset]["biohash_preset"])
-        p = {**(pre.as_dict() if pre else {}), **p}
+    pre = get_preset(reg, DATASETS[dataset]["preset"])  # a row starts from its encoder's preset, if any
+    if pre is not None:
+        p = {**pre.as_dict(), **p}
         p.pop("by_k", None)
     if epochs is not None and get_tags(reg).iterative:
         p["epochs"] = int(epochs)
@@ -248,9 +269,92 @@ def validation_sets(X: np.ndarray, y: np.ndarray, train_per_class: int, query_pe
 
 def _is_gradient(method: str) -> bool:
     """Trained on the labels (its tags say so): gets the validation grid, the budget and ``y``."""
-    from ..encoders import get_tags
+    return _uses_labels(SUPERVISED_METHODS[method][0])
 
-    return get_tags(SUPERVISED_METHODS[method][0]).uses_labels
+
+def _validation_picks(res: dict[str, Any], names: Sequence[str], hp: dict[str, Any], grid: Any,
+                      tune_list: list[int], each: bool, vals: list[tuple], common: dict[str, Any], dataset: str,
+                      out: str | None, progress: bool) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each gradient method's setting per validated code length (``method -> bits -> setting``); the
+    validation tables go into ``res["validation"]``. Methods given in ``hp`` are not validated."""
+    picks: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in names:
+        if not _is_gradient(name) or name in hp:
+            continue
+        reg = SUPERVISED_METHODS[name][0]
+        default = [{**g, **kn} for g in GRADIENT_GRID for kn in knob_grid(reg)]
+        if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
+            mgrid = list(grid.get(name) or default)
+        else:
+            mgrid = list(grid) if grid else default
+        for tb in tune_list:
+            scores = _validation_scores(name, mgrid, tb, vals, common, dataset, progress)
+            picks.setdefault(name, {})[tb] = dict(mgrid[int(np.nanargmax(scores))])
+            table = [{**g, "val_map": None if np.isnan(sc) else rounded(100 * sc, 2)} for g, sc in zip(mgrid, scores)]
+            if each:
+                res["validation"].setdefault(name, {})[str(tb)] = table
+            else:
+                res["validation"][name] = table
+            write_json(res, out)
+    return picks
+
+
+def _validation_scores(name: str, mgrid: list[dict[str, Any]], tb: int, vals: list[tuple], common: dict[str, Any],
+                       dataset: str, progress: bool) -> list[float]:
+    """Mean validation mAP of every setting of ``mgrid`` at ``tb`` bits over the validation splits (NaN: the
+    training diverged); every setting diverging is an error."""
+    from tqdm.auto import tqdm
+
+    scores = []
+    for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
+        got = []
+        for vs, Xv_tr, yv_tr, Xv_q, yv_q, Xv_db, yv_db in vals:
+            try:
+                enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_tr, yv_tr)
+            except HashplugError as exc:  # a learning rate that diverges is a failed grid point
+                if "diverged" not in str(exc):
+                    raise
+                got.append(float("nan"))
+                continue
+            got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
+        scores.append(float(np.mean(got)))
+    if np.all(np.isnan(scores)):
+        raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
+    return scores
+
+
+def _test_runs(res: dict[str, Any], X: np.ndarray, y: np.ndarray, names: Sequence[str], bits: Sequence[int],
+               seeds: int, tr_pc: int, q_pc: int, setting: Any, dataset: str, hist_bits: int, out: str | None,
+               progress: bool) -> dict[str, Any]:
+    """Every method at every code length on every seed's split; the table in ``res`` (written after each
+    method). Returns the models of Fig. 3's histograms (MIHash-linear before and after training, seed 0)."""
+    from tqdm.auto import tqdm
+
+    per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
+    hist_models: dict[str, Any] = {}
+    for seed in range(int(seeds)):
+        q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
+        for name in names:
+            for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
+                extra = setting(name, int(b))
+                enc = _make(name, b, seed, extra, dataset, None)
+                t0 = time.perf_counter()
+                enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
+                secs[name][str(b)].append(time.perf_counter() - t0)
+                per_seed[name][str(b)].append(100 * _map(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db]))
+                if seed == 0 and name == "MIHash-linear" and int(b) == hist_bits:
+                    hist_models["after"] = enc
+                    hist_models["before"] = _make(name, b, seed, {**extra, "epochs": 0}, dataset, None).fit(X[tr], y[tr])
+            res["per_seed"] = {n: {b: [rounded(v, 2) for v in vs] for b, vs in d.items()} for n, d in per_seed.items()}
+            res["rows"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                           for n, d in per_seed.items()}
+            res["std"] = {n: {b: rounded(float(np.std(vs)), 2) for b, vs in d.items() if vs}
+                          for n, d in per_seed.items()}
+            res["fit_seconds"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
+                                  for n, d in secs.items()}
+            write_json(res, out)
+    return hist_models
 
 
 def run_supervised(
@@ -277,9 +381,6 @@ def run_supervised(
     ``tune_bits`` is the code length the grid is validated at (default: the longest), or ``"each"``: every
     code length gets its own pick (``"chosen"`` and ``"validation"`` are then keyed by bits per method).
     """
-    from tqdm.auto import tqdm
-
-
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r} for the MIHash bench; use one of {sorted(DATASETS)}.")
     t_start = time.perf_counter()
@@ -320,39 +421,7 @@ def run_supervised(
         "3/10 database (the database disjoint from the training items, as in the test protocol); each trained "
         "with its split's encoder seed, as the test runs are"
     )
-    picks: dict[str, dict[int, dict[str, Any]]] = {}  # method -> bits -> setting
-    for name in names:
-        if not _is_gradient(name) or name in hp:
-            continue
-        reg = SUPERVISED_METHODS[name][0]
-        default = [{**g, **kn} for g in GRADIENT_GRID for kn in KNOB_GRID.get(reg, [{}])]
-        if isinstance(grid, dict):  # per-method grids; methods not named keep the default grid
-            mgrid = list(grid.get(name) or default)
-        else:
-            mgrid = list(grid) if grid else default
-        for tb in tune_list:
-            scores = []
-            for g in tqdm(mgrid, desc=f"validation {name} {tb} bits", disable=not progress, leave=False):
-                got = []
-                for vs, Xv_tr, yv_tr, Xv_q, yv_q, Xv_db, yv_db in vals:
-                    try:
-                        enc = _make(name, tb, vs, {**common, **g}, dataset, None).fit(Xv_tr, yv_tr)
-                    except HashplugError as exc:  # a learning rate that diverges is a failed grid point
-                        if "diverged" not in str(exc):
-                            raise
-                        got.append(float("nan"))
-                        continue
-                    got.append(_map(enc.encode(Xv_q), enc.encode(Xv_db), yv_q, yv_db))
-                scores.append(float(np.mean(got)))
-            if np.all(np.isnan(scores)):
-                raise HashplugError(f"every validation setting of {name} diverged: {mgrid}; lower the learning rates.")
-            picks.setdefault(name, {})[tb] = dict(mgrid[int(np.nanargmax(scores))])
-            table = [{**g, "val_map": None if np.isnan(sc) else rounded(100 * sc, 2)} for g, sc in zip(mgrid, scores)]
-            if each:
-                res["validation"].setdefault(name, {})[str(tb)] = table
-            else:
-                res["validation"][name] = table
-            write_json(res, out)
+    picks = _validation_picks(res, names, hp, grid, tune_list, each, vals, common, dataset, out, progress)
 
     def setting(name: str, b: int) -> dict[str, Any]:
         """The constructor settings of ``name`` at ``b`` bits (budget + pick, or the user's ``hp``)."""
@@ -364,31 +433,8 @@ def run_supervised(
     res["chosen"] = {n: {str(b): setting(n, b) for b in bits} if each and n in picks else setting(n, int(bits[0]))
                      for n in names}
     # ---- test: every seed draws its own split
-    per_seed: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
-    secs: dict[str, dict[str, list[float]]] = {n: {str(b): [] for b in bits} for n in names}
-    hist_models: dict[str, Any] = {}
     hist_bits = 32 if 32 in [int(b) for b in bits] else int(bits[-1])  # Fig. 3 is drawn at 32 bits
-    for seed in range(int(seeds)):
-        q, tr, db = supervised_split(y, seed, tr_pc, q_pc)
-        for name in names:
-            for b in tqdm(bits, desc=f"seed {seed} {name}", disable=not progress, leave=False):
-                extra = setting(name, int(b))
-                enc = _make(name, b, seed, extra, dataset, None)
-                t0 = time.perf_counter()
-                enc.fit(X[tr], y[tr] if _is_gradient(name) else None)
-                secs[name][str(b)].append(time.perf_counter() - t0)
-                per_seed[name][str(b)].append(100 * _map(enc.encode(X[q]), enc.encode(X[db]), y[q], y[db]))
-                if seed == 0 and name == "MIHash-linear" and int(b) == hist_bits:
-                    hist_models["after"] = enc
-                    hist_models["before"] = _make(name, b, seed, {**extra, "epochs": 0}, dataset, None).fit(X[tr], y[tr])
-            res["per_seed"] = {n: {b: [rounded(v, 2) for v in vs] for b, vs in d.items()} for n, d in per_seed.items()}
-            res["rows"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
-                           for n, d in per_seed.items()}
-            res["std"] = {n: {b: rounded(float(np.std(vs)), 2) for b, vs in d.items() if vs}
-                          for n, d in per_seed.items()}
-            res["fit_seconds"] = {n: {b: rounded(float(np.mean(vs)), 2) for b, vs in d.items() if vs}
-                                  for n, d in secs.items()}
-            write_json(res, out)
+    hist_models = _test_runs(res, X, y, names, bits, seeds, tr_pc, q_pc, setting, dataset, hist_bits, out, progress)
     if hist_models and png:
         q, tr, db = supervised_split(y, 0, tr_pc, q_pc)
         res["histograms"] = _histogram_png(hist_models, X[q], y[q], X[db], y[db], hist_bits, png, dataset)
@@ -485,10 +531,8 @@ def run_unsupervised(
     """
     from tqdm.auto import tqdm
 
-    from ..codes import pack_bits
-    from ..data import ag_news_protocol, default_data_path, load_ag_news, validation_split
-    from ..encoders import ITQ, encoder_class, get_tags
-    from .ag_news import _eval_codes, _exact_cosine_topk
+    from ..data import default_data_path, load_ag_news
+    from ..encoders import encoder_class, get_tags
 
     t_start = time.perf_counter()
     method = str(method).lower()
@@ -499,21 +543,13 @@ def run_unsupervised(
             raise HashplugError(f"mihash-unsupervised: {what} must be >= 1; got {value}.")
     X, y = load_ag_news(Path(data) if data else default_data_path("ag_news"))
     X = np.asarray(X, dtype=np.float32)
-
-    def draw(s: int):
-        split = ag_news_protocol(X, y, s)
-        Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
-        if limit is not None:
-            Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
-        return Xq, yq, Xdb, ydb
-
     cls = encoder_class(method)
     row_name = get_tags(cls).display_name
     base = {**UNSUP_METHODS[method][0], **(base or {})}
     grid = list(grid or UNSUP_METHODS[method][1])
     tune_bits = int(tune_bits or max(bits))
     test_seeds = [int(seed) + i for i in range(int(seeds))]
-    Xq, yq, Xdb, ydb = draw(int(seed))
+    Xq, yq, Xdb, ydb = _ag_news_draw(X, y, int(seed), limit)
     res: dict[str, Any] = {
         "suite": "mihash-unsupervised",
         "dataset": "ag_news",
@@ -531,7 +567,39 @@ def run_unsupervised(
         "anchors": {"sign384_recall10_rescored_step2": 0.977, "itq192_recall10_rescored_step2": 0.944,
                     "itq256_recall10_rescored_step2": 0.970},
     }
-    # validation: queries cut from the database, recall of the validation database's cosine top R
+    chosen = _unsupervised_choice(res, cls, base, grid, tune_bits, Xdb, ydb, val_splits, val_per_class, seed, R,
+                                  overfetch, out, progress)
+    res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+    table = _UnsupervisedTable(res)
+    for s in tqdm(test_seeds, desc="test seeds", disable=not progress or len(test_seeds) == 1, leave=False):
+        _unsupervised_draw(table, _ag_news_draw(X, y, s, limit), s, bits, cls, row_name, chosen, R, overfetch, out)
+    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    res["environment"] = environment()
+    write_json(res, out)
+    return res
+
+
+def _ag_news_draw(X: np.ndarray, y: np.ndarray, s: int, limit: int | None) -> tuple[np.ndarray, ...]:
+    """AG News protocol draw ``s`` (queries, labels, database, labels); the database cut to ``limit`` rows."""
+    from ..data import ag_news_protocol
+
+    split = ag_news_protocol(X, y, s)
+    Xq, yq, Xdb, ydb = split.Xq, split.yq, split.Xdb, split.ydb
+    if limit is not None:
+        Xdb, ydb = Xdb[: int(limit)], ydb[: int(limit)]
+    return Xq, yq, Xdb, ydb
+
+
+def _unsupervised_choice(res: dict[str, Any], cls: Any, base: dict[str, Any], grid: list[dict[str, Any]],
+                         tune_bits: int, Xdb: np.ndarray, ydb: np.ndarray, val_splits: int, val_per_class: int,
+                         seed: int, R: int, overfetch: int, out: str | None, progress: bool) -> dict[str, Any]:
+    """The grid setting with the best mean validation rescored recall (queries cut from the database, recall of
+    the validation database's cosine top R); the grid's scores go into ``res["validation"]``."""
+    from tqdm.auto import tqdm
+
+    from ..data import validation_split
+    from .ag_news import _eval_codes, _exact_cosine_topk
+
     vals = []
     for i in range(int(val_splits)):
         val = validation_split(Xdb, ydb, per_class=int(val_per_class), seed=int(seed) + i)
@@ -548,18 +616,25 @@ def run_unsupervised(
                                   "val_recall10_rescored": rounded(scores[-1], 4),
                                   "val_recall10": rounded(float(np.mean([e["recall10"] for e in evs])), 4)})
         write_json(res, out)
-    chosen = {**base, **grid[int(np.argmax(scores))]}
-    res["chosen"] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+    return {**base, **grid[int(np.argmax(scores))]}
+
+
+class _UnsupervisedTable:
+    """The rows of ``res`` (mean over the protocol draws so far, per row name and bits) and ``res["per_seed"]``."""
 
     keys = ("recall10", "recall10_rescored", "recall10_rescored_se", "p10")
-    cells: dict[str, dict[str, list[dict[str, float]]]] = {}
 
-    def add(name: str, b: int, ev: dict[str, float], secs: float | None = None) -> None:
+    def __init__(self, res: dict[str, Any]) -> None:
+        self.res = res
+        self.cells: dict[str, dict[str, list[dict[str, float]]]] = {}
+
+    def add(self, name: str, b: int, ev: dict[str, float], secs: float | None = None) -> None:
+        keys, res = self.keys, self.res
         cell = {k: float(ev[k]) for k in keys}
         if secs is not None:
             cell["fit_seconds"] = secs
-        cells.setdefault(name, {}).setdefault(str(b), []).append(cell)
-        got = cells[name][str(b)]
+        self.cells.setdefault(name, {}).setdefault(str(b), []).append(cell)
+        got = self.cells[name][str(b)]
         row = {k: rounded(float(np.mean([c[k] for c in got])), 4) for k in keys}
         # the draws' query sets are independent: the mean's standard error
         row["recall10_rescored_se"] = rounded(float(np.sqrt(np.mean([c["recall10_rescored_se"] ** 2 for c in got])
@@ -569,27 +644,31 @@ def run_unsupervised(
         res["rows"].setdefault(name, {})[str(b)] = row
         res.setdefault("per_seed", {}).setdefault(name, {})[str(b)] = [rounded(c["recall10_rescored"], 4) for c in got]
 
-    for s in tqdm(test_seeds, desc="test seeds", disable=not progress or len(test_seeds) == 1, leave=False):
-        Xq, yq, Xdb, ydb = draw(s)
-        true_idx = _exact_cosine_topk(Xq, Xdb, R)
 
-        def ev(cq, cdb, Xq=Xq, yq=yq, Xdb=Xdb, ydb=ydb, true_idx=true_idx):
-            return _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+def _unsupervised_draw(table: _UnsupervisedTable, draw: tuple[np.ndarray, ...], s: int, bits: Sequence[int],
+                       cls: Any, row_name: str, chosen: dict[str, Any], R: int, overfetch: int,
+                       out: str | None) -> None:
+    """One protocol draw's rows: sign codes, ITQ and the trained encoder (refitted with seed ``s``) per bits."""
+    from ..codes import pack_bits
+    from ..encoders import ITQ
+    from .ag_news import _eval_codes, _exact_cosine_topk
 
-        d = Xq.shape[1]
-        add(f"sign-{d}", d, ev(pack_bits(Xq > 0), pack_bits(Xdb > 0)))
-        for b in bits:
-            t0 = time.perf_counter()
-            itq = ITQ(k=int(b), random_state=s).fit(Xdb)
-            add("ITQ", b, ev(itq.encode(Xq), itq.encode(Xdb)), time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            enc = cls(k=int(b), random_state=s, **chosen).fit(Xdb)
-            add(row_name, b, ev(enc.encode(Xq), enc.encode(Xdb)), time.perf_counter() - t0)
-            write_json(res, out)
-    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    res["environment"] = environment()
-    write_json(res, out)
-    return res
+    Xq, yq, Xdb, ydb = draw
+    true_idx = _exact_cosine_topk(Xq, Xdb, R)
+
+    def ev(cq: np.ndarray, cdb: np.ndarray) -> dict[str, float]:
+        return _eval_codes(cq, cdb, Xq, Xdb, yq, ydb, true_idx, R, overfetch)
+
+    d = Xq.shape[1]
+    table.add(f"sign-{d}", d, ev(pack_bits(Xq > 0), pack_bits(Xdb > 0)))
+    for b in bits:
+        t0 = time.perf_counter()
+        itq = ITQ(k=int(b), random_state=s).fit(Xdb)
+        table.add("ITQ", b, ev(itq.encode(Xq), itq.encode(Xdb)), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        enc = cls(k=int(b), random_state=s, **chosen).fit(Xdb)
+        table.add(row_name, b, ev(enc.encode(Xq), enc.encode(Xdb)), time.perf_counter() - t0)
+        write_json(table.res, out)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -606,32 +685,114 @@ def _format_rows(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_mihash(args: argparse.Namespace) -> int:
-    """CLI entry of ``hashplug bench mihash-correlation | mihash-mnist | mihash-ag-news | mihash-unsupervised``."""
-    suite = args.suite
-    hp = json.loads(args.hp) if args.hp else None
-    if suite == "mihash-correlation":
+def _add_seeds(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--seeds", type=int, default=3, help=f"number of seeds: {what} (default 3)")
+
+
+class MIHashCorrelationSuite(Suite):
+    """``hashplug bench mihash-correlation``: MI against mAP over random mappings (the MIHash paper's Fig. 2)."""
+
+    names = ("mihash-correlation",)
+    help = "Pearson r of mutual information and mAP over random hash mappings (MIHash paper, MNIST)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length in bits of the random mappings (the first value; default 32)")
+        parser.add_argument("--maps", type=int, default=None, help="random mappings (default 50)")
+        add_png(parser, "the scatter plot (MI vs mAP)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         res = run_correlation(args.data, bits=(args.k or [32])[0], n_maps=args.maps or 50, png=args.png)
         write_json(res, args.out)
-        print(f"Pearson r(MI, mAP) over {res['n_maps']} random {res['bits']}-bit mappings: {res['pearson']:.4f} "
-              f"(paper 0.98); mAP {res['map_range']}, MI {res['mi_range']}")
-        return 0
-    if suite in ("mihash-mnist", "mihash-ag-news"):
-        ds = "mnist" if suite == "mihash-mnist" else "ag_news"
-        res = run_supervised(ds, args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
-                             methods=args.methods, epochs=args.epochs or 50, hp=hp, limit=args.limit,
-                             out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
-                             tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
-        print(_format_rows(res))
-        return 0
-    if suite == "mihash-unsupervised":
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(f"Pearson r(MI, mAP) over {result['n_maps']} random {result['bits']}-bit mappings: "
+              f"{result['pearson']:.4f} (paper 0.98); mAP {result['map_range']}, MI {result['mi_range']}")
+
+
+class MIHashSupervisedSuite(Suite):
+    """``hashplug bench mihash-mnist | mihash-ag-news``: supervised retrieval (train on the labels)."""
+
+    #: suite name -> dataset
+    datasets = {f"mihash-{ds.replace('_', '-')}": ds for ds in DATASETS}
+    names = tuple(datasets)
+    help = "supervised hashing on a cifar-1-like split: MIHash and DPSH (linear, MLP) against LSH, ITQ, BioHash"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, {"mnist": "MNIST file", "ag_news": "AG News embeddings file"}.get(self.datasets[name],
+                                                                                         "dataset file"))
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 12 24 32 48)")
+        _add_seeds(parser, "the split and the models are drawn with seeds 0 .. N-1, the table holds the mean")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help=f"table rows (default all: {' '.join(SUPERVISED_METHODS)})")
+        add_epochs(parser, "the gradient methods (default 50)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="a random subset of N rows before the split (smoke runs; not the paper protocol)")
+        add_hp(parser, '{row name: {param: value}}; a gradient method given here skips its validation grid')
+        add_grid(parser, "a list of settings for every gradient method, or {row name: [settings]}")
+        parser.add_argument("--tune-each-bits", action="store_true",
+                            help="validate the grid at every code length (default: the longest)")
+        add_png(parser, "the histograms of Hamming distances (same / other label)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_supervised(self.datasets[name], args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
+                              methods=args.methods, epochs=args.epochs or 50,
+                              hp=json.loads(args.hp) if args.hp else None, limit=args.limit,
+                              out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
+                              tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(_format_rows(result))
+
+
+class MIHashUnsupervisedSuite(Suite):
+    """``hashplug bench mihash-unsupervised``: AG News without labels (cosine neighbours)."""
+
+    names = ("mihash-unsupervised",)
+    help = "AG News without labels: MIHash (cosine neighbours) or AngularDistillHash against sign and ITQ"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "AG News embeddings file")
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 128 192 256)")
+        parser.add_argument("--methods", nargs="+", default=None,
+                            help=f"the one trained encoder of the run: one of {' '.join(sorted(UNSUP_METHODS))} "
+                                 "(default mihash)")
+        _add_seeds(parser, "test query draws (seeds 0 .. N-1, the models refitted), the table holds the mean")
+        parser.add_argument("--val-splits", type=int, default=1,
+                            help="validation splits the grid's choice is averaged over")
+        parser.add_argument("--val-per-class", type=int, default=50,
+                            help="validation queries per class in each split")
+        add_hp(parser, "the trained encoder's fixed settings (updated)")
+        add_grid(parser, "a list of settings of the trained encoder (replaces its grid)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="truncate the database to N rows (smoke runs; not the protocol)")
+        add_out(parser)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.methods and len(args.methods) != 1:
             raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
-        res = run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
-                               seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
-                               base=hp, limit=args.limit, out=args.out,
-                               grid=json.loads(args.grid) if args.grid else None)
-        print(_format_rows(res))
-        return 0
-    raise ValueError(suite)
+        return run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+                                seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
+                                base=json.loads(args.hp) if args.hp else None, limit=args.limit, out=args.out,
+                                grid=json.loads(args.grid) if args.grid else None)
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(_format_rows(result))
+
+
+for _suite in (MIHashCorrelationSuite, MIHashSupervisedSuite, MIHashUnsupervisedSuite):
+    register_suite(_suite)
+
+
+def bench_mihash(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench mihash-correlation | mihash-mnist | mihash-ag-news | mihash-unsupervised``."""
+    from .suite import run_suite
+
+    return run_suite(args.suite, args)

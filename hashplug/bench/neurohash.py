@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, rounded, write_json
+from .suite import Suite, add_data, add_grid, add_hp, add_out, add_png, register_suite
 
 __all__ = ["build_scene_data", "run_ablation", "run_spatial", "bench_neurohash", "TERMS"]
 
@@ -295,8 +296,6 @@ def run_spatial(
     """Table III's w trend (mAP@K_r) and the conditional-retrieval share; see the module docstring."""
     from tqdm.auto import tqdm
 
-    from ..hdc import conditional_eta
-
     t_all = time.perf_counter()
     hp, data = _prepare(data_dir, hp, data, n_db=n_db, n_q=n_q, seed=seed, verbose=verbose, cnn_train=cnn_train)
     bits = [int(b) for b in bits]
@@ -324,16 +323,9 @@ def run_spatial(
             plain_map.setdefault(key, {})[str(L)] = rounded(_map_k(D, data, K), 4)
             for r in rs:
                 table.setdefault(key, {}).setdefault(f"r={r:g}", {})[str(L)] = rounded(_map_k_r(D, data, K, r), 4)
-            # conditional: eta = 10 on the query's first object against eta = 1
             sub = {k: v[two] for k, v in qin.items()}
-            shares = {}
-            for name, eta in (("eta=1", None), ("eta=10", conditional_eta(sub["object_positions"],
-                                                                            sub["object_mask"], focus=focus))):
-                qq = sub if eta is None else {**sub, "eta": eta}
-                Dc = _hamming(enc.encode(qq), cdb, L)
-                top = np.argsort(Dc, axis=1, kind="stable")[:, :cond_top]
-                shares[name] = rounded(_conditional_share(top, q_cls, q_pos, sdb, cond_r), 4)
-            cond.setdefault(key, {})[str(L)] = shares
+            cond.setdefault(key, {})[str(L)] = _conditional_shares(enc, sub, focus, cdb, L, (q_cls, q_pos, sdb),
+                                                                   cond_top, cond_r)
             if png and key == f"w={ws[-1]:g}" and L == bits[-1]:
                 _plot_grid(png, sq, sdb, two[:6], enc, sub, cdb, L, focus)
         fits[key] = round(time.perf_counter() - t0, 1)
@@ -355,6 +347,24 @@ def run_spatial(
     }
     write_json(res, out)
     return res
+
+
+def _conditional_shares(enc: Any, sub: dict[str, np.ndarray], focus: np.ndarray, cdb: np.ndarray, L: int,
+                        truth: tuple[np.ndarray, np.ndarray, Any], cond_top: int, cond_r: float) -> dict[str, Any]:
+    """Conditional retrieval: eta = 10 on the query's focused object against eta = 1, as the share of the top
+    ``cond_top`` holding an object of the focused object's class (``truth``: classes, positions, database
+    scenes) within ``cond_r`` of its position."""
+    from ..hdc import conditional_eta
+
+    q_cls, q_pos, sdb = truth
+    shares = {}
+    for name, eta in (("eta=1", None), ("eta=10", conditional_eta(sub["object_positions"],
+                                                                    sub["object_mask"], focus=focus))):
+        qq = sub if eta is None else {**sub, "eta": eta}
+        Dc = _hamming(enc.encode(qq), cdb, L)
+        top = np.argsort(Dc, axis=1, kind="stable")[:, :cond_top]
+        shares[name] = rounded(_conditional_share(top, q_cls, q_pos, sdb, cond_r), 4)
+    return shares
 
 
 def nearest_truth(scenes: Any, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -483,24 +493,90 @@ def _print(res: dict[str, Any]) -> None:
             print(w, rows)
 
 
+#: The validation grid of ``hashplug bench neurohash-tune`` without ``--grid``.
+TUNE_GRID: dict[str, list[float]] = {"lambdas.o": [0.0, 0.1, 1.0], "lambdas.w": [0.0, 0.1, 1.0]}
+
+
+class _NeuroHashSuite(Suite):
+    """The NeuroHash suites' shared flags and settings (scenes of MNIST digits, a digit CNN, NeuroHash)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        add_data(parser, "MNIST file (the scenes' digits and the digit CNN's training set)")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
+                                 "trained on min(60000, 10 N) digits (not the paper protocol)")
+        add_hp(parser, "NeuroHash parameters (e.g. {\"lambdas\": {\"o\": 0.1}})")
+        add_out(parser)
+
+    def settings(self, args: argparse.Namespace) -> dict[str, Any]:
+        kw: dict[str, Any] = {"hp": json.loads(args.hp) if args.hp else None, "out": args.out}
+        if args.limit:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
+            kw.update(n_db=int(args.limit), n_q=max(50, int(args.limit) // 10),
+                      cnn_train=min(60000, 10 * int(args.limit)))
+        return kw
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        _print(result)
+
+
+class NeuroHashAblationSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-ablation``: the NeuroHash paper's Table II (loss ablation) with baselines."""
+
+    names = ("neurohash-ablation",)
+    help = "NeuroHash paper Table II: the loss ablation (mAP@K of MNIST scenes) with LSH and ITQ baselines"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 16 32 64)")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_ablation(args.data, bits=args.k or (16, 32, 64), **self.settings(args))
+
+
+class NeuroHashSpatialSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-spatial``: spatially conditioned queries (the paper's Table III)."""
+
+    names = ("neurohash-spatial",)
+    help = "NeuroHash paper Table III: mAP@K_r as the length scale w varies, and conditional retrieval"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code lengths in bits, each a column (default 16 32 64)")
+        add_png(parser, "a grid of queries and their nearest scenes")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        return run_spatial(args.data, bits=args.k or (16, 32, 64), png=args.png, **self.settings(args))
+
+
+class NeuroHashTuneSuite(_NeuroHashSuite):
+    """``hashplug bench neurohash-tune``: NeuroHash's loss weights on a validation split."""
+
+    names = ("neurohash-tune",)
+    help = "NeuroHash loss weights (lambdas) chosen on a validation split"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--k", type=int, nargs="+", default=None,
+                            help="code length in bits (the first value; default 32)")
+        add_grid(parser, "NeuroHash parameter -> values (default "
+                 + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in TUNE_GRID.items()) + ")")
+        super().add_arguments(parser, name)
+
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        grid = json.loads(args.grid) if args.grid else TUNE_GRID
+        return run_tune(args.data, grid, bits=(args.k or [32])[0], **self.settings(args))
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        print(json.dumps(result["results"][:5], indent=1), "random:", result["random_hyperplanes"])
+
+
+for _suite in (NeuroHashAblationSuite, NeuroHashSpatialSuite, NeuroHashTuneSuite):
+    register_suite(_suite)
+
+
 def bench_neurohash(args: argparse.Namespace) -> int:
     """CLI entry of ``hashplug bench neurohash-ablation | neurohash-spatial | neurohash-tune``."""
-    suite = args.suite
-    hp = json.loads(args.hp) if args.hp else None
-    kw: dict[str, Any] = {"hp": hp, "out": args.out}
-    if args.limit:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
-        kw.update(n_db=int(args.limit), n_q=max(50, int(args.limit) // 10), cnn_train=min(60000, 10 * int(args.limit)))
-    if suite == "neurohash-tune":
-        grid = json.loads(args.grid) if args.grid else {"lambdas.o": [0.0, 0.1, 1.0], "lambdas.w": [0.0, 0.1, 1.0]}
-        res = run_tune(args.data, grid, bits=(args.k or [32])[0], **kw)
-        print(json.dumps(res["results"][:5], indent=1), "random:", res["random_hyperplanes"])
-        return 0
-    bits = args.k or (16, 32, 64)
-    if suite == "neurohash-ablation":
-        res = run_ablation(args.data, bits=bits, **kw)
-    elif suite == "neurohash-spatial":
-        res = run_spatial(args.data, bits=bits, png=args.png, **kw)
-    else:
-        raise ValueError(suite)
-    _print(res)
-    return 0
+    from .suite import run_suite
+
+    return run_suite(args.suite, args)

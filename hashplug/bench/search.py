@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, rounded, write_json
+from .suite import Suite, add_out, add_png, register_suite
 
 __all__ = ["run_search_bench", "bench_search", "CODES", "machine_bound"]
 
@@ -118,8 +119,6 @@ def run_search_bench(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the suite (see the module docstring); returns the JSON document."""
-    from ..index import HammingIndex
-
     try:
         import faiss  # type: ignore[import-not-found]
     except ImportError:
@@ -154,67 +153,10 @@ def run_search_bench(
             packed, csr = _random_codes(kind, m, k, int(n), rng)
             qpacked, qcsr = _random_codes(kind, m, k, int(n_queries), rng)
             gen_s = time.perf_counter() - t_gen
-            cell: dict[str, Any] = {}
-            layout = "packed" if kind == "dense" else "indices"
-            # ---- hashplug exact index
-            t0 = time.perf_counter()
-            idx = HammingIndex(layout, m, threads=threads)
-            idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
-            if kind != "dense":
-                idx._sparse_postings()
-            build_s = time.perf_counter() - t0
-            if kind == "dense":
-                q_list = [qpacked[i : i + 1] for i in range(len(qpacked))]
-            else:
-                q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
-            ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
-            t0 = time.perf_counter()
-            exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
-            batch_s = time.perf_counter() - t0
-            cell["hashplug-index"] = {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(n_queries / batch_s, 1),
-                                      "recall": 1.0}
-            raw = packed.nbytes if kind == "dense" else csr[1].size * 4
-            res["memory"].setdefault(name, {})[str(n)] = {
-                "raw_code_bytes_per_row": rounded(raw / n, 2), "index_bytes_per_row": rounded(idx.nbytes / n, 2),
-                "ratio": rounded(idx.nbytes / raw, 3)}
-            # catch-up: 1 % new rows, 1 % deleted
-            extra, extra_csr = _random_codes(kind, m, k, max(1, n // 100), rng)
-            t0 = time.perf_counter()
-            idx.add(extra if kind == "dense" else extra_csr, np.arange(n, n + extra.shape[0], dtype=np.int64))
-            idx.delete(np.arange(0, n, 100))
-            if kind != "dense":
-                idx._sparse_postings()
-            res["build"].setdefault(name, {})[str(n)] = {"build_s": rounded(build_s, 3),
-                                                          "catch_up_1pct_s": rounded(time.perf_counter() - t0, 3),
-                                                          "generate_s": rounded(gen_s, 2)}
-            del idx
-            # ---- FAISS
+            cell, exact_ids, exact_d = _index_cells(res, name, int(n), packed, csr, qpacked, qcsr, limit, threads,
+                                                    gen_s, rng)
             if faiss is not None:
-                fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
-                fx.add(packed)
-                faiss.omp_set_num_threads(int(threads))
-                ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
-                t0 = time.perf_counter()
-                fd, fi = fx.search(qpacked, limit)
-                bf = time.perf_counter() - t0
-                cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
-                                      "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
-                del fx
-                if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
-                    from ..index.kernels import dense_topk, words_of
-
-                    wds = words_of(packed)
-                    dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
-                    ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
-                                         [qpacked[i : i + 1] for i in range(len(qpacked))])
-                    t0 = time.perf_counter()
-                    hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
-                    bh = time.perf_counter() - t0
-                    same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
-                    cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
-                                              "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
-                                              "identical_to_exact": same}
-                    del wds
+                cell.update(_faiss_cells(faiss, kind, packed, qpacked, limit, threads, exact_ids, exact_d))
             if kind == "dense" and m <= MIH_MAX_BITS and has_numba:
                 cell.update(_mih_cells(packed, qpacked, limit, threads, exact_ids, exact_d, res, name, n, fx_top10=(
                     faiss if faiss is not None else None)))
@@ -234,6 +176,79 @@ def run_search_bench(
     res["torch_loaded"] = "torch" in sys.modules
     write_json(res, out)
     return res
+
+
+def _index_cells(res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr: Any, qpacked: np.ndarray,
+                 qcsr: Any, limit: int, threads: int, gen_s: float,
+                 rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """hashplug's exact index on one code kind and size: latency, memory, build and catch-up (1 % new rows,
+    1 % deleted; recorded in ``res``). Returns the cell and the exact result every other row is scored on."""
+    from ..index import HammingIndex
+
+    kind, m, k = CODES[name]
+    n_queries = len(qpacked)
+    t0 = time.perf_counter()
+    idx = HammingIndex("packed" if kind == "dense" else "indices", m, threads=threads)
+    idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
+    if kind != "dense":
+        idx._sparse_postings()
+    build_s = time.perf_counter() - t0
+    if kind == "dense":
+        q_list = [qpacked[i : i + 1] for i in range(len(qpacked))]
+    else:
+        q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
+    ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
+    t0 = time.perf_counter()
+    exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
+    batch_s = time.perf_counter() - t0
+    cell: dict[str, Any] = {"hashplug-index": {"ms_per_query": rounded(ms, 3),
+                                               "qps_batched": rounded(n_queries / batch_s, 1), "recall": 1.0}}
+    raw = packed.nbytes if kind == "dense" else csr[1].size * 4
+    res["memory"].setdefault(name, {})[str(n)] = {
+        "raw_code_bytes_per_row": rounded(raw / n, 2), "index_bytes_per_row": rounded(idx.nbytes / n, 2),
+        "ratio": rounded(idx.nbytes / raw, 3)}
+    extra, extra_csr = _random_codes(kind, m, k, max(1, n // 100), rng)
+    t0 = time.perf_counter()
+    idx.add(extra if kind == "dense" else extra_csr, np.arange(n, n + extra.shape[0], dtype=np.int64))
+    idx.delete(np.arange(0, n, 100))
+    if kind != "dense":
+        idx._sparse_postings()
+    res["build"].setdefault(name, {})[str(n)] = {"build_s": rounded(build_s, 3),
+                                                  "catch_up_1pct_s": rounded(time.perf_counter() - t0, 3),
+                                                  "generate_s": rounded(gen_s, 2)}
+    return cell, exact_ids, exact_d
+
+
+def _faiss_cells(faiss: Any, kind: str, packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int,
+                 exact_ids: np.ndarray, exact_d: np.ndarray) -> dict[str, Any]:
+    """FAISS's flat binary index, and (dense codes) hashplug's kernel on the FAISS backend (ties repaired)."""
+    n_queries = len(qpacked)
+    cell: dict[str, Any] = {}
+    fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
+    fx.add(packed)
+    faiss.omp_set_num_threads(int(threads))
+    ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
+    t0 = time.perf_counter()
+    fd, fi = fx.search(qpacked, limit)
+    bf = time.perf_counter() - t0
+    cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
+                          "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
+    del fx
+    if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
+        from ..index.kernels import dense_topk, words_of
+
+        wds = words_of(packed)
+        dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
+        ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
+                             [qpacked[i : i + 1] for i in range(len(qpacked))])
+        t0 = time.perf_counter()
+        hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
+        bh = time.perf_counter() - t0
+        same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
+        cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
+                                  "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
+                                  "identical_to_exact": same}
+    return cell
 
 
 #: Dense codes up to this many bits also get multi-index hashing rows (longer codes need more probes than rows).
@@ -418,31 +433,67 @@ def merge_search(paths: Sequence[str]) -> dict[str, Any]:
     return res
 
 
-def bench_search(args: argparse.Namespace) -> int:
-    """CLI entry of ``hashplug bench search``."""
-    if args.merge:
+class SearchSuite(Suite):
+    """``hashplug bench search``: exact Hamming top-k latency and recall against LanceDB and FAISS."""
+
+    names = ("search",)
+    help = "Hamming top-k latency vs N: hashplug's kernel, MIH, LanceDB, FAISS (random codes)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
+        parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                            help="database sizes N (default 100000 1000000)")
+        parser.add_argument("--rows", type=int, default=None, help="one database size N (when --sizes is not given)")
+        parser.add_argument("--codes", nargs="+", default=None,
+                            help=f"code kinds, e.g. dense-256 khot-4096-16 (available: {' '.join(CODES)})")
+        parser.add_argument("--queries", type=int, default=100, help="queries per measurement")
+        parser.add_argument("--limit-results", type=int, default=100, help="results per query")
+        parser.add_argument("--threads", type=int, default=2, help="threads of hashplug's kernel and FAISS")
+        parser.add_argument("--ann-max-rows", type=int, default=2_000_000,
+                            help="build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
+        parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                            help="combine the cells (code kind x N) of these runs' JSONs into --out / --png "
+                                 "(no measuring)")
+        add_out(parser)
+        add_png(parser, "the figure (latency vs N)")
+
+    def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         res = merge_search(args.merge)
         write_json(res, args.out)
         if args.png:
             plot_latency(res, args.png)
-        print(f"merged {len(args.merge)} runs: " + "; ".join(f"{p}: {len(c)} cells" for p, c in res["sources"].items()))
-        return 0
-    sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
-    unknown = sorted(set(args.codes or []) - set(CODES))
-    if unknown:
-        from ..validation import HashplugError
+        return res
 
-        raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
-    res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
-                           out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
-    print(f"bound: {res['bound']}")
-    for name, byn in res["rows"].items():
-        for n_, cell in byn.items():
-            print(f"{name:>14} N={n_:>9}: " + ", ".join(
-                f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
-    if args.png:
-        plot_latency(res, args.png)
-    return 0
+    def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
+        sizes = args.sizes or ([args.rows] if args.rows else [100_000, 1_000_000])
+        unknown = sorted(set(args.codes or []) - set(CODES))
+        if unknown:
+            from ..validation import HashplugError
+
+            raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
+        res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
+                               out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
+        if args.png:
+            plot_latency(res, args.png)
+        return res
+
+    def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+        if getattr(args, "merge", None):
+            print(f"merged {len(args.merge)} runs: "
+                  + "; ".join(f"{p}: {len(c)} cells" for p, c in result["sources"].items()))
+            return
+        print(f"bound: {result['bound']}")
+        for name_, byn in result["rows"].items():
+            for n_, cell in byn.items():
+                print(f"{name_:>14} N={n_:>9}: " + ", ".join(
+                    f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
+
+
+SEARCH = register_suite(SearchSuite())
+
+
+def bench_search(args: argparse.Namespace) -> int:
+    """CLI entry of ``hashplug bench search`` (:class:`SearchSuite`)."""
+    return SEARCH.main("search", args)
 
 
 def plot_latency(res: dict[str, Any], png: str) -> None:

@@ -230,55 +230,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    name = args.suite
-    _check_out(args.out, "--out")  # every suite: an unwritable --out fails before the run, not after it
+    """``hashplug bench SUITE``: the suite's subcommand (from the bench registry) runs it."""
+    _check_out(getattr(args, "out", None), "--out")  # every suite: an unwritable --out fails before the run
     _check_out(getattr(args, "png", None), "--png")
-    if name in ("biohash-mnist", "biohash-cifar10"):
-        from ..bench.biohash_tables import DATASETS, format_table, run_table
-
-        ds = name.split("-", 1)[1]
-        if args.merge:
-            from ..bench.biohash_tables import merge_tables, table_setting
-            from ..bench.common import write_json
-
-            # cell by cell, the runs' cells at today's presets (with --hp) are merged; the others are listed
-            target = table_setting(ds, hp=json.loads(args.hp) if args.hp else None)
-            res = merge_tables(args.merge, target=target)
-            if res.get("table") != DATASETS[ds]["table"]:
-                raise HashplugError(f"the merged runs are {res.get('table')!r} tables, not {DATASETS[ds]['table']!r}.")
-            write_json(res, args.out)
-            print(format_table(res))
-            for c in res.get("left_out", []):
-                print(f"left out {c['path']}: {c['method']} k={c['k']} seeds {c['seeds']} "
-                      f"(differs from the preset in {', '.join(c['differs_in'])})")
-            print(f"merged seeds {res['seeds']}" + (f"; wrote {args.out}" if args.out else ""))
-            return 0
-        res = run_table(
-            ds,
-            args.data,
-            ks=args.k,
-            seeds=list(args.seed_list) if args.seed_list else args.seeds,
-            methods=args.methods,
-            out=args.out,
-            hp=json.loads(args.hp) if args.hp else None,
-            epochs=args.epochs,
-            limit=args.limit,
-        )
-        print(format_table(res))
-        print(f"total {res['total_seconds']} s" + (f"; wrote {args.out}" if args.out else ""))
-        return 0
-    if name in ("biohash-tune-mnist", "biohash-tune-cifar10"):
-        from ..bench.biohash_tables import tune
-
-        ds = name.rsplit("-", 1)[1]
-        res = tune(ds, args.data, ks=args.k or (2, 8, 32), epochs=args.epochs, out=args.out, limit=args.limit,
-                   grid=json.loads(args.grid) if args.grid else None,
-                   method=(args.methods or [None])[0])
-        print(json.dumps(res["best"], indent=2))
-        return 0
-    from ..bench import run_suite
-
-    return run_suite(name, args)
+    return int(args.run_bench(args) or 0)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -493,55 +448,39 @@ def _add_eval(sub: Any) -> None:
     e.set_defaults(func=cmd_eval)
 
 
+class _BenchParser(argparse.ArgumentParser):
+    """The ``hashplug bench`` parser: its suites (one subcommand each, with only its own flags) are read from
+    the bench registry (:mod:`hashplug.bench.suite`) when the parser is first used, so building the CLI's
+    parser for another command (``hashplug ingest``) imports nothing of the bench."""
+
+    _suites_added = False
+
+    def _add_suites(self) -> None:
+        if not self._suites_added:
+            self._suites_added = True
+            from ..bench.suite import add_suite_parsers
+
+            add_suite_parsers(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._add_suites()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_suites()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_suites()
+        return super().format_usage()
+
+
 def _add_bench(sub: Any) -> None:
-    """``hashplug bench``."""
-    b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON)")
-    b.add_argument("suite", help="biohash-mnist, biohash-cifar10, biohash-tune-mnist, biohash-tune-cifar10, "
-                                 "bioconvhash-mnist, bioconvhash-cifar10, encode, ingest, load, ag-news, mihash-correlation, "
-                                 "mihash-mnist, mihash-ag-news, mihash-unsupervised, search, neurohash-ablation, "
-                                 "neurohash-spatial, neurohash-tune")
-    b.add_argument("--data", default=None, help="dataset file (default: ../shared/data)")
-    b.add_argument("--k", type=int, nargs="+", default=None, help="hash lengths")
-    b.add_argument("--seeds", type=int, default=3, help="run seeds 0..SEEDS-1 (default 3)")
-    b.add_argument("--methods", nargs="+", default=None, help="encoders to run (default: the suite's own)")
-    b.add_argument("--epochs", type=int, default=None, help="override training epochs")
-    b.add_argument("--limit", type=int, default=None, help="subset size (smoke runs; not the paper protocol)")
-    b.add_argument("--hp", default=None, help='JSON overrides, e.g. \'{"BioHash": {"delta": 0.1}}\'')
-    b.add_argument("--grid", default=None, help="JSON grid for tuning")
-    b.add_argument("--rows", type=int, default=None, help="rows for the ingest and load benchmarks")
-    b.add_argument("--dim", type=int, default=None, help="load: float32 features per generated row (default 64)")
-    b.add_argument("--chunk-size", type=int, default=None, help="load: rows per commit (default 65536)")
-    b.add_argument("--no-search", action="store_true", help="load: no searching reader beside the ingest")
-    b.add_argument("--out", default=None, help="JSON file to write")
-    b.add_argument("--kci", type=int, nargs="*", default=None,
-                   help="bioconvhash-*: Table 4's k_CI ablation (no values: 1 5 10 25 100)")
-    b.add_argument("--shadows", action="store_true", help="bioconvhash-*: the shadows experiment (sec. 3.4)")
-    b.add_argument("--filters-png", default=None, help="bioconvhash-*: write a grid of the learned filters")
-    b.add_argument("--onnx-check", type=int, default=10_000,
-                   help="bioconvhash-*: database images encoded by numpy and ONNX on the first seed (0: skip)")
-    b.add_argument("--val-splits", type=int, default=1,
-                   help="mihash-unsupervised: validation splits the grid's choice is averaged over")
-    b.add_argument("--val-per-class", type=int, default=50,
-                   help="mihash-unsupervised: validation queries per class in each split")
-    b.add_argument("--seed-list", type=int, nargs="+", default=None,
-                   help="biohash-*, bioconvhash-*: run exactly these seeds (instead of 0..--seeds-1), e.g. one per session")
-    b.add_argument("--merge", nargs="+", default=None,
-                   help="biohash-*, bioconvhash-*: combine result JSONs of runs on other seeds into --out (no training); "
-                        "search: combine runs' cells (code kind x N) into --out / --png (no measuring)")
-    b.add_argument("--sizes", type=int, nargs="+", default=None, help="search: database sizes N")
-    b.add_argument("--codes", nargs="+", default=None, help="search: code kinds, e.g. dense-256 khot-4096-16")
-    b.add_argument("--queries", type=int, default=100, help="search: queries per measurement")
-    b.add_argument("--limit-results", type=int, default=100, help="search: results per query")
-    b.add_argument("--threads", type=int, default=2, help="search: threads of hashplug's kernel and FAISS")
-    b.add_argument("--ann-max-rows", type=int, default=2_000_000,
-                   help="search: build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
-    b.add_argument("--maps", type=int, default=None, help="mihash-correlation: random mappings (default 50)")
-    b.add_argument("--shadow-strengths", type=float, nargs="+", default=None,
-                   help="bioconvhash-*: strengths of the shadow ramp with --shadows (default 0.75)")
-    b.add_argument("--tune-each-bits", action="store_true",
-                   help="mihash-mnist, mihash-ag-news: validate the grid at every code length (default: the longest)")
-    b.add_argument("--png", default=None, help="mihash-*, neurohash-spatial, search: write the figure (scatter, histograms, latency vs N, "
-                   "query grid) here")
+    """``hashplug bench``: one subcommand per registered suite (:mod:`hashplug.bench.suite`)."""
+    b = sub.add_parser("bench", help="benchmark suites (print a table, write JSON); hashplug bench SUITE --help",
+                       description="Benchmark suites: each prints a table and writes JSON (--out). "
+                                   "hashplug bench SUITE --help lists the suite's own flags.")
+    b.__class__ = _BenchParser  # argparse makes every subparser of one class; this one adds its suites lazily
     b.set_defaults(func=cmd_bench)
 
 

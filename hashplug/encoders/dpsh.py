@@ -40,6 +40,10 @@ class DPSH(_PairwiseTrainedHash):
 
     _objective_name = "neg_loss"
 
+    #: The quantisation weight on validation (``hashplug bench mihash-*`` crosses it with the optimiser and
+    #: learning rate, the same budget as MIHash's gamma).
+    tuning_grid = {"eta": [0.1, 1.0]}
+
     presets = {
         "digits": Preset(
             {"epochs": 30, "lr": 0.01, "optimizer": "adam", "batch_size": 128},
