@@ -69,7 +69,7 @@ def main() -> None:
             t0 = time.perf_counter()
             bh = fit_pixel_biohash(flat_db, ds, k, args.seed)
             secs[str(k)] = round(time.perf_counter() - t0, 1)
-            res[str(k)] = round(100 * map_from_codes(bh.encode(flat_q), bh.encode(flat_db), val.yq, ydb, R=R,
+            res[str(k)] = round(100 * map_from_codes(bh.encode(flat_q), bh.encode(flat_db), val.yq, ydb, limit=R,
                                                      tie_aware=True), 2)
         row = {"biohash_reference": dict(bp.params) if bp else {}, "val_map": res,
                "mean": round(float(np.mean(list(res.values()))), 2), "fit_seconds": secs}
@@ -89,7 +89,7 @@ def main() -> None:
                 kp = {**get_preset(BioConvHash, ds).for_k(k), **json.loads(args.base), **fchange, **lchange}
                 enc.fit_layer(Fdb, k=k, **_layer_params(kp))
                 cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
-                res[str(k)] = round(100 * map_from_codes(cq, cdb, val.yq, ydb, R=R, tie_aware=True), 2)
+                res[str(k)] = round(100 * map_from_codes(cq, cdb, val.yq, ydb, limit=R, tie_aware=True), 2)
                 secs[str(k)] = round(enc.fit_seconds_["layer"], 1)
                 conv = {kk: round(v, 4) for kk, v in enc.convergence_.items()}
             row = {"filter": fchange, "layer": lchange, "val_map": res, "mean": round(float(np.mean(list(res.values()))), 2),

@@ -37,7 +37,7 @@ import hashplug
 from hashplug.codes import pack_bits
 from hashplug.encoders import ITQ, AngularDistillHash, MIHash
 from hashplug.export import check_parity, to_onnx
-from hashplug.hamming import hamming_topk
+from hashplug.hamming import hamming_search
 from hashplug.integrations.reranker import FloatRescoreReranker
 
 
@@ -63,7 +63,7 @@ def load(small: bool) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def quality(cq, cdb, Xq, Xdb, yq, ydb) -> tuple[float, float]:
-    _, idx = hamming_topk(cq, cdb, 10)
+    idx, _ = hamming_search(cq, cdb, 10)
     unit = lambda A: A / np.linalg.norm(A, axis=1, keepdims=True)  # noqa: E731
     true = np.argsort(-(unit(Xq) @ unit(Xdb).T), axis=1, kind="stable")[:, :10]
     p10 = float(np.mean(ydb[idx] == yq[:, None]))

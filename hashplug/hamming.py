@@ -1,4 +1,4 @@
-"""Exact Hamming distances, top-R search and ranking over packed binary codes.
+"""Exact Hamming distances, top-``limit`` search and ranking over packed binary codes.
 
 Codes are in hashplug's ``packed`` form (see :mod:`hashplug.codes`):
 ``ndarray of shape (n, ceil(m / 8)), dtype=uint8`` in ``np.packbits`` big bit order with zero padding.
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._deprecation import renamed_kwargs, spelled, warn_renamed
 from .codes import check_indices
 from .ranking import order_rows, topk_rows
 from .validation import HashplugError, check_array, check_int_param
@@ -32,6 +33,7 @@ __all__ = [
     "words_of",
     "popcount_into",
     "hamming_distances",
+    "hamming_search",
     "hamming_topk",
     "hamming_rank",
     "rank_distances",
@@ -201,49 +203,62 @@ def hamming_distances(A: Any, B: Any, *, chunk_size: int | None = None) -> np.nd
     return _distances_words(aw, bT, out=out, block=chunk)
 
 
-def _check_R(R: Any, n_db: int, owner: str) -> int:
-    if R is None:
+def _check_limit(limit: Any, n_db: int, owner: str, name: str | None = None) -> int:
+    """``limit`` (a result count) as an int in [1, n_db]; None means all ``n_db``.
+
+    ``name`` is the parameter's name in messages (default: as the caller spelled it, ``limit`` or ``R``).
+    """
+    name = name or spelled("limit")
+    if limit is None:
         return n_db
-    if isinstance(R, bool) or not isinstance(R, (int, np.integer)):
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
         raise HashplugError(
-            f"{owner}: R must be a positive int or None (all {n_db} database items); got {R!r}."
+            f"{owner}: {name} must be a positive int or None (all {n_db} database items); got {limit!r}."
         )
-    R = int(R)
-    if R < 1:
-        raise HashplugError(f"{owner}: R must be >= 1; got {R}.")
-    if R > n_db:
+    limit = int(limit)
+    if limit < 1:
+        raise HashplugError(f"{owner}: {name} must be >= 1; got {limit}.")
+    if limit > n_db:
         raise HashplugError(
-            f"{owner}: R={R} exceeds the {n_db} database items; pass R=min(R, {n_db}) or R=None for all of them."
+            f"{owner}: {name}={limit} exceeds the {n_db} database items; pass {name}=min({name}, {n_db}) or "
+            f"{name}=None for all of them."
         )
-    return R
+    return limit
 
 
-def rank_distances(dist: Any, R: int | None = None) -> np.ndarray:
+@renamed_kwargs(R="limit")
+def rank_distances(dist: Any, limit: int | None = None) -> np.ndarray:
     """Rank database items by a precomputed distance matrix with hashplug's tie rule.
 
     Parameters
     ----------
     dist : ndarray of shape (n_q, n_db)
         Any real distances; smaller is closer. NaN is rejected.
-    R : int or None, default=None
-        Number of leading ranks to return, in [1, n_db]; None returns all ``n_db``.
+    limit : int or None, default=None
+        Number of leading ranks to return, in [1, n_db]; None returns all ``n_db``. (0.1.0 name: ``R``,
+        deprecated.)
 
     Returns
     -------
-    idx : ndarray of shape (n_q, R), dtype=int64
+    idx : ndarray of shape (n_q, limit), dtype=int64
         Database indices by ascending distance; among equal distances the lower index comes first
-        (identical to ``np.argsort(dist, axis=1, kind="stable")[:, :R]``).
+        (identical to ``np.argsort(dist, axis=1, kind="stable")[:, :limit]``).
     """
     owner = "rank_distances"
     d = check_array(dist, name="dist", ndim=2, dtype=None, owner=owner)
     if d.shape[1] == 0:
         raise HashplugError(f"{owner}: dist has 0 database columns (shape {d.shape}).")
-    R = _check_R(R, d.shape[1], owner)
-    return topk_rows(d, R).astype(np.int64, copy=False)
+    limit = _check_limit(limit, d.shape[1], owner)
+    return topk_rows(d, limit).astype(np.int64, copy=False)
 
 
-def hamming_topk(Q: Any, DB: Any, R: int, *, chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-R nearest database codes of each query by Hamming distance.
+def hamming_search(
+    Q: Any, DB: Any, limit: int, *, chunk_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``limit`` nearest database codes of each query by Hamming distance, as ``(ids, distances)``.
+
+    The order of the pair is hashplug's one result order (``HammingIndex.search`` and the LanceDB search
+    return the same): see docs/architecture.md, Vocabulary.
 
     Parameters
     ----------
@@ -251,34 +266,60 @@ def hamming_topk(Q: Any, DB: Any, R: int, *, chunk_size: int | None = None) -> t
         Packed query codes.
     DB : ndarray of shape (n_db, n_bytes), dtype=uint8
         Packed database codes.
-    R : int
-        Number of neighbours per query, in [1, n_db]. ``R > n_db`` raises (it is not clipped).
+    limit : int
+        Number of neighbours per query, in [1, n_db]. ``limit > n_db`` raises (it is not clipped).
     chunk_size : int or None, default=None
         Queries processed at once (None: automatic, ~16 MB per temporary).
 
     Returns
     -------
-    dist : ndarray of shape (n_q, R), dtype=int32
-        Hamming distances of the neighbours, ascending along each row.
-    idx : ndarray of shape (n_q, R), dtype=int64
+    ids : ndarray of shape (n_q, limit), dtype=int64
         Database indices of the neighbours. **Tie order:** among equal distances the lower database
-        index comes first, so the result equals ``np.argsort(D, axis=1, kind="stable")[:, :R]`` for the
-        full distance matrix ``D`` — including at the R-th boundary, where a group of equal distances
+        index comes first, so the result equals ``np.argsort(D, axis=1, kind="stable")[:, :limit]`` for the
+        full distance matrix ``D`` — including at the limit-th boundary, where a group of equal distances
         is cut by keeping its lowest indices.
+    distances : ndarray of shape (n_q, limit), dtype=int32
+        Hamming distances of the neighbours, ascending along each row.
     """
-    owner = "hamming_topk"
+    return _topk("hamming_search", Q, DB, limit, chunk_size, "limit")
+
+
+def _topk(owner: str, Q: Any, DB: Any, limit: Any, chunk_size: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     Q, DB = _check_packed_pair(Q, DB, ("Q", "DB"), owner)
-    if R is None:
-        raise HashplugError(f"{owner}: R is required; use hamming_rank for a full ranking.")
-    R = _check_R(R, DB.shape[0], owner)
+    if limit is None:
+        raise HashplugError(f"{owner}: {name} is required; use hamming_rank for a full ranking.")
+    limit = _check_limit(limit, DB.shape[0], owner, name=name)
     chunk = _check_chunk(chunk_size, owner)
-    out_d = np.empty((Q.shape[0], R), dtype=np.int32)
-    out_i = np.empty((Q.shape[0], R), dtype=np.int64)
+    out_d = np.empty((Q.shape[0], limit), dtype=np.int32)
+    out_i = np.empty((Q.shape[0], limit), dtype=np.int64)
     for s, e, D in _hamming_chunks(Q, DB, chunk):
-        idx = topk_rows(D, R)
+        idx = topk_rows(D, limit)
         out_i[s:e] = idx
         out_d[s:e] = np.take_along_axis(D, idx, axis=1)
-    return out_d, out_i
+    return out_i, out_d
+
+
+def hamming_topk(
+    Q: Any, DB: Any, R: int | None = None, *, chunk_size: int | None = None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deprecated (removed in 0.3.0): :func:`hamming_search`, which returns ``(ids, distances)``.
+
+    Returns the 0.1.0 order ``(dist, idx)``, unchanged, and warns on every call. ``R`` is the 0.1.0 name of
+    ``limit``; either may be passed (not both).
+
+    Returns
+    -------
+    dist : ndarray of shape (n_q, R), dtype=int32
+        Hamming distances, ascending along each row.
+    idx : ndarray of shape (n_q, R), dtype=int64
+        Database indices (ties -> lower index), as :func:`hamming_search`'s ``ids``.
+    """
+    owner = "hamming_topk"
+    warn_renamed("hamming_topk (returns (dist, idx))", "hamming_search (returns (ids, distances))", owner)
+    if limit is not None and R is not None:
+        raise HashplugError(f"{owner}: got both R (deprecated) and limit; pass only limit.")
+    idx, dist = _topk(owner, Q, DB, R if limit is None else limit, chunk_size, "R" if limit is None else "limit")
+    return dist, idx
 
 
 def hamming_rank(Q: Any, DB: Any, *, chunk_size: int | None = None) -> np.ndarray:
@@ -296,7 +337,7 @@ def hamming_rank(Q: Any, DB: Any, *, chunk_size: int | None = None) -> np.ndarra
     Returns
     -------
     idx : ndarray of shape (n_q, n_db), dtype=int64
-        Database indices in rank order (``hamming_topk(Q, DB, n_db)[1]``).
+        Database indices in rank order (``hamming_search(Q, DB, n_db)[0]``).
     """
     owner = "hamming_rank"
     Q, DB = _check_packed_pair(Q, DB, ("Q", "DB"), owner)

@@ -16,7 +16,7 @@ AP 0. ``mAP@R`` is the mean of AP over queries (eq. 13).
 Ranking and ties
 ----------------
 Items are ranked by ascending distance; **among equal distances the lower database index comes first**,
-the same rule as :func:`hashplug.hamming.hamming_topk`. With Hamming distances ties are common (k-hot
+the same rule as :func:`hashplug.hamming.hamming_search`. With Hamming distances ties are common (k-hot
 codes take only ``k + 1`` distinct distances), so the deterministic order can flatter or penalise a
 method arbitrarily. ``tie_aware=True`` instead returns the **exact expected AP over uniformly random
 orders within every group of equal distance** (McSherry & Najork, ECIR 2008).
@@ -73,11 +73,12 @@ from typing import Any
 
 import numpy as np
 
+from ._deprecation import renamed_kwargs, spelled
 from .hamming import (
     _TEMP_BYTES,
     _check_chunk,
+    _check_limit,
     _check_packed_pair,
-    _check_R,
     _hamming_chunks,
 )
 from .ranking import order_rows
@@ -528,7 +529,7 @@ def _from_dist(
     if d.shape[1] == 0:
         raise HashplugError(f"{owner}: dist has 0 database columns (shape {d.shape}).")
     lab.check_sizes(d.shape[0], d.shape[1], owner)
-    R = _check_R(R, d.shape[1], owner)
+    R = _check_limit(R, d.shape[1], owner)
     chunk = _query_chunk(_check_chunk(chunk_size, owner), d.shape[1])
     T = _Tables(d.shape[1]) if (tie_aware and kind == "ap") else None
     out = np.empty(d.shape[0], dtype=np.float64)
@@ -568,11 +569,12 @@ def average_precision(rel: Any) -> np.ndarray:
     return _ap_ranked(arr)
 
 
+@renamed_kwargs(R="limit")
 def per_query_average_precision(
     dist: Any,
     q_labels: Any,
     db_labels: Any,
-    R: int | None = None,
+    limit: int | None = None,
     tie_aware: bool = False,
     *,
     chunk_size: int | None = None,
@@ -584,14 +586,15 @@ def per_query_average_precision(
     ap : ndarray of shape (n_q,), dtype=float64
     """
     owner = "per_query_average_precision"
-    return _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "ap", owner)
+    return _from_dist(dist, _Labels(q_labels, db_labels, owner), limit, tie_aware, chunk_size, "ap", owner)
 
 
+@renamed_kwargs(R="limit")
 def mean_average_precision(
     dist: Any,
     q_labels: Any,
     db_labels: Any,
-    R: int | None = None,
+    limit: int | None = None,
     tie_aware: bool = False,
     *,
     chunk_size: int | None = None,
@@ -607,11 +610,12 @@ def mean_average_precision(
         (relevant = at least one shared label).
     db_labels : ndarray of shape (n_db,) int or (n_db, n_classes) 0/1
         Database labels, in the same form.
-    R : int or None, default=None
-        Ranks scored, in [1, n_db]; None means All. ``R > n_db`` raises.
+    limit : int or None, default=None
+        Ranks scored (the R of mAP@R), in [1, n_db]; None means All. ``limit > n_db`` raises. (0.1.0 name:
+        ``R``, deprecated.)
     tie_aware : bool, default=False
         False: rank by ascending distance, ties -> lower database index first (as
-        :func:`hashplug.hamming.hamming_topk`). True: exact expected AP over uniformly random orders within
+        :func:`hashplug.hamming.hamming_search`). True: exact expected AP over uniformly random orders within
         each group of equal distance, including a group cut by R (see the module docstring).
     chunk_size : int or None, default=None
         Queries processed at once (None: ~16 MB per (chunk, n_db) temporary).
@@ -625,41 +629,43 @@ def mean_average_precision(
         score 0.
     """
     owner = "mean_average_precision"
-    ap = _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "ap", owner)
+    ap = _from_dist(dist, _Labels(q_labels, db_labels, owner), limit, tie_aware, chunk_size, "ap", owner)
     return float(ap.mean())
 
 
+@renamed_kwargs(R="limit")
 def precision_at_r(
     dist: Any,
     q_labels: Any,
     db_labels: Any,
-    R: int,
+    limit: int,
     tie_aware: bool = False,
     *,
     chunk_size: int | None = None,
 ) -> float:
     """Mean fraction of relevant items among the top R of each query.
 
-    Parameters are those of :func:`mean_average_precision` (``R`` is required). With ``tie_aware=True``
+    Parameters are those of :func:`mean_average_precision` (``limit`` is required). With ``tie_aware=True``
     the expected precision over random orders within tie groups is returned.
 
     Returns
     -------
     precision : float
     """
-    if R is None:
-        raise HashplugError("precision_at_r: R is required (an int in [1, n_db]).")
+    if limit is None:
+        raise HashplugError(f"precision_at_r: {spelled('limit')} is required (an int in [1, n_db]).")
     owner = "precision_at_r"
-    p = _from_dist(dist, _Labels(q_labels, db_labels, owner), R, tie_aware, chunk_size, "precision", owner)
+    p = _from_dist(dist, _Labels(q_labels, db_labels, owner), limit, tie_aware, chunk_size, "precision", owner)
     return float(p.mean())
 
 
+@renamed_kwargs(R="limit")
 def map_from_codes(
     Q_packed: Any,
     DB_packed: Any,
     q_labels: Any,
     db_labels: Any,
-    R: int | None = None,
+    limit: int | None = None,
     tie_aware: bool = False,
     *,
     chunk_size: int | None = None,
@@ -672,7 +678,7 @@ def map_from_codes(
         Packed query codes.
     DB_packed : ndarray of shape (n_db, n_bytes), dtype=uint8
         Packed database codes.
-    q_labels, db_labels, R, tie_aware, chunk_size
+    q_labels, db_labels, limit, tie_aware, chunk_size
         As in :func:`mean_average_precision`; distances are computed ``chunk_size`` queries at a time.
 
     Returns
@@ -684,7 +690,7 @@ def map_from_codes(
     Q, DB = _check_packed_pair(Q_packed, DB_packed, ("Q_packed", "DB_packed"), owner)
     lab = _Labels(q_labels, db_labels, owner)
     lab.check_sizes(Q.shape[0], DB.shape[0], owner, what="the codes")
-    R = _check_R(R, DB.shape[0], owner)
+    R = _check_limit(limit, DB.shape[0], owner)
     chunk = _query_chunk(_check_chunk(chunk_size, owner), DB.shape[0])
     T = _Tables(DB.shape[0]) if tie_aware else None
     total = 0.0
@@ -786,7 +792,8 @@ def map_at_k_r(
     return float(_from_dist(dist, src, K, tie_aware, chunk_size, "ap", owner).mean())
 
 
-def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> float:
+@renamed_kwargs(R="limit")
+def recall_at_r(retrieved_idx: Any, true_idx: Any, limit: int | None = None) -> float:
     """Mean fraction of the true top-R neighbours found among the retrieved top R.
 
     Parameters
@@ -795,9 +802,10 @@ def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> floa
         Database indices returned by the search, best first (duplicates count once).
     true_idx : ndarray of shape (n_q, R_true), dtype=int
         Indices of the exact nearest neighbours (e.g. by cosine similarity), best first, no duplicates.
-    R : int or None, default=None
-        Compare ``retrieved_idx[:, :R]`` with ``true_idx[:, :R]``; None uses ``R_true``. Must not exceed
-        ``R_true``; ``retrieved_idx`` may have fewer columns than R (missing results count as misses).
+    limit : int or None, default=None
+        Compare ``retrieved_idx[:, :limit]`` with ``true_idx[:, :limit]`` (the R of recall@R); None uses
+        ``R_true``. Must not exceed ``R_true``; ``retrieved_idx`` may have fewer columns than ``limit``
+        (missing results count as misses). (0.1.0 name: ``R``, deprecated.)
 
     Returns
     -------
@@ -816,11 +824,11 @@ def recall_at_r(retrieved_idx: Any, true_idx: Any, R: int | None = None) -> floa
         )
     if tru.shape[1] == 0:
         raise HashplugError(f"{owner}: true_idx has 0 columns; pass at least one true neighbour per query.")
-    if R is None:
-        R = tru.shape[1]
+    R = tru.shape[1] if limit is None else limit
     if isinstance(R, bool) or not isinstance(R, (int, np.integer)) or not 1 <= int(R) <= tru.shape[1]:
         raise HashplugError(
-            f"{owner}: R must be an int in [1, {tru.shape[1]}] (columns of true_idx); got {R!r}."
+            f"{owner}: {spelled('limit')} must be an int in [1, {tru.shape[1]}] (columns of true_idx); "
+            f"got {R!r}."
         )
     R = int(R)
     ret = ret[:, :R].astype(np.int64)

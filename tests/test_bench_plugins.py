@@ -89,7 +89,7 @@ def test_every_old_suite_name_is_its_own_subcommand_with_its_own_flags(capsys):
     # search lists its flags only; no suite lists them all (28 flags were shared by every suite)
     assert {"--sizes", "--codes", "--queries", "--limit-results", "--threads", "--merge", "--png"} <= _flags(pages["search"])
     assert not _flags(pages["search"]) & {"--kci", "--seeds", "--maps", "--epochs", "--hp", "--shadows", "--limit"}
-    assert _flags(pages["load"]) == {"--rows", "--dim", "--k", "--chunk-size", "--no-search", "--out"}
+    assert _flags(pages["load"]) == {"--rows", "--dim", "--lengths", "--k", "--chunk-size", "--no-search", "--out"}
     assert "--kci" in _flags(pages["bioconvhash-mnist"]) and "--kci" not in _flags(pages["biohash-mnist"])
     assert "--tune-each-bits" in _flags(pages["mihash-ag-news"]) and "--val-splits" not in _flags(pages["mihash-ag-news"])
     assert "--png" in _flags(pages["neurohash-spatial"]) and "--png" not in _flags(pages["neurohash-ablation"])

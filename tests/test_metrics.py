@@ -354,7 +354,7 @@ def test_errors():
         relevance(np.array([[1, 0]]), np.eye(3, dtype=int))
     with pytest.raises(HashplugError, match="chunk_size"):
         mean_average_precision(d, [0, 1], [0, 1, 2], chunk_size=0)
-    with pytest.raises(HashplugError, match="R is required"):
+    with pytest.raises(HashplugError, match="limit is required"):  # 0.2.0: the parameter is limit (was R)
         precision_at_r(d, [0, 1], [0, 1, 2], None)
     with pytest.raises(HashplugError, match="boolean or 0/1"):
         average_precision(np.array([[0, 2]]))

@@ -19,7 +19,17 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
-from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_epochs,
+    add_grid,
+    add_hp,
+    add_lengths,
+    add_out,
+    lengths_of,
+    register_suite,
+)
 
 __all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
            "bench_ag_news"]
@@ -106,13 +116,13 @@ def _eval_codes(
     overfetch: int = 10,
 ) -> dict[str, float]:
     """Quality of packed codes: P@R and recall@R by Hamming, and after float rescoring of overfetch*R."""
-    from ..hamming import hamming_distances, hamming_topk
+    from ..hamming import hamming_distances, hamming_search
     from ..metrics import precision_at_r, recall_at_r
 
-    _, idx = hamming_topk(cq, cdb, R)
+    idx, _ = hamming_search(cq, cdb, R)
     D = hamming_distances(cq, cdb)
     C = min(overfetch * R, cdb.shape[0])
-    _, cand = hamming_topk(cq, cdb, C)
+    cand, _ = hamming_search(cq, cdb, C)
     ridx = _rescore(cand, Xq, Xdb, R)
     return {
         "p10": _same_label(idx, yq, ydb),
@@ -177,7 +187,7 @@ def run_ag_news(
     Protocol (:func:`hashplug.data.ag_news_protocol`): 100 queries per class (400), the other 7,200 rows are
     the database and the training set of every learned method. Ground truth: the true top-R database rows by
     float cosine similarity. Metrics per method: same-label precision@R of its top R by Hamming distance
-    (ties to the lower index, :func:`hashplug.hamming.hamming_topk`; also the tie-aware expectation),
+    (ties to the lower index, :func:`hashplug.hamming.hamming_search`; also the tie-aware expectation),
     recall@R of the true cosine top R, and both again after rescoring the top ``overfetch * R`` Hamming
     candidates by exact cosine on the stored floats.
 
@@ -466,8 +476,7 @@ class AgNewsSuite(Suite):
         add_data(parser, "AG News embeddings file (ag_news_test_minilm.npz)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="families to run, from float32 sign itq lsh biohash (default all)")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code lengths (bits) of the dense families, each run at all of them (default: "
+        add_lengths(parser, "code lengths (bits) of the dense families, each run at all of them (default: "
                                  + "; ".join(f"{f} {' '.join(map(str, b))}" for f, b in AG_NEWS_DENSE.items()) + ")")
         add_epochs(parser, "BioHash (default: its ag_news preset's)")
         parser.add_argument("--limit", type=int, default=None,
@@ -480,7 +489,8 @@ class AgNewsSuite(Suite):
         hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
         sizes = hp.pop("sizes", None)
         centers = hp.pop("centers", (False, True))
-        dense = {fam: tuple(args.k) for fam in AG_NEWS_DENSE} if args.k else None
+        lengths = lengths_of(args)
+        dense = {fam: tuple(lengths) for fam in AG_NEWS_DENSE} if lengths else None
         grid = json.loads(args.grid) if getattr(args, "grid", None) else None
         res = run_ag_news(
             args.data,

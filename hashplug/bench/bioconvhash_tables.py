@@ -29,7 +29,7 @@ from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
 from .biohash_tables import DATASETS, PAPER
-from .suite import Suite, add_data, add_epochs, add_hp, add_out, register_suite
+from .suite import Suite, add_data, add_epochs, add_hp, add_lengths, add_out, lengths_of, register_suite
 from .tables import _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
@@ -96,8 +96,8 @@ def _layer_params(params: dict[str, Any]) -> dict[str, Any]:
 def _score(enc: BioConvHash, Fq: np.ndarray, Fdb: np.ndarray, split: Any, R: int | None) -> dict[str, Any]:
     cq, cdb = enc.codes_from_features(Fq), enc.codes_from_features(Fdb)
     return {
-        "map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R),
-        "map_tie_aware": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True),
+        "map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, limit=R),
+        "map_tie_aware": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, limit=R, tie_aware=True),
         "codes_sha256": _codes_digest(cq, cdb),
     }
 
@@ -481,7 +481,7 @@ def _shadows_plain_and_biohash(enc: BioConvHash, Xq: np.ndarray, Xdb: np.ndarray
     cdb = bh.encode(flat_db)
     for name, X in sets:
         cq = bh.encode(flat_pixels(X))
-        out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
+        out[f"BioHash k={k} {name}"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, limit=R, tie_aware=True)
     return out
 
 
@@ -644,8 +644,7 @@ class BioConvHashTableSuite(Suite):
         from .biohash_tables import _add_seed_flags
 
         add_data(parser, f"{self.datasets[name].upper()} file")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="hash lengths (active units), each a column (default 2 4 8 16 32)")
+        add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32)")
         _add_seed_flags(parser)
         parser.add_argument("--kci", type=int, nargs="*", default=None,
                             help="Table 4's k_CI ablation at these k_CI (no values: "
@@ -670,7 +669,7 @@ class BioConvHashTableSuite(Suite):
         return run_conv_table(
             self.datasets[name],
             args.data,
-            ks=args.k,
+            ks=lengths_of(args),
             seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
             kcis=None if args.kci is None else (list(args.kci) or list(KCI_ABLATION)),
             shadows=bool(args.shadows),

@@ -27,7 +27,17 @@ from ..encoders import available_encoders, encoder_class, get_encoder, get_prese
 from ..metrics import map_from_codes
 from ..validation import HashplugError
 from .common import write_json
-from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_epochs,
+    add_grid,
+    add_hp,
+    add_lengths,
+    add_out,
+    lengths_of,
+    register_suite,
+)
 from .tables import (  # noqa: F401 (format_table, merge_tables: this module's names since 0.1.0)
     _at_k,
     _codes_digest,
@@ -184,10 +194,10 @@ def evaluate(method: str, k: int, split: Any, dataset: str, seed: int, hp: dict,
     else:
         cdb, cq = enc.encode(Xdb), enc.encode(Xq)
     R = DATASETS[dataset]["R"]
-    out = {"map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R), "fit_seconds": t_fit, "m": m,
+    out = {"map": 100 * map_from_codes(cq, cdb, split.yq, split.ydb, limit=R), "fit_seconds": t_fit, "m": m,
            "codes_sha256": _codes_digest(cq, cdb)}
     if tie_aware:
-        out["map_tie_aware"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, R=R, tie_aware=True)
+        out["map_tie_aware"] = 100 * map_from_codes(cq, cdb, split.yq, split.ydb, limit=R, tie_aware=True)
     if tags.iterative:
         out["epochs"] = int(enc.get_params()["epochs"])
         norms = getattr(enc, "row_norms_", None)  # plasticity-rule encoders: rows converge to unit p-norm
@@ -314,7 +324,7 @@ def _summarise(
 
     # The headline metric is the tie-aware mAP (exact expectation over random orders within equal
     # distances): it does not depend on the database's row order. The lower-index-first rule of
-    # hamming_topk is reported beside it; on a class-sorted database (CIFAR-10's file is sorted by class)
+    # hamming_search is reported beside it; on a class-sorted database (CIFAR-10's file is sorted by class)
     # that rule leaks the labels through the order of tied items and inflates short codes by up to 14
     # points, while on MNIST the two agree within 0.05.
     key = "map_tie_aware" if tie_aware else "map"
@@ -467,8 +477,7 @@ class BioHashTableSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, f"{self.datasets[name].upper()} file")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="hash lengths (active units), each a column (default 2 4 8 16 32 64)")
+        add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32 64)")
         _add_seed_flags(parser)
         parser.add_argument("--methods", nargs="+", default=None,
                             help="table rows, registry or display names (default: the encoders with a preset "
@@ -488,7 +497,7 @@ class BioHashTableSuite(Suite):
         return run_table(
             self.datasets[name],
             args.data,
-            ks=args.k,
+            ks=lengths_of(args),
             seeds=list(args.seed_list) if args.seed_list else args.seeds,
             methods=args.methods,
             out=args.out,
@@ -528,8 +537,7 @@ class BioHashTuneSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, f"{self.datasets[name].upper()} file")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="hash lengths whose mean validation mAP ranks the settings (default 2 8 32)")
+        add_lengths(parser, "hash lengths whose mean validation mAP ranks the settings (default 2 8 32)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="the method to tune (the first name; default: the one table method with a "
                                  "tuning grid)")
@@ -540,7 +548,7 @@ class BioHashTuneSuite(Suite):
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return tune(self.datasets[name], args.data, ks=args.k or (2, 8, 32), epochs=args.epochs, out=args.out,
+        return tune(self.datasets[name], args.data, ks=lengths_of(args) or (2, 8, 32), epochs=args.epochs, out=args.out,
                     limit=args.limit, grid=json.loads(args.grid) if args.grid else None,
                     method=(args.methods or [None])[0])
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
-from .suite import Suite, add_data, add_epochs, add_out, register_suite
+from .suite import Suite, add_data, add_epochs, add_lengths, add_out, lengths_of, register_suite
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -267,8 +267,7 @@ class EncodeSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, "MNIST file (inputs are pixels / 255)")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="hash lengths (active units or bits) the encoders are built with (default 16)")
+        add_lengths(parser, "hash lengths (active units or bits) the encoders are built with (default 16)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder names (default: every registered encoder)")
         add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
@@ -286,7 +285,7 @@ class EncodeSuite(Suite):
                 "target_seconds": 0.01,
                 "max_calls": 3,
             }
-        res = run_encode(args.data, ks=args.k, methods=args.methods, epochs=args.epochs, **kw)
+        res = run_encode(args.data, ks=lengths_of(args), methods=args.methods, epochs=args.epochs, **kw)
         write_json(res, args.out)
         return res
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, load_mnist_float, write_json
-from .suite import Suite, add_data, add_out, register_suite
+from .suite import Suite, add_data, add_lengths, add_out, lengths_of, register_suite
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -321,8 +321,7 @@ class IngestSuite(Suite):
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, "MNIST file (the rows are MNIST-sized, pixels / 255)")
         parser.add_argument("--rows", type=int, default=None, help="rows ingested (default 1000000)")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code length of the encoder (the first value; default 64)")
+        add_lengths(parser, "code length of the encoder (the first value; default 64)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder fitted and exported (the first name; default lsh)")
         parser.add_argument("--limit", type=int, default=None,
@@ -337,7 +336,7 @@ class IngestSuite(Suite):
         if getattr(args, "chunk_size", None):
             kw["chunk_size"] = int(args.chunk_size)
         method = (args.methods or ["lsh"])[0]
-        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(args.k or [64])[0], **kw)
+        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(lengths_of(args) or [64])[0], **kw)
         write_json(res, args.out)
         return res
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, write_json
-from .suite import Suite, add_out, register_suite
+from .suite import Suite, add_lengths, add_out, lengths_flag, lengths_of, register_suite
 
 __all__ = ["run_load", "format_load", "bench_load"]
 
@@ -322,8 +322,7 @@ class LoadSuite(Suite):
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--rows", type=int, default=None, help="generated rows (default 10000000)")
         parser.add_argument("--dim", type=int, default=None, help="float32 features per generated row (default 64)")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code length of the LSH encoder (one value; default 64)")
+        add_lengths(parser, "code length of the LSH encoder (one value; default 64)")
         parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
         parser.add_argument("--no-search", action="store_true", help="no searching reader beside the ingest")
         add_out(parser)
@@ -335,12 +334,13 @@ class LoadSuite(Suite):
             v = default if value is None else value
             return check_int_param(v, flag, "hashplug bench load", 1)
 
-        if args.k is not None and len(args.k) != 1:
-            raise HashplugError(f"hashplug bench load takes one --k (the LSH code length); got {args.k}.")
+        lengths, flag = lengths_of(args), lengths_flag(args)
+        if lengths is not None and len(lengths) != 1:
+            raise HashplugError(f"hashplug bench load takes one {flag} (the LSH code length); got {lengths}.")
         res = run_load(
             rows=opt(args.rows, 10_000_000, "--rows"),
             dim=opt(getattr(args, "dim", None), 64, "--dim"),
-            bits=opt((args.k or [None])[0], 64, "--k"),
+            bits=opt((lengths or [None])[0], 64, flag),
             chunk_size=opt(getattr(args, "chunk_size", None), 65_536, "--chunk-size"),
             search=not getattr(args, "no_search", False),
         )

@@ -32,7 +32,18 @@ import numpy as np
 
 from ..validation import HashplugError
 from .common import environment, rounded, write_json
-from .suite import Suite, add_data, add_epochs, add_grid, add_hp, add_out, add_png, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_epochs,
+    add_grid,
+    add_hp,
+    add_lengths,
+    add_out,
+    add_png,
+    lengths_of,
+    register_suite,
+)
 
 __all__ = [
     "supervised_split",
@@ -697,14 +708,13 @@ class MIHashCorrelationSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, "MNIST file")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code length in bits of the random mappings (the first value; default 32)")
+        add_lengths(parser, "code length in bits of the random mappings (the first value; default 32)")
         parser.add_argument("--maps", type=int, default=None, help="random mappings (default 50)")
         add_png(parser, "the scatter plot (MI vs mAP)")
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        res = run_correlation(args.data, bits=(args.k or [32])[0], n_maps=args.maps or 50, png=args.png)
+        res = run_correlation(args.data, bits=(lengths_of(args) or [32])[0], n_maps=args.maps or 50, png=args.png)
         write_json(res, args.out)
         return res
 
@@ -724,8 +734,7 @@ class MIHashSupervisedSuite(Suite):
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, {"mnist": "MNIST file", "ag_news": "AG News embeddings file"}.get(self.datasets[name],
                                                                                          "dataset file"))
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code lengths in bits, each a column (default 12 24 32 48)")
+        add_lengths(parser, "code lengths in bits, each a column (default 12 24 32 48)")
         _add_seeds(parser, "the split and the models are drawn with seeds 0 .. N-1, the table holds the mean")
         parser.add_argument("--methods", nargs="+", default=None,
                             help=f"table rows (default all: {' '.join(SUPERVISED_METHODS)})")
@@ -740,7 +749,7 @@ class MIHashSupervisedSuite(Suite):
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_supervised(self.datasets[name], args.data, bits=args.k or (12, 24, 32, 48), seeds=args.seeds,
+        return run_supervised(self.datasets[name], args.data, bits=lengths_of(args) or (12, 24, 32, 48), seeds=args.seeds,
                               methods=args.methods, epochs=args.epochs or 50,
                               hp=json.loads(args.hp) if args.hp else None, limit=args.limit,
                               out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
@@ -758,8 +767,7 @@ class MIHashUnsupervisedSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, "AG News embeddings file")
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code lengths in bits, each a column (default 128 192 256)")
+        add_lengths(parser, "code lengths in bits, each a column (default 128 192 256)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help=f"the one trained encoder of the run: one of {' '.join(sorted(UNSUP_METHODS))} "
                                  "(default mihash)")
@@ -778,7 +786,7 @@ class MIHashUnsupervisedSuite(Suite):
         if args.methods and len(args.methods) != 1:
             raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
-        return run_unsupervised(args.data, bits=args.k or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+        return run_unsupervised(args.data, bits=lengths_of(args) or (128, 192, 256), method=(args.methods or ["mihash"])[0],
                                 seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
                                 base=json.loads(args.hp) if args.hp else None, limit=args.limit, out=args.out,
                                 grid=json.loads(args.grid) if args.grid else None)

@@ -39,7 +39,17 @@ from typing import Any
 import numpy as np
 
 from .common import environment, rounded, write_json
-from .suite import Suite, add_data, add_grid, add_hp, add_out, add_png, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_grid,
+    add_hp,
+    add_lengths,
+    add_out,
+    add_png,
+    lengths_of,
+    register_suite,
+)
 
 __all__ = ["build_scene_data", "run_ablation", "run_spatial", "bench_neurohash", "TERMS"]
 
@@ -139,7 +149,7 @@ def _map_k(D: np.ndarray, data: dict[str, Any], K: int) -> float:
     from ..metrics import mean_average_precision
 
     tq, tdb = _truth(data["q"]), _truth(data["db"])
-    return float(mean_average_precision(D, tq["ml"], tdb["ml"], R=min(K, D.shape[1]), tie_aware=True))
+    return float(mean_average_precision(D, tq["ml"], tdb["ml"], limit=min(K, D.shape[1]), tie_aware=True))
 
 
 def _map_k_r(D: np.ndarray, data: dict[str, Any], K: int, r: float) -> float:
@@ -526,12 +536,11 @@ class NeuroHashAblationSuite(_NeuroHashSuite):
     help = "NeuroHash paper Table II: the loss ablation (mAP@K of MNIST scenes) with LSH and ITQ baselines"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code lengths in bits, each a column (default 16 32 64)")
+        add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_ablation(args.data, bits=args.k or (16, 32, 64), **self.settings(args))
+        return run_ablation(args.data, bits=lengths_of(args) or (16, 32, 64), **self.settings(args))
 
 
 class NeuroHashSpatialSuite(_NeuroHashSuite):
@@ -541,13 +550,12 @@ class NeuroHashSpatialSuite(_NeuroHashSuite):
     help = "NeuroHash paper Table III: mAP@K_r as the length scale w varies, and conditional retrieval"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code lengths in bits, each a column (default 16 32 64)")
+        add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
         add_png(parser, "a grid of queries and their nearest scenes")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_spatial(args.data, bits=args.k or (16, 32, 64), png=args.png, **self.settings(args))
+        return run_spatial(args.data, bits=lengths_of(args) or (16, 32, 64), png=args.png, **self.settings(args))
 
 
 class NeuroHashTuneSuite(_NeuroHashSuite):
@@ -557,15 +565,14 @@ class NeuroHashTuneSuite(_NeuroHashSuite):
     help = "NeuroHash loss weights (lambdas) chosen on a validation split"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        parser.add_argument("--k", type=int, nargs="+", default=None,
-                            help="code length in bits (the first value; default 32)")
+        add_lengths(parser, "code length in bits (the first value; default 32)")
         add_grid(parser, "NeuroHash parameter -> values (default "
                  + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in TUNE_GRID.items()) + ")")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         grid = json.loads(args.grid) if args.grid else TUNE_GRID
-        return run_tune(args.data, grid, bits=(args.k or [32])[0], **self.settings(args))
+        return run_tune(args.data, grid, bits=(lengths_of(args) or [32])[0], **self.settings(args))
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
         print(json.dumps(result["results"][:5], indent=1), "random:", result["random_hyperplanes"])

@@ -225,3 +225,43 @@ def add_png(parser: argparse.ArgumentParser, what: str) -> None:
     """``--png``: the figure to write."""
     parser.add_argument("--png", default=None, help=f"write {what} to this PNG file")
 
+
+
+class _DeprecatedK(argparse.Action):
+    """``--k`` of 0.1.0 where it meant hash lengths: stores into ``lengths`` and says so on stderr."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"{parser.prog}: --k is deprecated (removed in 0.3.0); use --lengths (the hash lengths; k is "
+              "the encoders' number of active units).", file=sys.stderr)
+        namespace.lengths = values
+        namespace.lengths_flag = "--k"
+
+
+def add_lengths(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--lengths``: the hash lengths (values of the encoders' ``k``) a suite runs at; ``--k`` is its
+    deprecated 0.1.0 name (accepted, with a message on stderr)."""
+    parser.add_argument("--lengths", type=int, nargs="+", default=None, help=what)
+    parser.add_argument("--k", dest="lengths", type=int, nargs="+", default=None, action=_DeprecatedK,
+                        help=f"deprecated 0.1.0 name of --lengths: {what}")
+
+
+def lengths_of(args: argparse.Namespace) -> list[int] | None:
+    """The ``--lengths`` of a parsed command (None: the suite's default).
+
+    A namespace built by hand with the 0.1.0 attribute ``k`` is still read, with a DeprecationWarning.
+    """
+    lengths = getattr(args, "lengths", None)
+    if lengths is None and getattr(args, "k", None) is not None:
+        from .._deprecation import warn_renamed
+
+        warn_renamed("the bench argument k (hash lengths)", "lengths", "hashplug bench")
+        lengths = args.k
+    return lengths
+
+
+def lengths_flag(args: argparse.Namespace) -> str:
+    """The flag the user gave the lengths with (``--lengths``, or the deprecated ``--k``), for messages."""
+    return getattr(args, "lengths_flag", "--lengths")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -212,14 +213,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HashplugError(f"{args.data} has no labels; eval needs labelled data.")
     q, db = per_class_split(y, args.per_class, args.seed)
     cq, cdb = enc.encode(X[q]), enc.encode(X[db])
-    R = None if args.R in (None, 0) else args.R
+    if args.limit_R is not None:
+        print("hashplug eval: --R is deprecated (removed in 0.3.0); use --limit.", file=sys.stderr)
+        args.limit = args.limit_R
+    R = None if args.limit in (None, 0) else args.limit
     res = {
         "model": str(args.model),
         "method": enc.method_name,
         "m": enc.m_,
         "k": enc.k_,
         "metric": f"mAP@{'All' if R is None else R}",
-        "map": round(100 * map_from_codes(cq, cdb, y[q], y[db], R=R), 3),
+        "map": round(100 * map_from_codes(cq, cdb, y[q], y[db], limit=R), 3),
         "n_queries": int(len(q)),
         "n_db": int(len(db)),
     }
@@ -440,7 +444,9 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--data", required=True,
                    help="labelled data: 'digits', 'mnist', 'cifar10', 'ag_news' or a .npy/.npz/.parquet file")
     e.add_argument("--per-class", type=int, default=100, help="queries per class")
-    e.add_argument("--R", type=int, default=None, help="mAP@R (default All)")
+    e.add_argument("--limit", type=int, default=None,
+                   help="results scored per query: mAP@limit (the R of mAP@R; default All)")
+    e.add_argument("--R", dest="limit_R", type=int, default=None, help="deprecated 0.1.0 name of --limit")
     e.add_argument("--scale", type=float, default=None,
                    help="divide the data by this (> 0), for a model trained without --scale only")
     e.add_argument("--seed", type=int, default=0, help="seed of the query/database split (default 0)")
