@@ -49,7 +49,7 @@ def train(Xtr: np.ndarray, seed: int, K: int = 256, tau_t: float = 0.01, tau_s: 
     W = torch.nn.Parameter(torch.as_tensor(enc.W_).clone())
     b = torch.nn.Parameter(torch.as_tensor(enc.b_).clone())
     with torch.no_grad():
-        same = ((Z[:500] @ W + b) > 0).numpy() == (enc.encode(Xtr[:500], format="pm1") > 0)
+        same = ((Z[:500] @ W + b) > 0).numpy() == (enc.encode(Xtr[:500], layout="pm1") > 0)
     assert same.mean() > 0.999, "the prototype's standardisation differs from the encoder's graph"
     opt = torch.optim.Adam([W, b], lr=lr, weight_decay=wd)
     n = len(Xtr)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 enc.fit(Xtr)
                 ref = enc.encode(Xte)
                 path = to_onnx(enc, Path(tmp) / f"{name}_{k}.onnx")
-                got = hashplug.OnnxEncoder(path).encode(Xte, format="packed")
+                got = hashplug.OnnxEncoder(path).encode(Xte, layout="packed")
                 rows[f"{name}/k={k}"] = {
                     "m": int(enc.m_),
                     "numpy_sha256": digest(ref),

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"OnnxEncoder: m={onx.m}, k={onx.k}, n_bytes={onx.n_bytes}, input_shape={onx.input_shape}")
     print("first codes (packed uint8):", codes.tolist())
     if onx.code_kind == "khot":
-        print("first codes (indices):", onx.encode(X[:3], format="indices").tolist())
+        print("first codes (indices):", onx.encode(X[:3], layout="indices").tolist())
 
     card = read_metadata(path)
     print("metadata:")

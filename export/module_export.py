@@ -136,7 +136,7 @@ def check_module_parity(module: Any, onnx_path: str | Path, X: Any, *, batch_siz
             scores.append(module(torch.as_tensor(Xc[s : s + batch_size], device=dev)).cpu().numpy())
     sc = np.concatenate(scores).astype(np.float64)
     ref = pack_bits(sc > 0)
-    got = onx.encode(Xc, format="packed")
+    got = onx.encode(Xc, layout="packed")
     xor = ref ^ got
     rows = np.flatnonzero(np.any(xor, axis=1))
     at_ties = 0

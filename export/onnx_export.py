@@ -312,15 +312,15 @@ def check_parity(
             f"{str(onnx_path)!r} encodes m={onx.m}, k={onx.k}, {onx.code_kind}; the encoder has "
             f"m={m}, k={k}, {encoder.code_kind}."
         )
-    ref = encoder.encode(Xc, format="packed", batch_size=batch_size)
-    got = onx.encode(Xc, format="packed")
+    ref = encoder.encode(Xc, layout="packed", batch_size=batch_size)
+    got = onx.encode(Xc, layout="packed")
     xor = ref ^ got
     diff_rows = np.flatnonzero(np.any(xor, axis=1))
     idx_rows = None
     if encoder.code_kind == "khot":
-        # encode(format="indices") is the packed code's set bits: derive it instead of running the graph again
+        # encode(layout="indices") is the packed code's set bits: derive it instead of running the graph again
         ref_i = packed_to_indices(ref, m, k)
-        idx_rows = int(np.any(ref_i != onx.encode(Xc, format="indices"), axis=1).sum())
+        idx_rows = int(np.any(ref_i != onx.encode(Xc, layout="indices"), axis=1).sum())
     at_ties = 0
     if diff_rows.size:
         rows = {nm: np.asarray(v)[diff_rows] for nm, v in Xc.items()} if isinstance(Xc, dict) else Xc[diff_rows]

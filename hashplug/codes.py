@@ -17,12 +17,16 @@ numpy only: the serving side imports this module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from ._deprecation import spelled, warn_renamed
 from .validation import HashplugError
 
 __all__ = [
-    "FORMATS",
+    "LAYOUTS",
+    "check_layout",
     "n_bytes",
     "pack_bits",
     "unpack_bits",
@@ -38,7 +42,43 @@ __all__ = [
     "storage_bits",
 ]
 
-FORMATS = ("packed", "indices", "pm1")
+#: The code layouts (how an array or a column stores codes): ``packed`` bytes, k-hot ``indices``, ``pm1``.
+LAYOUTS = ("packed", "indices", "pm1")
+
+
+def check_layout(layout: str, code_kind: str | None = None, owner: str = "") -> str:
+    """Validate a code ``layout`` (one of :data:`LAYOUTS`) for codes of ``code_kind``; returns it.
+
+    Parameters
+    ----------
+    layout : str
+        ``"packed"``, ``"indices"`` or ``"pm1"``.
+    code_kind : {"dense", "khot"} or None, default=None
+        What the encoder computes; ``"indices"`` is refused for ``"dense"``. None skips that check.
+    owner : str, default=""
+        Who produces the codes, for the message (e.g. ``"LSH produces dense codes"``).
+
+    Raises
+    ------
+    HashplugError
+        Naming the bad value and the layouts to use. The parameter is named as the caller spelled it
+        (``layout``, or the deprecated ``format``).
+    """
+    name = spelled("layout")
+    if layout not in LAYOUTS:
+        raise HashplugError(f"Unknown code {name} {layout!r}; use one of {list(LAYOUTS)}.")
+    if layout == "indices" and code_kind is not None and code_kind != "khot":
+        raise HashplugError(
+            f"{owner}; {name}='indices' is only for k-hot encoders. Use {name}='packed' or 'pm1'."
+        )
+    return layout
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMATS":  # 0.1.0 name of LAYOUTS
+        warn_renamed("hashplug.codes.FORMATS", "hashplug.codes.LAYOUTS", "hashplug.codes")
+        return LAYOUTS
+    raise AttributeError(f"module 'hashplug.codes' has no attribute {name!r}")
 
 
 def n_bytes(m: int) -> int:
@@ -170,10 +210,9 @@ def indices_to_pm1(indices: np.ndarray, m: int) -> np.ndarray:
 
 
 def convert(codes: np.ndarray, src: str, dst: str, m: int, k: int | None = None) -> np.ndarray:
-    """Convert codes between the ``"packed"``, ``"indices"`` and ``"pm1"`` forms."""
+    """Convert codes between the ``"packed"``, ``"indices"`` and ``"pm1"`` layouts."""
     for f in (src, dst):
-        if f not in FORMATS:
-            raise HashplugError(f"Unknown code format {f!r}; use one of {list(FORMATS)}.")
+        check_layout(f)
     if src == "packed":
         packed = check_packed(codes, m)
     elif src == "indices":

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import codes as _codes
+from ._deprecation import renamed_kwargs
 from ._domains import check_domains, nan_allowed
 from ._files import file_sha256
 from ._onnx_wire import DEFAULT_MAX_BYTES, DIGEST_KEY, verify_model_file
@@ -397,14 +398,16 @@ class OnnxEncoder:
         # the encoder's numpy encode runs (hashplug._domains)
         return check_domains(out, self.card.input_domains, "OnnxEncoder")
 
-    def encode(self, X: Any, format: str = "packed", batch_size: int | None = None) -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def encode(self, X: Any, layout: str = "packed", batch_size: int | None = None) -> np.ndarray:
         """Encode X into binary codes (same contract as ``BaseEncoder.encode``).
 
         Parameters
         ----------
         X : array-like of shape (n, *input_shape) or (n, d), or a mapping of named inputs
             Raw inputs; cast to float32 (a mapping ``{name: (n, *shape)}`` for encoders with several inputs).
-        format : {"packed", "indices", "pm1"}
+        layout : {"packed", "indices", "pm1"}
+            How the codes are stored (0.1.0 name: ``format``, deprecated).
             ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
             ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
             ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
@@ -414,17 +417,18 @@ class OnnxEncoder:
         Returns
         -------
         ndarray
-            Codes in the requested format.
+            Codes in the requested layout.
         """
-        self._check_format(format)
+        self._check_layout(layout)
         bs = (
             self.batch_size
             if batch_size is None
             else check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
         )
-        return self._run(self.check_input(X), format, bs)
+        return self._run(self.check_input(X), layout, bs)
 
-    def encode_checked(self, X: np.ndarray, format: str = "packed") -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def encode_checked(self, X: np.ndarray, layout: str = "packed") -> np.ndarray:
         """:meth:`encode` of samples a caller has already validated, without validating them again.
 
         For the serving pipeline, which checks and converts a column once at its edge
@@ -433,7 +437,7 @@ class OnnxEncoder:
         has its defaults filled in and its value domains checked (the card's), each array checked again only when
         it is not already float32 of its input's shape.
         """
-        self._check_format(format)
+        self._check_layout(layout)
         if self.card.multi_input:
             X = self._check_named(X, False, checked=True)
         elif not (
@@ -441,24 +445,20 @@ class OnnxEncoder:
             and X.flags.c_contiguous and X.shape[0] > 0
         ):
             X = self.check_input(X)
-        return self._run(X, format, self.batch_size)
+        return self._run(X, layout, self.batch_size)
 
-    def _check_format(self, format: str) -> None:
-        if format not in _codes.FORMATS:
-            raise HashplugError(f"Unknown code format {format!r}; use one of {list(_codes.FORMATS)}.")
-        if format == "indices" and self.code_kind != "khot":
-            raise HashplugError(
-                f"{self.path.name} holds a {self.method_name!r} encoder with dense codes; format='indices' is only "
-                "for k-hot encoders. Use format='packed' or 'pm1'."
-            )
+    def _check_layout(self, layout: str) -> None:
+        _codes.check_layout(
+            layout, self.code_kind, f"{self.path.name} holds a {self.method_name!r} encoder with dense codes"
+        )
 
-    def _run(self, Xs: Any, format: str, bs: int) -> np.ndarray:
+    def _run(self, Xs: Any, layout: str, bs: int) -> np.ndarray:
         """The kernel: checked inputs through the onnxruntime session, ``bs`` rows per call."""
         feed = Xs if isinstance(Xs, dict) else {INPUT_NAME: Xs}
         n = next(iter(feed.values())).shape[0]
-        output = OUTPUT_INDICES if format == "indices" else OUTPUT_PACKED
+        output = OUTPUT_INDICES if layout == "indices" else OUTPUT_PACKED
         parts = []
-        width, dtype = (self.k, np.int64) if format == "indices" else (self.n_bytes, np.uint8)
+        width, dtype = (self.k, np.int64) if layout == "indices" else (self.n_bytes, np.uint8)
         for s in range(0, n, bs):
             (res,) = self._session.run([output], {nm: v[s : s + bs] for nm, v in feed.items()})
             rows = min(bs, n - s)
@@ -467,11 +467,12 @@ class OnnxEncoder:
                     f"{self.path.name}: the graph returned {output!r} of shape {res.shape} {res.dtype} for {rows} rows; "
                     f"its card promises ({rows}, {width}) {np.dtype(dtype)}. The file is not a faithful hashplug export."
                 )
-            if format == "pm1":
+            if layout == "pm1":
                 res = _codes.packed_to_pm1(res, self.m)
             parts.append(res)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    def __call__(self, X: Any, format: str = "packed") -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def __call__(self, X: Any, layout: str = "packed") -> np.ndarray:
         """Alias of :meth:`encode`."""
-        return self.encode(X, format=format)
+        return self.encode(X, layout=layout)

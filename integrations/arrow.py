@@ -344,13 +344,13 @@ def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, Any, int, str]:
     # encode_checked; another encoder object's own encode)
     run = getattr(encoder, "encode_checked", None) or encoder.encode
     if layout == "packed":
-        return (lambda X: run(X, format="packed")), shape, int(encoder.n_bytes), layout
+        return (lambda X: run(X, layout="packed")), shape, int(encoder.n_bytes), layout
     if encoder.code_kind != "khot":
         raise ModelMismatchError(
             f"layout='indices' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has "
             f"{encoder.code_kind} codes; use layout='packed'."
         )
-    return (lambda X: run(X, format="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
+    return (lambda X: run(X, layout="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
 
 
 def encode_batches(

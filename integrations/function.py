@@ -542,8 +542,8 @@ class HashplugEmbeddings(EmbeddingFunction):
             w = self.ndims()
             return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else np.int32)
         if self.layout == "packed":
-            return self.encoder.encode_checked(arr, format="packed")
-        return self.encoder.encode_checked(arr, format="indices").astype(np.int32)
+            return self.encoder.encode_checked(arr, layout="packed")
+        return self.encoder.encode_checked(arr, layout="indices").astype(np.int32)
 
     def encode_query(self, query: Any) -> np.ndarray:
         """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape

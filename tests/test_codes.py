@@ -267,7 +267,7 @@ def test_convert_unknown_format(src, dst):
     bad = src if src not in codes.FORMATS else dst
     with pytest.raises(
         HashplugError,
-        match=re.escape(f"Unknown code format {bad!r}; use one of ['packed', 'indices', 'pm1']."),
+        match=re.escape(f"Unknown code layout {bad!r}; use one of ['packed', 'indices', 'pm1']."),  # 0.2.0 word
     ):
         convert(np.zeros((1, 2), np.uint8), src, dst, 10)
 

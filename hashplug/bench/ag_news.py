@@ -377,7 +377,7 @@ def _khot_rows(run: _AgNewsRun, bio_sizes: Sequence[tuple[int, ...]], centers: S
             center=center,
             hp=chosen,
             row_norms=_norm_stats(enc),
-            units_used=int(np.unique(enc.encode(run.Xdb, format="indices")).size),
+            units_used=int(np.unique(enc.encode(run.Xdb, layout="indices")).size),
             fit_seconds=round(fit_s, 1),
         )
     return tuning
@@ -398,7 +398,7 @@ def _khot_trials(val: Any, m: int, k: int, center: bool, base_hp: dict[str, Any]
                 "val_p10": round(vq["p10"], 4),
                 "val_recall10_rescored": round(vq["recall10_rescored"], 4),
                 "row_norms": _norm_stats(enc),
-                "units_used": int(np.unique(enc.encode(val.Xdb, format="indices")).size),
+                "units_used": int(np.unique(enc.encode(val.Xdb, layout="indices")).size),
                 "fit_seconds": round(fit_s, 1),
             }
         )

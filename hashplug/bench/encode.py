@@ -29,7 +29,7 @@ ENCODE_BATCHES: tuple[int, ...] = (1, 1024)
 
 
 def _torch_encoder(enc: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """Torch eager twin of ``enc.encode(X, format="packed")``: graph module, head, pack (float32, no_grad)."""
+    """Torch eager twin of ``enc.encode(X, layout="packed")``: graph module, head, pack (float32, no_grad)."""
     import torch
 
     g = enc.graph

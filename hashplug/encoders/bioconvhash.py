@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deprecation import renamed_kwargs, spelled
 from ..graph import (
     Affine,
     Concat,
@@ -693,7 +694,8 @@ class BioConvHash(_PlasticityEncoder):
             scalars["fit_seconds_"] = {k: float(v) for k, v in self.fit_seconds_.items()}
         return arrays, scalars
 
-    def codes_from_features(self, features: np.ndarray, format: str = "packed") -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def codes_from_features(self, features: np.ndarray, layout: str = "packed") -> np.ndarray:
         """Codes of precomputed :meth:`pooled_features` through the BioHash layer (the graph's last ops).
 
         ``encode(X)`` equals ``codes_from_features(pooled_features(X))`` up to the float rounding of the
@@ -712,16 +714,18 @@ class BioConvHash(_PlasticityEncoder):
             raise HashplugError(
                 f"features have shape {feats.shape}; expected (n, {self.n_features_pooled_}) from pooled_features()."
             )
-        if format not in ("packed", "indices"):
-            raise HashplugError(f"codes_from_features gives format 'packed' or 'indices'; got {format!r}.")
+        if layout not in ("packed", "indices"):
+            raise HashplugError(
+                f"codes_from_features gives {spelled('layout')} 'packed' or 'indices'; got {layout!r}."
+            )
         layer = Graph({"features": (feats.shape[1],)}, self._layer_nodes("features"),
                       head_for(self.code_kind, self.k_), "scores")
         out = []
         for s in range(0, feats.shape[0], 8192):
             bits = layer.bits(features=feats[s : s + 8192])
-            out.append(_codes.pack_bits(bits) if format == "packed"
+            out.append(_codes.pack_bits(bits) if layout == "packed"
                        else np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(np.int64))
         if not out:
-            return np.zeros((0, _codes.n_bytes(self.m_) if format == "packed" else self.k_),
-                            np.uint8 if format == "packed" else np.int64)
+            return np.zeros((0, _codes.n_bytes(self.m_) if layout == "packed" else self.k_),
+                            np.uint8 if layout == "packed" else np.int64)
         return np.concatenate(out, axis=0)

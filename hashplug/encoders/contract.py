@@ -1,7 +1,7 @@
 """The encoder contract: the base class every hashplug method derives from, its tags and its presets.
 
 scikit-learn style: ``__init__`` only stores parameters; ``fit(X, y=None)`` validates them,
-learns attributes ending in ``_`` and returns ``self``; ``encode(X, format=...)`` produces codes and
+learns attributes ending in ``_`` and returns ``self``; ``encode(X, layout=...)`` produces codes and
 ``transform(X)`` the same codes as one column per unit (so an encoder is a step of a scikit-learn
 ``Pipeline``; ``sklearn.utils.validation.check_is_fitted`` reads ``__sklearn_is_fitted__``).
 Every encoder describes its inference once as a typed graph (:class:`hashplug.graph.Graph`): ops
@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import codes as _codes
+from .._deprecation import renamed_kwargs
 from .._files import sha256_arrays
 from ..graph import Divide, Flatten, Graph, Op, head_for
 from ..validation import (
@@ -355,54 +356,51 @@ class BaseEncoder:
         Xf = self._check_X(X)  # first: raises NotFittedError before any learned attribute is read
         return self.graph.numpy(x=self._graph_input(Xf))
 
-    def encode(self, X: Any, format: str = "packed", batch_size: int = 8192) -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def encode(self, X: Any, layout: str = "packed", batch_size: int = 8192) -> np.ndarray:
         """Encode X into binary codes.
 
         Parameters
         ----------
         X : array-like of shape (n, *input_shape)
             Raw inputs, same per-sample shape as at fit.
-        format : {"packed", "indices", "pm1"}
+        layout : {"packed", "indices", "pm1"}
+            How the codes are stored (0.1.0 name: ``format``, deprecated).
             ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
             ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
             ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
         batch_size : int
             Rows per chunk; memory stays bounded by ``batch_size * m``.
         """
-        if format not in _codes.FORMATS:
-            raise HashplugError(f"Unknown code format {format!r}; use one of {list(_codes.FORMATS)}.")
-        if format == "indices" and self.code_kind != "khot":
-            raise HashplugError(
-                f"{type(self).__name__} produces dense codes; format='indices' is only for k-hot encoders. "
-                "Use format='packed' or 'pm1'."
-            )
+        _codes.check_layout(layout, self.code_kind, f"{type(self).__name__} produces dense codes")
         batch_size = check_int_param(batch_size, "batch_size", f"{type(self).__name__}.encode", 1, None)
         Xf = self._check_X(X)
         graph = self.graph
         out = []
         for s in range(0, Xf.shape[0], int(batch_size)):
             bits = graph.bits(x=self._graph_input(Xf[s : s + batch_size]))
-            if format == "packed":
+            if layout == "packed":
                 out.append(_codes.pack_bits(bits))
-            elif format == "pm1":
+            elif layout == "pm1":
                 out.append(np.where(bits, np.int8(1), np.int8(-1)))
             else:
                 out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(np.int64))
         return np.concatenate(out, axis=0)
 
-    def fit_encode(self, X: Any, y: Any = None, format: str = "packed") -> np.ndarray:
-        """``fit(X, y).encode(X, format)``."""
-        return self.fit(X, y).encode(X, format=format)
+    @renamed_kwargs(format="layout")
+    def fit_encode(self, X: Any, y: Any = None, layout: str = "packed") -> np.ndarray:
+        """``fit(X, y).encode(X, layout)``."""
+        return self.fit(X, y).encode(X, layout=layout)
 
     # ------------------------------------------------------------------ scikit-learn conventions
     def transform(self, X: Any) -> np.ndarray:
-        """The codes of X as one column per unit: ndarray of shape (n, m_), dtype int8, +1 / -1 (``format="pm1"``).
+        """The codes of X as one column per unit: ndarray of shape (n, m_), dtype int8, +1 / -1 (``layout="pm1"``).
 
         The transformer face of :meth:`encode`, so an encoder is a step of a scikit-learn ``Pipeline``; a
         downstream estimator sees every bit (Hamming distance = squared Euclidean distance / 4). Storage
-        formats (``packed``, ``indices``) come from :meth:`encode`.
+        layouts (``packed``, ``indices``) come from :meth:`encode`.
         """
-        return self.encode(X, format="pm1")
+        return self.encode(X, layout="pm1")
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X, y).transform(X)``."""

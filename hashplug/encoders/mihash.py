@@ -285,7 +285,7 @@ class _PairwiseTrainedHash(BaseEncoder):
         from ..train.mihash import Neighbourhood, mutual_information_numpy
 
         Xf = self._check_X(X)
-        codes = self.encode(Xf, format="pm1").astype(np.float64)
+        codes = self.encode(Xf, layout="pm1").astype(np.float64)
         nbd = dict(self.neighbourhood_)
         metric = nbd.get("metric", "euclidean")
         feats = (Xf - self.mean_) / self.input_scale_ if metric == "euclidean" else Xf

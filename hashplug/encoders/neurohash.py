@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .. import codes as _codes
+from .._deprecation import renamed_kwargs, spelled
 from .._domains import check_domains, nan_allowed
 from ..graph import (
     Add,
@@ -509,13 +510,15 @@ class NeuroHash(BaseEncoder):
         Xc = self._check_X(X)
         return self.graph.numpy(**self._feed(Xc, 0, Xc["global_features"].shape[0]))
 
-    def encode(self, X: Any, format: str = "packed", batch_size: int = 1024) -> np.ndarray:
+    @renamed_kwargs(format="layout")
+    def encode(self, X: Any, layout: str = "packed", batch_size: int = 1024) -> np.ndarray:
         """Encode images given as named inputs.
 
         Parameters
         ----------
         X : mapping of named inputs, n images
-        format : {"packed", "pm1"}
+        layout : {"packed", "pm1"}
+            How the codes are stored (0.1.0 name: ``format``, deprecated).
             ``packed``: ndarray of shape (n, ceil(k / 8)), dtype=uint8; ``pm1``: (n, k) int8 of +-1.
         batch_size : int
 
@@ -523,8 +526,10 @@ class NeuroHash(BaseEncoder):
         -------
         codes : ndarray
         """
-        if format not in ("packed", "pm1"):
-            raise HashplugError(f"NeuroHash produces dense codes; format must be 'packed' or 'pm1', got {format!r}.")
+        if layout not in ("packed", "pm1"):
+            raise HashplugError(
+                f"NeuroHash produces dense codes; {spelled('layout')} must be 'packed' or 'pm1', got {layout!r}."
+            )
         batch_size = check_int_param(batch_size, "batch_size", "NeuroHash.encode", 1, None)
         Xc = self._check_X(X, allow_empty=True)
         graph = self.graph
@@ -532,11 +537,12 @@ class NeuroHash(BaseEncoder):
         out = []
         for s in range(0, n, batch_size):
             bits = graph.bits(**self._feed(Xc, s, s + batch_size))
-            out.append(_codes.pack_bits(bits) if format == "packed" else np.where(bits, np.int8(1), np.int8(-1)))
+            out.append(_codes.pack_bits(bits) if layout == "packed" else np.where(bits, np.int8(1), np.int8(-1)))
         if not out:
             k = int(self.k_)
-            return np.zeros((0, _codes.n_bytes(k)), np.uint8) if format == "packed" else np.zeros((0, k), np.int8)
+            return np.zeros((0, _codes.n_bytes(k)), np.uint8) if layout == "packed" else np.zeros((0, k), np.int8)
         return np.concatenate(out)
 
-    def fit_encode(self, X: Any, y: Any = None, format: str = "packed") -> np.ndarray:
-        return self.fit(X, y).encode(X, format=format)
+    @renamed_kwargs(format="layout")
+    def fit_encode(self, X: Any, y: Any = None, layout: str = "packed") -> np.ndarray:
+        return self.fit(X, y).encode(X, layout=layout)
