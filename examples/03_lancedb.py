@@ -21,7 +21,7 @@ import pyarrow as pa
 from lancedb.embeddings import get_registry
 
 import hashplug
-from hashplug.integrations.lancedb import create_index, schema
+from hashplug.integrations.lancedb import create_lancedb_index, schema
 from hashplug.integrations.reranker import FloatRescoreReranker
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     tbl = db.create_table("items", schema=schema(func, extra={"id": pa.int64(), "label": pa.int64()}))
     tbl.add(pa.table({"id": np.arange(len(X)), "label": y, "vector": list(X)}))
     print("code column:", tbl.schema.field("code").type)  # fixed_size_list<uint8>[8], not floats
-    create_index(tbl)  # IVF_FLAT, hamming
+    create_lancedb_index(tbl)  # IVF_FLAT, hamming
 
     res = hashplug.search(tbl, Q[0], limit=5, columns=["id", "label"], nprobes=8)
     print("hashplug.search:", res.to_pylist())
@@ -87,7 +87,7 @@ def main() -> None:
         progress=False,
     )
     sp = out.table
-    create_index(sp)  # LABEL_LIST on list<int32>
+    create_lancedb_index(sp)  # LABEL_LIST on list<int32>
     print(
         f"ingested {out.rows_written} rows in {out.chunks} chunks;",
         "code column:",

@@ -1,11 +1,11 @@
 """hashplug's exact Hamming index on a LanceDB table: build it, search through it, watch it catch up.
 
 1. Encode random 256-bit codes (LSH on Gaussian data) and k-hot codes (FlyHash) into two LanceDB tables.
-2. `hashplug.build_index(table)`: the exact index beside each table.
+2. `hashplug.build_hamming_index(table)`: the exact index beside each table.
 3. `hashplug.search` now answers from the index (schema metadata `hashplug.search_path`); compare its rows and
-   distances with LanceDB's own path (`use_index=False`) and time both.
+   distances with LanceDB's own path (`use_hamming_index=False`) and time both.
 4. Add and delete rows: the next search catches the index up in memory on just those rows (searches never
-   write; ``hashplug.refresh_index(table)`` saves the caught-up index).
+   write; ``hashplug.refresh_hamming_index(table)`` saves the caught-up index).
 5. Short codes (64-bit LSH): multi-index hashing (``backend="mih"``, needs ``hashplug[fast]``), exact and
    sublinear in N, against the flat kernel on the same index.
 
@@ -54,12 +54,12 @@ def main() -> dict:
         table = hashplug.ingest(work / "db", X, name=name, model=str(model), layout=layout,
                                 columns={"label": y.astype(np.int64), "id": np.arange(n)}, progress=False).table
         t0 = time.perf_counter()
-        idx = hashplug.build_index(table)
+        idx = hashplug.build_hamming_index(table)
         print(f"{name} ({layout}, m={enc.m_}): index of {len(idx)} rows built in {time.perf_counter() - t0:.2f} s, "
               f"{idx.nbytes / len(idx):.1f} bytes per row")
         q = X[0] + 0.1 * rng.standard_normal(64).astype(np.float32)
-        def query(use_index, table=table, q=q):
-            return hashplug.search(table, q, limit=10, columns=["id"], where="label < 5", use_index=use_index)
+        def query(use_hamming_index, table=table, q=q):
+            return hashplug.search(table, q, limit=10, columns=["id"], where="label < 5", use_hamming_index=use_hamming_index)
 
         ms_idx, res_idx = timed(lambda: query(None))
         ms_ldb, res_ldb = timed(lambda: query(False))
@@ -71,7 +71,7 @@ def main() -> dict:
                              "id": np.arange(n, n + 50)})
         table.delete("id < 20")
         hashplug.search(table, q, limit=10)  # catches the index up in memory first (nothing is written)
-        idx = hashplug.open_index(table)
+        idx = hashplug.open_hamming_index(table)
         print(f"  after adding 50 rows and deleting 20: index holds {len(idx)} rows (table {table.count_rows()})")
         out[name] = {"same": same, "rows": len(idx)}
     out["mih"] = short_codes_with_mih(work, X, rng)
@@ -88,12 +88,12 @@ def short_codes_with_mih(work: Path, X: np.ndarray, rng: np.random.Generator) ->
     enc = hashplug.get_encoder("lsh", random_state=0, k=64).fit(X)
     table = hashplug.ingest(work / "db", X, name="lsh64", model=str(to_onnx(enc, work / "lsh64.onnx")),
                             progress=False).table
-    hashplug.build_index(table)
+    hashplug.build_hamming_index(table)
     q = X[:20] + 0.1 * rng.standard_normal((20, X.shape[1])).astype(np.float32)
-    flat = hashplug.open_index(table, backend="auto")
+    flat = hashplug.open_hamming_index(table, backend="auto")
     codes = enc.encode(q)
     ms_flat, (ids_flat, d_flat) = timed(lambda: flat.search(codes, 10))
-    mih = hashplug.open_index(table, backend="mih")  # the same cached index, another kernel
+    mih = hashplug.open_hamming_index(table, backend="mih")  # the same cached index, another kernel
     ms_mih, (ids_mih, d_mih) = timed(lambda: mih.search(codes, 10))
     same = bool(np.array_equal(ids_flat, ids_mih) and np.array_equal(d_flat, d_mih))
     print(f"lsh64 (packed, m=64): 20 queries, top-10: flat {ms_flat:.2f} ms, multi-index hashing {ms_mih:.2f} ms "

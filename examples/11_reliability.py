@@ -103,7 +103,7 @@ def run(work: Path, small: bool) -> None:
 
     # 3. a torn index: the search is still exact and writes nothing
     table = lancedb.connect(str(db_path)).open_table("items")
-    hashplug.build_index(table)
+    hashplug.build_hamming_index(table)
     folder = Path(str(table.uri) + ".hashplug-index") / "code"
     for f in folder.glob("index-*.npz"):
         f.unlink()  # as if the process died after writing the manifest's target was lost
@@ -130,7 +130,7 @@ def run(work: Path, small: bool) -> None:
     print(f"3. torn index, searched from a new process ({out['path']}): distances {out['d']} == brute force "
           f"{want.tolist()}: {out['d'] == want.tolist()}; warned: {out['warned']}; files unchanged by the search: "
           f"{before == sorted(p.name for p in folder.iterdir())}")
-    hashplug.refresh_index(table)  # an explicit writer call saves a whole index again
+    hashplug.refresh_hamming_index(table)  # an explicit writer call saves a whole index again
 
     # 4. a tampered ONNX file: one weight negated, metadata untouched
     try:

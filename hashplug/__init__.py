@@ -39,6 +39,10 @@ _LAZY = {
     "ingest": ("hashplug.integrations.ingest", "ingest"),
     "add": ("hashplug.integrations.ingest", "add"),
     "encode_batches": ("hashplug.integrations.arrow", "encode_batches"),
+    "build_hamming_index": ("hashplug.integrations.index", "build_hamming_index"),
+    "open_hamming_index": ("hashplug.integrations.index", "open_hamming_index"),
+    "refresh_hamming_index": ("hashplug.integrations.index", "refresh_hamming_index"),
+    # 0.1.0 names of the three above (DeprecationWarning on call; removed in 0.3.0):
     "build_index": ("hashplug.integrations.index", "build_index"),
     "open_index": ("hashplug.integrations.index", "open_index"),
     "refresh_index": ("hashplug.integrations.index", "refresh_index"),

@@ -26,6 +26,7 @@ from .validation import HashplugError
 
 __all__ = [
     "LAYOUTS",
+    "INDEX_DTYPE",
     "check_layout",
     "n_bytes",
     "pack_bits",
@@ -44,6 +45,14 @@ __all__ = [
 
 #: The code layouts (how an array or a column stores codes): ``packed`` bytes, k-hot ``indices``, ``pm1``.
 LAYOUTS = ("packed", "indices", "pm1")
+
+#: The one integer type of active-unit indices (``layout="indices"``) everywhere in hashplug's API and tables
+#: (Arrow ``list<int32>``): ``encode``, :func:`packed_to_indices`, :func:`check_indices`. Only the ONNX graph's
+#: ``indices`` output is int64 (what ONNX ``TopK`` emits); the runtime casts it once. m < 2**31 always.
+INDEX_DTYPE = np.dtype(np.int32)
+
+#: The largest m an index can name in :data:`INDEX_DTYPE`.
+_MAX_M = int(np.iinfo(INDEX_DTYPE).max)
 
 
 def check_layout(layout: str, code_kind: str | None = None, owner: str = "") -> str:
@@ -134,7 +143,12 @@ def check_packed(packed: np.ndarray, m: int, *, name: str = "codes") -> np.ndarr
 
 
 def check_indices(indices: np.ndarray, m: int, k: int | None = None, *, name: str = "indices") -> np.ndarray:
-    """Validate k-hot indices: integer (n, k), each row strictly ascending within [0, m)."""
+    """Validate k-hot indices: integer (n, k), each row strictly ascending within [0, m).
+
+    Returns
+    -------
+    indices : ndarray of shape (n, k), dtype=int32 (:data:`INDEX_DTYPE`), C-contiguous
+    """
     arr = np.asarray(indices)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
@@ -142,6 +156,8 @@ def check_indices(indices: np.ndarray, m: int, k: int | None = None, *, name: st
         raise HashplugError(f"{name} must be a 2-D integer array (n, k); got shape {arr.shape}, dtype {arr.dtype}.")
     if k is not None and arr.shape[1] != int(k):
         raise HashplugError(f"{name} must have k={k} columns; got {arr.shape[1]}.")
+    if int(m) > _MAX_M + 1:
+        raise HashplugError(f"m={m} units cannot be named by {INDEX_DTYPE} indices; m must be at most {_MAX_M + 1}.")
     if arr.shape[1] > int(m):
         raise HashplugError(f"{name} has k={arr.shape[1]} > m={m} active units per row; k must be in [1, m].")
     if arr.size:
@@ -150,7 +166,7 @@ def check_indices(indices: np.ndarray, m: int, k: int | None = None, *, name: st
             raise HashplugError(f"{name} must lie in [0, {int(m) - 1}]; got values in [{lo}, {hi}].")
         if arr.shape[1] > 1 and not np.all(np.diff(arr, axis=1) > 0):
             raise HashplugError(f"{name} rows must be strictly ascending (no repeats); sort each row with np.sort.")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=INDEX_DTYPE)
 
 
 def indices_to_packed(indices: np.ndarray, m: int) -> np.ndarray:
@@ -167,7 +183,7 @@ def indices_to_packed(indices: np.ndarray, m: int) -> np.ndarray:
 
 
 def packed_to_indices(packed: np.ndarray, m: int, k: int | None = None) -> np.ndarray:
-    """Packed codes -> ascending active-unit indices (n, k) int64.
+    """Packed codes -> ascending active-unit indices: ndarray of shape (n, k), dtype=int32 (:data:`INDEX_DTYPE`).
 
     Every row must have the same number of set bits (``k`` when given).
     """
@@ -180,7 +196,7 @@ def packed_to_indices(packed: np.ndarray, m: int, k: int | None = None) -> np.nd
         )
     kk = int(counts[0]) if bits.shape[0] else int(k or 0)
     rows = np.nonzero(bits)[1].reshape(bits.shape[0], kk)
-    return rows.astype(np.int64)
+    return rows.astype(INDEX_DTYPE)
 
 
 def pm1_to_packed(pm1: np.ndarray, m: int | None = None) -> np.ndarray:

@@ -101,9 +101,10 @@ def order_rows(dist: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.argsort(d, axis=axis, kind="stable")
 
 
-def topk_rows(dist: np.ndarray, R: int) -> np.ndarray:
-    """Indices (n, R) of the R smallest entries of each row of ``dist`` (n, n_db); ties -> lower index first."""
-    return order_rows(dist, axis=1)[:, :R]
+def topk_rows(dist: np.ndarray, limit: int) -> np.ndarray:
+    """Indices (n, limit) of the ``limit`` smallest entries of each row of ``dist`` (n, n_db); ties -> lower index
+    first."""
+    return order_rows(dist, axis=1)[:, :limit]
 
 
 def topk_small(d: np.ndarray, limit: int, max_value: int) -> tuple[np.ndarray, np.ndarray]:

@@ -409,7 +409,8 @@ class OnnxEncoder:
         layout : {"packed", "indices", "pm1"}
             How the codes are stored (0.1.0 name: ``format``, deprecated).
             ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
-            ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
+            ``indices``: ndarray of shape (n, k), dtype=int32, ascending (k-hot encoders only; the graph's
+            int64 output cast once, :data:`hashplug.codes.INDEX_DTYPE`);
             ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
         batch_size : int or None
             Rows per onnxruntime call (default: the encoder's ``batch_size``).
@@ -469,6 +470,8 @@ class OnnxEncoder:
                 )
             if layout == "pm1":
                 res = _codes.packed_to_pm1(res, self.m)
+            elif layout == "indices":
+                res = res.astype(_codes.INDEX_DTYPE)  # the graph's wire type (TopK's int64) -> hashplug's one type
             parts.append(res)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 

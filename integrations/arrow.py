@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..codes import INDEX_DTYPE
 from ..validation import HashplugError, ModelMismatchError, check_int_param
 
 __all__ = [
@@ -303,7 +304,7 @@ def codes_to_arrow(codes: np.ndarray, layout: str) -> pa.Array:
     if layout == "packed":
         return pa.FixedSizeListArray.from_arrays(pa.array(codes.astype(np.uint8, copy=False).ravel()), w)
     offsets = pa.array(np.arange(0, n * w + 1, w, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(codes.astype(np.int32, copy=False).ravel()))
+    return pa.ListArray.from_arrays(offsets, pa.array(codes.astype(INDEX_DTYPE, copy=False).ravel()))
 
 
 def codes_from_arrow(col: Any) -> tuple[str, Any]:
@@ -350,7 +351,7 @@ def _encode_fn(encoder: Any, layout: str | None) -> tuple[Any, Any, int, str]:
             f"layout='indices' needs a k-hot encoder; {getattr(encoder, 'path', 'the model')} has "
             f"{encoder.code_kind} codes; use layout='packed'."
         )
-    return (lambda X: run(X, layout="indices").astype(np.int32)), shape, int(encoder.n_bytes), layout
+    return (lambda X: run(X, layout="indices")), shape, int(encoder.n_bytes), layout
 
 
 def encode_batches(

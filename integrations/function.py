@@ -21,6 +21,7 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
+from ..codes import INDEX_DTYPE
 from ..validation import (
     HashplugError,
     ModelMismatchError,
@@ -540,10 +541,10 @@ class HashplugEmbeddings(EmbeddingFunction):
         sample_converter`'s output): the kernel alone, nothing validated twice."""
         if n_samples(arr) == 0:
             w = self.ndims()
-            return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else np.int32)
+            return np.zeros((0, w), dtype=np.uint8 if self.layout == "packed" else INDEX_DTYPE)
         if self.layout == "packed":
             return self.encoder.encode_checked(arr, layout="packed")
-        return self.encoder.encode_checked(arr, layout="indices").astype(np.int32)
+        return self.encoder.encode_checked(arr, layout="indices")
 
     def encode_query(self, query: Any) -> np.ndarray:
         """Encode a :class:`Query`, its string form, or a raw array (or dict of named inputs) to codes of shape

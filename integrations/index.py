@@ -1,6 +1,6 @@
 """A hashplug Hamming index bound to a LanceDB table: built from its code column, caught up with the table.
 
-:func:`build_index` reads the code column with LanceDB's ``_rowid`` (the Arrow buffers viewed as numpy: the
+:func:`build_hamming_index` reads the code column with LanceDB's ``_rowid`` (the Arrow buffers viewed as numpy: the
 packed bytes become the index's uint64 words, the ``list<int32>`` values its postings) into a
 :class:`hashplug.index.HammingIndex` and saves it beside the table (``<table>.lance.hashplug-index/<column>/``,
 the column name encoded as one safe path component) or in a folder the user names.
@@ -9,12 +9,12 @@ An index is bound to the table's identity, not its name: the table version it co
 timestamp in the table's history (a dropped and re-created table, even of the same name and model, has
 another history), the kind of row ids (physical addresses, which LanceDB never gives to another row of the
 same table, or stable ids, which an ``update`` keeps for new content) and the model file's sha256.
-:func:`open_index` loads it, checks the binding and catches up on the rows added or deleted since (only those
+:func:`open_hamming_index` loads it, checks the binding and catches up on the rows added or deleted since (only those
 are read), in memory, on a copy that then replaces the shared one (copy-on-write: searches in other threads
 keep their consistent snapshot). An index it cannot prove right (another table's, torn or corrupt files, a
 table with stable row ids that changed, a format without a binding) is never used: it is rebuilt from the
-table in memory, with a warning. Reads never write: only :func:`build_index` and :func:`refresh_index`
-save, atomically and under the folder's inter-process lock. :func:`index_search` answers exactly what a
+table in memory, with a warning. Reads never write: only :func:`build_hamming_index` and :func:`refresh_hamming_index`
+save, atomically and under the folder's inter-process lock. :func:`hamming_index_search` answers exactly what a
 brute-force scan of the table at the index's version would (ids and distances, ties to the earlier
 position), a ``where`` filter running through LanceDB first (prefilter) at that same version.
 """
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .._deprecation import renamed_function
 from ..index import HammingIndex
 from ..index.core import folder_lock, prepare_folder
 from ..index.kernels import BACKENDS
@@ -47,8 +48,10 @@ from ..validation import (
 from .arrow import codes_from_arrow
 from .tables import get_function
 
-__all__ = ["BoundIndex", "build_index", "open_index", "refresh_index", "index_search", "default_index_folder",
-           "column_folder_name", "catch_up", "prefilter_positions", "rows_by_id"]
+__all__ = ["BoundIndex", "build_hamming_index", "open_hamming_index", "refresh_hamming_index", "hamming_index_search",
+           "default_index_folder", "column_folder_name", "catch_up", "prefilter_positions", "rows_by_id",
+           # 0.1.0 names, deprecated (removed in 0.3.0):
+           "build_index", "open_index", "refresh_index", "index_search"]
 
 #: Column names used as the folder name unchanged (one path component, no leading dot, at most 100 chars).
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
@@ -96,7 +99,7 @@ class BoundIndex:
     it to a table: the code ``column``, the index ``folder``, the ``table_version`` it covers, the
     ``model_sha256`` of the codes, the ``binding`` (that version's commit timestamp in the table's history,
     whether row ids are addresses, the table's uri), a handle of the table pinned at that version and the
-    prefilter cache (``where`` -> index positions, per version). :func:`build_index` and :func:`open_index`
+    prefilter cache (``where`` -> index positions, per version). :func:`build_hamming_index` and :func:`open_hamming_index`
     return one; it answers what the index answers (``search``, ``len``, ``m``, ``layout``, ``row_ids``, ...:
     every other attribute is the index's). Saved, the binding is the index's ``metadata``
     (``table_version``, ``model_sha256``, ``table``: the manifest keys of ``hashplug-index/2``).
@@ -315,7 +318,7 @@ def catch_up(idx: BoundIndex, table: Any, column: str, *, version: int | None = 
         return stats
     t0 = time.perf_counter()
     if not isinstance(idx, BoundIndex):
-        raise HashplugTypeError(f"catch_up takes the index that open_index / build_index return; got "
+        raise HashplugTypeError(f"catch_up takes the index that open_hamming_index / build_hamming_index return; got "
                                 f"{type(idx).__name__}.")
     version = int(table.version) if version is None else int(version)
     if idx.table_version == version and not _lineage_problem(table, idx.binding):
@@ -426,11 +429,11 @@ def _load_checked(where: Path, table: Any, func: Any, threads: int) -> tuple[Bou
     if idx.model_sha256 != func.file_sha256:
         raise ModelMismatchError(
             f"the index at {str(where)!r} was built from model sha256 {str(idx.model_sha256)[:12]}... but the table's "
-            f"function uses {str(func.file_sha256)[:12]}...; rebuild it with hashplug.build_index(table)."
+            f"function uses {str(func.file_sha256)[:12]}...; rebuild it with hashplug.build_hamming_index(table)."
         )
     if (idx.layout, idx.m) != (func.layout, int(func.m)):
         raise ModelFileError(f"the index at {str(where)!r} holds {idx.layout} codes of m={idx.m}; the table has "
-                             f"{func.layout} codes of m={func.m}. Rebuild it with hashplug.build_index(table).")
+                             f"{func.layout} codes of m={func.m}. Rebuild it with hashplug.build_hamming_index(table).")
     return idx, None
 
 
@@ -441,14 +444,14 @@ def _check_args(threads: Any, backend: Any, owner: str) -> int:
     return threads
 
 
-def open_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
+def open_hamming_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
                update: bool = True, backend: str | None = None) -> BoundIndex | None:
     """The index of a table's code column at the table's current version (None when none was built).
 
     The saved index is loaded once per process and checked against the table (history, row ids, model);
     rows added or deleted since are caught up in memory on a copy, which then replaces the shared snapshot
     (searches running in other threads keep theirs). Nothing is written: save a caught-up index with
-    :func:`refresh_index`. An index that cannot be proved to be this table's (the table was dropped and
+    :func:`refresh_hamming_index`. An index that cannot be proved to be this table's (the table was dropped and
     re-created, its files are torn or corrupt, it predates table bindings, the table has stable row ids and
     changed) is rebuilt from the table in memory, with a ``RuntimeWarning``.
 
@@ -458,7 +461,7 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
     Raises :class:`~hashplug.validation.ModelMismatchError` when an index of this table was built from
     another model file, and :class:`ModelFileError` when it holds another code layout or length.
     """
-    threads = _check_args(threads, backend, "hashplug.open_index")
+    threads = _check_args(threads, backend, "hashplug.open_hamming_index")
     if not isinstance(update, bool):
         raise HashplugError(f"update must be True or False; got {update!r}.")
     col, _, func = get_function(table, column)
@@ -466,14 +469,14 @@ def open_index(table: Any, *, column: str | None = None, folder: str | Path | No
 
 
 def open_bound_index(table: Any, column: str, func: Any) -> BoundIndex | None:
-    """:func:`open_index` for a caller that already holds the table's code column and function (a search: the
+    """:func:`open_hamming_index` for a caller that already holds the table's code column and function (a search: the
     function is looked up once per call)."""
     return _open(table, column, func, None, threads=1, update=True, backend=None)
 
 
 def _open(table: Any, col: str, func: Any, folder: Any, *, threads: int, update: bool, backend: str | None
           ) -> BoundIndex | None:
-    where = _index_folder(table, col, folder, "hashplug.open_index")
+    where = _index_folder(table, col, folder, "hashplug.open_hamming_index")
     disk = _disk_sig(where)
     if disk is None or not (where / "index.json").is_file():
         return None
@@ -530,13 +533,13 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
         idx.last_catch_up = {"added": len(idx), "deleted": 0, "seconds": 0.0, "version": version,
                              "rebuilt": True, "reason": problem}
         warnings.warn(f"the hashplug index at {str(where)!r} was not used: {problem}. It was rebuilt from the table "
-                      "in memory for this process (searches stay exact); save it with hashplug.refresh_index(table) "
-                      "or hashplug.build_index(table).", RuntimeWarning, stacklevel=4)
+                      "in memory for this process (searches stay exact); save it with hashplug.refresh_hamming_index(table) "
+                      "or hashplug.build_hamming_index(table).", RuntimeWarning, stacklevel=4)
     idx.folder, idx.column = where, col
     return idx
 
 
-def build_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
+def build_hamming_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1,
                 save: bool = True, backend: str = "auto") -> BoundIndex:
     """Build the exact Hamming index of a hashplug table's code column (and save it unless ``save=False``).
 
@@ -549,13 +552,13 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     ``lancedb.connect(path, read_consistency_interval=datetime.timedelta(0))``, or call
     ``table.checkout_latest()`` first (see :func:`hashplug.search`).
     """
-    threads = _check_args(threads, backend, "hashplug.build_index")
+    threads = _check_args(threads, backend, "hashplug.build_hamming_index")
     if not isinstance(save, bool):
         raise HashplugError(f"save must be True or False; got {save!r}.")
     if backend is None:
         backend = "auto"
     col, _, func = get_function(table, column)
-    where = _index_folder(table, col, folder, "hashplug.build_index")
+    where = _index_folder(table, col, folder, "hashplug.build_hamming_index")
     version = int(table.version)
     if save:
         prepare_folder(where)
@@ -570,16 +573,16 @@ def build_index(table: Any, *, column: str | None = None, folder: str | Path | N
     return idx
 
 
-def refresh_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1
+def refresh_hamming_index(table: Any, *, column: str | None = None, folder: str | Path | None = None, threads: int = 1
                   ) -> BoundIndex:
-    """Catch the saved index up with the table (or rebuild it) and save it: the write side of :func:`open_index`.
+    """Catch the saved index up with the table (or rebuild it) and save it: the write side of :func:`open_hamming_index`.
 
     Runs under the folder's inter-process lock; a save by another process that already covers a later
     version of the same table is kept. Builds the index when there is none.
     """
-    threads = _check_args(threads, None, "hashplug.refresh_index")
+    threads = _check_args(threads, None, "hashplug.refresh_hamming_index")
     col, _, func = get_function(table, column)
-    where = _index_folder(table, col, folder, "hashplug.refresh_index")
+    where = _index_folder(table, col, folder, "hashplug.refresh_hamming_index")
     prepare_folder(where)
     with folder_lock(where):
         if not (where / "index.json").is_file():
@@ -588,7 +591,7 @@ def refresh_index(table: Any, *, column: str | None = None, folder: str | Path |
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a rebuild is what this call is for
-                idx = open_index(table, column=col, folder=folder, threads=threads)
+                idx = open_hamming_index(table, column=col, folder=folder, threads=threads)
         try:
             disk = HammingIndex.read_manifest(where)
             newer = (isinstance(disk.get("table_version"), int) and disk["table_version"] > idx.table_version
@@ -607,7 +610,7 @@ def _published(idx: BoundIndex) -> BoundIndex:
 
 
 # ---------------------------------------------------------------------------------------------- search
-def index_search(idx: BoundIndex, table: Any, query_codes: Any, limit: int = 10, *, where: str | None = None
+def hamming_index_search(idx: BoundIndex, table: Any, query_codes: Any, limit: int = 10, *, where: str | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact search through the index; ``where`` runs in LanceDB first (at the index's version) and restricts
     the candidates."""
@@ -677,3 +680,11 @@ def rows_by_id(table: Any, row_ids: np.ndarray, columns: list[str] | None = None
                             f"{getattr(table, 'name', '?')!r} (deleted meanwhile); search again.")
     return t.take(pa.array([pos[r] for r in ids])).set_column(
         t.schema.get_field_index("_rowid"), "_rowid", pa.array(np.asarray(ids, dtype=np.int64)))
+
+
+# 0.1.0 names: "index" alone also named LanceDB's IVF / LABEL_LIST indexes (create_lancedb_index); they keep
+# working for one release with a DeprecationWarning.
+build_index = renamed_function(build_hamming_index, "build_index", "hashplug.build_hamming_index")
+open_index = renamed_function(open_hamming_index, "open_index", "hashplug.open_hamming_index")
+refresh_index = renamed_function(refresh_hamming_index, "refresh_index", "hashplug.refresh_hamming_index")
+index_search = renamed_function(hamming_index_search, "index_search", "hashplug.hamming_index_search")

@@ -53,7 +53,14 @@ Serving side: never imports torch or onnx; the encoder is only an ONNX file open
 from __future__ import annotations
 
 from .function import HashplugEmbeddings, Query, load_encoder_cached
-from .index import build_index, index_search, open_index
+from .index import (
+    build_hamming_index,
+    build_index,
+    hamming_index_search,
+    index_search,
+    open_hamming_index,
+    open_index,
+)
 from .search import hamming, query_code, search
 from .tables import (
     StaleTableWarning,
@@ -61,6 +68,7 @@ from .tables import (
     check_table,
     code_field,
     create_index,
+    create_lancedb_index,
     create_table,
     get_function,
     lance_model,
@@ -76,7 +84,7 @@ __all__ = [
     "code_field",
     "lance_model",
     "create_table",
-    "create_index",
+    "create_lancedb_index",
     "get_function",
     "check_table",
     "check_code_column",
@@ -85,9 +93,14 @@ __all__ = [
     "query_code",
     "hamming",
     "load_encoder_cached",
+    "build_hamming_index",
+    "open_hamming_index",
+    "hamming_index_search",
+    "StaleTableWarning",
+    "latest_version",
+    # 0.1.0 names, deprecated (removed in 0.3.0):
+    "create_index",
     "build_index",
     "open_index",
     "index_search",
-    "StaleTableWarning",
-    "latest_version",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .._deprecation import renamed_kwargs
 from ..codes import indices_to_packed, packed_to_indices
 from ..ranking import order_rows
 from ..validation import HashplugError, HashplugTypeError
@@ -192,6 +193,7 @@ def _apply_reranker(
     return reranker.rerank_vector(query_string if query_string is not None else str(query), results)
 
 
+@renamed_kwargs(k="limit", use_index="use_hamming_index")
 def search(
     table: Any,
     x: Any,
@@ -204,8 +206,7 @@ def search(
     nprobes: int | None = None,
     exact: bool = False,
     query_string: str | None = None,
-    k: int | None = None,
-    use_index: bool | None = None,
+    use_hamming_index: bool | None = None,
     eta: Any = None,
     focus: int | None = None,
     region: Sequence[float] | None = None,
@@ -225,8 +226,8 @@ def search(
         One sample.
     limit : int
         Rows to return, 1 to :data:`MAX_LIMIT` (``2**31 - 1``; a table with fewer rows returns them all, so
-        ``limit=table.count_rows()`` returns every row). ``k=`` is the deprecated 0.1.0 name; it still works,
-        with a ``DeprecationWarning``.
+        ``limit=table.count_rows()`` returns every row). ``k=`` is the deprecated 0.1.0 name (``k`` is the
+        number of active units); it still works, with a ``DeprecationWarning``.
     reranker : lancedb.rerankers.Reranker or None
         Applied to ``limit * reranker.overfetch`` candidates (default over-fetch 1), then trimmed to ``limit``;
         anything that is not a LanceDB reranker raises :class:`~hashplug.validation.HashplugTypeError`.
@@ -244,9 +245,11 @@ def search(
         Ignore any vector index (exhaustive search; dense tables).
     query_string : str or None
         Query text handed to non-hashplug rerankers.
-    use_index : bool or None
-        Use the table's hashplug index (:func:`hashplug.build_index`; exact, caught up with the table first).
-        None: when one exists (and ``nprobes`` is not asked for); True: require it; False: LanceDB's search.
+    use_hamming_index : bool or None
+        Use the table's Hamming index (:func:`hashplug.build_hamming_index`; exact, caught up with the table
+        first). None: when one exists (and ``nprobes`` is not asked for); True: require it; False: LanceDB's
+        search (with its IVF / LABEL_LIST index when :func:`create_lancedb_index` built one). ``use_index=`` is
+        the deprecated 0.1.0 name.
     eta, focus, region, eta_weight
         Conditional queries for models with per-object weights (NeuroHash; ``x`` a dict of named inputs):
         ``eta`` the object weights themselves (K,), or ``focus`` the slot of one query object, or ``region``
@@ -278,15 +281,6 @@ def search(
     ``table.checkout_latest()`` before searching. hashplug warns (:class:`StaleTableWarning`) when it sees a
     default-connection handle behind the newest version on disk.
     """
-    if k is not None:
-        import warnings
-
-        warnings.warn(
-            "hashplug.search(k=...) is deprecated and will be removed in 0.3; use limit=.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        limit = k
     lim, user_cols = _check_args(limit, where, columns, column, nprobes, exact, query_string)
     over = _check_reranker(reranker) if reranker is not None else 1
     col, _, func = get_function(table, column)  # the one lookup of the function: everything below gets it
@@ -305,7 +299,7 @@ def search(
     code = _one_code(func, q)
     res, path = _search_code(table, col, func, code, min(lim * over, MAX_LIMIT), where=where,
                              select=_stored_columns(user_cols, reranker, col), nprobes=nprobes, exact=exact,
-                             use_index=use_index)
+                             use_hamming_index=use_hamming_index)
     if reranker is not None:
         res = _apply_reranker(
             reranker, res, code=code, query=q, func=func, column=col, query_string=query_string
@@ -355,22 +349,22 @@ def _search_code(
     select: list[str] | None,
     nprobes: int | None,
     exact: bool,
-    use_index: bool | None,
+    use_hamming_index: bool | None,
 ) -> tuple[pa.Table, str]:
     """The generic call: the ``fetch`` nearest rows to a query code and the path that answered.
 
-    Paths: the table's hashplug index (when there is one, unless ``use_index=False`` or ``nprobes`` is asked
+    Paths: the table's hashplug index (when there is one, unless ``use_hamming_index=False`` or ``nprobes`` is asked
     for), LanceDB's own Hamming search (packed codes) or ``LABEL_LIST`` candidates ranked exactly (indices).
     """
     bound = None
-    if use_index is not False and not (use_index is None and nprobes is not None):
+    if use_hamming_index is not False and not (use_hamming_index is None and nprobes is not None):
         from .index import open_bound_index
 
         bound = open_bound_index(table, col, func)
-        if bound is None and use_index:
+        if bound is None and use_hamming_index:
             raise HashplugError(
                 f"table {getattr(table, 'name', '?')!r} has no hashplug index for column {col!r}; build one with "
-                "hashplug.build_index(table), or pass use_index=None."
+                "hashplug.build_hamming_index(table), or pass use_hamming_index=None."
             )
     if bound is not None:
         return _index_path(table, col, func, bound, code, fetch, where, select), "hashplug-index"
@@ -381,10 +375,10 @@ def _search_code(
 
 def _index_path(table: Any, col: str, func: HashplugEmbeddings, bound: Any, code: np.ndarray, fetch: int,
                 where: str | None, select: list[str] | None) -> pa.Table:
-    from .index import index_search, rows_by_id
+    from .index import hamming_index_search, rows_by_id
 
     q_codes = code.reshape(1, -1) if func.layout == "packed" else [np.asarray(code, dtype=np.int64)]
-    ids, dist = index_search(bound, table, q_codes, fetch, where=where)
+    ids, dist = hamming_index_search(bound, table, q_codes, fetch, where=where)
     res = rows_by_id(table, ids[0], None if select is None else list(dict.fromkeys([*select, col])), at=bound)
     res = res.append_column("_distance", pa.array(dist[0].astype(np.float32)))
     if "_rowid" in res.column_names and (select is None or "_rowid" not in select):

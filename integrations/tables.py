@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunctionConfig, get_registry
 
+from .._deprecation import renamed_function
 from ..validation import HashplugError, HashplugTypeError, ModelMismatchError, TableSchemaError
 from .arrow import OLD_LAYOUTS
 from .function import HashplugEmbeddings, Query
@@ -34,6 +35,7 @@ __all__ = [
     "get_function",
     "check_table",
     "check_code_column",
+    "create_lancedb_index",
     "create_index",
     "update",
     "StaleTableWarning",
@@ -372,7 +374,7 @@ def create_table(
     mode : {"create", "overwrite"}
         ``"create"`` refuses an existing table.
     index : bool
-        Build the code column's index after adding (:func:`create_index`).
+        Build the code column's index after adding (:func:`create_lancedb_index`).
     **schema_kwargs
         Passed to :func:`schema` (``source``, ``target``, ``source_dim``, ``extra``, ...).
 
@@ -402,7 +404,7 @@ def create_table(
     rows = None if arrow is None else _rows_with_codes(arrow, sch, func, source, target)
     tbl = db.create_table(name, data=rows, schema=sch, mode=mode)
     if index:
-        create_index(tbl)
+        create_lancedb_index(tbl)
     return tbl
 
 
@@ -591,7 +593,7 @@ def check_code_column(table: Any, column: str, func: HashplugEmbeddings) -> None
     )
 
 
-def create_index(
+def create_lancedb_index(
     table: Any, column: str | None = None, *, num_partitions: int | None = None, replace: bool = True
 ) -> None:
     """Index the code column: ``IVF_FLAT`` with Hamming distance (dense) or ``LABEL_LIST`` (sparse).
@@ -706,3 +708,7 @@ def update(
         raise HashplugError("hashplug.update: nothing to update; pass values= or values_sql=.")
     return table.update(where=where, values=vals or None, values_sql=sql or None)
 
+
+#: 0.1.0 name of :func:`create_lancedb_index` (deprecated, removed in 0.3.0): "index" alone also named
+#: hashplug's exact Hamming index (:func:`hashplug.build_hamming_index`).
+create_index = renamed_function(create_lancedb_index, "create_index", "create_lancedb_index")

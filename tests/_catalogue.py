@@ -100,8 +100,8 @@ def make_world(root: Path) -> World:
     t = hashplug.ingest(db_path, X[:n], name="t", model=str(lsh_path), columns=cols, progress=False).table
     s = hashplug.ingest(db_path, X[:n], name="s", model=str(fly_path), layout="indices", columns=cols,
                         progress=False).table
-    hashplug.build_index(t)
-    hashplug.build_index(s)
+    hashplug.build_hamming_index(t)
+    hashplug.build_hamming_index(s)
     (root / "ckpt").mkdir(exist_ok=True)
     db = lancedb.connect(str(db_path))
     return World(root, db_path, db, db.open_table("t"), db.open_table("s"), Path(lsh_path), Path(fly_path), X, y)

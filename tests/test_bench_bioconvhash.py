@@ -32,7 +32,7 @@ def test_paper_kci_table_is_table_4():
 def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, capsys):
     out, png = tmp_path / "conv.json", tmp_path / "filters.png"
     rc = cli_main([
-        "bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--limit", "400", "--seeds", "1", "--k", "2", "4",
+        "bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--max-rows", "400", "--seeds", "1", "--lengths", "2", "4",
         "--kci", "1", "12", "--shadows", "--shadow-strengths", "0.75", "0.95", "--filters-png", str(png), "--onnx-check", "50",
         "--hp", json.dumps(SMALL_HP), "--out", str(out),
     ])
@@ -82,8 +82,8 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     outs = []
     for s in (0, 1):
         out = tmp_path / f"s{s}.json"
-        assert cli_main(["bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--limit", "300", "--seed-list",
-                         str(s), "--k", "2", "--kci", "1", "3", "--onnx-check", "0", "--hp", json.dumps(hp),
+        assert cli_main(["bench", "bioconvhash-mnist", "--data", str(tiny_mnist), "--max-rows", "300", "--seed-list",
+                         str(s), "--lengths", "2", "--kci", "1", "3", "--onnx-check", "0", "--hp", json.dumps(hp),
                          "--out", str(out)]) == 0
         outs.append(out)
     one = [json.loads(p.read_text()) for p in outs]

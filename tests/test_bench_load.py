@@ -32,7 +32,7 @@ def test_load_bench_cli_writes_json(tmp_path, capsys):
     from hashplug.cli import main
 
     out = tmp_path / "load.json"
-    assert main(["bench", "load", "--rows", "2000", "--dim", "8", "--k", "16", "--chunk-size", "500",
+    assert main(["bench", "load", "--rows", "2000", "--dim", "8", "--lengths", "16", "--chunk-size", "500",
                  "--no-search", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["suite"] == "load" and res["rows"][0]["rows_in_table"] == 2000

@@ -51,7 +51,7 @@ def test_correlation_cli(tiny_mnist, tmp_path, capsys):
 def test_supervised_cli_json_shape_and_histograms(tiny_mnist, tmp_path):
     out, png = tmp_path / "sup.json", tmp_path / "hist.png"
     methods = ["MIHash-linear", "DPSH-linear", "LSH", "ITQ", "BioHash"]
-    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "16", "--epochs", "3",
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--lengths", "8", "16", "--epochs", "3",
                      "--seeds", "2", "--methods", *methods, "--out", str(out), "--png", str(png)]) == 0
     res = json.loads(out.read_text())
     for key in ("rows", "per_seed", "std", "fit_seconds", "chosen", "validation", "budget", "protocol", "histograms"):
@@ -70,7 +70,7 @@ def test_supervised_cli_json_shape_and_histograms(tiny_mnist, tmp_path):
 
 def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
     out = tmp_path / "unsup.json"
-    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--k", "8", "16",
+    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--lengths", "8", "16",
                      "--hp", json.dumps({"epochs": 2}), "--grid", json.dumps([{"distance_percentile": 5.0}]),
                      "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -83,7 +83,7 @@ def test_unsupervised_cli(fake_ag_news, tmp_path, capsys):
 
 def test_unsupervised_cli_trains_the_named_method(fake_ag_news, tmp_path, capsys):
     out = tmp_path / "unsup_ad.json"
-    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--k", "16", "--methods",
+    assert cli_main(["bench", "mihash-unsupervised", "--data", str(fake_ag_news), "--lengths", "16", "--methods",
                      "angulardistill", "--hp", json.dumps({"n_neighbours": 8, "lr": 0.01}), "--val-splits", "2",
                      "--grid", json.dumps([{"epochs": 0}, {"epochs": 3}]), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -105,7 +105,7 @@ def test_unsupervised_cli_trains_the_named_method(fake_ag_news, tmp_path, capsys
 def test_supervised_cli_takes_a_validation_grid(tiny_mnist, tmp_path):
     out = tmp_path / "grid.json"
     grid = '[{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}, {"optimizer": "adam", "lr": 0.01, "gamma": 10.0}]'
-    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "2", "--seeds", "1",
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--lengths", "8", "--epochs", "2", "--seeds", "1",
                      "--methods", "MIHash-linear", "--grid", grid, "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert [c["gamma"] for c in res["validation"]["MIHash-linear"]] == [5.0, 10.0]
@@ -117,11 +117,11 @@ def test_supervised_grid_per_method(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "grid2.json"
     grid = {"MIHash-linear": [{"optimizer": "adam", "lr": 0.001, "gamma": 5.0}],
             "DPSH-linear": [{"optimizer": "adam", "lr": 0.001, "eta": 3.0}]}
-    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "2", "--seeds", "1",
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--lengths", "8", "--epochs", "2", "--seeds", "1",
                      "--methods", "MIHash-linear", "DPSH-linear", "--grid", json.dumps(grid), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["chosen"]["MIHash-linear"]["gamma"] == 5.0 and res["chosen"]["DPSH-linear"]["eta"] == 3.0
-    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "8", "--epochs", "1", "--seeds", "1",
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--lengths", "8", "--epochs", "1", "--seeds", "1",
                      "--methods", "MIHash-linear", "--grid", '{"MIHash-deep": []}', "--out", str(out)]) != 0
     assert "unknown methods ['MIHash-deep']; available: ['MIHash-linear'" in capsys.readouterr().err
     with pytest.raises(HashplugError, match="unknown methods"):
@@ -140,7 +140,7 @@ def test_supervised_tune_each_bits_picks_per_code_length(tiny_mnist, tmp_path, m
         return real_make(name, b, seed, extra, dataset, png)
 
     monkeypatch.setattr(mb, "_make", spy)
-    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--k", "4", "8", "--epochs", "2",
+    assert cli_main(["bench", "mihash-mnist", "--data", str(tiny_mnist), "--lengths", "4", "8", "--epochs", "2",
                      "--seeds", "1", "--methods", "MIHash-linear", "--grid", json.dumps(grid), "--tune-each-bits",
                      "--out", str(out)]) == 0
     res = json.loads(out.read_text())

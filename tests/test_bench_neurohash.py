@@ -17,7 +17,7 @@ HP = '{"D": 256, "z_prime": 8, "hdc_epochs": 2, "epochs": 2}'
 
 def test_ablation_cli_json_shape(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "abl.json"
-    assert cli_main(["bench", "neurohash-ablation", "--data", str(tiny_mnist), "--limit", "120", "--k", "8", "16",
+    assert cli_main(["bench", "neurohash-ablation", "--data", str(tiny_mnist), "--max-rows", "120", "--lengths", "8", "16",
                      "--hp", HP, "--out", str(out)]) == 0
     assert "Table II" in capsys.readouterr().out
     res = json.loads(out.read_text())
@@ -30,7 +30,7 @@ def test_ablation_cli_json_shape(tiny_mnist, tmp_path, capsys):
 
 def test_spatial_cli_json_shape_and_png(tiny_mnist, tmp_path):
     out, png = tmp_path / "sp.json", tmp_path / "grid.png"
-    assert cli_main(["bench", "neurohash-spatial", "--data", str(tiny_mnist), "--limit", "120", "--k", "8",
+    assert cli_main(["bench", "neurohash-spatial", "--data", str(tiny_mnist), "--max-rows", "120", "--lengths", "8",
                      "--hp", HP, "--out", str(out), "--png", str(png)]) == 0
     res = json.loads(out.read_text())
     assert set(res["rows"]) == {"w=10", "w=1", "w=0.1"}

@@ -88,7 +88,7 @@ def test_every_old_suite_name_is_its_own_subcommand_with_its_own_flags(capsys):
         assert "--out" in _flags(page)
     # search lists its flags only; no suite lists them all (28 flags were shared by every suite)
     assert {"--sizes", "--codes", "--queries", "--limit-results", "--threads", "--merge", "--png"} <= _flags(pages["search"])
-    assert not _flags(pages["search"]) & {"--kci", "--seeds", "--maps", "--epochs", "--hp", "--shadows", "--limit"}
+    assert not _flags(pages["search"]) & {"--kci", "--seeds", "--maps", "--epochs", "--hp", "--shadows", "--max-rows", "--limit"}
     assert _flags(pages["load"]) == {"--rows", "--dim", "--lengths", "--k", "--chunk-size", "--no-search", "--out"}
     assert "--kci" in _flags(pages["bioconvhash-mnist"]) and "--kci" not in _flags(pages["biohash-mnist"])
     assert "--tune-each-bits" in _flags(pages["mihash-ag-news"]) and "--val-splits" not in _flags(pages["mihash-ag-news"])
@@ -106,7 +106,7 @@ def test_bench_help_lists_every_suite(capsys):
     (["bench", "search", "--kci", "5", "--codes", "nosuch"], "--kci 5"),
     (["bench", "load", "--rows", "0", "--methods", "lsh"], "--methods lsh"),
     (["bench", "ingest", "--rows", "0", "--no-search"], "--no-search"),
-    (["bench", "biohash-mnist", "--limit", "0", "--maps", "3"], "--maps 3"),
+    (["bench", "biohash-mnist", "--max-rows", "0", "--maps", "3"], "--maps 3"),
 ])
 def test_a_flag_of_another_suite_is_a_usage_error(argv, flag, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -117,17 +117,18 @@ def test_a_flag_of_another_suite_is_a_usage_error(argv, flag, capsys):
 
 
 def test_shared_flag_names_say_what_they_mean_in_each_suite():
-    """``--k``, ``--limit``, ``--seeds`` and ``--merge`` mean different things in different suites: each
-    suite's help says which."""
+    """``--lengths``, ``--max-rows``, ``--seeds`` and ``--merge`` mean different things in different suites:
+    each suite's help says which (``--k`` and ``--limit`` are their deprecated 0.1.0 names)."""
     helps = {name: _option_helps(name) for name in OLD_NAMES}
     assert all(text for h in helps.values() for text in h.values()), "every flag has help text"
-    for flag in ("--k", "--limit", "--seeds", "--merge"):
+    for flag in ("--lengths", "--max-rows", "--seeds", "--merge"):
         texts = {name: h[flag] for name, h in helps.items() if flag in h}
         assert len(texts) >= 2 and len(set(texts.values())) >= 2, (flag, texts)  # not one text pasted everywhere
     assert "one value" in helps["load"]["--k"]
     assert "each a column" in helps["biohash-mnist"]["--k"]
-    assert "smoke run" in helps["encode"]["--limit"]
-    assert "fitted on" in helps["ingest"]["--limit"]
+    assert "smoke run" in helps["encode"]["--max-rows"]
+    assert "fitted on" in helps["ingest"]["--max-rows"]
+    assert helps["encode"]["--limit"].startswith("deprecated 0.1.0 name of --max-rows")
     assert "seeds 0 .. N-1" in helps["biohash-mnist"]["--seeds"]
     assert "test query draws" in helps["mihash-unsupervised"]["--seeds"]
     assert "cells" in helps["search"]["--merge"]

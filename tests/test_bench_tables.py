@@ -121,7 +121,7 @@ def test_run_table_keeps_the_cells_done_inside_a_seed(tiny_mnist, tmp_path, monk
     assert on_disk["per_seed"]["LSH"]["4"] == full["per_seed"]["LSH"]["4"][:1]
     # the missing cell run on its own, then merged: the whole run's table
     rest = tmp_path / "rest.json"
-    assert main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--k", "4", "--methods", "LSH", "--limit",
+    assert main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--lengths", "4", "--methods", "LSH", "--max-rows",
                  "300", "--seed-list", "1", "--out", str(rest)]) == 0
     merged = tmp_path / "m.json"
     assert main(["bench", "biohash-mnist", "--merge", str(out), str(rest), "--out", str(merged)]) == 0
@@ -135,8 +135,8 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     for the seeds it finished)."""
     from hashplug.cli import main
 
-    common = ["--data", str(tiny_mnist), "--k", "2", "4", "--methods", "LSH", "BioHash", "--epochs", "2",
-              "--limit", "400"]
+    common = ["--data", str(tiny_mnist), "--lengths", "2", "4", "--methods", "LSH", "BioHash", "--epochs", "2",
+              "--max-rows", "400"]
     whole = tmp_path / "whole.json"
     assert main(["bench", "biohash-mnist", *common, "--seeds", "3", "--out", str(whole)]) == 0
     a, b = tmp_path / "a.json", tmp_path / "b.json"
@@ -179,7 +179,7 @@ def test_merge_takes_the_cells_at_the_preset(tiny_mnist, tmp_path, capsys):
     k) cell's effective parameters with today's preset and lists the cells it leaves out."""
     from hashplug.cli import main
 
-    common = ["--data", str(tiny_mnist), "--k", "2", "4", "--methods", "BioHash", "--epochs", "2", "--limit", "400"]
+    common = ["--data", str(tiny_mnist), "--lengths", "2", "4", "--methods", "BioHash", "--epochs", "2", "--max-rows", "400"]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["bench", "biohash-mnist", *common, "--seed-list", "0", "--out", str(a)]) == 0
     assert main(["bench", "biohash-mnist", *common, "--seed-list", "1", "--out", str(b)]) == 0
@@ -220,8 +220,8 @@ def test_cli_bench_table(tiny_mnist, tmp_path, capsys):
     from hashplug.cli import main
 
     out = tmp_path / "cli.json"
-    rc = main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--k", "2", "--seeds", "1",
-               "--methods", "LSH", "ITQ", "--limit", "500", "--out", str(out)])
+    rc = main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--lengths", "2", "--seeds", "1",
+               "--methods", "LSH", "ITQ", "--max-rows", "500", "--out", str(out)])
     assert rc == 0
     assert set(json.loads(out.read_text())["rows"]) == {"LSH", "ITQ"}
     assert "ours / paper" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from hashplug.codes import indices_to_packed, pack_bits
 from hashplug.hamming import (
     hamming_distances,
     hamming_rank,
+    hamming_search,
     hamming_topk,
     overlap_from_indices,
     rank_distances,
@@ -134,12 +135,12 @@ def test_topk_tie_order_worked_example():
     )
     Q = pack_bits(np.zeros((1, 4), dtype=bool))
     # ascending distance, ties by lower index: 1 (0), 5 (0), 3 (1), 0 (2), 2 (2), 4 (2)
-    d, i = hamming_topk(Q, DB, 4)
+    i, d = hamming_search(Q, DB, 4)
     assert d.dtype == np.int32 and i.dtype == np.int64
     np.testing.assert_array_equal(i, [[1, 5, 3, 0]])  # R=4 cuts the distance-2 group: keep index 0
     np.testing.assert_array_equal(d, [[0, 0, 1, 2]])
     np.testing.assert_array_equal(hamming_rank(Q, DB), [[1, 5, 3, 0, 2, 4]])
-    d, i = hamming_topk(Q, DB, 5)
+    i, d = hamming_search(Q, DB, 5)
     np.testing.assert_array_equal(i, [[1, 5, 3, 0, 2]])
 
 
@@ -159,7 +160,7 @@ def test_topk_equals_stable_argsort_of_brute_force(seed, m, nq, ndb, data):
     chunk = data.draw(st.sampled_from([None, 1, 2]), label="chunk")
     brute = naive_hamming(Q, DB)
     order = np.argsort(brute, axis=1, kind="stable")
-    d, i = hamming_topk(Q, DB, R, chunk_size=chunk)
+    i, d = hamming_search(Q, DB, R, chunk_size=chunk)
     np.testing.assert_array_equal(i, order[:, :R])
     np.testing.assert_array_equal(d, np.take_along_axis(brute, order[:, :R], axis=1))
     np.testing.assert_array_equal(hamming_rank(Q, DB, chunk_size=chunk), order)
@@ -192,21 +193,24 @@ def test_errors():
     with pytest.raises(HashplugError, match="empty batch"):
         hamming_distances(P[:0], P)
     with pytest.raises(HashplugError, match="empty batch"):
-        hamming_topk(P, P[:0], 1)
+        hamming_search(P, P[:0], 1)
     with pytest.raises(HashplugError, match="0 bytes"):
         hamming_distances(np.zeros((2, 0), np.uint8), np.zeros((2, 0), np.uint8))
     with pytest.raises(HashplugError, match="2 bytes per code but B has 1"):
         hamming_distances(P, P[:, :1])
     with pytest.raises(HashplugError, match="None"):
         hamming_distances(None, P)
-    with pytest.raises(HashplugError, match="R=4 exceeds the 3 database items"):
+    with pytest.raises(HashplugError, match="limit=4 exceeds the 3 database items"):
+        hamming_search(P, P, 4)
+    with pytest.raises(HashplugError, match="limit must be >= 1"):
+        hamming_search(P, P, 0)
+    with pytest.raises(HashplugError, match="limit must be a positive int"):
+        hamming_search(P, P, 1.5)
+    with pytest.raises(HashplugError, match="limit is required"):
+        hamming_search(P, P, None)
+    # the deprecated 0.1.0 spelling still names its own keyword in its messages
+    with pytest.warns(DeprecationWarning), pytest.raises(HashplugError, match="R=4 exceeds the 3 database items"):
         hamming_topk(P, P, 4)
-    with pytest.raises(HashplugError, match="R must be >= 1"):
-        hamming_topk(P, P, 0)
-    with pytest.raises(HashplugError, match="R must be a positive int"):
-        hamming_topk(P, P, 1.5)
-    with pytest.raises(HashplugError, match="R is required"):
-        hamming_topk(P, P, None)
     with pytest.raises(HashplugError, match="chunk_size"):
         hamming_distances(P, P, chunk_size=0)
     with pytest.raises(HashplugError, match="NaN"):

@@ -55,7 +55,7 @@ elif point == "mid-catch-up":  # the deleted rows dropped, the new ones being re
     name = "_read" if hasattr(ix, "_read") else "_read_codes"  # (the name before issue 27)
     real_read = getattr(ix, name)
     setattr(ix, name, lambda h, column, where=None: die() if where else real_read(h, column, where))
-refresh = getattr(hashplug, "refresh_index", None)
+refresh = getattr(hashplug, "refresh_hamming_index", None)
 if refresh is None:  # before issue 27 the search saved the caught-up index
     hashplug.search(t, X[0], limit=1)
 else:
@@ -84,7 +84,7 @@ def test_sigkill_mid_save_or_catch_up_leaves_a_whole_index(tmp_path, digits, poi
     db = tmp_path / "db"
     np.save(tmp_path / "X.npy", X)  # the children's data (no sklearn import there)
     t = hashplug.ingest(db, X[:900], name="t", model=path, progress=False).table
-    folder = hashplug.build_index(t).folder
+    folder = hashplug.build_hamming_index(t).folder
     saved = _manifest(folder)
     proc = _run_child(_CHILD, db, point)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr[-2000:])
@@ -95,16 +95,16 @@ def test_sigkill_mid_save_or_catch_up_leaves_a_whole_index(tmp_path, digits, poi
     t = lancedb.connect(str(db)).open_table("t")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # caught up, not rebuilt: the old index is good
-        idx = ix.open_index(t)
+        idx = ix.open_hamming_index(t)
     assert idx.table_version == t.version and len(idx) == t.count_rows()
     h = at_version(t, idx.table_version)
     for r in (3, 950, 1500):
         code = query_code(t, X[r])
-        ids, dist = ix.index_search(idx, t, code.reshape(1, -1), 12)
+        ids, dist = ix.hamming_index_search(idx, t, code.reshape(1, -1), 12)
         assert_exact(ids[0], dist[0], h, code, 12)
         res = hashplug.search(t, X[r], limit=12)
         np.testing.assert_array_equal(res["_distance"].to_numpy(), dist[0].astype(np.float32))
-    hashplug.refresh_index(t)  # the next save removes what the killed writer left
+    hashplug.refresh_hamming_index(t)  # the next save removes what the killed writer left
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["index.json", "index.lock", _manifest(folder)["arrays_file"]]), names
 
@@ -128,10 +128,10 @@ handles = {}
 while True:
     last = (stop.exists() and out["checked"] >= 5) or len(out["errors"]) > 20
     try:
-        idx = ix.open_index(t, backend="numpy")
+        idx = ix.open_hamming_index(t, backend="numpy")
         r = int(rng.integers(0, 1797))
         code = query_code(t, X[r])
-        ids, dist = ix.index_search(idx, t, code.reshape(1, -1), 10)
+        ids, dist = ix.hamming_index_search(idx, t, code.reshape(1, -1), 10)
         h = handles.get(idx.table_version)
         if h is None:
             h = handles[idx.table_version] = lancedb.connect(db).open_table("t")
@@ -171,7 +171,7 @@ for s in range(900, 1700, 100):
     hashplug.add(t, {"vector": list(X[s:s + 100])})
     t.delete(f"_rowid % 11 = {s % 11}")
     if s % 200 == 0:
-        hashplug.refresh_index(t)
+        hashplug.refresh_hamming_index(t)
 stop.write_text("done")
 """
 
@@ -184,7 +184,7 @@ def test_processes_search_exactly_while_another_process_writes_and_saves(tmp_pat
     db = tmp_path / "db"
     np.save(tmp_path / "X.npy", X)  # the children's data (no sklearn import there)
     t = hashplug.ingest(db, X[:900], name="t", model=path, progress=False).table
-    hashplug.build_index(t)
+    hashplug.build_hamming_index(t)
     stop = tmp_path / "stop"
     ready = [tmp_path / f"ready{i}" for i in range(2)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -219,7 +219,7 @@ ready.write_text("1")
 while not go.exists():
     time.sleep(0.01)
 for _ in range(6):
-    hashplug.build_index(t)
+    hashplug.build_hamming_index(t)
 """
 
 
@@ -231,7 +231,7 @@ def test_two_processes_saving_at_once_leave_one_whole_index(tmp_path, digits):
     path = model(tmp_path, X)
     db = tmp_path / "db"
     t = hashplug.ingest(db, X[:1500], name="t", model=path, progress=False).table
-    folder = hashplug.build_index(t).folder
+    folder = hashplug.build_hamming_index(t).folder
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     ready = [tmp_path / f"ready{i}" for i in range(2)]

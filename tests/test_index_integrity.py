@@ -34,13 +34,13 @@ def _fresh_cache():
 def _search_exact(table, X, rows, limit=10, **kw):
     """Search through the index (as hashplug.search does) and check each result against brute force at the
     version the index covers."""
-    idx = ix.open_index(table, **kw)
+    idx = ix.open_hamming_index(table, **kw)
     assert idx is not None
     h = at_version(table, idx.table_version)
     for r in rows:
         code = query_code(table, X[r])
         q = code.reshape(1, -1) if idx.layout == "packed" else [code]
-        ids, dist = ix.index_search(idx, table, q, limit)
+        ids, dist = ix.hamming_index_search(idx, table, q, limit)
         assert_exact(ids[0], dist[0], h, code, limit)
     return idx
 
@@ -56,7 +56,7 @@ def test_a_dropped_and_recreated_table_never_uses_the_old_index(tmp_path, digits
     path = model(tmp_path, X)
     db = tmp_path / "db"
     t = hashplug.ingest(db, X[:1000], name="t", model=path, progress=False).table
-    hashplug.build_index(t)
+    hashplug.build_hamming_index(t)
     hashplug.search(t, X[3], limit=3)  # the old index cached in this process too
     lancedb.connect(str(db)).drop_table("t")
     t = hashplug.ingest(db, X[500:1500], name="t", model=path, progress=False).table
@@ -65,11 +65,11 @@ def test_a_dropped_and_recreated_table_never_uses_the_old_index(tmp_path, digits
     assert res.schema.metadata[b"hashplug.search_path"] == b"hashplug-index"
     for r in (1005, 1133, 1222, 1300, 1444):
         got = hashplug.search(t, X[r], limit=5)
-        want = hashplug.search(t, X[r], limit=5, use_index=False)
+        want = hashplug.search(t, X[r], limit=5, use_hamming_index=False)
         np.testing.assert_array_equal(got["_distance"].to_numpy(), np.sort(want["_distance"].to_numpy()))
     _search_exact(t, X, [1005, 1133, 1700])
     # saved again by the explicit write call, the index is bound to the new table and used without a rebuild
-    hashplug.refresh_index(t)
+    hashplug.refresh_hamming_index(t)
     ix._CACHE.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -86,11 +86,11 @@ def test_stable_row_ids_updated_in_place_rebuild_the_index(tmp_path, digits):
     t = db.create_table("t", schema=like.schema)  # hashplug's schema, in a table with stable row ids
     hashplug.add(t, {"vector": list(X[:400])})
     hashplug.add(t, {"vector": list(X[400:600])})
-    hashplug.build_index(t)
+    hashplug.build_hamming_index(t)
     hashplug.update(t, where="_rowid = 1", values={"vector": X[1500].tolist()})
     with pytest.warns(RuntimeWarning, match="stable row ids"):
         idx = _search_exact(t, X, [1500, 7, 450])
-    ids, dist = ix.index_search(idx, t, query_code(t, X[1500]).reshape(1, -1), 1)
+    ids, dist = ix.hamming_index_search(idx, t, query_code(t, X[1500]).reshape(1, -1), 1)
     assert dist[0, 0] == 0
 
 
@@ -101,13 +101,13 @@ def test_overwrite_compaction_and_restore_stay_exact(tmp_path, digits):
     path = model(tmp_path, X)
     t = hashplug.ingest(tmp_path / "db", X[:300], name="t", model=path, progress=False).table
     hashplug.add(t, {"vector": list(X[300:500])})
-    hashplug.build_index(t)
+    hashplug.build_hamming_index(t)
     v_built = t.version
     other = hashplug.ingest(tmp_path / "db2", X[600:700], name="o", model=path, progress=False).table.to_arrow()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no rebuild needed anywhere below
         t.add(other, mode="overwrite")
-        assert not ix.open_index(t).last_catch_up["rebuilt"]
+        assert not ix.open_hamming_index(t).last_catch_up["rebuilt"]
         _search_exact(t, X, [650, 5])
         hashplug.add(t, {"vector": list(X[700:800])})
         t.delete("_rowid % 3 = 0")
@@ -142,7 +142,7 @@ def test_reads_never_write_and_torn_indexes_are_rebuilt_not_errors(tmp_path, dig
     X, _ = digits
     path = model(tmp_path, X)
     t = hashplug.ingest(tmp_path / "db", X[:800], name="t", model=path, progress=False).table
-    folder = hashplug.build_index(t).folder
+    folder = hashplug.build_hamming_index(t).folder
     hashplug.add(t, {"vector": list(X[800:900])})
     t.delete("_rowid < 50")
     before = _files(folder)
@@ -184,9 +184,9 @@ def test_reads_never_write_and_torn_indexes_are_rebuilt_not_errors(tmp_path, dig
     arrays.write_bytes(good[:100])
     ix._CACHE.clear()
     with pytest.warns(RuntimeWarning):
-        pass_through = ix.open_index(t)
+        pass_through = ix.open_hamming_index(t)
     assert pass_through.last_catch_up["rebuilt"]
-    hashplug.refresh_index(t)
+    hashplug.refresh_hamming_index(t)
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["index.json", "index.lock", HammingIndex.read_manifest(folder)["arrays_file"]])
     ix._CACHE.clear()
@@ -198,7 +198,7 @@ def test_reads_never_write_and_torn_indexes_are_rebuilt_not_errors(tmp_path, dig
 
 def test_an_index_saved_in_the_first_format_still_loads_and_is_rebuilt_for_the_table(tmp_path, digits):
     """``hashplug-index/1`` (index.npz + index.json, no table binding) loads; for a table it is rebuilt (it
-    cannot be matched to the table's history), then saved in today's format by refresh_index."""
+    cannot be matched to the table's history), then saved in today's format by refresh_hamming_index."""
     import json
 
     from hashplug._files import sha256_arrays
@@ -206,7 +206,7 @@ def test_an_index_saved_in_the_first_format_still_loads_and_is_rebuilt_for_the_t
     X, _ = digits
     path = model(tmp_path, X, "indices")
     t = hashplug.ingest(tmp_path / "db", X[:500], name="t", model=path, layout="indices", progress=False).table
-    idx = hashplug.build_index(t, save=False)
+    idx = hashplug.build_hamming_index(t, save=False)
     folder = ix.default_index_folder(t, "code")
     folder.mkdir(parents=True)
     arrays = idx._arrays()
@@ -218,7 +218,7 @@ def test_an_index_saved_in_the_first_format_still_loads_and_is_rebuilt_for_the_t
     assert len(old) == 500 and old.binding is None
     with pytest.warns(RuntimeWarning, match="without a table binding"):
         _search_exact(t, X, [3, 600])
-    hashplug.refresh_index(t)
+    hashplug.refresh_hamming_index(t)
     assert HammingIndex.read_manifest(folder)["format"] == "hashplug-index/2"
     assert not (folder / "index.npz").exists()
 
@@ -264,7 +264,7 @@ def test_threads_search_while_another_adds_and_deletes(tmp_path, digits, layout)
     X, _ = digits
     path = model(tmp_path, X, layout)
     t = hashplug.ingest(tmp_path / "db", X[:600], name="t", model=path, layout=layout, progress=False).table
-    folder = hashplug.build_index(t).folder
+    folder = hashplug.build_hamming_index(t).folder
     saved = _files(folder)
     seen: list[tuple[int, int, np.ndarray, np.ndarray]] = []
     errors: list[BaseException] = []
@@ -275,10 +275,10 @@ def test_threads_search_while_another_adds_and_deletes(tmp_path, digits, layout)
         rng = np.random.default_rng(seed)
         try:
             while not done.is_set() or len(seen) < 40:
-                idx = ix.open_index(t)
+                idx = ix.open_hamming_index(t)
                 r = int(rng.choice(list(codes)))
                 q = codes[r].reshape(1, -1) if layout == "packed" else [codes[r]]
-                ids, dist = ix.index_search(idx, t, q, 8, where="_rowid % 2 = 0" if seed % 2 else None)
+                ids, dist = ix.hamming_index_search(idx, t, q, 8, where="_rowid % 2 = 0" if seed % 2 else None)
                 res = hashplug.search(t, X[r], limit=8)
                 assert res.num_rows == 8 and len(set(res["code"].to_pylist().__repr__())) > 0
                 seen.append((idx.table_version, r, ids[0], dist[0], seed % 2))
@@ -336,16 +336,16 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             self.t = hashplug.ingest(self.db, X[:200], name="t", model=paths[self.layout], layout=self.layout,
                                      progress=False).table
             ix._CACHE.clear()
-            hashplug.build_index(self.t)  # every run starts with a saved index to keep right
+            hashplug.build_hamming_index(self.t)  # every run starts with a saved index to keep right
 
         def _check(self, r):
-            idx = ix.open_index(self.t)
+            idx = ix.open_hamming_index(self.t)
             if idx is None:
                 return
             h = at_version(self.t, idx.table_version)
             code = query_code(self.t, X[r])
             q = code.reshape(1, -1) if idx.layout == "packed" else [code]
-            ids, dist = ix.index_search(idx, self.t, q, 7)
+            ids, dist = ix.hamming_index_search(idx, self.t, q, 7)
             assert_exact(ids[0], dist[0], h, code, 7)
             assert len(idx) == h.count_rows()
 
@@ -380,12 +380,12 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
 
         @rule(r=st.integers(0, 1796))
         def build(self, r):
-            hashplug.build_index(self.t)
+            hashplug.build_hamming_index(self.t)
             self._check(r)
 
         @rule(r=st.integers(0, 1796))
         def refresh(self, r):
-            hashplug.refresh_index(self.t)
+            hashplug.refresh_hamming_index(self.t)
             self._check(r)
 
         @rule(r=st.integers(0, 1796))

@@ -7,7 +7,7 @@ import pytest
 
 import hashplug
 from hashplug.hamming import hamming_distances
-from hashplug.integrations.index import build_index, index_search, open_index
+from hashplug.integrations.index import build_hamming_index, hamming_index_search, open_hamming_index
 from hashplug.validation import ModelMismatchError
 
 pytest.importorskip("lancedb")
@@ -47,10 +47,10 @@ def test_index_matches_brute_force_and_catches_up(tmp_path, digits, name, kind, 
     out = hashplug.ingest(tmp_path / "db", X[:1200], name="t", model=str(path), layout=layout,
                           columns={"label": y[:1200].astype(np.int64), "id": np.arange(1200)}, progress=False)
     table = out.table
-    idx = build_index(table)
+    idx = build_hamming_index(table)
     qpacked = enc.encode(X[1500:1505])
     for q in qpacked:
-        got_ids, got_d = index_search(idx, table, q.reshape(1, -1), 20)
+        got_ids, got_d = hamming_index_search(idx, table, q.reshape(1, -1), 20)
         want_ids, want_d = _brute(table, "code", q, 20)
         np.testing.assert_array_equal(got_d[0], want_d)
         np.testing.assert_array_equal(got_ids[0], want_ids)
@@ -58,16 +58,16 @@ def test_index_matches_brute_force_and_catches_up(tmp_path, digits, name, kind, 
     hashplug.add(table, {"vector": list(X[1200:1400]), "label": y[1200:1400].astype(np.int64),
                          "id": np.arange(1200, 1400)})
     table.delete("id < 100 OR id = 1300")
-    idx2 = open_index(table)
+    idx2 = open_hamming_index(table)
     # 200 rows added, then 101 deleted: 100 of the indexed rows and one of the new (never read)
     assert idx2.last_catch_up["added"] == 199 and idx2.last_catch_up["deleted"] == 100
     assert len(idx2) == table.count_rows()
     for q in qpacked[:2]:
-        got_ids, got_d = index_search(idx2, table, q.reshape(1, -1), 15, where="label = 3")
+        got_ids, got_d = hamming_index_search(idx2, table, q.reshape(1, -1), 15, where="label = 3")
         want_ids, want_d = _brute(table, "code", q, 15, where="label = 3")
         np.testing.assert_array_equal(got_d[0], want_d)
         np.testing.assert_array_equal(got_ids[0], want_ids)
-    again = open_index(table)  # the caught-up snapshot is shared: nothing left to do, nothing re-read
+    again = open_hamming_index(table)  # the caught-up snapshot is shared: nothing left to do, nothing re-read
     assert again is idx2 and again.table_version == table.version
 
 
@@ -75,12 +75,12 @@ def test_an_index_of_another_model_is_refused(tmp_path, digits):
     X, y = digits
     path, _ = _model(tmp_path, "lsh", "dense", X)
     out = hashplug.ingest(tmp_path / "db", X[:300], name="t", model=str(path), progress=False)
-    idx = build_index(out.table)
+    idx = build_hamming_index(out.table)
     idx.model_sha256 = "0" * 64
     idx.save(idx.folder)
-    with pytest.raises(ModelMismatchError, match="rebuild it with hashplug.build_index"):
-        open_index(out.table)
-    assert open_index(out.table, folder=tmp_path / "elsewhere") is None
+    with pytest.raises(ModelMismatchError, match="rebuild it with hashplug.build_hamming_index"):
+        open_hamming_index(out.table)
+    assert open_hamming_index(out.table, folder=tmp_path / "elsewhere") is None
 
 
 @pytest.mark.parametrize("layout", ["packed", "indices"])
@@ -94,15 +94,15 @@ def test_hashplug_search_uses_the_index_when_there_is_one(tmp_path, digits, layo
     before = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2")
     assert before.schema.metadata[b"hashplug.search_path"] in (b"lancedb", b"lancedb-label-list")
     with pytest.raises(hashplug.HashplugError, match="has no hashplug index"):
-        hashplug.search(table, X[900], limit=3, use_index=True)
-    build_index(table)
+        hashplug.search(table, X[900], limit=3, use_hamming_index=True)
+    build_hamming_index(table)
     res = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2")
     assert res.schema.metadata[b"hashplug.search_path"] == b"hashplug-index"
     assert res.column_names == before.column_names
     # exact: the same distances as LanceDB's exhaustive search (ties may be ordered differently there)
     np.testing.assert_array_equal(res["_distance"].to_numpy(), np.sort(before["_distance"].to_numpy()))
     assert (res["label"].to_numpy() >= 2).all()
-    forced = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2", use_index=False)
+    forced = hashplug.search(table, X[900], limit=12, columns=["label"], where="label >= 2", use_hamming_index=False)
     assert forced.schema.metadata[b"hashplug.search_path"] != b"hashplug-index"
 
 
@@ -115,19 +115,19 @@ def test_where_prefilter_is_cached_per_table_version(tmp_path, digits, name, kin
     out = hashplug.ingest(tmp_path / "db", X[:800], name="t", model=str(path), layout=layout,
                           columns={"label": y[:800].astype(np.int64), "id": np.arange(800)}, progress=False)
     table = out.table
-    idx = build_index(table)
+    idx = build_hamming_index(table)
     q = enc.encode(X[900:901])
-    first = index_search(idx, table, q, 10, where="label = 4")
+    first = hamming_index_search(idx, table, q, 10, where="label = 4")
     scans = []
     real = ix.HammingIndex.positions_of
     monkeypatch.setattr(ix.HammingIndex, "positions_of", lambda self, ids: scans.append(1) or real(self, ids))
-    again = index_search(idx, table, q, 10, where="label = 4")  # same version, same filter: cached
+    again = hamming_index_search(idx, table, q, 10, where="label = 4")  # same version, same filter: cached
     assert scans == [] and all(np.array_equal(a, b) for a, b in zip(first, again))
     np.testing.assert_array_equal(again[0][0], _brute(table, "code", q[0], 10, where="label = 4")[0])
     # a new version (rows added): the filter runs again and sees the new rows
     hashplug.add(table, {"vector": list(X[800:1000]), "label": y[800:1000].astype(np.int64), "id": np.arange(800, 1000)})
-    idx = open_index(table)
-    got_ids, got_d = index_search(idx, table, q, 10, where="label = 4")
+    idx = open_hamming_index(table)
+    got_ids, got_d = hamming_index_search(idx, table, q, 10, where="label = 4")
     assert scans == [1]
     want_ids, want_d = _brute(table, "code", q[0], 10, where="label = 4")
     np.testing.assert_array_equal(got_d[0], want_d)

@@ -97,13 +97,13 @@ def test_indices_layout_cannot_be_a_lance_model(world, tmp_path):
 # --------------------------------------------------------------------------------- item 2: limit and rerankers
 def test_limit_is_bounded_with_a_clear_error(world):
     tbl, X = world["tbl"], world["X"]
-    for use_index in (False, None):
+    for use_hamming_index in (False, None):
         with pytest.raises(HashplugError, match=r"limit=1000000000000 .*limit=table.count_rows\(\)"):
-            hashplug.search(tbl, X[0], limit=10**12, use_index=use_index)
-    res = hashplug.search(tbl, X[0], limit=hl.search.__globals__["MAX_LIMIT"], use_index=False)
+            hashplug.search(tbl, X[0], limit=10**12, use_hamming_index=use_hamming_index)
+    res = hashplug.search(tbl, X[0], limit=hl.search.__globals__["MAX_LIMIT"], use_hamming_index=False)
     assert res.num_rows == N
     # the reranker's over-fetch (limit * 4) is capped too, instead of overflowing inside LanceDB
-    res = hashplug.search(tbl, X[0], limit=2**31 - 1, reranker=hashplug.HammingReranker(), use_index=False)
+    res = hashplug.search(tbl, X[0], limit=2**31 - 1, reranker=hashplug.HammingReranker(), use_hamming_index=False)
     assert res.num_rows == N and res["id"][0].as_py() == 0
 
 
@@ -125,7 +125,7 @@ def test_search_refuses_an_object_that_is_not_a_reranker(world):
 
 def test_search_columns_may_name_the_distance(world):
     """columns=['id', '_distance'] crashed inside LanceDB ("Duplicate column name: _distance")."""
-    res = hashplug.search(world["tbl"], world["X"][4], limit=3, columns=["id", "_distance"], use_index=False)
+    res = hashplug.search(world["tbl"], world["X"][4], limit=3, columns=["id", "_distance"], use_hamming_index=False)
     assert res.column_names == ["id", "_distance"] and res["id"][0].as_py() == 4
 
 

@@ -477,7 +477,7 @@ def test_knn_relation_and_batches():
 def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digits_split, tmp_path):
     """Trained on the same budget from the same ITQ start, the knn neighbourhood puts more of each test
     item's 10 nearest training items (cosine) within its 50 nearest codes than the LabelMe distance rule."""
-    from hashplug.hamming import hamming_topk
+    from hashplug.hamming import hamming_search
 
     Xdb, _, Xq, _ = digits_split
     common = dict(k=32, init="itq", epochs=15, optimizer="adam", lr=1e-3, batch_size=128, random_state=0,
@@ -487,7 +487,7 @@ def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digit
     true = np.argsort(-(Qn @ Dn.T), axis=1, kind="stable")[:, :10]  # each query's cosine top 10
 
     def recall(enc):
-        top = hamming_topk(enc.encode(Xq), enc.encode(Xdb), 50)[1]
+        top = hamming_search(enc.encode(Xq), enc.encode(Xdb), 50)[0]
         return np.mean([len(set(t) & set(r)) / 10 for t, r in zip(top.tolist(), true.tolist())])
 
     knn = MIHash(neighbours="knn", n_neighbours=10, **common).fit(Xdb)

@@ -188,7 +188,7 @@ X = np.load(x)
 func = get_registry().get("hashplug").create(model=model)
 tbl = lancedb.connect(db).create_table("t", schema=schema(func, extra={"id": pa.int64()}))
 tbl.add(pa.table({"id": np.arange(len(X)), "vector": list(X)}))
-hashplug.build_index(tbl)
+hashplug.build_hamming_index(tbl)
 hits = hashplug.search(tbl, X[3], limit=5)
 print("loaded", sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))
 """

@@ -152,7 +152,7 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
     assert counts["functions"] <= 1
     for with_index in (False, True):
         if with_index:
-            hashplug.build_index(t)
+            hashplug.build_hamming_index(t)
         for k in counts:
             counts[k] = 0
         res = hashplug.search(t, X[7], limit=5)
@@ -171,14 +171,14 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
 
 # ---------------------------------------------------------------------------------------------- the binding
 def test_the_hamming_index_knows_nothing_of_lancedb(tmp_path, digits):
-    """build_index returns a BoundIndex (table, column, version, binding, prefilter cache) holding a plain
+    """build_hamming_index returns a BoundIndex (table, column, version, binding, prefilter cache) holding a plain
     HammingIndex; the index's save format carries the binding as generic metadata, read back as such."""
     from hashplug.index import HammingIndex
     from hashplug.integrations.index import BoundIndex
 
     X, _ = digits
     t = hashplug.ingest(tmp_path / "db", X[:200], name="t", model=_model(tmp_path, X), progress=False).table
-    bound = hashplug.build_index(t)
+    bound = hashplug.build_hamming_index(t)
     assert isinstance(bound, BoundIndex) and isinstance(bound.index, HammingIndex)
     assert (bound.column, bound.table_version, len(bound)) == ("code", t.version, 200)
     plain = vars(bound.index)

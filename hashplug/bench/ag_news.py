@@ -26,6 +26,7 @@ from .suite import (
     add_grid,
     add_hp,
     add_lengths,
+    add_max_rows,
     add_out,
     lengths_of,
     register_suite,
@@ -479,8 +480,7 @@ class AgNewsSuite(Suite):
         add_lengths(parser, "code lengths (bits) of the dense families, each run at all of them (default: "
                                  + "; ".join(f"{f} {' '.join(map(str, b))}" for f, b in AG_NEWS_DENSE.items()) + ")")
         add_epochs(parser, "BioHash (default: its ag_news preset's)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="truncate the database to N rows (smoke runs; not the reference protocol)")
+        add_max_rows(parser, "truncate the database to N rows (smoke runs; not the reference protocol)")
         add_hp(parser, 'BioHash parameters, optionally with "sizes": [[m, k], ...] and "centers": [false, true]')
         add_grid(parser, "BioHash parameter -> values, chosen per (m, k, center) by same-label P@10")
         add_out(parser)
@@ -501,7 +501,7 @@ class AgNewsSuite(Suite):
             hp=hp,
             grid=grid,
             epochs=args.epochs,
-            limit=args.limit,
+            limit=args.max_rows,
         )
         write_json(res, args.out)
         return res

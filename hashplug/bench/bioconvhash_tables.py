@@ -29,7 +29,17 @@ from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
 from .biohash_tables import DATASETS, PAPER
-from .suite import Suite, add_data, add_epochs, add_hp, add_lengths, add_out, lengths_of, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_epochs,
+    add_hp,
+    add_lengths,
+    add_max_rows,
+    add_out,
+    lengths_of,
+    register_suite,
+)
 from .tables import _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
@@ -657,8 +667,7 @@ class BioConvHashTableSuite(Suite):
                             help="database images encoded by numpy and ONNX on the first seed (0: skip)")
         add_hp(parser, "BioConvHash parameters over its preset for the dataset")
         add_epochs(parser)
-        parser.add_argument("--limit", type=int, default=None,
-                            help="a stratified subset of N images before the split (smoke runs; not the paper "
+        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
                                  "protocol)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine these result JSONs of runs on other seeds (each finished, same "
@@ -677,7 +686,7 @@ class BioConvHashTableSuite(Suite):
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=args.limit,
+            limit=args.max_rows,
             filters_png=args.filters_png,
             onnx_check=int(args.onnx_check),
         )

@@ -34,6 +34,7 @@ from .suite import (
     add_grid,
     add_hp,
     add_lengths,
+    add_max_rows,
     add_out,
     lengths_of,
     register_suite,
@@ -483,8 +484,7 @@ class BioHashTableSuite(Suite):
                             help="table rows, registry or display names (default: the encoders with a preset "
                                  "for the dataset)")
         add_epochs(parser)
-        parser.add_argument("--limit", type=int, default=None,
-                            help="a stratified subset of N images before the split (smoke runs; not the paper "
+        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
                                  "protocol)")
         add_hp(parser, '{method: {param: value, "by_k": {...}}} over the presets, e.g. \'{"BioHash": {"delta": 0.1}}\'')
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -503,7 +503,7 @@ class BioHashTableSuite(Suite):
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=args.limit,
+            limit=args.max_rows,
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -543,13 +543,12 @@ class BioHashTuneSuite(Suite):
                                  "tuning grid)")
         add_grid(parser, "parameter -> values (a product) or a list of settings (default: the method's tuning grid)")
         add_epochs(parser)
-        parser.add_argument("--limit", type=int, default=None,
-                            help="a stratified subset of N images before the split (smoke runs)")
+        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs)")
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return tune(self.datasets[name], args.data, ks=lengths_of(args) or (2, 8, 32), epochs=args.epochs, out=args.out,
-                    limit=args.limit, grid=json.loads(args.grid) if args.grid else None,
+                    limit=args.max_rows, grid=json.loads(args.grid) if args.grid else None,
                     method=(args.methods or [None])[0])
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

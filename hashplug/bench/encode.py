@@ -19,7 +19,7 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
-from .suite import Suite, add_data, add_epochs, add_lengths, add_out, lengths_of, register_suite
+from .suite import Suite, add_data, add_epochs, add_lengths, add_max_rows, add_out, lengths_of, register_suite
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -271,16 +271,15 @@ class EncodeSuite(Suite):
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder names (default: every registered encoder)")
         add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="smoke run: fit on N rows, a pool of N rows and short timings")
+        add_max_rows(parser, "smoke run: fit on N rows, a pool of N rows and short timings")
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if args.limit is not None:
+        if args.max_rows is not None:
             kw = {
-                "n_fit": int(args.limit),
-                "pool": int(args.limit),
+                "n_fit": int(args.max_rows),
+                "pool": int(args.max_rows),
                 "repeats": 2,
                 "target_seconds": 0.01,
                 "max_calls": 3,

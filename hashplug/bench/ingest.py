@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, load_mnist_float, write_json
-from .suite import Suite, add_data, add_lengths, add_out, lengths_of, register_suite
+from .suite import Suite, add_data, add_lengths, add_max_rows, add_out, lengths_of, register_suite
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -324,15 +324,14 @@ class IngestSuite(Suite):
         add_lengths(parser, "code length of the encoder (the first value; default 64)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder fitted and exported (the first name; default lsh)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="rows the encoder is fitted on (default 10000)")
+        add_max_rows(parser, "rows the encoder is fitted on (default 10000)")
         parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if args.limit is not None:
-            kw["n_fit"] = int(args.limit)
+        if args.max_rows is not None:
+            kw["n_fit"] = int(args.max_rows)
         if getattr(args, "chunk_size", None):
             kw["chunk_size"] = int(args.chunk_size)
         method = (args.methods or ["lsh"])[0]

@@ -6,7 +6,7 @@ with a dense encoder (LSH, ``bits`` bits); a sampler thread reads the process's 
 (``/proc/self/statm``) every 50 ms. A second process (``spawn``) opens the same database with
 ``read_consistency_interval=0`` (it sees every commit) and calls :func:`hashplug.search` in a loop while the
 ingest runs, recording each latency and the rows it saw. After the ingest, a fresh connection times the first
-search (LanceDB's exhaustive Hamming scan), :func:`hashplug.build_index` and the first search through the
+search (LanceDB's exhaustive Hamming scan), :func:`hashplug.build_hamming_index` and the first search through the
 index, and checks that every probe row is found at distance 0.
 
 Reported (JSON ``rows``, one per phase): rows/s, peak RSS of the ingesting process (and its RSS before the
@@ -130,7 +130,7 @@ def _searcher(db_path: str, name: str, stop_file: str, out_file: str, dim: int, 
         q = centers[rng.integers(0, len(centers))] + 0.5 * rng.standard_normal(dim).astype(np.float32)
         t0 = time.perf_counter()
         try:
-            hashplug.search(tbl, q, limit=limit, use_index=False)
+            hashplug.search(tbl, q, limit=limit, use_hamming_index=False)
         except Exception as exc:  # noqa: BLE001 - a benchmark records what went wrong and goes on
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             time.sleep(0.05)
@@ -264,10 +264,10 @@ def _after_ingest(db_path: str, rows: int, dim: int, centers: np.ndarray, seed: 
     pick = np.random.default_rng(seed + 2).choice(rows, size=min(probes, rows), replace=False)
     Xp = np.concatenate([_rows(int(i), 1, dim, centers, seed) for i in pick])
     t1 = time.perf_counter()
-    first = hashplug.search(tbl, Xp[0], limit=limit, use_index=False)
+    first = hashplug.search(tbl, Xp[0], limit=limit, use_hamming_index=False)
     first_lancedb_s = time.perf_counter() - t1
     t1 = time.perf_counter()
-    hashplug.build_index(tbl)
+    hashplug.build_hamming_index(tbl)
     build_s = time.perf_counter() - t1
     t1 = time.perf_counter()
     hashplug.search(tbl, Xp[0], limit=limit)

@@ -39,6 +39,7 @@ from .suite import (
     add_grid,
     add_hp,
     add_lengths,
+    add_max_rows,
     add_out,
     add_png,
     lengths_of,
@@ -739,8 +740,7 @@ class MIHashSupervisedSuite(Suite):
         parser.add_argument("--methods", nargs="+", default=None,
                             help=f"table rows (default all: {' '.join(SUPERVISED_METHODS)})")
         add_epochs(parser, "the gradient methods (default 50)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="a random subset of N rows before the split (smoke runs; not the paper protocol)")
+        add_max_rows(parser, "a random subset of N rows before the split (smoke runs; not the paper protocol)")
         add_hp(parser, '{row name: {param: value}}; a gradient method given here skips its validation grid')
         add_grid(parser, "a list of settings for every gradient method, or {row name: [settings]}")
         parser.add_argument("--tune-each-bits", action="store_true",
@@ -751,7 +751,7 @@ class MIHashSupervisedSuite(Suite):
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_supervised(self.datasets[name], args.data, bits=lengths_of(args) or (12, 24, 32, 48), seeds=args.seeds,
                               methods=args.methods, epochs=args.epochs or 50,
-                              hp=json.loads(args.hp) if args.hp else None, limit=args.limit,
+                              hp=json.loads(args.hp) if args.hp else None, limit=args.max_rows,
                               out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
                               tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
 
@@ -778,8 +778,7 @@ class MIHashUnsupervisedSuite(Suite):
                             help="validation queries per class in each split")
         add_hp(parser, "the trained encoder's fixed settings (updated)")
         add_grid(parser, "a list of settings of the trained encoder (replaces its grid)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="truncate the database to N rows (smoke runs; not the protocol)")
+        add_max_rows(parser, "truncate the database to N rows (smoke runs; not the protocol)")
         add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -788,7 +787,7 @@ class MIHashUnsupervisedSuite(Suite):
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
         return run_unsupervised(args.data, bits=lengths_of(args) or (128, 192, 256), method=(args.methods or ["mihash"])[0],
                                 seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
-                                base=json.loads(args.hp) if args.hp else None, limit=args.limit, out=args.out,
+                                base=json.loads(args.hp) if args.hp else None, limit=args.max_rows, out=args.out,
                                 grid=json.loads(args.grid) if args.grid else None)
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

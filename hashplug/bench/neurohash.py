@@ -45,6 +45,7 @@ from .suite import (
     add_grid,
     add_hp,
     add_lengths,
+    add_max_rows,
     add_out,
     add_png,
     lengths_of,
@@ -512,17 +513,16 @@ class _NeuroHashSuite(Suite):
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         add_data(parser, "MNIST file (the scenes' digits and the digit CNN's training set)")
-        parser.add_argument("--limit", type=int, default=None,
-                            help="smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
+        add_max_rows(parser, "smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
                                  "trained on min(60000, 10 N) digits (not the paper protocol)")
         add_hp(parser, "NeuroHash parameters (e.g. {\"lambdas\": {\"o\": 0.1}})")
         add_out(parser)
 
     def settings(self, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {"hp": json.loads(args.hp) if args.hp else None, "out": args.out}
-        if args.limit:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
-            kw.update(n_db=int(args.limit), n_q=max(50, int(args.limit) // 10),
-                      cnn_train=min(60000, 10 * int(args.limit)))
+        if args.max_rows:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
+            kw.update(n_db=int(args.max_rows), n_q=max(50, int(args.max_rows) // 10),
+                      cnn_train=min(60000, 10 * int(args.max_rows)))
         return kw
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -240,6 +240,30 @@ class _DeprecatedK(argparse.Action):
         namespace.lengths_flag = "--k"
 
 
+class _RenamedOption(argparse.Action):
+    """A 0.1.0 option name that keeps working for one release: stores into the new option's ``dest`` and says so
+    on stderr (argparse's own ``deprecated=`` exists only from Python 3.13)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"{parser.prog}: {option_string} is deprecated (removed in 0.3.0); use {self.new}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_max_rows(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--max-rows N``: a smaller run on N rows (``what`` says which rows); ``--limit`` is its deprecated
+    0.1.0 name (``limit`` is the number of search results everywhere else)."""
+    parser.add_argument("--max-rows", dest="max_rows", type=int, default=None, help=what)
+    parser.add_argument("--limit", dest="max_rows", type=int, default=None, action=_RenamedOption,
+                        new="--max-rows", help=f"deprecated 0.1.0 name of --max-rows: {what}")
+
+
 def add_lengths(parser: argparse.ArgumentParser, what: str) -> None:
     """``--lengths``: the hash lengths (values of the encoders' ``k``) a suite runs at; ``--k`` is its
     deprecated 0.1.0 name (accepted, with a message on stderr)."""

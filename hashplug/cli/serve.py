@@ -56,12 +56,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     print(f"ingested {res.rows_written} rows ({res.rows_skipped} skipped by resume) in {res.chunks} commits, "
           f"{dt:.1f} s ({res.rows_written / max(dt, 1e-9):,.0f} rows/s); table has {res.table.count_rows()} rows")
-    if args.index:
-        from ..integrations.lancedb import create_index
+    if args.index_old:
+        print("hashplug ingest: --index is deprecated (removed in 0.3.0); use --lancedb-index (LanceDB's "
+              "approximate index) or --hamming-index (hashplug's exact one).", file=sys.stderr)
+    if args.lancedb_index or args.index_old:
+        from ..integrations.lancedb import create_lancedb_index
 
-        create_index(res.table)
-        print("index built")
+        create_lancedb_index(res.table)
+        print("LanceDB index built (IVF_FLAT hamming)" if _is_packed(res.table) else "LanceDB index built (LABEL_LIST)")
+    if args.hamming_index:
+        from ..integrations.index import build_hamming_index
+
+        t1 = time.perf_counter()
+        bound = build_hamming_index(res.table)
+        print(f"Hamming index built: {len(bound)} rows in {time.perf_counter() - t1:.1f} s")
     return 0
+
+
+def _is_packed(table: Any) -> bool:
+    from ..integrations.lancedb import get_function
+
+    return get_function(table)[2].layout == "packed"
 
 
 #: Rows per file the generated ids can number (the low 32 bits of an id).
@@ -264,7 +279,18 @@ def _add_ingest(sub: Any) -> None:
     )
     i.add_argument("--scale", type=float, default=None,
                    help="divide a .npy/.npz source by this (> 0); refused for a model that already scales")
-    i.add_argument("--index", action="store_true", help="build the index afterwards")
+    i.add_argument(
+        "--lancedb-index", action="store_true",
+        help="afterwards build LanceDB's approximate index on the code column (IVF_FLAT hamming for packed "
+        "codes, LABEL_LIST for indices): hashplug.create_lancedb_index",
+    )
+    i.add_argument(
+        "--hamming-index", action="store_true",
+        help="afterwards build hashplug's exact Hamming index, which hashplug search uses: "
+        "hashplug.build_hamming_index",
+    )
+    i.add_argument("--index", dest="index_old", action="store_true",
+                   help="deprecated 0.1.0 name of --lancedb-index")
     i.set_defaults(func=cmd_ingest)
 
 

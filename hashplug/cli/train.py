@@ -284,7 +284,7 @@ def run_demo(
     from ..encoders import encoder_class, get_encoder, get_preset, get_tags
     from ..export import to_onnx
     from ..integrations.ingest import ingest
-    from ..integrations.lancedb import create_index, get_function, search
+    from ..integrations.lancedb import create_lancedb_index, get_function, search
     from ..metrics import map_from_codes
     from ..runtime import OnnxEncoder
 
@@ -327,7 +327,7 @@ def run_demo(
                  columns={"id": db.astype(np.int64), "label": y[db].astype(np.int64)}, progress=False)
     tbl = res.table
     if tbl.count_rows() >= 256:
-        create_index(tbl)
+        create_lancedb_index(tbl)
     col, _, _ = get_function(tbl)
     code_type = tbl.schema.field(col).type
     print(f"[4/5] ingested {res.rows_written} rows into {uri}/digits.lance; code column {col}: {code_type}")

@@ -367,7 +367,8 @@ class BaseEncoder:
         layout : {"packed", "indices", "pm1"}
             How the codes are stored (0.1.0 name: ``format``, deprecated).
             ``packed``: ndarray of shape (n, ceil(m/8)), dtype=uint8 (np.packbits order);
-            ``indices``: ndarray of shape (n, k), dtype=int64, ascending (k-hot encoders only);
+            ``indices``: ndarray of shape (n, k), dtype=int32, ascending (k-hot encoders only;
+            :data:`hashplug.codes.INDEX_DTYPE`);
             ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
         batch_size : int
             Rows per chunk; memory stays bounded by ``batch_size * m``.
@@ -384,7 +385,7 @@ class BaseEncoder:
             elif layout == "pm1":
                 out.append(np.where(bits, np.int8(1), np.int8(-1)))
             else:
-                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(np.int64))
+                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(_codes.INDEX_DTYPE))
         return np.concatenate(out, axis=0)
 
     @renamed_kwargs(format="layout")

@@ -79,7 +79,7 @@ def prepare_folder(folder: str | Path) -> Path:
 def folder_lock(folder: str | Path) -> Iterator[None]:
     """Hold the inter-process write lock of an index folder (``fcntl.flock`` on ``<folder>/index.lock``).
 
-    Writers of one folder (``save``, ``build_index``, ``refresh_index``) take it, so two processes saving at
+    Writers of one folder (``save``, ``build_hamming_index``, ``refresh_hamming_index``) take it, so two processes saving at
     once run one after the other. Readers never need it: the manifest is replaced atomically. Where ``fcntl``
     does not exist (Windows) only the atomic replace protects concurrent writers.
     """
@@ -698,7 +698,7 @@ def _warn_old_attr(name: str) -> None:
     warnings.warn(
         f"HammingIndex.{name} is deprecated and will be removed in 0.3: the index knows nothing of tables; read "
         f"index.metadata[{_OLD_ATTRS[name]!r}], or the attribute of the table's hashplug.integrations.index."
-        "BoundIndex (what build_index / open_index return).",
+        "BoundIndex (what build_hamming_index / open_hamming_index return).",
         DeprecationWarning,
         stacklevel=3,
     )
