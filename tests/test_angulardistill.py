@@ -17,7 +17,7 @@ from hashplug.validation import HashplugError  # noqa: E402
 
 def _cosine_recall(enc, q, db, R=10, candidates=50):
     """Share of each query's exact cosine top R found among its ``candidates`` nearest codes (Hamming)."""
-    cq, cdb = enc.encode(q, format="pm1"), enc.encode(db, format="pm1")
+    cq, cdb = enc.encode(q, layout="pm1"), enc.encode(db, layout="pm1")
     qn = q / np.linalg.norm(q, axis=1, keepdims=True)
     dn = db / np.linalg.norm(db, axis=1, keepdims=True)
     true = np.argsort(-(qn @ dn.T), axis=1, kind="stable")[:, :R]

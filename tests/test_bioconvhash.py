@@ -54,7 +54,7 @@ def test_forward_pass_worked_by_hand():
     np.testing.assert_allclose(feats, [[2**-0.5, 2**-0.5]], rtol=1e-6)
     np.testing.assert_allclose(enc.scores(x[None]), [[2**-0.5, 2**-0.5]], rtol=1e-6)
     # the two units tie: the lower index wins (unit 0)
-    np.testing.assert_array_equal(enc.encode(x[None], format="indices"), [[0]])
+    np.testing.assert_array_equal(enc.encode(x[None], layout="indices"), [[0]])
     # k_CI = 2 at location (0,0) also keeps b's 0; nothing changes. Darken the top-left pixel to a tiny
     # value: patch normalisation keeps its cosine at 1, so the features do not move.
     x2 = x.copy()
@@ -118,7 +118,7 @@ def test_codes_from_features_match_encode(small, images):
     same = np.all(small.codes_from_features(small.pooled_features(X)) == small.encode(X), axis=1)
     assert same.mean() >= 0.99
     np.testing.assert_array_equal(
-        small.codes_from_features(small.pooled_features(X[:20]), format="indices"), small.encode(X[:20], "indices")
+        small.codes_from_features(small.pooled_features(X[:20]), layout="indices"), small.encode(X[:20], "indices")
     )
 
 
@@ -279,7 +279,7 @@ def test_layer_center_trains_on_centred_features_and_round_trips(images, tmp_pat
     # worked by hand: the scores are W_p (f - mean), so the top-k of those is the code
     scores = (feats[:50] - enc.layer_mean_) @ enc.W_.T  # p = 2: W_p = W (|W|^(p-2) = 1)
     top = np.argsort(-scores, axis=1, kind="stable")[:, : enc.k_]
-    np.testing.assert_array_equal(np.sort(top, axis=1), enc.codes_from_features(feats[:50], format="indices"))
+    np.testing.assert_array_equal(np.sort(top, axis=1), enc.codes_from_features(feats[:50], layout="indices"))
     # the layer itself is step 1's BioHash on the centred features (same seed, same rule)
     bh = BioHash(k=enc.k_, m=enc.m_, p=enc.p, delta=enc.delta, epochs=enc.epochs, lr=enc.lr, init="data",
                  batch_size=enc.batch_size, random_state=3, device="cpu").fit(feats - enc.layer_mean_)

@@ -128,7 +128,7 @@ def test_an_encoder_is_a_pipeline_step(name, digits):
     check_is_fitted(pipe["hash"])
     codes = pipe["hash"].transform(X[1500:])
     assert codes.dtype == np.int8 and codes.shape == (297, pipe["hash"].m_)
-    np.testing.assert_array_equal(codes, pipe["hash"].encode(X[1500:], format="pm1"))
+    np.testing.assert_array_equal(codes, pipe["hash"].encode(X[1500:], layout="pm1"))
     assert pipe.predict(X[1500:]).shape == (297,)
     assert len(pipe["hash"].get_feature_names_out()) == pipe["hash"].m_
 

@@ -194,29 +194,29 @@ def test_encode_formats(name, fitted, digits):
     packed = enc.encode(X)
     assert packed.dtype == np.uint8 and packed.shape == (300, n_bytes(enc.m_))
     check_packed(packed, enc.m_)  # padding bits are zero
-    np.testing.assert_array_equal(enc.encode(X, format="packed"), packed)
-    pm1 = enc.encode(X, format="pm1")
+    np.testing.assert_array_equal(enc.encode(X, layout="packed"), packed)
+    pm1 = enc.encode(X, layout="pm1")
     assert pm1.dtype == np.int8 and pm1.shape == (300, enc.m_)
     assert set(np.unique(pm1).tolist()) <= {-1, 1}
     np.testing.assert_array_equal(convert(packed, "packed", "pm1", enc.m_), pm1)
     if enc.code_kind == "khot":
-        idx = enc.encode(X, format="indices")
-        assert idx.dtype == np.int64 and idx.shape == (300, enc.k_)
+        idx = enc.encode(X, layout="indices")
+        assert idx.dtype == np.int32 and idx.shape == (300, enc.k_)
         assert (np.diff(idx, axis=1) > 0).all() and idx.min() >= 0 and idx.max() < enc.m_
         np.testing.assert_array_equal(convert(idx, "indices", "packed", enc.m_), packed)
     else:
         with pytest.raises(
             HashplugError,
             match=re.escape(
-                f"{type(enc).__name__} produces dense codes; format='indices' is only for k-hot encoders. "
-                "Use format='packed' or 'pm1'."
+                f"{type(enc).__name__} produces dense codes; layout='indices' is only for k-hot encoders. "
+                "Use layout='packed' or 'pm1'."
             ),
         ):
-            enc.encode(X, format="indices")
+            enc.encode(X, layout="indices")
     with pytest.raises(
-        HashplugError, match=r"Unknown code format 'bits'; use one of \['packed', 'indices', 'pm1'\]"
+        HashplugError, match=r"Unknown code layout 'bits'; use one of \['packed', 'indices', 'pm1'\]"
     ):
-        enc.encode(X, format="bits")
+        enc.encode(X, layout="bits")
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -247,7 +247,7 @@ def test_khot_rows_have_exactly_k_bits(name, fitted, digits):
 def test_all_tied_scores_pick_the_lowest_units(name, fitted):
     enc = fitted(name)  # neither centres its input: a zero input scores 0 on every unit
     assert not enc.get_params().get("center", False)
-    idx = enc.encode(np.zeros((3, 64), np.float32), format="indices")
+    idx = enc.encode(np.zeros((3, 64), np.float32), layout="indices")
     np.testing.assert_array_equal(idx, np.tile(np.arange(enc.k_), (3, 1)))
 
 

@@ -293,8 +293,8 @@ def test_ties_flyhash_like_integer_inputs(digits_int, tmp_path):
     expected = _expected_indices(scores, 12)
     path = to_onnx(enc, tmp_path / "ties.onnx")
     onx = OnnxEncoder(path)
-    np.testing.assert_array_equal(enc.encode(digits_int, format="indices"), expected)
-    np.testing.assert_array_equal(onx.encode(digits_int, format="indices"), expected)
+    np.testing.assert_array_equal(enc.encode(digits_int, layout="indices"), expected)
+    np.testing.assert_array_equal(onx.encode(digits_int, layout="indices"), expected)
     np.testing.assert_array_equal(onx.encode(digits_int), enc.encode(digits_int))
 
 
@@ -309,8 +309,8 @@ def test_ties_all_equal_scores_pick_first_k(tmp_path):
     enc = _TinyKHot(n_active=5, W=W, normalize=False).fit(X)
     onx = OnnxEncoder(to_onnx(enc, tmp_path / "eq.onnx"))
     want = np.tile(np.arange(5), (50, 1))
-    np.testing.assert_array_equal(enc.encode(X, format="indices"), want)
-    np.testing.assert_array_equal(onx.encode(X, format="indices"), want)
+    np.testing.assert_array_equal(enc.encode(X, layout="indices"), want)
+    np.testing.assert_array_equal(onx.encode(X, layout="indices"), want)
 
 
 def test_dense_zero_score_is_bit_zero(tmp_path):
@@ -347,7 +347,7 @@ def test_parity_registered_digits(name, digits, tmp_path):
     assert rep["identical"], rep
     onx = OnnxEncoder(path)
     assert (onx.m, onx.k, onx.code_kind, onx.method_name) == (enc.m_, enc.k_, enc.code_kind, name)
-    np.testing.assert_array_equal(onx.encode(digits, format="pm1"), enc.encode(digits, format="pm1"))
+    np.testing.assert_array_equal(onx.encode(digits, layout="pm1"), enc.encode(digits, layout="pm1"))
 
 
 @pytest.mark.slow
@@ -416,7 +416,7 @@ def test_image_graph_encoder_exports_with_parity(digits, tmp_path):
     ]  # fmt: skip
     rep = check_parity(enc, path, X)
     assert rep["identical"], rep
-    np.testing.assert_array_equal(OnnxEncoder(path).encode(X, format="indices"), enc.encode(X, format="indices"))
+    np.testing.assert_array_equal(OnnxEncoder(path).encode(X, layout="indices"), enc.encode(X, layout="indices"))
 
 
 def test_graph_model_of_a_graph_without_head(digits):

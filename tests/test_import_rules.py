@@ -31,6 +31,7 @@ NUMPY_ONLY = (
     "hashplug._version",
     "hashplug._onnx_wire",
     "hashplug._domains",
+    "hashplug._deprecation",
     "hashplug.codes",
     "hashplug.ranking",
     "hashplug.hamming",
@@ -67,7 +68,7 @@ class Rule:
 RULES = (
     Rule(
         "numpy-only",
-        "validation, _files, _version, _onnx_wire, _domains, codes, ranking, hamming, metrics, hdc and modelcard "
+        "validation, _files, _version, _onnx_wire, _domains, _deprecation, codes, ranking, hamming, metrics, hdc and modelcard "
         "import numpy (and the standard library) and each other only",
         sources=NUMPY_ONLY,
         only=("numpy", *NUMPY_ONLY),

@@ -75,12 +75,12 @@ def test_search_with_named_inputs_and_conditional_weights(model, table):
     res = hashplug.search(table, q, limit=5)
     assert res["id"][0].as_py() == i and res["_distance"][0].as_py() == 0.0
     # brute force over the table's codes gives the same distances
-    codes = enc.encode(X, format="pm1").astype(np.int32)
+    codes = enc.encode(X, layout="pm1").astype(np.int32)
     d = (16 - codes @ codes[i]) / 2
     assert sorted(res["_distance"].to_pylist()) == sorted(np.sort(d)[:5].tolist())
     # focus on object 1: the query code is the encoder's code with eta = 10 on that slot
     eta = conditional_eta(X["object_positions"][i : i + 1], X["object_mask"][i : i + 1], focus=1)
-    want = enc.encode({**{k: v[i : i + 1] for k, v in X.items()}, "eta": eta}, format="pm1").astype(np.int32)[0]
+    want = enc.encode({**{k: v[i : i + 1] for k, v in X.items()}, "eta": eta}, layout="pm1").astype(np.int32)[0]
     res_f = hashplug.search(table, q, limit=5, focus=1)
     d_f = (16 - codes @ want) / 2
     assert sorted(res_f["_distance"].to_pylist()) == sorted(np.sort(d_f)[:5].tolist())

@@ -58,7 +58,7 @@ def test_fit_encode_contract(fitted, data):
     assert codes.shape == (300, 1) and codes.dtype == np.uint8
     s = fitted.scores(X)
     np.testing.assert_array_equal(np.packbits(s > 0, axis=1), codes)
-    pm1 = fitted.encode(X, format="pm1")
+    pm1 = fitted.encode(X, layout="pm1")
     np.testing.assert_array_equal(pm1 > 0, s > 0)
     # eta defaults to ones: giving them explicitly changes nothing
     ones = {**X, "eta": np.ones((300, 3), np.float32), "eta_global": np.ones(300, np.float32)}
@@ -181,7 +181,7 @@ def test_trained_hyperplanes_beat_random_ones(seed):
     maps = {}
     for train in (False, True):
         enc = NeuroHash(**params, train_hyperplanes=train).fit(X, y)
-        Bq, Bdb = enc.encode(Xq, format="pm1").astype(np.int32), enc.encode(X, format="pm1").astype(np.int32)
+        Bq, Bdb = enc.encode(Xq, layout="pm1").astype(np.int32), enc.encode(X, layout="pm1").astype(np.int32)
         D = (16 - Bq @ Bdb.T) / 2
         maps[train] = mean_average_precision(D, ml(yq), ml(y), R=100, tie_aware=True)
     assert maps[True] > maps[False] + 0.03, maps

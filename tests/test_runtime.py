@@ -112,17 +112,17 @@ def test_flattened_and_integer_inputs(dense, X):
 @pytest.mark.parametrize("n", [1, 1000])
 def test_dynamic_batch(n, khot, X):
     enc, path = khot
-    got = OnnxEncoder(path).encode(X[:n], format="indices")
+    got = OnnxEncoder(path).encode(X[:n], layout="indices")
     assert got.shape == (n, 9)
-    np.testing.assert_array_equal(got, enc.encode(X[:n], format="indices"))
+    np.testing.assert_array_equal(got, enc.encode(X[:n], layout="indices"))
 
 
 def test_chunking_is_invisible(khot, X):
     _, path = khot
     onx = OnnxEncoder(path)
-    full = onx.encode(X, format="indices")
-    np.testing.assert_array_equal(onx.encode(X, format="indices", batch_size=7), full)
-    np.testing.assert_array_equal(OnnxEncoder(path, batch_size=100).encode(X, format="indices"), full)
+    full = onx.encode(X, layout="indices")
+    np.testing.assert_array_equal(onx.encode(X, layout="indices", batch_size=7), full)
+    np.testing.assert_array_equal(OnnxEncoder(path, batch_size=100).encode(X, layout="indices"), full)
 
 
 # ---------------------------------------------------------------------------- input errors
@@ -143,7 +143,7 @@ def test_input_errors(dense, khot, X):
     with pytest.raises(HashplugError, match="numeric"):
         onx.encode(np.array([["a"] * 64]))
     with pytest.raises(HashplugError, match="only for k-hot"):
-        onx.encode(X, format="indices")
+        onx.encode(X, layout="indices")
     with pytest.raises(HashplugError, match="Unknown code format"):
         onx.encode(X, format="bits")
     with pytest.raises(HashplugError, match="batch_size"):
@@ -245,13 +245,13 @@ def test_session_cached_per_file_content(X, tmp_path):
 def test_thread_safety(khot, X):
     clear_session_cache()
     enc, path = khot
-    want = enc.encode(X, format="indices")
+    want = enc.encode(X, layout="indices")
     chunks = [(s, s + 60) for s in range(0, len(X), 60)]
 
     def work(bounds: tuple[int, int]) -> tuple[int, np.ndarray, int]:
         onx = OnnxEncoder(path)  # rebuilt on every call, like LanceDB does
         lo, hi = bounds
-        return lo, onx.encode(X[lo:hi], format="indices"), id(onx._session)
+        return lo, onx.encode(X[lo:hi], layout="indices"), id(onx._session)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(work, chunks * 4))

@@ -116,7 +116,7 @@ def test_fit_save_load(vectors, tmp_path):
     X, _ = vectors
     enc = hashplug.get_encoder(TOY, k=3, random_state=1).fit(X)
     assert (enc.k, enc.m_, enc.k_) == (3, 12, 3)
-    codes = enc.encode(X, format="indices")
+    codes = enc.encode(X, layout="indices")
     assert codes.shape == (200, 3)
     loaded = hashplug.load_encoder(enc.save(tmp_path / "toy.npz"))
     assert type(loaded) is ToyKHot and loaded.get_params() == enc.get_params()
@@ -141,7 +141,7 @@ def test_cli_train_then_onnx_parity(vectors, tmp_path, capsys):
     assert rep["identical"], rep
     onx = hashplug.OnnxEncoder(onnx_path)
     assert (onx.method_name, onx.m, onx.k, onx.code_kind) == (TOY, 16, 4, "khot")
-    np.testing.assert_array_equal(onx.encode(X, format="indices"), enc.encode(X, format="indices"))
+    np.testing.assert_array_equal(onx.encode(X, layout="indices"), enc.encode(X, layout="indices"))
 
 
 def test_lancedb_function_ingest_and_search(vectors, tmp_path):

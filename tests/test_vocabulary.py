@@ -60,6 +60,8 @@ def _params(fn) -> list[str]:
 def test_no_public_signature_shows_a_0_1_0_word():
     seen, bad = 0, []
     for where, fn, home in _public_callables():
+        if (fn.__doc__ or "").startswith("Deprecated"):  # a 0.1.0 name kept for one release: its old words stay
+            continue
         params = _params(fn)
         seen += 1
         bad += [f"{where}({p}=): use {OLD_PARAMETERS[p]}=" for p in params if p in OLD_PARAMETERS]
@@ -116,8 +118,7 @@ def test_r_is_limit_in_the_metrics():
     yq, ydb = rng.integers(0, 3, 8), rng.integers(0, 3, 40)
     _same(lambda: metrics.map_from_codes(Q, DB, yq, ydb, R=10), lambda: metrics.map_from_codes(Q, DB, yq, ydb, limit=10))
     with pytest.raises(hashplug.HashplugTypeError, match="got both R= .* and limit="):
-        with pytest.warns(DeprecationWarning):
-            metrics.map_from_codes(Q, DB, yq, ydb, R=10, limit=10)
+        metrics.map_from_codes(Q, DB, yq, ydb, R=10, limit=10)
 
 
 def test_layout_was_format(digits):
@@ -158,15 +159,12 @@ def test_khot_encoders_exist_for_the_dtype_test():
 # --------------------------------------------------------------------------- the two kinds of index
 @pytest.fixture
 def table(tmp_path, digits):
-    import lancedb
-
     from hashplug.export import to_onnx
 
     X = digits[0]
     enc = make_encoder("lsh").fit(X)
     path = to_onnx(enc, tmp_path / "lsh.onnx")
-    db = lancedb.connect(tmp_path / "db")
-    res = hashplug.ingest(db, X[:300], name="t", model=str(path), progress=False)
+    res = hashplug.ingest(str(tmp_path / "db"), X[:300], name="t", model=str(path), progress=False)
     return res.table, X
 
 
@@ -174,10 +172,10 @@ def test_hamming_index_and_lancedb_index_have_their_own_names(table):
     from hashplug.integrations import lancedb as hl
 
     tbl, X = table
-    _same(lambda: hashplug.build_index(tbl).search(hl.query_code(tbl, X[3]), 5),
-          lambda: hashplug.build_hamming_index(tbl).search(hl.query_code(tbl, X[3]), 5))
-    _same(lambda: hashplug.open_index(tbl).search(hl.query_code(tbl, X[4]), 5),
-          lambda: hashplug.open_hamming_index(tbl).search(hl.query_code(tbl, X[4]), 5))
+    _same(lambda: hashplug.build_index(tbl).search(hl.query_code(tbl, X[3])[None], 5),
+          lambda: hashplug.build_hamming_index(tbl).search(hl.query_code(tbl, X[3])[None], 5))
+    _same(lambda: hashplug.open_index(tbl).search(hl.query_code(tbl, X[4])[None], 5),
+          lambda: hashplug.open_hamming_index(tbl).search(hl.query_code(tbl, X[4])[None], 5))
     old = hashplug.search(tbl, X[3], limit=5)
     with pytest.warns(DeprecationWarning, match="keyword k= is deprecated"):
         via_k = hashplug.search(tbl, X[3], k=5)
@@ -194,6 +192,7 @@ def test_hamming_index_and_lancedb_index_have_their_own_names(table):
 
 # --------------------------------------------------------------------------- the CLI
 def _parsers(parser: argparse.ArgumentParser, path: str = "hashplug"):
+    parser.format_help()  # the bench suites are added when the bench parser is first used
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -268,7 +267,7 @@ def test_bench_old_flags_parse_to_the_new_ones(capsys):
 # --------------------------------------------------------------------------- docs
 #: 0.1.0 spellings that README and docs must not teach (the Vocabulary table names them once, as old).
 DOC_PATTERNS = {
-    r"(?<![\w.])(build_index|open_index|refresh_index|index_search)\(": "the Hamming index functions",
+    r"(?<!\w)(build_index|open_index|refresh_index|index_search)\(": "the Hamming index functions",
     r"(?<![\w.])create_index\(": "create_lancedb_index (LanceDB's table.create_index is fine)",
     r"\bhamming_topk\b": "hamming_search",
     r"\bformat=\"?(packed|indices|pm1)": "layout=",
