@@ -22,11 +22,11 @@ from hashplug.bench import ag_news, encode, ingest  # noqa: E402
 def _args(**kw):
     base = dict(
         data=None,
-        k=None,
+        lengths=None,
         seeds=1,
         methods=None,
         epochs=None,
-        limit=None,
+        max_rows=None,
         rows=None,
         out=None,
         hp=None,
@@ -56,7 +56,7 @@ def fake_mnist(tmp_path_factory):
 
 def test_encode_smoke(fake_mnist, tmp_path, capsys):
     out = tmp_path / "encode.json"
-    args = _args(data=str(fake_mnist), k=[8], methods=["lsh", "biohash"], epochs=1, limit=200, out=str(out))
+    args = _args(data=str(fake_mnist), lengths=[8], methods=["lsh", "biohash"], epochs=1, max_rows=200, out=str(out))
     assert encode.bench_encode(args) == 0
     assert "ort/torch" in capsys.readouterr().out
     res = json.loads(out.read_text())
@@ -81,7 +81,7 @@ def test_encode_smoke(fake_mnist, tmp_path, capsys):
 
 def test_ingest_smoke(fake_mnist, tmp_path):
     out = tmp_path / "ingest.json"
-    args = _args(data=str(fake_mnist), rows=1500, limit=200, k=[16], out=str(out))
+    args = _args(data=str(fake_mnist), rows=1500, max_rows=200, lengths=[16], out=str(out))
     args.chunk_size = 400  # several commits
     assert ingest.bench_ingest(args) == 0
     res = json.loads(out.read_text())
@@ -101,7 +101,7 @@ def test_ag_news_smoke(fake_ag_news, tmp_path):
     hp = {"sizes": [[64, 4]], "centers": [False]}
     args = _args(
         data=str(fake_ag_news),
-        k=[16],
+        lengths=[16],
         epochs=1,
         out=str(out),
         hp=json.dumps(hp),

@@ -120,7 +120,7 @@ def test_roundtrip_indices_packed_pm1(m, n, k_frac, seed):
     bits = unpack_bits(packed, m)
     assert (bits.sum(axis=1) == k).all()
     back = packed_to_indices(packed, m, k)
-    assert back.dtype == np.int64 and back.shape == (n, k)
+    assert back.dtype == np.int32 and back.shape == (n, k)
     np.testing.assert_array_equal(back, idx)
     pm1 = packed_to_pm1(packed, m)
     assert pm1.dtype == np.int8 and pm1.shape == (n, m)
@@ -159,9 +159,13 @@ def test_empty_batches_keep_their_shapes():
     assert packed_to_pm1(np.zeros((0, 2), np.uint8), 10).shape == (0, 10)
 
 
-def test_check_indices_returns_int64_for_other_integer_dtypes():
-    out = check_indices(np.array([[1, 5]], dtype=np.uint16), 10)
-    assert out.dtype == np.int64 and out.tolist() == [[1, 5]]
+def test_check_indices_returns_int32_for_other_integer_dtypes():
+    """hashplug's one index type (codes.INDEX_DTYPE), whatever integer type came in."""
+    for dt in (np.uint16, np.int64, np.uint64):
+        out = check_indices(np.array([[1, 5]], dtype=dt), 10)
+        assert out.dtype == np.int32 and out.tolist() == [[1, 5]]
+    with pytest.raises(HashplugError, match="m=4294967296 units cannot be named by int32 indices"):
+        check_indices(np.array([[1, 5]]), 2**32)
 
 
 # ------------------------------------------------------------------------------------------------

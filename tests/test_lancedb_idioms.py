@@ -23,6 +23,7 @@ from test_integrations_lancedb import brute_hamming, make_model
 
 import hashplug
 from hashplug.integrations import lancedb as hl
+from hashplug.integrations.search import MAX_LIMIT
 from hashplug.validation import HashplugError, HashplugTypeError, TableSchemaError
 
 pytest.importorskip("onnx")  # the fixtures export a tiny model; the code under test never imports onnx
@@ -100,7 +101,7 @@ def test_limit_is_bounded_with_a_clear_error(world):
     for use_hamming_index in (False, None):
         with pytest.raises(HashplugError, match=r"limit=1000000000000 .*limit=table.count_rows\(\)"):
             hashplug.search(tbl, X[0], limit=10**12, use_hamming_index=use_hamming_index)
-    res = hashplug.search(tbl, X[0], limit=hl.search.__globals__["MAX_LIMIT"], use_hamming_index=False)
+    res = hashplug.search(tbl, X[0], limit=MAX_LIMIT, use_hamming_index=False)
     assert res.num_rows == N
     # the reranker's over-fetch (limit * 4) is capped too, instead of overflowing inside LanceDB
     res = hashplug.search(tbl, X[0], limit=2**31 - 1, reranker=hashplug.HammingReranker(), use_hamming_index=False)

@@ -29,6 +29,7 @@ from .suite import (
     add_max_rows,
     add_out,
     lengths_of,
+    max_rows_of,
     register_suite,
 )
 
@@ -501,7 +502,7 @@ class AgNewsSuite(Suite):
             hp=hp,
             grid=grid,
             epochs=args.epochs,
-            limit=args.max_rows,
+            limit=max_rows_of(args),
         )
         write_json(res, args.out)
         return res

@@ -38,6 +38,7 @@ from .suite import (
     add_max_rows,
     add_out,
     lengths_of,
+    max_rows_of,
     register_suite,
 )
 from .tables import _at_k, _codes_digest, load_protocol, merge_tables
@@ -686,7 +687,7 @@ class BioConvHashTableSuite(Suite):
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=args.max_rows,
+            limit=max_rows_of(args),
             filters_png=args.filters_png,
             onnx_check=int(args.onnx_check),
         )

@@ -37,6 +37,7 @@ from .suite import (
     add_max_rows,
     add_out,
     lengths_of,
+    max_rows_of,
     register_suite,
 )
 from .tables import (  # noqa: F401 (format_table, merge_tables: this module's names since 0.1.0)
@@ -503,7 +504,7 @@ class BioHashTableSuite(Suite):
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=args.max_rows,
+            limit=max_rows_of(args),
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -548,7 +549,7 @@ class BioHashTuneSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return tune(self.datasets[name], args.data, ks=lengths_of(args) or (2, 8, 32), epochs=args.epochs, out=args.out,
-                    limit=args.max_rows, grid=json.loads(args.grid) if args.grid else None,
+                    limit=max_rows_of(args), grid=json.loads(args.grid) if args.grid else None,
                     method=(args.methods or [None])[0])
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -19,7 +19,17 @@ import numpy as np
 
 from ..codes import pack_bits
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
-from .suite import Suite, add_data, add_epochs, add_lengths, add_max_rows, add_out, lengths_of, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_epochs,
+    add_lengths,
+    add_max_rows,
+    add_out,
+    lengths_of,
+    max_rows_of,
+    register_suite,
+)
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -276,10 +286,10 @@ class EncodeSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if args.max_rows is not None:
+        if max_rows_of(args) is not None:
             kw = {
-                "n_fit": int(args.max_rows),
-                "pool": int(args.max_rows),
+                "n_fit": int(max_rows_of(args)),
+                "pool": int(max_rows_of(args)),
                 "repeats": 2,
                 "target_seconds": 0.01,
                 "max_calls": 3,

@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from .common import environment, format_rows, load_mnist_float, write_json
-from .suite import Suite, add_data, add_lengths, add_max_rows, add_out, lengths_of, register_suite
+from .suite import (
+    Suite,
+    add_data,
+    add_lengths,
+    add_max_rows,
+    add_out,
+    lengths_of,
+    max_rows_of,
+    register_suite,
+)
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -330,8 +339,8 @@ class IngestSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if args.max_rows is not None:
-            kw["n_fit"] = int(args.max_rows)
+        if max_rows_of(args) is not None:
+            kw["n_fit"] = int(max_rows_of(args))
         if getattr(args, "chunk_size", None):
             kw["chunk_size"] = int(args.chunk_size)
         method = (args.methods or ["lsh"])[0]

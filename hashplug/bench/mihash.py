@@ -43,6 +43,7 @@ from .suite import (
     add_out,
     add_png,
     lengths_of,
+    max_rows_of,
     register_suite,
 )
 
@@ -751,7 +752,7 @@ class MIHashSupervisedSuite(Suite):
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_supervised(self.datasets[name], args.data, bits=lengths_of(args) or (12, 24, 32, 48), seeds=args.seeds,
                               methods=args.methods, epochs=args.epochs or 50,
-                              hp=json.loads(args.hp) if args.hp else None, limit=args.max_rows,
+                              hp=json.loads(args.hp) if args.hp else None, limit=max_rows_of(args),
                               out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
                               tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
 
@@ -787,7 +788,7 @@ class MIHashUnsupervisedSuite(Suite):
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
         return run_unsupervised(args.data, bits=lengths_of(args) or (128, 192, 256), method=(args.methods or ["mihash"])[0],
                                 seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
-                                base=json.loads(args.hp) if args.hp else None, limit=args.max_rows, out=args.out,
+                                base=json.loads(args.hp) if args.hp else None, limit=max_rows_of(args), out=args.out,
                                 grid=json.loads(args.grid) if args.grid else None)
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

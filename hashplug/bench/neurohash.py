@@ -49,6 +49,7 @@ from .suite import (
     add_out,
     add_png,
     lengths_of,
+    max_rows_of,
     register_suite,
 )
 
@@ -520,9 +521,9 @@ class _NeuroHashSuite(Suite):
 
     def settings(self, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {"hp": json.loads(args.hp) if args.hp else None, "out": args.out}
-        if args.max_rows:  # smoke runs: fewer scenes, an image encoder trained on fewer digits
-            kw.update(n_db=int(args.max_rows), n_q=max(50, int(args.max_rows) // 10),
-                      cnn_train=min(60000, 10 * int(args.max_rows)))
+        if max_rows_of(args):  # smoke runs: fewer scenes, an image encoder trained on fewer digits
+            kw.update(n_db=int(max_rows_of(args)), n_q=max(50, int(max_rows_of(args)) // 10),
+                      cnn_train=min(60000, 10 * int(max_rows_of(args))))
         return kw
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -286,6 +286,20 @@ def lengths_of(args: argparse.Namespace) -> list[int] | None:
     return lengths
 
 
+def max_rows_of(args: argparse.Namespace) -> int | None:
+    """The ``--max-rows`` of a parsed command (None: the whole data).
+
+    A namespace built by hand with the 0.1.0 attribute ``limit`` is still read, with a DeprecationWarning.
+    """
+    rows = getattr(args, "max_rows", None)
+    if rows is None and getattr(args, "limit", None) is not None:
+        from .._deprecation import warn_renamed
+
+        warn_renamed("the bench argument limit (rows of a smoke run)", "max_rows", "hashplug bench")
+        rows = args.limit
+    return rows
+
+
 def lengths_flag(args: argparse.Namespace) -> str:
     """The flag the user gave the lengths with (``--lengths``, or the deprecated ``--k``), for messages."""
     return getattr(args, "lengths_flag", "--lengths")
