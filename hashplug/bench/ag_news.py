@@ -18,20 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..codes import pack_bits
+from . import suite
 from .common import FLOAT_BITS, environment, format_rows, rounded, write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_epochs,
-    add_grid,
-    add_hp,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 
 __all__ = ["AG_NEWS_DENSE", "AG_NEWS_KHOT", "AG_NEWS_BIOHASH", "AG_NEWS_GRID", "run_ag_news", "format_ag_news",
            "bench_ag_news"]
@@ -475,22 +464,22 @@ class AgNewsSuite(Suite):
                           "errors over the queries.")
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "AG News embeddings file (ag_news_test_minilm.npz)")
+        suite.add_data(parser, "AG News embeddings file (ag_news_test_minilm.npz)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="families to run, from float32 sign itq lsh biohash (default all)")
-        add_lengths(parser, "code lengths (bits) of the dense families, each run at all of them (default: "
+        suite.add_lengths(parser, "code lengths (bits) of the dense families, each run at all of them (default: "
                                  + "; ".join(f"{f} {' '.join(map(str, b))}" for f, b in AG_NEWS_DENSE.items()) + ")")
-        add_epochs(parser, "BioHash (default: its ag_news preset's)")
-        add_max_rows(parser, "truncate the database to N rows (smoke runs; not the reference protocol)")
-        add_hp(parser, 'BioHash parameters, optionally with "sizes": [[m, k], ...] and "centers": [false, true]')
-        add_grid(parser, "BioHash parameter -> values, chosen per (m, k, center) by same-label P@10")
-        add_out(parser)
+        suite.add_epochs(parser, "BioHash (default: its ag_news preset's)")
+        suite.add_max_rows(parser, "truncate the database to N rows (smoke runs; not the reference protocol)")
+        suite.add_hp(parser, 'BioHash parameters, optionally with "sizes": [[m, k], ...] and "centers": [false, true]')
+        suite.add_grid(parser, "BioHash parameter -> values, chosen per (m, k, center) by same-label P@10")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         hp = json.loads(args.hp) if getattr(args, "hp", None) else {}
         sizes = hp.pop("sizes", None)
         centers = hp.pop("centers", (False, True))
-        lengths = lengths_of(args)
+        lengths = suite.lengths_of(args)
         dense = {fam: tuple(lengths) for fam in AG_NEWS_DENSE} if lengths else None
         grid = json.loads(args.grid) if getattr(args, "grid", None) else None
         res = run_ag_news(
@@ -502,7 +491,7 @@ class AgNewsSuite(Suite):
             hp=hp,
             grid=grid,
             epochs=args.epochs,
-            limit=max_rows_of(args),
+            limit=suite.max_rows_of(args),
         )
         write_json(res, args.out)
         return res

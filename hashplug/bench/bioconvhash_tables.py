@@ -28,19 +28,9 @@ from .._version import __version__
 from ..encoders import BioConvHash, get_preset
 from ..metrics import map_from_codes
 from ..validation import HashplugError
+from . import suite
 from .biohash_tables import DATASETS, PAPER
-from .suite import (
-    Suite,
-    add_data,
-    add_epochs,
-    add_hp,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 from .tables import _at_k, _codes_digest, load_protocol, merge_tables
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
@@ -654,8 +644,8 @@ class BioConvHashTableSuite(Suite):
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
         from .biohash_tables import _add_seed_flags
 
-        add_data(parser, f"{self.datasets[name].upper()} file")
-        add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32)")
+        suite.add_data(parser, f"{self.datasets[name].upper()} file")
+        suite.add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32)")
         _add_seed_flags(parser)
         parser.add_argument("--kci", type=int, nargs="*", default=None,
                             help="Table 4's k_CI ablation at these k_CI (no values: "
@@ -666,20 +656,20 @@ class BioConvHashTableSuite(Suite):
         parser.add_argument("--filters-png", default=None, help="write a grid of the learned filters to this PNG")
         parser.add_argument("--onnx-check", type=int, default=10_000,
                             help="database images encoded by numpy and ONNX on the first seed (0: skip)")
-        add_hp(parser, "BioConvHash parameters over its preset for the dataset")
-        add_epochs(parser)
-        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
+        suite.add_hp(parser, "BioConvHash parameters over its preset for the dataset")
+        suite.add_epochs(parser)
+        suite.add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
                                  "protocol)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine these result JSONs of runs on other seeds (each finished, same "
                                  "setting) into --out (no training)")
-        add_out(parser)
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_conv_table(
             self.datasets[name],
             args.data,
-            ks=lengths_of(args),
+            ks=suite.lengths_of(args),
             seeds=list(args.seed_list) if getattr(args, "seed_list", None) else args.seeds,
             kcis=None if args.kci is None else (list(args.kci) or list(KCI_ABLATION)),
             shadows=bool(args.shadows),
@@ -687,7 +677,7 @@ class BioConvHashTableSuite(Suite):
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=max_rows_of(args),
+            limit=suite.max_rows_of(args),
             filters_png=args.filters_png,
             onnx_check=int(args.onnx_check),
         )

@@ -26,20 +26,9 @@ from .._version import __version__
 from ..encoders import available_encoders, encoder_class, get_encoder, get_preset, get_tags
 from ..metrics import map_from_codes
 from ..validation import HashplugError
+from . import suite
 from .common import write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_epochs,
-    add_grid,
-    add_hp,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 from .tables import (  # noqa: F401 (format_table, merge_tables: this module's names since 0.1.0)
     _at_k,
     _codes_digest,
@@ -478,33 +467,33 @@ class BioHashTableSuite(Suite):
     help = "BioHash paper Table 1 (MNIST, mAP@All) / Table 2 (CIFAR-10, mAP@1000): ours beside the paper's"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, f"{self.datasets[name].upper()} file")
-        add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32 64)")
+        suite.add_data(parser, f"{self.datasets[name].upper()} file")
+        suite.add_lengths(parser, "hash lengths (active units), each a column (default 2 4 8 16 32 64)")
         _add_seed_flags(parser)
         parser.add_argument("--methods", nargs="+", default=None,
                             help="table rows, registry or display names (default: the encoders with a preset "
                                  "for the dataset)")
-        add_epochs(parser)
-        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
+        suite.add_epochs(parser)
+        suite.add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
                                  "protocol)")
-        add_hp(parser, '{method: {param: value, "by_k": {...}}} over the presets, e.g. \'{"BioHash": {"delta": 0.1}}\'')
+        suite.add_hp(parser, '{method: {param: value, "by_k": {...}}} over the presets, e.g. \'{"BioHash": {"delta": 0.1}}\'')
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine these result JSONs of runs on other seeds into --out (no training): "
                                  "cell by cell, the cells at today's presets (with --hp) are merged, the others "
                                  "listed as left out")
-        add_out(parser)
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_table(
             self.datasets[name],
             args.data,
-            ks=lengths_of(args),
+            ks=suite.lengths_of(args),
             seeds=list(args.seed_list) if args.seed_list else args.seeds,
             methods=args.methods,
             out=args.out,
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
-            limit=max_rows_of(args),
+            limit=suite.max_rows_of(args),
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -537,19 +526,19 @@ class BioHashTuneSuite(Suite):
     help = "grid search of a table method's hyperparameters on a validation split cut from the training set"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, f"{self.datasets[name].upper()} file")
-        add_lengths(parser, "hash lengths whose mean validation mAP ranks the settings (default 2 8 32)")
+        suite.add_data(parser, f"{self.datasets[name].upper()} file")
+        suite.add_lengths(parser, "hash lengths whose mean validation mAP ranks the settings (default 2 8 32)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="the method to tune (the first name; default: the one table method with a "
                                  "tuning grid)")
-        add_grid(parser, "parameter -> values (a product) or a list of settings (default: the method's tuning grid)")
-        add_epochs(parser)
-        add_max_rows(parser, "a stratified subset of N images before the split (smoke runs)")
-        add_out(parser)
+        suite.add_grid(parser, "parameter -> values (a product) or a list of settings (default: the method's tuning grid)")
+        suite.add_epochs(parser)
+        suite.add_max_rows(parser, "a stratified subset of N images before the split (smoke runs)")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return tune(self.datasets[name], args.data, ks=lengths_of(args) or (2, 8, 32), epochs=args.epochs, out=args.out,
-                    limit=max_rows_of(args), grid=json.loads(args.grid) if args.grid else None,
+        return tune(self.datasets[name], args.data, ks=suite.lengths_of(args) or (2, 8, 32), epochs=args.epochs, out=args.out,
+                    limit=suite.max_rows_of(args), grid=json.loads(args.grid) if args.grid else None,
                     method=(args.methods or [None])[0])
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

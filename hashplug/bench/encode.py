@@ -18,18 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..codes import pack_bits
+from . import suite
 from .common import environment, format_rows, load_mnist_float, median_rate, write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_epochs,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 
 __all__ = ["ENCODE_BATCHES", "run_encode", "format_encode", "bench_encode"]
 
@@ -276,25 +267,25 @@ class EncodeSuite(Suite):
     help = "encode throughput (rows/s) of onnxruntime, torch eager and numpy for every registered encoder"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "MNIST file (inputs are pixels / 255)")
-        add_lengths(parser, "hash lengths (active units or bits) the encoders are built with (default 16)")
+        suite.add_data(parser, "MNIST file (inputs are pixels / 255)")
+        suite.add_lengths(parser, "hash lengths (active units or bits) the encoders are built with (default 16)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder names (default: every registered encoder)")
-        add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
-        add_max_rows(parser, "smoke run: fit on N rows, a pool of N rows and short timings")
-        add_out(parser)
+        suite.add_epochs(parser, "the encoders that train over epochs (default 2: quality is irrelevant here)")
+        suite.add_max_rows(parser, "smoke run: fit on N rows, a pool of N rows and short timings")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if max_rows_of(args) is not None:
+        if suite.max_rows_of(args) is not None:
             kw = {
-                "n_fit": int(max_rows_of(args)),
-                "pool": int(max_rows_of(args)),
+                "n_fit": int(suite.max_rows_of(args)),
+                "pool": int(suite.max_rows_of(args)),
                 "repeats": 2,
                 "target_seconds": 0.01,
                 "max_calls": 3,
             }
-        res = run_encode(args.data, ks=lengths_of(args), methods=args.methods, epochs=args.epochs, **kw)
+        res = run_encode(args.data, ks=suite.lengths_of(args), methods=args.methods, epochs=args.epochs, **kw)
         write_json(res, args.out)
         return res
 

@@ -15,17 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from . import suite
 from .common import environment, format_rows, load_mnist_float, write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 
 __all__ = ["run_ingest", "format_ingest", "bench_ingest"]
 
@@ -328,23 +320,23 @@ class IngestSuite(Suite):
     help = "LanceDB ingestion rows/s: hashplug.ingest against table.add of precomputed codes"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "MNIST file (the rows are MNIST-sized, pixels / 255)")
+        suite.add_data(parser, "MNIST file (the rows are MNIST-sized, pixels / 255)")
         parser.add_argument("--rows", type=int, default=None, help="rows ingested (default 1000000)")
-        add_lengths(parser, "code length of the encoder (the first value; default 64)")
+        suite.add_lengths(parser, "code length of the encoder (the first value; default 64)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help="encoder fitted and exported (the first name; default lsh)")
-        add_max_rows(parser, "rows the encoder is fitted on (default 10000)")
+        suite.add_max_rows(parser, "rows the encoder is fitted on (default 10000)")
         parser.add_argument("--chunk-size", type=int, default=None, help="rows per commit (default 65536)")
-        add_out(parser)
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {}
-        if max_rows_of(args) is not None:
-            kw["n_fit"] = int(max_rows_of(args))
+        if suite.max_rows_of(args) is not None:
+            kw["n_fit"] = int(suite.max_rows_of(args))
         if getattr(args, "chunk_size", None):
             kw["chunk_size"] = int(args.chunk_size)
         method = (args.methods or ["lsh"])[0]
-        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(lengths_of(args) or [64])[0], **kw)
+        res = run_ingest(args.data, rows=args.rows or 1_000_000, method=method, k=(suite.lengths_of(args) or [64])[0], **kw)
         write_json(res, args.out)
         return res
 

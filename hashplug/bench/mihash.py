@@ -31,21 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..validation import HashplugError
+from . import suite
 from .common import environment, rounded, write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_epochs,
-    add_grid,
-    add_hp,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    add_png,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 
 __all__ = [
     "supervised_split",
@@ -709,14 +697,14 @@ class MIHashCorrelationSuite(Suite):
     help = "Pearson r of mutual information and mAP over random hash mappings (MIHash paper, MNIST)"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "MNIST file")
-        add_lengths(parser, "code length in bits of the random mappings (the first value; default 32)")
+        suite.add_data(parser, "MNIST file")
+        suite.add_lengths(parser, "code length in bits of the random mappings (the first value; default 32)")
         parser.add_argument("--maps", type=int, default=None, help="random mappings (default 50)")
-        add_png(parser, "the scatter plot (MI vs mAP)")
-        add_out(parser)
+        suite.add_png(parser, "the scatter plot (MI vs mAP)")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        res = run_correlation(args.data, bits=(lengths_of(args) or [32])[0], n_maps=args.maps or 50, png=args.png)
+        res = run_correlation(args.data, bits=(suite.lengths_of(args) or [32])[0], n_maps=args.maps or 50, png=args.png)
         write_json(res, args.out)
         return res
 
@@ -734,25 +722,25 @@ class MIHashSupervisedSuite(Suite):
     help = "supervised hashing on a cifar-1-like split: MIHash and DPSH (linear, MLP) against LSH, ITQ, BioHash"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, {"mnist": "MNIST file", "ag_news": "AG News embeddings file"}.get(self.datasets[name],
+        suite.add_data(parser, {"mnist": "MNIST file", "ag_news": "AG News embeddings file"}.get(self.datasets[name],
                                                                                          "dataset file"))
-        add_lengths(parser, "code lengths in bits, each a column (default 12 24 32 48)")
+        suite.add_lengths(parser, "code lengths in bits, each a column (default 12 24 32 48)")
         _add_seeds(parser, "the split and the models are drawn with seeds 0 .. N-1, the table holds the mean")
         parser.add_argument("--methods", nargs="+", default=None,
                             help=f"table rows (default all: {' '.join(SUPERVISED_METHODS)})")
-        add_epochs(parser, "the gradient methods (default 50)")
-        add_max_rows(parser, "a random subset of N rows before the split (smoke runs; not the paper protocol)")
-        add_hp(parser, '{row name: {param: value}}; a gradient method given here skips its validation grid')
-        add_grid(parser, "a list of settings for every gradient method, or {row name: [settings]}")
+        suite.add_epochs(parser, "the gradient methods (default 50)")
+        suite.add_max_rows(parser, "a random subset of N rows before the split (smoke runs; not the paper protocol)")
+        suite.add_hp(parser, '{row name: {param: value}}; a gradient method given here skips its validation grid')
+        suite.add_grid(parser, "a list of settings for every gradient method, or {row name: [settings]}")
         parser.add_argument("--tune-each-bits", action="store_true",
                             help="validate the grid at every code length (default: the longest)")
-        add_png(parser, "the histograms of Hamming distances (same / other label)")
-        add_out(parser)
+        suite.add_png(parser, "the histograms of Hamming distances (same / other label)")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_supervised(self.datasets[name], args.data, bits=lengths_of(args) or (12, 24, 32, 48), seeds=args.seeds,
+        return run_supervised(self.datasets[name], args.data, bits=suite.lengths_of(args) or (12, 24, 32, 48), seeds=args.seeds,
                               methods=args.methods, epochs=args.epochs or 50,
-                              hp=json.loads(args.hp) if args.hp else None, limit=max_rows_of(args),
+                              hp=json.loads(args.hp) if args.hp else None, limit=suite.max_rows_of(args),
                               out=args.out, png=args.png, grid=json.loads(args.grid) if args.grid else None,
                               tune_bits="each" if getattr(args, "tune_each_bits", False) else None)
 
@@ -767,8 +755,8 @@ class MIHashUnsupervisedSuite(Suite):
     help = "AG News without labels: MIHash (cosine neighbours) or AngularDistillHash against sign and ITQ"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "AG News embeddings file")
-        add_lengths(parser, "code lengths in bits, each a column (default 128 192 256)")
+        suite.add_data(parser, "AG News embeddings file")
+        suite.add_lengths(parser, "code lengths in bits, each a column (default 128 192 256)")
         parser.add_argument("--methods", nargs="+", default=None,
                             help=f"the one trained encoder of the run: one of {' '.join(sorted(UNSUP_METHODS))} "
                                  "(default mihash)")
@@ -777,18 +765,18 @@ class MIHashUnsupervisedSuite(Suite):
                             help="validation splits the grid's choice is averaged over")
         parser.add_argument("--val-per-class", type=int, default=50,
                             help="validation queries per class in each split")
-        add_hp(parser, "the trained encoder's fixed settings (updated)")
-        add_grid(parser, "a list of settings of the trained encoder (replaces its grid)")
-        add_max_rows(parser, "truncate the database to N rows (smoke runs; not the protocol)")
-        add_out(parser)
+        suite.add_hp(parser, "the trained encoder's fixed settings (updated)")
+        suite.add_grid(parser, "a list of settings of the trained encoder (replaces its grid)")
+        suite.add_max_rows(parser, "truncate the database to N rows (smoke runs; not the protocol)")
+        suite.add_out(parser)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.methods and len(args.methods) != 1:
             raise HashplugError(f"mihash-unsupervised trains one method per run; got --methods {args.methods}. "
                                 f"Choose one of {sorted(UNSUP_METHODS)}.")
-        return run_unsupervised(args.data, bits=lengths_of(args) or (128, 192, 256), method=(args.methods or ["mihash"])[0],
+        return run_unsupervised(args.data, bits=suite.lengths_of(args) or (128, 192, 256), method=(args.methods or ["mihash"])[0],
                                 seeds=args.seeds, val_splits=args.val_splits, val_per_class=args.val_per_class,
-                                base=json.loads(args.hp) if args.hp else None, limit=max_rows_of(args), out=args.out,
+                                base=json.loads(args.hp) if args.hp else None, limit=suite.max_rows_of(args), out=args.out,
                                 grid=json.loads(args.grid) if args.grid else None)
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:

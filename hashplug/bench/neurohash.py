@@ -38,20 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from . import suite
 from .common import environment, rounded, write_json
-from .suite import (
-    Suite,
-    add_data,
-    add_grid,
-    add_hp,
-    add_lengths,
-    add_max_rows,
-    add_out,
-    add_png,
-    lengths_of,
-    max_rows_of,
-    register_suite,
-)
+from .suite import Suite, register_suite
 
 __all__ = ["build_scene_data", "run_ablation", "run_spatial", "bench_neurohash", "TERMS"]
 
@@ -513,17 +502,17 @@ class _NeuroHashSuite(Suite):
     """The NeuroHash suites' shared flags and settings (scenes of MNIST digits, a digit CNN, NeuroHash)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_data(parser, "MNIST file (the scenes' digits and the digit CNN's training set)")
-        add_max_rows(parser, "smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
+        suite.add_data(parser, "MNIST file (the scenes' digits and the digit CNN's training set)")
+        suite.add_max_rows(parser, "smoke run: N database scenes, max(50, N/10) query scenes and a digit CNN "
                                  "trained on min(60000, 10 N) digits (not the paper protocol)")
-        add_hp(parser, "NeuroHash parameters (e.g. {\"lambdas\": {\"o\": 0.1}})")
-        add_out(parser)
+        suite.add_hp(parser, "NeuroHash parameters (e.g. {\"lambdas\": {\"o\": 0.1}})")
+        suite.add_out(parser)
 
     def settings(self, args: argparse.Namespace) -> dict[str, Any]:
         kw: dict[str, Any] = {"hp": json.loads(args.hp) if args.hp else None, "out": args.out}
-        if max_rows_of(args):  # smoke runs: fewer scenes, an image encoder trained on fewer digits
-            kw.update(n_db=int(max_rows_of(args)), n_q=max(50, int(max_rows_of(args)) // 10),
-                      cnn_train=min(60000, 10 * int(max_rows_of(args))))
+        if suite.max_rows_of(args):  # smoke runs: fewer scenes, an image encoder trained on fewer digits
+            kw.update(n_db=int(suite.max_rows_of(args)), n_q=max(50, int(suite.max_rows_of(args)) // 10),
+                      cnn_train=min(60000, 10 * int(suite.max_rows_of(args))))
         return kw
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -537,11 +526,11 @@ class NeuroHashAblationSuite(_NeuroHashSuite):
     help = "NeuroHash paper Table II: the loss ablation (mAP@K of MNIST scenes) with LSH and ITQ baselines"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
+        suite.add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_ablation(args.data, bits=lengths_of(args) or (16, 32, 64), **self.settings(args))
+        return run_ablation(args.data, bits=suite.lengths_of(args) or (16, 32, 64), **self.settings(args))
 
 
 class NeuroHashSpatialSuite(_NeuroHashSuite):
@@ -551,12 +540,12 @@ class NeuroHashSpatialSuite(_NeuroHashSuite):
     help = "NeuroHash paper Table III: mAP@K_r as the length scale w varies, and conditional retrieval"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
-        add_png(parser, "a grid of queries and their nearest scenes")
+        suite.add_lengths(parser, "code lengths in bits, each a column (default 16 32 64)")
+        suite.add_png(parser, "a grid of queries and their nearest scenes")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
-        return run_spatial(args.data, bits=lengths_of(args) or (16, 32, 64), png=args.png, **self.settings(args))
+        return run_spatial(args.data, bits=suite.lengths_of(args) or (16, 32, 64), png=args.png, **self.settings(args))
 
 
 class NeuroHashTuneSuite(_NeuroHashSuite):
@@ -566,14 +555,14 @@ class NeuroHashTuneSuite(_NeuroHashSuite):
     help = "NeuroHash loss weights (lambdas) chosen on a validation split"
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        add_lengths(parser, "code length in bits (the first value; default 32)")
-        add_grid(parser, "NeuroHash parameter -> values (default "
+        suite.add_lengths(parser, "code length in bits (the first value; default 32)")
+        suite.add_grid(parser, "NeuroHash parameter -> values (default "
                  + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in TUNE_GRID.items()) + ")")
         super().add_arguments(parser, name)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         grid = json.loads(args.grid) if args.grid else TUNE_GRID
-        return run_tune(args.data, grid, bits=(lengths_of(args) or [32])[0], **self.settings(args))
+        return run_tune(args.data, grid, bits=(suite.lengths_of(args) or [32])[0], **self.settings(args))
 
     def print(self, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
         print(json.dumps(result["results"][:5], indent=1), "random:", result["random_hyperplanes"])

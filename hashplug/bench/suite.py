@@ -272,32 +272,26 @@ def add_lengths(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"deprecated 0.1.0 name of --lengths: {what}")
 
 
-def lengths_of(args: argparse.Namespace) -> list[int] | None:
-    """The ``--lengths`` of a parsed command (None: the suite's default).
-
-    A namespace built by hand with the 0.1.0 attribute ``k`` is still read, with a DeprecationWarning.
-    """
-    lengths = getattr(args, "lengths", None)
-    if lengths is None and getattr(args, "k", None) is not None:
+def _read_renamed(args: argparse.Namespace, new: str, old: str, what: str) -> Any:
+    """``args.<new>``; a namespace built by hand with the 0.1.0 attribute ``old`` is still read, with a
+    DeprecationWarning."""
+    value = getattr(args, new, None)
+    if value is None and getattr(args, old, None) is not None:
         from .._deprecation import warn_renamed
 
-        warn_renamed("the bench argument k (hash lengths)", "lengths", "hashplug bench")
-        lengths = args.k
-    return lengths
+        warn_renamed(f"the bench argument {old} ({what})", new, "hashplug bench")
+        value = getattr(args, old)
+    return value
+
+
+def lengths_of(args: argparse.Namespace) -> list[int] | None:
+    """The ``--lengths`` of a parsed command (None: the suite's default); 0.1.0's attribute ``k`` still read."""
+    return _read_renamed(args, "lengths", "k", "hash lengths")
 
 
 def max_rows_of(args: argparse.Namespace) -> int | None:
-    """The ``--max-rows`` of a parsed command (None: the whole data).
-
-    A namespace built by hand with the 0.1.0 attribute ``limit`` is still read, with a DeprecationWarning.
-    """
-    rows = getattr(args, "max_rows", None)
-    if rows is None and getattr(args, "limit", None) is not None:
-        from .._deprecation import warn_renamed
-
-        warn_renamed("the bench argument limit (rows of a smoke run)", "max_rows", "hashplug bench")
-        rows = args.limit
-    return rows
+    """The ``--max-rows`` of a parsed command (None: the whole data); 0.1.0's attribute ``limit`` still read."""
+    return _read_renamed(args, "max_rows", "limit", "rows of a smoke run")
 
 
 def lengths_flag(args: argparse.Namespace) -> str:
