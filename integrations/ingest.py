@@ -81,7 +81,10 @@ def iter_source(
             f"columns= is for an ndarray source; this {type(source).__name__} source carries its columns itself."
         )
     if isinstance(source, np.ndarray):
-        cols = {source_column: _vectors_to_arrow(source)}
+        # samples of any shape (n, *shape) are stored flat, as the table's source column is declared
+        # (fixed_size_list<float>[prod(shape)]); the model reshapes them back to its input shape
+        flat = source.reshape(len(source), -1) if source.ndim > 2 else source
+        cols = {source_column: _vectors_to_arrow(flat)}
         for name, vals in (columns or {}).items():
             if isinstance(vals, (pa.Array, pa.ChunkedArray)):
                 cols[name] = vals

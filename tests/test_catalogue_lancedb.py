@@ -191,9 +191,9 @@ CASES = [
     Case("lancedb-create-table-not-db", "hashplug.integrations.lancedb.create_table", "db='path'",
          HashplugTypeError, r"LanceDB connection", lambda w: hl.create_table(str(w.db_path), "n", _func(w))),
     Case("lancedb-create-index-not-a-table", "hashplug.integrations.lancedb.create_index", "table=None",
-         HashplugTypeError, r"expected a LanceDB table", lambda w: hl.create_index(None)),
+         HashplugTypeError, r"expected a LanceDB table", lambda w: hl.create_lancedb_index(None)),
     Case("lancedb-create-index-column", "hashplug.integrations.lancedb.create_index", "column='label'",
-         HashplugError, r"column 'label'", lambda w: hl.create_index(w.t, column="label")),
+         HashplugError, r"column 'label'", lambda w: hl.create_lancedb_index(w.t, column="label")),
     # ------------------------------------------------------------------ update
     Case("lancedb-update-code-column", "hashplug.update", "values={'code': ...}", HashplugError,
          r"code column 'code' is computed", lambda w: hashplug.update(w.t, "id = 1", {"code": [0, 0, 0, 0]})),

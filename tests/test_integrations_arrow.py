@@ -99,7 +99,7 @@ def test_ingest_creates_table_from_uri(tmp_path):
     )
     tbl = res.table
     assert tbl.schema.field("code").type == pa.list_(pa.int32())
-    hl.create_index(tbl)
+    hl.create_lancedb_index(tbl)
     P = ref(X)
     out = hashplug.search(tbl, X[9], limit=7)
     assert out["_distance"].to_pylist() == sorted(brute_hamming(P, P[9]))[:7]
@@ -310,3 +310,21 @@ def test_encode_batch_is_pure_and_shared(setup):
     bad[3, 1] = np.inf
     with pytest.raises(HashplugError, match=r"index \(1003, 1\)"):
         harrow.encode_batch(pa.RecordBatch.from_pydict({"vector": list(bad)}), func, row_offset=1000)
+
+
+def test_ingest_of_images_stores_them_flat_and_encodes_them_as_images(tmp_path, digits):
+    """Before: ``hashplug.ingest(db, X)`` with X of shape (n, 8, 8) (what ``hashplug.data.load_digits`` returns)
+    for a model fitted on 8x8 images raised a raw Arrow cast error inside LanceDB's create_table."""
+    from hashplug.export import to_onnx
+
+    X = digits[0][:300].reshape(-1, 8, 8)
+    enc = hashplug.get_encoder("biohash", k=8, random_state=0).fit(X)
+    path = to_onnx(enc, tmp_path / "b.onnx")
+    res = hashplug.ingest(str(tmp_path / "db"), X, name="img", model=str(path), progress=False)
+    tbl = res.table
+    assert len(tbl.to_arrow().column("vector")[0].as_py()) == 64  # stored flat, as the source column is declared
+    codes = np.stack(tbl.to_arrow().column("code").to_numpy(zero_copy_only=False)).astype(np.uint8)
+    np.testing.assert_array_equal(codes, enc.encode(X))
+    np.testing.assert_array_equal(codes, enc.encode(X.reshape(300, 64)))  # the flat rows are the same samples
+    hits = hashplug.search(tbl, X[7], limit=1)
+    assert hits["_distance"].to_pylist() == [0.0]

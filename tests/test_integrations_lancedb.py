@@ -91,7 +91,7 @@ def sparse(tmp_path, data):
     db = lancedb.connect(tmp_path / "db")
     tbl = db.create_table("sparse", schema=hl.schema(func, extra={"id": pa.int64()}))
     tbl.add(pa.table({"id": np.arange(len(data)), "vector": list(data)}))
-    hl.create_index(tbl)
+    hl.create_lancedb_index(tbl)
     return tbl, func, ref, path
 
 
@@ -152,7 +152,7 @@ def test_dense_search_matches_bruteforce(dense, data):
 
 def test_dense_index_ivf_flat_hamming_stays_updatable(dense, data):
     tbl, func, ref, _ = dense
-    hl.create_index(tbl, num_partitions=4)
+    hl.create_lancedb_index(tbl, num_partitions=4)
     idx = tbl.list_indices()
     assert idx[0].index_type == "IvfFlat"
     res = hashplug.search(tbl, data[5], limit=10, nprobes=4)

@@ -55,7 +55,7 @@ def test_float_code_column_is_caught_with_the_fix(model, kind):
         lambda: hashplug.search(tbl, X[0], limit=3),
         lambda: hashplug.ingest(tbl, X[20:30], columns={"id": np.arange(20, 30)}, progress=False),
         lambda: hashplug.add(tbl, X[20:30], columns={"id": np.arange(20, 30)}),
-        lambda: hl.create_index(tbl),
+        lambda: hl.create_lancedb_index(tbl),
         lambda: hashplug.update(tbl, "id = 1", {"vector": X[5]}),
     ):
         with pytest.raises(TableSchemaError) as err:
