@@ -290,6 +290,9 @@ def test_docs_teach_the_words():
         if path.name == "architecture.md":  # its Vocabulary table lists the old words as old
             start = text.index("## Vocabulary")
             text = text[:start] + text[text.index("Check the shape of the house", start):]
+        # the README's one paragraph that names the 0.1.0 words as old (blanked, so line numbers stay right)
+        text = re.sub(r"^\*\*Names in 0\.2\*\*.*?\n\n", lambda m: "\n" * m.group(0).count("\n"), text,
+                      flags=re.S | re.M)
         for pat, fix in DOC_PATTERNS.items():
             for m in re.finditer(pat, text):
                 line = text.count("\n", 0, m.start()) + 1
