@@ -81,10 +81,7 @@ def iter_source(
             f"columns= is for an ndarray source; this {type(source).__name__} source carries its columns itself."
         )
     if isinstance(source, np.ndarray):
-        # samples of any shape (n, *shape) are stored flat, as the table's source column is declared
-        # (fixed_size_list<float>[prod(shape)]); the model reshapes them back to its input shape
-        flat = source.reshape(len(source), -1) if source.ndim > 2 else source
-        cols = {source_column: _vectors_to_arrow(flat)}
+        cols = {source_column: _vectors_to_arrow(source)}
         for name, vals in (columns or {}).items():
             if isinstance(vals, (pa.Array, pa.ChunkedArray)):
                 cols[name] = vals
@@ -1039,6 +1036,17 @@ def ingest(
     return IngestResult(table, written, skip, n_chunks)
 
 
+def _source_layout(t: pa.DataType) -> dict[str, Any]:
+    """How a new table declares its source column, from the first chunk's: samples of shape (n, *shape) with
+    two or more dimensions per sample (images, as nested fixed-size lists) keep their shape
+    (``source_type="fixed"``); vectors are ``list<float32>`` (:func:`schema`'s default)."""
+    shape = []
+    while pa.types.is_fixed_size_list(t):
+        shape.append(t.list_size)
+        t = t.value_type
+    return {"source_type": "fixed", "source_shape": shape} if len(shape) >= 2 else {}
+
+
 def _commit(
     table: Any,
     enc: pa.Table,
@@ -1061,7 +1069,7 @@ def _commit(
             table = _open_existing(db_path, name)  # another process may have created it meanwhile
             if table is None:
                 extra = [f for f in enc.schema if f.name not in (src, col)]
-                sch = schema(func, source=src, target=col, extra=extra)
+                sch = schema(func, source=src, target=col, extra=extra, **_source_layout(enc.schema.field(src).type))
                 try:
                     return _db(db_path).create_table(name, data=enc, schema=sch)
                 except ValueError as exc:
