@@ -50,7 +50,7 @@ async def sync_table(table: Any, owner: str = "hashplug") -> Any:
     HashplugTypeError
         Not a LanceDB table (or a remote one, which has no native local table).
     """
-    async_table, _ = _async_types()
+    async_table, async_conn = _async_types()
     if isinstance(table, async_table):
         hit = _SYNC_TABLES.get(table)
         if hit is None:
@@ -62,7 +62,11 @@ async def sync_table(table: Any, owner: str = "hashplug") -> Any:
                     f"{owner}: this AsyncTable ({type(table).__name__}) has no local native table (a LanceDB Cloud "
                     "table?); hashplug's async calls take tables of lancedb.connect_async(folder or URI)."
                 )
-            hit = await LanceTable.from_inner(inner)
+            conn = await sync_connection(async_conn(inner.database()))
+            # LanceDB's own LanceTable.from_inner wraps the *native* connection, whose methods then need a
+            # running event loop in the calling thread; this handle wraps the AsyncTable itself (same native
+            # table: same version and checkout) and a connection of the same native database
+            hit = LanceTable(conn, table.name, _async=table)
             _SYNC_TABLES[table] = hit
         return hit
     if hasattr(table, "add") and hasattr(table, "schema") and not asyncio.iscoroutinefunction(
@@ -86,7 +90,8 @@ async def sync_connection(db: Any) -> Any:
         from lancedb.db import LanceDBConnection
 
         rci = await db.get_read_consistency_interval()
-        hit = LanceDBConnection.from_inner(db._inner, rci)
+        # ``_inner=`` the AsyncConnection (what LanceDBConnection(uri) holds itself), not the native connection
+        hit = LanceDBConnection.from_inner(db, rci)
         _SYNC_CONNS[db] = hit
     return hit
 
