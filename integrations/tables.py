@@ -417,9 +417,6 @@ def create_table(
         raise HashplugTypeError(f"create_table: index must be True or False; got {index!r:.40}.")
     if not isinstance(store_model, (bool, np.bool_)):
         raise HashplugTypeError(f"create_table: store_model must be True or False; got {store_model!r:.40}.")
-    if "db" in schema_kwargs:
-        raise HashplugTypeError("create_table: db is its first argument; pass store_model=False to keep the model "
-                                "where it is.")
     source, target = schema_kwargs.get("source", "vector"), schema_kwargs.get("target", "code")
     arrow = None if data is None else _as_arrow(data)
     if arrow is not None and "extra" not in schema_kwargs:  # keep the data's other columns, with their types
