@@ -234,33 +234,44 @@ def iter_source(
 
 
 def _fit_source(col: Any, want: pa.DataType) -> Any:
-    """A column of numeric samples re-nested as the table declares ``want`` (nested fixed-size lists), when the
-    values per row agree: the flat rows of an ``(n, *shape)`` array into ``fixed_size_list<...>[s1]...``. Else
-    ``col`` unchanged (LanceDB casts it, or refuses with its own error)."""
+    """A column of numeric samples re-nested as the table declares ``want``, when the values per row agree:
+    the flat rows of an ``(n, *shape)`` array into nested fixed-size lists (``fixed_size_list<...>[s1]...``),
+    or nested rows (a Polars ``List(List(Float64))`` of images) into the flat ``list<float>`` a new table
+    declares. Else ``col`` unchanged (LanceDB casts it, or refuses with its own error). Called on chunks whose
+    samples were converted and checked already (each row holds the model's number of values)."""
     sizes: list[int] = []
     t = want
     while pa.types.is_fixed_size_list(t):
         sizes.append(int(t.list_size))
         t = t.value_type
-    if len(sizes) < 2 or not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+    flat_list = not sizes and (pa.types.is_list(t) or pa.types.is_large_list(t))
+    if flat_list:
+        t = t.value_type
+    if not (len(sizes) >= 2 or flat_list) or not (pa.types.is_floating(t) or pa.types.is_integer(t)):
         return col
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if arr.null_count:
         return col
     vals: Any = arr
+    depth = 0
     while pa.types.is_fixed_size_list(vals.type) or pa.types.is_list(vals.type) or pa.types.is_large_list(vals.type):
         if vals.null_count:
             return col
         vals = vals.flatten()
-    per_row = int(np.prod(sizes))
-    if not (pa.types.is_floating(vals.type) or pa.types.is_integer(vals.type)) or len(vals) != len(arr) * per_row:
+        depth += 1
+    n = len(arr)
+    if not (pa.types.is_floating(vals.type) or pa.types.is_integer(vals.type)) or not n or len(vals) % n:
         return col
-    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
-        import pyarrow.compute as pc
-
-        lens = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        if len(lens) and (lens.min() != lens.max()):
-            return col
+    per_row = len(vals) // n
+    if flat_list:
+        if depth < 2:
+            return col  # one level already: LanceDB's cast handles list -> list
+        offsets = pa.array(np.arange(0, n * per_row + 1, per_row, dtype=np.int64 if pa.types.is_large_list(want)
+                                     else np.int32))
+        cls = pa.LargeListArray if pa.types.is_large_list(want) else pa.ListArray
+        return cls.from_arrays(offsets, vals.cast(t))
+    if per_row != int(np.prod(sizes)):
+        return col
     out: pa.Array = vals.cast(t)
     for size in reversed(sizes):
         out = pa.FixedSizeListArray.from_arrays(out, size)
@@ -1063,7 +1074,10 @@ def ingest(
 
     # an existing table's declared source type (e.g. images as nested fixed-size lists), which LanceDB's cast
     # cannot reach from the flat rows of an (n, *shape) array
-    src_type = table.schema.field(src).type if table is not None and src in table.schema.names else None
+    if table is not None:
+        src_type = table.schema.field(src).type if src in table.schema.names else None
+    else:  # what schema() declares for the new table's source column (a struct for named inputs: left alone)
+        src_type = None if func.encoder.card.multi_input else pa.list_(pa.float32())
     conv = sample_converter(func.encoder)
     digest = _SourceDigest(src, conv, legacy=state is not None and "digest_rule" not in state)
     skip = unrecorded = 0

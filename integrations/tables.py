@@ -452,7 +452,9 @@ def _as_arrow(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     elif isinstance(data, Mapping):
-        data = pa.table({k: (list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v) for k, v in data.items()})
+        # samples of any shape (n, *shape) are stored flat, as ingest stores them (the model reshapes them back)
+        data = pa.table({k: (list(v.reshape(len(v), -1)) if isinstance(v, np.ndarray) and v.ndim > 1 else v)
+                         for k, v in data.items()})
     elif isinstance(data, (list, tuple)):
         if not data:
             raise HashplugError(f"{owner}: data is an empty list; pass rows, or data=None for an empty table.")
