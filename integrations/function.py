@@ -350,7 +350,10 @@ class HashplugEmbeddings(EmbeddingFunction):
         LanceDB calls this on every rebuild of a table's function from its saved config (each ``add``, each
         search, each ``table.embedding_functions``). One instance per configuration and model file is built
         and checked, then returned again while the file is unchanged on disk (same size, mtime and inode; a
-        file replaced in place is opened and checked anew, so a swapped model is still refused).
+        file replaced in place is opened and checked anew, so a swapped model is still refused). A model named
+        by content (a ``{db}/...`` or URI location with its ``file_sha256``) is one instance per configuration:
+        any copy with that sha256 is the same model. Where the model is looked for:
+        :func:`hashplug.integrations.store.resolve_encoder`.
         """
         key = _instance_key(kwargs) if cls is HashplugEmbeddings else None
         if key is not None:

@@ -138,7 +138,10 @@ def _root_from_stack(depth: int = 48) -> str | None:
     conns = tuple(c for c in (getattr(dmod, "LanceDBConnection", None), getattr(dmod, "AsyncConnection", None)) if c)
     if not tables and not conns:
         return None
-    f = sys._getframe(2)
+    try:
+        f = sys._getframe(2)
+    except ValueError:  # pragma: no cover - called from the top of a thread's stack
+        return None
     for _ in range(depth):
         if f is None:
             break
