@@ -18,6 +18,7 @@ Standard library at import; ``pyarrow.fs`` (and ``fsspec``, for schemes pyarrow 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -27,6 +28,9 @@ from typing import Any
 from .validation import HashplugError, ModelFileError, ModelNotFoundError
 
 __all__ = ["is_uri", "local_path", "join", "parent", "exists", "read_bytes", "write_once", "describe"]
+
+#: errno values of file systems that cannot make hard links (``os.link``).
+_NO_LINKS = {getattr(errno, n) for n in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS") if hasattr(errno, n)}
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
@@ -183,7 +187,8 @@ def write_once(folder: str, data: bytes, suffix: str = ".onnx") -> tuple[str, bo
 
     Local folders: the bytes go to a private temporary file in ``folder``, are flushed to disk, and are linked
     to their final name with ``os.link``, which fails if the name exists: of several writers at once exactly
-    one creates the file, and a reader never sees part of one. A file already there is checked (its sha256 must
+    one creates the file, and a reader never sees part of one (a file system without hard links gets an
+    atomic ``os.replace`` of the same bytes instead). A file already there is checked (its sha256 must
     be its name) and kept. URIs (object stores): the object is written only if absent; an object store makes a
     whole object visible at once, and two first writers at once write the same bytes (the name is their hash).
 
@@ -221,6 +226,13 @@ def write_once(folder: str, data: bytes, suffix: str = ".onnx") -> tuple[str, bo
                 created = True
             except FileExistsError:
                 created = False
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                # a file system without hard links: an atomic rename of the same bytes (the name is their hash,
+                # so a second writer at once replaces the file with identical content)
+                os.replace(tmp, final)
+                created = True
         except OSError as exc:
             raise ModelFileError(f"cannot write the model store {d!r}: {exc.strerror}.") from None
         finally:

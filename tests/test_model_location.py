@@ -121,6 +121,20 @@ def test_concurrent_writers_store_a_model_exactly_once(tmp_path, models):
         store_model(tmp_path / "db", models[0])
 
 
+def test_a_file_system_without_hard_links_still_stores_whole_files(tmp_path, models, monkeypatch):
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    data = models[0].read_bytes()
+    loc, created = write_once(str(tmp_path / "store"), data)
+    again = write_once(str(tmp_path / "store"), data)
+    assert created and again == (loc, False) and Path(loc).read_bytes() == data
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [Path(loc).name]
+
+
 # ------------------------------------------------------------------------------------------- moved databases
 _WITH_HASHPLUG = """
 import json, sys
