@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from typing import Any
 
 import pyarrow as pa
@@ -30,8 +29,9 @@ from .search import search
 
 __all__ = ["asearch", "aingest", "aadd", "sync_table", "sync_connection"]
 
-_SYNC_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_SYNC_CONNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The synchronous handle is kept on the async object itself (it references the async object, so a weak-keyed
+#: cache would keep both alive for ever; as an attribute the pair is collected with the async handle).
+_ATTR = "_hashplug_sync_handle"
 
 
 def _async_types() -> tuple[type, type]:
@@ -52,7 +52,7 @@ async def sync_table(table: Any, owner: str = "hashplug") -> Any:
     """
     async_table, async_conn = _async_types()
     if isinstance(table, async_table):
-        hit = _SYNC_TABLES.get(table)
+        hit = getattr(table, _ATTR, None)
         if hit is None:
             from lancedb.table import LanceTable
 
@@ -67,7 +67,7 @@ async def sync_table(table: Any, owner: str = "hashplug") -> Any:
             # running event loop in the calling thread; this handle wraps the AsyncTable itself (same native
             # table: same version and checkout) and a connection of the same native database
             hit = LanceTable(conn, table.name, _async=table)
-            _SYNC_TABLES[table] = hit
+            setattr(table, _ATTR, hit)
         return hit
     if hasattr(table, "add") and hasattr(table, "schema") and not asyncio.iscoroutinefunction(
         getattr(type(table), "schema", None)
@@ -85,14 +85,14 @@ async def sync_connection(db: Any) -> Any:
     _, async_conn = _async_types()
     if not isinstance(db, async_conn):
         return db
-    hit = _SYNC_CONNS.get(db)
+    hit = getattr(db, _ATTR, None)
     if hit is None:
         from lancedb.db import LanceDBConnection
 
         rci = await db.get_read_consistency_interval()
         # ``_inner=`` the AsyncConnection (what LanceDBConnection(uri) holds itself), not the native connection
         hit = LanceDBConnection.from_inner(db, rci)
-        _SYNC_CONNS[db] = hit
+        setattr(db, _ATTR, hit)
     return hit
 
 
