@@ -26,11 +26,12 @@ from . import codes as _codes
 from ._deprecation import renamed_kwargs
 from ._domains import check_domains, nan_allowed
 from ._files import file_sha256
-from ._onnx_wire import DEFAULT_MAX_BYTES, DIGEST_KEY, verify_model_file
+from ._onnx_wire import DEFAULT_MAX_BYTES, DIGEST_KEY, verify_model_bytes, verify_model_file
 from .modelcard import INPUT_NAME, OUTPUT_INDICES, OUTPUT_PACKED, ModelCard
 from .validation import (
     HashplugError,
     ModelFileError,
+    ModelMismatchError,
     ModelNotFoundError,
     check_array,
     check_int_param,
@@ -46,6 +47,7 @@ class _Loaded:
     card: ModelCard
     file_sha256: str
     integrity: str = "digest"
+    data: bytes = b""  # the verified bytes the session runs (what a pickled encoder ships)
 
 
 _LOCK = threading.Lock()
@@ -55,6 +57,9 @@ _SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
 # Sessions of ONNX files that are not hashplug encoders (detectors, image encoders), by
 # (resolved path, size, mtime_ns, inode, providers): a file rewritten in place gets a new session.
 _PLAIN: dict[tuple[Any, ...], Any] = {}
+# (sha256 of the bytes, providers) -> the verified model: every model this process has checked, by content
+# (what a table whose model is referred to by its sha256 finds without reading it again).
+_BY_SHA: dict[tuple[str, tuple[str, ...]], _Loaded] = {}
 
 
 def clear_session_cache() -> None:
@@ -63,6 +68,7 @@ def clear_session_cache() -> None:
         _SESSIONS.clear()
         _SHA_MEMO.clear()
         _PLAIN.clear()
+        _BY_SHA.clear()
 
 
 def _new_session(model: bytes | str, providers: tuple[str, ...]) -> Any:
@@ -183,12 +189,37 @@ def _load(path: Path, providers: tuple[str, ...], max_bytes: int = DEFAULT_MAX_B
             ) from exc
         _check_signature(session, card, path)
         integrity = "digest" if DIGEST_KEY in summary.metadata else "legacy"
-        loaded = _Loaded(session, card, sha, integrity)
+        loaded = _Loaded(session, card, sha, integrity, data)
         # a rewritten file replaces its stale session (objects built earlier keep their own reference)
         for old in [k for k in _SESSIONS if k[0] == resolved and k[2] == providers]:
             del _SESSIONS[old]
         _SESSIONS[key] = loaded
+        _BY_SHA.setdefault((sha, providers), loaded)
         return loaded
+
+
+def _load_bytes(data: bytes, source: str, providers: tuple[str, ...]) -> _Loaded:
+    """Session + validated card for a model's bytes (read from a URI, or unpickled); cached by their sha256.
+
+    The bytes go through the same :func:`hashplug._onnx_wire.verify_model_bytes` as a file's.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    with _LOCK:
+        loaded = _BY_SHA.get((sha, providers))
+    if loaded is not None:
+        return loaded
+    card, summary = verify_model_bytes(data, source=source)
+    try:
+        session = _new_session(data, providers)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{source!r} could not be loaded as an ONNX model by onnxruntime "
+            f"({type(exc).__name__}: {str(exc).strip()[:300]}). Is it a hashplug .onnx export?"
+        ) from exc
+    _check_signature(session, card, Path(source))
+    integrity = "digest" if DIGEST_KEY in summary.metadata else "legacy"
+    with _LOCK:
+        return _BY_SHA.setdefault((sha, providers), _Loaded(session, card, sha, integrity, bytes(data)))
 
 
 def _check_signature(session: Any, card: ModelCard, path: Path) -> None:
@@ -214,19 +245,34 @@ def _check_signature(session: Any, card: ModelCard, path: Path) -> None:
         )
 
 
+def _check_sha(data: bytes, sha256: str | None, source: str) -> None:
+    """``ModelMismatchError`` when ``sha256`` is given and ``data`` hashes to another digest."""
+    if sha256 is None:
+        return
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise ModelMismatchError(f"{source!r} is not the expected model: its sha256 is {got}, not {sha256}.")
+
+
 class OnnxEncoder:
     """Encode with an exported hashplug ONNX file (numpy + onnxruntime only).
 
     Parameters
     ----------
     path : str or Path
-        File written by ``hashplug.export.to_onnx``.
+        File written by ``hashplug.export.to_onnx``: a local path (or ``file://`` URI), or the URI of a copy on
+        any file system ``pyarrow.fs`` opens (``s3://bucket/enc.onnx``, ``gs://...``; other schemes such as
+        ``memory://`` through ``fsspec`` when it is installed). A URI's bytes are read once (at most
+        ``max_bytes``) and checked like a file's.
     providers : None, "auto", str or list of str
         onnxruntime execution providers: ``None`` -> CPU, ``"auto"`` -> CUDA if available then CPU.
     batch_size : int
         Rows per onnxruntime call; memory stays bounded by ``batch_size * m`` floats.
     max_bytes : int
         Largest file opened (default 1 GiB, :data:`hashplug._onnx_wire.DEFAULT_MAX_BYTES`).
+    sha256 : str or None
+        Expected sha256 of the file's bytes; a file with another digest raises
+        :class:`~hashplug.validation.ModelMismatchError` (checked before onnxruntime sees the bytes of a URI).
 
     Attributes
     ----------
@@ -236,8 +282,14 @@ class OnnxEncoder:
     code_kind : {"dense", "khot"}
     input_shape : tuple of int
         Per-sample input shape.
+    location : str or None
+        Where the model was read from: the resolved local path, or the URI; None for
+        :meth:`from_bytes` (and for an encoder unpickled from its bytes, which keeps the original ``location``
+        only in :attr:`origin`).
+    origin : str
+        ``location``, or where the bytes came from, for messages.
     path : Path
-        Resolved file path.
+        The resolved local file; for a URI or bytes, a ``Path`` of the file's name only (for messages).
     file_sha256 : str
         sha256 of the file bytes.
     weights_sha256 : str
@@ -253,6 +305,16 @@ class OnnxEncoder:
         Missing, corrupt or non-hashplug file, metadata that does not match the graph, ops or domains hashplug
         never writes (control flow), a file over ``max_bytes``, or a digest mismatch (weights or card changed
         after export). See :mod:`hashplug._onnx_wire`.
+    ModelMismatchError
+        ``sha256`` given and the bytes hash to another digest.
+
+    Notes
+    -----
+    Pickling (Ray, multiprocessing) ships the model, never a bare path: an encoder read from a local file or
+    from bytes pickles with its verified bytes and sha256, so it unpickles in a process (or on a machine)
+    where the file does not exist; one read from a URI pickles as the URI and its sha256, and the other side
+    reads the URI again and refuses bytes with another digest. Either way the other side checks the bytes
+    exactly as here.
     """
 
     def __init__(
@@ -261,18 +323,116 @@ class OnnxEncoder:
         providers: str | list[str] | None = None,
         batch_size: int = 8192,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        sha256: str | None = None,
     ) -> None:
+        from ._locations import is_uri, read_bytes
+
+        self._setup(providers, batch_size, max_bytes)
+        if isinstance(path, str) and is_uri(path):
+            data = read_bytes(path, self.max_bytes)
+            _check_sha(data, sha256, path)
+            self._take(_load_bytes(data, path, self.providers), path, path)
+            return
+        path = check_path(path, "path", "OnnxEncoder")
+        loaded = _load(path, self.providers, self.max_bytes)
+        if sha256 is not None and loaded.file_sha256 != sha256:
+            raise ModelMismatchError(
+                f"{str(path)!r} is not the expected model: its sha256 is {loaded.file_sha256}, not {sha256}."
+            )
+        resolved = str(path.resolve())
+        self._take(loaded, resolved, resolved)
+
+    def _setup(self, providers: Any, batch_size: Any, max_bytes: Any) -> None:
         self.batch_size = check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
         self.max_bytes = check_int_param(max_bytes, "max_bytes", "OnnxEncoder", 1)
         self.providers = resolve_providers(providers)
         self._given_providers = providers
-        path = check_path(path, "path", "OnnxEncoder")
-        loaded = _load(path, self.providers, self.max_bytes)
-        self.path = path.resolve()
+
+    def _take(self, loaded: _Loaded, location: str | None, origin: str) -> None:
+        from ._locations import is_uri
+
+        self._loaded = loaded
+        self.location = location
+        self.origin = origin
+        if location is not None and not is_uri(location):
+            self.path = Path(location)
+        else:
+            self.path = Path(origin.rstrip("/").rsplit("/", 1)[-1] or "model.onnx")
         self._session = loaded.session
         self.card = loaded.card
         self.file_sha256 = loaded.file_sha256
         self.integrity = loaded.integrity
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        sha256: str | None = None,
+        origin: str = "<bytes>",
+        providers: str | list[str] | None = None,
+        batch_size: int = 8192,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> OnnxEncoder:
+        """An encoder for a model's bytes (checked like a file's; ``sha256``, when given, must match).
+
+        Parameters
+        ----------
+        data : bytes
+            The ``.onnx`` file's content.
+        sha256 : str or None
+            Expected sha256 of ``data`` (:class:`~hashplug.validation.ModelMismatchError` otherwise).
+        origin : str
+            Where the bytes came from, for messages.
+        providers, batch_size, max_bytes
+            As for :class:`OnnxEncoder`.
+
+        Returns
+        -------
+        OnnxEncoder
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise HashplugError(f"OnnxEncoder.from_bytes takes the model's bytes; got {type(data).__name__}.")
+        self = cls.__new__(cls)
+        self._setup(providers, batch_size, max_bytes)
+        data = bytes(data)
+        if len(data) > self.max_bytes:
+            raise ModelFileError(
+                f"{origin!r} is {len(data):,} bytes, over the limit of {self.max_bytes:,} (max_bytes); hashplug "
+                "models are far smaller. Pass a larger max_bytes only for a file you trust."
+            )
+        _check_sha(data, sha256, origin)
+        self._take(_load_bytes(data, origin, self.providers), None, origin)
+        return self
+
+    @classmethod
+    def from_cache(
+        cls,
+        sha256: str,
+        *,
+        providers: str | list[str] | None = None,
+        batch_size: int = 8192,
+    ) -> OnnxEncoder | None:
+        """The model of this ``sha256`` if this process has already read and checked it, else None.
+
+        What lets a table that names its model by content (``file_sha256``) open without reading the file
+        again, wherever the copy it was read from lives.
+        """
+        prov = resolve_providers(providers)
+        with _LOCK:
+            loaded = _BY_SHA.get((str(sha256), prov))
+        if loaded is None:
+            return None
+        self = cls.__new__(cls)
+        self._setup(providers, batch_size, DEFAULT_MAX_BYTES)
+        self._take(loaded, None, f"<model sha256 {str(sha256)[:12]}...>")
+        return self
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The verified bytes of the model (what onnxruntime runs and what pickling ships)."""
+        return self._loaded.data
 
     # ------------------------------------------------------------------ description
     @property
@@ -317,18 +477,34 @@ class OnnxEncoder:
 
     def __repr__(self) -> str:
         return (
-            f"OnnxEncoder({str(self.path)!r}, method={self.method_name!r}, m={self.m}, k={self.k}, "
+            f"OnnxEncoder({self.origin!r}, method={self.method_name!r}, m={self.m}, k={self.k}, "
             f"code_kind={self.code_kind!r})"
         )
 
-    # pickling (Ray, multiprocessing): ship the path, reopen on the other side
+    # pickling (Ray, multiprocessing): ship the bytes (or a URI) with the sha256, never a bare path
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "providers": self._given_providers, "batch_size": self.batch_size,
-                "max_bytes": self.max_bytes}
+        from ._locations import is_uri
+
+        state: dict[str, Any] = {"sha256": self.file_sha256, "providers": self._given_providers,
+                                 "batch_size": self.batch_size, "max_bytes": self.max_bytes, "origin": self.origin}
+        if self.location is not None and is_uri(self.location):
+            state["uri"] = self.location
+        else:
+            state["bytes"] = self._loaded.data
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], providers=state["providers"], batch_size=state["batch_size"],
-                      max_bytes=state.get("max_bytes", DEFAULT_MAX_BYTES))
+        providers, batch_size = state.get("providers"), state.get("batch_size", 8192)
+        max_bytes = state.get("max_bytes", DEFAULT_MAX_BYTES)
+        if "bytes" in state:
+            other = OnnxEncoder.from_bytes(state["bytes"], sha256=state["sha256"], origin=state.get("origin", "<bytes>"),
+                                           providers=providers, batch_size=batch_size, max_bytes=max_bytes)
+        elif "uri" in state:
+            other = OnnxEncoder(state["uri"], providers=providers, batch_size=batch_size, max_bytes=max_bytes,
+                                sha256=state["sha256"])
+        else:  # pickled by hashplug <= 0.2: a path
+            other = OnnxEncoder(state["path"], providers=providers, batch_size=batch_size, max_bytes=max_bytes)
+        self.__dict__.update(other.__dict__)
 
     # ------------------------------------------------------------------ encoding
     @property

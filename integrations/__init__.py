@@ -5,6 +5,9 @@ running down this list only:
 
 :mod:`hashplug.integrations.lancedb`
     The face: re-exports the names below; importing it registers the ``"hashplug"`` embedding function.
+:mod:`hashplug.integrations.aio`
+    :func:`~hashplug.integrations.aio.asearch`, :func:`~hashplug.integrations.aio.aingest` and
+    :func:`~hashplug.integrations.aio.aadd` for LanceDB's async API (``AsyncTable`` / ``AsyncConnection``).
 :mod:`hashplug.integrations.reranker`
     :class:`~hashplug.integrations.reranker.HammingReranker` and
     :class:`~hashplug.integrations.reranker.FloatRescoreReranker`.
@@ -18,6 +21,9 @@ running down this list only:
 :mod:`hashplug.integrations.function`
     The embedding function :class:`~hashplug.integrations.function.HashplugEmbeddings` and
     :class:`~hashplug.integrations.function.Query`.
+:mod:`hashplug.integrations.store`
+    Where a table's model lives: the database's model store (``<db>/_hashplug/models/<sha256>.onnx``), model
+    URIs, and how a config LanceDB rebuilds finds its model (checked by sha256).
 :mod:`hashplug.integrations.arrow`
     Arrow <-> numpy for sample and code columns, the pure :func:`~hashplug.integrations.arrow.encode_batch`
     and the streaming :func:`~hashplug.integrations.arrow.encode_batches` (no LanceDB).

@@ -33,6 +33,8 @@ __all__ = [
     "normalize_layout",
     "column_to_numpy",
     "column_to_inputs",
+    "as_arrow_column",
+    "as_record_batch",
     "check_width",
     "sample_converter",
     "struct_column",
@@ -102,6 +104,7 @@ def column_to_numpy(
     from ..validation import check_array
 
     n_features = int(np.prod(input_shape))
+    col = as_arrow_column(col)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if isinstance(col, (pa.Array, pa.ExtensionArray)):
@@ -165,6 +168,46 @@ def column_to_numpy(
     return arr.reshape((arr.shape[0], *input_shape))
 
 
+def as_arrow_column(col: Any) -> Any:
+    """A column of another Arrow library (a Polars Series, anything with ``__arrow_c_stream__`` /
+    ``__arrow_c_array__``) as a pyarrow array; anything else unchanged."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray, np.ndarray)):
+        return col
+    if hasattr(col, "__arrow_c_stream__"):
+        return pa.chunked_array(col)
+    if hasattr(col, "__arrow_c_array__"):
+        return pa.array(col)
+    return col
+
+
+def as_record_batch(batch: Any, owner: str) -> pa.RecordBatch:
+    """A pyarrow ``RecordBatch`` of one batch of rows: a pyarrow Table or RecordBatch, or Arrow data of another
+    library (``__arrow_c_array__`` struct array or ``__arrow_c_stream__`` table: a Polars DataFrame, a DuckDB
+    relation, ...)."""
+    if isinstance(batch, pa.RecordBatch):
+        return batch
+    if not isinstance(batch, pa.Table):
+        if hasattr(batch, "__arrow_c_array__"):
+            try:
+                return pa.record_batch(batch)
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise HashplugError(f"{owner}: the {type(batch).__name__} is not a batch of columns ({exc}).") from None
+        if hasattr(batch, "__arrow_c_stream__"):
+            try:
+                batch = pa.table(batch)
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise HashplugError(f"{owner}: the {type(batch).__name__} is not a table of columns ({exc}).") from None
+        else:
+            raise HashplugError(
+                f"{owner} takes a batch of rows: a pyarrow RecordBatch or Table, or Arrow data of another library "
+                f"(a Polars DataFrame, a DuckDB relation: __arrow_c_array__ / __arrow_c_stream__); got "
+                f"{type(batch).__name__}."
+            )
+    if batch.num_rows:
+        return batch.combine_chunks().to_batches()[0]
+    return pa.RecordBatch.from_pylist([], schema=batch.schema)
+
+
 def check_width(x: np.ndarray, input_shape: tuple[int, ...], *, name: str = "source") -> np.ndarray:
     """``x`` (already a float32 array of finite values, e.g. a :class:`~hashplug.integrations.function.Query`'s)
     as ``(n, *input_shape)``: the width check of :func:`column_to_numpy` without a second pass over the values.
@@ -194,6 +237,7 @@ def column_to_inputs(
     """
     known = {nm: shp for nm, shp, _ in specs}
     required = [nm for nm, _, d in specs if d is None]
+    col = as_arrow_column(col)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if isinstance(col, pa.StructArray):
@@ -370,8 +414,9 @@ def encode_batches(
 
     Parameters
     ----------
-    reader : pyarrow.RecordBatchReader or iterable of RecordBatch
-        The input stream; it must have the ``source`` column.
+    reader : pyarrow.RecordBatchReader, Table or iterable of RecordBatch, or an Arrow stream of another library
+        The input stream; it must have the ``source`` column. Anything with ``__arrow_c_stream__`` (a Polars
+        DataFrame, a DuckDB relation) is read as a stream.
     encoder : OnnxEncoder or HashplugEmbeddings
         The model.
     source, target : str
@@ -395,6 +440,13 @@ def encode_batches(
     if batch_size is not None:
         batch_size = check_int_param(batch_size, "batch_size", "encode_batches", 1)
     it: Iterator[pa.RecordBatch]
+    if not isinstance(reader, (pa.RecordBatchReader, pa.Table)) and hasattr(reader, "__arrow_c_stream__"):
+        try:
+            reader = pa.RecordBatchReader.from_stream(reader)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise HashplugError(f"encode_batches: the {type(reader).__name__} is not a table stream ({exc}).") from None
+    if isinstance(reader, pa.Table):
+        reader = reader.to_reader()
     if isinstance(reader, pa.RecordBatchReader):
         in_schema, it = reader.schema, iter(reader)
     else:
@@ -448,8 +500,10 @@ def encode_batch(
 
     Parameters
     ----------
-    batch : pyarrow.RecordBatch or pyarrow.Table
-        Must have the ``source`` column: samples as (nested) fixed-size or equal-length lists of numbers.
+    batch : pyarrow.RecordBatch or pyarrow.Table, or Arrow data of another library
+        Must have the ``source`` column: samples as (nested) fixed-size or equal-length lists of numbers. Any
+        object with ``__arrow_c_array__`` (a struct array) or ``__arrow_c_stream__`` (a Polars DataFrame, a
+        DuckDB relation) is read through the Arrow C interface.
     encoder : OnnxEncoder or HashplugEmbeddings
         The model.
     source, target : str
@@ -466,10 +520,7 @@ def encode_batch(
         ``list<int32>`` (indices).
     """
     enc, shape, nb, layout = _encode_fn(encoder, layout)
-    if isinstance(batch, pa.Table):
-        batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else pa.RecordBatch.from_pylist(
-            [], schema=batch.schema
-        )
+    batch = as_record_batch(batch, "encode_batch")
     if source not in batch.schema.names:
         raise HashplugError(f"the input has no source column {source!r}; columns: {batch.schema.names}.")
     return _encode(batch, enc, shape, layout, nb, source, target, row_offset)

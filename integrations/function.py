@@ -3,7 +3,8 @@
 ``get_registry().get("hashplug").create(model="enc.onnx", layout="packed" | "indices")``: LanceDB saves the
 arguments (as JSON) in the table's schema metadata and rebuilds the function from them whenever it opens,
 adds to or searches the table; the ONNX file is opened with :class:`hashplug.runtime.OnnxEncoder`, whose
-session cache is shared by every rebuild.
+session cache is shared by every rebuild. Where the saved config finds its model (a copy in the database's
+own model store, a URI, a path; always checked by sha256): :mod:`hashplug.integrations.store`.
 
 Serving side: numpy, pyarrow, pydantic, LanceDB and the ONNX runtime only.
 """
@@ -21,24 +22,31 @@ import pyarrow as pa
 from lancedb.embeddings import EmbeddingFunction, register
 from pydantic import PrivateAttr, ValidationError
 
+from .._locations import is_uri
 from ..codes import INDEX_DTYPE
 from ..validation import (
     HashplugError,
     ModelMismatchError,
-    ModelNotFoundError,
     TableSchemaError,
     check_array,
     check_path,
 )
 from .arrow import (
     LAYOUTS,
-    _layout_arg,
     check_width,
     code_type,
     codes_to_arrow,
     n_samples,
     normalize_layout,
     sample_converter,
+)
+from .store import (
+    connection_root,
+    database_root,
+    is_db_reference,
+    resolve_encoder,
+    store_model,
+    upgrade_config,
 )
 
 __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
@@ -59,7 +67,7 @@ def load_encoder_cached(
     Parameters
     ----------
     path : str or PathLike
-        The ONNX file.
+        The ONNX file: a local path or a URI (``s3://...``; :mod:`hashplug._locations`).
     providers : list of str or None
         onnxruntime execution providers.
     batch_size : int
@@ -69,15 +77,7 @@ def load_encoder_cached(
     -------
     OnnxEncoder
     """
-    from ..runtime import OnnxEncoder
-
-    p = Path(path).expanduser().resolve()
-    if not p.is_file():
-        raise ModelNotFoundError(
-            f"No ONNX model at {str(p)!r}. The table's embedding function was configured with this path; restore the "
-            "file there (or re-create the function with the model's new location)."
-        )
-    return OnnxEncoder(str(p), providers=list(providers) if providers else None, batch_size=int(batch_size))
+    return resolve_encoder(os.fspath(path), None, providers, batch_size)
 
 
 _QUERY_PREFIX = "hashplug-query:v1:"
@@ -253,17 +253,7 @@ class _AnnotationCheck:
         return f"hashplug.{self.role}_field_check"
 
 
-def _upgrade_config(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """0.1.0 configs (``code="dense" | "sparse"``, ``sha256=``) in today's names (``layout``, ``file_sha256``)."""
-    kw = dict(kwargs)
-    if "sha256" in kw:
-        old = kw.pop("sha256")
-        if kw.get("file_sha256") not in (None, old):
-            raise HashplugError("pass file_sha256= only (sha256= is its 0.1.0 name).")
-        kw["file_sha256"] = old
-    if "code" in kw:  # tables written by 0.1.0 keep opening, with a DeprecationWarning
-        kw["layout"] = _layout_arg(kw.get("layout"), kw.pop("code"), "the hashplug embedding function")
-    return kw
+_upgrade_config = upgrade_config  # the 0.2 name
 
 
 #: Checked function instances by (configuration, model file identity): see :meth:`HashplugEmbeddings.create`.
@@ -273,8 +263,13 @@ _MAX_INSTANCES = 64
 
 
 def _instance_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The cache key of a configuration: its JSON and the model file's (path, size, mtime, inode); None when it
-    cannot be cached (LanceDB variables, a missing file, arguments that are not JSON)."""
+    """The cache key of a configuration; None when it cannot be cached (LanceDB variables, a missing file,
+    arguments that are not JSON, a location named without its sha256).
+
+    A local path: the JSON and the file's (path, size, mtime, inode), so a file replaced in place is opened and
+    checked anew. A ``{db}`` or URI location named with its ``file_sha256``: the JSON alone, since the model
+    is named by content (any copy with that sha256 is the same model).
+    """
     import json
 
     model = kwargs.get("model")
@@ -282,6 +277,12 @@ def _instance_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
         return None
     try:
         text = json.dumps(kwargs, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    if is_db_reference(model) or is_uri(model):
+        sha = kwargs.get("file_sha256", kwargs.get("sha256"))
+        return (text, "content") if isinstance(sha, str) and sha else None
+    try:
         p = Path(model).expanduser().resolve()
         st = p.stat()
     except (TypeError, ValueError, OSError):
@@ -307,11 +308,16 @@ class HashplugEmbeddings(EmbeddingFunction):
     Parameters
     ----------
     model : str
-        Path of the ONNX file (stored absolute, so a fresh process finds it from any working directory).
+        Where the ONNX file is: a local path (stored absolute, so a fresh process finds it from any working
+        directory), a URI (``s3://bucket/enc.onnx``, ``gs://...``, anything ``pyarrow.fs`` or ``fsspec``
+        opens), ``{db}/_hashplug/models/<sha256>.onnx`` (the copy in the table's own database, written by
+        :meth:`for_database`; it travels with the database folder), or a LanceDB variable ``$var:name`` (set
+        with ``get_registry().set_var(name, location)`` in each process).
     file_sha256 : str or None
         Expected sha256 of the file's bytes (not the ``weights_sha256`` of its model card). Filled in at
         creation; when the table is reopened a different file at ``model`` is refused with
-        :class:`~hashplug.validation.ModelMismatchError`. 0.1.0 called it ``sha256`` (still accepted).
+        :class:`~hashplug.validation.ModelMismatchError`, and a ``{db}`` or URI location is found by this
+        content (any copy this process already read). 0.1.0 called it ``sha256`` (still accepted).
     layout : {"packed", "indices"}
         Code column layout: ``"packed"`` bits in ``fixed_size_list<uint8>[n_bytes]`` (LanceDB's native
         ``distance_type("hamming")`` search, ``IVF_FLAT`` index), or ``"indices"`` the k active unit ids of a
@@ -344,7 +350,10 @@ class HashplugEmbeddings(EmbeddingFunction):
         LanceDB calls this on every rebuild of a table's function from its saved config (each ``add``, each
         search, each ``table.embedding_functions``). One instance per configuration and model file is built
         and checked, then returned again while the file is unchanged on disk (same size, mtime and inode; a
-        file replaced in place is opened and checked anew, so a swapped model is still refused).
+        file replaced in place is opened and checked anew, so a swapped model is still refused). A model named
+        by content (a ``{db}/...`` or URI location with its ``file_sha256``) is one instance per configuration:
+        any copy with that sha256 is the same model. Where the model is looked for:
+        :func:`hashplug.integrations.store.resolve_encoder`.
         """
         key = _instance_key(kwargs) if cls is HashplugEmbeddings else None
         if key is not None:
@@ -361,9 +370,10 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     @classmethod
     def _create(cls, **kwargs: Any) -> HashplugEmbeddings:
-        kwargs = _upgrade_config(kwargs)
+        kwargs = upgrade_config(kwargs)
         model = kwargs.get("model")
-        if not (isinstance(model, str) and model.startswith("$var:")):
+        keep = isinstance(model, str) and (model.startswith("$var:") or is_db_reference(model) or is_uri(model))
+        if not keep:
             kwargs["model"] = str(check_path(model, "model (the ONNX file)", "the hashplug embedding function"))
         if kwargs.get("layout") is not None:
             kwargs["layout"] = normalize_layout(kwargs["layout"], owner="the hashplug embedding function")
@@ -390,16 +400,15 @@ class HashplugEmbeddings(EmbeddingFunction):
         return inst
 
     def model_post_init(self, __context: Any) -> None:
-        from pathlib import Path
-
         if self.layout not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks
             raise HashplugError(f"layout must be one of {list(LAYOUTS)}; got {self.layout!r}.")
         if int(self.batch_size) < 1:
             raise HashplugError(f"batch_size must be >= 1; got {self.batch_size}.")
-        self.model = str(Path(self.model).expanduser().resolve())
+        if not (is_db_reference(self.model) or is_uri(self.model)):
+            self.model = str(Path(self.model).expanduser().resolve())
 
     def _load_and_check(self) -> Any:
-        enc = load_encoder_cached(self.model, self.providers, self.batch_size)
+        enc = resolve_encoder(self.model, self.file_sha256, self.providers, self.batch_size)
         if self.file_sha256 is not None and self.file_sha256 != enc.file_sha256:
             raise ModelMismatchError(
                 f"The ONNX file at {self.model!r} is not the model this table was built with: its sha256 is "
@@ -423,6 +432,33 @@ class HashplugEmbeddings(EmbeddingFunction):
             )
         self._encoder = enc
         return enc
+
+    def for_database(self, db: Any) -> HashplugEmbeddings:
+        """This function with its model copied into ``db``'s model store, so tables travel with the database.
+
+        The model's bytes are written once (atomically) to ``<db>/_hashplug/models/<sha256>.onnx`` and the
+        returned function's config names them ``{db}/_hashplug/models/<sha256>.onnx``, relative to the database
+        folder: copy or move the folder (to another machine too) and the table still finds its model, checked
+        by sha256. :func:`~hashplug.integrations.tables.schema` (``db=``), ``create_table`` and ``ingest`` of a
+        new table call this.
+
+        Parameters
+        ----------
+        db : LanceDB connection (sync or async), table, str or PathLike
+            The database (or its folder / URI).
+
+        Returns
+        -------
+        HashplugEmbeddings
+            A function of the same configuration whose ``model`` is the stored copy (``self`` when it already
+            is one).
+        """
+        ref = store_model(db, self, owner="HashplugEmbeddings.for_database")  # idempotent: a copy there is kept
+        if ref == self.model:
+            return self
+        args = {**self._original_args, "model": ref, "file_sha256": self.encoder.file_sha256}
+        with database_root(connection_root(db)):
+            return type(self).create(**args)
 
     # ------------------------------------------------------------------ encoder facts
     @property

@@ -470,7 +470,11 @@ def open_hamming_index(table: Any, *, column: str | None = None, folder: str | P
 
 def open_bound_index(table: Any, column: str, func: Any) -> BoundIndex | None:
     """:func:`open_hamming_index` for a caller that already holds the table's code column and function (a search: the
-    function is looked up once per call)."""
+    function is looked up once per call). A table not on a local path (object storage, ``memory://``) has no
+    index beside it: None (the search is LanceDB's)."""
+    uri = str(getattr(table, "uri", "") or "")
+    if not uri or "://" in uri:
+        return None
     return _open(table, column, func, None, threads=1, update=True, backend=None)
 
 

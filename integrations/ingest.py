@@ -20,8 +20,10 @@ threads can hang).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from ..validation import (
 )
 from .arrow import _layout_arg, codes_to_arrow, normalize_layout, sample_converter
 
-__all__ = ["ingest", "add", "IngestResult", "iter_source"]
+__all__ = ["ingest", "add", "IngestResult", "IngestCancelled", "iter_source", "arrow_source"]
 
 
 # ---------------------------------------------------------------------------------------------------- sources
@@ -59,6 +61,47 @@ def _vectors_to_arrow(X: np.ndarray) -> pa.Array:
     return arr
 
 
+def arrow_source(source: Any, *, batch_size: int = 65536) -> tuple[Iterator[pa.RecordBatch], int | None] | None:
+    """``(batches, total rows or None)`` of Arrow data that is not a pyarrow Table / batch / reader: a
+    ``pyarrow.dataset`` Dataset or Scanner, or an object exporting the Arrow C stream (``__arrow_c_stream__``:
+    Polars DataFrame, DuckDB relation, ...) or array (``__arrow_c_array__``, a struct array = one batch)
+    interface. None for anything else. Streams are read batch by batch (bounded memory).
+
+    Raises
+    ------
+    HashplugError
+        The object exports a stream that is not tabular (e.g. a single Polars Series: pass ``series.to_frame()``).
+    """
+    try:
+        import pyarrow.dataset as pads
+    except ImportError:  # pragma: no cover - part of pyarrow
+        pads = None
+    if pads is not None and isinstance(source, pads.Dataset):
+        return iter(source.to_batches(batch_size=batch_size)), source.count_rows()
+    if pads is not None and isinstance(source, pads.Scanner):
+        return iter(source.to_batches()), None
+    what = type(source).__name__
+    if hasattr(source, "__arrow_c_stream__"):
+        try:
+            reader = pa.RecordBatchReader.from_stream(source)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise HashplugError(
+                f"the {what} source exports an Arrow stream that is not a table of columns ({exc}); pass a table "
+                "(e.g. series.to_frame() for a Polars Series)."
+            ) from None
+        height = getattr(source, "height", None)  # a Polars DataFrame knows its rows; others: None (a stream)
+        return iter(reader), height if isinstance(height, int) and not isinstance(height, bool) else None
+    if hasattr(source, "__arrow_c_array__"):
+        try:
+            batch = pa.record_batch(source)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise HashplugError(
+                f"the {what} source exports an Arrow array that is not a struct of columns ({exc}); pass a table."
+            ) from None
+        return iter([batch]), batch.num_rows
+    return None
+
+
 def iter_source(
     source: Any,
     *,
@@ -69,8 +112,10 @@ def iter_source(
     """Normalise an ingest source to ``(batches, total rows or None, description)``.
 
     ``source`` is an ndarray of samples (with optional ``columns`` of the same length), a mapping of column
-    name to arrays, a ``pyarrow.Table``, ``RecordBatchReader`` or iterable of ``RecordBatch``, a pandas
-    DataFrame, or the path of a parquet file or folder of parquet files (read in sorted file order).
+    name to arrays, a ``pyarrow.Table``, ``RecordBatchReader`` or iterable of ``RecordBatch``, Arrow data of
+    any library (:func:`arrow_source`: a ``pyarrow.dataset``, a Polars DataFrame, a DuckDB relation, anything
+    with ``__arrow_c_stream__`` / ``__arrow_c_array__``), a pandas DataFrame, or the path of a parquet file or
+    folder of parquet files (read in sorted file order).
     """
     if columns is not None and not isinstance(columns, Mapping):
         raise HashplugTypeError(
@@ -173,12 +218,61 @@ def iter_source(
         return iter([source]), source.num_rows, desc
     if isinstance(source, pa.RecordBatchReader):
         return iter(source), None, desc
+    arrow = arrow_source(source, batch_size=batch_size)
+    if arrow is not None:
+        return arrow[0], arrow[1], desc
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
         return iter(source), None, desc
     raise HashplugError(
-        f"cannot ingest a {type(source).__name__}; pass an ndarray, pyarrow Table/RecordBatchReader, a pandas "
-        "DataFrame, or the path of a parquet file or folder."
+        f"cannot ingest a {type(source).__name__}; pass an ndarray, Arrow data (a pyarrow Table, RecordBatchReader "
+        "or dataset, or any object with __arrow_c_stream__ / __arrow_c_array__ such as a Polars DataFrame or a "
+        "DuckDB relation), a pandas DataFrame, or the path of a parquet file or folder."
     )
+
+
+def _fit_source(col: Any, want: pa.DataType) -> Any:
+    """A column of numeric samples re-nested as the table declares ``want``, when the values per row agree:
+    the flat rows of an ``(n, *shape)`` array into nested fixed-size lists (``fixed_size_list<...>[s1]...``),
+    or nested rows (a Polars ``List(List(Float64))`` of images) into the flat ``list<float>`` a new table
+    declares. Else ``col`` unchanged (LanceDB casts it, or refuses with its own error). Called on chunks whose
+    samples were converted and checked already (each row holds the model's number of values)."""
+    sizes: list[int] = []
+    t = want
+    while pa.types.is_fixed_size_list(t):
+        sizes.append(int(t.list_size))
+        t = t.value_type
+    flat_list = not sizes and (pa.types.is_list(t) or pa.types.is_large_list(t))
+    if flat_list:
+        t = t.value_type
+    if not (len(sizes) >= 2 or flat_list) or not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return col
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if arr.null_count:
+        return col
+    vals: Any = arr
+    depth = 0
+    while pa.types.is_fixed_size_list(vals.type) or pa.types.is_list(vals.type) or pa.types.is_large_list(vals.type):
+        if vals.null_count:
+            return col
+        vals = vals.flatten()
+        depth += 1
+    n = len(arr)
+    if not (pa.types.is_floating(vals.type) or pa.types.is_integer(vals.type)) or not n or len(vals) % n:
+        return col
+    per_row = len(vals) // n
+    if flat_list:
+        if depth < 2:
+            return col  # one level already: LanceDB's cast handles list -> list
+        offsets = pa.array(np.arange(0, n * per_row + 1, per_row, dtype=np.int64 if pa.types.is_large_list(want)
+                                     else np.int32))
+        cls = pa.LargeListArray if pa.types.is_large_list(want) else pa.ListArray
+        return cls.from_arrays(offsets, vals.cast(t))
+    if per_row != int(np.prod(sizes)):
+        return col
+    out: pa.Array = vals.cast(t)
+    for size in reversed(sizes):
+        out = pa.FixedSizeListArray.from_arrays(out, size)
+    return out
 
 
 def _rechunk(batches: Iterator[pa.RecordBatch], size: int, skip: int) -> Iterator[pa.Table]:
@@ -212,6 +306,38 @@ def _rechunk(batches: Iterator[pa.RecordBatch], size: int, skip: int) -> Iterato
                     buf, n = [], 0
     if n:
         yield pa.Table.from_batches(buf)
+
+
+# ---------------------------------------------------------------------------------------------------- cancel
+#: Set by :func:`hashplug.aingest` around the worker thread that runs :func:`ingest`: when the awaiting task is
+#: cancelled the event is set, and the ingest stops before its next chunk (never inside a commit).
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("hashplug_ingest_cancel",
+                                                                                 default=None)
+
+
+class IngestCancelled(Exception):  # noqa: N818 - not an error: the caller asked for it
+    """An ingest stopped between two chunks because its :func:`hashplug.aingest` task was cancelled.
+
+    Attributes
+    ----------
+    rows_committed : int
+        Source rows committed (by this call and earlier runs); they stay, and the checkpoint records them.
+    rows_written, chunks : int
+        Rows and commits of this call.
+    """
+
+    def __init__(self, rows_committed: int, rows_written: int, chunks: int) -> None:
+        super().__init__(
+            f"hashplug.aingest was cancelled after {rows_written} rows in {chunks} commits ({rows_committed} rows of "
+            "the source are committed); rerun it with the same checkpoint to resume."
+        )
+        self.rows_committed, self.rows_written, self.chunks = rows_committed, rows_written, chunks
+
+
+def _stop_if_cancelled(committed: int, written: int, chunks: int) -> None:
+    ev = _CANCEL.get()
+    if ev is not None and ev.is_set():
+        raise IngestCancelled(committed, written, chunks)
 
 
 # ---------------------------------------------------------------------------------------------------- ingest
@@ -262,19 +388,27 @@ def _connect(table_or_uri: Any, name: str | None) -> tuple[Path, str]:
     return p, name
 
 
-def _db(p: Path) -> Any:
-    """``lancedb.connect(p)`` (LanceDB creates a missing local folder)."""
+def _is_connection(obj: Any) -> bool:
+    """A LanceDB (sync) connection: it opens and creates tables and is no table itself."""
+    return hasattr(obj, "open_table") and hasattr(obj, "create_table") and not hasattr(obj, "add")
+
+
+def _db(p: Any) -> Any:
+    """``lancedb.connect(p)`` (LanceDB creates a missing local folder); a connection is returned as it is."""
     import lancedb
 
+    if _is_connection(p):
+        return p
     try:
         return lancedb.connect(str(p))
     except (OSError, ValueError) as exc:
         raise HashplugError(f"hashplug.ingest: cannot open the database at {str(p)!r}: {exc}") from None
 
 
-def _open_existing(p: Path, name: str) -> Any:
-    """The table ``name`` of the database at ``p``, or None when it does not exist (nothing is created)."""
-    if "://" not in str(p) and not p.is_dir():
+def _open_existing(p: Any, name: str) -> Any:
+    """The table ``name`` of the database at ``p`` (a path or a connection), or None when it does not exist
+    (nothing is created)."""
+    if not _is_connection(p) and "://" not in str(p) and not p.is_dir():
         return None
     try:
         return _db(p).open_table(name)
@@ -289,8 +423,15 @@ def _as_function(model: Any, layout: str | None) -> Any:
         return model
     from lancedb.embeddings import get_registry
 
-    path = getattr(model, "path", model)  # an OnnxEncoder or a path
-    kwargs: dict[str, Any] = {"model": str(path)}
+    kwargs: dict[str, Any]
+    if hasattr(model, "file_sha256") and hasattr(model, "model_bytes"):  # an OnnxEncoder
+        from .store import db_reference
+
+        # where it was read from, or (bytes: unpickled, or from_bytes) its content, which this process holds
+        where = model.location if model.location is not None else db_reference(model.file_sha256)
+        kwargs = {"model": where, "file_sha256": model.file_sha256}
+    else:
+        kwargs = {"model": str(model)}
     if layout is not None:
         kwargs["layout"] = layout
     return get_registry().get("hashplug").create(**kwargs)
@@ -367,8 +508,11 @@ def _table_identity(table: Any) -> dict[str, Any]:
     return {"name": getattr(table, "name", None), "uri": str(getattr(table, "uri", "") or "") or None}
 
 
-def _new_table_identity(db_path: Path, name: str) -> dict[str, Any]:
-    """What :func:`_table_identity` returns for the table ``name`` once it is created in ``db_path``."""
+def _new_table_identity(db_path: Any, name: str) -> dict[str, Any]:
+    """What :func:`_table_identity` returns for the table ``name`` once it is created in ``db_path`` (a path or
+    a connection)."""
+    if _is_connection(db_path):
+        db_path = str(getattr(db_path, "uri", "") or "")
     uri = str(db_path) if "://" in str(db_path) else os.path.abspath(db_path)
     return {"name": name, "uri": f"{uri.rstrip('/')}/{name}.lance"}
 
@@ -759,19 +903,25 @@ def ingest(
     chunk_size: int = 65536,
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    store_model: bool = True,
     code: str | None = None,
 ) -> IngestResult:
     """Encode and load data into a hashplug table in atomic chunks, resumably and exactly once.
 
     Parameters
     ----------
-    table_or_uri : lancedb.table.Table, or str / PathLike
-        An open table; a database URI together with ``name``; or a ``<name>.lance`` path. A missing table is
-        created (needs ``model``) with :func:`hashplug.integrations.lancedb.schema`, in the same commit as the
-        first chunk: a call that fails before writing any row leaves no table behind.
-    source : ndarray, mapping, pyarrow Table / RecordBatchReader / iterable of RecordBatch, DataFrame or path
+    table_or_uri : lancedb.table.Table, LanceDB connection, or str / PathLike
+        An open table; a database (a ``lancedb.connect(...)`` connection, or its folder / URI) together with
+        ``name``; or a ``<name>.lance`` path. A missing table is created (needs ``model``) with
+        :func:`hashplug.integrations.lancedb.schema`, in the same commit as the first chunk: a call that fails
+        before writing any row leaves no table behind. (``AsyncTable`` / ``AsyncConnection``: use
+        :func:`hashplug.aingest`.)
+    source : ndarray, mapping, Arrow data, DataFrame or path
         The rows. An ndarray holds the samples (shape ``(n, *input_shape)``); give other columns in ``columns``.
-        A path is a parquet file or a folder of parquet files.
+        Arrow data: a ``pyarrow.Table`` / ``RecordBatch`` / ``RecordBatchReader`` / iterable of
+        ``RecordBatch``, a ``pyarrow.dataset`` Dataset or Scanner, or any object exporting the Arrow C stream
+        or array interface (``__arrow_c_stream__`` / ``__arrow_c_array__``: a Polars DataFrame, a DuckDB
+        relation, ...), read as a stream. A path is a parquet file or a folder of parquet files.
     name : str or None
         Table name inside the database at ``table_or_uri``.
     model : str, OnnxEncoder, HashplugEmbeddings or None
@@ -802,6 +952,11 @@ def ingest(
         instead of guessing.
     progress : bool
         Show a tqdm progress bar.
+    store_model : bool
+        When the call creates the table: copy the model into the database's model store
+        (``<db>/_hashplug/models/<sha256>.onnx``, once, atomically, just before the first commit) and name that
+        copy in the table's config relative to the database, so the table travels with the database folder
+        (default). False: the config names the model where it was found (an absolute path or a URI).
 
     Returns
     -------
@@ -819,6 +974,8 @@ def ingest(
     """
     from .tables import check_table
 
+    if not isinstance(store_model, (bool, np.bool_)):
+        raise HashplugTypeError(f"hashplug.ingest: store_model must be True or False; got {store_model!r:.40}.")
     layout = _layout_arg(layout, code, "hashplug.ingest")
     if layout is not None:
         layout = normalize_layout(layout, owner="hashplug.ingest")
@@ -833,12 +990,28 @@ def ingest(
     ckpt_path = _check_checkpoint_path(checkpoint) if checkpoint is not None else None
     state = _read_checkpoint(ckpt_path) if ckpt_path is not None else None
 
+    from .tables import refuse_async
+
+    refuse_async(table_or_uri, "hashplug.ingest")
     table: Any = None
-    db_path: Path | None = None
+    db_path: Any = None  # the database: a Path, or a LanceDB connection
     if hasattr(table_or_uri, "add") and hasattr(table_or_uri, "schema"):
         table = table_or_uri
         if name is not None:
             raise HashplugError("hashplug.ingest: name= is for a database path; an open table already has its name.")
+    elif _is_connection(table_or_uri):
+        if not isinstance(name, str) or not name:
+            raise HashplugTypeError(
+                f"hashplug.ingest: with a LanceDB connection, name= must be the table's name (a non-empty str); got "
+                f"{name!r:.60}."
+            )
+        db_path = table_or_uri
+        table = _open_existing(db_path, name)
+        if table is None and model is None:
+            raise HashplugError(
+                f"table {name!r} does not exist in the database at {str(getattr(db_path, 'uri', '?'))!r}; pass model= "
+                "to create it."
+            )
     else:
         db_path, name = _connect(table_or_uri, name)
         table = _open_existing(db_path, name)
@@ -863,6 +1036,13 @@ def ingest(
         target_type = table.schema.field(col).type
     else:
         func = _as_function(model, layout)
+        from .store import is_db_reference
+
+        if not store_model and is_db_reference(func.model):
+            raise HashplugError(
+                "hashplug.ingest: store_model=False keeps the table's config naming the model's file, but this model "
+                "has none (an OnnxEncoder made from bytes); keep store_model=True to store it in the database."
+            )
         col, src = code_column, source_column
         identity = _new_table_identity(db_path, name)
         rows_now = version_now = 0
@@ -889,6 +1069,12 @@ def ingest(
         if id_column is not None:
             _check_table_ids(table, id_column)
 
+    # an existing table's declared source type (e.g. images as nested fixed-size lists), which LanceDB's cast
+    # cannot reach from the flat rows of an (n, *shape) array
+    if table is not None:
+        src_type = table.schema.field(src).type if src in table.schema.names else None
+    else:  # what schema() declares for the new table's source column (a struct for named inputs: left alone)
+        src_type = None if func.encoder.card.multi_input else pa.list_(pa.float32())
     conv = sample_converter(func.encoder)
     digest = _SourceDigest(src, conv, legacy=state is not None and "digest_rule" not in state)
     skip = unrecorded = 0
@@ -985,6 +1171,7 @@ def ingest(
     try:
         for chunk in stream:
             start = skip + written
+            _stop_if_cancelled(start, written, n_chunks)
             try:
                 # the edge: the chunk's source column is checked and converted once (Arrow -> numpy), encoded,
                 # and the codes converted once (numpy -> Arrow); the digest samples the same array
@@ -1006,13 +1193,15 @@ def ingest(
             enc = (chunk.drop_columns([col]) if col in chunk.column_names else chunk).append_column(
                 pa.field(col, target_type), codes
             )
+            if src_type is not None and enc.schema.field(src).type != src_type:
+                enc = enc.set_column(enc.schema.get_field_index(src), src, _fit_source(enc[src], src_type))
             if seen is not None:
                 seen.check(enc[id_column], start, start)
             if ckpt_path is not None and new_checkpoint and not n_chunks:
                 # before the first commit (and after the first chunk is known good, so a bad input writes
                 # nothing): a kill at any later point is recovered exactly by a rerun
                 _start_checkpoint(ckpt_path, state)
-            table = _commit(table, enc, db_path, name, func, src, col, id_column, lock)
+            table = _commit(table, enc, db_path, name, func, src, col, id_column, lock, store_model)
             digest.update(chunk, X)
             written += chunk.num_rows
             n_chunks += 1
@@ -1050,13 +1239,14 @@ def _source_layout(t: pa.DataType) -> dict[str, Any]:
 def _commit(
     table: Any,
     enc: pa.Table,
-    db_path: Path | None,
+    db_path: Any,
     name: str | None,
     func: Any,
     src: str,
     col: str,
     id_column: str | None,
     lock: _TableLock | None,
+    store_model: bool = True,
 ) -> Any:
     """Commit one encoded chunk (one atomic LanceDB commit); creates the table with it when it is missing.
 
@@ -1069,7 +1259,11 @@ def _commit(
             table = _open_existing(db_path, name)  # another process may have created it meanwhile
             if table is None:
                 extra = [f for f in enc.schema if f.name not in (src, col)]
-                sch = schema(func, source=src, target=col, extra=extra, **_source_layout(enc.schema.field(src).type))
+                # the model goes into the database's store, named relative to it: the table travels with its
+                # database folder (written once, atomically, just before the table's first commit)
+                sch = schema(func, source=src, target=col, extra=extra, db=_db(db_path) if store_model else None,
+                             **_source_layout(enc.schema.field(src).type))
+                enc = enc.replace_schema_metadata(sch.metadata)
                 try:
                     return _db(db_path).create_table(name, data=enc, schema=sch)
                 except ValueError as exc:
@@ -1107,6 +1301,9 @@ def add(table: Any, data: Any, *, columns: Mapping[str, Any] | None = None, **kw
     -------
     IngestResult
     """
+    from .tables import refuse_async
+
+    refuse_async(table, "hashplug.add")
     if not (hasattr(table, "add") and hasattr(table, "schema")):
         raise HashplugTypeError(
             f"hashplug.add: table must be an open LanceDB table (db.open_table(name)); got {type(table).__name__} "

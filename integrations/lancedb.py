@@ -39,10 +39,12 @@ for candidates and ranks them by exact Hamming distance ``2 (k - overlap)``.
 
 This module is the LanceDB face of hashplug; the rooms behind it (one idea each):
 
+:mod:`~hashplug.integrations.aio`       :func:`asearch`, :func:`aingest`, :func:`aadd` (LanceDB's async API)
 :mod:`~hashplug.integrations.function`  the embedding function (registered here) and :class:`Query`
 :mod:`~hashplug.integrations.tables`    schema helpers, table checks, the index, :func:`update`
 :mod:`~hashplug.integrations.search`    :func:`search` (dense natively, sparse exactly)
 :mod:`~hashplug.integrations.ingest`    :func:`~hashplug.integrations.ingest.ingest` and ``add``
+:mod:`~hashplug.integrations.store`     where a table's model lives (the database's model store, URIs)
 :mod:`~hashplug.integrations.arrow`     Arrow <-> numpy and the pure per-batch ``encode_batch``
 
 Serving side: never imports torch or onnx; the encoder is only an ONNX file opened with
@@ -52,6 +54,7 @@ Serving side: never imports torch or onnx; the encoder is only an ONNX file open
 
 from __future__ import annotations
 
+from .aio import aadd, aingest, asearch
 from .function import HashplugEmbeddings, Query, load_encoder_cached
 from .index import (
     build_hamming_index,
@@ -62,6 +65,7 @@ from .index import (
     open_index,
 )
 from .search import hamming, query_code, search
+from .store import store_model
 from .tables import (
     StaleTableWarning,
     check_code_column,
@@ -73,6 +77,8 @@ from .tables import (
     get_function,
     lance_model,
     latest_version,
+    model_location,
+    relocate_model,
     schema,
     update,
 )
@@ -98,6 +104,12 @@ __all__ = [
     "hamming_index_search",
     "StaleTableWarning",
     "latest_version",
+    "relocate_model",
+    "model_location",
+    "store_model",
+    "asearch",
+    "aingest",
+    "aadd",
     # 0.1.0 names, deprecated (removed in 0.3.0):
     "create_index",
     "build_index",

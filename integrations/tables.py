@@ -20,6 +20,7 @@ from .._deprecation import renamed_function
 from ..validation import HashplugError, HashplugTypeError, ModelMismatchError, TableSchemaError
 from .arrow import OLD_LAYOUTS
 from .function import HashplugEmbeddings, Query
+from .store import database_root, table_root
 
 __all__ = [
     "META_M",
@@ -41,6 +42,9 @@ __all__ = [
     "StaleTableWarning",
     "latest_version",
     "warn_if_stale",
+    "relocate_model",
+    "model_location",
+    "refuse_async",
 ]
 
 META_M = b"hashplug.m"
@@ -235,6 +239,7 @@ def schema(
     source_shape: Sequence[int] | None = None,
     source_type: Literal["list", "fixed"] = "list",
     extra: Mapping[str, pa.DataType] | Sequence[pa.Field] | None = None,
+    db: Any = None,
 ) -> pa.Schema:
     """The pyarrow schema of a hashplug table, with the embedding function attached.
 
@@ -258,6 +263,12 @@ def schema(
         ``vector_column_name=target`` to ``table.search``).
     extra : mapping of name to pyarrow type, or list of pyarrow fields, optional
         Further columns (ids, labels, ...).
+    db : LanceDB connection, str, PathLike or None
+        The database the table will live in. Given, the model is copied into its model store
+        (``<db>/_hashplug/models/<sha256>.onnx``, once, atomically) and the saved config names that copy
+        relative to the database (``{db}/_hashplug/models/<sha256>.onnx``): the table then travels with the
+        database folder (:meth:`HashplugEmbeddings.for_database`). None: the config names the model where
+        ``func`` found it (an absolute path or a URI), as hashplug 0.2 did.
 
     Returns
     -------
@@ -265,6 +276,8 @@ def schema(
     """
     _check_func(func, "schema()")
     _check_source_target(source, target, "schema()")
+    if db is not None:
+        func = func.for_database(db)
     fields: list[pa.Field] = []
     if extra:
         if isinstance(extra, Mapping):
@@ -297,6 +310,7 @@ def lance_model(
     source_dim: int | None = None,
     extra: Mapping[str, Any] | None = None,
     name: str = "HashplugRecord",
+    db: Any = None,
 ) -> type:
     """A ``LanceModel`` subclass for a dense hashplug table (``Vector(n_bytes, value_type=pa.uint8())`` codes).
 
@@ -317,6 +331,9 @@ def lance_model(
         Further fields, e.g. ``{"id": int, "label": str}``.
     name : str
         Class name.
+    db : LanceDB connection, str, PathLike or None
+        The database the table will live in: the model is stored in it and the config names the stored copy,
+        as :func:`schema`'s ``db=``.
 
     Returns
     -------
@@ -332,6 +349,8 @@ def lance_model(
         raise HashplugError(
             "lance_model() builds packed-code tables; for layout='indices' use hashplug.integrations.lancedb.schema()."
         )
+    if db is not None:
+        func = func.for_database(db)
     d = int(np.prod(func.input_shape)) if source_dim is None else int(source_dim)
     if d != int(np.prod(func.input_shape)):
         raise ModelMismatchError(
@@ -353,6 +372,7 @@ def create_table(
     *,
     mode: str = "create",
     index: bool = False,
+    store_model: bool = True,
     **schema_kwargs: Any,
 ) -> Any:
     """Create a hashplug table with the right schema and its first rows in one commit, optionally indexed.
@@ -375,6 +395,10 @@ def create_table(
         ``"create"`` refuses an existing table.
     index : bool
         Build the code column's index after adding (:func:`create_lancedb_index`).
+    store_model : bool
+        Copy the model into the database's model store and name that copy in the table's config
+        (``{db}/_hashplug/models/<sha256>.onnx``), so the table travels with the database folder (default).
+        False keeps the config naming the model where ``func`` found it (an absolute path or a URI).
     **schema_kwargs
         Passed to :func:`schema` (``source``, ``target``, ``source_dim``, ``extra``, ...).
 
@@ -391,6 +415,8 @@ def create_table(
         raise HashplugError(f"create_table: mode must be 'create' or 'overwrite'; got {mode!r}.")
     if not isinstance(index, (bool, np.bool_)):
         raise HashplugTypeError(f"create_table: index must be True or False; got {index!r:.40}.")
+    if not isinstance(store_model, (bool, np.bool_)):
+        raise HashplugTypeError(f"create_table: store_model must be True or False; got {store_model!r:.40}.")
     source, target = schema_kwargs.get("source", "vector"), schema_kwargs.get("target", "code")
     arrow = None if data is None else _as_arrow(data)
     if arrow is not None and "extra" not in schema_kwargs:  # keep the data's other columns, with their types
@@ -402,6 +428,10 @@ def create_table(
             "mode='overwrite' to replace it."
         )
     rows = None if arrow is None else _rows_with_codes(arrow, sch, func, source, target)
+    if store_model:  # after every check, before the table: a bad row stores nothing
+        sch = schema(func, db=db, **schema_kwargs)
+        if rows is not None:
+            rows = rows.replace_schema_metadata(sch.metadata)
     tbl = db.create_table(name, data=rows, schema=sch, mode=mode)
     if index:
         create_lancedb_index(tbl)
@@ -422,7 +452,9 @@ def _as_arrow(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     elif isinstance(data, Mapping):
-        data = pa.table({k: (list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v) for k, v in data.items()})
+        # samples of any shape (n, *shape) are stored flat, as ingest stores them (the model reshapes them back)
+        data = pa.table({k: (list(v.reshape(len(v), -1)) if isinstance(v, np.ndarray) and v.ndim > 1 else v)
+                         for k, v in data.items()})
     elif isinstance(data, (list, tuple)):
         if not data:
             raise HashplugError(f"{owner}: data is an empty list; pass rows, or data=None for an empty table.")
@@ -479,15 +511,14 @@ def get_function(table: Any, column: str | None = None) -> tuple[str, str, Hashp
     TableSchemaError
         The code column cannot hold the function's codes (:func:`check_code_column`), e.g. a float column.
     """
+    refuse_async(table, "hashplug")
     if not hasattr(table, "embedding_functions") or not hasattr(table, "schema"):
         raise HashplugTypeError(
             f"expected a LanceDB table (db.open_table(name)); got {type(table).__name__} {table!r:.60}."
         )
-    funcs = {
-        col: conf
-        for col, conf in table.embedding_functions.items()
-        if isinstance(conf.function, HashplugEmbeddings)
-    }
+    with database_root(table_root(table)):  # a {db} model location is the table's own database
+        confs = table.embedding_functions
+    funcs = {col: conf for col, conf in confs.items() if isinstance(conf.function, HashplugEmbeddings)}
     if column is not None:
         if column not in funcs:
             raise HashplugError(
@@ -712,3 +743,213 @@ def update(
 #: 0.1.0 name of :func:`create_lancedb_index` (deprecated, removed in 0.3.0): "index" alone also named
 #: hashplug's exact Hamming index (:func:`hashplug.build_hamming_index`).
 create_index = renamed_function(create_lancedb_index, "create_index", "create_lancedb_index")
+
+
+# ---------------------------------------------------------------------------------------------------- async
+def refuse_async(obj: Any, owner: str) -> None:
+    """:class:`~hashplug.validation.HashplugTypeError` naming the async call for a LanceDB ``AsyncTable`` or
+    ``AsyncConnection`` handed to a synchronous entry point (its methods are coroutines)."""
+    try:
+        from lancedb.db import AsyncConnection
+        from lancedb.table import AsyncTable
+    except ImportError:  # pragma: no cover - LanceDB is a base dependency
+        return
+    if isinstance(obj, (AsyncTable, AsyncConnection)):
+        kind = "AsyncTable" if isinstance(obj, AsyncTable) else "AsyncConnection"
+        raise HashplugTypeError(
+            f"{owner}: got a LanceDB {kind} (from lancedb.connect_async), whose methods are coroutines; await the "
+            "async entry points instead: `await hashplug.asearch(table, x, limit=...)`, `await hashplug.aingest("
+            "table_or_db, source, ...)`, `await hashplug.aadd(table, rows)`, or use lancedb.connect(...) for the "
+            "synchronous calls."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def _hashplug_entries(table: Any, column: str | None, owner: str) -> tuple[list[dict[str, Any]], int]:
+    """The table's saved function configs (LanceDB's JSON) and the index of its hashplug one, read without
+    building any function (so a table whose model is missing can be re-pointed)."""
+    import json
+
+    meta = table.schema.metadata or {}
+    raw = meta.get(b"embedding_functions")
+    name = getattr(table, "name", "?")
+    if raw is None:
+        raise HashplugError(f"{owner}: table {name!r} has no embedding function; nothing to relocate.")
+    entries = json.loads(raw)
+    ours = [i for i, e in enumerate(entries) if e.get("name") == "hashplug"]
+    if column is not None:
+        ours = [i for i in ours if entries[i].get("vector_column") == column]
+    if not ours:
+        cols = sorted(e.get("vector_column") for e in entries if e.get("name") == "hashplug")
+        raise HashplugError(
+            f"{owner}: table {name!r} has no hashplug code column{'' if column is None else f' {column!r}'} "
+            f"(hashplug columns: {cols})."
+        )
+    if len(ours) > 1:
+        cols = sorted(entries[i].get("vector_column") for i in ours)
+        raise HashplugError(f"{owner}: table {name!r} has several hashplug code columns {cols}; pass column=.")
+    return entries, ours[0]
+
+
+def _saved_config(entry: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    from .store import upgrade_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 0.1.0's code= / sha256= are upgraded, not used
+        return upgrade_config(dict(entry.get("model") or {}))
+
+
+def model_location(table: Any, column: str | None = None) -> dict[str, Any]:
+    """Where a table's model is, from its saved config alone (nothing is loaded).
+
+    Returns
+    -------
+    dict
+        ``model`` (the saved location: ``{db}/...``, a URI, a path or ``$var:...``), ``file_sha256``, ``root``
+        (the database folder or URI ``{db}`` stands for), ``resolved`` (the location with ``{db}``
+        substituted) and ``exists`` (whether a file is there).
+    """
+    from .._locations import exists, join
+    from .store import DB_PREFIX, is_db_reference
+
+    refuse_async(table, "model_location")
+    entries, i = _hashplug_entries(table, column, "model_location")
+    cfg = _saved_config(entries[i])
+    model = cfg.get("model")
+    root = table_root(table)
+    resolved = model
+    if is_db_reference(model):
+        resolved = join(root, model[len(DB_PREFIX):]) if root else None
+    return {"model": model, "file_sha256": cfg.get("file_sha256"), "root": root, "resolved": resolved,
+            "exists": bool(resolved) and not str(resolved).startswith("$var:") and exists(str(resolved))}
+
+
+def relocate_model(table: Any, location: Any = None, *, column: str | None = None, copy: bool = True) -> str:
+    """Re-point a table's embedding function at a copy of its model, checked by sha256.
+
+    For a database that was moved or copied (to another folder or machine) whose config still names the
+    model where it was (an absolute path, as hashplug 0.1.x / 0.2 wrote), a model moved to object storage, or
+    to make an existing table travel with its database. The copy at ``location`` must have the sha256 the
+    table recorded when its codes were written (``file_sha256``, 0.1.0's ``sha256``): any other file is
+    refused, and nothing changes. Only the table's schema metadata changes (one commit, through pylance's
+    ``update_schema_metadata``); rows, codes and indexes stay. 0.1.0's keys are rewritten in today's names
+    (``layout``, ``file_sha256``).
+
+    Parameters
+    ----------
+    table : lancedb.table.Table
+        The table (its function need not open: the saved config is read as text).
+    location : str, PathLike or None
+        The model copy: a local path or a URI (``s3://``, ``gs://``, ...). None: the model the table opens
+        with now (its saved location, or any copy with its sha256 this process already read).
+    column : str or None
+        The code column, when the table has several hashplug columns.
+    copy : bool
+        True (default): store the bytes in the database's model store, ``<db>/_hashplug/models/<sha256>.onnx``
+        (once, atomically), and name that copy relative to the database (``{db}/_hashplug/models/<sha256>.onnx``),
+        so the table travels with the database folder from then on. False: name ``location`` itself (an
+        absolute path or the URI), e.g. one model on object storage shared by many databases.
+
+    Returns
+    -------
+    str
+        The location the config names now.
+
+    Raises
+    ------
+    ModelMismatchError
+        The file's sha256 (or its ``m`` / ``k`` / code kind) is not the table's; nothing changed.
+    ModelNotFoundError, ModelFileError
+        Nothing at ``location`` (or, with ``location=None``, nowhere the table looks), or not a hashplug model.
+    HashplugError
+        The table records no sha256 to check against, pylance is not installed, or ``copy=False`` without a
+        ``location``.
+
+    Notes
+    -----
+    Handles opened before the call keep the old config (LanceDB caches a table's functions per handle):
+    this handle is refreshed; reopen others (``db.open_table(name)``).
+    """
+    import json
+    import os
+
+    from .._locations import describe, is_uri, local_path, read_bytes
+    from .._onnx_wire import DEFAULT_MAX_BYTES
+    from ..runtime import OnnxEncoder
+    from .store import resolve_encoder, store_model
+
+    owner = "hashplug.relocate_model"
+    refuse_async(table, owner)
+    if not hasattr(table, "schema") or not hasattr(table, "to_lance"):
+        raise HashplugTypeError(
+            f"{owner}: table must be an open LanceDB table (db.open_table(name)); got {type(table).__name__} "
+            f"{table!r:.60}."
+        )
+    if not isinstance(copy, (bool, np.bool_)):
+        raise HashplugTypeError(f"{owner}: copy must be True or False; got {copy!r:.40}.")
+    if location is not None and (not isinstance(location, (str, os.PathLike)) or not os.fspath(location)):
+        raise HashplugTypeError(
+            f"{owner}: location must be the path or URI of the model's ONNX file (or None for the model the table "
+            f"uses now); got {type(location).__name__} {location!r:.60}."
+        )
+    if location is None and not copy:
+        raise HashplugError(f"{owner}: copy=False names a new location; pass location= (a path or a URI).")
+    if hasattr(table, "checkout_latest"):
+        table.checkout_latest()
+    entries, i = _hashplug_entries(table, column, owner)
+    cfg = _saved_config(entries[i])
+    name = getattr(table, "name", "?")
+    want = cfg.get("file_sha256")
+    if not isinstance(want, str) or len(want) != 64 or want.startswith("$var:"):
+        raise HashplugError(
+            f"{owner}: table {name!r} records no sha256 of its model ({want!r}), so no copy can be checked against "
+            "it; recreate the table with hashplug (it records one)."
+        )
+    root = table_root(table)
+    if location is None:
+        if not isinstance(cfg.get("model"), str) or cfg["model"].startswith("$var:"):
+            raise HashplugError(f"{owner}: the table's model is named by a LanceDB variable; pass location=.")
+        with database_root(root):
+            enc = resolve_encoder(cfg["model"], want, cfg.get("providers"), cfg.get("batch_size", 8192))
+        data, where = enc.model_bytes, enc.origin
+    else:
+        where = describe(os.fspath(location))
+        data = read_bytes(os.fspath(location), DEFAULT_MAX_BYTES)
+    import hashlib
+
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise ModelMismatchError(
+            f"{owner}: {where!r} is not the model table {name!r} was built with: its sha256 is {got}, the table "
+            f"records {want}. Nothing was changed; point it at a copy of the original file."
+        )
+    enc = OnnxEncoder.from_bytes(data, sha256=want, origin=where)
+    diffs = [f"{key}: table {cfg[key]} != file {getattr(enc, key)}" for key in ("m", "k", "code_kind")
+             if cfg.get(key) is not None and cfg[key] != getattr(enc, key)]
+    if diffs:
+        raise ModelMismatchError(f"{owner}: {where!r} does not match the table's saved config ({'; '.join(diffs)}).")
+    try:
+        import lance  # noqa: F401 - pylance: LanceDB itself cannot change a table's schema metadata
+    except ImportError:
+        raise HashplugError(
+            f"{owner} needs pylance to rewrite the table's schema metadata (LanceDB has no call for it): "
+            "pip install 'hashplug[lance]' (or pylance). Nothing was changed."
+        ) from None
+    if copy:
+        new_model = store_model(root if root is not None else table, enc, owner=owner)
+    else:
+        loc = os.fspath(location)
+        new_model = loc if is_uri(loc) else local_path(loc)
+    new_cfg = {**cfg, "model": new_model}
+    for key, val in (("m", enc.m), ("k", enc.k), ("code_kind", enc.code_kind)):
+        new_cfg.setdefault(key, val)
+    if new_cfg != entries[i].get("model"):
+        entries[i] = {**entries[i], "model": new_cfg}
+        ds = table.to_lance()
+        ds.update_schema_metadata({"embedding_functions": json.dumps(entries, indent=2)})
+        if hasattr(table, "checkout_latest"):
+            table.checkout_latest()
+        table.__dict__.pop("embedding_functions", None)  # LanceDB's cached functions of this handle
+    return new_model

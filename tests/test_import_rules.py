@@ -40,7 +40,7 @@ NUMPY_ONLY = (
     "hashplug.modelcard",
 )
 TRAINING = ("hashplug.graph", "hashplug.encoders", "hashplug.train")
-SERVING = ("hashplug.runtime", "hashplug.integrations")
+SERVING = ("hashplug.runtime", "hashplug._locations", "hashplug.integrations")
 FRAMEWORKS = ("torch", "onnx")
 
 
@@ -140,8 +140,8 @@ RULES = (
 #: Packages whose modules import down a list only: tiers, first to last (a tier's modules never import each
 #: other); ``complete``: every module of the package must be in a tier.
 ORDERS = (
-    ("hashplug.integrations", (("lancedb",), ("reranker",), ("ingest",), ("search",), ("transforms",), ("index",), ("tables",),
-                               ("function",), ("arrow",)), True),
+    ("hashplug.integrations", (("lancedb",), ("aio",), ("reranker",), ("ingest",), ("search",), ("transforms",), ("index",),
+                               ("tables",), ("function",), ("store",), ("arrow",)), True),
     ("hashplug.data", (("protocols",), ("registry",), ("ag_news", "arrays", "cifar10", "digits", "mnist"),
                        ("_io",)), False),
 )
