@@ -1225,17 +1225,6 @@ def ingest(
     return IngestResult(table, written, skip, n_chunks)
 
 
-def _source_layout(t: pa.DataType) -> dict[str, Any]:
-    """How a new table declares its source column, from the first chunk's: samples of shape (n, *shape) with
-    two or more dimensions per sample (images, as nested fixed-size lists) keep their shape
-    (``source_type="fixed"``); vectors are ``list<float32>`` (:func:`schema`'s default)."""
-    shape = []
-    while pa.types.is_fixed_size_list(t):
-        shape.append(t.list_size)
-        t = t.value_type
-    return {"source_type": "fixed", "source_shape": shape} if len(shape) >= 2 else {}
-
-
 def _commit(
     table: Any,
     enc: pa.Table,
@@ -1261,8 +1250,7 @@ def _commit(
                 extra = [f for f in enc.schema if f.name not in (src, col)]
                 # the model goes into the database's store, named relative to it: the table travels with its
                 # database folder (written once, atomically, just before the table's first commit)
-                sch = schema(func, source=src, target=col, extra=extra, db=_db(db_path) if store_model else None,
-                             **_source_layout(enc.schema.field(src).type))
+                sch = schema(func, source=src, target=col, extra=extra, db=_db(db_path) if store_model else None)
                 enc = enc.replace_schema_metadata(sch.metadata)
                 try:
                     return _db(db_path).create_table(name, data=enc, schema=sch)

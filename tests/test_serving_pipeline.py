@@ -162,11 +162,24 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
     # the checked function is reused only while the model file is unchanged on disk: a swapped file is refused
     import lancedb
 
-    from hashplug.validation import ModelMismatchError
+    from hashplug.integrations.tables import model_location
 
-    path.write_bytes(_model(tmp_path, X, name, seed=1).read_bytes())
-    with pytest.raises(ModelMismatchError, match="not the model this table was built with"):
-        hashplug.search(lancedb.connect(tmp_path / "db").open_table("t"), X[0], limit=3)
+    stored = Path(model_location(t)["resolved"])  # the table's own copy, in its database's model store
+    assert stored.is_file() and stored.parent.parent.parent == tmp_path / "db"
+    stored.write_bytes(_model(tmp_path, X, name, seed=1).read_bytes())
+    # this process found the model by content (its sha256, checked when first read) and keeps answering with
+    # the right one; a fresh process reads the swapped file and refuses it
+    ok = hashplug.search(lancedb.connect(tmp_path / "db").open_table("t"), X[0], limit=3)
+    assert ok["_distance"].to_pylist()[0] == 0.0
+    import subprocess
+    import sys
+
+    code = (f"import lancedb, numpy as np, hashplug\n"
+            f"t = lancedb.connect({str(tmp_path / 'db')!r}).open_table('t')\n"
+            f"hashplug.search(t, np.zeros(64, np.float32), limit=3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "ModelMismatchError" in proc.stderr or "ModelFileError" in proc.stderr, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------- the binding
