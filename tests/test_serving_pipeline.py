@@ -159,7 +159,7 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
         assert res.schema.metadata[b"hashplug.search_path"].startswith(b"hashplug-index" if with_index else b"lancedb")
         assert counts == {"check_array": 1, "functions": counts["functions"], "lookups": 1}
         assert counts["functions"] <= 1
-    # the checked function is reused only while the model file is unchanged on disk: a swapped file is refused
+    # a swapped model file under the table: refused by a fresh process (this one keeps the model it verified)
     import lancedb
 
     from hashplug.integrations.tables import model_location
