@@ -34,6 +34,7 @@ or scikit-learn); Ray, lance-ray and pylance are imported inside the functions t
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Sequence
@@ -620,30 +621,42 @@ def write_table(
     sink.job_id = job_id
     if mode == "overwrite" and before is not None:
         sink.read_version = int(before.version)
+    failure: BaseException | WriteResult | None = None
     try:
         encoded.write_datasink(sink)
-    except BaseException as exc:
-        done = _find(exc, _AlreadyCommitted)
-        if done is not None:
-            return WriteResult(path, int(_open_lance(path).version), 0, job_id, True)
-        after = _open_lance(path)
-        if before is None and after is None:
-            _remove_uncommitted(path)
-        state = _version_text(after if before is not None else None)
-        bad = _find(exc, IngestError)
-        if bad is not None:
-            raise IngestError(f"{_text(bad)} Nothing was committed: {state}.", row=getattr(bad, "row", None)) from None
-        hp = _find(exc, HashplugError)
-        if hp is not None:
-            raise _own_class(hp)(f"{_text(hp)} Nothing was committed: {state}.") from None
-        if isinstance(exc, Exception):
-            raise HashplugError(f"{owner}: the Ray job failed ({type(exc).__name__}: {str(exc)[:2000]}); nothing was "
-                                f"committed: {state}.") from exc
-        raise
+    except Exception as exc:  # a dying driver (KeyboardInterrupt, SystemExit) goes through untouched
+        failure = _write_failure(exc, path, job_id, before, owner)
+    if failure is not None:
+        # Ray frees a failed job's actors (and their CPUs) only once nothing refers to the job any more: the
+        # worker's exception and its traceback hold it, so they are dropped before the error is raised
+        del encoded, sink
+        gc.collect()
+        if isinstance(failure, WriteResult):
+            return failure
+        raise failure
     if sink.committed is None:  # an empty dataset: Ray made no write, nothing to commit
         now = _open_lance(path)
         return WriteResult(path, int(now.version) if now is not None else 0, 0, job_id, False)
     return WriteResult(path, sink.committed[0], sink.committed[1], job_id, False)
+
+
+def _write_failure(exc: Exception, path: str, job_id: str | None, before: Any, owner: str) -> BaseException | WriteResult:
+    """What a failed Ray write becomes: the result of a job an earlier run committed, or hashplug's error (the
+    row a worker named, the table's version), holding no reference to Ray's exception."""
+    if _find(exc, _AlreadyCommitted) is not None:
+        return WriteResult(path, int(_open_lance(path).version), 0, job_id, True)
+    after = _open_lance(path)
+    if before is None and after is None:
+        _remove_uncommitted(path)
+    state = _version_text(after if before is not None else None)
+    bad = _find(exc, IngestError)
+    if bad is not None:
+        return IngestError(f"{_text(bad)} Nothing was committed: {state}.", row=getattr(bad, "row", None))
+    hp = _find(exc, HashplugError)
+    if hp is not None:
+        return _own_class(hp)(f"{_text(hp)} Nothing was committed: {state}.")
+    return HashplugError(f"{owner}: the Ray job failed ({type(exc).__name__}: {str(exc)[:2000]}); nothing was "
+                         f"committed: {state}.")
 
 
 def _append_schema(uri: Any, name: str, func: HashplugEmbeddings, target: str) -> pa.Schema:
