@@ -514,6 +514,7 @@ def write_table(
     num_cpus: float = 1,
     num_gpus: float = 0,
     id_column: str | None = None,
+    min_rows_per_file: int = 131_072,
     max_rows_per_file: int = 64 * 1024 * 1024,
 ) -> WriteResult:
     """Encode a Ray ``Dataset`` and write it as a hashplug table, in one commit.
@@ -554,8 +555,9 @@ def write_table(
     source_type : {"list", "fixed"}
         How a new table stores the samples (:func:`hashplug.integrations.lancedb.schema`): flat
         ``list<float32>`` (default) or ``fixed_size_list<float32>``.
-    max_rows_per_file : int
-        Rows per Lance data file.
+    min_rows_per_file, max_rows_per_file : int
+        Rows per Lance data file: a write task gathers at least ``min_rows_per_file`` rows (bounded memory per
+        write task: ~0.4 GB of MNIST-sized rows at the default) and splits files above ``max_rows_per_file``.
 
     Returns
     -------
@@ -616,8 +618,9 @@ def write_table(
             "select the table's columns first (ds.select_columns([...])). Nothing was written."
         )
     encoded = _map(ds, (_model_ref(func), source, target, id_column, out_schema, _META_COLS), args)
-    sink = _sink_class()(path, schema=out_schema, mode=mode, max_rows_per_file=int(max_rows_per_file),
-                         min_rows_per_file=min(1024 * 1024, int(max_rows_per_file)))
+    min_rows = check_int_param(min_rows_per_file, "min_rows_per_file", owner, 1)
+    max_rows = check_int_param(max_rows_per_file, "max_rows_per_file", owner, min_rows)
+    sink = _sink_class()(path, schema=out_schema, mode=mode, max_rows_per_file=max_rows, min_rows_per_file=min_rows)
     sink.job_id = job_id
     if mode == "overwrite" and before is not None:
         sink.read_version = int(before.version)
