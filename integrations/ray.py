@@ -24,6 +24,8 @@ Ray workers. Install with ``pip install 'hashplug[ray]'`` (ray, lance-ray, pylan
     LanceDB's ``IVF_FLAT`` index with Hamming distance, built by Ray workers (``lance_ray.create_index``).
 :func:`load_model`
     The one place a model reference becomes an embedding function (the driver and every worker call it).
+:func:`local_ray`
+    A local Ray cluster for a script or a test (short temporary folder, removed afterwards).
 
 Ranking is never done by ``lance_ray.vector_search``: lance-ray <= 0.5.0's flat fallback counts differing
 *bytes*, not bits. Search the result with :func:`hashplug.search` (LanceDB's Hamming distance, bits).
@@ -34,10 +36,12 @@ or scikit-learn); Ray, lance-ray and pylance are imported inside the functions t
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,7 @@ __all__ = [
     "backfill",
     "create_lancedb_index",
     "load_model",
+    "local_ray",
     "table_uri",
     "WriteResult",
     "BackfillResult",
@@ -947,6 +952,51 @@ def _stamp(ds: Any, func: HashplugEmbeddings, source: str, target: str) -> int:
     return int(_open_lance(ds.uri).version)
 
 
+# ---------------------------------------------------------------------------------------------------- a local cluster
+@contextlib.contextmanager
+def local_ray(num_cpus: int | None = None) -> Iterator[Path | None]:
+    """A local Ray cluster for a script, an example or a test: started, then shut down and its files removed.
+
+    Ray keeps its session files (and its sockets) under a temporary folder; a socket's path must stay under
+    107 characters, which a deep temp dir (a test's) exceeds, so the folder is made where it stays short
+    (the system temp dir, or ``/tmp``). Progress bars are off. A cluster already running is used as it is
+    (and left running).
+
+    Parameters
+    ----------
+    num_cpus : int or None
+        CPUs of the cluster (default: this machine's).
+
+    Yields
+    ------
+    pathlib.Path or None
+        Ray's temporary folder (removed on exit); None when a cluster was running already.
+    """
+    ray = _need("ray")
+    _need("ray.data")
+    if ray.is_initialized():
+        yield None
+        return
+    import shutil
+    import tempfile
+
+    base = tempfile.gettempdir()
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir=base if len(base) <= 30 else "/tmp"))
+    try:
+        with warnings.catch_warnings():
+            # Ray starts its processes with fork + exec, which LanceDB's fork hook warns about although nothing
+            # of LanceDB runs in the child before the exec
+            warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
+            ray.init(num_cpus=int(num_cpus or os.cpu_count() or 2), include_dashboard=False, _temp_dir=str(folder),
+                     log_to_driver=False, configure_logging=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield folder
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------- the index
 def create_lancedb_index(
     uri: str | os.PathLike,
@@ -973,7 +1023,8 @@ def create_lancedb_index(
     column : str or None
         The code column (default: the table's hashplug column).
     num_partitions : int or None
-        IVF partitions (default ``sqrt(rows)``, at most 4096).
+        IVF partitions (default ``sqrt(rows)``, at most 4096 and at most ``rows / 256``: Lance samples 256 rows
+        per partition to train the centroids).
     num_workers : int
         Ray workers building the index.
     replace : bool
@@ -998,7 +1049,8 @@ def create_lancedb_index(
         )
     num_workers = check_int_param(num_workers, "num_workers", "create_lancedb_index", 1)
     n = tbl.count_rows()
-    parts = num_partitions or max(1, min(4096, int(np.sqrt(max(n, 1)))))
+    # Lance trains the centroids on 256 sampled rows per partition: never ask for more partitions than that allows
+    parts = num_partitions or max(1, min(4096, int(np.sqrt(max(n, 1))), n // 256))
     out = lance_ray.create_index(table_uri(uri, name), col, "IVF_FLAT", metric="hamming", num_partitions=int(parts),
                                  num_workers=num_workers, replace=bool(replace))
     return int(out.version)

@@ -128,32 +128,6 @@ def _check(db: Path, table: str, model: str, chunk: np.ndarray, n: int) -> dict[
             "codes_equal_onnx": bool(np.array_equal(codes, want))}
 
 
-def _ray_temp_dir() -> Path:
-    """A short folder for Ray's session files: a socket's path (``<folder>/session_<date>_<pid>/sockets/
-    plasma_store``, ~62 characters below the folder) must stay under 107 characters."""
-    base = tempfile.gettempdir()
-    return Path(tempfile.mkdtemp(prefix="ray-", dir=base if len(base) <= 30 else "/tmp"))
-
-
-def _start_ray() -> Path | None:
-    """Start a local Ray cluster on this machine's CPUs unless one is running; returns its folder (None: a
-    cluster was running already)."""
-    import ray
-    import ray.data
-
-    if ray.is_initialized():
-        return None
-    folder = _ray_temp_dir()
-    try:
-        ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, _temp_dir=str(folder), log_to_driver=False,
-                 configure_logging=False)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    return folder
-
-
 def _encoder_rows(name: str, X: np.ndarray, n: int, args: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
     """The three paths for one encoder: rows/s, per worker, the checks."""
     import ray
@@ -233,17 +207,14 @@ def run_scale_out(
         sizes = {k: min(v, int(max_rows)) for k, v in sizes.items()}
     args = {"n_fit": min(n_fit, 500) if smoke else n_fit, "seed": seed, "smoke": smoke, "chunk_size": chunk_size,
             "block_rows": block_rows, "chunk_rows": chunk_rows}
-    ray_dir = _start_ray()
-    folder = Path(tempfile.mkdtemp(prefix="hashplug_bench_scale_out_", dir=workdir))
-    try:
-        results = [r for name in encoders for r in _encoder_rows(name, X, sizes[name], args, folder)]
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if ray_dir is not None:  # the cluster started here
-            import ray
+    from ..integrations.ray import local_ray
 
-            ray.shutdown()
-            shutil.rmtree(ray_dir, ignore_errors=True)
+    with local_ray():  # this machine's CPUs (a running cluster is used as it is)
+        folder = Path(tempfile.mkdtemp(prefix="hashplug_bench_scale_out_", dir=workdir))
+        try:
+            results = [r for name in encoders for r in _encoder_rows(name, X, sizes[name], args, folder)]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     return _result(results, path, sizes, args, encoders, t_start)
 
 
