@@ -5,6 +5,9 @@ running down this list only:
 
 :mod:`hashplug.integrations.lancedb`
     The face: re-exports the names below; importing it registers the ``"hashplug"`` embedding function.
+:mod:`hashplug.integrations.ray`
+    Beside the face (extra ``hashplug[ray]``): Ray Data encodes with one ONNX session per actor and Lance's Ray
+    sink writes hashplug tables in one commit; per-fragment backfill; the Ray-built IVF_FLAT Hamming index.
 :mod:`hashplug.integrations.reranker`
     :class:`~hashplug.integrations.reranker.HammingReranker` and
     :class:`~hashplug.integrations.reranker.FloatRescoreReranker`.
