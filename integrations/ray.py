@@ -177,8 +177,9 @@ def _committed_job(ds: Any, job_id: str) -> int | None:
 # ---------------------------------------------------------------------------------------------------- the actor
 def _position(batch: pa.Table, row: int | None, id_column: str | None) -> str:
     """Where row ``row`` of ``batch`` comes from: its Lance row address, its id, or its place in the batch."""
-    if row is None:
-        return f"a batch of {batch.num_rows} rows (every row: the column's width is wrong)"
+    if row is None:  # the error is about the column (its width, its type), not one row
+        first = "" if batch.num_rows == 0 else f" starting at {_position(batch, 0, id_column)}"
+        return f"the batch of {batch.num_rows} rows{first} (the whole column, not one row)"
     if _ROWADDR in batch.column_names:
         addr = int(batch.column(_ROWADDR)[row].as_py())
         return f"fragment {addr >> 32}, row {addr & 0xFFFFFFFF} (row address {addr})"
@@ -593,6 +594,12 @@ def write_table(
     check_column_name(target, "target", owner)
     path = table_uri(uri, name)
     func = load_model(model, layout=layout)
+    if func.encoder.card.multi_input:
+        raise HashplugError(
+            f"{owner}: {func.model!r} takes named inputs (a struct source column); write_table stores one sample "
+            "column. Encode with encode_dataset and write with hashplug.ingest, or write the rows without codes "
+            "and use hashplug.ingest / hashplug.add. Nothing was written."
+        )
     args = _map_args(batch_size, concurrency, num_cpus, num_gpus, owner)
     before = _open_lance(path)
     if before is not None and job_id is not None:
