@@ -8,6 +8,9 @@ running down this list only:
 :mod:`hashplug.integrations.aio`
     :func:`~hashplug.integrations.aio.asearch`, :func:`~hashplug.integrations.aio.aingest` and
     :func:`~hashplug.integrations.aio.aadd` for LanceDB's async API (``AsyncTable`` / ``AsyncConnection``).
+:mod:`hashplug.integrations.ray`
+    Beside the face (extra ``hashplug[ray]``): Ray Data encodes with one ONNX session per actor and Lance's Ray
+    sink writes hashplug tables in one commit; per-fragment backfill; the Ray-built IVF_FLAT Hamming index.
 :mod:`hashplug.integrations.reranker`
     :class:`~hashplug.integrations.reranker.HammingReranker` and
     :class:`~hashplug.integrations.reranker.FloatRescoreReranker`.

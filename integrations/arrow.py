@@ -97,9 +97,12 @@ def column_to_numpy(
     """Convert an Arrow column of samples to a float32 array of shape ``(n, *input_shape)``.
 
     Accepts ``fixed_size_list`` (nested for images), ``list`` / ``large_list`` with equal lengths,
-    ``fixed_shape_tensor`` columns, numpy arrays and Python lists of vectors. Nulls, NaN, infinity and a wrong
-    number of features are rejected with a :class:`~hashplug.validation.HashplugError`; row numbers in the
-    messages are ``row_offset`` plus the row in ``col`` (the row in the whole source when ``col`` is a chunk).
+    ``fixed_shape_tensor`` columns, Ray Data tensor columns (``ArrowTensorType`` / ``ArrowTensorTypeV2``, what
+    ``ray.data.from_numpy`` makes; read through their list storage, so this module never imports Ray), numpy
+    arrays and Python lists of vectors. Nulls, NaN, infinity and a wrong number of features are rejected with a
+    :class:`~hashplug.validation.HashplugError` whose ``row`` attribute is the first bad row when one row is to
+    blame; row numbers in the messages are ``row_offset`` plus the row in ``col`` (the row in the whole source
+    when ``col`` is a chunk).
     """
     from ..validation import check_array
 
@@ -109,6 +112,8 @@ def column_to_numpy(
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if isinstance(col, (pa.Array, pa.ExtensionArray)):
         n = len(col)
+        if isinstance(col, pa.ExtensionArray) and not isinstance(col.type, pa.FixedShapeTensorType):
+            col = _tensor_storage(col, name)
         if isinstance(col.type, pa.FixedShapeTensorType):
             arr = col.to_numpy_ndarray()
         else:
@@ -129,10 +134,7 @@ def column_to_numpy(
                 if not pa.types.is_fixed_size_list(vals.type):
                     lens = pc.list_value_length(vals).to_numpy(zero_copy_only=False)
                     if len(lens) and lens.min() != lens.max():
-                        raise HashplugError(
-                            f"{name} rows have different lengths ({int(lens.min())} to {int(lens.max())}); "
-                            f"every sample needs {n_features} features."
-                        )
+                        _raise_ragged(lens, vals is col, n_features, name, row_offset)
                 if vals.null_count:
                     raise HashplugError(f"{name} contains null values inside its samples.")
                 vals = vals.flatten()
@@ -206,6 +208,42 @@ def as_record_batch(batch: Any, owner: str) -> pa.RecordBatch:
     if batch.num_rows:
         return batch.combine_chunks().to_batches()[0]
     return pa.RecordBatch.from_pylist([], schema=batch.schema)
+
+
+def _tensor_storage(col: pa.ExtensionArray, name: str) -> pa.Array:
+    """The storage of a tensor extension column (Ray Data's ``ArrowTensorType`` / ``ArrowTensorTypeV2``, or any
+    extension type with a fixed per-row ``shape`` stored as one list of values per row), as a plain Arrow list
+    array that :func:`column_to_numpy` reads like any list column; other extension types are refused."""
+    shape = getattr(col.type, "shape", None)
+    storage = col.storage
+    is_list = pa.types.is_list(storage.type) or pa.types.is_large_list(storage.type) or pa.types.is_fixed_size_list(
+        storage.type
+    )
+    if shape is None or not is_list or any(s is None for s in np.atleast_1d(shape).tolist()):
+        raise HashplugError(
+            f"{name} has the extension type {col.type} (extension {getattr(col.type, 'extension_name', '?')!r}), "
+            "which is not a tensor column of one fixed shape (ragged tensors are not samples of one model); "
+            "give samples as fixed_size_list, equal-length list, fixed_shape_tensor or Ray tensor columns."
+        )
+    return storage  # an extension array's validity is its storage's
+
+
+def _raise_ragged(lens: np.ndarray, outer: bool, n_features: int, name: str, row_offset: int) -> None:
+    """The error for list samples of different lengths, naming the first row (source numbering) whose length
+    is not the model's width when the lengths are those of whole rows (``outer``)."""
+    if outer:
+        bad = np.flatnonzero(lens != n_features)
+        first = int(bad[0]) if bad.size else int(np.flatnonzero(lens != lens[0])[0])
+        err = HashplugError(
+            f"{name} row {first + int(row_offset)} has {int(lens[first])} features, but the model expects "
+            f"{n_features} (the rows have {int(lens.min())} to {int(lens.max())}); fix or drop that row."
+        )
+        err.row = first + int(row_offset)
+        raise err
+    raise HashplugError(
+        f"{name} rows have different lengths ({int(lens.min())} to {int(lens.max())}); "
+        f"every sample needs {n_features} features."
+    )
 
 
 def check_width(x: np.ndarray, input_shape: tuple[int, ...], *, name: str = "source") -> np.ndarray:

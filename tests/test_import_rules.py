@@ -98,6 +98,14 @@ RULES = (
         forbid=(*FRAMEWORKS, "hashplug.graph", "hashplug.export", "hashplug.encoders", "hashplug.train"),
     ),
     Rule(
+        "ray",
+        "integrations/ray.py (the Ray adapter, extra hashplug[ray]) never imports scikit-learn either, and Ray, "
+        "lance-ray and pylance only inside the functions that use them, so importing it needs none of them",
+        sources=("hashplug.integrations.ray",),
+        forbid=("sklearn", "scipy"),
+        at_import=("ray", "lance", "lance_ray"),
+    ),
+    Rule(
         "serve command",
         "the serving commands (cli/serve.py) never import torch, onnx, graph, export, encoders or train",
         sources=("hashplug.cli.serve",),
@@ -140,8 +148,8 @@ RULES = (
 #: Packages whose modules import down a list only: tiers, first to last (a tier's modules never import each
 #: other); ``complete``: every module of the package must be in a tier.
 ORDERS = (
-    ("hashplug.integrations", (("lancedb",), ("aio",), ("reranker",), ("ingest",), ("search",), ("transforms",), ("index",),
-                               ("tables",), ("function",), ("store",), ("arrow",)), True),
+    ("hashplug.integrations", (("lancedb", "ray"), ("aio",), ("reranker",), ("ingest",), ("search",), ("transforms",),
+                               ("index",), ("tables",), ("function",), ("store",), ("arrow",)), True),
     ("hashplug.data", (("protocols",), ("registry",), ("ag_news", "arrays", "cifar10", "digits", "mnist"),
                        ("_io",)), False),
 )

@@ -335,3 +335,37 @@ def test_ingest_of_images_into_a_new_table_stores_them_flat(tmp_path, digits):
     # flat vectors of the same model still make a list<float> table
     flat = hashplug.ingest(str(tmp_path / "db"), X.reshape(300, 64), name="flat", model=str(path), progress=False)
     assert flat.table.schema.field("vector").type == pa.list_(pa.float32())
+
+
+class _ShapedTensorType(pa.ExtensionType):
+    """A tensor extension type as Ray Data's are built: a fixed per-row ``shape``, values in a list storage."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        super().__init__(pa.large_list(pa.float32()), "hashplug.test_tensor")
+
+    def __arrow_ext_serialize__(self):
+        return json.dumps(self.shape).encode()
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        return cls(json.loads(serialized))
+
+
+def test_tensor_extension_columns_and_the_row_of_a_wrong_width():
+    X = np.arange(3 * 16, dtype=np.float32).reshape(3, 4, 4)
+    storage = pa.array([x.ravel().tolist() for x in X], type=pa.large_list(pa.float32()))
+    col = pa.ExtensionArray.from_storage(_ShapedTensorType((4, 4)), storage)
+    np.testing.assert_array_equal(harrow.column_to_numpy(col, (16,)), X.reshape(3, 16))
+    np.testing.assert_array_equal(harrow.column_to_numpy(pa.chunked_array([col.slice(1)]), (4, 4)), X[1:])
+    fixed = pa.FixedShapeTensorArray.from_numpy_ndarray(X)
+    np.testing.assert_array_equal(harrow.column_to_numpy(fixed, (16,)), X.reshape(3, 16))
+    # a ragged extension column is refused, naming what it is
+    bad = pa.ExtensionArray.from_storage(_ShapedTensorType((None,)), storage)
+    with pytest.raises(HashplugError, match="not a tensor column of one fixed shape"):
+        harrow.column_to_numpy(bad, (16,))
+    # one row of another width: named in source numbering, on the error's row attribute too
+    rows = pa.array([[1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0]], type=pa.list_(pa.float32()))
+    with pytest.raises(HashplugError, match=r"row 11 has 3 features, but the model expects 2") as info:
+        harrow.column_to_numpy(rows, (2,), name="source", row_offset=10)
+    assert info.value.row == 11

@@ -29,7 +29,7 @@ OLD_PARAMETERS = {"R": "limit", "format": "layout", "use_index": "use_hamming_in
 PUBLIC_MODULES = [
     "hashplug", "hashplug.codes", "hashplug.hamming", "hashplug.metrics", "hashplug.ranking", "hashplug.runtime",
     "hashplug.index", "hashplug.integrations.lancedb", "hashplug.integrations.index", "hashplug.integrations.ingest",
-    "hashplug.integrations.arrow", "hashplug.integrations.reranker", "hashplug.encoders",
+    "hashplug.integrations.arrow", "hashplug.integrations.reranker", "hashplug.encoders", "hashplug.integrations.ray",
 ]
 K_MEANS_ACTIVE_UNITS = {"hashplug.codes", "hashplug.ranking", "hashplug.encoders", "hashplug.graph.heads"}
 
