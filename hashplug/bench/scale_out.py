@@ -35,6 +35,11 @@ SCALE_OUT_ENCODERS = {"lsh": 1_000_000, "bioconvhash": 10_000}
 #: BioConvHash as measured (its default architecture: 500 filters of sizes 3 and 4, k=16), trained briefly:
 #: the encoding cost depends on the architecture, not on how well it was trained.
 _CONV_PARAMS = {"k": 16, "filter_epochs": 1, "epochs": 1, "n_patches": 20_000, "device": "cpu"}
+#: Rows per encode call (and per ``hashplug.ingest`` chunk, at most) of each encoder: BioConvHash's 500 feature
+#: maps of one MNIST image hold ~2.7 MB, so the runtime's default 8,192 images per onnxruntime call need ~22 GB
+#: (a first full run here was killed by the OOM killer at 20 GB).
+_BATCH_ROWS = {"lsh": 4096, "bioconvhash": 64}
+_INGEST_CHUNK = {"lsh": 65_536, "bioconvhash": 256}
 #: A small BioConvHash for smoke runs (``--max-rows``).
 _CONV_SMOKE = {"k": 8, "n_filters": 16, "kernel_sizes": (3,), "kci": 2, "filter_epochs": 1, "epochs": 1,
                "n_patches": 2_000, "device": "cpu"}
@@ -97,7 +102,7 @@ def _time_ingest(db: Path, model: str, chunk: np.ndarray, n: int, chunk_size: in
 
 
 def _time_ray(db: Path, model: str, chunk: np.ndarray, n: int, workers: int, num_cpus: float,
-              block_rows: int) -> dict[str, Any]:
+              block_rows: int, batch_rows: int) -> dict[str, Any]:
     import ray.data
 
     from ..integrations.ray import write_table
@@ -107,12 +112,12 @@ def _time_ray(db: Path, model: str, chunk: np.ndarray, n: int, workers: int, num
     ds = ray.data.range(n, override_num_blocks=max(1, -(-n // block_rows)))
     ds = ds.map_batches(_Generate, fn_constructor_args=(chunk,), batch_format="pyarrow", batch_size=block_rows,
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0)
-    write_table(ds, db, name, model, concurrency=workers, num_cpus=num_cpus, batch_size=min(4096, block_rows))
+    write_table(ds, db, name, model, concurrency=workers, num_cpus=num_cpus, batch_size=min(batch_rows, block_rows))
     return {"path": f"Ray Data, {workers} worker{'s' if workers > 1 else ''} ({num_cpus:g} CPU each)",
             "workers": workers, "seconds": time.perf_counter() - t0, "commits": 1, "table": name}
 
 
-def _check(db: Path, table: str, model: str, chunk: np.ndarray, n: int) -> dict[str, Any]:
+def _check(db: Path, table: str, model: str, chunk: np.ndarray, n: int, batch_rows: int) -> dict[str, Any]:
     """Every id once, and the codes of the first 1,000 ids equal to OnnxEncoder's."""
     import lancedb
 
@@ -123,7 +128,7 @@ def _check(db: Path, table: str, model: str, chunk: np.ndarray, n: int) -> dict[
     few = tbl.search().where(f"id < {min(n, 1000)}").select(["id", "code"]).limit(1000).to_arrow().sort_by("id")
     ids = few["id"].to_numpy()
     codes = np.stack(few["code"].to_numpy(zero_copy_only=False)) if len(ids) else np.zeros((0, 0), np.uint8)
-    want = OnnxEncoder(model).encode(chunk[ids % len(chunk)]) if len(ids) else codes
+    want = OnnxEncoder(model, batch_size=batch_rows).encode(chunk[ids % len(chunk)]) if len(ids) else codes
     return {"rows": int(rows), "ids_once": bool(rows == n and ids.tolist() == list(range(min(n, 1000)))),
             "codes_equal_onnx": bool(np.array_equal(codes, want))}
 
@@ -138,9 +143,10 @@ def _encoder_rows(name: str, X: np.ndarray, n: int, args: dict[str, Any], folder
     cpus = float(ray.cluster_resources().get("CPU", 2))
     two = round(min(1.0, (cpus - 1) / 2), 2)  # two actors leave a CPU for the write tasks
     db = folder / f"db_{name}"
-    timed = [_time_ingest(db, model, chunk, n, args["chunk_size"]),
-             _time_ray(db, model, chunk, n, 1, min(1.0, cpus - 1), args["block_rows"]),
-             _time_ray(db, model, chunk, n, 2, two, args["block_rows"])]
+    batch = _BATCH_ROWS[name]
+    timed = [_time_ingest(db, model, chunk, n, min(args["chunk_size"], _INGEST_CHUNK[name])),
+             _time_ray(db, model, chunk, n, 1, min(1.0, cpus - 1), args["block_rows"], batch),
+             _time_ray(db, model, chunk, n, 2, two, args["block_rows"], batch)]
     out = []
     base = n / timed[0]["seconds"]
     for t in timed:
@@ -149,7 +155,7 @@ def _encoder_rows(name: str, X: np.ndarray, n: int, args: dict[str, Any], folder
                     "workers": t["workers"], "rows": n, "seconds": round(t["seconds"], 3),
                     "rows_per_s": round(rate, 1), "rows_per_s_per_worker": round(rate / t["workers"], 1),
                     "ratio_to_ingest": round(rate / base, 3), "commits": t["commits"],
-                    "checks": _check(db, t["table"], model, chunk, n)})
+                    "checks": _check(db, t["table"], model, chunk, n, batch)})
     shutil.rmtree(db, ignore_errors=True)
     return out
 
@@ -236,7 +242,7 @@ def _result(results: list[dict[str, Any]], path: str, sizes: dict[str, int], arg
         "data": path,
         "input": "MNIST-sized rows: 784 float32 (pixels / 255), a chunk of sampled MNIST rows tiled with fresh ids; "
                  "columns id int64, vector, code",
-        "settings": {"rows": {k: sizes[k] for k in encoders}, "chunk_size": args["chunk_size"],
+        "settings": {"rows": {k: sizes[k] for k in encoders}, "chunk_size": args["chunk_size"], "ingest_chunk_max": _INGEST_CHUNK, "encode_batch_rows": _BATCH_ROWS,
                      "block_rows": args["block_rows"], "chunk_rows": args["chunk_rows"], "n_fit": args["n_fit"],
                      "seed": args["seed"], "smoke": args["smoke"],
                      "bioconvhash": _CONV_SMOKE if args["smoke"] else _CONV_PARAMS},
