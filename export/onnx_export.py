@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from ..codes import packed_to_indices, unpack_bits
 from ..graph import Graph
 from ..modelcard import INPUT_NAME, ModelCard, is_hashplug_metadata
@@ -252,9 +253,7 @@ def save_model(model: Any, path: str | Path) -> Path:
         raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .onnx file to write.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: a concurrent reader never sees a half-written file
+        atomic_write(path, lambda f: f.write(data))  # a concurrent reader never sees a half-written file
     except OSError as exc:
         raise ModelFileError(
             f"cannot write the ONNX file {str(path)!r} ({exc.strerror}); pass a path in a writable folder."

@@ -25,6 +25,7 @@ import re
 import uuid
 from typing import Any
 
+from ._files import fsync_dir
 from .validation import HashplugError, ModelFileError, ModelNotFoundError
 
 __all__ = ["is_uri", "local_path", "join", "parent", "exists", "read_bytes", "write_once", "describe"]
@@ -241,7 +242,7 @@ def write_once(folder: str, data: bytes, suffix: str = ".onnx") -> tuple[str, bo
             except OSError:
                 pass
         if created:
-            _fsync_dir(d)
+            fsync_dir(d)
         else:
             _check_existing(final, sha)
         return final, created
@@ -271,16 +272,3 @@ def _check_existing(location: str, sha: str) -> None:
             f"the stored model {location!r} is corrupt: its sha256 is {got}, not its name. Delete it; the next "
             "store (hashplug.relocate_model, create_table, ingest) writes it again."
         )
-
-
-def _fsync_dir(d: str) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

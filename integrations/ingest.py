@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .._files import atomic_write
 from ..validation import (
     HashplugError,
     HashplugTypeError,
@@ -598,13 +599,9 @@ def _read_checkpoint(path: Path) -> dict[str, Any] | None:
 
 def _atomic_write(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` as JSON: a temporary file, flushed to disk, then renamed over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(state, indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
+        # atomic: a crash leaves the old or the new checkpoint, never half of one
+        atomic_write(path, lambda f: f.write(json.dumps(state, indent=1).encode()))
     except OSError as exc:
         raise HashplugError(f"cannot write checkpoint {str(path)!r}: {exc}.") from None
 

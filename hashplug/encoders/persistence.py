@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import sha256_arrays
+from .._files import atomic_write, sha256_arrays
 from ..validation import HashplugError, ModelFileError, ModelNotFoundError, check_path
 from .contract import BaseEncoder, _check_divisor, _jsonable
 from .registry import ENCODERS, available_encoders
@@ -38,9 +38,6 @@ def save_encoder(encoder: BaseEncoder, path: str | Path) -> Path:
     ModelFileError
         ``path`` is a folder or cannot be written (the message names it).
     """
-    import os
-    import secrets
-
     from .._version import __version__
 
     path = check_path(path, "path", f"{type(encoder).__name__}.save")
@@ -63,25 +60,13 @@ def save_encoder(encoder: BaseEncoder, path: str | Path) -> Path:
     payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     if path.is_dir():
         raise ModelFileError(f"{str(path)!r} is a folder; pass the path of the .npz file to write.")
-    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # a name of its own (O_EXCL), created with the permissions a plain open gives (mode 0o666 less the umask)
-        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a reader never sees a half-written model
-        tmp = None
+        atomic_write(path, lambda f: np.savez(f, **payload))  # a reader never sees a half-written model
     except OSError as exc:
         raise ModelFileError(
             f"cannot write the model file {str(path)!r} ({exc.strerror or exc}); pass a path in a writable folder."
         ) from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import sha256_arrays
+from .._files import fsync_dir, sha256_arrays
 from ..codes import unpack_bits
 from ..ranking import order_rows
 from ..validation import HashplugError, ModelFileError
@@ -550,12 +550,7 @@ class HammingIndex:
             f.flush()
             os.fsync(f.fileno())
         os.replace(mtmp, folder / "index.json")  # the commit point
-        with contextlib.suppress(OSError):
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        fsync_dir(folder)
         for p in folder.iterdir():  # arrays no manifest names, temporary files of killed writers (we hold the lock)
             if p.name != name and _OWNED.fullmatch(p.name):
                 with contextlib.suppress(OSError):
