@@ -1,9 +1,11 @@
-"""The NeuroHash benches (hashplug.bench.neurohash) on tiny synthetic digits: JSON shapes, PNG, the CLI."""
+"""The NeuroHash benches (hashplug.bench.neurohash) on tiny synthetic digits: the fair protocol's JSON shapes,
+its splits, its reference rows, the PNG and the CLI."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -11,31 +13,116 @@ pytest.importorskip("scipy")
 
 from hashplug.bench import neurohash as nb  # noqa: E402
 from hashplug.cli import main as cli_main  # noqa: E402
+from hashplug.validation import HashplugError  # noqa: E402
 
 HP = '{"D": 256, "z_prime": 8, "hdc_epochs": 2, "epochs": 2}'
 
 
-def test_ablation_cli_json_shape(tiny_mnist, tmp_path, capsys):
-    out = tmp_path / "abl.json"
-    assert cli_main(["bench", "neurohash-ablation", "--data", str(tiny_mnist), "--max-rows", "120", "--lengths", "8", "16",
-                     "--hp", HP, "--out", str(out)]) == 0
-    assert "Table II" in capsys.readouterr().out
-    res = json.loads(out.read_text())
-    assert set(res["rows"]) == {"full", "random", *(f"no_{t}" for t in nb.TERMS)}
-    assert all(set(row) == {"8", "16"} and all(0 <= v <= 1 for v in row.values()) for row in res["rows"].values())
-    assert set(res["baselines"]) >= {"LSH (features)", "ITQ (features)"}
+@pytest.fixture(scope="module")
+def mixed_mnist(tmp_path_factory):
+    """The tiny synthetic digits (conftest's ``tiny_mnist`` recipe) in shuffled order, so every digit range of
+    the protocol holds every class (the sorted file puts classes 0-4 and 5-9 in different ranges)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    imgs, labels = [], []
+    for c in range(10):
+        cy, cx = 6 + 2 * c, 20 - c
+        base = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0) + np.exp(-((yy - cx) ** 2 + (xx - cy) ** 2) / 30.0)
+        for _ in range(60):
+            img = base + 0.15 * rng.random((28, 28))
+            imgs.append(np.clip(255 * img / img.max(), 0, 255).astype(np.uint8))
+            labels.append(c)
+    X, y = np.stack(imgs), np.array(labels, np.uint8)
+    order = np.random.default_rng(1).permutation(len(y))
+    X, y = X[order], y[order]
+    path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
+    np.savez(path, x_train=X[:300], y_train=y[:300], x_test=X[300:], y_test=y[300:])
+    return path
+
+
+ROWS = {"full", "random", *(f"no_{t}" for t in nb.TERMS), "mse_only", "itq_raw", "itq_hv", "lsh_raw", "pca_hv",
+        "float_raw", "float_hv", "chance"}
+
+
+@pytest.fixture(scope="module")
+def ablation(mixed_mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("abl") / "abl.json"
+    assert cli_main(["bench", "neurohash-ablation", "--data", str(mixed_mnist), "--max-rows", "120", "--lengths", "8",
+                     "16", "--seeds", "2", "--budget", "3", "--hp", HP, "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_ablation_json_has_every_row_per_seed_and_the_mean(ablation):
+    res = ablation
+    assert set(res["rows"]) == ROWS
+    assert res["seeds"] == [0, 1]
+    for row in ROWS:
+        assert set(res["rows"][row]) == {"8", "16"}
+        for b in ("8", "16"):
+            vals = res["per_seed"][row][b]
+            assert len(vals) == 2 and all(0 <= v <= 1 for v in vals)
+            assert res["rows"][row][b] == pytest.approx(np.mean(vals), abs=1e-4)
+    # float and chance rows do not depend on the code length
+    for row in ("float_raw", "float_hv", "chance"):
+        assert res["rows"][row]["8"] == res["rows"][row]["16"]
+    assert res["rows"]["chance"]["8"] < res["rows"]["float_hv"]["8"]
     assert res["gain_over_random"]["8"] == pytest.approx(res["rows"]["full"]["8"] - res["rows"]["random"]["8"], abs=1e-4)
-    assert res["hyperparameters"]["D"] == 256 and res["protocol"]["image_encoder"]["train_digits"] == 300
 
 
-def test_spatial_cli_json_shape_and_png(tiny_mnist, tmp_path):
+def test_ablation_is_tuned_on_validation_scenes_of_digits_nobody_else_saw(ablation):
+    res = ablation
+    tune = res["tuning"]
+    assert tune["protocol"]["split"] == "val"
+    assert res["chosen"] == tune["results"][0]["params"]
+    assert tune["tuning"]["settings_per_method"]["NeuroHash"] == 3 and tune["tuning"]["grids"]["itq_raw"] == {}
+    val, test = tune["protocol"]["digit_ranges"], res["protocol"]["digit_ranges"]
+    spans = [val["image_encoder"], val["queries"], val["database"], test["queries"], test["database"]]
+    for i, a in enumerate(spans):
+        for b in spans[i + 1 :]:
+            assert a[1] <= b[0] or b[1] <= a[0], (a, b)
+    assert res["protocol"]["image_encoder"]["train_digits"] == val["image_encoder"][1] - val["image_encoder"][0]
+
+
+def test_the_pca_itq_start_untrained_is_exactly_itq_on_the_hypervectors(mixed_mnist):
+    d = nb.build_scene_data(str(mixed_mnist), n_db=120, n_q=40, seed=0, cnn_train=250, verbose=False)
+    hp = {**nb.DEFAULT_HP, **json.loads(HP)}
+    hashed = nb._Hashed(nb._stage1(d, hp, 0, False), d)
+    D, _ = hashed.distances(16, {"init": "pca_itq", "train_hyperplanes": False})
+    refs = {row: D2 for row, L, D2 in nb.reference_distances(
+        nb._raw_features(d["q"]), nb._raw_features(d["db"]), hashed.Hq, hashed.Hdb, [16], 0,
+        hv_center=hashed.enc.H_mean_) if L in (16, None)}
+    np.testing.assert_array_equal(D, refs["itq_hv"])
+    hashed.check_codes()
+
+
+def test_spatial_cli_json_shape_and_png(mixed_mnist, tmp_path):
     out, png = tmp_path / "sp.json", tmp_path / "grid.png"
-    assert cli_main(["bench", "neurohash-spatial", "--data", str(tiny_mnist), "--max-rows", "120", "--lengths", "8",
-                     "--hp", HP, "--out", str(out), "--png", str(png)]) == 0
+    assert cli_main(["bench", "neurohash-spatial", "--data", str(mixed_mnist), "--max-rows", "120", "--lengths", "8",
+                     "--seeds", "2", "--budget", "2", "--hp", HP, "--out", str(out), "--png", str(png)]) == 0
     res = json.loads(out.read_text())
-    assert set(res["rows"]) == {"w=10", "w=1", "w=0.1"}
-    assert set(res["rows"]["w=1"]) == {"r=0.1", "r=0.2", "r=0.3", "r=0.4"}
-    # relevance only grows with r, and at K = all the ranking is the same: mAP@K_r rows are in [0, 1]
+    assert set(res["rows"]) == {"r=0.1", "r=0.2", "r=0.3", "r=0.4"}
+    rows = {"NeuroHash w=10", "NeuroHash w=1", "NeuroHash w=0.1", "itq_raw", "lsh_raw", "float_raw", "float_global"}
+    assert set(res["rows"]["r=0.1"]) == rows | {"chance"}
+    assert set(res["map_at_k"]) == rows | {"chance"}
     assert all(0 <= v <= 1 for rr in res["rows"].values() for row in rr.values() for v in row.values())
-    assert set(res["conditional"]["rows"]["w=1"]["8"]) == {"eta=1", "eta=10"}
+    # a position-blind baseline ranks the same with and without the focus
+    cond = res["conditional"]["rows"]
+    assert cond["eta=1"]["itq_raw"] == cond["eta=10"]["itq_raw"]
+    assert set(cond["eta=10"]) == rows
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tuned_setting_refuses_a_file_that_is_not_a_validation_result(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"suite": "neurohash-ablation"}))
+    with pytest.raises(HashplugError, match="not a neurohash-tune result"):
+        nb.tuned_setting(str(bad), lambda: {})
+    with pytest.raises(HashplugError, match="validation split"):
+        nb.tuned_setting({"suite": "neurohash-tune", "chosen": {}, "protocol": {"split": "test"}}, lambda: {})
+
+
+def test_digit_ranges_refuse_overlap():
+    with pytest.raises(HashplugError, match="overlap or are empty"):
+        nb._digit_ranges("val", 300, 300, 300)
+    r = nb._digit_ranges("val", 60_000, 10_000, 50_000)
+    assert r == {"queries": (50_000, 55_000), "database": (55_000, 60_000), "image_encoder": (0, 50_000)}

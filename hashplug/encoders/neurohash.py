@@ -80,6 +80,69 @@ SCENE_INPUTS: tuple[str, ...] = (
 REQUIRED_INPUTS: tuple[str, ...] = SCENE_INPUTS[:4]
 
 
+#: Starts of the hyperplanes (the ``init`` parameter).
+INITS: tuple[str, ...] = ("gaussian", "pca_itq")
+
+
+def principal_directions(X: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """The top ``n`` principal directions of ``X`` (rows centred here), exact to solver tolerance.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, d), float
+    n : int
+        ``1 <= n < min(n_samples, d)``.
+    seed : int
+        Seed of the Lanczos start vector (the result does not depend on it beyond the solver's tolerance).
+
+    Returns
+    -------
+    V : ndarray of shape (d, n), float64
+        Orthonormal columns, by decreasing variance, each with its largest-magnitude entry positive.
+    """
+    from scipy.sparse.linalg import svds
+
+    Xc = np.asarray(X, dtype=np.float64)
+    Xc = Xc - Xc.mean(0)
+    if not 1 <= int(n) < min(Xc.shape):
+        raise HashplugError(f"principal_directions: n={n} must be in [1, {min(Xc.shape) - 1}] for X of shape {Xc.shape}.")
+    v0 = np.random.default_rng(int(seed)).standard_normal(min(Xc.shape))
+    _, s, Vt = svds(Xc, k=int(n), v0=v0, tol=0, random_state=int(seed))
+    V = Vt[np.argsort(-s)].T
+    sign = np.sign(V[np.abs(V).argmax(0), np.arange(V.shape[1])])
+    return V * np.where(sign == 0, 1.0, sign)
+
+
+def pca_itq_start(Hc: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``init="pca_itq"`` start of NeuroHash's hyperplanes on centred hypervectors ``Hc`` (n, 2 D).
+
+    The hyperplanes see rows normalised to unit length (:func:`hashplug.train.neurohash.fit_hyperplanes`),
+    so PCA + ITQ runs on those rows: ``P = alpha (V_k R)^T``, ``bias = -alpha (mu V_k + m) R`` with ``V_k``
+    the top ``k`` principal directions, ``mu`` the rows' mean, ``R``/``m`` ITQ's rotation and mean of the
+    scores (``hashplug.encoders.ITQ``) and ``alpha`` the inverse standard deviation of the projections (so
+    ``tanh`` starts in its working range; a positive scale changes no bit).
+
+    Returns
+    -------
+    P : ndarray of shape (k, 2 D), float32
+    bias : ndarray of shape (k,), float32
+    """
+    from .baselines import ITQ
+
+    Hn = np.asarray(Hc, dtype=np.float32)
+    Hn = Hn / np.maximum(np.linalg.norm(Hn, axis=1, keepdims=True), 1e-12)
+    V = principal_directions(Hn, int(k), seed)
+    mu = Hn.mean(0, dtype=np.float64)
+    Z = (Hn - mu) @ V
+    itq = ITQ(k=int(k), random_state=int(seed)).fit(Z.astype(np.float32))
+    W = itq.W_.astype(np.float64)
+    P = (V @ W).T
+    bias = -(mu @ V + itq.mean_) @ W
+    proj = Hn @ P.T + bias
+    alpha = 1.0 / max(float(proj.std()), 1e-12)
+    return (alpha * P).astype(np.float32), (alpha * bias).astype(np.float32)
+
+
 @register_encoder("neurohash")
 class NeuroHash(BaseEncoder):
     """NeuroHash (section III): HDC encoding of global and object features with their positions, then trained
@@ -105,8 +168,16 @@ class NeuroHash(BaseEncoder):
     lambdas : dict or None
         Weights of the hashing loss terms ``{"mse", "w", "q", "u", "o"}`` (None: the defaults of
         :data:`hashplug.train.neurohash.DEFAULT_LAMBDAS`); 0 switches a term off.
+    u_normalized : bool
+        False: ``L_u`` as printed (eq. 6, ``(sum_j H'_ij)^2``, which grows with ``L^2``); True: divided by
+        ``L^2`` (``(mean_j H'_ij)^2``), so one ``lambda_u`` means the same at every length.
+    init : {"gaussian", "pca_itq"}
+        Start of the hyperplanes: ``"gaussian"`` the paper's ``P ~ N(0, 1)``, zero bias; ``"pca_itq"`` the
+        PCA + ITQ hyperplanes of the normalised centred hypervectors (the top ``k`` principal directions,
+        exact, by Lanczos, rotated by ITQ), scaled so the projections have unit standard deviation: training
+        starts from the untrained projection the learned one has to beat.
     train_hyperplanes : bool
-        False: the random N(0, 1) hyperplanes, untrained.
+        False: the start (``init``), untrained.
     epochs, lr, batch_size
         Training of the hyperplanes (Adam).
     device : {"auto", "cpu", "cuda", ...}
@@ -169,6 +240,8 @@ class NeuroHash(BaseEncoder):
         hdc_lr: float = 3e-3,
         hdc_batch_size: int = 256,
         lambdas: dict[str, float] | None = None,
+        u_normalized: bool = False,
+        init: str = "gaussian",
         train_hyperplanes: bool = True,
         epochs: int = 20,
         lr: float = 1e-2,
@@ -187,6 +260,8 @@ class NeuroHash(BaseEncoder):
         self.hdc_lr = hdc_lr
         self.hdc_batch_size = hdc_batch_size
         self.lambdas = lambdas
+        self.u_normalized = u_normalized
+        self.init = init
         self.train_hyperplanes = train_hyperplanes
         self.epochs = epochs
         self.lr = lr
@@ -270,8 +345,11 @@ class NeuroHash(BaseEncoder):
         check_int_param(self.epochs, "epochs", name, 0, None)
         check_float_param(self.lr, "lr", name, 0.0, None, low_open=True)
         check_int_param(self.batch_size, "batch_size", name, 2, None)
-        if not isinstance(self.train_hyperplanes, (bool, np.bool_)):
-            raise HashplugError(f"The 'train_hyperplanes' parameter of {name} must be a bool. Got {self.train_hyperplanes!r} instead.")
+        for flag in ("train_hyperplanes", "u_normalized"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise HashplugError(f"The {flag!r} parameter of {name} must be a bool. Got {getattr(self, flag)!r} instead.")
+        if self.init not in INITS:
+            raise HashplugError(f"The 'init' parameter of {name} must be one of {list(INITS)}. Got {self.init!r} instead.")
         if self.lambdas is not None and not isinstance(self.lambdas, Mapping):
             raise HashplugError(f"The 'lambdas' parameter of {name} must be a dict of loss weights or None. Got {self.lambdas!r} instead.")
         from ..train.neurohash import _lambdas
@@ -375,10 +453,11 @@ class NeuroHash(BaseEncoder):
         def batch(idx: np.ndarray) -> Any:
             return Hc[torch.as_tensor(idx, device=device)]
 
+        start = None if self.init == "gaussian" else pca_itq_start(Hc.cpu().numpy(), int(self.k), seed)
         self.P_, self.bias_, hist_hash = nh.fit_hyperplanes(
             batch, Hc.shape[0], Hc.shape[1], int(self.k), lambdas=self.lambdas, train=bool(self.train_hyperplanes),
             epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr), device=device,
-            random_state=seed, verbose=bool(self.verbose),
+            random_state=seed, verbose=bool(self.verbose), start=start, u_normalized=bool(self.u_normalized),
         )
         self.k_ = self.m_ = int(self.k)
         self.history_["hyperplanes"] = hist_hash
@@ -395,8 +474,8 @@ class NeuroHash(BaseEncoder):
         H : ndarray of shape (n, 2 D), optional
             Their :meth:`hypervectors` (uncentred), to skip recomputing them.
         **params
-            Stage-2 parameters to change: ``k``, ``lambdas``, ``train_hyperplanes``, ``epochs``, ``lr``,
-            ``batch_size``, ``random_state``.
+            Stage-2 parameters to change: ``k``, ``lambdas``, ``u_normalized``, ``init``,
+            ``train_hyperplanes``, ``epochs``, ``lr``, ``batch_size``, ``random_state``.
 
         Returns
         -------
@@ -405,7 +484,8 @@ class NeuroHash(BaseEncoder):
         from .._torch import require_torch, resolve_device
 
         check_is_fitted(self, ["P_"])
-        allowed = {"k", "lambdas", "train_hyperplanes", "epochs", "lr", "batch_size", "random_state", "verbose"}
+        allowed = {"k", "lambdas", "u_normalized", "init", "train_hyperplanes", "epochs", "lr", "batch_size",
+                   "random_state", "verbose"}
         bad = sorted(set(params) - allowed)
         if bad:
             raise HashplugError(
@@ -482,15 +562,34 @@ class NeuroHash(BaseEncoder):
         """The graph up to ``[Re H, Im H]`` (n, 2 D) (no head)."""
         return Graph(self._inputs(), self._spatial_nodes(), None, output="H")
 
-    def _build_graph(self) -> Graph:
-        nodes = [
-            *self._spatial_nodes(),
+    def _hash_nodes(self) -> list[Node]:
+        """``H`` -> centred, normalised, hyperplane scores (value ``scores``)."""
+        return [
             Node(Affine(1.0, -self.H_mean_), ("H",), "Hc"),
             Node(L2Normalize(), ("Hc",), "Hn"),
             Node(MatMul(np.ascontiguousarray(self.P_.T)), ("Hn",), "proj"),
             Node(Affine(1.0, self.bias_), ("proj",), "scores"),
         ]
+
+    def _build_graph(self) -> Graph:
+        nodes = [*self._spatial_nodes(), *self._hash_nodes()]
         return Graph(self._inputs(), nodes, head_for("dense", int(self.k_)), output="scores")
+
+    def encode_hypervectors(self, H: Any, batch_size: int = 4096) -> np.ndarray:
+        """Packed codes of precomputed :meth:`hypervectors` ``H`` (n, 2 D) float32: the hashing part of the
+        same graph, so ``encode_hypervectors(hypervectors(X)) == encode(X)`` bit for bit (a grid of
+        hyperplane fits need not recompute ``H``).
+
+        Returns
+        -------
+        codes : ndarray of shape (n, ceil(k / 8)), dtype=uint8
+        """
+        check_is_fitted(self, ["P_"])
+        H = check_array(H, name="H", ndim=2, n_features=2 * int(self.D), owner="NeuroHash.encode_hypervectors",
+                        allow_empty=True)
+        g = Graph({"H": (2 * int(self.D),)}, self._hash_nodes(), head_for("dense", int(self.k_)), output="scores")
+        parts = [_codes.pack_bits(g.bits(H=H[s : s + batch_size])) for s in range(0, H.shape[0], batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, (int(self.k_) + 7) // 8), np.uint8)
 
     @staticmethod
     def _feed(X: Mapping[str, np.ndarray], s: int, e: int) -> dict[str, np.ndarray]:

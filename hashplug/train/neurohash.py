@@ -75,7 +75,7 @@ def order_counts(S: Any) -> Any:
     return torch.searchsorted(srt.contiguous(), S.contiguous(), right=False)
 
 
-def hyperplane_losses(codes: Any, S: Any) -> dict[str, Any]:
+def hyperplane_losses(codes: Any, S: Any, *, u_normalized: bool = False) -> dict[str, Any]:
     """The five loss terms of eq. 4-8 on a minibatch.
 
     Parameters
@@ -96,6 +96,9 @@ def hyperplane_losses(codes: Any, S: Any) -> dict[str, Any]:
         j beats fewer items in the code space than in hyperspace (pull it closer), ``[0, 1]`` when more
         (push it away), ``[0, 0]`` otherwise; C is computed without gradient.
         Sums run over all pairs including i = j, as written.
+    u_normalized : bool
+        Divide ``"u"`` by ``L^2`` (``(mean_j H'_ij)^2``): as printed it grows with ``L^2``, so one weight
+        means a different balance at every length.
     """
     import torch
 
@@ -109,7 +112,7 @@ def hyperplane_losses(codes: Any, S: Any) -> dict[str, Any]:
         "mse": ((S - s) ** 2).mean(),
         "w": ((s + 1) ** 2 * (s - 1) ** 2).mean(),
         "q": ((codes - sign_pm1(codes.detach())) ** 2).mean(),
-        "u": (codes.sum(1) ** 2).mean(),
+        "u": (codes.sum(1) ** 2).mean() / (L * L if u_normalized else 1),
     }
     with torch.no_grad():
         c_h = order_counts(S)
@@ -266,6 +269,8 @@ def fit_hyperplanes(
     device: Any = "cpu",
     random_state: int = 0,
     verbose: bool = False,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    u_normalized: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
     """Train ``f_h(H) = tanh(H P^T + b)`` with the weighted sum of eq. 3.
 
@@ -284,7 +289,12 @@ def fit_hyperplanes(
     lambdas : mapping, optional
         Weights of the terms in :data:`LOSS_TERMS` (default :data:`DEFAULT_LAMBDAS`); 0 switches a term off.
     train : bool
-        False returns the N(0, 1) hyperplanes and zero bias untrained (the "random" row of Table II).
+        False returns the start untrained (with ``start`` None: the N(0, 1) hyperplanes and zero bias, the
+        "random" row of Table II).
+    start : (P, bias) of shapes (L, dim) and (L,), optional
+        Where training starts instead of ``P ~ N(0, 1)``, zero bias (e.g. the PCA + ITQ hyperplanes).
+    u_normalized : bool
+        ``L_u`` divided by ``L^2`` (see :func:`hyperplane_losses`).
 
     Returns
     -------
@@ -301,6 +311,12 @@ def fit_hyperplanes(
     g = torch.Generator().manual_seed(int(random_state))
     P = torch.randn(int(n_bits), int(dim), generator=g).to(device)
     bias = torch.zeros(int(n_bits), device=device)
+    if start is not None:
+        P0, b0 = (np.asarray(a, dtype=np.float32) for a in start)
+        if P0.shape != (int(n_bits), int(dim)) or b0.shape != (int(n_bits),):
+            raise HashplugError(f"fit_hyperplanes: start shapes {P0.shape}, {b0.shape}; expected "
+                                f"({int(n_bits)}, {int(dim)}) and ({int(n_bits)},).")
+        P, bias = torch.as_tensor(P0, device=device).clone(), torch.as_tensor(b0, device=device).clone()
     hist: list[dict[str, float]] = []
     if not train:
         return P.cpu().numpy(), bias.cpu().numpy(), hist
@@ -318,7 +334,7 @@ def fit_hyperplanes(
             Hn = H / H.norm(dim=1, keepdim=True).clamp_min(1e-12)
             S = Hn @ Hn.T
         codes = torch.tanh(Hn @ P.T + bias)
-        parts = hyperplane_losses(codes, S)
+        parts = hyperplane_losses(codes, S, u_normalized=u_normalized)
         total = sum(lam[k] * parts[k] for k in LOSS_TERMS if lam[k] > 0)
         opt.zero_grad(set_to_none=True)
         total.backward()
