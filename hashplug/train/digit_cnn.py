@@ -23,16 +23,20 @@ import numpy as np
 
 from ..validation import HashplugError, check_array
 
-__all__ = ["build_digit_cnn", "train_digit_cnn", "image_features", "to_gray01", "export_image_encoder"]
+__all__ = ["build_digit_cnn", "train_digit_cnn", "image_features", "to_gray01", "to_unit_images",
+           "export_image_encoder"]
 
 
-def build_digit_cnn(width: int = 64, n_classes: int = 10) -> Any:
-    """``conv(1->32) relu pool2, conv(32->64) relu pool2, conv(64->width) relu, global mean`` + a linear head.
+def build_digit_cnn(width: int = 64, n_classes: int = 10, in_channels: int = 1) -> Any:
+    """``conv(c->32) relu pool2, conv(32->64) relu pool2, conv(64->width) relu, global mean`` + a linear head.
+
+    ``in_channels`` 1 for grey images (digits), 3 for colour (CIFAR-10's backbone of the NeuroHash bench).
 
     Returns
     -------
     module : torch.nn.Module
-        ``module.features(x)`` maps (n, 1, H, W) in [0, 1] to (n, width); ``module(x)`` gives class logits.
+        ``module.features(x)`` maps (n, in_channels, H, W) in [0, 1] to (n, width); ``module(x)`` gives class
+        logits; ``module.in_channels`` says which images it takes.
     """
     import torch
     from torch import nn
@@ -40,8 +44,9 @@ def build_digit_cnn(width: int = 64, n_classes: int = 10) -> Any:
     class DigitCNN(nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            self.in_channels = int(in_channels)
             self.body = nn.Sequential(
-                nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(int(in_channels), 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(64, width, 3, padding=1), nn.ReLU(),
             )
@@ -77,10 +82,26 @@ def to_gray01(images: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+def to_unit_images(images: Any, channels: int) -> np.ndarray:
+    """Images as float32 (n, channels, H, W) in [0, 1] for a network taking ``channels`` channels: 1 is
+    :func:`to_gray01`; 3 keeps colour, from (n, 3, H, W) or (n, H, W, 3) uint8 or float in [0, 1]."""
+    if int(channels) == 1:
+        return to_gray01(images)
+    X = np.asarray(images)
+    if X.ndim == 4 and X.shape[-1] == 3 and X.shape[1] != 3:
+        X = X.transpose(0, 3, 1, 2)
+    if X.ndim != 4 or X.shape[1] != 3:
+        raise HashplugError(f"A colour image encoder takes (n, 3, H, W) or (n, H, W, 3) images; got shape {X.shape}.")
+    scale = 255.0 if X.dtype == np.uint8 else 1.0
+    X = check_array(X, name="images", ndim=4, dtype=np.float32, owner="image encoder", allow_empty=True) / scale
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
 def train_digit_cnn(
     X: np.ndarray,
     y: np.ndarray,
     *,
+    channels: int = 1,
     width: int = 64,
     epochs: int = 3,
     batch_size: int = 128,
@@ -95,8 +116,11 @@ def train_digit_cnn(
 
     Parameters
     ----------
-    X : ndarray of shape (n, 28, 28) or (n, 1, 28, 28), uint8
+    X : ndarray of shape (n, 28, 28) or (n, 1, 28, 28), uint8; with ``channels=3`` (n, 32, 32, 3) or
+        (n, 3, 32, 32) colour images
     y : ndarray of shape (n,), int in [0, 10)
+    channels : {1, 3}
+        Grey (colour reduced by the channel maximum) or colour input.
     X_test, y_test : optional held-out digits for the reported accuracy
 
     Returns
@@ -113,8 +137,8 @@ def train_digit_cnn(
 
     t0 = time.perf_counter()
     torch.manual_seed(int(random_state))
-    net = build_digit_cnn(width).to(device)
-    Xt = torch.as_tensor(to_gray01(X))
+    net = build_digit_cnn(width, in_channels=channels).to(device)
+    Xt = torch.as_tensor(to_unit_images(X, channels))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     rng = np.random.default_rng(random_state)
@@ -136,7 +160,7 @@ def train_digit_cnn(
     if X_test is not None and y_test is not None:
         with torch.no_grad():
             pred = np.concatenate([
-                net(torch.as_tensor(to_gray01(X_test[s : s + 2048]))).argmax(1).numpy()
+                net(torch.as_tensor(to_unit_images(X_test[s : s + 2048], channels))).argmax(1).numpy()
                 for s in range(0, len(X_test), 2048)
             ])
         info["test_accuracy"] = round(float(np.mean(pred == np.asarray(y_test))), 4)
@@ -157,7 +181,7 @@ def image_features(net: Any, images: Any, batch_size: int = 1024) -> np.ndarray:
     """
     import torch
 
-    X = to_gray01(images)
+    X = to_unit_images(images, getattr(net, "in_channels", 1))
     out = []
     with torch.no_grad():
         for s in range(0, len(X), int(batch_size)):
