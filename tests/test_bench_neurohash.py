@@ -93,6 +93,11 @@ def test_the_pca_itq_start_untrained_is_exactly_itq_on_the_hypervectors(mixed_mn
         hv_center=hashed.enc.H_mean_) if L in (16, None)}
     np.testing.assert_array_equal(D, refs["itq_hv"])
     hashed.check_codes()
+    # a tuning setting trains the hyperplanes from that start (stage 1 left them untrained)
+    P0 = hashed.enc.P_.copy()
+    hashed.distances(16, nb._stage2_params({"init": "pca_itq", "lr": 0.01}))
+    assert hashed.enc.train_hyperplanes is True and len(hashed.enc.history_["hyperplanes"]) == 2
+    assert not np.allclose(hashed.enc.P_, P0)
 
 
 def test_spatial_cli_json_shape_and_png(mixed_mnist, tmp_path):

@@ -241,7 +241,7 @@ def _stage2_params(setting: dict[str, Any]) -> dict[str, Any]:
     from ..train.neurohash import DEFAULT_LAMBDAS
 
     lam = dict(DEFAULT_LAMBDAS)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"train_hyperplanes": True}  # stage 1 was fitted with untrained hyperplanes
     for key, v in setting.items():
         if key.startswith("lambdas."):
             lam[key.split(".", 1)[1]] = float(v)

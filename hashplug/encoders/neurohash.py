@@ -113,6 +113,24 @@ def principal_directions(X: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return V * np.where(sign == 0, 1.0, sign)
 
 
+_DIRECTIONS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _cached_directions(X: np.ndarray, n: int, seed: int, keep: int = 64) -> np.ndarray:
+    """:func:`principal_directions` of ``X``, remembered for the last matrix by a digest of its bytes: the top
+    ``max(n, keep)`` are computed once and a shorter request takes their first ``n`` (the directions are
+    nested), so a grid of fits at several lengths on the same hypervectors solves one eigenproblem."""
+    import hashlib
+
+    key = (hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16).hexdigest() + str(X.shape), seed)
+    V = _DIRECTIONS.get(key)
+    if V is None or V.shape[1] < n:
+        V = principal_directions(X, max(n, min(keep, min(X.shape) - 1)), seed)
+        _DIRECTIONS.clear()
+        _DIRECTIONS[key] = V
+    return V[:, :n]
+
+
 def pca_itq_start(Hc: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``init="pca_itq"`` start of NeuroHash's hyperplanes on centred hypervectors ``Hc`` (n, 2 D).
 
@@ -131,7 +149,7 @@ def pca_itq_start(Hc: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nda
 
     Hn = np.asarray(Hc, dtype=np.float32)
     Hn = Hn / np.maximum(np.linalg.norm(Hn, axis=1, keepdims=True), 1e-12)
-    V = principal_directions(Hn, int(k), seed)
+    V = _cached_directions(Hn, int(k), seed)
     mu = Hn.mean(0, dtype=np.float64)
     Z = (Hn - mu) @ V
     itq = ITQ(k=int(k), random_state=int(seed)).fit(Z.astype(np.float32))
