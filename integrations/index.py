@@ -33,6 +33,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,8 @@ import pyarrow as pa
 
 from .._deprecation import renamed_function
 from ..index import HammingIndex
-from ..index.core import folder_lock, prepare_folder
-from ..index.kernels import BACKENDS
+from ..index.core import RowIdRuns, folder_lock, prepare_folder
+from ..index.kernels import BACKENDS, words_of
 from ..validation import (
     HashplugError,
     HashplugTypeError,
@@ -83,9 +84,28 @@ def column_folder_name(column: str) -> str:
     return out
 
 
+#: Table handle -> its uri: a handle's location never changes, and LanceDB answers ``uri`` through its event loop
+#: (a round trip per read, several per search).
+_URIS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _table_uri(table: Any) -> str:
+    """``table.uri`` as a str ("" when it has none), read once per handle."""
+    try:
+        return _URIS[table]
+    except (KeyError, TypeError):
+        pass
+    uri = str(getattr(table, "uri", "") or "")
+    try:
+        _URIS[table] = uri
+    except TypeError:  # a handle without weak references: read each time
+        pass
+    return uri
+
+
 def default_index_folder(table: Any, column: str) -> Path:
     """``<table>.lance.hashplug-index/<column>`` beside the table's data (local tables), always inside it."""
-    uri = str(getattr(table, "uri", "") or "")
+    uri = _table_uri(table)
     if not uri or "://" in uri:
         raise HashplugError(
             f"table {getattr(table, 'name', '?')!r} is not on a local path ({uri!r}); pass folder= to keep its index."
@@ -217,7 +237,7 @@ def _versions(table: Any) -> dict[int, Any] | None:
 def _binding(table: Any, version: int, address_ids: bool, history: dict[int, Any] | None = None) -> dict[str, Any]:
     history = _versions(table) if history is None else history
     return {"version": int(version), "timestamp": None if history is None else history.get(int(version)),
-            "row_ids": "address" if address_ids else "stable", "uri": str(getattr(table, "uri", ""))}
+            "row_ids": "address" if address_ids else "stable", "uri": _table_uri(table)}
 
 
 def _lineage_problem(table: Any, binding: Any, history: dict[int, Any] | None = None) -> str | None:
@@ -239,7 +259,7 @@ def _lineage_problem(table: Any, binding: Any, history: dict[int, Any] | None = 
 
 def _manifest_sig(table: Any, version: int) -> tuple[Any, ...] | None:
     """A cheap identity of the table's manifest file for ``version`` (local tables; write-once files)."""
-    uri = str(getattr(table, "uri", "") or "")
+    uri = _table_uri(table)
     if not uri or "://" in uri:
         return None
     for name in (f"{2**64 - 1 - int(version):020d}.manifest", f"{int(version)}.manifest"):
@@ -444,87 +464,144 @@ def _scan(ds: Any, column: str | None, frags: list[_Fragment] | None = None) -> 
     return ids, codes
 
 
-def _segments(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of one fragment in ``ids`` (row addresses) in position order: ``(fragment, start, end)`` arrays."""
-    if ids.size == 0:
-        z = np.zeros(0, np.int64)
-        return z, z, z
-    frag = ids >> 32
-    cut = np.flatnonzero(frag[1:] != frag[:-1]) + 1
-    start = np.concatenate([[0], cut]).astype(np.int64)
-    end = np.concatenate([cut, [ids.size]]).astype(np.int64)
-    return frag[start], start, end
+def _run_table(runs: RowIdRuns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(first id, first position, length)`` of each run of consecutive row ids: three int64 arrays (R,)."""
+    return runs.starts, runs.run_pos, np.diff(np.append(runs.run_pos, runs.n))
 
 
-def _rows_per_fragment(ids: np.ndarray) -> dict[int, int]:
-    """``{fragment id: rows}`` of row addresses ``ids``."""
-    frag, start, end = _segments(ids)
-    if not frag.size:
+def _ids_of(runs: RowIdRuns) -> np.ndarray:
+    """Every id of ``runs`` in position order: ndarray (n,) int64, in O(n)."""
+    starts, pos, lengths = _run_table(runs)
+    return np.repeat(starts - pos, lengths) + np.arange(runs.n, dtype=np.int64)
+
+
+def _rows_by_fragment(runs: RowIdRuns) -> dict[int, int] | None:
+    """``{fragment id: rows}`` of row addresses (``fragment << 32 | offset``) held as runs, in O(runs); None when
+    they cannot be addresses (a negative id, a run across a fragment's end)."""
+    starts, _, lengths = _run_table(runs)
+    if not starts.size:
         return {}
-    uniq, inv = np.unique(frag, return_inverse=True)
-    counts = np.bincount(inv, weights=end - start).astype(np.int64)
-    return dict(zip(uniq.tolist(), counts.tolist()))
+    if starts.min() < 0 or np.any((starts >> 32) != ((starts + lengths - 1) >> 32)):
+        return None
+    uniq, inv = np.unique(starts >> 32, return_inverse=True)
+    return dict(zip(uniq.tolist(), np.bincount(inv, weights=lengths).astype(np.int64).tolist()))
 
 
-def _new_addresses(ids: np.ndarray, held: set[int] | frozenset[int] = frozenset()) -> bool:
-    """Are ``ids`` (row addresses) provably distinct and of no fragment in ``held``? True when each fragment's
-    ids form one ascending run of the array and no fragment comes twice (what one Lance scan returns)."""
-    if ids.size == 0:
-        return True
-    if ids.min() < 0:
-        return False
-    frag = ids >> 32
-    same = frag[1:] == frag[:-1]
-    if not bool(np.all(np.diff(ids)[same] > 0)):
-        return False
-    seg = frag[np.concatenate([[0], np.flatnonzero(~same) + 1])].tolist()
-    return len(set(seg)) == len(seg) and not (set(seg) & set(held))
+def _disjoint(runs: RowIdRuns) -> bool:
+    """Do the runs cover disjoint id ranges (every id distinct)? O(runs log runs)."""
+    starts, _, lengths = _run_table(runs)
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], (starts + lengths)[order]
+    return bool(np.all(s[1:] >= e[:-1]))
 
 
-def _add_rows(index: HammingIndex, codes: Any, ids: np.ndarray, *, addresses: bool,
-              held: set[int] | frozenset[int] = frozenset()) -> None:
-    """Append rows read from the table: without the index's id checks when they are row addresses shown new and
-    distinct by :func:`_new_addresses`, else through :meth:`HammingIndex.add`."""
+def _scan_new_rows(ds: Any, column: str, frags: list[_Fragment]) -> tuple[np.ndarray, Any, RowIdRuns]:
+    """The rows of ``frags`` read by :func:`_scan`, with their id runs, checked against the manifest: each
+    fragment's rows as many as it lists, every id distinct (:class:`_Unprovable` if not)."""
+    ids, codes = _scan(ds, column, frags)
+    runs = RowIdRuns(ids)
+    want = {f.fid: f.rows for f in frags if f.rows}
+    if _rows_by_fragment(runs) != want or not _disjoint(runs):
+        raise _Unprovable("the rows read are not those of the fragments' manifests")
+    return ids, codes, runs
+
+
+# --- MERGE NOTE (issue 31): the functions down to "end of MERGE NOTE" belong in hashplug/index/core.py (as
+# ``HammingIndex.append_new(codes, runs)`` and ``HammingIndex.keep(mask)``, and ``HammingIndex.runs``); they sit
+# here, reaching into the index's private arrays, because core.py was being changed in parallel. They are what
+# ``add`` / ``delete`` do, minus the id checks and id searches that cost O(n log n) in every indexed row.
+def _index_runs(index: HammingIndex) -> RowIdRuns:
+    """The index's row ids by position, as runs (no materialisation)."""
+    return index._ids
+
+
+def _joined(a: RowIdRuns, b: RowIdRuns) -> RowIdRuns:
+    """The runs of ``a``'s ids followed by ``b``'s, in O(runs)."""
+    if not a.n or not b.n:
+        return b if not a.n else a
+    sb, pb = b.starts, b.run_pos + a.n
+    if sb[0] == a.starts[-1] + (a.n - a.run_pos[-1]):  # b's first run continues a's last
+        sb, pb = sb[1:], pb[1:]
+    return RowIdRuns.from_arrays(np.concatenate([a.starts, sb]), np.concatenate([a.run_pos, pb]), a.n + b.n)
+
+
+def _append_new(index: HammingIndex, codes: Any, ids: np.ndarray, runs: RowIdRuns) -> None:
+    """``index.add(codes, ids)`` for ids the caller proved distinct and absent from the index (row addresses of
+    fragments it does not hold, checked by :func:`_scan_new_rows`), ``runs`` their runs.
+
+    ``add`` checks every id against the others and the indexed ones (``np.unique``, ``np.isin``: 1.7 s of a
+    1M-row add, where reading the codes takes 0.03 s) and rebuilds the runs from every id; here packed codes
+    are appended with the runs joined in O(runs), and other layouts go through ``add``'s own code without its
+    id checks.
+    """
     if not ids.size:
         return
-    if addresses and _new_addresses(ids, held):
-        _add_new_rows(index, codes, ids)
-    else:
-        index.add(codes, ids)
-
-
-# --- MERGE NOTE (issue 31): this belongs in hashplug/index/core.py as an option of HammingIndex.add (e.g.
-# ``add(codes, ids, ids_checked=True)``); it sits here because core.py was being changed in parallel.
-def _add_new_rows(index: HammingIndex, codes: Any, ids: np.ndarray) -> None:
-    """:meth:`HammingIndex.add` of rows whose ids the caller proved distinct and absent from the index.
-
-    ``add`` checks every id against the others and the indexed ones (``np.unique`` and ``np.isin``: 1.7 s of
-    a 1M-row add, against 0.03 s for reading the codes); here that check is :func:`_new_addresses`' O(n)
-    proof, and the rest of ``add`` (code validation, the arrays) runs unchanged.
-    """
-    ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-
-    def checked(row_ids: Any, n: int) -> np.ndarray:
-        if n != ids.shape[0]:
-            raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
-        return ids
-
-    if not callable(getattr(type(index), "_add", None)) or not callable(getattr(type(index), "_check_ids", None)):
-        index.add(codes, ids)  # pragma: no cover - an index class without the hook: the checked add
-        return
     with index._lock:
-        index.__dict__["_check_ids"] = checked  # this instance only, for this call
+        if index.layout == "packed":
+            c = np.asarray(codes)
+            nb = -(-index.m // 8)
+            if c.dtype != np.uint8 or c.ndim != 2 or c.shape != (ids.shape[0], nb):
+                raise HashplugError(f"packed codes must be uint8 of shape ({ids.shape[0]}, {nb}) for m={index.m}; "
+                                    f"got {c.dtype} {c.shape}.")
+            index._check_padding(c, "codes")
+            w = words_of(c)
+            index._words = np.concatenate([index._words, w]) if len(index) else np.array(w, copy=True)
+            index._ids = _joined(index._ids, runs)
+            index._change += 1
+            return
+
+        def checked(row_ids: Any, n: int) -> np.ndarray:
+            if n != ids.shape[0]:
+                raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
+            return ids
+
+        index.__dict__["_check_ids"] = checked  # this instance only, for this call: the ids are proved
         try:
             index._add(codes, ids)
         finally:
             index.__dict__.pop("_check_ids", None)
+
+
+def _keep(index: HammingIndex, keep: np.ndarray) -> None:
+    """Drop the rows where ``keep`` (n,) bool is False: :meth:`HammingIndex.delete` by position, in O(n) for
+    packed codes (``delete`` searches every indexed id for the ids to drop)."""
+    with index._lock:
+        ids = _ids_of(index._ids)
+        if index.layout != "packed":
+            index._delete(ids[~keep])
+            return
+        index._words = np.ascontiguousarray(index._words[keep])
+        index._ids = RowIdRuns(ids[keep])
+        index._change += 1
 # --- end of MERGE NOTE
 
 
-def _catch_up(idx: BoundIndex, table: Any, column: str, version: int) -> dict[str, int]:
+def _add_rows(index: HammingIndex, codes: Any, ids: np.ndarray, *, addresses: bool) -> None:
+    """Append the rows of one scan of a table: by :func:`_append_new` when they are row addresses shown
+    distinct, else through :meth:`HammingIndex.add`."""
+    if not ids.size:
+        return
+    runs = RowIdRuns(ids)
+    if addresses and _rows_by_fragment(runs) is not None and _disjoint(runs):
+        _append_new(index, codes, ids, runs)
+    else:
+        index.add(codes, ids)
+
+
+#: Work of a catch-up's steps per indexed row, in rows read and added (a build reads and adds every row of the
+#: table: its work is the table's rows), measured here: keeping the rows when others are appended (a copy of
+#: the codes), and dropping rows (packed: a masked copy, about a build's work per row; indices: a postings
+#: filter, about a fifth of a build's).
+_COPY = 0.3
+_DROP = {"packed": 0.8, "indices": 0.2}
+
+
+def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: dict[int, Any] | None = None
+              ) -> dict[str, Any]:
     """Catch ``idx`` up from its version to ``version`` by the fragments that changed (see :func:`catch_up`);
-    :class:`_Unprovable` when the result could not be shown to be the table's."""
-    history = _versions(table)
+    :class:`_Unprovable` when the result could not be shown to be the table's. ``history``: the table's
+    versions when the caller has just listed them."""
+    history = _versions(table) if history is None else history
     problem = _lineage_problem(table, idx.binding, history)
     if problem or (idx.binding or {}).get("row_ids") != "address":
         raise _Unprovable(problem or "stable row ids")
@@ -536,49 +613,48 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int) -> dict[st
         raise _Unprovable("the table's row ids are not addresses (stable row ids): an id may hold new content")
     old = {f.fid: f for f in _fragments(old_ds, column)}
     new = _fragments(new_ds, column)
-    ids = idx.row_ids
-    if _rows_per_fragment(ids) != {fid: f.rows for fid, f in old.items() if f.rows}:
+    runs = _index_runs(idx.index)
+    if _rows_by_fragment(runs) != {fid: f.rows for fid, f in old.items() if f.rows}:
         raise _Unprovable(f"the index's rows are not those of version {idx.table_version}'s fragments")
-    read = [f for f in new if f.fid not in old or old[f.fid].content != f.content]
-    trimmed = [f for f in new if f.fid in old and old[f.fid].content == f.content
-               and old[f.fid].deletions != f.deletions]
-    frag = ids >> 32
-    drop = np.isin(frag, np.array(sorted(set(old) - {f.fid for f in new} | {f.fid for f in read}), np.int64))
+    read = {f.fid for f in new if f.fid not in old or old[f.fid].content != f.content}
+    trimmed = [f for f in new if f.fid not in read and f.fid in old and old[f.fid].deletions != f.deletions]
+    starts, _, lengths = _run_table(runs)
+    gone = (set(old) - {f.fid for f in new}) | read
+    drop = np.repeat(np.isin(starts >> 32, np.array(sorted(gone), np.int64)), lengths)
     if trimmed:
-        drop, back = _trim(new_ds, trimmed, ids, frag, drop)
-        again = {f.fid for f in read} | back  # deletions undone (a restore, an older checkout): read again whole
-        read = [f for f in new if f.fid in again]
-        drop |= np.isin(frag, np.array(sorted(back), np.int64))
-    n_drop = int(drop.sum())
-    if n_drop == ids.size and ids.size:
+        back = _trim(new_ds, trimmed, runs, drop)
+        read |= back  # deletions undone (a restore, an older checkout): read again whole
+        drop |= np.repeat(np.isin(starts >> 32, np.array(sorted(back), np.int64)), lengths)
+    to_read = [f for f in new if f.fid in read]
+    n, n_drop = len(idx), int(drop.sum())
+    rows_read, total = sum(f.rows for f in to_read), sum(f.rows for f in new)
+    kept = n - n_drop
+    work = rows_read + (_COPY * kept if not n_drop else 0 if not kept else _DROP.get(idx.layout, 1.0) * n)
+    whole = work > total  # reading the table is cheaper: a search never waits longer than a build
+    if whole or not kept:
         idx.index = HammingIndex(idx.layout, idx.m, threads=idx.threads, backend=idx.backend)
     elif n_drop:
-        idx.index.delete(ids[drop])
-    new_ids, codes = _scan(new_ds, column, read)
-    if _rows_per_fragment(new_ids) != {f.fid: f.rows for f in read if f.rows}:
-        raise _Unprovable("the rows read are not those of the fragments' manifests")
-    kept = set(_rows_per_fragment(ids[~drop])) if n_drop else set(old)
-    _add_rows(idx.index, codes, new_ids, addresses=True, held=kept)
+        _keep(idx.index, ~drop)
+    ids, codes, new_runs = _scan_new_rows(new_ds, column, new if whole else to_read)
+    _append_new(idx.index, codes, ids, new_runs)
     idx.table_version = version
     idx.binding = _binding(table, version, True, history if history and version in history else None)
-    return {"added": int(new_ids.size), "deleted": n_drop, "rows_read": int(new_ids.size),
-            "rows_in_table": int(sum(f.rows for f in new)), "fragments_read": len(read),
+    return {"added": rows_read, "deleted": n_drop, "rows_read": int(ids.size), "rows_in_table": total,
+            "read": "table" if whole else "fragments", "fragments_read": len(new) if whole else len(to_read),
             "fragments_dropped": len(set(old) - {f.fid for f in new}), "fragments_trimmed": len(trimmed)}
 
 
-def _trim(ds: Any, trimmed: list[_Fragment], ids: np.ndarray, frag: np.ndarray, drop: np.ndarray
-          ) -> tuple[np.ndarray, set[int]]:
-    """Drop the rows deleted since from ``trimmed`` fragments (their deletion file changed): the row ids Lance
-    keeps of them now, against the index's. Returns the drop mask and the fragments that regained rows (a
-    checkout of an older version, a restore), which are read again whole."""
+def _trim(ds: Any, trimmed: list[_Fragment], runs: RowIdRuns, drop: np.ndarray) -> set[int]:
+    """Mark in ``drop`` the rows deleted since from ``trimmed`` fragments (their deletion file changed): the
+    row ids Lance keeps of them now (no data read), against the index's. Returns the fragments that regained
+    rows (a restore, a checkout of an older version), which are read again whole."""
     present, _ = _scan(ds, None, trimmed)
-    in_trimmed = np.isin(frag, np.array([f.fid for f in trimmed], np.int64))
-    held = ids[in_trimmed]
-    gone = ~np.isin(held, present)
+    starts, _, lengths = _run_table(runs)
+    where = np.flatnonzero(np.repeat(np.isin(starts >> 32, np.array([f.fid for f in trimmed], np.int64)), lengths))
+    held = _ids_of(runs)[where]
+    drop[where[~np.isin(held, present)]] = True
     regained = present[~np.isin(present, held)]
-    drop = drop.copy()
-    drop[np.flatnonzero(in_trimmed)[gone]] = True
-    return drop, set((regained >> 32).tolist())
+    return set((regained >> 32).tolist())
 
 
 # ---------------------------------------------------------------------------------------------- the cache
@@ -625,13 +701,14 @@ def _current(entry: _Entry | None, table: Any, version: int, func: Any, disk: An
     return _lineage_problem(table, entry.idx.binding) is None
 
 
-def _load_checked(where: Path, table: Any, func: Any, threads: int) -> tuple[BoundIndex | None, str | None]:
+def _load_checked(where: Path, table: Any, func: Any, threads: int, history: dict[int, Any] | None = None
+                  ) -> tuple[BoundIndex | None, str | None]:
     """The saved index if it belongs to this table (else None and why); a foreign model is an error."""
     try:
         idx = BoundIndex.from_saved(HammingIndex.load(where, threads=threads), where)
     except ModelFileError as exc:
         return None, f"its files are torn or corrupt ({exc})"
-    problem = _lineage_problem(table, idx.binding)
+    problem = _lineage_problem(table, idx.binding, history)
     if problem:
         return None, problem
     if idx.model_sha256 != func.file_sha256:
@@ -680,7 +757,7 @@ def open_bound_index(table: Any, column: str, func: Any) -> BoundIndex | None:
     """:func:`open_hamming_index` for a caller that already holds the table's code column and function (a search: the
     function is looked up once per call). A table not on a local path (object storage, ``memory://``) has no
     index beside it: None (the search is LanceDB's)."""
-    uri = str(getattr(table, "uri", "") or "")
+    uri = _table_uri(table)
     if not uri or "://" in uri:
         return None
     return _open(table, column, func, None, threads=1, update=True, backend=None)
@@ -721,20 +798,22 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
     """The table's index at ``version``: the saved one (when saved anew since) or the cached one, caught up on a
     copy; or rebuilt."""
     base, problem, loaded = None, None, False
+    history = _versions(table)  # listed once for every check below
     if entry is None or entry.disk != disk:  # saved by someone since: it may be newer, or of another model
-        base, problem = _load_checked(where, table, func, threads)
+        base, problem = _load_checked(where, table, func, threads, history)
         loaded = True
-    if base is None and entry is not None and _fits(entry.idx, func) and _lineage_problem(table, entry.idx.binding) is None:
+    if (base is None and entry is not None and _fits(entry.idx, func)
+            and _lineage_problem(table, entry.idx.binding, history) is None):
         base, problem = entry.idx, None
     if base is None and not loaded:
-        base, problem = _load_checked(where, table, func, threads)
+        base, problem = _load_checked(where, table, func, threads, history)
     idx = None
     if base is not None:
         idx = base.copy()
         if base.table_version != version:
             try:
                 t0 = time.perf_counter()
-                stats = _catch_up(idx, table, col, version)
+                stats = _catch_up(idx, table, col, version, history)
                 idx.last_catch_up = {**stats, "seconds": round(time.perf_counter() - t0, 4), "version": version,
                                      "rebuilt": False}
             except _Unprovable as exc:

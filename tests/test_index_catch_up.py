@@ -71,9 +71,17 @@ def test_catch_up_reads_only_what_changed_and_equals_a_fresh_build(tmp_path, dig
         hashplug.add(t, {"vector": list(X[600:850])})  # appended: one new fragment, read alone
         s = caught_up()
         assert (s["added"], s["deleted"], s["rows_read"], s["fragments_read"]) == (250, 0, 250, 1)
-        t.delete("_rowid % 4 = 1")  # deletions in every fragment: their row ids, no codes read
+        t.delete("_rowid % 16 = 1")  # deletions in every fragment: their row ids, no codes read
         s = caught_up()
-        assert s["rows_read"] == 0 and s["fragments_trimmed"] == 4 and s["deleted"] == 3 * 50 + 63  # offset % 4 == 1
+        assert s["deleted"] == 3 * 13 + 16  # offsets 1, 17, ... below 200 (three fragments) and 250
+        assert s["read"] == "fragments" and s["rows_read"] == 0 and s["fragments_trimmed"] == 4
+        n = t.count_rows()
+        t.delete("_rowid % 2 = 0")  # half the rows: dropping them may cost more than reading the table
+        s = caught_up()
+        assert s["deleted"] == n - t.count_rows() and s["fragments_trimmed"] == 4
+        whole = ix._DROP[layout] * n > t.count_rows()  # the catch-up's work against a build's
+        assert s["read"] == ("table" if whole else "fragments")
+        assert s["rows_read"] == (t.count_rows() if whole else 0)
         row = int(t.search().with_row_id(True).select([]).limit(1).to_arrow()["_rowid"][0].as_py())
         hashplug.update(t, where=f"_rowid = {row}", values={"vector": X[1500].tolist()})
         s = caught_up()  # the updated row moved to a new fragment: one row dropped, one read
