@@ -166,7 +166,8 @@ def test_refresh_in_the_background_for_a_writer(tmp_path, digits, monkeypatch):
     hashplug.add(t, {"vector": list(X[500:900])})
     catch_ups = []
     real = ix._catch_up
-    monkeypatch.setattr(ix, "_catch_up", lambda *a: catch_ups.append(a[-1]) or real(*a))
+    monkeypatch.setattr(ix, "_catch_up", lambda idx, table, col, version, *rest: catch_ups.append(version)
+                        or real(idx, table, col, version, *rest))
     future = hashplug.refresh_hamming_index(t, background=True)
     assert isinstance(future, Future)
     code = query_code(t, X[700])
