@@ -43,3 +43,21 @@ def assert_exact(ids: np.ndarray, dist: np.ndarray, handle: Any, query_code: np.
     assert all(i in true for i in ids), f"rows not in the table: {[i for i in ids if i not in true]}"
     assert [true[i] for i in ids] == dist, "a row at a wrong distance"
     assert dist == sorted(D.tolist())[:limit], f"not the nearest rows: {dist} vs {sorted(D.tolist())[:limit]}"
+
+
+def index_rows(index: Any) -> dict[int, Any]:
+    """``{row id: code}`` of a (bound) Hamming index, read from the arrays it saves (``hashplug-index/2``): the
+    packed row's uint64 words as bytes, or the sorted tuple of a k-hot row's active units."""
+    index = getattr(index, "index", index)
+    arrays = index._arrays()
+    ids = index.row_ids.tolist()
+    if "words" in arrays:
+        w = np.ascontiguousarray(arrays["words"])
+        return {i: w[p].tobytes() for p, i in enumerate(ids)}
+    uo, rows = arrays["unit_offsets"], arrays["postings"]
+    units = np.repeat(np.arange(uo.shape[0] - 1), np.diff(uo))
+    order = np.lexsort((units, rows))
+    per_row: list[list[int]] = [[] for _ in ids]
+    for p, u in zip(rows[order].tolist(), units[order].tolist()):
+        per_row[p].append(u)
+    return {i: tuple(per_row[p]) for p, i in enumerate(ids)}

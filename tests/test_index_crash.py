@@ -52,9 +52,13 @@ elif point == "mid-arrays":  # half of the arrays written
         die()
     np.savez = half
 elif point == "mid-catch-up":  # the deleted rows dropped, the new ones being read
-    name = "_read" if hasattr(ix, "_read") else "_read_codes"  # (the name before issue 27)
-    real_read = getattr(ix, name)
-    setattr(ix, name, lambda h, column, where=None: die() if where else real_read(h, column, where))
+    if hasattr(ix, "_scan"):  # issue 31: the new fragments' codes read by one Lance scan
+        real_scan = ix._scan
+        ix._scan = lambda ds, column, frags=None: die() if column and frags else real_scan(ds, column, frags)
+    else:  # before issue 31: by _rowid IN (...) queries (_read_codes before issue 27)
+        name = "_read" if hasattr(ix, "_read") else "_read_codes"
+        real_read = getattr(ix, name)
+        setattr(ix, name, lambda h, column, where=None: die() if where else real_read(h, column, where))
 refresh = getattr(hashplug, "refresh_hamming_index", None)
 if refresh is None:  # before issue 27 the search saved the caught-up index
     hashplug.search(t, X[0], limit=1)

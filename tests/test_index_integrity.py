@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _index_helpers import assert_exact, at_version, model  # noqa: E402
+from _index_helpers import assert_exact, at_version, index_rows, model  # noqa: E402
 
 import hashplug  # noqa: E402
 from hashplug.index import HammingIndex  # noqa: E402
@@ -315,9 +315,11 @@ def test_threads_search_while_another_adds_and_deletes(tmp_path, digits, layout)
 
 # --------------------------------------------------------------------------------------------- state machine
 def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_path_factory, digits):
-    """A hypothesis state machine: adds, deletes, compaction, drop and re-create, build / refresh (saves),
-    reopening (a new process's view), searches and searches from threads while rows are added; every result
-    checked against brute force over the table at the version the search's snapshot covers."""
+    """A hypothesis state machine: adds, deletes, updates, compaction, drop and re-create, build / refresh
+    (saves), reopening (a new process's view), searches and searches from threads while rows are added; every
+    result checked against brute force over the table at the version the search's snapshot covers, and every
+    snapshot against a fresh build there (the same rows and codes: issue 31's catch-up by fragments), caught up
+    without a rebuild while the saved index is this table's."""
     from hypothesis import HealthCheck, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
@@ -337,6 +339,7 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
                                      progress=False).table
             ix._CACHE.clear()
             hashplug.build_hamming_index(self.t)  # every run starts with a saved index to keep right
+            self.ours = True  # the saved index is this table's (False after a drop and re-create)
 
         def _check(self, r):
             idx = ix.open_hamming_index(self.t)
@@ -348,6 +351,12 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             ids, dist = ix.hamming_index_search(idx, self.t, q, 7)
             assert_exact(ids[0], dist[0], h, code, 7)
             assert len(idx) == h.count_rows()
+            assert index_rows(idx) == index_rows(hashplug.build_hamming_index(h, save=False))
+            stats = getattr(idx, "last_catch_up", None) or {}
+            if self.ours:
+                assert not stats.get("rebuilt"), stats
+            if "rows_read" in stats:
+                assert stats["rows_read"] <= stats["rows_in_table"] == len(idx)
 
         def _add(self, n):
             s = self.next % 1700
@@ -364,6 +373,11 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             self.t.delete(f"_rowid % {mod} = {rem % mod}")
             self._check(r)
 
+        @rule(mod=st.integers(2, 9), rem=st.integers(0, 8), r=st.integers(0, 1796))
+        def update(self, mod, rem, r):
+            hashplug.update(self.t, where=f"_rowid % {mod} = {rem % mod}", values={"vector": X[r].tolist()})
+            self._check(r)
+
         @rule(r=st.integers(0, 1796))
         def compact(self, r):
             self.t.optimize()
@@ -376,16 +390,19 @@ def test_interleaved_changes_saves_reopens_and_threaded_searches_stay_exact(tmp_
             self.next += 150
             self.t = hashplug.ingest(self.db, X[s : s + 150], name="t", model=paths[self.layout],
                                      layout=self.layout, progress=False).table
+            self.ours = False
             self._check(r)
 
         @rule(r=st.integers(0, 1796))
         def build(self, r):
             hashplug.build_hamming_index(self.t)
+            self.ours = True
             self._check(r)
 
         @rule(r=st.integers(0, 1796))
         def refresh(self, r):
             hashplug.refresh_hamming_index(self.t)
+            self.ours = True
             self._check(r)
 
         @rule(r=st.integers(0, 1796))
