@@ -64,6 +64,15 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     for v in res["rows"]["BioConvHash"].values():
         assert 0 < v <= 100
+    # the fair protocol: chance and float rows at every column, the seed's validation split checked against the
+    # test queries of every seed of the 1-seed table, its own training side allowed and measured
+    assert set(res["rows"]) == {"BioConvHash", "chance", "float"}
+    assert res["rows"]["chance"]["2"] == res["rows"]["chance"]["4"] < res["rows"]["BioConvHash"]["4"]
+    assert res["rows"]["float"]["2"] == res["references_per_seed"]["float"][0] > res["rows"]["chance"]["2"]
+    rec = res["validation"]["per_seed"]["0"]
+    assert rec["overlap"]["seed 0 queries"] == {"validation queries": 0, "validation database": 0}
+    assert rec["allowed"] == ["seed 0 database"] and len(rec["rows_sha256"]) == 64
+    assert "\nchance " in printed and "\nfloat " in printed
 
 
 def test_per_k_forward_settings_get_their_own_features(tiny_mnist, tmp_path):
