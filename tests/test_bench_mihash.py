@@ -221,3 +221,21 @@ def test_angulardistill_pool_check_script(fake_ag_news, tmp_path):
     for r in rows[1:]:
         for h in r["kl_per_epoch"]:
             assert len(h) == 6 and all(np.isfinite(h)) and h[-1] < h[0]
+
+
+def test_fair_validation_splits_stay_in_each_seeds_training_items():
+    """Each seed's split: inside its own training items, three disjoint parts, no test query of any seed."""
+    y = np.repeat(np.arange(4), 120)[np.random.default_rng(3).permutation(480)]
+    splits, records = mb.fair_validation_splits(y, [0, 1, 2], train_per_class=40, query_per_class=10)
+    queries = [mb.supervised_split(y, s, 40, 10)[0] for s in (0, 1, 2)]
+    for s, sp in splits.items():
+        _, tr, db = mb.supervised_split(y, s, 40, 10)
+        parts = [sp["training"], sp["queries"], sp["database"]]
+        assert sum(len(p) for p in parts) == len(np.unique(np.concatenate(parts)))  # disjoint
+        assert all(np.isin(p, tr).all() for p in parts)  # the seed's training items only
+        assert not np.isin(np.concatenate(parts), np.concatenate(queries)).any()
+        assert np.bincount(y[sp["queries"]], minlength=4).tolist() == [4] * 4  # 40 // 10 per class
+        assert len(sp["database"]) == 4 * 12  # 3 * 40 // 10 per class on average
+        assert records[str(s)]["overlap"][f"seed {s} database"] == {
+            "validation training": 0, "validation queries": 0, "validation database": 0}
+        assert records[str(s)]["sizes"]["training"] == len(sp["training"])
