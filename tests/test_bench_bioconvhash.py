@@ -64,6 +64,15 @@ def test_cli_bench_json_shape_ablation_shadows_and_png(tiny_mnist, tmp_path, cap
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     for v in res["rows"]["BioConvHash"].values():
         assert 0 < v <= 100
+    # the fair protocol: chance and float rows at every column, the seed's validation split checked against the
+    # test queries of every seed of the 1-seed table, its own training side allowed and measured
+    assert set(res["rows"]) == {"BioConvHash", "chance", "float"}
+    assert res["rows"]["chance"]["2"] == res["rows"]["chance"]["4"] < res["rows"]["BioConvHash"]["4"]
+    assert res["rows"]["float"]["2"] == res["references_per_seed"]["float"][0] > res["rows"]["chance"]["2"]
+    rec = res["validation"]["per_seed"]["0"]
+    assert rec["overlap"]["seed 0 queries"] == {"validation queries": 0, "validation database": 0}
+    assert rec["allowed"] == ["seed 0 database"] and len(rec["rows_sha256"]) == 64
+    assert "\nchance " in printed and "\nfloat " in printed
 
 
 def test_per_k_forward_settings_get_their_own_features(tiny_mnist, tmp_path):
@@ -128,7 +137,17 @@ def test_tune_script_scores_layer_grid_and_biohash_reference(tiny_mnist, tmp_pat
     grid = [r for r in doc["rows"] if "layer" in r]
     assert len(ref) == 1 and set(ref[0]["val_map"]) == {"2", "4"}
     assert [r["layer"] for r in grid] == [{}, {"layer_center": True}]
-    assert doc["n_val_queries"] == 50 and 300 <= doc["n_db"] <= 400  # 500 - ~100 test queries - 50
+    # the split: seed 0's training side minus seeds 0-2's test queries (--report-seeds default), all of the rest
+    from hashplug.bench.tables import load_data, test_queries
+
+    _, y, name = load_data("mnist", tiny_mnist, 500, flat=False)
+    q = test_queries("mnist", y, [0, 1, 2], name)
+    pool = np.setdiff1d(np.setdiff1d(np.arange(500), q[0]), np.concatenate([q[1], q[2]]))
+    assert doc["n_val_queries"] == 50 and doc["n_db"] == pool.size - 50
+    val = doc["validation"]
+    assert val["report_seeds"] == [0, 1, 2] and val["sizes"] == {"queries": 50, "database": doc["n_db"]}
+    for s in (0, 1, 2):
+        assert val["overlap"][f"seed {s} queries"] == {"validation queries": 0, "validation database": 0}
     for r in doc["rows"]:
         assert all(0 < v <= 100 for v in r["val_map"].values())
     assert all(r["convergence_last_k"]["units_ever_won"] > 0 for r in grid)

@@ -56,8 +56,25 @@ def test_supervised_cli_json_shape_and_histograms(tiny_mnist, tmp_path):
     res = json.loads(out.read_text())
     for key in ("rows", "per_seed", "std", "fit_seconds", "chosen", "validation", "budget", "protocol", "histograms"):
         assert key in res, key
-    assert set(res["rows"]) == set(methods)
+    assert set(res["rows"]) == set(methods) | {"chance", "float"}
     assert all(set(v) == {"8", "16"} for v in res["rows"].values())
+    # the references: the same value at every length, chance below every trained row, float on the same inputs
+    assert res["rows"]["chance"]["8"] == res["rows"]["chance"]["16"] < min(res["rows"][m]["16"] for m in methods)
+    assert res["rows"]["float"]["8"] == res["rows"]["float"]["16"] > res["rows"]["chance"]["8"]
+    # every seed tuned on its own split, disjoint from every seed's test queries and its own test database
+    assert set(res["validation_overlap"]) == {"0", "1"} and set(res["chosen_per_seed"]) == {"0", "1"}
+    for rec in res["validation_overlap"].values():
+        assert rec["rows_sha256"] and all(v == 0 for o in rec["overlap"].values() for v in o.values())
+        assert {"seed 0 queries", "seed 1 queries"} <= set(rec["overlap"])
+    assert res["validation_overlap"]["0"]["rows_sha256"] != res["validation_overlap"]["1"]["rows_sha256"]
+    # the same budget for both gradient methods, weight decay in both linear grids
+    tun = res["tuning"]
+    assert tun["settings_per_method"]["MIHash-linear"] == tun["settings_per_method"]["DPSH-linear"] == 18
+    assert tun["grids"]["DPSH-linear"]["weight_decay"] == tun["grids"]["MIHash-linear"]["weight_decay"] == [5e-4, 5e-3, 2e-2]
+    assert tun["settings_per_method"]["LSH"] == 1 and tun["grids"]["LSH"] == {}
+    assert len(res["validation"]["DPSH-linear"]) == 18
+    assert {c["weight_decay"] for c in res["validation"]["DPSH-linear"]} == {5e-4, 5e-3, 2e-2}
+    assert all(len(c["val_map_per_seed"]) == 2 for c in res["validation"]["DPSH-linear"])
     assert all(len(v) == 2 for v in res["per_seed"]["LSH"].values())
     assert set(res["validation"]) == {"MIHash-linear", "DPSH-linear"}
     assert res["chosen"]["MIHash-linear"]["epochs"] == 3
@@ -149,10 +166,10 @@ def test_supervised_tune_each_bits_picks_per_code_length(tiny_mnist, tmp_path, m
     assert [c["gamma"] for c in res["validation"]["MIHash-linear"]["4"]] == [5.0, 10.0]
     chosen = res["chosen"]["MIHash-linear"]
     assert set(chosen) == {"4", "8"} and all(c["epochs"] == 2 for c in chosen.values())
-    # validation: 2 settings x 2 splits at each length; then the test fit at each length uses that length's
-    # pick (plus the untrained "before" model of the histograms, epochs 0)
-    assert [b for b, _, _ in made[:8]] == [4] * 4 + [8] * 4
-    test_fit = [t for t in made[8:] if t[2] == 2]
+    # validation: 2 settings x 1 split (one per reported seed) at each length; then the test fit at each
+    # length uses that length's pick (plus the untrained "before" model of the histograms, epochs 0)
+    assert [b for b, _, _ in made[:4]] == [4] * 2 + [8] * 2
+    test_fit = [t for t in made[4:] if t[2] == 2]
     assert sorted(b for b, _, _ in test_fit) == [4, 8]
     for b, gamma, _ in test_fit:
         assert gamma == chosen[str(b)]["gamma"]
@@ -204,3 +221,21 @@ def test_angulardistill_pool_check_script(fake_ag_news, tmp_path):
     for r in rows[1:]:
         for h in r["kl_per_epoch"]:
             assert len(h) == 6 and all(np.isfinite(h)) and h[-1] < h[0]
+
+
+def test_fair_validation_splits_stay_in_each_seeds_training_items():
+    """Each seed's split: inside its own training items, three disjoint parts, no test query of any seed."""
+    y = np.repeat(np.arange(4), 120)[np.random.default_rng(3).permutation(480)]
+    splits, records = mb.fair_validation_splits(y, [0, 1, 2], train_per_class=40, query_per_class=10)
+    queries = [mb.supervised_split(y, s, 40, 10)[0] for s in (0, 1, 2)]
+    for s, sp in splits.items():
+        _, tr, db = mb.supervised_split(y, s, 40, 10)
+        parts = [sp["training"], sp["queries"], sp["database"]]
+        assert sum(len(p) for p in parts) == len(np.unique(np.concatenate(parts)))  # disjoint
+        assert all(np.isin(p, tr).all() for p in parts)  # the seed's training items only
+        assert not np.isin(np.concatenate(parts), np.concatenate(queries)).any()
+        assert np.bincount(y[sp["queries"]], minlength=4).tolist() == [4] * 4  # 40 // 10 per class
+        assert len(sp["database"]) == 4 * 12  # 3 * 40 // 10 per class on average
+        assert records[str(s)]["overlap"][f"seed {s} database"] == {
+            "validation training": 0, "validation queries": 0, "validation database": 0}
+        assert records[str(s)]["sizes"]["training"] == len(sp["training"])

@@ -12,9 +12,13 @@ from hashplug.bench.protocol import (
     chance_map,
     check_no_overlap,
     cosine_map,
+    flat_setting,
     overlap_report,
+    reference_rows,
+    rows_digest,
     sampled_grid,
     seed_summary,
+    validation_record,
     validation_rows,
 )
 from hashplug.metrics import mean_average_precision
@@ -97,3 +101,55 @@ def test_seed_summary():
     assert s["rows"]["full"]["16"] == 0.6
     assert s["std"]["full"]["16"] == pytest.approx(0.1414, abs=1e-4)
     assert s["per_seed"]["full"]["16"] == [0.5, 0.7]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 30), st.integers(2, 40), st.booleans())
+def test_chance_map_grouped_equals_all_queries_tied(seed, nq, ndb, multilabel):
+    """chance_map scores one tied row per distinct label; the full (n_q, n_db) tied matrix gives the same."""
+    rng = np.random.default_rng(seed)
+    if multilabel:
+        yq, ydb = rng.integers(0, 2, (nq, 3)), rng.integers(0, 2, (ndb, 3))
+    else:
+        yq, ydb = rng.integers(0, 4, nq), rng.integers(0, 4, ndb)
+    for K in (None, 1, max(1, ndb // 2)):
+        full = mean_average_precision(np.zeros((nq, ndb), np.float32), yq, ydb, limit=K, tie_aware=True)
+        assert chance_map(yq, ydb, K) == pytest.approx(full, abs=1e-12)
+    with pytest.raises(HashplugError, match="needs queries and a database"):
+        chance_map(yq[:0], ydb, None)
+
+
+def test_cosine_map_by_chunks_equals_one_block():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 70)
+    F = rng.normal(size=(70, 5)) + y[:, None]
+    D = -(F[:13] / np.linalg.norm(F[:13], axis=1, keepdims=True)) @ (F[13:] / np.linalg.norm(F[13:], axis=1,
+                                                                                             keepdims=True)).T
+    whole = mean_average_precision(D, y[:13], y[13:], limit=20, tie_aware=True)
+    for chunk in (1, 4, 13, 100):
+        assert cosine_map(F[:13], F[13:], y[:13], y[13:], 20, chunk=chunk) == pytest.approx(whole, abs=1e-6)
+
+
+def test_validation_record_refuses_shared_rows_and_records_allowed_ones():
+    test = {"0": {"queries": np.array([1, 2, 3]), "database": np.arange(10, 50)},
+            "1": {"queries": np.array([4, 5])}}
+    rec = validation_record({"queries": np.array([11, 12]), "database": np.arange(20, 30)}, test,
+                            allowed=["seed 0 database"])
+    assert rec["overlap"]["seed 0 database"] == {"validation queries": 2, "validation database": 10}
+    assert rec["overlap"]["seed 1 queries"] == {"validation queries": 0, "validation database": 0}
+    assert rec["sizes"] == {"queries": 2, "database": 10} and rec["allowed"] == ["seed 0 database"]
+    assert rec["rows_sha256"] == rows_digest(np.array([12, 11]), np.arange(29, 19, -1))  # order inside a set: free
+    assert rows_digest([1, 2], [3]) != rows_digest([1], [2, 3])  # which set a row is in counts
+    with pytest.raises(HashplugError, match="seed 1 queries"):
+        validation_record({"queries": np.array([5]), "database": np.array([20])}, test, allowed=["seed 0 database"])
+
+
+def test_reference_rows_and_flat_setting():
+    rows = reference_rows([10.0, 12.0], [40.0, 41.0], [16, 32])
+    assert rows == {"chance": {"16": 11.0, "32": 11.0}, "float": {"16": 40.5, "32": 40.5}}
+    with pytest.raises(HashplugError, match="at least one seed"):
+        reference_rows([], [1.0], [16])
+    assert flat_setting({"opt": {"optimizer": "adam", "lr": 1e-3}, "eta": 1}) == {"optimizer": "adam", "lr": 1e-3,
+                                                                                  "eta": 1}
+    with pytest.raises(HashplugError, match=r"set \['lr'\] twice"):
+        flat_setting({"opt": {"optimizer": "adam", "lr": 1e-3}, "lr": 0.1})

@@ -9,6 +9,7 @@ import pytest
 
 import hashplug
 from hashplug.bench import biohash_tables as bt
+from hashplug.bench.protocol import flat_setting
 from hashplug.data import per_class_split
 from hashplug.data.protocols import Split
 
@@ -55,15 +56,28 @@ def test_run_table_json_shape(tiny_mnist, tmp_path):
     for key in ("table", "metric", "rows", "paper", "seeds", "hyperparameters", "train_seconds"):
         assert key in on_disk, key
     assert on_disk["metric"] == "mAP@All" and on_disk["seeds"] == [0, 1]
-    assert set(on_disk["rows"]) == {"LSH", "FlyHash", "BioHash"}
+    assert set(on_disk["rows"]) == {"LSH", "FlyHash", "BioHash", "chance", "float"}
     for method, row in on_disk["rows"].items():
         assert set(row) == {"2", "4"}
         assert all(0.0 <= v <= 100.0 for v in row.values()), (method, row)
     assert on_disk["paper"]["BioHash"]["2"] == 44.38
     # The headline rows are the order-independent tie-aware mAP; the lower-index rule is kept beside it.
     assert on_disk["rows"] == on_disk["rows_tie_aware"]
-    assert set(on_disk["rows_first_index"]) == set(on_disk["rows"])
+    assert set(on_disk["rows_first_index"]) == set(on_disk["rows"]) - {"chance", "float"}
     assert len(on_disk["per_seed"]["LSH"]["2"]) == 2
+    # the fair protocol: the reference rows at every column, each seed's validation split checked and recorded
+    refs = on_disk["references_per_seed"]
+    assert on_disk["references_seeds"] == [0, 1] and len(refs["chance"]) == len(refs["float"]) == 2
+    assert on_disk["rows"]["chance"]["2"] == on_disk["rows"]["chance"]["4"] == pytest.approx(np.mean(refs["chance"]),
+                                                                                             abs=0.006)
+    assert on_disk["rows"]["chance"]["4"] < on_disk["rows"]["LSH"]["4"] < on_disk["rows"]["float"]["4"]
+    for s in ("0", "1"):
+        rec = on_disk["validation"]["per_seed"][s]
+        assert rec["overlap"]["seed 0 queries"] == rec["overlap"]["seed 1 queries"] == {
+            "validation queries": 0, "validation database": 0}
+        assert rec["overlap"][f"seed {s} database"]["validation queries"] == rec["sizes"]["queries"]  # its training side
+    assert on_disk["tuning"]["grids"]["BioHash"] == hashplug.encoders.BioHash.tuning_grid
+    assert on_disk["tuning"]["grids"]["LSH"] == {} and on_disk["tuning"]["mode"].startswith("presets")
     assert on_disk["hyperparameters"]["BioHash"]["activity"] == 0.05
     # The blobs are well separated: a trained k-hot code must do far better than chance (10 %).
     assert on_disk["rows"]["BioHash"]["4"] > 30.0
@@ -160,6 +174,12 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
             assert m["rows_first_index"][meth][k] == pytest.approx(w["rows_first_index"][meth][k], abs=0.01)
             assert sorted(m["codes_sha256"][meth][k]) == sorted(w["codes_sha256"][meth][k])
     assert m["rows"] == m["rows_tie_aware"]
+    for ref in ("chance", "float"):  # the reference rows: each seed's value once, the whole run's mean
+        assert sorted(m["references_per_seed"][ref]) == sorted(w["references_per_seed"][ref])
+        assert m["rows"][ref] == pytest.approx(w["rows"][ref], abs=0.006)
+    # every seed's split was checked against all three seeds' test queries (--seed-list runs of a 3-seed table)
+    assert set(m["validation"]["per_seed"]) == {"0", "1", "2"}
+    assert m["validation"]["per_seed"]["0"] == w["validation"]["per_seed"]["0"]
     assert m["convergence"]["BioHash"]["4"]["units_ever_won"] == w["convergence"]["BioHash"]["4"]["units_ever_won"]
     # the same seed twice, another setting, or another dataset's table is refused
     with pytest.raises(ValueError, match="share seeds"):
@@ -170,6 +190,10 @@ def test_runs_on_other_seeds_merge_into_one_table(tiny_mnist, tmp_path, capsys):
     bad.write_text(json.dumps(other))
     with pytest.raises(ValueError, match="differs from"):
         bt.merge_tables([a, bad])
+    lone = tmp_path / "lone.json"  # a one-seed table: its split was never checked against seeds 1 and 2
+    assert main(["bench", "biohash-mnist", *common, "--seeds", "1", "--out", str(lone)]) == 0
+    with pytest.raises(ValueError, match=r"not checked against the test queries of seeds \[1, 2\]"):
+        bt.merge_tables([lone, b])
     assert main(["bench", "biohash-cifar10", "--merge", str(a), str(b), "--out", str(tmp_path / "x.json")]) != 0
     assert not (tmp_path / "x.json").exists()
 
@@ -223,8 +247,9 @@ def test_cli_bench_table(tiny_mnist, tmp_path, capsys):
     rc = main(["bench", "biohash-mnist", "--data", str(tiny_mnist), "--lengths", "2", "--seeds", "1",
                "--methods", "LSH", "ITQ", "--max-rows", "500", "--out", str(out)])
     assert rc == 0
-    assert set(json.loads(out.read_text())["rows"]) == {"LSH", "ITQ"}
-    assert "ours / paper" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["rows"]) == {"LSH", "ITQ", "chance", "float"}
+    printed = capsys.readouterr().out
+    assert "ours / paper" in printed and "\nchance " in printed and "\nfloat " in printed
 
 
 def test_methods_and_hyperparameters_come_from_the_registry():
@@ -285,3 +310,17 @@ def test_tune_keeps_the_settings_scored_when_a_later_one_fails(tiny_mnist, tmp_p
     on_disk = json.loads(out.read_text())
     assert on_disk["partial"] == "1 of 2 settings" and on_disk["rows"] == full["rows"][:1]
     assert on_disk["best"] == full["rows"][0]
+
+
+def test_run_table_tunes_every_seed_on_its_own_split_with_one_budget(tiny_mnist):
+    """tune_budget=N: every method with a grid scores N settings on each seed's own validation split (no test
+    query of any reported seed in it) and each seed is tested at its own pick."""
+    res = bt.run_table("mnist", tiny_mnist, ks=[2], seeds=2, methods=["LSH", "BioHash"], epochs=1, limit=400,
+                       verbose=False, tune_budget=2)
+    tun = res["tuning"]
+    assert tun["settings_per_method"] == {"LSH": 1, "BioHash": 2} and tun["mode"].startswith("tuned per seed")
+    for s in ("0", "1"):
+        rows = tun["validation_scores"][s]["BioHash"]
+        assert [r["params"] for r in rows] == [flat_setting(g) for g in tun["settings"]["BioHash"]]
+        assert tun["chosen_per_seed"][s]["BioHash"] == max(rows, key=lambda r: r["mean"])["params"]
+    assert res["validation"]["per_seed"]["0"]["rows_sha256"] != res["validation"]["per_seed"]["1"]["rows_sha256"]

@@ -237,6 +237,11 @@ def ex_mihash_mnist(data: list[Any], header: list[str], row: dict[str, str]) -> 
     runs = data[0]["runs"]
     label = _label(row, header)
     method = label.split(" (")[0]
+    if "(fair protocol" in label:  # issue 30: per-seed validation splits, weight decay in every grid
+        run = runs["mihash_mnist_fair.json"]
+        if method in ("chance", "float"):  # the reference rows: no fit time
+            return {c: ([] if c.startswith("fit s") else [run["rows"][method][_k(c)]]) for c in header[1:]}
+        return _mihash(run, method, header)
     if "(weight decay in the grid, 5 seeds)" in label:
         return _mihash(runs["mihash_mnist_wd5.json"], method, header)
     if "(disjoint validation)" in label:

@@ -31,7 +31,18 @@ from ..validation import HashplugError
 from . import suite
 from .biohash_tables import DATASETS, PAPER
 from .suite import Suite, register_suite
-from .tables import _at_k, _codes_digest, load_protocol, merge_tables
+from .tables import (
+    _at_k,
+    _codes_digest,
+    _subset_per_class,
+    fair_validation_split,
+    load_data,
+    merge_tables,
+    reference_summary,
+    split_data,
+    table_references,
+    test_queries,
+)
 
 __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv_table", "plot_filters",
            "bench_bioconvhash"]
@@ -40,6 +51,11 @@ __all__ = ["KCI_ABLATION", "PAPER_KCI", "shadow", "run_conv_table", "format_conv
 KCI_ABLATION: tuple[int, ...] = (1, 5, 10, 25, 100)
 #: Table 4's hash lengths.
 KCI_KS: tuple[int, ...] = (2, 4, 8, 16)
+
+#: The validation split of BioConvHash's searches (``benchmarks/tune_bioconvhash.py``) and the one every table
+#: run records per seed: queries per class and database rows, cut from the seed's training side minus every
+#: reported seed's test queries (:func:`hashplug.bench.tables.fair_validation_split`).
+VALIDATION: dict[str, int] = {"per_class": 100, "n_db": 20_000}
 
 
 def _paper_kci() -> dict[str, dict[str, dict[str, float]]]:
@@ -156,6 +172,7 @@ def run_conv_table(
     filters_png: str | Path | None = None,
     onnx_check: int = 10_000,
     verbose: bool = True,
+    report_seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the BioConvHash table (and optionally Table 4's ablation and the shadows experiment).
 
@@ -189,6 +206,9 @@ def run_conv_table(
         Write a grid of the first seed's learned filters there.
     onnx_check : int
         Database images encoded by numpy and by the exported ONNX model on the first seed (0: skip).
+    report_seeds : sequence of int or None
+        Every seed the finished table reports (default ``seeds``): each seed's validation split (recorded in
+        ``"validation"``) excludes all their test queries.
     """
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
@@ -202,6 +222,7 @@ def run_conv_table(
         seeds=list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds],
         kcis=[int(v) for v in kcis] if kcis else [], shadows=shadows, shadow_strengths=shadow_strengths, out=out,
         hp=hp, epochs=epochs, limit=limit, filters_png=filters_png, onnx_check=onnx_check, verbose=verbose,
+        report_seeds=report_seeds,
     )
     for s in run.seeds:
         run.run_seed(s)
@@ -219,7 +240,7 @@ class _ConvTableRun:
     def __init__(self, dataset: str, data: str | Path | None, *, ks: list[int], seeds: list[int], kcis: list[int],
                  shadows: bool, shadow_strengths: Sequence[float], out: str | Path | None, hp: dict[str, Any],
                  epochs: int | None, limit: int | None, filters_png: str | Path | None, onnx_check: int,
-                 verbose: bool) -> None:
+                 verbose: bool, report_seeds: Sequence[int] | None = None) -> None:
         from tqdm.auto import tqdm
 
         self.dataset, self.data, self.ks, self.seeds, self.kcis = dataset, data, ks, seeds, kcis
@@ -236,6 +257,13 @@ class _ConvTableRun:
         self.checks: dict[str, Any] = {}
         self.n_train: int | None = None
         self.base = self.params(ks[0], 0)
+        # the fair protocol: the data loaded once, every reported seed's test queries, per seed the validation
+        # split's record and the reference rows
+        self.X, self.y, self.name = load_data(dataset, data, limit, flat=False)
+        self.queries = test_queries(dataset, self.y, sorted(set(seeds) | {int(s) for s in (report_seeds or ())}),
+                                    self.name)
+        self.records: dict[str, Any] = {}
+        self.refs: dict[str, dict[int, float]] = {"chance": {}, "float": {}}
         self.bar = tqdm(total=len(seeds) * (len(ks) + len(kcis) * len(self.abl_ks)), desc=f"bioconvhash {dataset}",
                         disable=not verbose)
 
@@ -263,6 +291,9 @@ class _ConvTableRun:
             return {k: round(float(np.mean([r[key] for r in v])), 2) for k, v in per.items()}
 
         rows = {"BioConvHash": mean("map_tie_aware")}
+        done = [s for s in self.seeds if s in self.refs["chance"]]
+        refs = reference_summary({r: [v[s] for s in done] for r, v in self.refs.items()}, list(per))
+        rows.update(refs["rows"])
         return {
             "dataset": dataset,
             "table": DATASETS[dataset]["table"].replace("BioHash paper", "BioHash paper, BioConvHash row of"),
@@ -282,7 +313,23 @@ class _ConvTableRun:
             "train_seconds": {"BioConvHash": {k: round(float(np.mean([r["fit_seconds"] for r in v])), 2)
                                               for k, v in per.items()}},
             "rows_metric": "tie-aware (expected over random orders of tied items)",
-            "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()}},
+            "std": {"BioConvHash": {k: round(float(np.std([r["map_tie_aware"] for r in v])), 2) for k, v in per.items()},
+                    **refs["std"]},
+            "references_per_seed": {r: [round(self.refs[r][s], 2) for s in done] for r in self.refs},
+            "references_seeds": done,
+            "references": {"chance": "expected mAP of a uniformly random ranking (exact; hashplug.bench.protocol."
+                                     "chance_map)", "float": "float cosine on the same pixels the encoder sees "
+                                                              "(hashplug.bench.protocol.cosine_map)"},
+            "validation": {
+                "splits": f"per seed: {VALIDATION['per_class']} validation queries per class and a "
+                          f"{VALIDATION['n_db']:,}-row database (benchmarks/tune_bioconvhash.py's sizes) cut from that "
+                          "seed's training side minus every reported seed's test queries (hashplug.bench.tables."
+                          "fair_validation_split); 'overlap' is measured, zero or the run refuses",
+                "per_seed": dict(self.records),
+            },
+            "tuning": {"grids": {"BioConvHash": dict(BioConvHash.tuning_grid or {})},
+                       "mode": "presets (the preset's source says how it was chosen: benchmarks/tune_bioconvhash.py "
+                               "on seed 0's validation split)"},
             "per_seed": {"BioConvHash": {k: [round(float(r["map_tie_aware"]), 2) for r in v] for k, v in per.items()}},
             "m": {"BioConvHash": {k: int(v[0]["m"]) for k, v in per.items()}},
             "n_features_pooled": {"BioConvHash": {k: int(v[0]["n_features_pooled"]) for k, v in per.items()}},
@@ -337,7 +384,13 @@ class _ConvTableRun:
     # ------------------------------------------------------------------------------------------------ one seed
     def run_seed(self, s: int) -> None:
         """The filters, the table's hash lengths, the first seed's checks, the ablation and the shadows."""
-        split = load_protocol(self.dataset, self.data, s, self.limit, flat=False)
+        split = split_data(self.dataset, self.X, self.y, s, self.name)
+        per_class = VALIDATION["per_class"]
+        if self.name != self.dataset:  # a smoke-run subset: as many validation queries per class as it allows
+            per_class = _subset_per_class(split.ydb, per_class)
+        _, self.records[str(s)] = fair_validation_split(split, self.queries, per_class, n_db=VALIDATION["n_db"])
+        for r, v in table_references(split, self.R).items():
+            self.refs[r][s] = v
         self.n_train = len(split.ydb) if self.n_train is None else self.n_train
         Xq, Xdb = _images(split, self.dataset)
         params = self.params(self.ks[0], s, self.verbose and len(self.seeds) == 1)
@@ -680,6 +733,7 @@ class BioConvHashTableSuite(Suite):
             limit=suite.max_rows_of(args),
             filters_png=args.filters_png,
             onnx_check=int(args.onnx_check),
+            report_seeds=sorted(set(range(args.seeds)) | set(getattr(args, "seed_list", None) or ())),
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:

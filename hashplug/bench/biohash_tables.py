@@ -5,6 +5,14 @@ training set and the database. Hyperparameters of the trained methods were chose
 split cut from the training set (:func:`tune`), never on the queries; they live beside each encoder as its
 preset for the dataset (:func:`hashplug.encoders.get_preset`) and are recorded in the JSON.
 
+The fair protocol (issue 30, :mod:`hashplug.bench.protocol`): every seed's validation split is cut from that
+seed's training side minus every reported seed's test queries (:func:`hashplug.bench.tables.
+fair_validation_split`; its rows digest and measured overlap in ``"validation"``, a split that shares a test
+query is refused); every method's grid over the knobs that apply to it is one
+:class:`~hashplug.bench.protocol.TuningBudget` (``"tuning"``: with ``tune=N`` each seed picks every tunable
+method's setting among N on its own split, else the presets are used and the grids recorded); the rows
+``"chance"`` (expected mAP of a random ranking) and ``"float"`` (cosine on the same pixels) are in every table.
+
 The methods are the registered encoders that have a preset for the dataset (:func:`table_methods`), named
 in tables by their display name (:func:`hashplug.encoders.get_tags`); what the bench does differently for
 one of them (epochs, the ranking cache of k-independent weights, the largest k) comes from its tags.
@@ -33,9 +41,15 @@ from .tables import (  # noqa: F401 (format_table, merge_tables: this module's n
     _at_k,
     _codes_digest,
     _subset_per_class,
+    fair_validation_split,
     format_table,
+    load_data,
     load_protocol,
     merge_tables,
+    reference_summary,
+    split_data,
+    table_references,
+    test_queries,
 )
 
 __all__ = [
@@ -214,6 +228,9 @@ def run_table(
     limit: int | None = None,
     tie_aware: bool = True,
     verbose: bool = True,
+    tune_budget: int | None = None,
+    tune_ks: Sequence[int] | None = None,
+    report_seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the table; return (and optionally write) the JSON-shaped result.
 
@@ -239,8 +256,19 @@ def run_table(
         Use a stratified subset of this many images (smoke tests only; not the paper protocol).
     tie_aware : bool
         Also report the tie-aware (expected over random tie orders) mAP.
+    tune_budget : int or None
+        None: every method at its preset (the grids are still recorded). N: on every seed, every method with a
+        tuning grid scores N settings of it (the same N for all: :class:`~hashplug.bench.protocol.TuningBudget`)
+        on the seed's own validation split and is tested at the best (mean validation mAP over ``tune_ks``).
+    tune_ks : sequence of int or None
+        Hash lengths whose mean validation mAP ranks the settings (default: the table's ``ks``).
+    report_seeds : sequence of int or None
+        Every seed the finished table reports (default ``seeds``): a run of some of them (``--seed-list``, to be
+        merged) keeps every reported seed's test queries out of its validation splits.
     """
     from tqdm.auto import tqdm
+
+    from .protocol import TuningBudget
 
     if dataset not in DATASETS:
         raise HashplugError(f"Unknown dataset {dataset!r}; use one of {sorted(DATASETS)}.")
@@ -253,6 +281,10 @@ def run_table(
     def runs(m: str, k: int) -> bool:
         return tags[m].paper_max_k is None or k <= tags[m].paper_max_k
 
+    budget = TuningBudget({m: dict(encoder_class(m).tuning_grid or {}) for m in methods}, budget=tune_budget)
+    reported = sorted(set(seed_list) | {int(s) for s in (report_seeds or ())})
+    fair = _FairProtocol(dataset, data, reported, limit, budget, tune_budget is not None,
+                         [int(k) for k in (tune_ks or ks)], epochs)
     per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods}
     jobs = [(s, m, k) for s in seed_list for m in methods for k in ks if runs(m, k)]
     bar = tqdm(total=len(jobs), desc=f"bench {dataset}", disable=not verbose)
@@ -265,17 +297,19 @@ def run_table(
 
     def summary() -> dict[str, Any]:
         seen = list(dict.fromkeys(r["seed"] for byk in per.values() for v in byk.values() for r in v))
-        return _summarise(per, methods, tags, hpd, seen, dataset, epochs, limit, tie_aware, n_train, t_all)
+        return fair.add_to(_summarise(per, methods, tags, hpd, seen, dataset, epochs, limit, tie_aware, n_train,
+                                      t_all), seen, ks)
 
     for s in seed_list:
-        split = load_protocol(dataset, data, s, limit)
+        split = fair.split(s, hpd)
+        hps = fair.hp(s, hpd)
         n_train = len(split.ydb) if n_train is None else n_train
         for m in methods:
             for k in ks:
                 if not runs(m, k):
                     continue
                 bar.set_postfix_str(f"seed={s} {m} k={k}")
-                res = evaluate(m, k, split, dataset, s, hpd, epochs, tie_aware, verbose=False, cache=cache)
+                res = evaluate(m, k, split, dataset, s, hps, epochs, tie_aware, verbose=False, cache=cache)
                 per[m].setdefault(str(k), []).append({**res, "seed": s})
                 bar.update(1)
                 cells_now.append(f"{m} k={k}")
@@ -292,6 +326,87 @@ def run_table(
     result = summary()
     write_json(result, out)
     return result
+
+
+class _FairProtocol:
+    """The fair protocol of one table run: the data loaded once, every reported seed's test queries, each
+    seed's validation split (cut and checked before its cells run), the per-seed picks and the reference rows.
+    """
+
+    def __init__(self, dataset: str, data: str | Path | None, seeds: list[int], limit: int | None, budget: Any,
+                 tuned: bool, tune_ks: list[int], epochs: int | None) -> None:
+        self.dataset, self.seeds, self.budget, self.tuned, self.tune_ks = dataset, seeds, budget, tuned, tune_ks
+        self.epochs = epochs
+        self.X, self.y, self.name = load_data(dataset, data, limit)
+        self.queries = test_queries(dataset, self.y, seeds, self.name)
+        self.per_class = min(100, DATASETS[dataset]["per_class"])
+        self.records: dict[str, Any] = {}
+        self.picks: dict[str, dict[str, Any]] = {}
+        self.scores: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.refs: dict[str, dict[int, float]] = {"chance": {}, "float": {}}
+
+    def split(self, s: int, hpd: dict[str, dict[str, Any]]) -> Any:
+        """Seed ``s``'s test split, after its validation split is cut and checked (and, if tuned, searched)."""
+        split = split_data(self.dataset, self.X, self.y, s, self.name)
+        per_class = self.per_class
+        if self.name != self.dataset:  # a smoke-run subset: as many validation queries per class as it allows
+            per_class = _subset_per_class(split.ydb, per_class)
+        val, rec = fair_validation_split(split, self.queries, per_class)
+        self.records[str(s)] = rec
+        if self.tuned:
+            self._search(s, val, hpd)
+        for r, v in table_references(split, DATASETS[self.dataset]["R"]).items():
+            self.refs[r][s] = v
+        return split
+
+    def _search(self, s: int, val: Any, hpd: dict[str, dict[str, Any]]) -> None:
+        from .protocol import flat_setting
+
+        for m, settings in self.budget.settings.items():
+            if not self.budget.grids.get(m):
+                continue
+            rows = []
+            for g in settings:
+                combo = flat_setting(g)
+                hp = {m: {**hpd.get(m, {}), **combo}}
+                sc = {str(k): round(evaluate(m, k, val, self.dataset, s, hp, self.epochs, tie_aware=True)
+                                    ["map_tie_aware"], 2) for k in self.tune_ks}
+                rows.append({"params": combo, "val_map": sc, "mean": round(float(np.mean(list(sc.values()))), 2)})
+            self.scores.setdefault(str(s), {})[m] = rows
+            self.picks.setdefault(str(s), {})[m] = max(rows, key=lambda r: r["mean"])["params"]
+
+    def hp(self, s: int, hpd: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The settings seed ``s`` is tested at: the presets, with the seed's picks over them if tuned."""
+        return {m: {**v, **self.picks.get(str(s), {}).get(m, {})} for m, v in hpd.items()}
+
+    def add_to(self, result: dict[str, Any], seen: Sequence[int], ks: Sequence[int]) -> dict[str, Any]:
+        """``result`` with the protocol's keys (``"validation"``, ``"tuning"``, ``"references_per_seed"``) and the
+        rows ``"chance"`` and ``"float"`` in ``"rows"`` / ``"std"`` (the seeds in ``seen`` that are done)."""
+        done = [s for s in seen if s in self.refs["chance"]]
+        refs = reference_summary({r: [v[s] for s in done] for r, v in self.refs.items()}, ks)
+        out: dict[str, Any] = {
+            "validation": {
+                "splits": "per seed: validation queries (per class) and database cut from that seed's training side "
+                          "(its database) minus every reported seed's test queries (hashplug.bench.tables."
+                          "fair_validation_split); 'overlap' is measured, zero or the run refuses",
+                "per_seed": self.records,
+            },
+            "tuning": {**self.budget.to_json(), "mode": "tuned per seed on its own validation split" if self.tuned
+                       else "presets (each preset's source says how it was chosen); the grids a tuned run searches",
+                       "tune_ks": self.tune_ks if self.tuned else None},
+            "references_per_seed": {r: [round(self.refs[r][s], 2) for s in done] for r in self.refs},
+            "references_seeds": done,
+            "references": {"chance": "expected mAP of a uniformly random ranking (exact; hashplug.bench.protocol."
+                                     "chance_map)", "float": "float cosine on the same pixels the encoders see "
+                                                              "(hashplug.bench.protocol.cosine_map)"},
+        }
+        if self.tuned:
+            out["tuning"]["chosen_per_seed"] = self.picks
+            out["tuning"]["validation_scores"] = self.scores
+        result["rows"].update(refs["rows"])
+        result["std"].update(refs["std"])
+        result.update(out)
+        return result
 
 
 def _summarise(
@@ -477,6 +592,9 @@ class BioHashTableSuite(Suite):
         suite.add_max_rows(parser, "a stratified subset of N images before the split (smoke runs; not the paper "
                                  "protocol)")
         suite.add_hp(parser, '{method: {param: value, "by_k": {...}}} over the presets, e.g. \'{"BioHash": {"delta": 0.1}}\'')
+        parser.add_argument("--tune", type=int, default=None, metavar="N",
+                            help="tune every method with a grid on each seed's own validation split, N settings "
+                                 "each (the same budget for all; default: the presets)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine these result JSONs of runs on other seeds into --out (no training): "
                                  "cell by cell, the cells at today's presets (with --hp) are merged, the others "
@@ -494,6 +612,9 @@ class BioHashTableSuite(Suite):
             hp=json.loads(args.hp) if args.hp else None,
             epochs=args.epochs,
             limit=suite.max_rows_of(args),
+            tune_budget=getattr(args, "tune", None),
+            # a --seed-list run is part of a table of --seeds seeds (and those listed)
+            report_seeds=sorted(set(range(args.seeds)) | set(args.seed_list or ())),
         )
 
     def merge(self, name: str, args: argparse.Namespace) -> dict[str, Any]:

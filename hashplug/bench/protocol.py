@@ -16,6 +16,11 @@ Nothing here knows a method or a dataset by name; numpy only (the metrics are :m
 * :class:`TuningBudget` holds the grid of each method over the knobs that apply to it, checks that every
   method of a table gets the same number of settings, and writes itself into the JSON.
 * :func:`seed_summary` turns per-seed values into the ``rows`` / ``std`` / ``per_seed`` triple of a table.
+* :func:`validation_record` is what a table bench writes for one validation split: the sha256 of its rows
+  (:func:`rows_digest`), its sizes and the measured overlap with every reported seed's test sets, after
+  :func:`check_no_overlap` (a split that shares a row is refused, not recorded).
+* :func:`reference_rows` are the ``"chance"`` and ``"float"`` rows of a table (one value per column: the
+  references do not depend on the code length).
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ __all__ = [
     "TuningBudget",
     "seed_summary",
     "sampled_grid",
+    "rows_digest",
+    "validation_record",
+    "reference_rows",
+    "flat_setting",
 ]
 
 
@@ -132,6 +141,62 @@ def check_no_overlap(report: Mapping[str, Mapping[str, int]], allowed: Sequence[
                             "reported seed tests on (hashplug.bench.protocol.validation_rows).")
 
 
+def rows_digest(*rows: Any) -> str:
+    """sha256 of row index sets (each sorted, as int64, with its length): equal digests mean the same rows.
+
+    Parameters
+    ----------
+    *rows : array-like of int
+        E.g. a split's validation queries and database, in that order (the order of the sets counts, the
+        order inside a set does not).
+
+    Returns
+    -------
+    digest : str
+        64 hex digits.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in rows:
+        a = np.sort(np.asarray(r, dtype=np.int64).ravel())
+        h.update(str(a.size).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def validation_record(val: Mapping[str, Any], test: Mapping[str, Mapping[str, Any]],
+                      allowed: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON record of one validation split, refused if it shares a row with a test set.
+
+    Parameters
+    ----------
+    val : mapping of str to array-like of int
+        The split's row sets (``{"queries": ..., "database": ...}``, and ``"training"`` where it has one),
+        as indices into the dataset's rows.
+    test : mapping of str to mapping of str to array-like of int
+        Per reported seed, its test sets (as :func:`overlap_report`).
+    allowed : sequence of str
+        Test sets the split may share rows with (as :func:`check_no_overlap`: e.g. ``"seed 0 database"`` when
+        that database is the seed's own training side). Their overlap is still measured and recorded.
+
+    Returns
+    -------
+    record : dict
+        ``{"rows_sha256": rows_digest(*val.values()), "sizes": {name: n}, "overlap": overlap_report(...),
+        "allowed": [...]}``.
+
+    Raises
+    ------
+    HashplugError
+        If any test set outside ``allowed`` shares a row with the split.
+    """
+    report = overlap_report(val, test)
+    check_no_overlap(report, allowed)
+    return {"rows_sha256": rows_digest(*val.values()), "sizes": {k: int(np.asarray(v).size) for k, v in val.items()},
+            "overlap": report, "allowed": list(allowed)}
+
+
 # ---------------------------------------------------------------------------------------------- references
 def chance_map(q_relevance: Any, db_relevance: Any, K: int | None) -> float:
     """Expected mAP@K of a uniformly random ranking (the chance floor of a table).
@@ -151,10 +216,18 @@ def chance_map(q_relevance: Any, db_relevance: Any, K: int | None) -> float:
     """
     from ..metrics import mean_average_precision
 
-    nq, ndb = len(q_relevance), len(db_relevance)
-    D = np.zeros((nq, ndb), dtype=np.float32)
-    return float(mean_average_precision(D, q_relevance, db_relevance, limit=None if K is None else min(int(K), ndb),
-                                        tie_aware=True))
+    q = np.asarray(q_relevance)
+    ndb = len(db_relevance)
+    if len(q) == 0 or ndb == 0:
+        raise HashplugError(f"chance_map needs queries and a database; got {len(q)} queries and {ndb} rows.")
+    # a random ranking's expected AP depends on the query only through its relevance labels: one (1, n_db)
+    # row of ties per distinct label (row), weighted by how many queries carry it (exact, bounded memory)
+    uniq, counts = np.unique(q.reshape(len(q), -1), axis=0, return_counts=True)
+    uniq = uniq.reshape((len(uniq),) + q.shape[1:])
+    limit = None if K is None else min(int(K), ndb)
+    D = np.zeros((1, ndb), dtype=np.float32)
+    aps = [mean_average_precision(D, u[None], db_relevance, limit=limit, tie_aware=True) for u in uniq]
+    return float(np.dot(np.asarray(aps, dtype=np.float64), counts) / counts.sum())
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -170,13 +243,25 @@ def cosine_distances(Fq: Any, Fdb: Any, center: Any = None) -> np.ndarray:
     return -(_unit(Fq) @ _unit(Fdb).T)
 
 
-def cosine_map(Fq: Any, Fdb: Any, q_relevance: Any, db_relevance: Any, K: int | None, center: Any = None) -> float:
-    """mAP@K of float cosine similarity on ``Fq`` (n_q, d) against ``Fdb`` (n_db, d): the float ceiling."""
+def cosine_map(Fq: Any, Fdb: Any, q_relevance: Any, db_relevance: Any, K: int | None, center: Any = None,
+               *, chunk: int = 256) -> float:
+    """mAP@K (tie-aware) of float cosine similarity on ``Fq`` (n_q, d) against ``Fdb`` (n_db, d): the float
+    ceiling. Queries are scored ``chunk`` at a time (memory: a (chunk, n_db) float32 block), the mean weighted
+    by chunk size, so the result equals scoring all queries at once."""
     from ..metrics import mean_average_precision
 
-    D = cosine_distances(Fq, Fdb, center)
-    return float(mean_average_precision(D, q_relevance, db_relevance,
-                                        limit=None if K is None else min(int(K), D.shape[1]), tie_aware=True))
+    Fq, Fdb = np.asarray(Fq, np.float32), np.asarray(Fdb, np.float32)
+    if center is not None:
+        Fq, Fdb = Fq - center, Fdb - center
+    Uq, Udb = _unit(Fq), _unit(Fdb)
+    yq = np.asarray(q_relevance)
+    limit = None if K is None else min(int(K), Udb.shape[0])
+    total = 0.0
+    for i in range(0, len(Uq), int(chunk)):
+        D = -(Uq[i : i + int(chunk)] @ Udb.T)
+        total += len(D) * float(mean_average_precision(D, yq[i : i + int(chunk)], db_relevance, limit=limit,
+                                                       tie_aware=True))
+    return total / len(Uq)
 
 
 # ---------------------------------------------------------------------------------------------- tuning
@@ -241,3 +326,40 @@ def seed_summary(per_seed: Mapping[str, Mapping[str, Sequence[float]]], digits: 
     return {"rows": rows, "std": std,
             "per_seed": {r: {c: [round(float(x), digits) for x in v] for c, v in cols.items()}
                          for r, cols in per_seed.items()}}
+
+
+def reference_rows(chance: Sequence[float], ceiling: Sequence[float], columns: Sequence[Any],
+                   digits: int = 2) -> dict[str, dict[str, float]]:
+    """The ``"chance"`` and ``"float"`` rows of a table, ``{row: {column: value}}`` for every column.
+
+    Parameters
+    ----------
+    chance, ceiling : sequence of float
+        Per seed, :func:`chance_map` and :func:`cosine_map` (already in the table's unit, e.g. percent).
+    columns : sequence
+        The table's columns (hash lengths); each gets the mean over seeds (the references do not depend on
+        the code length).
+
+    Returns
+    -------
+    rows : dict
+        ``{"chance": {str(c): mean}, "float": {str(c): mean}}``.
+    """
+    if not len(chance) or not len(ceiling):
+        raise HashplugError("reference_rows needs at least one seed's chance floor and float ceiling.")
+    c, f = round(float(np.mean(chance)), digits), round(float(np.mean(ceiling)), digits)
+    return {"chance": {str(k): c for k in columns}, "float": {str(k): f for k in columns}}
+
+
+def flat_setting(setting: Mapping[str, Any]) -> dict[str, Any]:
+    """A setting of :func:`sampled_grid` with dict-valued knobs merged in: ``{"opt": {"optimizer": "adam",
+    "lr": 1e-3}, "eta": 1}`` -> ``{"optimizer": "adam", "lr": 1e-3, "eta": 1}`` (a knob whose values are
+    coupled parameters, e.g. an optimiser with its learning rate). Two knobs that set one name are an error."""
+    out: dict[str, Any] = {}
+    for knob, v in setting.items():
+        part = dict(v) if isinstance(v, Mapping) else {knob: v}
+        clash = set(part) & set(out)
+        if clash:
+            raise HashplugError(f"the knobs of {dict(setting)} set {sorted(clash)} twice; give each parameter one knob.")
+        out.update(part)
+    return out

@@ -18,12 +18,42 @@ import numpy as np
 
 from ..validation import HashplugError
 
-__all__ = ["load_protocol", "merge_tables", "format_table"]
+__all__ = ["load_protocol", "load_data", "split_data", "load_splits", "test_queries", "fair_validation_split",
+           "table_references", "reference_summary", "merge_tables", "format_table", "REFERENCE_ROWS"]
+
+#: The reference rows of every table (issue 30): the chance floor and the float-feature ceiling.
+REFERENCE_ROWS: tuple[str, ...] = ("chance", "float")
 
 
 def _subset_per_class(y: np.ndarray, cap: int) -> int:
     """Queries per class a smoke-run subset with labels ``y`` allows: a fifth of its smallest class, in [2, cap]."""
     return max(2, min(int(cap), int(np.bincount(np.asarray(y)).min()) // 5))
+
+
+def load_data(dataset: str, data: str | Path | None, limit: int | None = None,
+              flat: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    """``dataset``'s samples and labels (a stratified subset of ``limit`` rows for smoke runs) and the protocol
+    name the splits of :func:`split_data` get."""
+    from ..data import get_dataset
+
+    X, y = get_dataset(dataset).load(data, flat=flat)  # the vector table's encoders take (n, n_features) vectors
+    if limit is not None and limit < len(y):
+        rng = np.random.default_rng(12345)
+        keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
+        return X[keep], y[keep], f"{dataset}-limit{limit}"
+    return X, y, dataset
+
+
+def split_data(dataset: str, X: np.ndarray, y: np.ndarray, seed: int, name: str):
+    """The protocol split of ``(X, y)`` from :func:`load_data` with ``seed`` (a smoke subset: as many queries
+    per class as it allows)."""
+    from ..data import get_dataset, per_class_split, protocol_split
+    from ..data.protocols import Split
+
+    if name != dataset:
+        q, db = per_class_split(y, _subset_per_class(y, get_dataset(dataset).protocol.per_class), seed)
+        return Split(X[q], y[q], X[db], y[db], q, db, seed, name)
+    return protocol_split(dataset, X, y, seed)
 
 
 def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int | None = None, flat: bool = True):
@@ -32,18 +62,100 @@ def load_protocol(dataset: str, data: str | Path | None, seed: int, limit: int |
 
     ``limit`` keeps a stratified subset of that many rows before splitting (for smoke tests).
     """
-    from ..data import get_dataset, per_class_split, protocol_split
-    from ..data.protocols import Split
+    X, y, name = load_data(dataset, data, limit, flat)
+    return split_data(dataset, X, y, seed, name)
 
-    ds = get_dataset(dataset)
-    X, y = ds.load(data, flat=flat)  # the vector table's encoders take (n, n_features) vectors
-    if limit is not None and limit < len(y):
-        rng = np.random.default_rng(12345)
-        keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
-        X, y = X[keep], y[keep]
-        q, db = per_class_split(y, _subset_per_class(y, ds.protocol.per_class), seed)
-        return Split(X[q], y[q], X[db], y[db], q, db, seed, f"{dataset}-limit{limit}")
-    return protocol_split(dataset, X, y, seed)
+
+def test_queries(dataset: str, y: np.ndarray, seeds: Sequence[int], name: str) -> dict[int, np.ndarray]:
+    """The test query rows of every seed in ``seeds`` (the ``q_idx`` of :func:`split_data`, without copying
+    samples)."""
+    empty = np.zeros((len(y), 0), dtype=np.uint8)
+    return {int(s): split_data(dataset, empty, y, int(s), name).q_idx for s in seeds}
+
+
+def load_splits(dataset: str, data: str | Path | None, seeds: Sequence[int], limit: int | None = None,
+                flat: bool = True) -> dict[int, Any]:
+    """The protocol split of every seed in ``seeds`` (``{seed: Split}``), the dataset loaded once; each equal to
+    :func:`load_protocol` with that seed."""
+    X, y, name = load_data(dataset, data, limit, flat)
+    return {int(s): split_data(dataset, X, y, int(s), name) for s in seeds}
+
+
+def fair_validation_split(split: Any, queries: dict[int, np.ndarray], per_class: int, n_db: int | None = None,
+                          draw_seed: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """A seed's validation split, cut from its training side (its database) minus every reported seed's test
+    queries (:func:`hashplug.bench.protocol.validation_rows`), with its JSON record.
+
+    Parameters
+    ----------
+    split : Split
+        The seed's protocol split (``split.seed`` is the seed).
+    queries : dict of int to ndarray of int
+        The test query rows of every seed the table reports (:func:`test_queries`), indexing the same rows
+        as ``split.q_idx`` / ``split.db_idx``.
+    per_class : int
+        Validation queries per class.
+    n_db : int or None
+        Validation database rows (None: all the rest of the pool).
+    draw_seed : int or None
+        Seed of the draw (default ``split.seed + 1000``, as the earlier ``validation_split`` of ``tune``).
+
+    Returns
+    -------
+    val : Split
+        Validation queries and database (``q_idx`` / ``db_idx`` index the pooled rows, ``name`` ends ``-val``).
+    record : dict
+        :func:`hashplug.bench.protocol.validation_record`: rows digest, sizes, and the measured overlap with
+        every reported seed's test queries (zero, else an error) and with the seed's own test database, which
+        in these protocols is its training side (allowed and recorded).
+    """
+    from ..data.protocols import Split
+    from .protocol import validation_record, validation_rows
+
+    seed = int(split.seed)
+    if seed not in queries:
+        raise HashplugError(f"seed {seed} is not among the reported seeds {sorted(queries)}; pass its test queries.")
+    n = int(max(split.db_idx.max(initial=-1), split.q_idx.max(initial=-1))) + 1
+    y_all = np.full(n, -1, dtype=np.int64)
+    y_all[split.q_idx], y_all[split.db_idx] = split.yq, split.ydb
+    pool = split.db_idx
+    for q in queries.values():
+        pool = np.setdiff1d(pool, q)
+    n_q = int(per_class) * int(np.unique(split.ydb).size)
+    n_db = pool.size - n_q if n_db is None else min(int(n_db), pool.size - n_q)
+    vq, vdb = validation_rows(split.db_idx, n_q, n_db, seed=seed + 1000 if draw_seed is None else int(draw_seed),
+                              exclude=list(queries.values()), labels=y_all)
+    order = np.argsort(split.db_idx, kind="stable")
+    pq = order[np.searchsorted(split.db_idx[order], vq)]
+    pdb = order[np.searchsorted(split.db_idx[order], vdb)]
+    val = Split(Xq=split.Xdb[pq], yq=split.ydb[pq], Xdb=split.Xdb[pdb], ydb=split.ydb[pdb], q_idx=vq, db_idx=vdb,
+                seed=seed, name=f"{split.name}-val")
+    test: dict[str, dict[str, Any]] = {str(s): {"queries": q} for s, q in queries.items()}
+    test[str(seed)]["database"] = split.db_idx
+    record = validation_record({"queries": vq, "database": vdb}, test, allowed=[f"seed {seed} database"])
+    return val, record
+
+
+def table_references(split: Any, R: int | None, flat: Any = None) -> dict[str, float]:
+    """The chance floor and the float ceiling (percent) of one seed's split: ``{"chance": ..., "float": ...}``.
+
+    ``flat`` maps the split's samples to the float vectors the ceiling ranks by cosine (default: rows
+    flattened, as the vector encoders see them; cosine does not depend on the pixels' scale).
+    """
+    from .protocol import chance_map, cosine_map
+
+    f = flat or (lambda X: np.asarray(X, np.float32).reshape(len(X), -1))
+    return {"chance": 100 * chance_map(split.yq, split.ydb, R),
+            "float": 100 * cosine_map(f(split.Xq), f(split.Xdb), split.yq, split.ydb, R)}
+
+
+def reference_summary(per_seed: dict[str, list[float]], ks: Sequence[Any]) -> dict[str, Any]:
+    """``"rows"`` (mean per column), ``"std"`` and ``"per_seed"`` entries of the reference rows from their
+    per-seed values ``{"chance": [...], "float": [...]}``; the same value at every column ``ks``."""
+    rows = {r: {str(k): round(float(np.mean(v)), 2) for k in ks} for r, v in per_seed.items() if v}
+    std = {r: {str(k): round(float(np.std(v)), 2) for k in ks} for r, v in per_seed.items() if v}
+    return {"rows": rows, "std": std, "per_seed": {r: {str(k): [round(float(x), 2) for x in v] for k in ks}
+                                                   for r, v in per_seed.items() if v}}
 
 
 def _at_k(settings: dict[str, Any], k: int | str) -> dict[str, Any]:
@@ -211,11 +323,48 @@ def _merged(paths: Sequence[str | Path], docs: Sequence[dict[str, Any]], target:
         out["codes_sha256"] = pool(lambda d, m, k: d["codes_sha256"][m][k])
     if any("convergence" in d for d in docs):
         out["convergence"] = _merged_convergence(docs, cells, by_method)
+    _merge_references(out, docs)
+    _merge_validation(out, docs)
     out["total_seconds"] = round(sum(d.get("total_seconds", 0.0) for d in docs), 1)
     out["merged_from"] = [str(p) for p in paths]
     if left_out:
         out["left_out"] = left_out
     return out
+
+
+def _merge_references(out: dict[str, Any], docs: Sequence[dict[str, Any]]) -> None:
+    """The reference rows (chance, float) of the merged runs: each seed's values once (they depend on the
+    seed's split only, not on any setting), means and spreads recomputed at every column of the table."""
+    vals: dict[str, dict[int, float]] = {}
+    for d in docs:
+        for r, v in d.get("references_per_seed", {}).items():
+            for s, x in zip(d["references_seeds"], v):
+                vals.setdefault(r, {}).setdefault(int(s), float(x))
+    if not vals:
+        return
+    seeds = sorted(set.intersection(*(set(v) for v in vals.values())))
+    ks = sorted({k for r in out["rows"].values() for k in r}, key=int)
+    per = {r: [v[s] for s in seeds] for r, v in vals.items()}
+    summ = reference_summary(per, ks)
+    out["rows"].update(summ["rows"])
+    out["std"].update(summ["std"])
+    out["references_per_seed"] = {r: [round(x, 2) for x in v] for r, v in per.items()}
+    out["references_seeds"] = seeds
+
+
+def _merge_validation(out: dict[str, Any], docs: Sequence[dict[str, Any]]) -> None:
+    """The runs' validation records pooled; a run whose splits were not checked against the test queries of
+    every merged seed is refused (its table reported fewer seeds: rerun it with ``--seeds`` covering them)."""
+    recs = {s: r for d in docs for s, r in d.get("validation", {}).get("per_seed", {}).items()}
+    if not recs:
+        return
+    for d in docs:
+        for s, r in d.get("validation", {}).get("per_seed", {}).items():
+            missing = sorted(t for t in out["seeds"] if f"seed {t} queries" not in r.get("overlap", {}))
+            if missing:
+                raise HashplugError(f"the validation split of seed {s} was not checked against the test queries of "
+                                    f"seeds {missing}; run it with --seeds covering every seed of the merged table.")
+    out["validation"] = {**docs[0]["validation"], "per_seed": recs}
 
 
 def _merged_convergence(docs: Sequence[dict[str, Any]], cells: dict[tuple[str, str], list[tuple[int, list[int]]]],
