@@ -131,3 +131,30 @@ def test_digit_ranges_refuse_overlap():
         nb._digit_ranges("val", 300, 300, 300)
     r = nb._digit_ranges("val", 60_000, 10_000, 50_000)
     assert r == {"queries": (50_000, 55_000), "database": (55_000, 60_000), "image_encoder": (0, 50_000)}
+
+
+def test_merge_of_one_seed_runs_equals_the_two_seed_run(ablation, tmp_path):
+    def one(i):
+        doc = json.loads(json.dumps(ablation))
+        doc["seeds"] = [ablation["seeds"][i]]
+        doc["per_seed"] = {r: {b: [v[i]] for b, v in cols.items()} for r, cols in ablation["per_seed"].items()}
+        doc["protocol"] = {**doc["protocol"], "per_seed": [ablation["protocol"]["per_seed"][i]]}
+        return doc
+
+    paths = []
+    for i in (1, 0):  # out of order on purpose
+        p = tmp_path / f"s{i}.json"
+        p.write_text(json.dumps(one(i)))
+        paths.append(str(p))
+    out = tmp_path / "m.json"
+    assert cli_main(["bench", "neurohash-ablation", "--merge", *paths, "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["seeds"] == [0, 1]
+    assert merged["rows"] == ablation["rows"] and merged["per_seed"] == ablation["per_seed"]
+    assert merged["std"] == ablation["std"] and merged["full_minus_best_reference"] == ablation["full_minus_best_reference"]
+    with pytest.raises(HashplugError, match="share seeds"):
+        nb.merge_runs([one(0), one(0)])
+    other = one(1)
+    other["chosen"] = {"lr": 123}
+    with pytest.raises(HashplugError, match="differ in 'chosen'"):
+        nb.merge_runs([one(0), other])

@@ -523,18 +523,11 @@ def run_ablation(
         timings[str(s)] = _ablation_seed(d, hp_s, variants, bits, K, s, gt_labels, per_seed, verbose)
         if verbose:
             print(seed_summary(per_seed)["rows"], flush=True)
-    summary = seed_summary(per_seed)
-    rows = summary["rows"]
     res = {
         "suite": "neurohash-ablation",
         "table": "NeuroHash paper, Table II (loss ablation), on spatial MNIST scenes, fair protocol",
-        "metric": f"mAP@{K} (multi-label: shares a digit class), tie-aware; mean over seeds {seed_ids}",
-        "seeds": seed_ids,
-        **summary,
-        "gain_over_random": {b: rounded(rows["full"][b] - rows["random"][b], 4) for b in rows["full"]},
-        "full_minus_best_reference": {
-            b: rounded(rows["full"][b] - max(rows[r][b] for r in ("itq_raw", "itq_hv", "lsh_raw", "pca_hv")), 4)
-            for b in rows["full"]},
+        "metric": f"mAP@{K} (multi-label: shares a digit class), tie-aware",
+        **_summarise(per_seed, seed_ids),
         "chosen": tune["chosen"],
         "tuning": {k: v for k, v in tune.items() if k != "environment"},
         "hyperparameters": {**hp, "stage2": variants["full"]},
@@ -544,6 +537,66 @@ def run_ablation(
     }
     write_json(res, out)
     return res
+
+
+def _summarise(per_seed: dict[str, dict[str, list[float]]], seed_ids: list[int]) -> dict[str, Any]:
+    """``seeds``, ``rows`` / ``std`` / ``per_seed`` and the two differences a Table II / CIFAR-10 result reports."""
+    summary = seed_summary(per_seed)
+    rows = summary["rows"]
+    return {
+        "seeds": seed_ids,
+        **summary,
+        "gain_over_random": {b: rounded(rows["full"][b] - rows["random"][b], 4) for b in rows["full"]},
+        "full_minus_best_reference": {
+            b: rounded(rows["full"][b] - max(rows[r][b] for r in ("itq_raw", "itq_hv", "lsh_raw", "pca_hv")), 4)
+            for b in rows["full"]},
+    }
+
+
+def merge_runs(docs: Sequence[dict[str, Any]], paths: Sequence[str] = ()) -> dict[str, Any]:
+    """One result over the seeds of several runs of one NeuroHash suite (e.g. one seed per process or session).
+
+    The runs must be of the same suite, at the same chosen setting and hyperparameters, on disjoint seeds; the
+    per-seed values are put side by side in seed order and every mean / std recomputed.
+    """
+    from ..validation import HashplugError
+
+    first = docs[0]
+    for d in docs[1:]:
+        for key in ("suite", "chosen", "hyperparameters"):
+            if d.get(key) != first.get(key):
+                raise HashplugError(f"runs to merge differ in {key!r}: {first.get(key)!r} vs {d.get(key)!r}; merge runs "
+                                    "of one suite at one validated setting (pass the same --tuned file).")
+    seeds = [s for d in docs for s in d["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise HashplugError(f"runs to merge share seeds: {seeds}; give each run its own --seeds.")
+    order = np.argsort(seeds, kind="stable")
+
+    def stack(parts: list[Any]) -> Any:  # per_seed trees: dicts down to lists of one value per seed
+        if isinstance(parts[0], dict):
+            return {k: stack([p[k] for p in parts]) for k in parts[0]}
+        flat = [v for p in parts for v in p]
+        return [flat[i] for i in order]
+
+    out = dict(first)
+    seed_ids = sorted(seeds)
+    merged = stack([d["per_seed"] for d in docs])
+    if first["suite"] == "neurohash-spatial":
+        sm = {metric: seed_summary(rows) for metric, rows in merged.items()}
+        out.update({"seeds": seed_ids, "rows": {m: sm[m]["rows"] for m in sm if m.startswith("r=")},
+                    "map_at_k": sm["map"]["rows"], "std": {m: sm[m]["std"] for m in sm},
+                    "per_seed": {m: sm[m]["per_seed"] for m in sm}})
+        out["conditional"] = {**first["conditional"], "rows": {"eta=1": sm["cond eta=1"]["rows"],
+                                                               "eta=10": sm["cond eta=10"]["rows"]}}
+    else:
+        out.update(_summarise(merged, seed_ids))
+    if "per_seed" in first.get("protocol", {}):
+        out["protocol"] = {**first["protocol"], "seed": seed_ids,
+                           "per_seed": [p for d in docs for p in d["protocol"]["per_seed"]]}
+    out["timings"] = {"runs": [d.get("timings") for d in docs]}
+    out["merged_from"] = list(paths)
+    out["environment"] = [d.get("environment") for d in docs]
+    return out
 
 
 def _protocol(data: dict[str, Any], n_db: int, n_q: int, K: int, seeds: Sequence[int]) -> dict[str, Any]:
@@ -660,8 +713,7 @@ def run_spatial(
         "suite": "neurohash-spatial",
         "table": "NeuroHash paper, Table III (mAP@K_r as the length scale w varies), on spatial MNIST scenes, with "
                  "position-blind baselines, fair protocol",
-        "metric": f"mAP@{K}_r, tie-aware (relevant: an object of a query object's class within r); mean over seeds "
-                  f"{seed_ids}",
+        "metric": f"mAP@{K}_r, tie-aware (relevant: an object of a query object's class within r); mean over seeds",
         "seeds": seed_ids,
         "rows": {m: sm[m]["rows"] for m in sm if m.startswith("r=")},
         "map_at_k": sm["map"]["rows"],
@@ -802,6 +854,20 @@ def add_table_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tuned", default=None,
                         help="a neurohash-tune JSON whose chosen setting the rows run at (default: run the "
                              "validation search first)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="combine runs of this suite on disjoint seeds (no measuring) and write --out")
+
+
+def merge_files(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--merge A.json B.json ...``: :func:`merge_runs` of those files, written to ``--out``."""
+    from ..validation import HashplugError
+
+    docs = [json.loads(open(p, encoding="utf-8").read()) for p in args.merge]
+    if any(d.get("suite") != name for d in docs):
+        raise HashplugError(f"--merge takes {name} results; got {[d.get('suite') for d in docs]}.")
+    res = merge_runs(docs, args.merge)
+    write_json(res, args.out)
+    return res
 
 
 def seeds_of(args: argparse.Namespace) -> int | list[int]:
@@ -823,6 +889,8 @@ class NeuroHashAblationSuite(_NeuroHashSuite):
                             help="add the row full_gt_labels: stage 1 trained on the ground-truth digit classes")
         super().add_arguments(parser, name)
 
+    merge = staticmethod(merge_files)
+
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_ablation(args.data, bits=suite.lengths_of(args) or (16, 32, 64), seeds=seeds_of(args),
                             tuned=args.tuned, gt_labels=args.gt_labels, **self.settings(args))
@@ -842,6 +910,8 @@ class NeuroHashSpatialSuite(_NeuroHashSuite):
                             help="length scales w of the positional encoding (default 10 1 0.1)")
         suite.add_png(parser, "a grid of queries and their nearest scenes")
         super().add_arguments(parser, name)
+
+    merge = staticmethod(merge_files)
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         return run_spatial(args.data, bits=suite.lengths_of(args) or (16, 32, 64), png=args.png, seeds=seeds_of(args),

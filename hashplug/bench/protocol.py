@@ -320,7 +320,7 @@ def seed_summary(per_seed: Mapping[str, Mapping[str, Sequence[float]]], digits: 
     std: dict[str, dict[str, float]] = {}
     for r, cols in per_seed.items():
         for c, vals in cols.items():
-            v = np.asarray(vals, dtype=np.float64)
+            v = np.round(np.asarray(vals, dtype=np.float64), digits)  # the stored values: merges reproduce it
             rows.setdefault(r, {})[c] = round(float(v.mean()), digits)
             std.setdefault(r, {})[c] = round(float(v.std(ddof=1)) if v.size > 1 else 0.0, digits)
     return {"rows": rows, "std": std,
