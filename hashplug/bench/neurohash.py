@@ -851,6 +851,8 @@ def add_table_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3],
                         help="a count (3: seeds 0, 1, 2) or a list of seeds (each trains its own image encoder, "
                              "draws its own scenes and hyperplanes)")
+    parser.add_argument("--seed-list", type=int, nargs="+", default=None,
+                        help="run exactly these seeds (e.g. --seed-list 2: one seed per process, then --merge)")
     parser.add_argument("--tuned", default=None,
                         help="a neurohash-tune JSON whose chosen setting the rows run at (default: run the "
                              "validation search first)")
@@ -871,7 +873,9 @@ def merge_files(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def seeds_of(args: argparse.Namespace) -> int | list[int]:
-    """``--seeds N`` is a count, ``--seeds 0 3 5`` a list."""
+    """``--seed-list S ...`` exactly those seeds; ``--seeds N`` a count, ``--seeds 0 3 5`` a list."""
+    if getattr(args, "seed_list", None):
+        return [int(s) for s in args.seed_list]
     return int(args.seeds[0]) if len(args.seeds) == 1 else [int(s) for s in args.seeds]
 
 
