@@ -100,14 +100,27 @@ def principal_directions(X: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     V : ndarray of shape (d, n), float64
         Orthonormal columns, by decreasing variance, each with its largest-magnitude entry positive.
     """
-    from scipy.sparse.linalg import svds
+    from scipy.sparse.linalg import LinearOperator, svds
 
-    Xc = np.asarray(X, dtype=np.float64)
-    Xc = Xc - Xc.mean(0)
-    if not 1 <= int(n) < min(Xc.shape):
-        raise HashplugError(f"principal_directions: n={n} must be in [1, {min(Xc.shape) - 1}] for X of shape {Xc.shape}.")
-    v0 = np.random.default_rng(int(seed)).standard_normal(min(Xc.shape))
-    _, s, Vt = svds(Xc, k=int(n), v0=v0, tol=0, random_state=int(seed))
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not 1 <= int(n) < min(X.shape):
+        raise HashplugError(f"principal_directions: n={n} must be in [1, {min(X.shape) - 1}] for X of shape {X.shape}.")
+    mu = X.mean(0, dtype=np.float64)
+    dt = X.dtype
+
+    def mv(v: np.ndarray) -> np.ndarray:  # (X - 1 mu^T) v without a centred copy of X (hypervectors: 0.8 GB each)
+        v = np.asarray(v, dtype=np.float64).reshape(X.shape[1], -1)
+        return (X @ v.astype(dt)).astype(np.float64) - mu @ v
+
+    def rmv(u: np.ndarray) -> np.ndarray:  # (X - 1 mu^T)^T u
+        u = np.asarray(u, dtype=np.float64).reshape(X.shape[0], -1)
+        return (X.T @ u.astype(dt)).astype(np.float64) - np.outer(mu, u.sum(0))
+
+    A = LinearOperator(X.shape, matvec=mv, rmatvec=rmv, matmat=mv, rmatmat=rmv, dtype=np.float64)
+    v0 = np.random.default_rng(int(seed)).standard_normal(min(X.shape))
+    _, s, Vt = svds(A, k=int(n), v0=v0, tol=0, random_state=int(seed))
     V = Vt[np.argsort(-s)].T
     sign = np.sign(V[np.abs(V).argmax(0), np.arange(V.shape[1])])
     return V * np.where(sign == 0, 1.0, sign)
