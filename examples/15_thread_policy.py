@@ -18,7 +18,7 @@ Usage::
 
     python examples/15_thread_policy.py          # ITQ-256 on 20,000 x 384: about 30 s on 2 cores
 
-``HASHPLUG_EXAMPLE_SMALL=1`` (set by the tests) fits ITQ-32 on 4,000 x 96: a few seconds. The ratios are only
+``HASHPLUG_EXAMPLE_SMALL=1`` (set by the tests) fits ITQ-16 on 2,000 x 64 (10 iterations): a few seconds. The ratios are only
 meaningful on an otherwise quiet machine; the busy loop is this script's own.
 """
 
@@ -47,7 +47,7 @@ def fit_seconds(X: np.ndarray, k: int, n_iter: int, setting: str) -> tuple[float
 
 def main() -> dict:
     small = os.environ.get("HASHPLUG_EXAMPLE_SMALL", "") not in ("", "0")
-    n, d, k, n_iter = (4000, 96, 32, 20) if small else (20_000, 384, 256, 50)
+    n, d, k, n_iter = (2000, 64, 16, 10) if small else (20_000, 384, 256, 50)
     before = os.environ.get(policy.THREADS_ENV)
     rng = np.random.default_rng(0)
     # a decaying spectrum, as embeddings have: PCA and ITQ have something to find

@@ -9,8 +9,9 @@ before and killed after. The thread setting of each run is ``HASHPLUG_NUM_THREAD
 Several source trees are timed in one run (``--code NAME=PATH``, each a folder holding the ``hashplug``
 package, e.g. ``git archive`` of a commit; the default is a snapshot of the installed package), interleaved,
 so the ratio busy / alone of each tree is measured under the same conditions. Each run also reports the cores
-other processes used during the timing (``others_busy``; in ``busy`` runs the busy loop is one of them) and
-the BLAS threads it ended with. JSON ``rows``: one per (code, workload, setting) with the median seconds of
+other processes used during the timing (``others_busy``; in ``busy`` runs the busy loop is one of them), the
+counts the thread policy chose for the timed call (``threads_used``: the outermost policy's history; None for
+a version without the policy) and the BLAS threads it ended with. JSON ``rows``: one per (code, workload, setting) with the median seconds of
 each situation and ``ratio`` = busy / alone.
 """
 
@@ -64,6 +65,16 @@ def cpu():
 
 spec = json.loads(sys.argv[1])
 import hashplug
+used = []
+try:  # the counts the thread policy chose for the timed call (versions before the policy: None)
+    from hashplug._threads_policy import ThreadPolicy
+    _exit = ThreadPolicy.__exit__
+    def _record(self, *exc):
+        used.append(list(self.history))
+        return _exit(self, *exc)
+    ThreadPolicy.__exit__ = _record
+except ImportError:
+    used = None
 rng = np.random.default_rng(0)
 X = (rng.standard_normal((spec["rows"], spec["dim"])) * np.linspace(2.0, 0.2, spec["dim"])).astype(np.float32)
 params = {"k": spec["k"], **spec["params"]}
@@ -74,6 +85,8 @@ if spec["task"] == "encode":
     enc.encode(X[:500])
 if spec.get("start_at"):
     time.sleep(max(0.0, spec["start_at"] - time.time()))
+if used is not None:
+    used.clear()
 a, t0 = cpu(), time.perf_counter()
 out = enc.fit(X) if spec["task"] == "fit" else enc.encode(X)
 dt = time.perf_counter() - t0
@@ -84,7 +97,8 @@ try:
     blas = sorted({i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
 except ImportError:
     blas = None
-print(json.dumps({"seconds": dt, "others_busy": None if others is None else round(others, 2), "blas_after": blas}))
+print(json.dumps({"seconds": dt, "others_busy": None if others is None else round(others, 2), "blas_after": blas,
+                  "threads_used": None if used is None else (used[-1] if used else [])}))
 """
 
 
@@ -208,16 +222,22 @@ def run_threads(
 
 def format_threads(res: dict[str, Any]) -> str:
     cols = [("code", "code"), ("workload", "workload"), ("setting", "threads"), ("alone", "alone s"),
-            ("busy", "busy core s"), ("ratio", "busy / alone"), ("others", "others busy (alone; busy)")]
+            ("busy", "busy core s"), ("ratio", "busy / alone"), ("used", "threads used (alone; busy)"),
+            ("others", "others busy (alone; busy)")]
 
     def others(r: dict[str, Any], key: str) -> str:
         return ",".join("-" if x.get("others_busy") is None else f"{x['others_busy']:.1f}" for x in r["runs"][key])
+
+    def used(r: dict[str, Any], key: str) -> str:
+        got = [x.get("threads_used") for x in r["runs"][key]]
+        return "-" if all(u is None for u in got) else ",".join("/".join(map(str, u or [])) or "0" for u in got)
 
     rows = [{
         "code": r["code"], "workload": r["workload"], "setting": r["setting"],
         "alone": "-" if r["alone_s"] is None else f"{r['alone_s']:.3f}",
         "busy": "-" if r["busy_s"] is None else f"{r['busy_s']:.3f}" + ("+" if r["timed_out"] else ""),
         "ratio": "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+        "used": f"{used(r, 'alone')}; {used(r, 'busy')}",
         "others": f"{others(r, 'alone')}; {others(r, 'busy')}",
     } for r in res["rows"]]
     return format_rows(rows, cols)
