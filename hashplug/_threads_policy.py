@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -359,6 +360,11 @@ def resolve_threads(
 _active: list[ThreadPolicy] = []
 #: Each pool's count before the outermost active policy (the user's own setting): the cap of "auto".
 _outer_counts: dict[str, int] = {}
+#: Each pool and its snapshot before the outermost active policy: what the last policy to leave restores, so
+#: the user's counts come back whatever order policies of several threads leave in.
+_outer_snaps: dict[str, tuple[Any, Any]] = {}
+#: Guards the bookkeeping above and the settings (the counts are process-global).
+_lock = threading.RLock()
 
 START_MODES = ("measure", "every_core")
 
@@ -442,8 +448,9 @@ class ThreadPolicy:
         return tuple(p.name for p in self._pools)
 
     def _set(self, n: int) -> None:
-        for pool in self._pools:
-            pool.set(min(n, _outer_counts[pool.name]) if self.auto else n)
+        with _lock:
+            for pool in self._pools:
+                pool.set(min(n, _outer_counts[pool.name]) if self.auto else n)
         self.n = n
         self.history.append(n)
 
@@ -452,18 +459,23 @@ class ThreadPolicy:
             raise HashplugError("a ThreadPolicy is entered once; make a new one for each with-block.")
         self._entered = True
         if self.auto and self.work is not None and self.work < TINY_WORK:
-            _active.append(self)  # tiny work: the counts are left alone (no library scan, no pause)
+            with _lock:
+                _active.append(self)  # tiny work: the counts are left alone (no library scan, no pause)
             return self
         pools: list[Any] = [_TorchPool(self.torch)] if self.torch is not None else []
         blas = _blas_pool()
         if blas is not None:
             pools.append(blas)
-        if not _active:
-            _outer_counts.clear()
-        for pool in pools:
-            _outer_counts.setdefault(pool.name, pool.get())
-        self._pools, self._snaps = pools, [p.snapshot() for p in pools]
-        _active.append(self)
+        with _lock:
+            if not _active:
+                _outer_counts.clear()
+                _outer_snaps.clear()
+            for pool in pools:
+                if pool.name not in _outer_counts:
+                    _outer_counts[pool.name] = pool.get()
+                    _outer_snaps[pool.name] = (pool, pool.snapshot())
+            self._pools, self._snaps = pools, [p.snapshot() for p in pools]
+            _active.append(self)
         try:
             self._choose()
         except BaseException:
@@ -516,12 +528,17 @@ class ThreadPolicy:
 
     def __exit__(self, *exc: Any) -> None:
         self._sample = None
-        for pool, snap in zip(reversed(self._pools), reversed(self._snaps)):
-            pool.restore(snap)
-        if self in _active:
-            _active.remove(self)
-        if not _active:
+        with _lock:
+            if self in _active:
+                _active.remove(self)
+            if _active:  # an enclosing policy (or another thread's) is still running: its counts come back
+                for pool, snap in zip(reversed(self._pools), reversed(self._snaps)):
+                    pool.restore(snap)
+                return
+            for pool, snap in reversed(list(_outer_snaps.values())):  # the last to leave: the user's counts
+                pool.restore(snap)
             _outer_counts.clear()
+            _outer_snaps.clear()
 
 
 def numeric_threads(

@@ -110,6 +110,18 @@ def test_policies_nest_and_restore_in_order():
     assert blas_counts() == {2}
 
 
+def test_the_last_policy_to_leave_restores_the_counts_from_before_the_first():
+    """Policies of two threads may leave in any order (BLAS counts are process-global): the user's counts
+    come back when the last one leaves, not the snapshot of whichever left last."""
+    a, b = tp.numeric_threads(1), tp.numeric_threads(1)
+    a.__enter__()
+    b.__enter__()  # its snapshot: a's count, 1
+    a.__exit__(None, None, None)  # b is still running: a puts back what it found (2) ...
+    assert blas_counts() == {2}
+    b.__exit__(None, None, None)  # ... and b, the last, the counts from before a
+    assert blas_counts() == {2} and not tp._active
+
+
 @pytest.mark.parametrize("busy, expected", [(1.0, 1), (0.0, 2), (0.9, 1), (0.1, 2)])
 def test_auto_takes_the_free_cores(two_cores, busy, expected):
     two_cores["cores"] = busy
