@@ -366,7 +366,7 @@ _outer_snaps: dict[str, tuple[Any, Any]] = {}
 #: Guards the bookkeeping above and the settings (the counts are process-global).
 _lock = threading.RLock()
 
-START_MODES = ("measure", "every_core")
+START_MODES = ("measure", "every_core", "one_core")
 
 
 class ThreadPolicy:
@@ -381,8 +381,9 @@ class ThreadPolicy:
     A fixed count (int) is set as given. ``"auto"`` takes the free cores (:func:`auto_threads`) capped by each
     library's own setting before the outermost policy (e.g. ``OMP_NUM_THREADS``, ``torch.set_num_threads``):
     measured on entry (a reading of another policy younger than :data:`READING_MAX_AGE` is reused, else a
-    :data:`SAMPLE_SECONDS` pause), or with ``start="every_core"`` and ``recheck`` begun on every free core and
-    corrected at the first :meth:`tick` after :data:`SAMPLE_SECONDS` (training: no pause). With ``recheck``
+    :data:`SAMPLE_SECONDS` pause), or without a recent reading begun on one thread (``start="one_core"``:
+    encoding, no pause) or, with ``recheck``, on every free core (``start="every_core"``: training, no pause),
+    either corrected at the first :meth:`tick` after :data:`SAMPLE_SECONDS`. With ``recheck``
     (seconds) :meth:`tick`, called between steps, re-chooses the count from the CPU use of other processes
     over the running window, so a long job adapts within a fraction of a second when a neighbour starts or
     stops. With ``work`` (estimated multiply-adds) below :data:`SMALL_WORK`, ``"auto"`` takes one thread
@@ -400,7 +401,7 @@ class ThreadPolicy:
     work : float or None
         Estimated multiply-adds of the work (None: large); below :data:`SMALL_WORK` an ``"auto"`` policy sets
         one thread without measuring, below :data:`TINY_WORK` nothing.
-    start : {"measure", "every_core"}
+    start : {"measure", "every_core", "one_core"}
         How an ``"auto"`` count starts when no recent reading exists (see above).
     """
 
@@ -499,6 +500,12 @@ class ThreadPolicy:
             self._set(1)  # nothing to decide: no measurement
             return
         busy = _recent_busy()
+        if busy is None and self.start == "one_core":
+            self._set(1)  # no pause: one thread until a tick has measured the load
+            first = sample_cpu() if self.recheck else None
+            if first is not None:
+                self._sample, self._window = first, min(SAMPLE_SECONDS, float(self.recheck))
+            return
         if busy is None and self.recheck and self.start == "every_core":
             first = sample_cpu()
             if first is not None:
@@ -542,13 +549,19 @@ class ThreadPolicy:
 
 
 def numeric_threads(
-    n_threads: int | str | None = None, *, work: float | None = None, recheck: float | None = RECHECK_SECONDS
+    n_threads: int | str | None = None,
+    *,
+    work: float | None = None,
+    recheck: float | None = RECHECK_SECONDS,
+    start: str = "measure",
 ) -> ThreadPolicy:
     """Context manager: numpy's BLAS threads for a piece of numeric work (a fit, an encode), then restore.
 
     The value of the ``with`` is a :class:`ThreadPolicy` (``.n`` is the count, 0 when tiny work was left
     alone); a loop in the body may call its ``.tick()`` (or :func:`tick`) between steps so an ``"auto"``
-    count follows the load every ``recheck`` seconds. torch is not touched (nor imported).
+    count follows the load every ``recheck`` seconds. ``start`` (:class:`ThreadPolicy`): ``"measure"`` pauses
+    for a reading when there is no recent one (fits: seconds of work), ``"one_core"`` starts on one thread
+    instead (encodes: often shorter than the pause). torch is not touched (nor imported).
 
     >>> import numpy as np
     >>> with numeric_threads(1) as pol:
@@ -556,7 +569,7 @@ def numeric_threads(
     >>> pol.n
     1
     """
-    return ThreadPolicy(n_threads, recheck=recheck, work=work, start="measure")
+    return ThreadPolicy(n_threads, recheck=recheck, work=work, start=start)
 
 
 def tick() -> int:

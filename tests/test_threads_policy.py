@@ -161,6 +161,30 @@ def test_small_work_takes_one_thread_and_tiny_work_is_left_alone_without_a_pause
     assert blas_counts() == {2}
 
 
+def test_one_core_start_needs_no_pause_and_ticks_correct_it(two_cores, monkeypatch):
+    clock = {"t": 0.0}
+    monkeypatch.setattr(tp, "time", SimpleNamespace(monotonic=lambda: clock["t"], process_time=lambda: 0.0))
+    monkeypatch.setattr(tp, "sample_cpu", lambda: tp.CpuSample(clock["t"], 0.0, 0.0))
+    monkeypatch.setattr(tp, "busy_between", lambda a, b: 0.0)  # an idle machine
+    with tp.numeric_threads("auto", start="one_core") as pol:
+        assert pol.n == 1 and blas_counts() == {1}
+        clock["t"] = 0.05
+        assert pol.tick() == 1  # inside the first window (SAMPLE_SECONDS)
+        clock["t"] = 0.15
+        assert pol.tick() == 2 and blas_counts() == {2}  # the load was read: both cores are free
+    assert two_cores["measured"] == 0 and pol.history == [1, 2]
+
+
+def test_encode_starts_on_one_thread_without_a_pause(two_cores, monkeypatch, digits):
+    from hashplug.graph import Graph
+
+    enc = LSH(k=8, random_state=0).fit(digits[0])
+    two_cores["measured"] = 0
+    seen = record_inside(monkeypatch, Graph, "bits")
+    enc.encode(digits[0])
+    assert seen == [{1}] and two_cores["measured"] == 0
+
+
 def test_a_recent_reading_is_reused(two_cores, monkeypatch):
     monkeypatch.setattr(tp, "READING_MAX_AGE", 60.0)
     two_cores["cores"] = 1.0

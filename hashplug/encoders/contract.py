@@ -357,7 +357,7 @@ class BaseEncoder:
     def scores(self, X: Any) -> np.ndarray:
         """Real-valued unit activations before binarisation, shape (n, m), float32."""
         Xf = self._check_X(X)  # first: raises NotFittedError before any learned attribute is read
-        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, recheck=None):
+        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, recheck=None, start="one_core"):
             return self.graph.numpy(x=self._graph_input(Xf))
 
     @renamed_kwargs(format="layout")
@@ -382,7 +382,8 @@ class BaseEncoder:
         Xf = self._check_X(X)
         graph = self.graph
         out = []
-        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_) as threads:
+        # no measuring pause (an encode is often shorter): one thread until a tick between batches has read the load
+        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, start="one_core") as threads:
             for s in range(0, Xf.shape[0], int(batch_size)):
                 threads.tick()
                 bits = graph.bits(x=self._graph_input(Xf[s : s + batch_size]))
