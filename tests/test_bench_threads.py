@@ -15,7 +15,7 @@ def test_threads_smoke_run_reports_each_situation_and_the_counts_used(tmp_path, 
                  "--settings", "1", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     (row,) = res["rows"]
-    assert (row["code"], row["workload"], row["setting"], row["timed_out"]) == ("this", "itq-fit", "1", 0)
+    assert (row["tree"], row["workload"], row["setting"], row["timed_out"]) == ("this", "itq-fit", "1", 0)
     for situation in ("alone", "busy"):
         (run,) = row["runs"][situation]
         assert run["seconds"] > 0 and run["threads_used"] == [1], run  # the fixed count, set by the policy
@@ -25,6 +25,6 @@ def test_threads_smoke_run_reports_each_situation_and_the_counts_used(tmp_path, 
     assert "busy / alone" in printed and "threads used" in printed
 
 
-def test_threads_refuses_a_code_folder_without_the_package(tmp_path):
+def test_threads_refuses_a_tree_without_the_package(tmp_path):
     with pytest.raises(SystemExit, match="holding the hashplug package"):
-        main(["bench", "threads", "--code", f"x={tmp_path}", "--rows", "10"])
+        main(["bench", "threads", "--tree", f"x={tmp_path}", "--rows", "10"])

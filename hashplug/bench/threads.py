@@ -6,12 +6,12 @@ workload: an ITQ, PCAHash or SH ``fit`` with ``k`` bits, or ITQ's ``encode`` of 
 else of this benchmark runs; ``busy``: one busy-loop process (``python -c "while True: pass"``) started
 before and killed after. The thread setting of each run is ``HASHPLUG_NUM_THREADS`` (``--settings``).
 
-Several source trees are timed in one run (``--code NAME=PATH``, each a folder holding the ``hashplug``
+Several source trees are timed in one run (``--tree NAME=PATH``, each a folder holding the ``hashplug``
 package, e.g. ``git archive`` of a commit; the default is a snapshot of the installed package), interleaved,
 so the ratio busy / alone of each tree is measured under the same conditions. Each run also reports the cores
 other processes used during the timing (``others_busy``; in ``busy`` runs the busy loop is one of them), the
 counts the thread policy chose for the timed call (``threads_used``: the outermost policy's history; None for
-a version without the policy) and the BLAS threads it ended with. JSON ``rows``: one per (code, workload, setting) with the median seconds of
+a version without the policy) and the BLAS threads it ended with. JSON ``rows``: one per (tree, workload, setting) with the median seconds of
 each situation and ``ratio`` = busy / alone.
 """
 
@@ -113,26 +113,26 @@ def _snapshot(folder: Path) -> Path:
     return folder
 
 
-def _parse_codes(values: list[str] | None, tmp: Path) -> dict[str, Path]:
+def _parse_trees(values: list[str] | None, tmp: Path) -> dict[str, Path]:
     if not values:
         return {"this": _snapshot(tmp / "this")}
-    codes: dict[str, Path] = {}
+    trees: dict[str, Path] = {}
     for v in values:
         name, sep, path = v.partition("=")
         root = Path(path).expanduser().resolve()
         if not sep or not name or not (root / "hashplug" / "__init__.py").is_file():
-            raise SystemExit(f"--code {v!r}: give NAME=PATH, PATH a folder holding the hashplug package "
+            raise SystemExit(f"--tree {v!r}: give NAME=PATH, PATH a folder holding the hashplug package "
                              "(e.g. git archive COMMIT | tar -x -C PATH)")
-        codes[name] = root
-    return codes
+        trees[name] = root
+    return trees
 
 
-def _time_one(spec: dict[str, Any], code: Path, setting: str, timeout: float) -> dict[str, Any]:
-    """One timing in a fresh process of ``code`` with ``HASHPLUG_NUM_THREADS=setting``."""
-    env = {**os.environ, "HASHPLUG_NUM_THREADS": setting, "PYTHONPATH": str(code)}
+def _time_one(spec: dict[str, Any], tree: Path, setting: str, timeout: float) -> dict[str, Any]:
+    """One timing in a fresh process of the source ``tree`` with ``HASHPLUG_NUM_THREADS=setting``."""
+    env = {**os.environ, "HASHPLUG_NUM_THREADS": setting, "PYTHONPATH": str(tree)}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(var, None)
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], env=env, cwd=code,
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], env=env, cwd=tree,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -163,11 +163,11 @@ def _median(runs: list[dict[str, Any]], timeout: float) -> float | None:
     return round(statistics.median(times), 3) if times else None
 
 
-def _row(code: str, workload: str, setting: str, runs: dict[str, list[dict[str, Any]]],
+def _row(tree: str, workload: str, setting: str, runs: dict[str, list[dict[str, Any]]],
          timeout: float) -> dict[str, Any]:
     alone, busy = _median(runs["alone"], timeout), _median(runs["busy"], timeout)
     return {
-        "code": code, "workload": workload, "setting": setting,
+        "tree": tree, "workload": workload, "setting": setting,
         "alone_s": alone, "busy_s": busy,
         "ratio": None if not alone or busy is None else round(busy / alone, 2),
         "timed_out": sum(bool(r.get("timed_out")) for rs in runs.values() for r in rs),
@@ -177,7 +177,7 @@ def _row(code: str, workload: str, setting: str, runs: dict[str, list[dict[str, 
 
 def run_threads(
     *,
-    codes: list[str] | None = None,
+    trees: list[str] | None = None,
     workloads: list[str] | None = None,
     settings: list[str] | None = None,
     rows: int = 20_000,
@@ -187,7 +187,7 @@ def run_threads(
     timeout: float = 240.0,
     out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Time each (code, workload, setting) ``repeats`` times alone and beside a busy core, interleaved."""
+    """Time each (tree, workload, setting) ``repeats`` times alone and beside a busy core, interleaved."""
     workloads = list(workloads or ["itq-fit"])
     settings = list(settings or ["auto"])
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -195,16 +195,16 @@ def run_threads(
         raise SystemExit(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hashplug-bench-threads-") as tmp:
-        trees = _parse_codes(codes, Path(tmp))
-        runs = {(c, w, s): {"alone": [], "busy": []} for c in trees for w in workloads for s in settings}
+        roots = _parse_trees(trees, Path(tmp))
+        runs = {(c, w, s): {"alone": [], "busy": []} for c in roots for w in workloads for s in settings}
         for _ in range(int(repeats)):
             for (c, w, s), per in runs.items():
                 method, params, task = WORKLOADS[w]
                 spec = {"method": method, "params": params, "task": task, "rows": rows, "dim": dim, "k": k}
-                per["alone"].append(_time_one(spec, trees[c], s, timeout))
+                per["alone"].append(_time_one(spec, roots[c], s, timeout))
                 spin = _busy_loop()
                 try:
-                    per["busy"].append(_time_one(spec, trees[c], s, timeout))
+                    per["busy"].append(_time_one(spec, roots[c], s, timeout))
                 finally:
                     _stop(spin)
                 print(f"{c:>8} {w:<12} {s:>4}: alone {per['alone'][-1].get('seconds')}, "
@@ -213,7 +213,7 @@ def run_threads(
             "suite": "threads",
             "setting": {"data": f"seeded Gaussian {rows} x {dim} float32, decaying spectrum", "k": k,
                         "repeats": repeats, "timeout_s": timeout, "busy": "python -c 'while True: pass'",
-                        "codes": {c: str(p) for c, p in trees.items()}},
+                        "trees": {c: str(p) for c, p in roots.items()}},
             "env": environment(),
             "rows": [_row(c, w, s, per, timeout) for (c, w, s), per in runs.items()],
             "total_seconds": round(time.perf_counter() - t_start, 1),
@@ -223,7 +223,7 @@ def run_threads(
 
 
 def format_threads(res: dict[str, Any]) -> str:
-    cols = [("code", "code"), ("workload", "workload"), ("setting", "threads"), ("alone", "alone s"),
+    cols = [("tree", "tree"), ("workload", "workload"), ("setting", "threads"), ("alone", "alone s"),
             ("busy", "busy core s"), ("ratio", "busy / alone"), ("used", "threads used (alone; busy)"),
             ("others", "others busy (alone; busy)")]
 
@@ -235,7 +235,7 @@ def format_threads(res: dict[str, Any]) -> str:
         return "-" if all(u is None for u in got) else ",".join("/".join(map(str, u or [])) or "0" for u in got)
 
     rows = [{
-        "code": r["code"], "workload": r["workload"], "setting": r["setting"],
+        "tree": r["tree"], "workload": r["workload"], "setting": r["setting"],
         "alone": "-" if r["alone_s"] is None else f"{r['alone_s']:.3f}",
         "busy": "-" if r["busy_s"] is None else f"{r['busy_s']:.3f}" + ("+" if r["timed_out"] else ""),
         "ratio": "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
@@ -253,7 +253,7 @@ class ThreadsSuite(Suite):
     description = __doc__ or help
 
     def add_arguments(self, parser: argparse.ArgumentParser, name: str) -> None:
-        parser.add_argument("--code", action="append", default=None, metavar="NAME=PATH",
+        parser.add_argument("--tree", action="append", default=None, metavar="NAME=PATH",
                             help="a source tree to time (a folder holding the hashplug package), repeatable; "
                                  "default: a snapshot of the installed package")
         parser.add_argument("--workloads", nargs="+", default=["itq-fit"], choices=list(WORKLOADS),
@@ -270,7 +270,7 @@ class ThreadsSuite(Suite):
 
     def run(self, name: str, args: argparse.Namespace) -> dict[str, Any]:
         lengths = suite.lengths_of(args) or [256]
-        return run_threads(codes=args.code, workloads=args.workloads, settings=args.settings, rows=args.rows,
+        return run_threads(trees=args.tree, workloads=args.workloads, settings=args.settings, rows=args.rows,
                            dim=args.dim, k=int(lengths[0]), repeats=args.repeats, timeout=args.timeout,
                            out=args.out)
 
