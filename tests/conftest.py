@@ -6,8 +6,12 @@ test modules; it is re-exported here for convenience.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,12 +23,38 @@ from _tmp_guard import system_temp_dir_stays_clean  # noqa: E402,F401  (the test
 
 __all__ = ["ALL_ENCODERS", "ENCODER_NAMES", "FAST_PARAMS"]
 
-try:  # One intra-op thread: on a busy 2-core machine torch's thread pool made training ~100x slower.
-    import torch
+# One thread for numeric work: on a busy 2-core machine torch's thread pool made training ~100x slower, and
+# numpy's BLAS behaves alike. The thread policy (hashplug._threads_policy) reads HASHPLUG_NUM_THREADS in every
+# fit, encode and training loop, here and in the commands and examples the tests start as subprocesses; a
+# value the developer set is kept. tests/test_threads*.py unset it where they test the policy itself.
+os.environ.setdefault("HASHPLUG_NUM_THREADS", "1")
 
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is a training extra
-    pass
+
+class _OneTorchThread(importlib.abc.MetaPathFinder):
+    """Sets torch's intra-op threads to 1 when a test first imports torch (torch ops outside the training
+    policy, e.g. ``Graph.to_torch`` forwards): torch is never imported at collection for the tests that do not
+    need it (it took seconds of every run)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)  # the real finders locate torch; this hook only wraps its loading
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def exec_then_one_thread(module: Any) -> None:
+                exec_module(module)
+                module.set_num_threads(1)
+
+            spec.loader.exec_module = exec_then_one_thread  # type: ignore[method-assign]
+        return spec
+
+
+if "torch" in sys.modules:  # pragma: no cover - a plugin imported it already
+    sys.modules["torch"].set_num_threads(1)
+else:
+    sys.meta_path.insert(0, _OneTorchThread())
 
 
 @pytest.fixture

@@ -126,6 +126,10 @@ SMALL = {
     "itq": {"k": 16, "n_iter": 10},
     "bioconvhash": {"k": 8, "m": 96, "n_filters": 16, "kernel_sizes": (3, 4), "kci": 3, "pool_size": 2,
                     "filter_epochs": 2, "n_patches": 3000, "epochs": 3, "lr": 0.1, "init": "data", "device": "cpu"},
+    # the minibatch trainers: their default networks, trained briefly (parity is of the graph, not its quality)
+    "mihash": {"epochs": 2, "device": "cpu"},
+    "dpsh": {"epochs": 2, "device": "cpu"},
+    "angulardistill": {"epochs": 2, "device": "cpu"},
 }
 
 

@@ -32,6 +32,7 @@ NUMPY_ONLY = (
     "hashplug._onnx_wire",
     "hashplug._domains",
     "hashplug._deprecation",
+    "hashplug._threads_policy",
     "hashplug.codes",
     "hashplug.ranking",
     "hashplug.hamming",
@@ -68,13 +69,14 @@ class Rule:
 RULES = (
     Rule(
         "numpy-only",
-        "validation, _files, _version, _onnx_wire, _domains, _deprecation, codes, ranking, hamming, metrics, hdc and modelcard "
-        "import numpy (and the standard library) and each other only",
+        "validation, _files, _version, _onnx_wire, _domains, _deprecation, _threads_policy, codes, ranking, hamming, "
+        "metrics, hdc and modelcard import numpy (and the standard library) and each other only",
         sources=NUMPY_ONLY,
         only=("numpy", *NUMPY_ONLY),
         # hdc's functions take torch tensors as well as arrays: they import torch only on the branch that was
-        # handed a tensor, when the caller has loaded torch already
-        lazy_ok=(("hashplug.hdc", "torch"),),
+        # handed a tensor, when the caller has loaded torch already; the thread policy sets numpy's BLAS
+        # threads through threadpoolctl, imported by the functions that set a count (torch is handed in)
+        lazy_ok=(("hashplug.hdc", "torch"), ("hashplug._threads_policy", "threadpoolctl")),
     ),
     Rule(
         "training side",

@@ -480,7 +480,9 @@ def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digit
     from hashplug.hamming import hamming_search
 
     Xdb, _, Xq, _ = digits_split
-    common = dict(k=32, init="itq", epochs=15, optimizer="adam", lr=1e-3, batch_size=128, random_state=0,
+    # 6 epochs: recall 0.934 (knn) vs 0.914 (distance) at seed 0, seeds 1, 2 margins 0.020, 0.013 (15 epochs, 2.5x
+    # the time: 0.928 vs 0.919; margins 0.021, 0.012)
+    common = dict(k=32, init="itq", epochs=6, optimizer="adam", lr=1e-3, batch_size=128, random_state=0,
                   device="cpu", distance_metric="cosine")
     Qn = Xq / np.linalg.norm(Xq, axis=1, keepdims=True)
     Dn = Xdb / np.linalg.norm(Xdb, axis=1, keepdims=True)

@@ -1,5 +1,6 @@
-"""The training thread policy of hashplug._torch: resolve_threads, torch_threads and
-train_plasticity(n_threads=...).
+"""The thread policy on torch's side (hashplug._torch: resolve_threads, torch_threads and
+train_plasticity(n_threads=...)); the policy itself lives in hashplug._threads_policy (its numpy/BLAS side:
+tests/test_threads_policy.py).
 
 The "auto" choice is tested with injected readings (cores, busy cores), never with timings.
 """
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import hashplug._threads_policy as tp
 import hashplug._torch as ht
 from hashplug._torch import (
     THREADS_ENV,
@@ -30,7 +32,8 @@ torch = pytest.importorskip("torch")
 def _clean(monkeypatch):
     """No HASHPLUG_NUM_THREADS, no module default, torch's thread count put back after each test."""
     monkeypatch.delenv(THREADS_ENV, raising=False)
-    monkeypatch.setattr(ht, "default_threads", None)
+    monkeypatch.setattr(tp, "default_threads", None)
+    monkeypatch.setattr(tp, "_reading", None)  # no load reading of an earlier test is reused
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
@@ -39,11 +42,12 @@ def _clean(monkeypatch):
 @pytest.fixture
 def two_idle_cores(monkeypatch):
     """A machine of 2 cores, no cgroup quota, torch at 2 threads; the busy reading is set by the test."""
-    monkeypatch.setattr(ht, "available_cores", lambda: 2)
-    monkeypatch.setattr(ht, "_cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(tp, "available_cores", lambda: 2)
+    monkeypatch.setattr(tp, "_cgroup_cpu_quota", lambda: None)
     torch.set_num_threads(2)
     busy = {"cores": 0.0}
-    monkeypatch.setattr(ht, "measure_busy_cores", lambda interval=ht.SAMPLE_SECONDS: busy["cores"])
+    monkeypatch.setattr(tp, "measure_busy_cores", lambda interval=ht.SAMPLE_SECONDS: busy["cores"])
+    monkeypatch.setattr(tp, "READING_MAX_AGE", -1.0)  # each policy reads the injected value afresh
     return busy
 
 
@@ -73,7 +77,7 @@ def test_env_var_gives_the_count(monkeypatch):
 def test_explicit_argument_beats_env_var_and_module_default_beats_env_var(monkeypatch):
     monkeypatch.setenv(THREADS_ENV, "3")
     assert resolve_threads(1) == 1
-    monkeypatch.setattr(ht, "default_threads", 2)
+    monkeypatch.setattr(tp, "default_threads", 2)
     assert resolve_threads() == 2
 
 
@@ -106,7 +110,7 @@ def test_invalid_env_var_names_variable_value_and_fix(monkeypatch, bad):
 
 
 def test_invalid_module_default_is_named(monkeypatch):
-    monkeypatch.setattr(ht, "default_threads", 0)
+    monkeypatch.setattr(tp, "default_threads", 0)
     with pytest.raises(HashplugError, match="default_threads=0"):
         resolve_threads()
 
@@ -164,7 +168,7 @@ def test_auto_skips_the_measurement_when_there_is_nothing_to_decide(monkeypatch)
     def fail(*a, **k):
         raise AssertionError("measured")
 
-    monkeypatch.setattr(ht, "measure_busy_cores", fail)
+    monkeypatch.setattr(tp, "measure_busy_cores", fail)
     assert resolve_threads("auto", cap=1) == 1
 
 
@@ -206,10 +210,10 @@ def test_auto_follows_the_load_while_training_and_restores(monkeypatch, two_idle
     """'auto' with recheck starts on every free core, then re-chooses between steps from other processes'
     CPU use (first after SAMPLE_SECONDS, then every recheck seconds); the previous count returns after."""
     clock = {"t": 0.0}
-    monkeypatch.setattr(ht, "time", SimpleNamespace(monotonic=lambda: clock["t"], process_time=lambda: 0.0))
-    monkeypatch.setattr(ht, "sample_cpu", lambda: CpuSample(clock["t"], 0.0, 0.0))
+    monkeypatch.setattr(tp, "time", SimpleNamespace(monotonic=lambda: clock["t"], process_time=lambda: 0.0))
+    monkeypatch.setattr(tp, "sample_cpu", lambda: CpuSample(clock["t"], 0.0, 0.0))
     readings = iter([1.0, 0.0])
-    monkeypatch.setattr(ht, "busy_between", lambda a, b: next(readings))
+    monkeypatch.setattr(tp, "busy_between", lambda a, b: next(readings))
     two_idle_cores["cores"] = 5.0  # the up-front measurement is not used
     torch.set_num_threads(2)
     with torch_threads("auto", recheck=0.5) as pol:
@@ -231,7 +235,7 @@ def test_auto_without_recheck_or_proc_stat_measures_up_front(monkeypatch, two_id
     with torch_threads("auto") as pol:  # default: no recheck
         assert pol.n == 1 == torch.get_num_threads()
         assert pol.tick() == 1
-    monkeypatch.setattr(ht, "sample_cpu", lambda: None)  # e.g. macOS: no /proc/stat to watch
+    monkeypatch.setattr(tp, "sample_cpu", lambda: None)  # e.g. macOS: no /proc/stat to watch
     with torch_threads("auto", recheck=0.5) as pol:
         assert pol.n == 1
     assert torch.get_num_threads() == 2
@@ -244,7 +248,7 @@ def test_bad_recheck_is_rejected(bad):
 
 
 def test_fixed_count_is_not_rechecked(monkeypatch):
-    monkeypatch.setattr(ht, "busy_between", lambda a, b: pytest.fail("re-checked a fixed count"))
+    monkeypatch.setattr(tp, "busy_between", lambda a, b: pytest.fail("re-checked a fixed count"))
     with torch_threads(1, recheck=1e-9) as pol:
         assert pol.tick() == 1
 

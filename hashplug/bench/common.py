@@ -49,6 +49,11 @@ def environment() -> dict[str, Any]:
 
     if "torch" in sys.modules:
         env["torch_threads"] = sys.modules["torch"].get_num_threads()
+    from .._threads_policy import blas_threads, thread_setting
+
+    # the thread policy's setting ("auto" or a count) and numpy's BLAS threads in force where the suite asked
+    env["threads_setting"] = thread_setting()
+    env["blas_threads"] = blas_threads()
     try:
         env["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:

@@ -67,11 +67,19 @@ class Suite:
 
     def main(self, name: str, args: argparse.Namespace) -> int:
         """The command: :meth:`merge` when ``--merge`` was given (and the suite has one), else :meth:`run`;
-        then :meth:`print`. Returns the exit code."""
+        then :meth:`print`. Returns the exit code.
+
+        :meth:`run` runs under the one thread policy of numeric work (:mod:`hashplug._threads_policy`: numpy's
+        BLAS threads; the fits and encodes inside it choose their own count again, from the load of their
+        moment), whose setting :func:`hashplug.bench.common.environment` records.
+        """
         if self.merge is not None and getattr(args, "merge", None):
             result = self.merge(name, args)
         else:
-            result = self.run(name, args)
+            from .._threads_policy import numeric_threads
+
+            with numeric_threads(recheck=None):
+                result = self.run(name, args)
         self.print(name, result, args)
         return 0
 

@@ -3,6 +3,9 @@
 Dense codes (``k`` bits): LSH (Charikar 2002), PCAHash and ITQ (Gong & Lazebnik 2011), Spectral
 Hashing (Weiss et al. 2009). Sparse k-hot code: FlyHash (Dasgupta et al. 2017). NaiveBioHash lives
 in :mod:`hashplug.encoders.biohash` since it shares the plasticity rule.
+
+Their numpy/BLAS work runs under the one thread policy (:mod:`hashplug._threads_policy`), entered by
+:meth:`BaseEncoder.fit` and ``encode``; ITQ's iterations are its ticks (an ``"auto"`` count follows the load).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .._threads_policy import tick as tick_threads
 from ..graph import Affine, MatMul, Op, Sin
 from ..validation import HashplugError, check_float_param, check_int_param
 from .contract import BaseEncoder, EncoderTags, Preset
@@ -159,6 +163,7 @@ class ITQ(_DenseProjection):
         rng = np.random.default_rng(self.random_state)
         R, _ = np.linalg.qr(rng.standard_normal((self.k_, self.k_)))
         for _ in range(int(self.n_iter)):
+            tick_threads()  # fit runs under the thread policy (BaseEncoder.fit): an "auto" count follows the load
             B = np.where(V @ R >= 0, 1.0, -1.0)
             U, _, Vt = np.linalg.svd(B.T @ V)
             R = (U @ Vt).T

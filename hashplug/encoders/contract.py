@@ -33,6 +33,7 @@ import numpy as np
 from .. import codes as _codes
 from .._deprecation import renamed_kwargs
 from .._files import sha256_arrays
+from .._threads_policy import numeric_threads
 from ..graph import Divide, Flatten, Graph, Op, head_for
 from ..validation import (
     HashplugError,
@@ -302,7 +303,9 @@ class BaseEncoder:
             yy = None if y is None else np.asarray(y)
             if yy is not None and yy.shape[0] != Xf.shape[0]:
                 raise HashplugError(f"y has {yy.shape[0]} rows but X has {Xf.shape[0]}; they must match.")
-            self._fit(Xf, yy)
+            # the one thread policy (hashplug._threads_policy) over numpy's BLAS; a trainer's torch policy nests
+            with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * Xf.shape[1]):
+                self._fit(Xf, yy)
             m = self._build_graph().m
             if m != self.m_:
                 raise HashplugError(f"internal: graph width {m} != m_ {self.m_}")
@@ -354,7 +357,8 @@ class BaseEncoder:
     def scores(self, X: Any) -> np.ndarray:
         """Real-valued unit activations before binarisation, shape (n, m), float32."""
         Xf = self._check_X(X)  # first: raises NotFittedError before any learned attribute is read
-        return self.graph.numpy(x=self._graph_input(Xf))
+        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, recheck=None, start="one_core"):
+            return self.graph.numpy(x=self._graph_input(Xf))
 
     @renamed_kwargs(format="layout")
     def encode(self, X: Any, layout: str = "packed", batch_size: int = 8192) -> np.ndarray:
@@ -378,14 +382,17 @@ class BaseEncoder:
         Xf = self._check_X(X)
         graph = self.graph
         out = []
-        for s in range(0, Xf.shape[0], int(batch_size)):
-            bits = graph.bits(x=self._graph_input(Xf[s : s + batch_size]))
-            if layout == "packed":
-                out.append(_codes.pack_bits(bits))
-            elif layout == "pm1":
-                out.append(np.where(bits, np.int8(1), np.int8(-1)))
-            else:
-                out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(_codes.INDEX_DTYPE))
+        # no measuring pause (an encode is often shorter): one thread until a tick between batches has read the load
+        with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, start="one_core") as threads:
+            for s in range(0, Xf.shape[0], int(batch_size)):
+                threads.tick()
+                bits = graph.bits(x=self._graph_input(Xf[s : s + batch_size]))
+                if layout == "packed":
+                    out.append(_codes.pack_bits(bits))
+                elif layout == "pm1":
+                    out.append(np.where(bits, np.int8(1), np.int8(-1)))
+                else:
+                    out.append(np.nonzero(bits)[1].reshape(bits.shape[0], self.k_).astype(_codes.INDEX_DTYPE))
         return np.concatenate(out, axis=0)
 
     @renamed_kwargs(format="layout")
