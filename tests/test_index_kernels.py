@@ -58,14 +58,17 @@ def test_dense_adversarial(kind):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(1, 30_000), m=st.sampled_from([8, 64, 128, 200]), nq=st.integers(1, 20),
+    n=st.integers(1, 30_000), m=st.sampled_from([8, 64, 128, 200, 256, 320, 1024]), nq=st.integers(1, 20),
     limit=st.sampled_from([1, 5, 100, 257, 700]), order=st.sampled_from(["random", "descending", "ascending"]),
     levels=st.sampled_from([2, 5, 1000]), seed=st.integers(0, 10**6), threads=st.sampled_from([1, 2, 3]),
+    tile=st.sampled_from([1, 8, 10**9]), chunk=st.sampled_from([7, None]),
 )
-def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, threads):
+def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, threads, tile, chunk):
     """The numba kernel (one range per thread, a falling bound, a buffer compacted when full) on databases
     large enough to split, with few distinct distances and rows ordered so the bound falls as late as
-    possible (descending distance: every row is taken and the buffer overflows again and again)."""
+    possible (descending distance: every row is taken and the buffer overflows again and again); on both
+    paths: row by row per query, and query-tiled (``TILE_QUERIES``: 1 always tiles, 10**9 never; widths of
+    1, 2, 4 and other word counts take different unrolled loops)."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     ones = rng.integers(0, min(levels, m + 1), n)  # each row: its first `ones` bits set
@@ -77,12 +80,13 @@ def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, 
     Q = pack_bits(rng.random((nq, m)) < 0.02)
     from hashplug.index import kernels
 
-    before = kernels.PARALLEL_WORDS
+    before = kernels.PARALLEL_WORDS, kernels.TILE_QUERIES
     kernels.PARALLEL_WORDS = 1000  # split small databases over the threads too
+    kernels.TILE_QUERIES = tile
     try:
-        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=7, backend="numba")
+        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=chunk, backend="numba")
     finally:
-        kernels.PARALLEL_WORDS = before
+        kernels.PARALLEL_WORDS, kernels.TILE_QUERIES = before
     want_pos, want_dist = brute(Q, DB, limit)
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_array_equal(dist, want_dist)
@@ -369,10 +373,12 @@ def test_dense_threads_split_the_database_exactly(monkeypatch):
         want_pos, want_dist = brute(Q, DB, limit)
         for threads in (1, 2, 3):
             for backend in backends:
-                pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=1000, query_chunk=2,
-                                       backend=backend)
-                np.testing.assert_array_equal(pos, want_pos)
-                np.testing.assert_array_equal(dist, want_dist)
+                for tile in (1, 10**9):  # the compiled kernel's two paths: query-tiled and row by row
+                    monkeypatch.setattr(kernels, "TILE_QUERIES", tile)
+                    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=1000, query_chunk=2,
+                                           backend=backend)
+                    np.testing.assert_array_equal(pos, want_pos)
+                    np.testing.assert_array_equal(dist, want_dist)
 
 
 @settings(max_examples=60, deadline=None)

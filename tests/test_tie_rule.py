@@ -8,6 +8,7 @@ here against the numpy kernel and :func:`hashplug.ranking.topk_rows` on inputs f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -19,6 +20,22 @@ from hashplug.codes import pack_bits
 from hashplug.hamming import popcount_into, words_of
 from hashplug.index import build_postings, dense_topk, sparse_topk
 from hashplug.ranking import order_rows, row_keys, rows_of_keys, smallest_keys, topk_rows, topk_small
+
+
+@contextlib.contextmanager
+def _kernel_settings(**values):
+    """Set module constants of :mod:`hashplug.index.kernels` for one example (hypothesis runs many examples per
+    test, so not pytest's function-scoped ``monkeypatch``)."""
+    from hashplug.index import kernels
+
+    before = {k: getattr(kernels, k) for k in values}
+    for k, v in values.items():
+        setattr(kernels, k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(kernels, k, v)
 
 
 def _tied_codes(rng, n, m, levels):
@@ -44,17 +61,23 @@ def _rule(Q, DB, limit):
 @given(
     n=st.integers(1, 400), m=st.sampled_from([8, 31, 64, 100, 128, 256, 300]), nq=st.integers(1, 5),
     limit=st.integers(1, 60), levels=st.integers(1, 4), seed=st.integers(0, 2**16),
-    backend=st.sampled_from(["numpy", "numba", "mih", "faiss"]), threads=st.sampled_from([1, 3]),
+    backend=st.sampled_from(["numpy", "numba", "numba-tiled", "mih", "faiss"]), threads=st.sampled_from([1, 3]),
+    chunk=st.sampled_from([2, None]),
 )
-def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed, backend, threads):
-    if backend in ("numba", "mih"):
+def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed, backend, threads, chunk):
+    """Every dense kernel, the compiled one on both of its paths: row by row per query, and tiled (each row
+    against every query of the chunk in one vectorised loop; forced here by ``TILE_QUERIES = 1``)."""
+    if backend.startswith("numba") or backend == "mih":
         pytest.importorskip("numba")
     if backend == "faiss":
         pytest.importorskip("faiss")
     rng = np.random.default_rng(seed)
     DB = _tied_codes(rng, n, m, levels)
     Q = np.concatenate([_tied_codes(rng, nq, m, levels), DB[: min(2, n)]])
-    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=37, query_chunk=2, backend=backend)
+    # split even these small databases over the threads; "numba-tiled" forces the query-tiled path
+    with _kernel_settings(PARALLEL_WORDS=64, **({"TILE_QUERIES": 1} if backend == "numba-tiled" else {})):
+        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=37, query_chunk=chunk,
+                               backend=backend.removesuffix("-tiled"))
     want_pos, want_dist = _rule(Q, DB, limit)
     np.testing.assert_array_equal(dist, want_dist)
     np.testing.assert_array_equal(pos, want_pos)

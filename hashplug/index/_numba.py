@@ -88,21 +88,15 @@ def kernels() -> Any:
         return b[q]
 
     @njit(cache=True, nogil=True)
-    def scan(qw, dbw, s, e, limit, buf_pos, buf_d, out_pos, out_d, out_cnt):
-        # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
-        # top-`limit` by (distance, position) behind a bound b that only comes down: a row is taken iff its
-        # distance is below b, the smallest value with `limit` taken rows at or below it
+    def scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
+        # [s, e) row by row, a block of 2048 rows per query in turn (the few-query path; the bound in a
+        # register: the common path is one popcount and one compare)
         nq, w = qw.shape
         cap = buf_pos.shape[1]
-        V = 64 * w + 1
-        hist = np.zeros((nq, V), np.int64)
-        b = np.full(nq, V, np.int64)
-        below = np.zeros(nq, np.int64)
-        fill = np.zeros(nq, np.int64)
-        for bs in range(s, e, 2048):  # a block of rows stays in cache while every query scans it
+        for bs in range(s, e, 2048):
             be = min(e, bs + 2048)
             for q in range(nq):
-                bq = b[q]  # the bound in a register: the common path is one popcount and one compare
+                bq = b[q]
                 if w == 1:  # 64-bit codes: one word, no inner loop (3x faster than the general loop)
                     q0 = qw[q, 0]
                     for i in range(bs, be):
@@ -130,6 +124,85 @@ def kernels() -> Any:
                         d = np.int64(acc)
                         if d < bq:
                             bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+
+    @njit(cache=True, nogil=True)
+    def scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
+        # [s, e) tiled over queries: each row is read once (its words in registers) and its distances to every
+        # query of the chunk computed in one branch-free loop over the queries, whose words are held transposed
+        # (Qt[j] = word j of every query, contiguous: the compiler vectorises the popcounts over queries), with
+        # the smallest distance minus bound; only when some query's distance is below its bound are the
+        # queries walked, so each query still sees the rows in position order.
+        nq, w = qw.shape
+        cap = buf_pos.shape[1]
+        Qt = np.empty((w, nq), np.uint64)
+        for q in range(nq):
+            for j in range(w):
+                Qt[j, q] = qw[q, j]
+        acc = np.empty(nq, np.int64)
+        for i in range(s, e):
+            gap = np.int64(1)
+            if w == 1:  # 64-bit codes
+                x0 = dbw[i, 0]
+                Q0 = Qt[0]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            elif w == 2:  # 128-bit codes
+                x0, x1 = dbw[i, 0], dbw[i, 1]
+                Q0, Q1 = Qt[0], Qt[1]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            elif w == 4:  # 256-bit codes
+                x0, x1, x2, x3 = dbw[i, 0], dbw[i, 1], dbw[i, 2], dbw[i, 3]
+                Q0, Q1, Q2, Q3 = Qt[0], Qt[1], Qt[2], Qt[3]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q])
+                                 + popcount64(x2 ^ Q2[q]) + popcount64(x3 ^ Q3[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            else:  # any width: four words per pass over the queries, then the rest one by one
+                for q in range(nq):
+                    acc[q] = 0
+                j = 0
+                while j + 4 <= w:
+                    x0, x1, x2, x3 = dbw[i, j], dbw[i, j + 1], dbw[i, j + 2], dbw[i, j + 3]
+                    Q0, Q1, Q2, Q3 = Qt[j], Qt[j + 1], Qt[j + 2], Qt[j + 3]
+                    for q in range(nq):
+                        acc[q] += np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q])
+                                           + popcount64(x2 ^ Q2[q]) + popcount64(x3 ^ Q3[q]))
+                    j += 4
+                while j < w:
+                    x0 = dbw[i, j]
+                    Q0 = Qt[j]
+                    for q in range(nq):
+                        acc[q] += np.int64(popcount64(x0 ^ Q0[q]))
+                    j += 1
+                for q in range(nq):
+                    gap = min(gap, acc[q] - b[q])
+            if gap < 0:  # the row joins some query's list
+                for q in range(nq):
+                    if acc[q] < b[q]:
+                        take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, acc[q], cap, limit)
+
+    @njit(cache=True, nogil=True)
+    def scan(qw, dbw, s, e, limit, tiled, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
+        # top-`limit` by (distance, position) behind a bound b that only comes down: a row is taken iff its
+        # distance is below b, the smallest value with `limit` taken rows at or below it. `tiled`: the
+        # many-query path (scan_tiled), else row by row (scan_rows); both take the same rows.
+        nq, w = qw.shape
+        V = 64 * w + 1
+        hist = np.zeros((nq, V), np.int64)
+        b = np.full(nq, V, np.int64)
+        below = np.zeros(nq, np.int64)
+        fill = np.zeros(nq, np.int64)
+        if tiled:
+            scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
+        else:
+            scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
         for q in range(nq):
             k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
             out_cnt[q] = k

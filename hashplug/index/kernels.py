@@ -51,7 +51,7 @@ def _distances_into(qw: np.ndarray, dbw: np.ndarray, out: np.ndarray, block: int
 
 def dense_topk(
     queries: np.ndarray, db_words: np.ndarray, limit: int, *, threads: int = 1, block: int = DENSE_BLOCK,
-    query_chunk: int = 16, backend: str = "auto",
+    query_chunk: int | None = None, backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``limit`` database positions and Hamming distances of packed ``queries`` (nq, nb).
 
@@ -70,8 +70,11 @@ def dense_topk(
         Python threads over database ranges (numpy releases the GIL in the ufuncs).
     block : int
         Database rows per block of the distance loop.
-    query_chunk : int
-        Queries whose distance rows are held at once (memory ``query_chunk * n * 2`` bytes).
+    query_chunk : int, optional
+        Queries per pass over the database. numpy: the queries whose distance rows are held at once (memory
+        ``query_chunk * n * 2`` bytes; default 16). numba: the queries that scan each cached block of the
+        database before the next block is read (default: all of them, up to :data:`NUMBA_QUERY_CHUNK` and a
+        buffer budget of about ``64 MB`` of per-query result lists).
     backend : {"auto", "numpy", "numba", "faiss", "mih"}
         ``numba`` (the ``fast`` extra) fuses popcount and selection in compiled loops over ``threads`` threads;
         ``auto`` uses it when installed. ``faiss`` (also the ``fast`` extra) ranks with FAISS
@@ -115,10 +118,10 @@ def dense_topk(
         if compiled is None and backend == "numba":
             raise HashplugError("backend='numba' needs numba: pip install 'hashplug[fast]'.")
         if compiled is not None:
-            return _dense_topk_numba(compiled, qw, db_words, lim, int(threads), int(query_chunk))
+            return _dense_topk_numba(compiled, qw, db_words, lim, int(threads), query_chunk)
     T = max(1, min(int(threads), n // 4096 or 1))
     bounds = np.linspace(0, n, T + 1).astype(int)
-    step = max(1, int(query_chunk))
+    step = max(1, int(query_chunk or 16))
     D = np.empty((min(step, nq), n), dtype=np.uint16)
     ex = ThreadPoolExecutor(max_workers=T) if T > 1 else None
     try:
@@ -151,21 +154,33 @@ def kernels_available() -> bool:
     return kernels() is not None
 
 
-def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int, chunk: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+#: Queries per pass of the compiled kernel over the database (each block of rows is read from memory once per
+#: pass and scanned by every query of it while in cache).
+NUMBA_QUERY_CHUNK = 256
+#: Queries from which the compiled kernel tiles: each row read once and compared with every query of the chunk in
+#: one vectorised loop over the queries; fewer queries scan the rows once per query (measured crossover: 4-16).
+TILE_QUERIES = 8
+
+
+def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: int, threads: int,
+                      chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
     scan, merge = compiled
     nq, n = qw.shape[0], db_words.shape[0]
+    db_words = np.ascontiguousarray(db_words)
     pos_out = np.zeros((nq, lim), np.int64)
     dist_out = np.zeros((nq, lim), np.int32)
-    step = max(1, chunk)
+    cap = max(2 * lim, 256)
+    if chunk is None:  # every query in one pass, within ~64 MB of result buffers per thread
+        chunk = min(NUMBA_QUERY_CHUNK, max(1, (64 << 20) // (32 * cap)))
+    step = max(1, int(chunk))
     # a range below ~100k words costs less than handing it to another thread (measured: 100k 64-bit rows scan
     # in 0.08 ms on one thread, slower on two)
     T = max(1, min(int(threads), (n * db_words.shape[1]) // PARALLEL_WORDS))
     bounds = [(n * t) // T for t in range(T + 1)]
-    cap = max(2 * lim, 256)
     for qs in range(0, nq, step):
         qe = min(nq, qs + step)
         r = qe - qs
+        tiled = bool(r >= TILE_QUERIES)
         qc = np.ascontiguousarray(qw[qs:qe])
         # fresh C-contiguous buffers per chunk: slices of bigger ones would change the arrays' layout type and
         # make numba compile another version of the kernels on a short last chunk
@@ -174,8 +189,8 @@ def _dense_topk_numba(compiled: Any, qw: np.ndarray, db_words: np.ndarray, lim: 
         out_cnt = np.empty((T, r), np.int64)
 
         def one(t: int, qc: np.ndarray = qc, bp: Any = buf_pos, bd: Any = buf_d, op: Any = out_pos, od: Any = out_d,
-                oc: Any = out_cnt) -> None:
-            scan(qc, db_words, bounds[t], bounds[t + 1], lim, bp[t], bd[t], op[t], od[t], oc[t])
+                oc: Any = out_cnt, tiled: bool = tiled) -> None:
+            scan(qc, db_words, bounds[t], bounds[t + 1], lim, tiled, bp[t], bd[t], op[t], od[t], oc[t])
 
         run_ranges(one, T)
         merge(out_pos, out_d, out_cnt, n, lim, pos_out[qs:qe], dist_out[qs:qe])
