@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +14,9 @@ from hashplug.codes import indices_to_packed, pack_bits, unpack_bits
 from hashplug.hamming import hamming_distances
 from hashplug.index import build_postings, dense_topk, sparse_topk, words_of
 from hashplug.validation import HashplugError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _index_helpers import kernel_settings  # noqa: E402
 
 
 def brute(Q: np.ndarray, DB: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,12 +171,17 @@ def test_multi_index_hashing_adversarial(kind):
         np.testing.assert_array_equal(dist, want_dist)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     n=st.integers(1, 200), m=st.integers(2, 60), k=st.integers(1, 6), nq=st.integers(1, 4),
     limit=st.integers(1, 30), varying=st.booleans(), seed=st.integers(0, 10**6),
+    method=st.sampled_from(["auto", "postings", "count", "count-numpy"]), threads=st.sampled_from([1, 2, 3]),
 )
-def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed):
+def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed, method, threads):
+    """Every k-hot method (``auto`` picks per query), the compiled counting kernel with its rows split over
+    threads, the numpy one; rows of any length, empty rows and queries included."""
+    if method == "count":
+        pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     k = min(k, m)
     rows = []
@@ -181,7 +192,9 @@ def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed):
     values = np.concatenate(rows) if offsets[-1] else np.zeros(0, np.int64)
     uo, postings, lengths = build_postings(offsets, values, m)
     queries = [np.sort(rng.choice(m, int(rng.integers(0, k + 1)) if varying else k, replace=False)) for _ in range(nq)]
-    pos, dist = sparse_topk(queries, uo, postings, lengths, limit)
+    with kernel_settings(compiled=method != "count-numpy", COUNT_PARALLEL_ROWS=16):
+        pos, dist = sparse_topk(queries, uo, postings, lengths, limit, method=method.removesuffix("-numpy"),
+                                threads=threads)
     DB = np.zeros((n, m), bool)
     for i, r in enumerate(rows):
         DB[i, r] = True
@@ -289,10 +302,11 @@ def test_khot_index_memory_is_close_to_the_raw_indices():
     idx.delete(np.arange(0, n, 10))
     raw = 4 * k * len(idx)
     assert idx.nbytes <= 1.2 * raw, (idx.nbytes, raw)
-    with pytest.raises(HashplugError, match="lists an active unit twice"):
+    with pytest.raises(HashplugError, match=r"row 0 of this add \(row id 1000000\) lists active unit 5 twice"):
         idx.add((np.array([0, 3]), np.array([5, 9, 5])), [10**6])
-    with pytest.raises(HashplugError, match="lists an active unit twice"):
+    with pytest.raises(HashplugError, match=r"row 1 of this add \(row id 1000001\) lists active unit 7 twice"):
         idx.add((np.array([0, 2, 5]), np.array([1, 2, 7, 8, 7])), [10**6, 10**6 + 1])  # uneven lengths
+    assert len(idx) == n - n // 10  # refused adds leave the index as it was
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,8 +8,9 @@ here against the numpy kernel and :func:`hashplug.ranking.topk_rows` on inputs f
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,21 +22,8 @@ from hashplug.hamming import popcount_into, words_of
 from hashplug.index import build_postings, dense_topk, sparse_topk
 from hashplug.ranking import order_rows, row_keys, rows_of_keys, smallest_keys, topk_rows, topk_small
 
-
-@contextlib.contextmanager
-def _kernel_settings(**values):
-    """Set module constants of :mod:`hashplug.index.kernels` for one example (hypothesis runs many examples per
-    test, so not pytest's function-scoped ``monkeypatch``)."""
-    from hashplug.index import kernels
-
-    before = {k: getattr(kernels, k) for k in values}
-    for k, v in values.items():
-        setattr(kernels, k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            setattr(kernels, k, v)
+sys.path.insert(0, str(Path(__file__).parent))
+from _index_helpers import kernel_settings  # noqa: E402
 
 
 def _tied_codes(rng, n, m, levels):
@@ -75,7 +63,7 @@ def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed
     DB = _tied_codes(rng, n, m, levels)
     Q = np.concatenate([_tied_codes(rng, nq, m, levels), DB[: min(2, n)]])
     # split even these small databases over the threads; "numba-tiled" forces the query-tiled path
-    with _kernel_settings(PARALLEL_WORDS=64, **({"TILE_QUERIES": 1} if backend == "numba-tiled" else {})):
+    with kernel_settings(PARALLEL_WORDS=64, **({"TILE_QUERIES": 1} if backend == "numba-tiled" else {})):
         pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=37, query_chunk=chunk,
                                backend=backend.removesuffix("-tiled"))
     want_pos, want_dist = _rule(Q, DB, limit)
@@ -83,17 +71,24 @@ def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed
     np.testing.assert_array_equal(pos, want_pos)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 300), m=st.sampled_from([16, 40, 96]), k=st.integers(1, 6), limit=st.integers(1, 50),
-       varying=st.booleans(), seed=st.integers(0, 2**16))
-def test_sparse_kernel_follows_the_row_rule_on_ties(n, m, k, limit, varying, seed):
+       varying=st.booleans(), seed=st.integers(0, 2**16),
+       method=st.sampled_from(["postings", "count", "count-numpy"]), threads=st.sampled_from([1, 3]))
+def test_sparse_kernel_follows_the_row_rule_on_ties(n, m, k, limit, varying, seed, method, threads):
+    """Both k-hot methods: candidates from the postings, and counting every row's overlap (compiled, its rows
+    split over threads, or numpy's ``bincount`` and histogram selection)."""
+    if method == "count":
+        pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     pool = [np.sort(rng.choice(m, k, replace=False)) for _ in range(3)]  # few distinct rows: ties everywhere
     rows = [pool[i][: rng.integers(1, k + 1)] if varying else pool[i] for i in rng.integers(0, 3, n)]
     offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
     uo, post, lengths = build_postings(offsets, np.concatenate(rows), m)
     queries = [pool[0], np.sort(rng.choice(m, k, replace=False))]
-    pos, dist = sparse_topk(queries, uo, post, lengths, limit)
+    with kernel_settings(compiled=method != "count-numpy", COUNT_PARALLEL_ROWS=16):
+        pos, dist = sparse_topk(queries, uo, post, lengths, limit, method=method.removesuffix("-numpy"),
+                                threads=threads)
     bits = np.zeros((n, m), bool)
     for i, r in enumerate(rows):
         bits[i, r] = True

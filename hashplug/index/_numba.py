@@ -13,7 +13,7 @@ Imported lazily; without numba the numpy kernel runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,8 +45,17 @@ def compiled_popcount64() -> Any:
     return popcount64
 
 
-def kernels() -> Any:
-    """``(scan, merge)`` compiled functions, or None when numba is not installed."""
+class Kernels(NamedTuple):
+    """The compiled kernels (built together, once)."""
+
+    scan: Any  # dense top-k of a range of rows (row by row, or query-tiled)
+    merge: Any  # the ranges' lists merged by distance * n + position
+    count_scan: Any  # k-hot top-k of a range of rows: overlaps counted from the postings, then one scan
+    fill_postings: Any  # CSC postings of CSR k-hot rows (a counting sort by unit)
+
+
+def kernels() -> Kernels | None:
+    """The compiled kernels (:class:`Kernels`), or None when numba is not installed."""
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS or None
@@ -229,5 +238,73 @@ def kernels() -> Any:
                 pos_res[q, r] = keys[r] % n
                 dist_res[q, r] = keys[r] // n
 
-    _KERNELS = (scan, merge)
+    #: rows per sub-block of the counting scan: distances computed branch-free with their minimum; a sub-block is
+    #: walked row by row only when that minimum is below the bound
+    SUB = 64
+
+    @njit(cache=True, nogil=True)
+    def count_scan(qoff, qunits, uo, rows, lengths, cnt, s, e, limit, V, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # k-hot rows [s, e) (one Python thread each; nogil) against each query's active units
+        # qunits[qoff[q]:qoff[q + 1]]: the overlaps |a & b| are counted into cnt[s:e] from the units' postings
+        # (their rows within [s, e) found by binary search: postings are ascending), then every row of the range
+        # is scanned in position order, d = |b| + |a| - 2 |a & b| (SUB rows at a time, branch-free, cnt reset on
+        # the way), behind the falling bound of the dense scan: the same rows as a full scan, ties to the lower
+        # position. Costs the query's summed posting lengths plus one pass over the range.
+        nq = qoff.shape[0] - 1
+        cap = buf_pos.shape[1]
+        hist = np.zeros((nq, V), np.int64)
+        b = np.full(nq, V, np.int64)
+        below = np.zeros(nq, np.int64)
+        fill = np.zeros(nq, np.int64)
+        acc = np.empty(SUB, np.int64)
+        n = lengths.shape[0]
+        for q in range(nq):
+            a_len = np.int64(qoff[q + 1] - qoff[q])
+            for t in range(qoff[q], qoff[q + 1]):
+                u = qunits[t]
+                lo, hi = uo[u], uo[u + 1]
+                if s > 0:
+                    lo += np.searchsorted(rows[lo:hi], s)
+                if e < n:
+                    hi = uo[u] + np.searchsorted(rows[uo[u] : hi], e)
+                for p in range(lo, hi):
+                    cnt[rows[p]] += 1
+            for sb in range(s, e, SUB):
+                L = min(e, sb + SUB) - sb
+                mn = np.int64(V)
+                for i in range(L):
+                    d = np.int64(lengths[sb + i]) + a_len - 2 * np.int64(cnt[sb + i])
+                    cnt[sb + i] = 0
+                    acc[i] = d
+                    mn = min(mn, d)
+                if mn < b[q]:
+                    for i in range(L):
+                        if acc[i] < b[q]:
+                            take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, sb + i, acc[i], cap, limit)
+        for q in range(nq):
+            k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
+            out_cnt[q] = k
+            for r in range(k):
+                out_pos[q, r] = buf_pos[q, r]
+                out_d[q, r] = buf_d[q, r]
+
+    @njit(cache=True, nogil=True)
+    def fill_postings(offsets, values, m):
+        # CSC postings of CSR rows by a counting sort: (unit_offsets (m + 1,), rows (nnz,) int32), the rows
+        # listing unit u at rows[unit_offsets[u]:unit_offsets[u + 1]], ascending; values already checked in [0, m)
+        unit_offsets = np.zeros(m + 1, np.int64)
+        for t in range(values.shape[0]):
+            unit_offsets[values[t] + 1] += 1
+        for u in range(m):
+            unit_offsets[u + 1] += unit_offsets[u]
+        fill = unit_offsets[:-1].copy()
+        rows = np.empty(values.shape[0], np.int32)
+        for i in range(offsets.shape[0] - 1):
+            for t in range(offsets[i], offsets[i + 1]):
+                u = values[t]
+                rows[fill[u]] = i
+                fill[u] += 1
+        return unit_offsets, rows
+
+    _KERNELS = Kernels(scan, merge, count_scan, fill_postings)
     return _KERNELS
