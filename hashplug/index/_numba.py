@@ -1,14 +1,22 @@
-"""Compiled dense kernel for :func:`hashplug.index.kernels.dense_topk` (optional: ``hashplug[fast]`` = numba).
+"""Compiled kernels of :mod:`hashplug.index.kernels` (optional: ``hashplug[fast]`` = numba).
 
-One pass over the database per query chunk, split into contiguous ranges, one per Python thread (the kernels
-are ``nogil``; no OpenMP pool, so nothing spins between calls to slow FAISS's or torch's OpenMP threads in the
-same process, and concurrent callers are safe), so a single query uses every thread. Each range keeps, per query, its exact top-``limit`` by (distance,
-position) behind a bound that only comes down (a row is taken iff its distance is below the smallest value
-with ``limit`` taken rows at or below it), in a small buffer compacted when full: once the bound has settled,
-almost every row costs one popcount and one comparison, with no distance matrix written. The ranges' lists
-(at most ``limit`` each) are merged by one key ``distance * n + position``. The same results as the numpy
-kernel (ascending distance, ties to the lower position).
-Imported lazily; without numba the numpy kernel runs.
+Dense (``scan``): one pass over the database per query chunk, split into contiguous ranges, one per Python
+thread (the kernels are ``nogil``; no OpenMP pool, so nothing spins between calls to slow FAISS's or torch's
+OpenMP threads in the same process, and concurrent callers are safe), so a single query uses every thread.
+Each range keeps, per query, its exact top-``limit`` by (distance, position) behind a bound that only comes
+down (a row is taken iff its distance is below the smallest value with ``limit`` taken rows at or below it),
+in a small buffer compacted when full: once the bound has settled, almost every row costs its popcounts and
+one comparison, with no distance matrix written. A few queries scan the rows once each (``scan_rows``); a
+batch is query-tiled (``scan_tiled``): each row is read once, its words held in registers, and its distances to
+every query of the chunk computed in one branch-free loop over the transposed query words, which the compiler
+vectorises (AVX-512 ``vpopcntq`` where the CPU has it) -- the database is read from memory once per chunk,
+not once per query. The ranges' lists (at most ``limit`` each) are merged by one key
+``distance * n + position``.
+
+k-hot (``count_scan``): overlaps counted from a query's postings into one counter per row of the range, then
+the range scanned in position order behind the same falling bound; ``fill_postings`` builds CSC postings by a
+counting sort. The same results as the numpy kernels (ascending distance, ties to the lower position).
+Imported lazily; without numba the numpy kernels run.
 """
 
 from __future__ import annotations

@@ -6,15 +6,21 @@ ids afterwards. The sparse kernel ranks its candidates by one int64 key, ``dista
 (:func:`hashplug.ranking.row_keys`), so a partition on the key is exact, ties included; the dense kernel
 selects by a histogram of the distances (:func:`hashplug.ranking.topk_small`).
 
-Dense (packed codes): the database is kept as uint64 words (n, w); a chunk of queries is scored against it
-in cache-sized blocks by :func:`hashplug.hamming.popcount_into` into uint16 distances, the database split
-over ``threads`` Python threads (numpy's ufuncs release the GIL); each query's top ``limit`` then comes from
-a histogram of its distances, not from sorting n keys.
+Dense (packed codes): the database is kept as uint64 words (n, w). With ``hashplug[fast]`` the compiled
+kernel (:mod:`hashplug.index._numba`) splits the database into one range per thread and keeps each query's
+top ``limit`` behind a falling bound; a batch of at least :data:`TILE_QUERIES` queries is query-tiled (every
+row read once and compared with all the queries of the pass, up to :data:`NUMBA_QUERY_CHUNK`, in one loop the
+compiler vectorises over the queries), fewer queries scan the rows once each. Without it, a chunk of queries
+is scored in cache-sized blocks by :func:`hashplug.hamming.popcount_into` into uint16 distances, the database
+split over ``threads`` Python threads (numpy's ufuncs release the GIL); each query's top ``limit`` then comes
+from a histogram of its distances, not from sorting n keys.
 
 Sparse (k active units of m): an inverted index (CSC postings: the rows holding each unit). A query with
-active set A touches only the postings of its units, about ``N k^2 / m`` entries instead of ``N m / 8``
-bytes; overlaps are counted with ``np.bincount``, and ``d = |a| + |b| - 2 |a & b|``. Rows sharing no unit
-with the query are ranked by ``|b|`` then position (precomputed), so the result equals a full scan.
+active set A touches the postings of its units, S entries (about ``N k^2 / m``), and ``d = |a| + |b| - 2
+|a & b|``. Per query, from S against N (:data:`COUNT_FRACTION`): few entries are ranked as candidates
+(``np.unique``), the rows sharing no unit with the query by ``|b|`` then position (precomputed); many entries
+(high activity) are counted into one counter per row and every row scanned in position order (compiled over
+row ranges, or ``np.bincount``): O(S + N), no sort. Both equal a full scan.
 """
 
 from __future__ import annotations
