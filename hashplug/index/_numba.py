@@ -264,7 +264,7 @@ def kernels() -> Kernels | None:
         b = np.full(nq, V, np.int64)
         below = np.zeros(nq, np.int64)
         fill = np.zeros(nq, np.int64)
-        acc = np.empty(SUB, np.int64)
+        acc = np.empty(SUB, np.int32)
         n = lengths.shape[0]
         for q in range(nq):
             a_len = np.int64(qoff[q + 1] - qoff[q])
@@ -277,18 +277,22 @@ def kernels() -> Kernels | None:
                     hi = uo[u] + np.searchsorted(rows[uo[u] : hi], e)
                 for p in range(lo, hi):
                     cnt[rows[p]] += 1
+            a32 = np.int32(a_len)
             for sb in range(s, e, SUB):
                 L = min(e, sb + SUB) - sb
-                mn = np.int64(V)
+                mn = np.int32(V)
+                lb, cb = lengths[sb : sb + L], cnt[sb : sb + L]  # slices and int32: the loops vectorise (5x)
                 for i in range(L):
-                    d = np.int64(lengths[sb + i]) + a_len - 2 * np.int64(cnt[sb + i])
-                    cnt[sb + i] = 0
+                    d = np.int32(lb[i]) + a32 - 2 * np.int32(cb[i])
                     acc[i] = d
                     mn = min(mn, d)
+                for i in range(L):
+                    cb[i] = 0
                 if mn < b[q]:
                     for i in range(L):
                         if acc[i] < b[q]:
-                            take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, sb + i, acc[i], cap, limit)
+                            take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, sb + i, np.int64(acc[i]), cap,
+                                 limit)
         for q in range(nq):
             k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
             out_cnt[q] = k

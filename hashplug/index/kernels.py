@@ -281,8 +281,9 @@ def merge_postings(parts: list[tuple[np.ndarray, np.ndarray, int]], m: int) -> t
 #: The k-hot search methods (``sparse_topk(method=...)``).
 SPARSE_METHODS = ("auto", "postings", "count")
 #: ``auto`` counts overlaps over every row (``count``) when a query's summed posting lengths reach this fraction of
-#: the rows; below it, the candidates from the postings are ranked alone (``postings``).
-COUNT_FRACTION = 1 / 40
+#: the rows; below it, the candidates from the postings are ranked alone (``postings``). Measured crossover at 1M
+#: rows with the compiled kernel: about 1 / 160 (postings 0.18 ms vs count 0.35 ms at 0.3 %, 0.58 vs 0.32 at 1.3 %).
+COUNT_FRACTION = 1 / 160
 
 
 def sparse_topk(
