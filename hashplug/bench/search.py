@@ -111,8 +111,14 @@ def machine_bound(seconds: float = 0.5) -> dict[str, float]:
     return {"memory_gb_per_s": round(bw, 2), "popcount_words_per_s": round(pc, 0)}
 
 
+#: Single queries timed per latency figure (None: every query of the run; ``--latency-queries``).
+_LATENCY_QUERIES: list[int | None] = [None]
+
+
 def _time_queries(fn: Any, queries: Sequence[Any]) -> float:
-    """Median ms per single query."""
+    """Median ms per single query (over the first ``--latency-queries`` of them)."""
+    cap = _LATENCY_QUERIES[0]
+    queries = queries[: max(1, cap)] if cap else queries
     fn(queries[0])  # warm-up
     times = []
     for q in queries:
@@ -146,6 +152,7 @@ def run_search_bench(
     peers: Sequence[str] = PEERS,
     baseline: str | None = None,
     repeats: int = 3,
+    latency_queries: int | None = None,
 ) -> dict[str, Any]:
     """Run the suite (see the module docstring); returns the JSON document."""
     from ..validation import HashplugError
@@ -160,11 +167,16 @@ def run_search_bench(
         except ImportError:
             faiss = None
     base_cls = _baseline_index(baseline, str(Path(out).parent) if out else None) if baseline else None
+    _LATENCY_QUERIES[0] = latency_queries
     try:
-        return _run_search_bench(rows, names_of(codes), n_queries, limit, threads, lancedb_queries, ann_max_rows, seed,
-                                 out, progress, peers, baseline, repeats, faiss, base_cls)
+        res = _run_search_bench(rows, names_of(codes), n_queries, limit, threads, lancedb_queries, ann_max_rows, seed,
+                                out, progress, peers, baseline, repeats, faiss, base_cls)
+        res["latency_queries"] = latency_queries or n_queries
+        write_json(res, out)
+        return res
     finally:
         _drop_baseline()
+        _LATENCY_QUERIES[0] = None
 
 
 def names_of(codes: Sequence[str] | None) -> list[str]:
@@ -683,6 +695,8 @@ class SearchSuite(Suite):
                             help="a hashplug source tree (e.g. `git worktree add /tmp/base <commit>`) whose index "
                                  "is timed on the same codes (rows baseline-index, ratio_to_baseline)")
         parser.add_argument("--repeats", type=int, default=3, help="batched timings: best of this many batches")
+        parser.add_argument("--latency-queries", type=int, default=None,
+                            help="single-query latencies: the median over this many queries (default: all)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine the cells (code kind x N) of these runs' JSONs into --out / --png "
                                  "(no measuring)")
@@ -705,7 +719,8 @@ class SearchSuite(Suite):
             raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
         res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
                                out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows,
-                               peers=args.peers, baseline=args.baseline, repeats=args.repeats)
+                               peers=args.peers, baseline=args.baseline, repeats=args.repeats,
+                               latency_queries=args.latency_queries)
         if args.png:
             plot_latency(res, args.png)
         return res
