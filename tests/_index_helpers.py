@@ -1,7 +1,9 @@
-"""Shared by the index integrity and crash tests: models, tables and the brute-force check of a result."""
+"""Shared by the index tests: models, tables, the brute-force check of a result, and the kernels' settings."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,24 @@ def index_rows(index: Any) -> dict[int, Any]:
     for p, u in zip(rows[order].tolist(), units[order].tolist()):
         per_row[p].append(u)
     return {i: tuple(per_row[p]) for p, i in enumerate(ids)}
+
+
+@contextlib.contextmanager
+def kernel_settings(compiled: bool = True, **values: Any) -> Iterator[None]:
+    """Set module constants of :mod:`hashplug.index.kernels` (``TILE_QUERIES``, ``PARALLEL_WORDS``, ...) for one
+    hypothesis example (not pytest's function-scoped ``monkeypatch``); ``compiled=False`` hides the numba kernels,
+    so the numpy fallbacks run."""
+    from hashplug.index import _numba, kernels
+
+    before = {k: getattr(kernels, k) for k in values}
+    before_compiled = _numba._KERNELS
+    for k, v in values.items():
+        setattr(kernels, k, v)
+    if not compiled:
+        _numba._KERNELS = False
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(kernels, k, v)
+        _numba._KERNELS = before_compiled

@@ -65,3 +65,31 @@ def test_search_runs_merge_cell_by_cell(tmp_path, capsys):
     bad.write_text('{"suite": "mihash-mnist"}')
     assert cli_main(["bench", "search", "--merge", str(bad), "--out", str(out)]) != 0
     assert "is not a `hashplug bench search` result" in capsys.readouterr().err
+
+
+def test_search_bench_batched_and_khot_summaries(tmp_path):
+    """The rows issue 31 asks for: batched q/s against FAISS (dense) and k-hot at several activities, with a
+    baseline tree timed on the same codes (here this tree itself, imported from a private copy: it must return
+    the exact result too)."""
+    from pathlib import Path
+
+    out = tmp_path / "s.json"
+    root = Path(__file__).resolve().parents[1]
+    assert cli_main(["bench", "search", "--sizes", "5000", "--codes", "dense-256", "khot-320-16", "khot-320-1",
+                     "--queries", "12", "--limit-results", "7", "--peers", "faiss", "--baseline", str(root),
+                     "--repeats", "2", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    dense = res["rows"]["dense-256"]["5000"]
+    assert dense["baseline-index"]["identical_to_exact"] is True
+    assert "lancedb-flat" not in dense  # --peers faiss: no LanceDB rows
+    b = res["batched"]["dense-256"]["5000"]
+    assert b["hashplug_qps"] == dense["hashplug-index"]["qps_batched"] and b["baseline_qps"] > 0
+    kh = res["khot"]
+    assert kh["khot-320-16"]["5000"]["activity"] == 0.05 and abs(kh["khot-320-1"]["5000"]["activity"] - 1 / 320) < 1e-5
+    # 16 of 320 units: each query touches ~0.8 entries per row (counted); one unit: ~0.003 (its postings alone)
+    assert kh["khot-320-16"]["5000"]["method"] == "count" and kh["khot-320-1"]["5000"]["method"] == "postings"
+    assert kh["khot-320-16"]["5000"]["build_s"] >= 0 and "baseline_build_s" in kh["khot-320-16"]["5000"]
+    if res["faiss"] is not None:
+        assert b["qps_ratio_to_faiss"] == round(b["hashplug_qps"] / b["faiss_qps"], 3)
+        assert kh["khot-320-16"]["5000"]["speedup_vs_faiss"] > 0
+    assert res["baseline"]["path"] == str(root)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +14,9 @@ from hashplug.codes import indices_to_packed, pack_bits, unpack_bits
 from hashplug.hamming import hamming_distances
 from hashplug.index import build_postings, dense_topk, sparse_topk, words_of
 from hashplug.validation import HashplugError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _index_helpers import kernel_settings  # noqa: E402
 
 
 def brute(Q: np.ndarray, DB: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,14 +64,17 @@ def test_dense_adversarial(kind):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(1, 30_000), m=st.sampled_from([8, 64, 128, 200]), nq=st.integers(1, 20),
+    n=st.integers(1, 30_000), m=st.sampled_from([8, 64, 128, 200, 256, 320, 1024]), nq=st.integers(1, 20),
     limit=st.sampled_from([1, 5, 100, 257, 700]), order=st.sampled_from(["random", "descending", "ascending"]),
     levels=st.sampled_from([2, 5, 1000]), seed=st.integers(0, 10**6), threads=st.sampled_from([1, 2, 3]),
+    tile=st.sampled_from([1, 8, 10**9]), chunk=st.sampled_from([7, None]),
 )
-def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, threads):
+def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, threads, tile, chunk):
     """The numba kernel (one range per thread, a falling bound, a buffer compacted when full) on databases
     large enough to split, with few distinct distances and rows ordered so the bound falls as late as
-    possible (descending distance: every row is taken and the buffer overflows again and again)."""
+    possible (descending distance: every row is taken and the buffer overflows again and again); on both
+    paths: row by row per query, and query-tiled (``TILE_QUERIES``: 1 always tiles, 10**9 never; widths of
+    1, 2, 4 and other word counts take different unrolled loops)."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     ones = rng.integers(0, min(levels, m + 1), n)  # each row: its first `ones` bits set
@@ -77,12 +86,13 @@ def test_compiled_scan_equals_brute_force(n, m, nq, limit, order, levels, seed, 
     Q = pack_bits(rng.random((nq, m)) < 0.02)
     from hashplug.index import kernels
 
-    before = kernels.PARALLEL_WORDS
+    before = kernels.PARALLEL_WORDS, kernels.TILE_QUERIES
     kernels.PARALLEL_WORDS = 1000  # split small databases over the threads too
+    kernels.TILE_QUERIES = tile
     try:
-        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=7, backend="numba")
+        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, query_chunk=chunk, backend="numba")
     finally:
-        kernels.PARALLEL_WORDS = before
+        kernels.PARALLEL_WORDS, kernels.TILE_QUERIES = before
     want_pos, want_dist = brute(Q, DB, limit)
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_array_equal(dist, want_dist)
@@ -161,12 +171,17 @@ def test_multi_index_hashing_adversarial(kind):
         np.testing.assert_array_equal(dist, want_dist)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     n=st.integers(1, 200), m=st.integers(2, 60), k=st.integers(1, 6), nq=st.integers(1, 4),
     limit=st.integers(1, 30), varying=st.booleans(), seed=st.integers(0, 10**6),
+    method=st.sampled_from(["auto", "postings", "count", "count-numpy"]), threads=st.sampled_from([1, 2, 3]),
 )
-def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed):
+def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed, method, threads):
+    """Every k-hot method (``auto`` picks per query), the compiled counting kernel with its rows split over
+    threads, the numpy one; rows of any length, empty rows and queries included."""
+    if method == "count":
+        pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     k = min(k, m)
     rows = []
@@ -177,7 +192,9 @@ def test_sparse_topk_equals_brute_force(n, m, k, nq, limit, varying, seed):
     values = np.concatenate(rows) if offsets[-1] else np.zeros(0, np.int64)
     uo, postings, lengths = build_postings(offsets, values, m)
     queries = [np.sort(rng.choice(m, int(rng.integers(0, k + 1)) if varying else k, replace=False)) for _ in range(nq)]
-    pos, dist = sparse_topk(queries, uo, postings, lengths, limit)
+    with kernel_settings(compiled=method != "count-numpy", COUNT_PARALLEL_ROWS=16):
+        pos, dist = sparse_topk(queries, uo, postings, lengths, limit, method=method.removesuffix("-numpy"),
+                                threads=threads)
     DB = np.zeros((n, m), bool)
     for i, r in enumerate(rows):
         DB[i, r] = True
@@ -285,10 +302,11 @@ def test_khot_index_memory_is_close_to_the_raw_indices():
     idx.delete(np.arange(0, n, 10))
     raw = 4 * k * len(idx)
     assert idx.nbytes <= 1.2 * raw, (idx.nbytes, raw)
-    with pytest.raises(HashplugError, match="lists an active unit twice"):
+    with pytest.raises(HashplugError, match=r"row 0 of this add \(row id 1000000\) lists active unit 5 twice"):
         idx.add((np.array([0, 3]), np.array([5, 9, 5])), [10**6])
-    with pytest.raises(HashplugError, match="lists an active unit twice"):
+    with pytest.raises(HashplugError, match=r"row 1 of this add \(row id 1000001\) lists active unit 7 twice"):
         idx.add((np.array([0, 2, 5]), np.array([1, 2, 7, 8, 7])), [10**6, 10**6 + 1])  # uneven lengths
+    assert len(idx) == n - n // 10  # refused adds leave the index as it was
 
 
 @settings(max_examples=40, deadline=None)
@@ -369,10 +387,12 @@ def test_dense_threads_split_the_database_exactly(monkeypatch):
         want_pos, want_dist = brute(Q, DB, limit)
         for threads in (1, 2, 3):
             for backend in backends:
-                pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=1000, query_chunk=2,
-                                       backend=backend)
-                np.testing.assert_array_equal(pos, want_pos)
-                np.testing.assert_array_equal(dist, want_dist)
+                for tile in (1, 10**9):  # the compiled kernel's two paths: query-tiled and row by row
+                    monkeypatch.setattr(kernels, "TILE_QUERIES", tile)
+                    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=1000, query_chunk=2,
+                                           backend=backend)
+                    np.testing.assert_array_equal(pos, want_pos)
+                    np.testing.assert_array_equal(dist, want_dist)
 
 
 @settings(max_examples=60, deadline=None)

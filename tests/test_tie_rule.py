@@ -9,6 +9,8 @@ here against the numpy kernel and :func:`hashplug.ranking.topk_rows` on inputs f
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,9 @@ from hashplug.codes import pack_bits
 from hashplug.hamming import popcount_into, words_of
 from hashplug.index import build_postings, dense_topk, sparse_topk
 from hashplug.ranking import order_rows, row_keys, rows_of_keys, smallest_keys, topk_rows, topk_small
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _index_helpers import kernel_settings  # noqa: E402
 
 
 def _tied_codes(rng, n, m, levels):
@@ -44,33 +49,46 @@ def _rule(Q, DB, limit):
 @given(
     n=st.integers(1, 400), m=st.sampled_from([8, 31, 64, 100, 128, 256, 300]), nq=st.integers(1, 5),
     limit=st.integers(1, 60), levels=st.integers(1, 4), seed=st.integers(0, 2**16),
-    backend=st.sampled_from(["numpy", "numba", "mih", "faiss"]), threads=st.sampled_from([1, 3]),
+    backend=st.sampled_from(["numpy", "numba", "numba-tiled", "mih", "faiss"]), threads=st.sampled_from([1, 3]),
+    chunk=st.sampled_from([2, None]),
 )
-def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed, backend, threads):
-    if backend in ("numba", "mih"):
+def test_dense_kernels_follow_the_row_rule_on_ties(n, m, nq, limit, levels, seed, backend, threads, chunk):
+    """Every dense kernel, the compiled one on both of its paths: row by row per query, and tiled (each row
+    against every query of the chunk in one vectorised loop; forced here by ``TILE_QUERIES = 1``)."""
+    if backend.startswith("numba") or backend == "mih":
         pytest.importorskip("numba")
     if backend == "faiss":
         pytest.importorskip("faiss")
     rng = np.random.default_rng(seed)
     DB = _tied_codes(rng, n, m, levels)
     Q = np.concatenate([_tied_codes(rng, nq, m, levels), DB[: min(2, n)]])
-    pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=37, query_chunk=2, backend=backend)
+    # split even these small databases over the threads; "numba-tiled" forces the query-tiled path
+    with kernel_settings(PARALLEL_WORDS=64, **({"TILE_QUERIES": 1} if backend == "numba-tiled" else {})):
+        pos, dist = dense_topk(Q, words_of(DB), limit, threads=threads, block=37, query_chunk=chunk,
+                               backend=backend.removesuffix("-tiled"))
     want_pos, want_dist = _rule(Q, DB, limit)
     np.testing.assert_array_equal(dist, want_dist)
     np.testing.assert_array_equal(pos, want_pos)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 300), m=st.sampled_from([16, 40, 96]), k=st.integers(1, 6), limit=st.integers(1, 50),
-       varying=st.booleans(), seed=st.integers(0, 2**16))
-def test_sparse_kernel_follows_the_row_rule_on_ties(n, m, k, limit, varying, seed):
+       varying=st.booleans(), seed=st.integers(0, 2**16),
+       method=st.sampled_from(["postings", "count", "count-numpy"]), threads=st.sampled_from([1, 3]))
+def test_sparse_kernel_follows_the_row_rule_on_ties(n, m, k, limit, varying, seed, method, threads):
+    """Both k-hot methods: candidates from the postings, and counting every row's overlap (compiled, its rows
+    split over threads, or numpy's ``bincount`` and histogram selection)."""
+    if method == "count":
+        pytest.importorskip("numba")
     rng = np.random.default_rng(seed)
     pool = [np.sort(rng.choice(m, k, replace=False)) for _ in range(3)]  # few distinct rows: ties everywhere
     rows = [pool[i][: rng.integers(1, k + 1)] if varying else pool[i] for i in rng.integers(0, 3, n)]
     offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
     uo, post, lengths = build_postings(offsets, np.concatenate(rows), m)
     queries = [pool[0], np.sort(rng.choice(m, k, replace=False))]
-    pos, dist = sparse_topk(queries, uo, post, lengths, limit)
+    with kernel_settings(compiled=method != "count-numpy", COUNT_PARALLEL_ROWS=16):
+        pos, dist = sparse_topk(queries, uo, post, lengths, limit, method=method.removesuffix("-numpy"),
+                                threads=threads)
     bits = np.zeros((n, m), bool)
     for i, r in enumerate(rows):
         bits[i, r] = True

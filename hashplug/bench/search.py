@@ -17,11 +17,26 @@ batched throughput of
 
 Also memory per row, index build and catch-up time, and the bound this machine sets for an exact scan
 (bytes read at the measured memory bandwidth, popcounts at the measured ``np.bitwise_count`` rate).
+
+FAISS is measured at ``--threads`` (``faiss-flat``) and, when that is not 1, at one thread (``faiss-flat-1t``):
+on a loaded machine FAISS's OpenMP team can be much slower than one thread, so the summaries compare hashplug
+with the faster of the two. With ``--baseline DIR`` (a source tree of another hashplug, e.g. a ``git worktree``
+of an earlier commit) its :class:`HammingIndex` runs on the same codes in the same process (``baseline-index``;
+``ratio_to_baseline`` = latency / baseline latency). Two summaries beside ``rows``:
+
+* ``batched``: per dense code kind and N, queries/s of one batch of ``--queries`` queries (best of
+  ``--repeats``), hashplug and FAISS, and ``qps_ratio_to_faiss`` (>= 1: hashplug answers at least as many);
+* ``khot``: per k-hot code kind and N, its activity k / m, single-query ms of hashplug and FAISS on the packed
+  codes, ``speedup_vs_faiss`` (FAISS ms / hashplug ms), the method the index chose (``count`` or
+  ``postings``, :func:`hashplug.index.kernels.sparse_topk`) and the index build time.
 Codes are random (uniform bits; k distinct uniform units): exact methods' speed does not depend on the data,
 approximate recall does (random codes are their hardest case). JSON::
 
     {"rows": {"dense-256": {"1000000": {"hashplug-index": {"ms_per_query": ..., "qps_batched": ...,
-              "recall": ..., "ratio_to_faiss": ...}, ...}}}, "bound": {...}, ...}
+              "recall": ..., "ratio_to_faiss": ...}, ...}}}, "bound": {...},
+     "batched": {"dense-256": {"1000000": {"hashplug_qps": ..., "faiss_qps": ..., "qps_ratio_to_faiss": ...}}},
+     "khot": {"khot-320-16": {"1000000": {"activity": 0.05, "hashplug_ms": ..., "faiss_ms": ...,
+              "speedup_vs_faiss": ..., "method": "count", "build_s": ...}}}, ...}
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +64,17 @@ CODES: dict[str, tuple[str, int, int]] = {
     "khot-320-16": ("khot", 320, 16),
     "khot-2000-10": ("khot", 2000, 10),
     "khot-4096-16": ("khot", 4096, 16),
+    # the activity sweep (k / m): 0.25 %, 0.5 % (khot-2000-10) and 5 % at m = 2000; 0.31 %, 0.63 % and 5 %
+    # (khot-320-16) at m = 320
+    "khot-2000-5": ("khot", 2000, 5),
+    "khot-2000-100": ("khot", 2000, 100),
+    "khot-320-1": ("khot", 320, 1),
+    "khot-320-2": ("khot", 320, 2),
 }
+
+#: The peers a run can measure (``--peers``): FAISS's flat binary index, LanceDB (flat, IVF, HNSW, LABEL_LIST) and
+#: multi-index hashing (dense codes up to :data:`MIH_MAX_BITS`).
+PEERS = ("faiss", "lancedb", "mih")
 
 
 def _random_codes(kind: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
@@ -85,8 +111,14 @@ def machine_bound(seconds: float = 0.5) -> dict[str, float]:
     return {"memory_gb_per_s": round(bw, 2), "popcount_words_per_s": round(pc, 0)}
 
 
+#: Single queries timed per latency figure (None: every query of the run; ``--latency-queries``).
+_LATENCY_QUERIES: list[int | None] = [None]
+
+
 def _time_queries(fn: Any, queries: Sequence[Any]) -> float:
-    """Median ms per single query."""
+    """Median ms per single query (over the first ``--latency-queries`` of them)."""
+    cap = _LATENCY_QUERIES[0]
+    queries = queries[: max(1, cap)] if cap else queries
     fn(queries[0])  # warm-up
     times = []
     for q in queries:
@@ -117,13 +149,45 @@ def run_search_bench(
     seed: int = 0,
     out: str | None = None,
     progress: bool = True,
+    peers: Sequence[str] = PEERS,
+    baseline: str | None = None,
+    repeats: int = 3,
+    latency_queries: int | None = None,
 ) -> dict[str, Any]:
     """Run the suite (see the module docstring); returns the JSON document."""
+    from ..validation import HashplugError
+
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise HashplugError(f"unknown peers {unknown}; choose among {list(PEERS)}.")
+    faiss = None
+    if "faiss" in peers:
+        try:
+            import faiss  # type: ignore[import-not-found]
+        except ImportError:
+            faiss = None
+    base_cls = _baseline_index(baseline, str(Path(out).parent) if out else None) if baseline else None
+    _LATENCY_QUERIES[0] = latency_queries
     try:
-        import faiss  # type: ignore[import-not-found]
-    except ImportError:
-        faiss = None
-    names = list(codes or CODES)
+        res = _run_search_bench(rows, names_of(codes), n_queries, limit, threads, lancedb_queries, ann_max_rows, seed,
+                                out, progress, peers, baseline, repeats, faiss, base_cls)
+        res["latency_queries"] = latency_queries or n_queries
+        write_json(res, out)
+        return res
+    finally:
+        _drop_baseline()
+        _LATENCY_QUERIES[0] = None
+
+
+def names_of(codes: Sequence[str] | None) -> list[str]:
+    """The code kinds of a run (all of :data:`CODES` when None)."""
+    return list(codes or CODES)
+
+
+def _run_search_bench(rows: Sequence[int], names: list[str], n_queries: int, limit: int, threads: int,
+                      lancedb_queries: int, ann_max_rows: int, seed: int, out: str | None, progress: bool,
+                      peers: Sequence[str], baseline: str | None, repeats: int, faiss: Any, base_cls: Any
+                      ) -> dict[str, Any]:
     res: dict[str, Any] = {
         "suite": "search",
         "rows": {},
@@ -132,18 +196,23 @@ def run_search_bench(
         "threads": int(threads),
         "ann_max_rows": int(ann_max_rows),
         "faiss": None if faiss is None else getattr(faiss, "__version__", "?"),
+        "peers": list(peers),
+        "baseline": None if baseline is None else {"path": str(baseline), "commit": _git_commit(baseline)},
+        "repeats": int(repeats),
         "memory": {},
         "build": {},
+        "batched": {},
+        "khot": {},
         "bound": machine_bound(),
         "environment": environment(),
         "notes": "random codes; ms_per_query = median single-query latency; qps_batched = queries/s for one batch "
-                 "of n_queries; recall = tie-aware recall@limit against hashplug's exact result",
+                 "of n_queries (best of `repeats`); recall = tie-aware recall@limit against hashplug's exact result",
     }
     rng = np.random.default_rng(seed)
     try:
         import numba  # noqa: F401  (multi-index hashing needs it)
 
-        has_numba = True
+        has_numba = "mih" in peers
     except ImportError:
         has_numba = False
     for n in rows:  # every code kind at one size before the next size: a long run stopped early keeps whole sizes
@@ -154,19 +223,27 @@ def run_search_bench(
             qpacked, qcsr = _random_codes(kind, m, k, int(n_queries), rng)
             gen_s = time.perf_counter() - t_gen
             cell, exact_ids, exact_d = _index_cells(res, name, int(n), packed, csr, qpacked, qcsr, limit, threads,
-                                                    gen_s, rng)
+                                                    gen_s, rng, repeats)
+            if base_cls is not None:
+                cell.update(_baseline_cells(base_cls, res, name, int(n), packed, csr, qpacked, qcsr, limit, threads,
+                                            exact_ids, exact_d, repeats))
             if faiss is not None:
-                cell.update(_faiss_cells(faiss, kind, packed, qpacked, limit, threads, exact_ids, exact_d))
+                cell.update(_faiss_cells(faiss, kind, packed, qpacked, limit, threads, exact_ids, exact_d, repeats))
             if kind == "dense" and m <= MIH_MAX_BITS and has_numba:
                 cell.update(_mih_cells(packed, qpacked, limit, threads, exact_ids, exact_d, res, name, n, fx_top10=(
                     faiss if faiss is not None else None)))
             # ---- LanceDB (dense: flat and IVF_FLAT; sparse: hashplug.search's LABEL_LIST path)
-            cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
-                                       min(lancedb_queries, n_queries), ann=n <= ann_max_rows))
+            if "lancedb" in peers:
+                cell.update(_lancedb_cells(kind, m, packed, csr, qpacked, qcsr, k, limit, exact_ids, exact_d,
+                                           min(lancedb_queries, n_queries), ann=n <= ann_max_rows))
             for meth, c in cell.items():  # "...@10" rows against FAISS at the same limit
                 f = cell.get("faiss-flat@10" if meth.endswith("@10") else "faiss-flat")
                 c["ratio_to_faiss"] = rounded(c["ms_per_query"] / f["ms_per_query"], 3) if f and "ms_per_query" in c else None
+            if "baseline-index" in cell:
+                cell["hashplug-index"]["ratio_to_baseline"] = rounded(
+                    cell["hashplug-index"]["ms_per_query"] / cell["baseline-index"]["ms_per_query"], 3)
             res["rows"].setdefault(name, {})[str(n)] = cell
+            _summaries(res, name, int(n), cell, csr, qcsr, k, int(threads))
             write_json(res, out)
             if progress:
                 print(name, n, {mm: (c["ms_per_query"], c.get("recall")) for mm, c in cell.items()}, flush=True)
@@ -179,14 +256,18 @@ def run_search_bench(
 
 
 def _index_cells(res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr: Any, qpacked: np.ndarray,
-                 qcsr: Any, limit: int, threads: int, gen_s: float,
-                 rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+                 qcsr: Any, limit: int, threads: int, gen_s: float, rng: np.random.Generator,
+                 repeats: int = 1) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """hashplug's exact index on one code kind and size: latency, memory, build and catch-up (1 % new rows,
     1 % deleted; recorded in ``res``). Returns the cell and the exact result every other row is scored on."""
     from ..index import HammingIndex
 
     kind, m, k = CODES[name]
     n_queries = len(qpacked)
+    if kind != "dense":  # the compiled k-hot kernels loaded (or compiled) before the build is timed
+        warm = HammingIndex("indices", m)
+        warm.add((np.arange(0, 64 * k + 1, k), np.resize(np.arange(k), 64 * k)), np.arange(64))
+        warm.search([np.arange(k)], 1)
     t0 = time.perf_counter()
     idx = HammingIndex("packed" if kind == "dense" else "indices", m, threads=threads)
     idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
@@ -198,9 +279,8 @@ def _index_cells(res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr
     else:
         q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
     ms = _time_queries(lambda q, ix=idx: ix.search(q, limit), q_list)
-    t0 = time.perf_counter()
-    exact_ids, exact_d = idx.search(qpacked if kind == "dense" else [q[0] for q in q_list], limit)
-    batch_s = time.perf_counter() - t0
+    batch_q = qpacked if kind == "dense" else [q[0] for q in q_list]
+    batch_s, (exact_ids, exact_d) = _time_batch(lambda: idx.search(batch_q, limit), repeats)
     cell: dict[str, Any] = {"hashplug-index": {"ms_per_query": rounded(ms, 3),
                                                "qps_batched": rounded(n_queries / batch_s, 1), "recall": 1.0}}
     raw = packed.nbytes if kind == "dense" else csr[1].size * 4
@@ -220,19 +300,22 @@ def _index_cells(res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr
 
 
 def _faiss_cells(faiss: Any, kind: str, packed: np.ndarray, qpacked: np.ndarray, limit: int, threads: int,
-                 exact_ids: np.ndarray, exact_d: np.ndarray) -> dict[str, Any]:
-    """FAISS's flat binary index, and (dense codes) hashplug's kernel on the FAISS backend (ties repaired)."""
+                 exact_ids: np.ndarray, exact_d: np.ndarray, repeats: int = 1) -> dict[str, Any]:
+    """FAISS's flat binary index (at ``threads`` and at one thread), and (dense codes) hashplug's kernel on the
+    FAISS backend (ties repaired)."""
     n_queries = len(qpacked)
     cell: dict[str, Any] = {}
     fx = faiss.IndexBinaryFlat(8 * packed.shape[1])
     fx.add(packed)
+    for t, key in ((int(threads), "faiss-flat"), (1, "faiss-flat-1t")):
+        if key == "faiss-flat-1t" and int(threads) == 1:
+            break
+        faiss.omp_set_num_threads(t)
+        ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
+        bf, (fd, fi) = _time_batch(lambda f=fx: f.search(qpacked, limit), repeats)
+        cell[key] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
+                     "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4), "threads": t}
     faiss.omp_set_num_threads(int(threads))
-    ms_f = _time_queries(lambda q, f=fx: f.search(q, limit), [qpacked[i : i + 1] for i in range(len(qpacked))])
-    t0 = time.perf_counter()
-    fd, fi = fx.search(qpacked, limit)
-    bf = time.perf_counter() - t0
-    cell["faiss-flat"] = {"ms_per_query": rounded(ms_f, 3), "qps_batched": rounded(n_queries / bf, 1),
-                          "recall": rounded(_recall(fi, exact_ids, exact_d, fd), 4)}
     del fx
     if kind == "dense":  # hashplug's kernel with the FAISS backend: FAISS ranking, ties repaired
         from ..index.kernels import dense_topk, words_of
@@ -241,14 +324,146 @@ def _faiss_cells(faiss: Any, kind: str, packed: np.ndarray, qpacked: np.ndarray,
         dense_topk(qpacked[:1], wds, limit, threads=threads, backend="faiss")  # builds its FAISS copy
         ms_h = _time_queries(lambda q, w=wds: dense_topk(q, w, limit, threads=threads, backend="faiss"),
                              [qpacked[i : i + 1] for i in range(len(qpacked))])
-        t0 = time.perf_counter()
-        hp, hd = dense_topk(qpacked, wds, limit, threads=threads, backend="faiss")
-        bh = time.perf_counter() - t0
+        bh, (hp, hd) = _time_batch(lambda: dense_topk(qpacked, wds, limit, threads=threads, backend="faiss"), repeats)
         same = bool(np.array_equal(hp, exact_ids) and np.array_equal(hd, exact_d))
         cell["hashplug-faiss"] = {"ms_per_query": rounded(ms_h, 3), "qps_batched": rounded(n_queries / bh, 1),
                                   "recall": 1.0 if same else rounded(_recall(hp, exact_ids, exact_d, hd), 4),
                                   "identical_to_exact": same}
     return cell
+
+
+def _time_batch(fn: Any, repeats: int) -> tuple[float, Any]:
+    """(best seconds over ``repeats`` calls of ``fn``, its result): one batch, timed again to see past load."""
+    best, out = float("inf"), None
+    for _ in range(max(1, int(repeats))):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _git_commit(path: str) -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _baseline_index(path: str, work: str | None = None) -> Any:
+    """The ``HammingIndex`` class of the hashplug source tree at ``path`` (its ``hashplug/`` package copied into a
+    temporary folder under ``work`` and imported under the name ``hashplug_baseline``, beside this one): the code
+    before a change, timed in the same run."""
+    import importlib
+    import importlib.util
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..validation import HashplugError
+
+    pkg = Path(path) / "hashplug"
+    if not (pkg / "index" / "core.py").is_file():
+        raise HashplugError(f"--baseline {str(path)!r} holds no hashplug source tree (hashplug/index/core.py); give "
+                            "a checkout of another commit, e.g. `git worktree add /tmp/base <commit>`.")
+    name = "hashplug_baseline"
+    _drop_baseline()
+    # imported from a private copy (removed by _drop_baseline at the end of the run): numba caches compiled
+    # kernels beside their source under the importing module's name, and a cache written under another name
+    # would break the tree's own imports later
+    copy = Path(tempfile.mkdtemp(prefix="hashplug_baseline_", dir=work))
+    _BASELINE_COPY[:] = [copy]
+    pkg = Path(shutil.copytree(pkg, copy / name, ignore=shutil.ignore_patterns("__pycache__")))
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return importlib.import_module(f"{name}.index").HammingIndex
+
+
+#: The private copy of the baseline tree of the current run.
+_BASELINE_COPY: list[Any] = []
+
+
+def _drop_baseline() -> None:
+    """Forget the baseline package (its modules) and remove its private copy."""
+    import shutil
+    import sys
+
+    for mod in [m for m in sys.modules if m == "hashplug_baseline" or m.startswith("hashplug_baseline.")]:
+        del sys.modules[mod]
+    for copy in _BASELINE_COPY:
+        shutil.rmtree(copy, ignore_errors=True)
+    _BASELINE_COPY.clear()
+
+
+def _baseline_cells(base_cls: Any, res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr: Any,
+                    qpacked: np.ndarray, qcsr: Any, limit: int, threads: int, exact_ids: np.ndarray,
+                    exact_d: np.ndarray, repeats: int) -> dict[str, Any]:
+    """The baseline tree's index on the same codes: build time, single-query latency, batched q/s, and whether it
+    returns the same rows (``identical_to_exact``)."""
+    kind, m, k = CODES[name]
+    t0 = time.perf_counter()
+    idx = base_cls("packed" if kind == "dense" else "indices", m, threads=threads)
+    idx.add(packed if kind == "dense" else csr, np.arange(n, dtype=np.int64))
+    if kind != "dense":
+        idx._sparse_postings()
+    res["build"][name][str(n)]["baseline_build_s"] = rounded(time.perf_counter() - t0, 3)
+    if kind == "dense":
+        q_list: list[Any] = [qpacked[i : i + 1] for i in range(len(qpacked))]
+        batch_q: Any = qpacked
+    else:
+        q_list = [[qcsr[1][i * k : (i + 1) * k]] for i in range(len(qpacked))]
+        batch_q = [q[0] for q in q_list]
+    ms = _time_queries(lambda q: idx.search(q, limit), q_list)
+    bt, (ids, d) = _time_batch(lambda: idx.search(batch_q, limit), repeats)
+    same = bool(np.array_equal(ids, exact_ids) and np.array_equal(d, exact_d))
+    return {"baseline-index": {"ms_per_query": rounded(ms, 3), "qps_batched": rounded(len(qpacked) / bt, 1),
+                               "recall": 1.0 if same else rounded(_recall(ids, exact_ids, exact_d, d), 4),
+                               "identical_to_exact": same}}
+
+
+def _summaries(res: dict[str, Any], name: str, n: int, cell: dict[str, Any], csr: Any, qcsr: Any, k: int,
+               threads: int) -> None:
+    """The ``batched`` (dense) and ``khot`` summaries of one cell, against the faster FAISS thread setting."""
+    kind, m, _ = CODES[name]
+    hp = cell["hashplug-index"]
+    fx = [c for key, c in cell.items() if key in ("faiss-flat", "faiss-flat-1t") and "ms_per_query" in c]
+    base = cell.get("baseline-index")
+    if kind == "dense":
+        out: dict[str, Any] = {"hashplug_qps": hp["qps_batched"]}
+        if fx:
+            best = max(fx, key=lambda c: c["qps_batched"])
+            out.update(faiss_qps=best["qps_batched"], faiss_threads=best["threads"],
+                       qps_ratio_to_faiss=rounded(hp["qps_batched"] / best["qps_batched"], 3))
+        if base:
+            out.update(baseline_qps=base["qps_batched"], qps_ratio_to_baseline=rounded(
+                hp["qps_batched"] / base["qps_batched"], 3))
+        out.update(hashplug_ms=hp["ms_per_query"], baseline_ms=base["ms_per_query"] if base else None,
+                   ms_ratio_to_baseline=hp.get("ratio_to_baseline"))
+        res["batched"].setdefault(name, {})[str(n)] = out
+        return
+    from ..index.kernels import COUNT_FRACTION
+
+    counts = np.bincount(csr[1], minlength=m)  # posting lengths
+    touched = np.array([counts[qcsr[1][i * k : (i + 1) * k]].sum() for i in range(len(qcsr[0]) - 1)])
+    counted = touched >= COUNT_FRACTION * n  # the index's choice per query (kernels.sparse_topk, method="auto")
+    out = {"activity": rounded(k / m, 5), "hashplug_ms": hp["ms_per_query"],
+           "hashplug_qps": hp["qps_batched"], "touched_per_row": rounded(float(touched.mean()) / n, 4),
+           "method": "count" if counted.all() else "postings" if not counted.any() else "mixed",
+           "build_s": res["build"][name][str(n)]["build_s"]}
+    if fx:
+        best = min(fx, key=lambda c: c["ms_per_query"])
+        out.update(faiss_ms=best["ms_per_query"], faiss_threads=best["threads"],
+                   speedup_vs_faiss=rounded(best["ms_per_query"] / hp["ms_per_query"], 3),
+                   faiss_qps=max(c["qps_batched"] for c in fx))
+    if base:
+        out.update(baseline_ms=base["ms_per_query"], baseline_build_s=res["build"][name][str(n)].get("baseline_build_s"))
+    res["khot"].setdefault(name, {})[str(n)] = out
 
 
 #: Dense codes up to this many bits also get multi-index hashing rows (longer codes need more probes than rows).
@@ -399,6 +614,30 @@ def _hnsw_cells(t: Any, qs: list[np.ndarray], limit: int, exact_ids: np.ndarray,
     return out
 
 
+def print_summaries(res: dict[str, Any]) -> None:
+    """The ``batched`` and ``khot`` tables of a run."""
+    from .common import fmt
+
+    if res.get("batched"):
+        print(f"\nbatched: {res.get('n_queries')} queries, top-{res.get('limit')}, queries/s (FAISS: the faster of "
+              "its thread settings); single-query ms against the baseline")
+        print(f"{'code':>11} {'N':>9} {'hashplug':>9} {'FAISS':>9} {'ratio':>6} | {'ms':>8} {'base ms':>8} {'ratio':>6}")
+        for code, byn in res["batched"].items():
+            for n, c in byn.items():
+                print(f"{code:>11} {n:>9} {fmt(c.get('hashplug_qps'), 1):>9} {fmt(c.get('faiss_qps'), 1):>9} "
+                      f"{fmt(c.get('qps_ratio_to_faiss'), 2):>6} | {fmt(c.get('hashplug_ms')):>8} "
+                      f"{fmt(c.get('baseline_ms')):>8} {fmt(c.get('ms_ratio_to_baseline'), 2):>6}")
+    if res.get("khot"):
+        print("\nk-hot: single-query ms, FAISS on the packed codes (the faster of its thread settings)")
+        print(f"{'code':>14} {'N':>9} {'activity':>8} {'method':>8} {'hashplug':>9} {'FAISS':>9} {'speedup':>7} "
+              f"{'base ms':>8} {'build s':>8} {'base build s':>12}")
+        for code, byn in res["khot"].items():
+            for n, c in byn.items():
+                print(f"{code:>14} {n:>9} {100 * c['activity']:>7.2f}% {c['method']:>8} {fmt(c.get('hashplug_ms')):>9} "
+                      f"{fmt(c.get('faiss_ms')):>9} {fmt(c.get('speedup_vs_faiss'), 2):>7} "
+                      f"{fmt(c.get('baseline_ms')):>8} {fmt(c.get('build_s')):>8} {fmt(c.get('baseline_build_s')):>12}")
+
+
 def merge_search(paths: Sequence[str]) -> dict[str, Any]:
     """Combine ``hashplug bench search`` JSONs: each (code kind, N) cell, with its memory and build figures, comes
     from the first file that has it (a later run fills what an earlier one lacks, e.g. sizes it could not
@@ -416,14 +655,14 @@ def merge_search(paths: Sequence[str]) -> dict[str, Any]:
         if doc.get("suite") != "search":
             raise HashplugError(f"{str(p)!r} is not a `hashplug bench search` result (suite={doc.get('suite')!r}).")
         if res is None:
-            res = {**doc, "rows": {}, "memory": {}, "build": {}, "sources": {}}
+            res = {**doc, "rows": {}, "memory": {}, "build": {}, "batched": {}, "khot": {}, "sources": {}}
         taken = []
         for code, byn in doc["rows"].items():
             for n, cell in byn.items():
                 if n in res["rows"].get(code, {}):
                     continue
                 res["rows"].setdefault(code, {})[n] = cell
-                for key in ("memory", "build"):
+                for key in ("memory", "build", "batched", "khot"):
                     if n in doc.get(key, {}).get(code, {}):
                         res[key].setdefault(code, {})[n] = doc[key][code][n]
                 taken.append(f"{code}@{n}")
@@ -450,6 +689,14 @@ class SearchSuite(Suite):
         parser.add_argument("--threads", type=int, default=2, help="threads of hashplug's kernel and FAISS")
         parser.add_argument("--ann-max-rows", type=int, default=2_000_000,
                             help="build LanceDB's IVF / HNSW indexes only up to this many rows (k-means over all rows)")
+        parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS,
+                            help="peers to measure beside hashplug's index (default: all)")
+        parser.add_argument("--baseline", default=None, metavar="DIR",
+                            help="a hashplug source tree (e.g. `git worktree add /tmp/base <commit>`) whose index "
+                                 "is timed on the same codes (rows baseline-index, ratio_to_baseline)")
+        parser.add_argument("--repeats", type=int, default=3, help="batched timings: best of this many batches")
+        parser.add_argument("--latency-queries", type=int, default=None,
+                            help="single-query latencies: the median over this many queries (default: all)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                             help="combine the cells (code kind x N) of these runs' JSONs into --out / --png "
                                  "(no measuring)")
@@ -471,7 +718,9 @@ class SearchSuite(Suite):
 
             raise HashplugError(f"unknown code kinds {unknown}; available: {list(CODES)}.")
         res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
-                               out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows)
+                               out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows,
+                               peers=args.peers, baseline=args.baseline, repeats=args.repeats,
+                               latency_queries=args.latency_queries)
         if args.png:
             plot_latency(res, args.png)
         return res
@@ -486,6 +735,7 @@ class SearchSuite(Suite):
             for n_, cell in byn.items():
                 print(f"{name_:>14} N={n_:>9}: " + ", ".join(
                     f"{m} {c.get('ms_per_query')} ms (r={c.get('recall')})" for m, c in cell.items()))
+        print_summaries(result)
 
 
 SEARCH = register_suite(SearchSuite())

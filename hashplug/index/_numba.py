@@ -1,19 +1,27 @@
-"""Compiled dense kernel for :func:`hashplug.index.kernels.dense_topk` (optional: ``hashplug[fast]`` = numba).
+"""Compiled kernels of :mod:`hashplug.index.kernels` (optional: ``hashplug[fast]`` = numba).
 
-One pass over the database per query chunk, split into contiguous ranges, one per Python thread (the kernels
-are ``nogil``; no OpenMP pool, so nothing spins between calls to slow FAISS's or torch's OpenMP threads in the
-same process, and concurrent callers are safe), so a single query uses every thread. Each range keeps, per query, its exact top-``limit`` by (distance,
-position) behind a bound that only comes down (a row is taken iff its distance is below the smallest value
-with ``limit`` taken rows at or below it), in a small buffer compacted when full: once the bound has settled,
-almost every row costs one popcount and one comparison, with no distance matrix written. The ranges' lists
-(at most ``limit`` each) are merged by one key ``distance * n + position``. The same results as the numpy
-kernel (ascending distance, ties to the lower position).
-Imported lazily; without numba the numpy kernel runs.
+Dense (``scan``): one pass over the database per query chunk, split into contiguous ranges, one per Python
+thread (the kernels are ``nogil``; no OpenMP pool, so nothing spins between calls to slow FAISS's or torch's
+OpenMP threads in the same process, and concurrent callers are safe), so a single query uses every thread.
+Each range keeps, per query, its exact top-``limit`` by (distance, position) behind a bound that only comes
+down (a row is taken iff its distance is below the smallest value with ``limit`` taken rows at or below it),
+in a small buffer compacted when full: once the bound has settled, almost every row costs its popcounts and
+one comparison, with no distance matrix written. A few queries scan the rows once each (``scan_rows``); a
+batch is query-tiled (``scan_tiled``): each row is read once, its words held in registers, and its distances to
+every query of the chunk computed in one branch-free loop over the transposed query words, which the compiler
+vectorises (AVX-512 ``vpopcntq`` where the CPU has it) -- the database is read from memory once per chunk,
+not once per query. The ranges' lists (at most ``limit`` each) are merged by one key
+``distance * n + position``.
+
+k-hot (``count_scan``): overlaps counted from a query's postings into one counter per row of the range, then
+the range scanned in position order behind the same falling bound; ``fill_postings`` builds CSC postings by a
+counting sort. The same results as the numpy kernels (ascending distance, ties to the lower position).
+Imported lazily; without numba the numpy kernels run.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,8 +53,17 @@ def compiled_popcount64() -> Any:
     return popcount64
 
 
-def kernels() -> Any:
-    """``(scan, merge)`` compiled functions, or None when numba is not installed."""
+class Kernels(NamedTuple):
+    """The compiled kernels (built together, once)."""
+
+    scan: Any  # dense top-k of a range of rows (row by row, or query-tiled)
+    merge: Any  # the ranges' lists merged by distance * n + position
+    count_scan: Any  # k-hot top-k of a range of rows: overlaps counted from the postings, then one scan
+    fill_postings: Any  # CSC postings of CSR k-hot rows (a counting sort by unit)
+
+
+def kernels() -> Kernels | None:
+    """The compiled kernels (:class:`Kernels`), or None when numba is not installed."""
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS or None
@@ -88,21 +105,15 @@ def kernels() -> Any:
         return b[q]
 
     @njit(cache=True, nogil=True)
-    def scan(qw, dbw, s, e, limit, buf_pos, buf_d, out_pos, out_d, out_cnt):
-        # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
-        # top-`limit` by (distance, position) behind a bound b that only comes down: a row is taken iff its
-        # distance is below b, the smallest value with `limit` taken rows at or below it
+    def scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
+        # [s, e) row by row, a block of 2048 rows per query in turn (the few-query path; the bound in a
+        # register: the common path is one popcount and one compare)
         nq, w = qw.shape
         cap = buf_pos.shape[1]
-        V = 64 * w + 1
-        hist = np.zeros((nq, V), np.int64)
-        b = np.full(nq, V, np.int64)
-        below = np.zeros(nq, np.int64)
-        fill = np.zeros(nq, np.int64)
-        for bs in range(s, e, 2048):  # a block of rows stays in cache while every query scans it
+        for bs in range(s, e, 2048):
             be = min(e, bs + 2048)
             for q in range(nq):
-                bq = b[q]  # the bound in a register: the common path is one popcount and one compare
+                bq = b[q]
                 if w == 1:  # 64-bit codes: one word, no inner loop (3x faster than the general loop)
                     q0 = qw[q, 0]
                     for i in range(bs, be):
@@ -130,6 +141,85 @@ def kernels() -> Any:
                         d = np.int64(acc)
                         if d < bq:
                             bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+
+    @njit(cache=True, nogil=True)
+    def scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
+        # [s, e) tiled over queries: each row is read once (its words in registers) and its distances to every
+        # query of the chunk computed in one branch-free loop over the queries, whose words are held transposed
+        # (Qt[j] = word j of every query, contiguous: the compiler vectorises the popcounts over queries), with
+        # the smallest distance minus bound; only when some query's distance is below its bound are the
+        # queries walked, so each query still sees the rows in position order.
+        nq, w = qw.shape
+        cap = buf_pos.shape[1]
+        Qt = np.empty((w, nq), np.uint64)
+        for q in range(nq):
+            for j in range(w):
+                Qt[j, q] = qw[q, j]
+        acc = np.empty(nq, np.int64)
+        for i in range(s, e):
+            gap = np.int64(1)
+            if w == 1:  # 64-bit codes
+                x0 = dbw[i, 0]
+                Q0 = Qt[0]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            elif w == 2:  # 128-bit codes
+                x0, x1 = dbw[i, 0], dbw[i, 1]
+                Q0, Q1 = Qt[0], Qt[1]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            elif w == 4:  # 256-bit codes
+                x0, x1, x2, x3 = dbw[i, 0], dbw[i, 1], dbw[i, 2], dbw[i, 3]
+                Q0, Q1, Q2, Q3 = Qt[0], Qt[1], Qt[2], Qt[3]
+                for q in range(nq):
+                    d = np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q])
+                                 + popcount64(x2 ^ Q2[q]) + popcount64(x3 ^ Q3[q]))
+                    acc[q] = d
+                    gap = min(gap, d - b[q])
+            else:  # any width: four words per pass over the queries, then the rest one by one
+                for q in range(nq):
+                    acc[q] = 0
+                j = 0
+                while j + 4 <= w:
+                    x0, x1, x2, x3 = dbw[i, j], dbw[i, j + 1], dbw[i, j + 2], dbw[i, j + 3]
+                    Q0, Q1, Q2, Q3 = Qt[j], Qt[j + 1], Qt[j + 2], Qt[j + 3]
+                    for q in range(nq):
+                        acc[q] += np.int64(popcount64(x0 ^ Q0[q]) + popcount64(x1 ^ Q1[q])
+                                           + popcount64(x2 ^ Q2[q]) + popcount64(x3 ^ Q3[q]))
+                    j += 4
+                while j < w:
+                    x0 = dbw[i, j]
+                    Q0 = Qt[j]
+                    for q in range(nq):
+                        acc[q] += np.int64(popcount64(x0 ^ Q0[q]))
+                    j += 1
+                for q in range(nq):
+                    gap = min(gap, acc[q] - b[q])
+            if gap < 0:  # the row joins some query's list
+                for q in range(nq):
+                    if acc[q] < b[q]:
+                        take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, acc[q], cap, limit)
+
+    @njit(cache=True, nogil=True)
+    def scan(qw, dbw, s, e, limit, tiled, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
+        # top-`limit` by (distance, position) behind a bound b that only comes down: a row is taken iff its
+        # distance is below b, the smallest value with `limit` taken rows at or below it. `tiled`: the
+        # many-query path (scan_tiled), else row by row (scan_rows); both take the same rows.
+        nq, w = qw.shape
+        V = 64 * w + 1
+        hist = np.zeros((nq, V), np.int64)
+        b = np.full(nq, V, np.int64)
+        below = np.zeros(nq, np.int64)
+        fill = np.zeros(nq, np.int64)
+        if tiled:
+            scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
+        else:
+            scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
         for q in range(nq):
             k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
             out_cnt[q] = k
@@ -156,5 +246,77 @@ def kernels() -> Any:
                 pos_res[q, r] = keys[r] % n
                 dist_res[q, r] = keys[r] // n
 
-    _KERNELS = (scan, merge)
+    #: rows per sub-block of the counting scan: distances computed branch-free with their minimum; a sub-block is
+    #: walked row by row only when that minimum is below the bound
+    SUB = 64
+
+    @njit(cache=True, nogil=True)
+    def count_scan(qoff, qunits, uo, rows, lengths, cnt, s, e, limit, V, buf_pos, buf_d, out_pos, out_d, out_cnt):
+        # k-hot rows [s, e) (one Python thread each; nogil) against each query's active units
+        # qunits[qoff[q]:qoff[q + 1]]: the overlaps |a & b| are counted into cnt[s:e] from the units' postings
+        # (their rows within [s, e) found by binary search: postings are ascending), then every row of the range
+        # is scanned in position order, d = |b| + |a| - 2 |a & b| (SUB rows at a time, branch-free, cnt reset on
+        # the way), behind the falling bound of the dense scan: the same rows as a full scan, ties to the lower
+        # position. Costs the query's summed posting lengths plus one pass over the range.
+        nq = qoff.shape[0] - 1
+        cap = buf_pos.shape[1]
+        hist = np.zeros((nq, V), np.int64)
+        b = np.full(nq, V, np.int64)
+        below = np.zeros(nq, np.int64)
+        fill = np.zeros(nq, np.int64)
+        acc = np.empty(SUB, np.int32)
+        n = lengths.shape[0]
+        for q in range(nq):
+            a_len = np.int64(qoff[q + 1] - qoff[q])
+            for t in range(qoff[q], qoff[q + 1]):
+                u = qunits[t]
+                lo, hi = uo[u], uo[u + 1]
+                if s > 0:
+                    lo += np.searchsorted(rows[lo:hi], s)
+                if e < n:
+                    hi = uo[u] + np.searchsorted(rows[uo[u] : hi], e)
+                for p in range(lo, hi):
+                    cnt[rows[p]] += 1
+            a32 = np.int32(a_len)
+            for sb in range(s, e, SUB):
+                L = min(e, sb + SUB) - sb
+                mn = np.int32(V)
+                lb, cb = lengths[sb : sb + L], cnt[sb : sb + L]  # slices and int32: the loops vectorise (5x)
+                for i in range(L):
+                    d = np.int32(lb[i]) + a32 - 2 * np.int32(cb[i])
+                    acc[i] = d
+                    mn = min(mn, d)
+                for i in range(L):
+                    cb[i] = 0
+                if mn < b[q]:
+                    for i in range(L):
+                        if acc[i] < b[q]:
+                            take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, sb + i, np.int64(acc[i]), cap,
+                                 limit)
+        for q in range(nq):
+            k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
+            out_cnt[q] = k
+            for r in range(k):
+                out_pos[q, r] = buf_pos[q, r]
+                out_d[q, r] = buf_d[q, r]
+
+    @njit(cache=True, nogil=True)
+    def fill_postings(offsets, values, m):
+        # CSC postings of CSR rows by a counting sort: (unit_offsets (m + 1,), rows (nnz,) int32), the rows
+        # listing unit u at rows[unit_offsets[u]:unit_offsets[u + 1]], ascending; values already checked in [0, m)
+        unit_offsets = np.zeros(m + 1, np.int64)
+        for t in range(values.shape[0]):
+            unit_offsets[values[t] + 1] += 1
+        for u in range(m):
+            unit_offsets[u + 1] += unit_offsets[u]
+        fill = unit_offsets[:-1].copy()
+        rows = np.empty(values.shape[0], np.int32)
+        for i in range(offsets.shape[0] - 1):
+            for t in range(offsets[i], offsets[i + 1]):
+                u = values[t]
+                rows[fill[u]] = i
+                fill[u] += 1
+        return unit_offsets, rows
+
+    _KERNELS = Kernels(scan, merge, count_scan, fill_postings)
     return _KERNELS

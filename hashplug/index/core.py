@@ -41,7 +41,15 @@ from .._files import fsync_dir, sha256_arrays
 from ..codes import unpack_bits
 from ..ranking import order_rows
 from ..validation import HashplugError, ModelFileError
-from .kernels import BACKENDS, build_postings, dense_topk, sparse_topk, words_of
+from .kernels import (
+    BACKENDS,
+    build_postings,
+    dense_topk,
+    merge_postings,
+    repeated_unit,
+    sparse_topk,
+    words_of,
+)
 
 __all__ = ["HammingIndex", "RowIdRuns", "INDEX_FORMAT", "folder_lock", "prepare_folder"]
 
@@ -160,6 +168,14 @@ class RowIdRuns:
         r = np.searchsorted(self.run_pos, p, side="right") - 1
         return self.starts[r] + (p - self.run_pos[r])
 
+    @property
+    def max_id(self) -> int:
+        """The largest id held (-1 when empty)."""
+        if not self.n:
+            return -1
+        ends = np.append(self.run_pos[1:], self.n) - self.run_pos  # run lengths
+        return int(np.max(self.starts + ends - 1))
+
     def to_array(self) -> np.ndarray:
         """Every id in position order: ndarray of shape (n,), int64 (materialised)."""
         return self.take(np.arange(self.n))
@@ -225,11 +241,12 @@ class HammingIndex:
         self._lock = threading.RLock()  # guards the swap of arrays (add / delete / merge), not the kernels
         self._words = np.zeros((0, -(-self.m // 64)), dtype=np.uint64)
         # indices layout: CSC postings only (the rows of each unit, ascending positions) and each row's length;
-        # rows added since the last search wait as CSR chunks and are merged in by the next one
+        # rows added since the last search wait as postings of their own (unit offsets, rows from 0, row count)
+        # and are merged in by the next one
         self._uo = np.zeros(self.m + 1, dtype=np.int64)
         self._rows = np.zeros(0, dtype=np.int32)
         self._lengths = np.zeros(0, dtype=_length_dtype(self.m))
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, int]] = []
         self._zero: Any = None  # rows sharing no unit, in order: a range (uniform lengths) or an array
         self._change = 0  # bumped by add / delete: invalidates cached subsets
 
@@ -271,7 +288,7 @@ class HammingIndex:
         """Bytes held (codes, postings, row-id runs)."""
         if self.layout == "packed":
             return int(self._words.nbytes + self._ids.nbytes)
-        pending = sum(int(o.nbytes + v.nbytes) for o, v in self._pending)
+        pending = sum(int(o.nbytes + v.nbytes) for o, v, _ in self._pending)
         zero = int(self._zero.nbytes) if isinstance(self._zero, np.ndarray) else 0
         return int(self._uo.nbytes + self._rows.nbytes + self._lengths.nbytes + self._ids.nbytes + pending + zero)
 
@@ -280,7 +297,10 @@ class HammingIndex:
         ids = _check_int_ids(row_ids, "row ids")
         if ids.shape[0] != n:
             raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
-        if np.unique(ids).size != ids.size or (len(self) and np.isin(ids, self.row_ids).any()):
+        # ascending ids (a table's row ids) are unique without a sort; new ids above every held one are new
+        unique = ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])) or bool(np.all(np.diff(np.sort(ids)) != 0))
+        if not unique or (len(self) and ids.size and not ids.min() > self._ids.max_id
+                          and np.isin(ids, self.row_ids).any()):
             raise HashplugError("row ids must be unique and not already in the index.")
         return ids
 
@@ -315,13 +335,14 @@ class HammingIndex:
             ids = self._check_ids(row_ids, n)
             lens = np.diff(offsets)
             vals = values[offsets[0] : offsets[-1]]
-            if vals.size and lens.min() == lens.max():  # k-hot rows: sort each row, look for a repeat
-                dup = bool(np.any(np.diff(np.sort(vals.reshape(n, -1), axis=1), axis=1) == 0))
-            else:
-                dup = vals.size > 0 and np.unique(np.repeat(np.arange(n), lens) * self.m + vals).size != vals.size
-            if dup:
-                raise HashplugError("a row lists an active unit twice; give each row's units once.")
-            self._pending = [*self._pending, (offsets - offsets[0], vals.astype(np.int32))]
+            # the chunk's own postings (a radix sort by unit): a row listing a unit twice shows up as the same
+            # row twice in a row in that unit's postings, one vectorised comparison; merged at the next search
+            uo, rows, _ = build_postings(offsets - offsets[0], vals, self.m)
+            dup = repeated_unit(uo, rows)
+            if dup is not None:
+                raise HashplugError(f"row {dup[0]} of this add (row id {ids[dup[0]]}) lists active unit {dup[1]} "
+                                    "twice; give each row's units once.")
+            self._pending = [*self._pending, (uo, rows, n)]
             self._lengths = np.concatenate([self._lengths, lens.astype(self._lengths.dtype)])
             self._zero = None
         self._change += 1
@@ -362,24 +383,15 @@ class HammingIndex:
                 self._merge_pending_locked()
 
     def _merge_pending_locked(self) -> None:
-        n_new = sum(o.shape[0] - 1 for o, _ in self._pending)
-        base = self._lengths.shape[0] - n_new
-        offs = [self._pending[0][0]]
-        for o, _ in self._pending[1:]:
-            offs.append(offs[-1][-1] + o[1:])
-        offsets = np.concatenate(offs)
-        values = np.concatenate([v for _, v in self._pending])
-        uo2, rows2, _ = build_postings(offsets, values, self.m)
-        c1, c2 = np.diff(self._uo), np.diff(uo2)
-        uo = np.zeros(self.m + 1, dtype=np.int64)
-        np.cumsum(c1 + c2, out=uo[1:])
-        rows = np.empty(uo[-1], dtype=np.int32)
-        units = np.arange(self.m)
-        u1 = np.repeat(units, c1)
-        rows[uo[u1] + (np.arange(self._rows.size) - self._uo[u1])] = self._rows
-        u2 = np.repeat(units, c2)
-        rows[uo[u2] + c1[u2] + (np.arange(rows2.size) - uo2[u2])] = rows2 + base
-        self._uo, self._rows = uo, rows
+        base = self._lengths.shape[0] - sum(n for _, _, n in self._pending)
+        parts = [(self._uo, self._rows, 0)]
+        for uo, rows, n in self._pending:
+            parts.append((uo, rows, base))
+            base += n
+        if not self._rows.size and len(parts) == 2 and parts[1][2] == 0:  # a first add: its postings as they are
+            self._uo, self._rows = parts[1][0], parts[1][1]
+        else:
+            self._uo, self._rows = merge_postings(parts, self.m)
         self._pending = []
 
     def _postings_of(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -475,7 +487,7 @@ class HammingIndex:
             pos, dist = dense_topk(q, words, limit, threads=self.threads, backend=backend)
         else:
             uo, rows, lengths, zero = postings
-            pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero)
+            pos, dist = sparse_topk(qs, uo, rows, lengths, limit, zero_order=zero, threads=self.threads)
         return runs.take(pos if sub is None else sub[pos]), dist
 
     def _check_queries(self, queries: Any) -> tuple[Any, Any]:
@@ -659,8 +671,10 @@ class HammingIndex:
                                      "of another length; rebuild the index.")
         elif "offsets" in arrays:  # indexes saved before the postings-only layout: CSR codes
             try:
-                idx._pending = [(arrays["offsets"].astype(np.int64), arrays["values"].astype(np.int32))]
-                idx._lengths = np.diff(arrays["offsets"]).astype(idx._lengths.dtype)
+                offsets = arrays["offsets"].astype(np.int64)
+                uo, rows, _ = build_postings(offsets - offsets[0], arrays["values"][offsets[0] : offsets[-1]], idx.m)
+                idx._pending = [(uo, rows, offsets.shape[0] - 1)]
+                idx._lengths = np.diff(offsets).astype(idx._lengths.dtype)
                 if idx._lengths.shape[0] != len(idx):
                     raise ValueError(f"{idx._lengths.shape[0]} coded rows for {len(idx)} row ids")
                 idx._merge_pending()
