@@ -489,12 +489,26 @@ def _match_unit_conv_bank(graph: Any, i: int, readers: dict[str, list[int]]) -> 
     return (*group, *tail)
 
 
-def _pool_targets(H: int, W: int, pool: MaxPool2d) -> tuple[np.ndarray, np.ndarray, int, int, int]:
-    """Where each location of an (H, W) map goes in a max-pool: windows table, covered mask, H', W', R.
+@dataclass(frozen=True)
+class _PoolPlan:
+    """Where each location of an (H, W) map goes in a max-pool (see :func:`_pool_plan`)."""
 
-    ``table[i * W + j]`` lists the flat windows ``r * W' + c`` holding location (i, j), repeating its first
-    one up to R entries (a repeat changes no maximum); ``covered`` is 0.0 for a location no window holds
-    (possible when the stride exceeds the window), whose table row then points at window 0.
+    table: np.ndarray  # (H W, R) int64: the slots of every location
+    covered: np.ndarray  # (H W,) float32: 0.0 for a location no window holds
+    slots: tuple[int, int]  # the slot grid (rows, columns)
+    cells: int  # > 1: slots are cells, pooled after the scatter by a MaxPool of cells x cells, stride 1
+    out: tuple[int, int]  # (H', W')
+
+
+def _pool_plan(H: int, W: int, pool: MaxPool2d) -> _PoolPlan:
+    """How a max-scatter reproduces ``pool`` on an (H, W) map.
+
+    Windows that tile the map (stride >= window) take each location once: its slot is its window. Overlapping
+    windows whose size is a multiple of the stride split the map into stride x stride cells, every window
+    being a square of whole cells: each location is scattered once into its cell and a ``MaxPool`` over the
+    (small) cell grid finishes the pool. Otherwise a location goes to every window that holds it (R slots,
+    the first repeated up to R: a repeat changes no maximum). A location no window holds (stride larger
+    than the window) points at slot 0 with ``covered`` 0.0 (its values become +0.0).
     """
     K, S, P = int(pool.kernel), int(pool.stride), int(pool.padding)
     Ho, Wo = (H + 2 * P - K) // S + 1, (W + 2 * P - K) // S + 1
@@ -503,11 +517,24 @@ def _pool_targets(H: int, W: int, pool: MaxPool2d) -> tuple[np.ndarray, np.ndarr
         return [[o for o in range(out) if o * S - P <= r < o * S - P + K] for r in range(size)]
 
     rows, cols = holders(H, Ho), holders(W, Wo)
-    held = [[r * Wo + c for r in rows[i] for c in cols[j]] for i in range(H) for j in range(W)]
+    covered = np.array([1.0 if rows[i] and cols[j] else 0.0 for i in range(H) for j in range(W)], np.float32)
+    if K > S and K % S == 0:
+        c = K // S
+        Hc, Wc = Ho + c - 1, Wo + c - 1
+
+        def cell_ok(size: int, out: int, held: list[list[int]]) -> bool:
+            # the rows of cell q are those with (r + P) // S == q; window o must hold exactly cells o..o+c-1
+            return all(not held[r] or held[r] == [o for o in range((r + P) // S - c + 1, (r + P) // S + 1)
+                                                  if 0 <= o < out] for r in range(size))
+
+        if cell_ok(H, Ho, rows) and cell_ok(W, Wo, cols):
+            table = np.array([[((i + P) // S) * Wc + (j + P) // S if rows[i] and cols[j] else 0]
+                              for i in range(H) for j in range(W)], dtype=np.int64)
+            return _PoolPlan(table, covered, (Hc, Wc), c, (Ho, Wo))
+    held = [[r * Wo + q for r in rows[i] for q in cols[j]] for i in range(H) for j in range(W)]
     R = max(1, max(len(h) for h in held))
     table = np.array([(h + [h[0]] * (R - len(h))) if h else [0] * R for h in held], dtype=np.int64)
-    covered = np.array([1.0 if h else 0.0 for h in held], dtype=np.float32)
-    return table, covered, Ho, Wo, R
+    return _PoolPlan(table, covered, (Ho, Wo), 1, (Ho, Wo))
 
 
 def _scatter_pool(
@@ -518,49 +545,54 @@ def _scatter_pool(
 
     ``vals`` (>= +0.0) and ``idx`` are (n, H, W, k), or (M, k) for the locations ``rows`` (flat
     ``image * H W + location``, int64 (M,)) of a compacted batch. Opset 18's ``ScatterElements`` with
-    ``reduction="max"`` writes every value into each window that holds its location, over a +0.0 map of the
-    pooled size: the same maximum as pooling the dense map (all its other entries are +0.0).
+    ``reduction="max"`` writes every value into its slots (:func:`_pool_plan`: its windows, or its cell)
+    over a +0.0 map: the same maximum as pooling the dense map, all of whose other entries are +0.0.
     """
     from onnx import TensorProto, helper
 
     H, W = loc_shape
-    table, covered, Ho, Wo, R = _pool_targets(H, W, pool)
-    n_win = Ho * Wo
+    plan = _pool_plan(H, W, pool)
+    R = plan.table.shape[1]
+    n_slots = plan.slots[0] * plan.slots[1]
     i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
     batch = b.one("Shape", [x], start=0, end=1)  # (1,) int64: n
     if rows is None:  # every location of every image: (n, H W, k, R), scattered along each image's row
         shaped, axis = [0, H * W, k, 1], 1
-        win = b.const("pool_windows", table.reshape(1, H * W, 1, R))
-        cover = b.const("pool_covered", covered.reshape(1, H * W, 1, 1)) if not covered.all() else None
-        size = b.one("Concat", [batch, b.const("pooled_size", i64([F * n_win]))], axis=0)
-        out_flat = i64([0, -1])
+        slot = b.const("pool_slots", plan.table.reshape(1, H * W, 1, R))
+        cover = b.const("pool_covered", plan.covered.reshape(1, H * W, 1, 1)) if not plan.covered.all() else None
+        size = b.one("Concat", [batch, b.const("pooled_size", i64([F * n_slots]))], axis=0)
+        out_flat = i64([0, H * W * k * R])  # explicit: a -1 beside a 0 is ambiguous for an empty batch
     else:  # the locations ``rows``: (M, k, R), scattered into the flat batch
         shaped, axis = [-1, k, 1], 0
         image = b.one("Div", [rows, b.const("locations", i64(H * W))])
         loc = b.one("Add", [rows, b.one("Mul", [image, b.const("minus_locations", i64(-H * W))])])
-        win = b.one("Reshape", [b.one("Gather", [b.const("pool_windows", table), loc], axis=0),
-                                b.const("shape", i64([-1, 1, R]))])
-        # the image's offset in the flat (n, F, H', W') map
-        win = b.one("Add", [win, b.one("Reshape", [b.one("Mul", [image, b.const("image_stride", i64(F * n_win))]),
-                                                   b.const("shape", i64([-1, 1, 1]))])])
+        slot = b.one("Reshape", [b.one("Gather", [b.const("pool_slots", plan.table), loc], axis=0),
+                                 b.const("shape", i64([-1, 1, R]))])
+        # the image's offset in the flat (n, F, slots) map
+        slot = b.one("Add", [slot, b.one("Reshape", [b.one("Mul", [image, b.const("image_stride", i64(F * n_slots))]),
+                                                     b.const("shape", i64([-1, 1, 1]))])])
         cover = None
-        if not covered.all():
-            cover = b.one("Reshape", [b.one("Gather", [b.const("pool_covered", covered), loc], axis=0),
+        if not plan.covered.all():
+            cover = b.one("Reshape", [b.one("Gather", [b.const("pool_covered", plan.covered), loc], axis=0),
                                       b.const("shape", i64([-1, 1, 1]))])
-        size = b.one("Mul", [batch, b.const("pooled_size", i64([F * n_win]))])
+        size = b.one("Mul", [batch, b.const("pooled_size", i64([F * n_slots]))])
         out_flat = i64([-1])
     upd = b.one("Reshape", [vals, b.const("shape", i64(shaped))])
     if cover is not None:  # a location no window holds adds +0.0, which changes no maximum
         upd = b.one("Mul", [upd, cover])
-    upd = b.one("Add", [upd, b.const("pool_repeat", np.zeros(R, dtype=np.float32))])  # v + 0.0 == v, R copies
-    # target: channel * H' W' + window (+ the image's offset), the (n, F, H', W') order
-    chan = b.one("Mul", [b.one("Reshape", [idx, b.const("shape", i64(shaped))]), b.const("n_windows", i64(n_win))])
-    target = b.one("Add", [chan, win])
+    if R > 1:
+        upd = b.one("Add", [upd, b.const("pool_repeat", np.zeros(R, dtype=np.float32))])  # v + 0.0 == v, R copies
+    # target: channel * slots + slot (+ the image's offset), the (n, F, slot rows, slot columns) order
+    chan = b.one("Mul", [b.one("Reshape", [idx, b.const("shape", i64(shaped))]), b.const("n_slots", i64(n_slots))])
+    target = b.one("Add", [chan, slot])
     base = b.one("ConstantOfShape", [size], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
     flat = b.const("shape", out_flat)
     pooled = b.one("ScatterElements", [base, b.one("Reshape", [target, flat]), b.one("Reshape", [upd, flat])],
                    axis=axis, reduction="max")
-    return b.one("Reshape", [pooled, b.const("shape", i64([-1, F, Ho, Wo]))])
+    pooled = b.one("Reshape", [pooled, b.const("shape", i64([-1, F, *plan.slots]))])
+    if plan.cells > 1:  # every window is a square of whole cells
+        pooled = b.one("MaxPool", [pooled], kernel_shape=[plan.cells] * 2, strides=[1, 1])
+    return pooled
 
 
 def _positive(b: Builder, vals: str) -> str:
