@@ -78,11 +78,14 @@ def _bound_fields(macs: int, wall_ms: float, cpu_ms: float, peak: float) -> dict
     """The FLOP-bound columns of a row: flops per image, the one-core bound in ms, measured / bound."""
     flops = 2 * int(macs)
     bound_ms = flops / (peak * 1e9) * 1e3
+    def sig(v: float) -> float:
+        return float(f"{v:.5g}")
+
     return {
         "flops_per_image": flops,
-        "flop_bound_ms": round(bound_ms, 4),
-        "ort_ms_per_image": round(wall_ms, 4),
-        "ort_cpu_ms_per_image": round(cpu_ms, 4),
+        "flop_bound_ms": sig(bound_ms),
+        "ort_ms_per_image": sig(wall_ms),
+        "ort_cpu_ms_per_image": sig(cpu_ms),
         "flop_bound_ratio": round(wall_ms / bound_ms, 2) if bound_ms > 0 else None,
         "cpu_flop_bound_ratio": round(cpu_ms / bound_ms, 2) if bound_ms > 0 else None,
     }
@@ -416,9 +419,9 @@ def format_encode(res: dict[str, Any]) -> str:
             "dataset": r.get("dataset", "mnist"),
             "ort_over_torch": f"{r['ort_over_torch']:.2f}x" if "ort_over_torch" in r else None,
             "ort_over_numpy": f"{r['ort_over_numpy']:.2f}x" if "ort_over_numpy" in r else None,
-            "ort_ms_per_image": f"{r['ort_ms_per_image']:.3f}",
-            "ort_cpu_ms_per_image": f"{r['ort_cpu_ms_per_image']:.3f}",
-            "flop_bound_ms": f"{r['flop_bound_ms']:.4f}",
+            "ort_ms_per_image": f"{r['ort_ms_per_image']:.4g}",
+            "ort_cpu_ms_per_image": f"{r['ort_cpu_ms_per_image']:.4g}",
+            "flop_bound_ms": f"{r['flop_bound_ms']:.4g}",
             "flop_bound_ratio": f"{r['flop_bound_ratio']:.1f}x" if r.get("flop_bound_ratio") else None,
         }
         for r in res["rows"]
