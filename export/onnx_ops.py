@@ -10,6 +10,14 @@ class, so a new op (even a subclass) needs its own emitter (a test walks every o
 Every emitter reproduces its op's numpy arithmetic operation for operation (e.g. ``x * s + t`` as Mul
 then Add, float64 accumulation as Cast/MatMul/Cast), so scores match numpy to the last bit where the
 backends' kernels do.
+
+:data:`FUSIONS` emit a group of nodes as one unit when only the group's last value is read outside it
+(:func:`find_fusions`; ``graph_model`` asks it first), with the same bits as the ops one by one:
+``TopKPerLocation -> Relu -> MaxPool2d`` keeps the k winners of each location and pools them by a
+max-scatter (opset 18) instead of building the dense inhibited map, and a float64 filter bank
+(``Conv2d [/ PatchL2Norm] -> ...``) also runs its convolution, norm, division and top-k on the non-blank
+patches only. Float64 convolutions and patch norms leave a channels-last twin (:func:`channels_last`) that
+the ops after them read; values nobody reads are pruned from the model by the exporter.
 """
 
 from __future__ import annotations
