@@ -31,7 +31,7 @@ from ..validation import (
     check_array,
     check_path,
 )
-from .onnx_ops import Builder, emitter_for, head_emitter_for
+from .onnx_ops import Builder, emitter_for, find_fusions, head_emitter_for
 
 __all__ = [
     "to_onnx",
@@ -44,7 +44,7 @@ __all__ = [
     "SUPPORTED_OPSETS",
 ]
 
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = range(13, 23)
 
 
@@ -91,11 +91,17 @@ def graph_model(
 
     b = Builder(_check_opset(opset))
     names = {n: n for n in graph.inputs}
-    for node in graph.nodes:
+    fused = find_fusions(graph)
+    inside = {j for _, group in fused.values() for j in group[1:]}
+    for i, node in enumerate(graph.nodes):
+        if i in inside:  # emitted with its group's first node
+            continue
+        if i in fused:
+            fusion, group = fused[i]
+            names[graph.nodes[group[-1]].output] = fusion.emit(b, graph, group, names)
+            continue
         emit = emitter_for(node.op)
-        names[node.output] = emit(
-            b, node.op, [names[i] for i in node.inputs], [graph.shapes[i] for i in node.inputs]
-        )
+        names[node.output] = emit(b, node.op, [names[v] for v in node.inputs], [graph.shapes[v] for v in node.inputs])
     scores = names[graph.output]
     if graph.head is not None:
         outputs = head_emitter_for(graph.head)(b, graph.head, scores, graph.m)
@@ -105,12 +111,13 @@ def graph_model(
         outputs = [
             helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", *graph.shapes[graph.output]])
         ]
+    nodes, inits = _prune(b.nodes, b.inits, [o.name for o in outputs])
     g = helper.make_graph(
-        b.nodes,
+        nodes,
         name,
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *s]) for n, s in graph.inputs.items()],
         outputs,
-        initializer=b.inits,
+        initializer=inits,
     )
     opsets = [helper.make_opsetid("", b.opset)]
     model = helper.make_model(
@@ -127,6 +134,18 @@ def graph_model(
     if metadata and is_hashplug_metadata(metadata):
         seal_model(model)
     return model
+
+
+def _prune(nodes: list[Any], inits: list[Any], outputs: list[str]) -> tuple[list[Any], list[Any]]:
+    """The nodes and initializers the outputs depend on, in their order (emitters may leave values unread,
+    e.g. the channels-first copy of a map whose readers took its channels-last twin)."""
+    needed = set(outputs)
+    keep = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    return keep[::-1], [t for t in inits if t.name in needed]
 
 
 def seal_model(model: Any) -> Any:
@@ -221,7 +240,7 @@ def to_onnx(
     path : str or Path
         Destination; ``.onnx`` is appended when the name has no suffix. Parent folders are created.
     opset : int
-        ONNX opset (default 17).
+        ONNX opset (default 18: from 18 on, BioConvHash's filter banks pool with one max-scatter).
     doc_string : str or None
         Free text stored in the model.
 

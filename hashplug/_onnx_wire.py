@@ -67,8 +67,8 @@ ALLOWED_DOMAINS = frozenset({"", "ai.onnx"})
 ALLOWED_OPS = frozenset(
     {
         # hashplug.export.onnx_ops
-        "Add", "Cast", "Concat", "ConstantOfShape", "Conv", "Cos", "Div", "Flatten", "Greater", "Identity",
-        "MatMul", "Max", "MaxPool", "Mul", "Pad", "ReduceL2", "ReduceSum", "Relu", "Reshape", "ScatterElements",
+        "Add", "Cast", "Concat", "ConstantOfShape", "Conv", "Cos", "Div", "Flatten", "Gather", "Greater", "Identity",
+        "MatMul", "Max", "MaxPool", "Mul", "NonZero", "Pad", "ReduceL2", "ReduceSum", "Relu", "Reshape", "ScatterElements",
         "Shape", "Sin", "Sqrt", "TopK", "Transpose", "Where",
         # torch.onnx.export of hashplug's networks (module_export)
         "Constant", "Gemm", "ReduceMean",

@@ -77,6 +77,50 @@ def test_encode_smoke(fake_mnist, tmp_path, capsys):
         assert r["k"] == 8
         # all three backends produce the same packed codes
         assert r["codes_agree_with_numpy"] == {"ort": 1.0, "torch": 1.0, "numpy": 1.0}
+        for key in ("ort_ms_per_image", "ort_cpu_ms_per_image", "flop_bound_ms", "flop_bound_ratio"):
+            assert _finite(r[key]) and r[key] > 0, (key, r)
+        assert r["ort_ms_per_image"] == pytest.approx(1e3 / r["ort_rows_per_s"], rel=1e-3)
+    assert res["settings"]["peak_gflops_one_core"] > 0
+    # LSH-8 is one 784 x 8 product: 2 x 6,272 FLOPs per image; BioHash one 784 x m product
+    lsh = next(r for r in rows if r["method"] == "lsh")
+    assert lsh["flops_per_image"] == 2 * 784 * 8
+    assert lsh["flop_bound_ms"] == pytest.approx(
+        lsh["flops_per_image"] / (res["settings"]["peak_gflops_one_core"] * 1e9) * 1e3, rel=0.01, abs=1e-4)
+
+
+def test_graph_macs_sums_the_ops():
+    from hashplug.graph import Conv2d, Flatten, Graph, MatMul, Node, Relu
+
+    g = Graph({"x": (1, 5, 5)}, [Node(Conv2d(np.ones((2, 1, 3, 3), np.float32)), ("x",), "c"),
+                                 Node(Relu(), ("c",), "r"), Node(Flatten(), ("r",), "f"),
+                                 Node(MatMul(np.ones((18, 4), np.float32)), ("f",), "y")], None, "y")
+    assert encode.graph_macs(g) == 2 * 3 * 3 * 9 + 18 * 4
+
+
+def test_encode_saved_models(fake_mnist, tmp_path, capsys):
+    """--models DATASET=PATH: a saved BioConvHash timed under onnxruntime on that dataset's images."""
+    from hashplug.encoders import get_encoder
+    from hashplug.encoders.persistence import save_encoder
+
+    X = np.load(fake_mnist)["x_train"][:200].astype(np.float32) / 255
+    enc = get_encoder("bioconvhash", k=4, m=40, n_filters=8, kernel_sizes=(3,), kci=2, pool_size=10, pool_stride=5,
+                      filter_epochs=1, n_patches=500, epochs=1, device="cpu", random_state=0).fit(X)
+    model = save_encoder(enc, tmp_path / "bch.npz")
+    out = tmp_path / "encode_models.json"
+    args = _args(data=str(fake_mnist), max_rows=64, out=str(out))
+    args.models = [f"mnist={model}"]
+    assert encode.bench_encode(args) == 0
+    assert "ms/bound" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    (row,) = res["rows"]  # --models alone: no registered encoder is fitted
+    assert (row["method"], row["dataset"], row["batch"], row["model"]) == ("bioconvhash", "mnist", 64, str(model))
+    assert row["codes_agree_with_numpy"] == {"ort": 1.0}
+    assert row["flops_per_image"] == 2 * encode.graph_macs(enc.graph)
+    for key in ("ort_ms_per_image", "ort_cpu_ms_per_image", "flop_bound_ms", "flop_bound_ratio", "ort_rows_per_s"):
+        assert _finite(row[key]) and row[key] > 0, (key, row)
+    args.models = ["mnist"]
+    with pytest.raises(SystemExit, match="DATASET=PATH"):
+        encode.bench_encode(args)
 
 
 def test_ingest_smoke(fake_mnist, tmp_path):

@@ -439,3 +439,136 @@ def test_trainable_graph_gets_gradients_and_exports_what_it_trained():
     bits = trained.bits(x=X)
     np.testing.assert_array_equal(packed, np.packbits(bits, axis=1))
     np.testing.assert_array_equal(idx, np.nonzero(bits)[1].reshape(len(X), 5))
+
+
+# ---------------------------------------------------------------------------------------------- fused export
+def _bank_case(data: Any, norm: bool, accumulate: str) -> tuple[Graph, np.ndarray]:
+    """A BioConvHash-like filter bank (conv [/ patch norm], top-k, relu, max-pool, flatten) on images with
+    blank regions, a blank image and, sometimes, a duplicated filter (exact ties)."""
+    from hashplug.graph import MaxPool2d as Pool
+
+    rng = _rng(data)
+    C = data.draw(st.integers(1, 3), label="C")
+    H, W = (data.draw(st.integers(3, 11), label=a) for a in "HW")
+    K = data.draw(st.integers(1, min(H, W)), label="K")
+    pad = data.draw(st.integers(0, 1), label="pad")
+    stride = data.draw(st.integers(1, 2), label="stride")
+    F = data.draw(st.integers(2, 12), label="F")
+    kci = data.draw(st.integers(1, F), label="kci")
+    weight = rng.standard_normal((F, C, K, K)).astype(np.float32)
+    if data.draw(st.booleans(), label="duplicate"):
+        weight[-1] = weight[0]
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    kp = data.draw(st.integers(1, min(Ho, Wo)), label="pool")
+    sp = data.draw(st.integers(1, kp + 1), label="pool_stride")
+    pp = data.draw(st.integers(0, kp // 2), label="pool_pad")
+    nodes = [Node(Conv2d(weight, stride, pad, accumulate), ("x",), "conv")]
+    src = "conv"
+    if norm:
+        nodes += [Node(PatchL2Norm(K, stride, pad, accumulate), ("x",), "norm"),
+                  Node(SafeDiv(1e-3), ("conv", "norm"), "unit")]
+        src = "unit"
+    nodes += [Node(TopKPerLocation(kci), (src,), "inhibited"), Node(Relu(), ("inhibited",), "relu"),
+              Node(Pool(kp, sp, pp), ("relu",), "pooled"), Node(Flatten(), ("pooled",), "y")]
+    g = Graph({"x": (C, H, W)}, nodes, None, "y")
+    n = data.draw(st.integers(1, 4), label="n")
+    x = rng.standard_normal((n, C, H, W)).astype(np.float32)
+    for i in range(n):  # blank rectangles: their patches score +-0 everywhere
+        a, b = sorted(rng.integers(0, H + 1, 2)), sorted(rng.integers(0, W + 1, 2))
+        x[i, :, a[0] : a[1], b[0] : b[1]] = 0.0
+    x[0] = 0.0  # one all-blank image
+    return g, x
+
+
+def _unfused(model_of: Callable[[], Any]) -> Any:
+    """The model built with every op emitted on its own (no fusions)."""
+    from hashplug.export import onnx_ops
+
+    saved = list(onnx_ops.FUSIONS)
+    onnx_ops.FUSIONS.clear()
+    try:
+        return model_of()
+    finally:
+        onnx_ops.FUSIONS.extend(saved)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), norm=st.booleans(), accumulate=st.sampled_from(["float64", "float32"]),
+       opset=st.sampled_from([17, 18]))
+def test_fused_filter_bank_is_bit_identical_to_the_ops(data, norm, accumulate, opset):
+    """The fused emission of a filter bank (non-blank rows, max-scatter pooling) returns the per-op emission's
+    bits on onnxruntime, and, accumulating in float64, numpy's: blank patches, exact ties between filters,
+    overlapping, tiling and gapped pools (stride > window), padded convolutions, 1 to 3 channels."""
+    g, x = _bank_case(data, norm, accumulate)
+    fused = graph_model(g, opset=opset)
+    ops = {n.op_type for n in fused.graph.node}
+    if opset >= 18:  # pooled by a max-scatter; the float64 bank on its non-blank rows
+        scatters = [n for n in fused.graph.node if n.op_type == "ScatterElements"]
+        assert scatters and all([a.s for a in n.attribute if a.name == "reduction"] == [b"max"] for n in scatters)
+        assert ("NonZero" in ops) == (accumulate == "float64")
+    (y_fused,) = _session(fused).run(["y"], {"x": x})
+    (y_ops,) = _session(_unfused(lambda: graph_model(g, opset=opset))).run(["y"], {"x": x})
+    np.testing.assert_array_equal(y_fused, y_ops)
+    assert not np.signbit(y_fused[y_fused == 0]).any()  # every pooled zero is +0.0, as the ops give
+    if accumulate == "float64":
+        np.testing.assert_array_equal(y_fused, g.numpy(x=x))
+    (empty,) = _session(fused).run(["y"], {"x": x[:0]})
+    assert empty.shape == (0, *g.shapes["y"])
+
+
+def test_fused_bank_runs_on_the_non_blank_rows_only():
+    """Opset 18: the float64 bank's matrix product and top-k see only the M non-blank locations (NonZero),
+    the pool is one max-scatter over the pooled size, and no dense (n, F, H', W') map is built."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    g = Graph({"x": (1, 9, 9)}, [
+        Node(Conv2d(weight, accumulate="float64"), ("x",), "conv"),
+        Node(PatchL2Norm(3, accumulate="float64"), ("x",), "norm"),
+        Node(SafeDiv(1e-3), ("conv", "norm"), "unit"),
+        Node(TopKPerLocation(2), ("unit",), "inhibited"), Node(Relu(), ("inhibited",), "relu"),
+        Node(MaxPool2d(4, 2, 1), ("relu",), "pooled"), Node(Flatten(), ("pooled",), "y"),
+    ], None, "y")
+    model = graph_model(g, opset=18)
+    nodes = list(model.graph.node)
+    assert [n.op_type for n in nodes].count("NonZero") == 1
+    (scatter,) = [n for n in nodes if n.op_type == "ScatterElements"]
+    assert [a.s for a in scatter.attribute if a.name == "reduction"] == [b"max"]
+    x = np.zeros((2, 1, 9, 9), np.float32)
+    x[1, 0, 4, 4] = 1.0  # one pixel: the 9 locations of image 1 whose 3 x 3 patch holds it are non-blank
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (matmul_in,) = [n.input[0] for n in nodes if n.op_type == "MatMul"]
+    probe = graph_model(g, opset=18)
+    probe.graph.output.append(__import__("onnx").helper.make_tensor_value_info(matmul_in, 11, None))
+    _, rows = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["y", matmul_in], {"x": x})
+    assert rows.shape == (9, 9)  # M = 9 patches of 3 x 3 values
+    np.testing.assert_array_equal(sess.run(["y"], {"x": x})[0], g.numpy(x=x))
+
+
+def test_a_value_read_outside_a_fusion_keeps_the_ops_apart():
+    """When the inhibited map is read by another node too, the ops are emitted one by one (same bits)."""
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((5, 1, 2, 2)).astype(np.float32)
+    g = Graph({"x": (1, 6, 6)}, [
+        Node(Conv2d(weight, accumulate="float64"), ("x",), "conv"),
+        Node(TopKPerLocation(2), ("conv",), "inhibited"), Node(Relu(), ("inhibited",), "relu"),
+        Node(MaxPool2d(2), ("relu",), "pooled"), Node(Flatten(), ("pooled",), "f1"),
+        Node(Flatten(), ("relu",), "f2"), Node(Concat(2), ("f1", "f2"), "y"),
+    ], None, "y")
+    from hashplug.export.onnx_ops import find_fusions
+
+    assert find_fusions(g) == {}
+    x = rng.standard_normal((3, 1, 6, 6)).astype(np.float32)
+    (y,) = _session(graph_model(g, opset=18)).run(["y"], {"x": x})
+    np.testing.assert_array_equal(y, g.numpy(x=x))
+
+
+def test_macs_count_the_products_by_hand():
+    w = np.ones((4, 2, 3, 3), np.float32)
+    assert Conv2d(w, stride=1, padding=0).macs((2, 10, 8)) == 4 * 8 * 6 * 2 * 9  # F H' W' C K K
+    assert Conv2d(w, stride=2, padding=1).macs((2, 10, 8)) == 4 * 5 * 4 * 2 * 9
+    assert PatchL2Norm(3).macs((2, 10, 8)) == 8 * 6 * 2 * 9
+    assert MatMul(np.ones((5, 7), np.float32)).macs((5,)) == 35
+    assert MatMul(np.ones((5, 7), np.float32)).macs((3, 5)) == 105
+    assert L2Normalize().macs((4, 5)) == 20
+    assert Relu().macs((4, 5)) == 0 and TopKPerLocation(2).macs((4, 5)) == 0

@@ -299,3 +299,23 @@ def test_runtime_imports_neither_torch_nor_onnx(khot, X, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_sessions_run_every_graph_optimisation_without_spinning_threads(khot, X):
+    """Every session hashplug opens (OnnxEncoder and onnx_session) gets runtime.session_options(): all graph
+    optimisations, intra-op threads that sleep between ops (a spinning pool burns a shared machine's cores)."""
+    import onnxruntime as ort
+
+    enc, path = khot
+    opts = runtime.session_options()
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    onx = OnnxEncoder(path)
+    plain = runtime.onnx_session(path)
+    for sess in (onx._session, plain):
+        got = sess.get_session_options()
+        assert got.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        assert got.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    xs = X[:50]  # (50, 8, 8) float32, the model's input shape
+    np.testing.assert_array_equal(onx.encode(xs), enc.encode(xs))
+    np.testing.assert_array_equal(plain.run(["packed"], {"x": xs})[0], enc.encode(xs))

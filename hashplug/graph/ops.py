@@ -254,6 +254,11 @@ class Op:
         """Batched torch forward; ``arrays`` override the op's array fields (parameters of a module)."""
         raise NotImplementedError
 
+    def macs(self, *in_shapes: Shape) -> int:
+        """Multiply-adds per sample of the op's products and sums (0 for elementwise and selection ops,
+        whose cost is memory traffic rather than arithmetic); ``2 * macs`` is its FLOP count."""
+        return 0
+
     # ------------------------------------------------------------------ shared
     def _t(self, key: str, arrays: dict[str, Any], like: Any) -> Any:
         """The array field ``key`` as a torch tensor: from ``arrays`` if given, else a constant on like's device."""
@@ -360,6 +365,10 @@ class L2Normalize(Op):
 
     def out_shape(self, s: Shape) -> Shape:
         return tuple(s)
+
+    def macs(self, s: Shape) -> int:
+        """The squared norm: one multiply-add per value."""
+        return math.prod(s)
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(x.shape[0], -1)
@@ -621,6 +630,11 @@ class MatMul(Op):
             raise GraphError(f"weight has shape {W.shape}; expected ({width}, m).")
         return (*s[:-1], int(W.shape[1]))
 
+    def macs(self, s: Shape) -> int:
+        """``d * m`` per row of the input (rows: every axis but the last)."""
+        d, m = self.weight.shape
+        return math.prod(s[:-1]) * int(d) * int(m)
+
     def numpy(self, x: np.ndarray) -> np.ndarray:
         if self.accumulate == "float64":
             return (x.astype(np.float64) @ np.asarray(self.weight, np.float64)).astype(np.float32)
@@ -684,6 +698,11 @@ class Conv2d(Op):
             _window_out(s[2], K, self.stride, self.padding, "width"),
         )
 
+    def macs(self, s: Shape) -> int:
+        """``F * C * K * K`` per output location."""
+        F, Ho, Wo = self.out_shape(s)
+        return int(F) * Ho * Wo * math.prod(self.weight.shape[1:])
+
     def numpy(self, x: np.ndarray) -> np.ndarray:
         return _conv_numpy(x, self.weight, self.stride, self.padding, self.accumulate).astype(np.float32, copy=False)
 
@@ -742,6 +761,11 @@ class PatchL2Norm(Op):
             _window_out(s[1], self.kernel, self.stride, self.padding, "height"),
             _window_out(s[2], self.kernel, self.stride, self.padding, "width"),
         )
+
+    def macs(self, s: Shape) -> int:
+        """``C * K * K`` (the squared patch norm) per output location."""
+        _, Ho, Wo = self.out_shape(s)
+        return Ho * Wo * int(s[0]) * self.kernel * self.kernel
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         if self.accumulate == "float64":  # float32 squares are exact in double
