@@ -10,7 +10,7 @@
 
 Usage::
 
-    python examples/15_batched_search.py          # 1,000,000 rows: about a minute
+    python examples/19_batched_search.py          # 1,000,000 rows: about a minute
 
 ``HASHPLUG_EXAMPLE_SMALL=1`` (set by the tests) uses 20,000 rows: a few seconds after the imports. numpy only
 (numba and FAISS used when installed). Nothing is written to disk.
