@@ -495,7 +495,7 @@ def _add_export(sub: Any) -> None:
     e = sub.add_parser("export", help="export a saved model (.npz) to ONNX")
     e.add_argument("model", help="model file written by hashplug train (.npz)")
     e.add_argument("--out", required=True, help="ONNX file to write")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset of the file (default 17)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset of the file (default 18: the fused BioConvHash pooling needs it)")
     e.add_argument("--check", help="dataset to verify onnxruntime parity on (name or file)")
     e.add_argument("--scale", type=float, default=None,
                    help="divide the --check data by this (> 0), for a model trained without --scale only")
