@@ -166,7 +166,9 @@ def test_table_bench_runs_the_toy_from_its_preset(tiny_mnist, tmp_path):
     out = tmp_path / "t.json"
     res = bt.run_table("mnist", tiny_mnist, ks=[2, 4], seeds=1, methods=["ToyKHot", "lsh"], out=out, epochs=1,
                        limit=200, verbose=False)
-    assert list(res["rows"]) == ["ToyKHot", "LSH"]
+    # the methods asked for, then the fair protocol's reference rows (chance floor, float ceiling)
+    assert list(res["rows"]) == ["ToyKHot", "LSH", "chance", "float"]
+    assert res["rows"]["chance"]["2"] < res["rows"]["float"]["2"]
     assert set(res["rows"]["ToyKHot"]) == {"2", "4"}
     assert res["paper"]["ToyKHot"] == {}  # not in the paper: "-" in the table
     assert res["hyperparameters"]["ToyKHot"] == {"expansion": 3, "epochs": 2}
