@@ -265,8 +265,12 @@ def ex_angulardistill(data: list[Any], header: list[str], row: dict[str, str]) -
 
 
 def ex_neurohash_ablation(data: list[Any], header: list[str], row: dict[str, str]) -> dict[str, Expected]:
+    """Fair-protocol runs (``"std"`` in the JSON; also the CIFAR-10 table): rows ``<row key> (what it is)``,
+    cells ``mean ± std`` over seeds, in %. The earlier protocol's file: one seed, baselines under ``"baselines"``."""
     label = _label(row, header)
     key = label.split(" (")[0]
+    if "std" in data[0]:
+        return {c: [100 * data[0]["rows"][key][_k(c)], 100 * data[0]["std"][key][_k(c)]] for c in header[1:]}
     if label.startswith("LSH on the raw"):
         rows = data[0]["baselines"]["LSH (features)"]
     elif label.startswith("ITQ on the raw"):
@@ -277,19 +281,35 @@ def ex_neurohash_ablation(data: list[Any], header: list[str], row: dict[str, str
 
 
 def ex_neurohash_spatial(data: list[Any], header: list[str], row: dict[str, str]) -> dict[str, Expected]:
-    w = "w=" + _label(row, header)
+    """Fair-protocol runs (``"std"`` in the JSON): rows ``<row key> (what it is)``; either columns ``plain
+    mAP@1000`` / ``r = 0.1`` ... with ``a / b / c`` over 16 / 32 / 64 bits, or columns ``16 bits`` ... with
+    ``eta=1 -> eta=10`` shares (the conditional table). The earlier protocol's file: rows are values of w."""
     bits = ("16", "32", "64")
-    if header[1].startswith("r = "):
-        out: dict[str, Expected] = {}
-        for c in header[1:]:
-            if c.startswith("plain"):
-                out[c] = [100 * data[0]["map_at_k"][w][b] for b in bits]
-            else:
-                r = "r=" + re.search(r"r = ([\d.]+)", c).group(1)  # type: ignore[union-attr]
-                out[c] = [100 * data[0]["rows"][w][r][b] for b in bits]
-        return out
-    cond = data[0]["conditional"]["rows"][w]
-    return {c: [100 * cond[_k(c)]["eta=1"], 100 * cond[_k(c)]["eta=10"]] for c in header[1:]}
+    if "std" not in data[0]:
+        w = "w=" + _label(row, header)
+        if header[1].startswith("r = "):
+            out: dict[str, Expected] = {}
+            for c in header[1:]:
+                if c.startswith("plain"):
+                    out[c] = [100 * data[0]["map_at_k"][w][b] for b in bits]
+                else:
+                    r = "r=" + re.search(r"r = ([\d.]+)", c).group(1)  # type: ignore[union-attr]
+                    out[c] = [100 * data[0]["rows"][w][r][b] for b in bits]
+            return out
+        cond = data[0]["conditional"]["rows"][w]
+        return {c: [100 * cond[_k(c)]["eta=1"], 100 * cond[_k(c)]["eta=10"]] for c in header[1:]}
+    key = _label(row, header).split(" (")[0]
+    if header[1].endswith("bits"):
+        cond = data[0]["conditional"]["rows"]
+        return {c: [100 * cond["eta=1"][key][_k(c)], 100 * cond["eta=10"][key][_k(c)]] for c in header[1:]}
+    out = {}
+    for c in header[1:]:
+        if c.startswith("plain"):
+            out[c] = [100 * data[0]["map_at_k"][key][b] for b in bits]
+        else:
+            r = "r=" + re.search(r"r = ([\d.]+)", c).group(1)  # type: ignore[union-attr]
+            out[c] = [100 * data[0]["rows"][r][key][b] for b in bits]
+    return out
 
 
 def ex_load(data: list[Any], header: list[str], row: dict[str, str]) -> dict[str, Expected]:
@@ -350,6 +370,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "angulardistill_unsupervised_3seeds.json": ex_angulardistill,
     "neurohash_ablation.json": ex_neurohash_ablation,
     "neurohash_spatial.json": ex_neurohash_spatial,
+    "neurohash_cifar10.json": ex_neurohash_ablation,
     "load.json": ex_load,
     "search_merged.json": ex_search,
 }
