@@ -371,6 +371,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "neurohash_ablation.json": ex_neurohash_ablation,
     "neurohash_spatial.json": ex_neurohash_spatial,
     "neurohash_cifar10.json": ex_neurohash_ablation,
+    "neurohash_ablation_fair.json": ex_neurohash_ablation,
     "load.json": ex_load,
     "search_merged.json": ex_search,
 }
