@@ -45,7 +45,7 @@ import pyarrow as pa
 from .._deprecation import renamed_function
 from ..index import HammingIndex
 from ..index.core import RowIdRuns, folder_lock, prepare_folder
-from ..index.kernels import BACKENDS, words_of
+from ..index.kernels import BACKENDS
 from ..validation import (
     HashplugError,
     HashplugTypeError,
@@ -316,7 +316,7 @@ def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backe
     if ds is not None:
         ids, codes = _scan(ds, col)
         address = not bool(ds.has_stable_row_ids)
-        _add_rows(idx, codes, ids, addresses=address)
+        _add_rows(idx, codes, ids)
         return BoundIndex(idx, column=col, table_version=int(version), model_sha256=func.file_sha256,
                           binding=_binding(table, version, address))
     for _ in range(5):
@@ -466,13 +466,7 @@ def _scan(ds: Any, column: str | None, frags: list[_Fragment] | None = None) -> 
 
 def _run_table(runs: RowIdRuns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(first id, first position, length)`` of each run of consecutive row ids: three int64 arrays (R,)."""
-    return runs.starts, runs.run_pos, np.diff(np.append(runs.run_pos, runs.n))
-
-
-def _ids_of(runs: RowIdRuns) -> np.ndarray:
-    """Every id of ``runs`` in position order: ndarray (n,) int64, in O(n)."""
-    starts, pos, lengths = _run_table(runs)
-    return np.repeat(starts - pos, lengths) + np.arange(runs.n, dtype=np.int64)
+    return runs.starts, runs.run_pos, runs.lengths()
 
 
 def _rows_by_fragment(runs: RowIdRuns) -> dict[int, int] | None:
@@ -487,105 +481,24 @@ def _rows_by_fragment(runs: RowIdRuns) -> dict[int, int] | None:
     return dict(zip(uniq.tolist(), np.bincount(inv, weights=lengths).astype(np.int64).tolist()))
 
 
-def _disjoint(runs: RowIdRuns) -> bool:
-    """Do the runs cover disjoint id ranges (every id distinct)? O(runs log runs)."""
-    starts, _, lengths = _run_table(runs)
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], (starts + lengths)[order]
-    return bool(np.all(s[1:] >= e[:-1]))
-
-
 def _scan_new_rows(ds: Any, column: str, frags: list[_Fragment]) -> tuple[np.ndarray, Any, RowIdRuns]:
     """The rows of ``frags`` read by :func:`_scan`, with their id runs, checked against the manifest: each
     fragment's rows as many as it lists, every id distinct (:class:`_Unprovable` if not)."""
     ids, codes = _scan(ds, column, frags)
     runs = RowIdRuns(ids)
     want = {f.fid: f.rows for f in frags if f.rows}
-    if _rows_by_fragment(runs) != want or not _disjoint(runs):
+    if _rows_by_fragment(runs) != want or not runs.disjoint():
         raise _Unprovable("the rows read are not those of the fragments' manifests")
     return ids, codes, runs
 
 
-# --- MERGE NOTE (issue 31): the functions down to "end of MERGE NOTE" belong in hashplug/index/core.py (as
-# ``HammingIndex.append_new(codes, runs)`` and ``HammingIndex.keep(mask)``, and ``HammingIndex.runs``); they sit
-# here, reaching into the index's private arrays, because core.py was being changed in parallel. They are what
-# ``add`` / ``delete`` do, minus the id checks and id searches that cost O(n log n) in every indexed row.
-def _index_runs(index: HammingIndex) -> RowIdRuns:
-    """The index's row ids by position, as runs (no materialisation)."""
-    return index._ids
 
 
-def _joined(a: RowIdRuns, b: RowIdRuns) -> RowIdRuns:
-    """The runs of ``a``'s ids followed by ``b``'s, in O(runs)."""
-    if not a.n or not b.n:
-        return b if not a.n else a
-    sb, pb = b.starts, b.run_pos + a.n
-    if sb[0] == a.starts[-1] + (a.n - a.run_pos[-1]):  # b's first run continues a's last
-        sb, pb = sb[1:], pb[1:]
-    return RowIdRuns.from_arrays(np.concatenate([a.starts, sb]), np.concatenate([a.run_pos, pb]), a.n + b.n)
-
-
-def _append_new(index: HammingIndex, codes: Any, ids: np.ndarray, runs: RowIdRuns) -> None:
-    """``index.add(codes, ids)`` for ids the caller proved distinct and absent from the index (row addresses of
-    fragments it does not hold, checked by :func:`_scan_new_rows`), ``runs`` their runs.
-
-    ``add`` checks every id against the others and the indexed ones (``np.unique``, ``np.isin``: 1.7 s of a
-    1M-row add, where reading the codes takes 0.03 s) and rebuilds the runs from every id; here packed codes
-    are appended with the runs joined in O(runs), and other layouts go through ``add``'s own code without its
-    id checks.
-    """
-    if not ids.size:
-        return
-    with index._lock:
-        if index.layout == "packed":
-            c = np.asarray(codes)
-            nb = -(-index.m // 8)
-            if c.dtype != np.uint8 or c.ndim != 2 or c.shape != (ids.shape[0], nb):
-                raise HashplugError(f"packed codes must be uint8 of shape ({ids.shape[0]}, {nb}) for m={index.m}; "
-                                    f"got {c.dtype} {c.shape}.")
-            index._check_padding(c, "codes")
-            w = words_of(c)
-            index._words = np.concatenate([index._words, w]) if len(index) else np.array(w, copy=True)
-            index._ids = _joined(index._ids, runs)
-            index._change += 1
-            return
-
-        def checked(row_ids: Any, n: int) -> np.ndarray:
-            if n != ids.shape[0]:
-                raise HashplugError(f"{ids.shape[0]} row ids for {n} codes; give one id per code.")
-            return ids
-
-        index.__dict__["_check_ids"] = checked  # this instance only, for this call: the ids are proved
-        try:
-            index._add(codes, ids)
-        finally:
-            index.__dict__.pop("_check_ids", None)
-
-
-def _keep(index: HammingIndex, keep: np.ndarray) -> None:
-    """Drop the rows where ``keep`` (n,) bool is False: :meth:`HammingIndex.delete` by position, in O(n) for
-    packed codes (``delete`` searches every indexed id for the ids to drop)."""
-    with index._lock:
-        ids = _ids_of(index._ids)
-        if index.layout != "packed":
-            index._delete(ids[~keep])
-            return
-        index._words = np.ascontiguousarray(index._words[keep])
-        index._ids = RowIdRuns(ids[keep])
-        index._change += 1
-# --- end of MERGE NOTE
-
-
-def _add_rows(index: HammingIndex, codes: Any, ids: np.ndarray, *, addresses: bool) -> None:
-    """Append the rows of one scan of a table: by :func:`_append_new` when they are row addresses shown
-    distinct, else through :meth:`HammingIndex.add`."""
-    if not ids.size:
-        return
-    runs = RowIdRuns(ids)
-    if addresses and _rows_by_fragment(runs) is not None and _disjoint(runs):
-        _append_new(index, codes, ids, runs)
-    else:
-        index.add(codes, ids)
+def _add_rows(index: HammingIndex, codes: Any, ids: np.ndarray) -> None:
+    """Append the rows of one scan of a table; their ids go in as runs (a table's row addresses are a few long
+    runs), so the add checks and joins them in O(runs) instead of searching every indexed id."""
+    if ids.size:
+        index.add(codes, RowIdRuns(ids))
 
 
 #: Work of a catch-up's steps per indexed row, in rows read and added (a build reads and adds every row of the
@@ -613,7 +526,7 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: d
         raise _Unprovable("the table's row ids are not addresses (stable row ids): an id may hold new content")
     old = {f.fid: f for f in _fragments(old_ds, column)}
     new = _fragments(new_ds, column)
-    runs = _index_runs(idx.index)
+    runs = idx.index.id_runs
     if _rows_by_fragment(runs) != {fid: f.rows for fid, f in old.items() if f.rows}:
         raise _Unprovable(f"the index's rows are not those of version {idx.table_version}'s fragments")
     read = {f.fid for f in new if f.fid not in old or old[f.fid].content != f.content}
@@ -634,9 +547,10 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: d
     if whole or not kept:
         idx.index = HammingIndex(idx.layout, idx.m, threads=idx.threads, backend=idx.backend)
     elif n_drop:
-        _keep(idx.index, ~drop)
+        idx.index.keep(~drop)
     ids, codes, new_runs = _scan_new_rows(new_ds, column, new if whole else to_read)
-    _append_new(idx.index, codes, ids, new_runs)
+    if ids.size:
+        idx.index.add(codes, new_runs)
     idx.table_version = version
     idx.binding = _binding(table, version, True, history if history and version in history else None)
     return {"added": rows_read, "deleted": n_drop, "rows_read": int(ids.size), "rows_in_table": total,
@@ -651,7 +565,7 @@ def _trim(ds: Any, trimmed: list[_Fragment], runs: RowIdRuns, drop: np.ndarray) 
     present, _ = _scan(ds, None, trimmed)
     starts, _, lengths = _run_table(runs)
     where = np.flatnonzero(np.repeat(np.isin(starts >> 32, np.array([f.fid for f in trimmed], np.int64)), lengths))
-    held = _ids_of(runs)[where]
+    held = runs.to_array()[where]
     drop[where[~np.isin(held, present)]] = True
     regained = present[~np.isin(present, held)]
     return set((regained >> 32).tolist())

@@ -410,6 +410,68 @@ def test_row_id_runs_round_trip(ids, extra_run):
     np.testing.assert_array_equal(back.to_array(), a)
 
 
+def _runs_of(ranges: list[tuple[int, int]]) -> np.ndarray:
+    return np.concatenate([np.arange(s, s + n) for s, n in ranges]).astype(np.int64) if ranges else \
+        np.zeros(0, np.int64)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 6)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 60), st.integers(1, 6)), max_size=6))
+def test_row_id_runs_disjoint_and_concat_agree_with_the_ids(a_ranges, b_ranges):
+    """``disjoint`` (intervals, O(runs log runs)) says what ``np.unique`` says of the materialised ids, and
+    ``concat`` holds the ids of both in order, a run continued across the join merged."""
+    from hashplug.index.core import RowIdRuns
+
+    a, b = _runs_of(a_ranges), _runs_of(b_ranges)
+    ra, rb = RowIdRuns(a), RowIdRuns(b)
+    both = np.concatenate([a, b])
+    assert ra.disjoint() == (np.unique(a).size == a.size)
+    assert ra.disjoint(rb) == (np.unique(both).size == both.size)
+    joined = ra.concat(rb)
+    np.testing.assert_array_equal(joined.to_array(), both)
+    assert joined.n_runs == RowIdRuns(both).n_runs  # no split run where the ids continue
+
+
+@pytest.mark.parametrize("layout", ["packed", "indices"])
+def test_index_add_by_runs_and_keep_by_position_equal_add_and_delete_by_id(layout):
+    """Ids given as runs are checked and joined without materialising them; the same rows, the same
+    answers as ids given as an array; an overlapping run is refused and changes nothing; ``keep`` drops by
+    position what ``delete`` drops by id."""
+    from hashplug.index.core import RowIdRuns
+
+    rng = np.random.default_rng(3)
+    m, n = 24, 300
+    bits = rng.random((2 * n, m)) < 0.3
+    ids = np.concatenate([np.arange(n) + (5 << 32), np.arange(n) + (9 << 32)]).astype(np.int64)
+
+    def codes(sl: slice):
+        if layout == "packed":
+            return pack_bits(bits[sl])
+        rows = [np.flatnonzero(r) for r in bits[sl]]
+        return np.concatenate([[0], np.cumsum([len(r) for r in rows])]), np.concatenate(rows)
+
+    by_runs, by_ids = HammingIndex(layout, m), HammingIndex(layout, m)
+    for sl in (slice(0, n), slice(n, 2 * n)):
+        by_runs.add(codes(sl), RowIdRuns(ids[sl]))
+        by_ids.add(codes(sl), ids[sl])
+    assert by_runs.id_runs.n_runs == 2
+    with pytest.raises(HashplugError, match="unique and not already in the index"):
+        by_runs.add(codes(slice(0, 3)), RowIdRuns(ids[n - 1 : n + 2]))  # one id held already
+    assert len(by_runs) == 2 * n
+    q = pack_bits(bits[:5])
+    np.testing.assert_array_equal(by_runs.row_ids, by_ids.row_ids)
+    for a, b in zip(by_runs.search(q, limit=20), by_ids.search(q, limit=20)):
+        np.testing.assert_array_equal(a, b)
+    mask = rng.random(2 * n) < 0.7
+    assert by_runs.keep(mask) == int((~mask).sum()) == by_ids.delete(ids[~mask])
+    np.testing.assert_array_equal(by_runs.row_ids, ids[mask])
+    for a, b in zip(by_runs.search(q, limit=20), by_ids.search(q, limit=20)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(HashplugError, match="bool array of shape"):
+        by_runs.keep(mask)  # the old length
+
+
 def test_index_memory_of_64_bit_codes_stays_near_the_code_bytes(tmp_path):
     """LanceDB row ids come in runs (one per fragment): stored as runs, they cost next to nothing."""
     from hashplug.index.core import HammingIndex

@@ -176,9 +176,36 @@ class RowIdRuns:
         ends = np.append(self.run_pos[1:], self.n) - self.run_pos  # run lengths
         return int(np.max(self.starts + ends - 1))
 
+    def lengths(self) -> np.ndarray:
+        """The length of each run: ndarray of shape (n_runs,), int64."""
+        return np.diff(np.append(self.run_pos, self.n))
+
     def to_array(self) -> np.ndarray:
-        """Every id in position order: ndarray of shape (n,), int64 (materialised)."""
-        return self.take(np.arange(self.n))
+        """Every id in position order: ndarray of shape (n,), int64 (materialised in O(n), no search)."""
+        return np.repeat(self.starts - self.run_pos, self.lengths()) + np.arange(self.n, dtype=np.int64)
+
+    def disjoint(self, other: RowIdRuns | None = None) -> bool:
+        """Whether every id of this object (and of ``other``) is distinct: the runs as intervals, sorted, must
+        not overlap. O(runs log runs)."""
+        parts = [self] if other is None else [self, other]
+        starts = np.concatenate([p.starts for p in parts])
+        ends = np.concatenate([p.starts + p.lengths() for p in parts])
+        if starts.size < 2:
+            return True
+        order = np.argsort(starts, kind="stable")
+        s, e = starts[order], ends[order]
+        return bool(np.all(s[1:] >= np.maximum.accumulate(e)[:-1]))
+
+    def concat(self, other: RowIdRuns) -> RowIdRuns:
+        """The runs of this object's ids followed by ``other``'s, in O(runs) (a run continued across the join is
+        merged)."""
+        if not self.n or not other.n:
+            return self if not other.n else other
+        sb, pb = other.starts, other.run_pos + self.n
+        if sb[0] == self.starts[-1] + (self.n - self.run_pos[-1]):  # other's first run continues our last
+            sb, pb = sb[1:], pb[1:]
+        return RowIdRuns.from_arrays(np.concatenate([self.starts, sb]), np.concatenate([self.run_pos, pb]),
+                                     self.n + other.n)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"id_starts": self.starts, "id_run_pos": self.run_pos, "id_n": np.array([self.n], np.int64)}
@@ -284,6 +311,11 @@ class HammingIndex:
         return self._ids.to_array()
 
     @property
+    def id_runs(self) -> RowIdRuns:
+        """The row ids by position as runs of consecutive ids (not materialised; never changed in place)."""
+        return self._ids
+
+    @property
     def nbytes(self) -> int:
         """Bytes held (codes, postings, row-id runs)."""
         if self.layout == "packed":
@@ -304,12 +336,49 @@ class HammingIndex:
             raise HashplugError("row ids must be unique and not already in the index.")
         return ids
 
+    def _check_runs(self, runs: RowIdRuns, n: int) -> np.ndarray:
+        """:meth:`_check_ids` for ids given as runs, in O(runs log runs): no id materialised or searched."""
+        if len(runs) != n:
+            raise HashplugError(f"{len(runs)} row ids for {n} codes; give one id per code.")
+        if not runs.disjoint(self._ids):
+            raise HashplugError("row ids must be unique and not already in the index.")
+        return runs.starts  # unused by the callers of a runs add (the runs are joined, never materialised)
+
     def add(self, codes: Any, row_ids: Any) -> None:
-        """Append rows: packed codes (n, ceil(m / 8)) uint8, or ``(offsets (n + 1,), values)`` for ``indices``."""
+        """Append rows: packed codes (n, ceil(m / 8)) uint8, or ``(offsets (n + 1,), values)`` for ``indices``.
+
+        ``row_ids``: (n,) int64, or a :class:`RowIdRuns` (checked and joined in O(runs), e.g. a table's row
+        addresses, without materialising or searching the ids)."""
         with self._lock:
             self._add(codes, row_ids)
 
+    def keep(self, mask: Any) -> int:
+        """Keep the rows where ``mask`` (n,) bool is True, in position order (:meth:`delete` by position, without
+        searching the ids); returns how many were dropped."""
+        keep = np.asarray(mask)
+        with self._lock:
+            if keep.dtype != np.bool_ or keep.shape != (len(self),):
+                raise HashplugError(f"mask must be a bool array of shape ({len(self)},) (one per indexed row); got "
+                                    f"{keep.dtype} {keep.shape}.")
+            return self._keep(keep)
+
+    def _keep(self, keep: np.ndarray) -> int:
+        k = int(keep.shape[0] - np.count_nonzero(keep))
+        if not k:
+            return 0
+        ids = self.row_ids
+        if self.layout == "packed":
+            self._words = np.ascontiguousarray(self._words[keep])
+        else:
+            self._uo, self._rows, self._lengths = self._postings_of(keep)
+            self._zero = None
+        self._change += 1
+        self._ids = RowIdRuns(ids[keep])
+        return k
+
     def _add(self, codes: Any, row_ids: Any) -> None:
+        runs = row_ids if isinstance(row_ids, RowIdRuns) else None
+        check = self._check_runs if runs is not None else self._check_ids
         if self.layout == "packed":
             c = np.asarray(codes)
             nb = -(-self.m // 8)
@@ -317,8 +386,9 @@ class HammingIndex:
                 raise HashplugError(f"packed codes must be uint8 of shape (n, {nb}) for m={self.m}; got {c.dtype} "
                                     f"{c.shape}.")
             self._check_padding(c, "codes")
-            ids = self._check_ids(row_ids, c.shape[0])
-            self._words = np.concatenate([self._words, words_of(c)]) if len(self) else words_of(c).copy()
+            ids = check(row_ids, c.shape[0])
+            w = words_of(c)
+            self._words = np.concatenate([self._words, w]) if len(self) else np.array(w, copy=True)
         else:
             if not isinstance(codes, (tuple, list)) or len(codes) != 2:
                 raise HashplugError("indices codes must be a pair (offsets (n + 1,), values) of int arrays; got "
@@ -332,7 +402,7 @@ class HammingIndex:
             if values.size and (values.min() < 0 or values.max() >= self.m):
                 raise HashplugError(f"active units must lie in [0, m={self.m}); got values in [{values.min()}, "
                                     f"{values.max()}].")
-            ids = self._check_ids(row_ids, n)
+            ids = check(row_ids, n)
             lens = np.diff(offsets)
             vals = values[offsets[0] : offsets[-1]]
             # the chunk's own postings (a radix sort by unit): a row listing a unit twice shows up as the same
@@ -340,13 +410,14 @@ class HammingIndex:
             uo, rows, _ = build_postings(offsets - offsets[0], vals, self.m)
             dup = repeated_unit(uo, rows)
             if dup is not None:
-                raise HashplugError(f"row {dup[0]} of this add (row id {ids[dup[0]]}) lists active unit {dup[1]} "
+                rid = int(runs.take(dup[0])) if runs is not None else int(ids[dup[0]])
+                raise HashplugError(f"row {dup[0]} of this add (row id {rid}) lists active unit {dup[1]} "
                                     "twice; give each row's units once.")
             self._pending = [*self._pending, (uo, rows, n)]
             self._lengths = np.concatenate([self._lengths, lens.astype(self._lengths.dtype)])
             self._zero = None
         self._change += 1
-        self._ids = RowIdRuns(np.concatenate([self.row_ids, ids]))
+        self._ids = self._ids.concat(runs) if runs is not None else RowIdRuns(np.concatenate([self.row_ids, ids]))
 
     def _check_padding(self, c: np.ndarray, what: str) -> None:
         """Packed codes of m bits leave the last byte's low ``8 - m % 8`` bits zero (``np.packbits``)."""
@@ -361,20 +432,7 @@ class HammingIndex:
             return self._delete(gone_ids)
 
     def _delete(self, gone_ids: np.ndarray) -> int:
-        ids = self.row_ids  # materialised once from the runs
-        gone = np.isin(ids, gone_ids)
-        k = int(gone.sum())
-        if not k:
-            return 0
-        keep = ~gone
-        if self.layout == "packed":
-            self._words = np.ascontiguousarray(self._words[keep])
-        else:
-            self._uo, self._rows, self._lengths = self._postings_of(keep)
-            self._zero = None
-        self._change += 1
-        self._ids = RowIdRuns(ids[keep])
-        return k
+        return self._keep(~np.isin(self.row_ids, gone_ids))
 
     def _merge_pending(self) -> None:
         """Merge the rows added since the last search into the postings (each unit: old rows, then new)."""
