@@ -41,6 +41,10 @@ Keys (all values are strings, as ONNX ``metadata_props`` require):
     the single input ``x``. An entry may carry ``"domain"``: the values the input may hold
     (:mod:`hashplug._domains`: ``values``, ``range``, ``where`` a mask input outside which NaN is allowed,
     ``hint``), checked by :class:`~hashplug.runtime.OnnxEncoder` as by the encoder's own ``encode``.
+``hashplug.work_bytes`` (optional; files written since issue 31)
+    Bytes per input row onnxruntime may hold while running the graph, estimated from the graph's shapes
+    (:meth:`hashplug.graph.Graph.work_bytes`). :class:`~hashplug.runtime.OnnxEncoder` sizes its runs by it
+    (a BioConvHash image can need 10 MB: 8,192 rows in one run would need 80 GB). Absent: unknown.
 ``hashplug.weights_sha256``
     ``encoder.weights_sha256()``: sha256 over the learned arrays of the encoder that was exported (the
     same digest its ``.npz`` save file records), so a file can be traced back to its training run. The
@@ -198,6 +202,8 @@ class ModelCard:
     preprocessing : list of dict
         :meth:`hashplug.graph.Graph.describe` of the encoder's graph.
     hashplug_version, format_version, input_dtype, bit_order, tie_rule : str
+    work_bytes : int
+        Bytes per input row a run of the graph may hold (0: unknown, files before issue 31).
     source : str or None
         File the card was read from (used in error messages; not written to metadata).
     """
@@ -217,6 +223,7 @@ class ModelCard:
     tie_rule: str = ""
     inputs: tuple[tuple[str, tuple[int, ...], float | None], ...] = ()
     input_domains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    work_bytes: int = 0
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +310,9 @@ class ModelCard:
             raise self._fail(
                 "weights_sha256", f"must be 64 lowercase hex digits; got {self.weights_sha256!r}."
             )
+        if isinstance(self.work_bytes, bool) or not isinstance(self.work_bytes, int) or self.work_bytes < 0:
+            raise self._fail("work_bytes", f"must be an int >= 1 (bytes per input row) when present; got "
+                                           f"{self.work_bytes!r}.")
         if self.inputs:
             names = [nm for nm, _, _ in self.inputs]
             if len(set(names)) != len(names) or any(not nm for nm in names):
@@ -351,6 +361,8 @@ class ModelCard:
                     entry["domain"] = self.input_domains[nm]
                 entries.append(entry)
             out[PREFIX + "inputs"] = json.dumps(entries, sort_keys=True)
+        if self.work_bytes:
+            out[PREFIX + "work_bytes"] = str(int(self.work_bytes))
         return out
 
     @classmethod
@@ -433,7 +445,13 @@ class ModelCard:
                     f"{where}: metadata key {PREFIX + 'inputs'!r} must be a JSON list of {{name, shape, default}} "
                     f"objects ({exc})."
                 ) from None
+        work = 0
+        if PREFIX + "work_bytes" in meta:
+            work = get_int("work_bytes")
+            if work < 1:
+                raise ModelFileError(f"{where}: metadata key {PREFIX + 'work_bytes'!r} must be >= 1; got {work}.")
         return cls(
+            work_bytes=work,
             inputs=tuple(inputs),
             input_domains=domains,
             format_version=get("format"),
@@ -481,5 +499,6 @@ class ModelCard:
             code_kind=graph.code_kind,
             weights_sha256=str(weights_sha256),
             preprocessing=graph.describe(),
+            work_bytes=int(graph.work_bytes()) if hasattr(graph, "work_bytes") else 0,
             source=source,
         )

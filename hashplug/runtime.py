@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import codes as _codes
+from ._batching import DEFAULT_BATCH_SIZE, RUN_BYTES, rows_for
 from ._deprecation import renamed_kwargs
 from ._domains import check_domains, nan_allowed
 from ._files import file_sha256
@@ -38,7 +39,25 @@ from .validation import (
     check_path,
 )
 
-__all__ = ["OnnxEncoder", "clear_session_cache", "file_sha256", "onnx_session", "resolve_providers"]
+__all__ = ["DEFAULT_BATCH_SIZE", "RUN_BYTES", "OnnxEncoder", "clear_session_cache", "file_sha256", "onnx_session",
+           "resolve_providers", "rows_per_run"]
+
+def rows_per_run(card: ModelCard, run_bytes: int = RUN_BYTES) -> int:
+    """Rows of one onnxruntime run of this model: ``run_bytes // card.work_bytes`` in [1, 8192]
+    (:func:`hashplug._batching.rows_for`; 8,192 for a card without ``work_bytes``, files before issue 31).
+
+    Parameters
+    ----------
+    card : ModelCard
+    run_bytes : int
+        The working memory a run may take.
+
+    Returns
+    -------
+    int
+    """
+    return rows_for(int(card.work_bytes), run_bytes)
+
 
 
 @dataclass(frozen=True)
@@ -287,8 +306,10 @@ class OnnxEncoder:
         ``max_bytes``) and checked like a file's.
     providers : None, "auto", str or list of str
         onnxruntime execution providers: ``None`` -> CPU, ``"auto"`` -> CUDA if available then CPU.
-    batch_size : int
-        Rows per onnxruntime call; memory stays bounded by ``batch_size * m`` floats.
+    batch_size : int or None
+        Rows per onnxruntime call. None (the default): as many as fit :data:`RUN_BYTES` by the model card's
+        ``work_bytes`` (the graph's working memory per row), at most :data:`DEFAULT_BATCH_SIZE`; 8,192 for
+        files whose card does not say. A run holds about ``batch_size * card.work_bytes`` bytes.
     max_bytes : int
         Largest file opened (default 1 GiB, :data:`hashplug._onnx_wire.DEFAULT_MAX_BYTES`).
     sha256 : str or None
@@ -342,7 +363,7 @@ class OnnxEncoder:
         self,
         path: str | Path,
         providers: str | list[str] | None = None,
-        batch_size: int = 8192,
+        batch_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         *,
         sha256: str | None = None,
@@ -365,7 +386,9 @@ class OnnxEncoder:
         self._take(loaded, resolved, resolved)
 
     def _setup(self, providers: Any, batch_size: Any, max_bytes: Any) -> None:
-        self.batch_size = check_int_param(batch_size, "batch_size", "OnnxEncoder", 1)
+        self._given_batch = None if batch_size is None else check_int_param(batch_size, "batch_size",
+                                                                              "OnnxEncoder", 1)
+        self.batch_size = self._given_batch or DEFAULT_BATCH_SIZE
         self.max_bytes = check_int_param(max_bytes, "max_bytes", "OnnxEncoder", 1)
         self.providers = resolve_providers(providers)
         self._given_providers = providers
@@ -382,6 +405,8 @@ class OnnxEncoder:
             self.path = Path(origin.rstrip("/").rsplit("/", 1)[-1] or "model.onnx")
         self._session = loaded.session
         self.card = loaded.card
+        if self._given_batch is None:
+            self.batch_size = rows_per_run(self.card)
         self.file_sha256 = loaded.file_sha256
         self.integrity = loaded.integrity
 
@@ -393,7 +418,7 @@ class OnnxEncoder:
         sha256: str | None = None,
         origin: str = "<bytes>",
         providers: str | list[str] | None = None,
-        batch_size: int = 8192,
+        batch_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> OnnxEncoder:
         """An encoder for a model's bytes (checked like a file's; ``sha256``, when given, must match).
@@ -433,7 +458,7 @@ class OnnxEncoder:
         sha256: str,
         *,
         providers: str | list[str] | None = None,
-        batch_size: int = 8192,
+        batch_size: int | None = None,
     ) -> OnnxEncoder | None:
         """The model of this ``sha256`` if this process has already read and checked it, else None.
 
@@ -507,7 +532,7 @@ class OnnxEncoder:
         from ._locations import is_uri
 
         state: dict[str, Any] = {"sha256": self.file_sha256, "providers": self._given_providers,
-                                 "batch_size": self.batch_size, "max_bytes": self.max_bytes, "origin": self.origin}
+                                 "batch_size": self._given_batch, "max_bytes": self.max_bytes, "origin": self.origin}
         if self.location is not None and is_uri(self.location):
             state["uri"] = self.location
         else:
@@ -515,7 +540,7 @@ class OnnxEncoder:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        providers, batch_size = state.get("providers"), state.get("batch_size", 8192)
+        providers, batch_size = state.get("providers"), state.get("batch_size")
         max_bytes = state.get("max_bytes", DEFAULT_MAX_BYTES)
         if "bytes" in state:
             other = OnnxEncoder.from_bytes(state["bytes"], sha256=state["sha256"], origin=state.get("origin", "<bytes>"),

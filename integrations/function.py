@@ -55,7 +55,7 @@ __all__ = ["HashplugEmbeddings", "Query", "load_encoder_cached"]
 
 
 def load_encoder_cached(
-    path: str | os.PathLike, providers: list[str] | None = None, batch_size: int = 8192
+    path: str | os.PathLike, providers: list[str] | None = None, batch_size: int | None = None
 ) -> Any:
     """An :class:`~hashplug.runtime.OnnxEncoder` for ``path``, cheap to call on every LanceDB rebuild.
 
@@ -70,8 +70,9 @@ def load_encoder_cached(
         The ONNX file: a local path or a URI (``s3://...``; :mod:`hashplug._locations`).
     providers : list of str or None
         onnxruntime execution providers.
-    batch_size : int
-        Rows per onnxruntime call.
+    batch_size : int or None
+        Rows per onnxruntime call (None: sized by the model's working memory per row,
+        :func:`hashplug.runtime.rows_per_run`).
 
     Returns
     -------
@@ -325,8 +326,9 @@ class HashplugEmbeddings(EmbeddingFunction):
         keyword ``code="dense" | "sparse"`` is still accepted, with a ``DeprecationWarning``.
     providers : list of str or None
         onnxruntime execution providers (default: onnxruntime's choice).
-    batch_size : int
-        Rows per onnxruntime call.
+    batch_size : int or None
+        Rows per onnxruntime call (None, the default: as many as fit 1 GiB of the graph's working memory,
+        at most 8,192; :func:`hashplug.runtime.rows_per_run`).
     m, k, code_kind : optional
         The encoder's shape, recorded at creation and checked against the file when the table is reopened.
     """
@@ -335,7 +337,7 @@ class HashplugEmbeddings(EmbeddingFunction):
     file_sha256: str | None = None
     layout: Literal["packed", "indices"] = "packed"
     providers: list[str] | None = None
-    batch_size: int = 8192
+    batch_size: int | None = None
     m: int | None = None
     k: int | None = None
     code_kind: str | None = None
@@ -402,7 +404,7 @@ class HashplugEmbeddings(EmbeddingFunction):
     def model_post_init(self, __context: Any) -> None:
         if self.layout not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks
             raise HashplugError(f"layout must be one of {list(LAYOUTS)}; got {self.layout!r}.")
-        if int(self.batch_size) < 1:
+        if self.batch_size is not None and int(self.batch_size) < 1:
             raise HashplugError(f"batch_size must be >= 1; got {self.batch_size}.")
         if not (is_db_reference(self.model) or is_uri(self.model)):
             self.model = str(Path(self.model).expanduser().resolve())

@@ -235,7 +235,7 @@ def _not_found(model: str, sha: str | None, where: str | None, why: str) -> Mode
 
 
 def resolve_encoder(
-    model: str, sha256: str | None, providers: list[str] | None = None, batch_size: int = 8192
+    model: str, sha256: str | None, providers: list[str] | None = None, batch_size: int | None = None
 ) -> Any:
     """The :class:`~hashplug.runtime.OnnxEncoder` a saved config names (see the module's docstring).
 
@@ -252,7 +252,7 @@ def resolve_encoder(
     from ..runtime import OnnxEncoder
 
     prov = list(providers) if providers else None
-    bs = int(batch_size)
+    bs = None if batch_size is None else int(batch_size)  # None: sized by the model card's work_bytes
     if is_db_reference(model) or is_uri(model):
         if sha256:
             hit = OnnxEncoder.from_cache(sha256, providers=prov, batch_size=bs)

@@ -572,3 +572,21 @@ def test_macs_count_the_products_by_hand():
     assert MatMul(np.ones((5, 7), np.float32)).macs((3, 5)) == 105
     assert L2Normalize().macs((4, 5)) == 20
     assert Relu().macs((4, 5)) == 0 and TopKPerLocation(2).macs((4, 5)) == 0
+
+
+def test_work_bytes_count_outputs_patches_and_double_copies_by_hand():
+    """What sizes a run (the model card's ``work_bytes``): outputs in float32, patch matrices and float64
+    copies where an op makes them; an op never counts less than its own output."""
+    w = np.ones((4, 2, 3, 3), np.float32)
+    locs = 8 * 6  # (10 - 3 + 1) x (8 - 3 + 1)
+    assert Conv2d(w).work_bytes((2, 10, 8)) == locs * (18 * 4 + 4 * 4)  # patches and output, float32
+    assert Conv2d(w, accumulate="float64").work_bytes((2, 10, 8)) == locs * (18 * 12 + 4 * 12)
+    assert PatchL2Norm(3, accumulate="float64").work_bytes((2, 10, 8)) == locs * (18 * 8 + 4)
+    assert TopKPerLocation(2).work_bytes((4, 5)) == 8 * 20 + 12 * 2 * 5
+    assert MatMul(np.ones((5, 7), np.float32)).work_bytes((5,)) == 28
+    assert MatMul(np.ones((5, 7), np.float32), accumulate="float64").work_bytes((5,)) == 28 + 40 + 56
+    assert Relu().work_bytes((4, 5)) == 80
+    g = Graph({"x": (2, 10, 8)}, [Node(Conv2d(w), ("x",), "c"), Node(Relu(), ("c",), "r"),
+                                  Node(Flatten(), ("r",), "f")], KHot(3))
+    m = 4 * locs
+    assert g.work_bytes() == 4 * 160 + locs * (18 * 4 + 16) + 4 * m + 4 * m + 12 * m

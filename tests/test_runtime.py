@@ -125,6 +125,47 @@ def test_chunking_is_invisible(khot, X):
     np.testing.assert_array_equal(OnnxEncoder(path, batch_size=100).encode(X, layout="indices"), full)
 
 
+def test_runs_are_sized_by_the_cards_working_memory(khot, X, tmp_path):
+    """The card carries the graph's working memory per row; the default run takes as many rows as fit
+    ``RUN_BYTES`` (never 8,192 rows of a graph that needs megabytes per row), a given batch_size wins, the
+    codes do not change, and a card without the key (an older file) keeps 8,192."""
+    from hashplug._batching import rows_for
+    from hashplug.modelcard import ModelCard
+
+    enc, path = khot
+    onx = OnnxEncoder(path)
+    # by hand: input (8, 8), its flattened copy, Affine out 64, MatMul out 100 (float32), then the scores
+    # and indices 100 x (4 + 8)
+    assert [n.op.name for n in enc.graph.nodes] == ["flatten", "affine", "matmul"]
+    assert enc.graph.work_bytes() == onx.card.work_bytes == 4 * 64 * 3 + 4 * 100 + 12 * 100
+    assert onx.batch_size == 8192 == runtime.rows_per_run(onx.card)
+    assert rows_for(10_000_000) == (1 << 30) // 10_000_000 == 107 and rows_for(1 << 40) == 1 and rows_for(0) == 8192
+    assert OnnxEncoder(path, batch_size=5).batch_size == 5
+    assert pickle.loads(pickle.dumps(onx)).batch_size == 8192
+    # a model that needs 2 MB per row: runs of 512 rows, the same codes
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.pop("hashplug.digest", None)
+    props["hashplug.work_bytes"] = str(2 * 1024 * 1024)
+    onnx.helper.set_model_props(model, props)
+    big = tmp_path / "big.onnx"
+    onnx.save(model, str(big))
+    heavy = OnnxEncoder(big)
+    assert heavy.batch_size == 512 and pickle.loads(pickle.dumps(heavy)).batch_size == 512
+    np.testing.assert_array_equal(heavy.encode(X), onx.encode(X))
+    for bad in ("0", "-3", "many"):
+        props["hashplug.work_bytes"] = bad
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, str(big))
+        with pytest.raises(ModelFileError, match=r"big\.onnx.*'hashplug\.work_bytes'"):
+            OnnxEncoder(big)
+    props.pop("hashplug.work_bytes")
+    assert ModelCard.from_metadata(props).work_bytes == 0
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(big))
+    assert OnnxEncoder(big).batch_size == 8192
+
+
 # ---------------------------------------------------------------------------- input errors
 def test_input_errors(dense, khot, X):
     onx = OnnxEncoder(dense[1])

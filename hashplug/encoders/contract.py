@@ -361,7 +361,7 @@ class BaseEncoder:
             return self.graph.numpy(x=self._graph_input(Xf))
 
     @renamed_kwargs(format="layout")
-    def encode(self, X: Any, layout: str = "packed", batch_size: int = 8192) -> np.ndarray:
+    def encode(self, X: Any, layout: str = "packed", batch_size: int | None = None) -> np.ndarray:
         """Encode X into binary codes.
 
         Parameters
@@ -374,13 +374,19 @@ class BaseEncoder:
             ``indices``: ndarray of shape (n, k), dtype=int32, ascending (k-hot encoders only;
             :data:`hashplug.codes.INDEX_DTYPE`);
             ``pm1``: ndarray of shape (n, m), dtype=int8 of +-1.
-        batch_size : int
-            Rows per chunk; memory stays bounded by ``batch_size * m``.
+        batch_size : int or None
+            Rows per chunk. None: as many as fit 1 GiB of the graph's working memory per row
+            (:meth:`hashplug.graph.Graph.work_bytes`), at most 8,192.
         """
         _codes.check_layout(layout, self.code_kind, f"{type(self).__name__} produces dense codes")
-        batch_size = check_int_param(batch_size, "batch_size", f"{type(self).__name__}.encode", 1, None)
+        if batch_size is not None:
+            batch_size = check_int_param(batch_size, "batch_size", f"{type(self).__name__}.encode", 1, None)
         Xf = self._check_X(X)
         graph = self.graph
+        if batch_size is None:
+            from .._batching import rows_for
+
+            batch_size = rows_for(graph.work_bytes())
         out = []
         # no measuring pause (an encode is often shorter): one thread until a tick between batches has read the load
         with numeric_threads(work=float(Xf.shape[0]) * Xf.shape[1] * self.m_, start="one_core") as threads:

@@ -8,6 +8,7 @@ A graph maps its named float32 inputs ``{name: (n, *shape)}`` to scores and the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -162,6 +163,15 @@ class Graph:
         if self.head is None:
             raise GraphError("the graph has no head.")
         return self.head
+
+    def work_bytes(self) -> int:
+        """Bytes per sample a backend may hold while running the graph: the inputs, every op's
+        :meth:`~hashplug.graph.Op.work_bytes` (as if all were alive at once: an upper-side estimate) and the
+        head's scores; what sizes the rows of one onnxruntime run (the model card's ``work_bytes``)."""
+        total = sum(4 * math.prod(s) for s in self.inputs.values())
+        total += sum(node.op.work_bytes(*(self.shapes[v] for v in node.inputs)) for node in self.nodes)
+        out = self.shapes[self.output]
+        return int(total + 12 * math.prod(out))  # scores, and the head's indices
 
     def describe(self) -> list[dict[str, Any]]:
         """``op.describe()`` of every node, in order (the model card's ``preprocessing``)."""

@@ -259,6 +259,12 @@ class Op:
         whose cost is memory traffic rather than arithmetic); ``2 * macs`` is its FLOP count."""
         return 0
 
+    def work_bytes(self, *in_shapes: Shape) -> int:
+        """Bytes per sample the op's output and scratch may hold while a backend runs it: the float32 output
+        here; ops that copy their input out (patches) or widen it (float64 accumulation) count that too. An
+        upper-side estimate, for sizing batches (:attr:`hashplug.modelcard.ModelCard.work_bytes`)."""
+        return 4 * math.prod(self.out_shape(*in_shapes))
+
     # ------------------------------------------------------------------ shared
     def _t(self, key: str, arrays: dict[str, Any], like: Any) -> Any:
         """The array field ``key`` as a torch tensor: from ``arrays`` if given, else a constant on like's device."""
@@ -635,6 +641,11 @@ class MatMul(Op):
         d, m = self.weight.shape
         return math.prod(s[:-1]) * int(d) * int(m)
 
+    def work_bytes(self, s: Shape) -> int:
+        """The output, and for float64 accumulation the input and output in double."""
+        out = 4 * math.prod(self.out_shape(s))
+        return out + (8 * math.prod(s) + 2 * out if self.accumulate == "float64" else 0)
+
     def numpy(self, x: np.ndarray) -> np.ndarray:
         if self.accumulate == "float64":
             return (x.astype(np.float64) @ np.asarray(self.weight, np.float64)).astype(np.float32)
@@ -703,6 +714,13 @@ class Conv2d(Op):
         F, Ho, Wo = self.out_shape(s)
         return int(F) * Ho * Wo * math.prod(self.weight.shape[1:])
 
+    def work_bytes(self, s: Shape) -> int:
+        """The patch matrix (locations x C K K, float32 and its accumulation copy) and the output (with its
+        float64 twin when accumulating in double)."""
+        F, Ho, Wo = self.out_shape(s)
+        wide = 8 if self.accumulate == "float64" else 0
+        return Ho * Wo * (math.prod(self.weight.shape[1:]) * (4 + wide) + int(F) * (4 + wide))
+
     def numpy(self, x: np.ndarray) -> np.ndarray:
         return _conv_numpy(x, self.weight, self.stride, self.padding, self.accumulate).astype(np.float32, copy=False)
 
@@ -767,6 +785,12 @@ class PatchL2Norm(Op):
         _, Ho, Wo = self.out_shape(s)
         return Ho * Wo * int(s[0]) * self.kernel * self.kernel
 
+    def work_bytes(self, s: Shape) -> int:
+        """The squared patches (locations x C K K, in the accumulation type) and the norms."""
+        _, Ho, Wo = self.out_shape(s)
+        wide = 8 if self.accumulate == "float64" else 4
+        return Ho * Wo * (int(s[0]) * self.kernel * self.kernel * wide + 4)
+
     def numpy(self, x: np.ndarray) -> np.ndarray:
         if self.accumulate == "float64":  # float32 squares are exact in double
             xd = x.astype(np.float64)
@@ -811,6 +835,11 @@ class TopKPerLocation(Op):
         if not s or not 1 <= self.k <= s[0]:
             raise GraphError(f"k={self.k} must be in [1, F] for an input of shape {s} (F channels first).")
         return tuple(s)
+
+    def work_bytes(self, s: Shape) -> int:
+        """The output, a channels-last copy of the input and the k values and int64 indices per location."""
+        locations = math.prod(s[1:])
+        return 8 * math.prod(s) + 12 * self.k * locations
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         F = x.shape[1]
