@@ -106,7 +106,9 @@ def test_spatial_cli_json_shape_and_png(mixed_mnist, tmp_path):
                      "--seeds", "2", "--budget", "2", "--hp", HP, "--out", str(out), "--png", str(png)]) == 0
     res = json.loads(out.read_text())
     assert set(res["rows"]) == {"r=0.1", "r=0.2", "r=0.3", "r=0.4"}
-    rows = {"NeuroHash w=10", "NeuroHash w=1", "NeuroHash w=0.1", "itq_raw", "lsh_raw", "float_raw", "float_global"}
+    ws = ("10", "1", "0.1")
+    hv = {f"{r} w={w}" for r in ("NeuroHash", "itq_hv", "pca_hv", "float_hv") for w in ws}
+    rows = hv | {"itq_raw", "lsh_raw", "float_raw", "float_global"}
     assert set(res["rows"]["r=0.1"]) == rows | {"chance"}
     assert set(res["map_at_k"]) == rows | {"chance"}
     assert all(0 <= v <= 1 for rr in res["rows"].values() for row in rr.values() for v in row.values())
@@ -114,6 +116,8 @@ def test_spatial_cli_json_shape_and_png(mixed_mnist, tmp_path):
     cond = res["conditional"]["rows"]
     assert cond["eta=1"]["itq_raw"] == cond["eta=10"]["itq_raw"]
     assert set(cond["eta=10"]) == rows
+    # the hypervector references rank the focused queries' own hypervectors: at w = 0.1 the focus moves them
+    assert any(cond["eta=1"][f"float_hv w={w}"] != cond["eta=10"][f"float_hv w={w}"] for w in ws)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -39,7 +39,10 @@ Rows (each ``{"16": ..., "32": ..., "64": ...}``, the mean over seeds; ``"std"``
   mAP of a uniformly random ranking (exact; :func:`hashplug.bench.protocol.chance_map`).
 
 Suites: ``neurohash-ablation`` (Table II with the rows above), ``neurohash-spatial`` (Table III's w trend
-with mAP@K_r and the conditional share for NeuroHash and the position-blind baselines), ``neurohash-tune``
+with mAP@K_r and the conditional share: ``NeuroHash w=<w>`` at the chosen setting, the same untrained
+references on each w's hypervectors, ``itq_hv w=<w>``, ``pca_hv w=<w>``, ``float_hv w=<w>``, whose focused
+queries are the same conditional hypervectors, and the position-blind ``itq_raw``, ``lsh_raw``, ``float_raw``,
+``float_global`` and ``chance``), ``neurohash-tune``
 (the validation search alone); ``neurohash-cifar10`` lives in :mod:`hashplug.bench.neurohash_cifar10`.
 """
 
@@ -310,7 +313,6 @@ def reference_distances(
         ``random_state`` of LSH and ITQ.
     """
     from ..encoders import get_encoder
-    from ..encoders.neurohash import principal_directions
 
     mu = Fdb.mean(0)
     Fq, Fdb = Fq - mu, Fdb - mu
@@ -321,21 +323,51 @@ def reference_distances(
     yield "float_raw", None, cosine_distances(Fq, Fdb)
     if Hq is None or Hdb is None:
         return
+    for row, L, embed in hv_references(Hdb, bits, seed, hv_center=hv_center):
+        yield row, L, embed.distances(Hq)
+
+
+class _HvEmbedding:
+    """One untrained reference on hypervectors, fitted on the database's: ``distances(H)`` (n, n_db) of any
+    queries' hypervectors (the plain ones, or a conditional query's) to the database."""
+
+    def __init__(self, unit: Callable[[np.ndarray], np.ndarray], Ndb: np.ndarray, mean: np.ndarray,
+                 V: np.ndarray | None, encoder: Any, L: int | None) -> None:
+        self.unit, self.mean, self.V, self.encoder, self.L = unit, mean, V, encoder, L
+        self.db = self._embed_unit(Ndb)
+
+    def _embed_unit(self, N: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return N
+        return self.encoder.encode(((N - self.mean) @ self.V).astype(np.float32))
+
+    def distances(self, H: np.ndarray) -> np.ndarray:
+        q = self._embed_unit(self.unit(H))
+        return cosine_distances(q, self.db) if self.encoder is None else _hamming(q, self.db, int(self.L))
+
+
+def hv_references(Hdb: np.ndarray, bits: Sequence[int], seed: int, *, hv_center: np.ndarray | None = None
+                  ) -> Iterator[tuple[str, int | None, _HvEmbedding]]:
+    """The untrained references on the hypervectors, fitted on the database's ``Hdb`` (n_db, 2 D): ``itq_hv``
+    and ``pca_hv`` (ITQ / PCAHash on the top principal directions of the centred, row-normalised
+    hypervectors, NeuroHash's own hashing input) at every length, and ``float_hv`` (cosine on them)."""
+    from ..encoders import get_encoder
+    from ..encoders.neurohash import principal_directions
 
     def unit(H: np.ndarray) -> np.ndarray:
         Hc = H - (0 if hv_center is None else hv_center)
         return (Hc / np.maximum(np.linalg.norm(Hc, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    Nq, Ndb = unit(Hq), unit(Hdb)
+    Ndb = unit(Hdb)
     n_pc = min(max(HV_COMPONENTS, max(bits)), min(Ndb.shape) - 1)
     V = principal_directions(Ndb, n_pc, seed)
     m = Ndb.mean(0, dtype=np.float64)
-    Zq, Zdb = ((Nq - m) @ V).astype(np.float32), ((Ndb - m) @ V).astype(np.float32)
+    Zdb = ((Ndb - m) @ V).astype(np.float32)
     for name, row in (("itq", "itq_hv"), ("pcahash", "pca_hv")):
         for L in bits:
-            e = get_encoder(name, k=int(L), random_state=seed).fit(Zdb)
-            yield row, int(L), _hamming(e.encode(Zq), e.encode(Zdb), int(L))
-    yield "float_hv", None, cosine_distances(Nq, Ndb)
+            yield row, int(L), _HvEmbedding(unit, Ndb, m, V, get_encoder(name, k=int(L), random_state=seed).fit(Zdb),
+                                            int(L))
+    yield "float_hv", None, _HvEmbedding(unit, Ndb, m, V, None, None)
 
 
 # ---------------------------------------------------------------------------------------------- tuning
@@ -627,7 +659,8 @@ def _protocol(data: dict[str, Any], n_db: int, n_q: int, K: int, seeds: Sequence
 def _spatial_seed(d: dict[str, Any], hp: dict[str, Any], stage2: dict[str, Any], bits: list[int], K: int, s: int,
                   ws: Sequence[float], rs: Sequence[float], cond_top: int, cond_r: float,
                   per: dict[str, dict[str, dict[str, list[float]]]], png: str | None, verbose: bool) -> dict[str, Any]:
-    """One seed of Table III: NeuroHash at every w and the position-blind references, each scored by plain
+    """One seed of Table III: NeuroHash at every w, the untrained references on each w's hypervectors and the
+    position-blind references, each scored by plain
     mAP@K, mAP@K_r and the conditional share, appended to ``per[metric]``; returns the seed's fit times and
     its number of queries with two or more objects."""
     from tqdm.auto import tqdm
@@ -660,6 +693,12 @@ def _spatial_seed(d: dict[str, Any], hp: dict[str, Any], stage2: dict[str, Any],
             if png and w == ws[-1] and L == bits[-1]:
                 _plot_grid(png, sq, sdb, two[:6], hashed.enc, sub, cdb, L, focus)
         fits[f"w={w:g}"] = round(time.perf_counter() - t0, 1)
+        # the untrained references on the same hypervectors, focused queries included
+        t0 = time.perf_counter()
+        Hcond = _conditional_hypervectors(hashed.enc, sub, focus)
+        for row, L, embed in hv_references(hashed.Hdb, bits, s, hv_center=hashed.enc.H_mean_):
+            score(f"{row} w={w:g}", L, embed.distances(hashed.Hq), embed.distances(Hcond))
+        fits[f"hv references w={w:g}"] = round(time.perf_counter() - t0, 1)
     for row, L, D in reference_distances(_raw_features(d["q"]), _raw_features(d["db"]), None, None, bits, s):
         score(row, L, D)
     score("float_global", None, cosine_distances(qin["global_features"], dbin["global_features"],
@@ -693,8 +732,9 @@ def run_spatial(
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Table III's w trend (mAP@K_r), plain mAP@K and the conditional-retrieval share, for NeuroHash at the
-    validated setting and for the position-blind baselines (ITQ / LSH on the raw features, float cosine on the
-    global features and on the raw features), over ``seeds``; see the module docstring."""
+    validated setting, for the untrained references on each w's hypervectors (ITQ / PCAHash / float cosine)
+    and for the position-blind baselines (ITQ / LSH on the raw features, float cosine on the global features
+    and on the raw features), over ``seeds``; see the module docstring."""
     t_all = time.perf_counter()
     seed_ids = _seed_list(seeds)
     bits = [int(b) for b in bits]
@@ -722,7 +762,8 @@ def run_spatial(
         "conditional": {
             "metric": f"share of the top {cond_top} holding an object of the focused object's class within "
                       f"r = {cond_r} of its position (queries with >= 2 objects, focus = the first); position-blind "
-                      "baselines rank the same with and without focus",
+                      "baselines rank the same with and without focus; the hypervector references rank the focused "
+                      "queries' hypervectors",
             "rows": {"eta=1": sm["cond eta=1"]["rows"], "eta=10": sm["cond eta=10"]["rows"]},
         },
         "chosen": tune["chosen"],
@@ -736,11 +777,21 @@ def run_spatial(
     return res
 
 
-def _conditional_codes(enc: Any, sub: dict[str, np.ndarray], focus: np.ndarray) -> np.ndarray:
-    """Codes of the queries ``sub`` with eta = 10 on the ``focus`` object (the paper's conditional query)."""
+def _conditional_inputs(sub: dict[str, np.ndarray], focus: np.ndarray) -> dict[str, np.ndarray]:
+    """The queries ``sub`` with eta = 10 on the ``focus`` object (the paper's conditional query)."""
     from ..hdc import conditional_eta
 
-    return enc.encode({**sub, "eta": conditional_eta(sub["object_positions"], sub["object_mask"], focus=focus)})
+    return {**sub, "eta": conditional_eta(sub["object_positions"], sub["object_mask"], focus=focus)}
+
+
+def _conditional_codes(enc: Any, sub: dict[str, np.ndarray], focus: np.ndarray) -> np.ndarray:
+    """Codes of the conditional queries (:func:`_conditional_inputs`)."""
+    return enc.encode(_conditional_inputs(sub, focus))
+
+
+def _conditional_hypervectors(enc: Any, sub: dict[str, np.ndarray], focus: np.ndarray) -> np.ndarray:
+    """Hypervectors (n, 2 D) of the conditional queries (:func:`_conditional_inputs`)."""
+    return enc.hypervectors(_conditional_inputs(sub, focus))
 
 
 def nearest_truth(scenes: Any, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
