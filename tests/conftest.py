@@ -104,3 +104,28 @@ def fake_ag_news(tmp_path_factory):
     p = tmp_path_factory.mktemp("data") / "ag_news.npz"
     np.savez(p, emb=X.astype(np.float16), y=y.astype(np.uint8))
     return p
+
+
+#: Where the 0.1.0 fixture's tables were written: their configs name this absolute path, so the tests that
+#: open them copy the fixture back there.
+V0_1_0_WRITTEN_AT = Path("/tmp/hashplug-fixture-v0_1_0")
+
+
+@pytest.fixture
+def v0_1_0_at_written_path() -> Any:
+    """The 0.1.0 fixture copied to the absolute path its tables name, removed after; held under a file lock,
+    so tests of two processes (``pytest -n 2``, or two sessions at once) never share or delete each other's
+    copy."""
+    import fcntl
+    import shutil
+
+    src = Path(__file__).parent / "fixtures" / "v0_1_0"
+    with open(str(V0_1_0_WRITTEN_AT) + ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            shutil.rmtree(V0_1_0_WRITTEN_AT, ignore_errors=True)
+            shutil.copytree(src, V0_1_0_WRITTEN_AT)
+            yield V0_1_0_WRITTEN_AT
+        finally:
+            shutil.rmtree(V0_1_0_WRITTEN_AT, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -7,7 +7,6 @@ there before opening the tables.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,10 @@ WRITTEN_AT = Path("/tmp/hashplug-fixture-v0_1_0")
 
 
 @pytest.fixture
-def fx():
-    if WRITTEN_AT.exists():
-        shutil.rmtree(WRITTEN_AT)
-    shutil.copytree(FIXTURE, WRITTEN_AT)
-    yield WRITTEN_AT
-    shutil.rmtree(WRITTEN_AT, ignore_errors=True)
+def fx(v0_1_0_at_written_path):
+    """The fixture at the path its tables name (conftest's copy, under a file lock)."""
+    assert v0_1_0_at_written_path == WRITTEN_AT
+    return WRITTEN_AT
 
 
 def test_saved_models_load_and_encode_identically(fx):

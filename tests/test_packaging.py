@@ -147,15 +147,9 @@ def test_light_face_loads_no_heavy_module(entry, tmp_path):
 
 
 @pytest.fixture
-def fixture_at_written_path():
-    """The 0.1.0 fixture copied to the absolute path its tables name (as in test_compat_v0_1_0), removed after."""
-    import shutil
-
-    written_at = Path("/tmp/hashplug-fixture-v0_1_0")
-    shutil.rmtree(written_at, ignore_errors=True)
-    shutil.copytree(ROOT / "tests" / "fixtures" / "v0_1_0", written_at)
-    yield written_at
-    shutil.rmtree(written_at, ignore_errors=True)
+def fixture_at_written_path(v0_1_0_at_written_path):
+    """The 0.1.0 fixture at the absolute path its tables name (conftest's copy, under a file lock)."""
+    return v0_1_0_at_written_path
 
 
 @pytest.mark.parametrize(
