@@ -16,7 +16,8 @@ from hashplug.cli import main as cli_main  # noqa: E402
 
 
 def _fake_cifar(path, n_train=300, n_test=200):
-    """Colour images whose class sets a colour and a stripe direction (learnable), JPEG-encoded as the real file."""
+    """Colour images whose class sets a colour and a stripe direction (learnable), JPEG-encoded and sorted by
+    label within each split, as the real file is (a cut of its training images by position holds one class)."""
     rng = np.random.default_rng(0)
     n = n_train + n_test
     y = rng.permutation(np.arange(n) % 10)
@@ -28,6 +29,9 @@ def _fake_cifar(path, n_train=300, n_test=200):
         imgs.append(np.clip(base + rng.normal(0, 12, (32, 32, 3)), 0, 255).astype(np.uint8))
     arrays = {}
     for split, sl in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+        order = np.argsort(y[sl], kind="stable")
+        y[sl] = y[sl][order]
+        imgs[sl] = [imgs[sl][i] for i in order]
         blobs = []
         for im in imgs[sl]:
             buf = io.BytesIO()
@@ -56,4 +60,10 @@ def test_cifar10_suite_rows_splits_and_references(tmp_path, monkeypatch):
     assert all(v == 0 for d in res["protocol"]["validation_overlap"].values() for v in d.values())
     assert res["tuning"]["tuning"]["settings_per_method"]["NeuroHash"] == 2
     assert res["chosen"] == res["tuning"]["results"][0]["params"]
-    assert res["protocol"]["backbone"]["train_images"] == "CIFAR-10 training images 0-269"
+    bb = res["protocol"]["backbone"]["train_images"]
+    counts = np.bincount(np.load(src)["y_train"])
+    want = np.round(0.9 * counts).astype(int)  # 90 % of each class (the smoke run's subset keeps them all here)
+    assert bb.startswith(f"{want.sum()} CIFAR-10 training images, {want.min()}-{want.max()} per class"), bb
+    # the validation split holds every class although the file is sorted by label (one query per class)
+    assert res["protocol"]["validation"].startswith("10 queries (1 per class) and 20 database images"), \
+        res["protocol"]["validation"]

@@ -153,3 +153,21 @@ def test_reference_rows_and_flat_setting():
                                                                                   "eta": 1}
     with pytest.raises(HashplugError, match=r"set \['lr'\] twice"):
         flat_setting({"opt": {"optimizer": "adam", "lr": 1e-3}, "lr": 0.1})
+
+
+def test_a_split_of_one_class_is_refused_and_stratified_rows_keep_every_class():
+    """A data file sorted by label and cut by position gives a split of one class, on which every ranking
+    scores mAP 1 (the first CIFAR-10 NeuroHash run chose its setting on such a split): refused by name."""
+    from hashplug.bench.protocol import check_split_labels, stratified_rows
+
+    y = np.repeat(np.arange(10), 50)  # sorted by label, as the CIFAR-10 file is
+    with pytest.raises(HashplugError, match=r"validation split's queries hold 1 class\(es\) \[9\]"):
+        check_split_labels(y[450:460], y[460:], "validation")
+    check_split_labels(y[::7], y[1::7], "validation")
+    first, rest = stratified_rows(y, 0.9, seed=0)
+    assert first.size == 450 and rest.size == 50 and np.intersect1d(first, rest).size == 0
+    assert (np.bincount(y[first]) == 45).all() and (np.bincount(y[rest]) == 5).all()
+    np.testing.assert_array_equal(stratified_rows(y, 0.9, seed=0)[0], first)  # seeded
+    assert not np.array_equal(stratified_rows(y, 0.9, seed=1)[0], first)
+    with pytest.raises(HashplugError, match="share must lie in"):
+        stratified_rows(y, 1.0, seed=0)

@@ -4,15 +4,19 @@ CIFAR-10 row), against ITQ, LSH and PCAHash on the same backbone features, on th
 The paper's backbone (DINOv2 ViT-g/14) cannot be had offline. Here:
 
 * **backbone**: the small CNN of :mod:`hashplug.train.digit_cnn` with colour input (``in_channels=3``),
-  trained offline on CIFAR-10 *training* images 0-44,999 only (its test accuracy is in the JSON); its pooled
+  trained offline on 90 % of each class of CIFAR-10's *training* images (45,000; a seeded per-class draw:
+  the data file is sorted by label, so a cut by position would hold out one class) and on nothing else (its
+  test accuracy is in the JSON); its pooled
   last feature map is the image feature. One backbone (``--backbone-seed``) serves every seed; the seeds vary
   NeuroHash (k-means pseudo-labels, HDC encoder, hyperplanes) and the baselines' random draws.
 * **one object per image**: the detector returns the whole image, at position (0.5, 0.5), so NeuroHash's
   inputs are the global feature and one object feature equal to it (the paper's CIFAR-10 setting).
 * **test**: 1,000 queries (100 per class) and the other 9,000 test images as the database; the hashing is
   trained, without labels, on the database. Relevance: same class; mAP@1000, tie-aware.
-* **validation**: 500 queries (50 per class) and 4,500 database images from training images 45,000-49,999,
-  which the backbone never saw; NeuroHash's hyperplane stage is chosen there by the same random search as
+* **validation**: 500 queries (50 per class) and 4,500 database images from the other 10 % of each class
+  of the training images, which the backbone never saw (a split holding one class is refused:
+  :func:`hashplug.bench.protocol.check_split_labels`); NeuroHash's hyperplane stage is chosen there by the
+  same random search as
   the MNIST tables (:data:`hashplug.bench.neurohash.TUNE_GRID`, ``--budget`` settings at 32 bits).
 
 Rows, each ``{"16", "32", "64"}`` (mean over seeds, with ``std`` and ``per_seed``): ``full``, ``random``,
@@ -41,12 +45,22 @@ from .neurohash import (
     reference_distances,
     seeds_of,
 )
-from .protocol import TuningBudget, chance_map, check_no_overlap, overlap_report, seed_summary
+from .protocol import (
+    TuningBudget,
+    chance_map,
+    check_no_overlap,
+    check_split_labels,
+    overlap_report,
+    rows_digest,
+    seed_summary,
+    stratified_rows,
+)
 from .suite import Suite, register_suite
 
 __all__ = ["run_cifar10", "cifar10_inputs"]
 
-#: Share of CIFAR-10's training images the backbone trains on (45,000 of 50,000); the rest are validation.
+#: Share of each class of CIFAR-10's training images the backbone trains on (45,000 of 50,000); the rest are
+#: the validation split.
 BACKBONE_SHARE = 0.9
 
 
@@ -79,15 +93,22 @@ def _load(data: str | None, verbose: bool) -> tuple[np.ndarray, np.ndarray, int]
     return X, np.asarray(y, dtype=np.int64), n_file_train
 
 
-def _backbone(X: np.ndarray, y: np.ndarray, n_file_train: int, epochs: int, seed: int, n_train: int,
+def _backbone(X: np.ndarray, y: np.ndarray, n_file_train: int, epochs: int, seed: int, rows: np.ndarray,
               verbose: bool) -> tuple[dict[str, Any], np.ndarray]:
-    """The colour CNN trained on CIFAR-10 training images [0, n_train): its info and every image's features."""
+    """The colour CNN trained on the CIFAR-10 training images ``rows``: its info and every image's features."""
     from ..train.digit_cnn import image_features, train_digit_cnn
+    from ..validation import HashplugError
 
+    missing = np.setdiff1d(np.unique(y[:n_file_train]), np.unique(y[rows]))
+    if missing.size:
+        raise HashplugError(f"the backbone's training images hold no image of class(es) {missing.tolist()}.")
     t0 = time.perf_counter()
-    net, info = train_digit_cnn(X[:n_train], y[:n_train], channels=3, width=128, epochs=epochs, random_state=seed,
+    net, info = train_digit_cnn(X[rows], y[rows], channels=3, width=128, epochs=epochs, random_state=seed,
                                 X_test=X[n_file_train:], y_test=y[n_file_train:], verbose=verbose)
-    info.update({"train_images": f"CIFAR-10 training images 0-{n_train - 1}", "seconds": round(time.perf_counter() - t0, 1),
+    counts = np.bincount(y[rows])
+    info.update({"train_images": f"{rows.size} CIFAR-10 training images, {counts.min()}-{counts.max()} per class "
+                                 f"(a seeded per-class draw, seed {seed})",
+                 "train_rows_sha256": rows_digest(rows), "seconds": round(time.perf_counter() - t0, 1),
                  "architecture": "digit_cnn with in_channels=3, width=128", "epochs": epochs, "seed": seed})
     return info, image_features(net, X)
 
@@ -164,18 +185,22 @@ def run_cifar10(
     bits = [int(b) for b in bits]
     hp = {"D": 10_000, "w": 1.0, **(hp or {})}
     X, y, n_file = _load(data, verbose)
-    n_backbone = int(BACKBONE_SHARE * n_file)
-    n_train = n_backbone if max_rows is None else min(n_backbone, 5 * int(max_rows))
-    info, F = _backbone(X, y, n_file, backbone_epochs, backbone_seed, n_train, verbose)
+    backbone_rows, val_rows = stratified_rows(y[:n_file], BACKBONE_SHARE, backbone_seed)
+    if max_rows is not None:  # smoke runs: a smaller backbone set, still drawn from every class
+        sub, _ = stratified_rows(y[backbone_rows], min(0.99, 5 * int(max_rows) / backbone_rows.size), backbone_seed)
+        backbone_rows = backbone_rows[sub]
+    info, F = _backbone(X, y, n_file, backbone_epochs, backbone_seed, backbone_rows, verbose)
     del X
     test_rows = np.arange(n_file, len(y)) if max_rows is None else np.arange(n_file, min(len(y), n_file + int(max_rows)))
-    val_rows = np.arange(n_backbone, n_file)
     per_class_t, per_class_v = (100, 50) if max_rows is None else (max(1, len(test_rows) // 100), 1)
     vq, vdb = _split(y[val_rows], per_class_v, len(val_rows) - 10 * per_class_v, backbone_seed)
     vq, vdb = val_rows[vq], val_rows[vdb]
+    check_split_labels(y[vq], y[vdb], "validation")
     tests = {str(s): _split(y[test_rows], per_class_t, len(test_rows) - 10 * per_class_t, s) for s in seed_ids}
     tests = {s: (test_rows[q], test_rows[db]) for s, (q, db) in tests.items()}
-    overlap = overlap_report({"queries": vq, "database": vdb, "backbone": np.arange(n_train)},
+    for s, (q, db) in tests.items():
+        check_split_labels(y[q], y[db], f"seed {s} test")
+    overlap = overlap_report({"queries": vq, "database": vdb, "backbone": backbone_rows},
                              {s: {"queries": q, "database": db} for s, (q, db) in tests.items()})
     check_no_overlap(overlap)
     t0 = time.perf_counter()
@@ -208,8 +233,10 @@ def run_cifar10(
             "backbone": info,
             "test": f"{10 * per_class_t} queries ({per_class_t} per class) and {len(test_rows) - 10 * per_class_t} "
                     "database images from the CIFAR-10 test images, drawn per seed",
-            "validation": f"{len(vq)} queries and {len(vdb)} database images from CIFAR-10 training images "
-                          f"{n_backbone}-{n_file - 1} (the backbone never saw them)",
+            "validation": f"{len(vq)} queries ({per_class_v} per class) and {len(vdb)} database images from the "
+                          f"{val_rows.size} CIFAR-10 training images outside the backbone's ({1 - BACKBONE_SHARE:.0%} "
+                          "of each class; the backbone never saw them)",
+            "validation_rows_sha256": rows_digest(val_rows),
             "validation_overlap": overlap,
             "objects": "one per image: the whole image at (0.5, 0.5)",
             "training": "NeuroHash and the baselines fit on the database images, without labels (k-means "

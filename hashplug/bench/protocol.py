@@ -38,6 +38,8 @@ __all__ = [
     "validation_rows",
     "overlap_report",
     "check_no_overlap",
+    "check_split_labels",
+    "stratified_rows",
     "chance_map",
     "cosine_map",
     "TuningBudget",
@@ -139,6 +141,46 @@ def check_no_overlap(report: Mapping[str, Mapping[str, int]], allowed: Sequence[
     if bad:
         raise HashplugError(f"the validation split shares rows with test sets: {bad}; cut it from rows no "
                             "reported seed tests on (hashplug.bench.protocol.validation_rows).")
+
+
+def check_split_labels(y_q: Any, y_db: Any, what: str) -> None:
+    """Refuse a single-label split on which every ranking is perfect: its queries or its database hold one
+    class only, so mAP is 1 for every method and nothing can be chosen or compared there (a data file sorted
+    by label, cut by position, does this)."""
+    cq, cdb = np.unique(np.asarray(y_q)), np.unique(np.asarray(y_db))
+    if cq.size < 2 or cdb.size < 2:
+        raise HashplugError(
+            f"the {what} split's queries hold {cq.size} class(es) {cq[:5].tolist()} and its database {cdb.size} "
+            f"{cdb[:5].tolist()}: every ranking scores mAP 1 there. Draw the split per class "
+            "(hashplug.bench.protocol.stratified_rows); the data file may be sorted by label.")
+
+
+def stratified_rows(y: Any, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the rows of ``y`` into ``share`` of every class and the rest, each sorted.
+
+    Parameters
+    ----------
+    y : array-like of int, shape (n,)
+    share : float in (0, 1)
+    seed : int
+        Seed of the per-class permutations (classes in sorted label order).
+
+    Returns
+    -------
+    first, rest : ndarray of int64, sorted
+        ``round(share * n_c)`` rows of each class c, and the others.
+    """
+    y = np.asarray(y)
+    if not 0 < float(share) < 1:
+        raise HashplugError(f"share must lie in (0, 1); got {share!r}.")
+    rng = np.random.default_rng(seed)
+    first, rest = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n = int(round(float(share) * idx.size))
+        first.append(idx[:n])
+        rest.append(idx[n:])
+    return np.sort(np.concatenate(first)).astype(np.int64), np.sort(np.concatenate(rest)).astype(np.int64)
 
 
 def rows_digest(*rows: Any) -> str:
