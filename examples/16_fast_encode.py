@@ -11,6 +11,9 @@
 4. Time ``OnnxEncoder.encode`` at one batch against the FLOP bound: the graph's multiply-adds per image
    (``Op.macs``) at the float32 matrix-product rate of one core measured here (``hashplug bench encode``
    prints the same columns for every encoder, ``--models`` for saved ones).
+5. Print the graph's working memory per image, which the model card carries (``hashplug.work_bytes``), and
+   the run size ``OnnxEncoder`` derives from it (as many images as fit 1 GiB, at most 8,192: 56 for the
+   MNIST preset, 35 for CIFAR-10's, where a fixed 8,192 would need 150-250 GB).
 
 Usage::
 
@@ -125,8 +128,15 @@ def main(argv: list[str] | None = None) -> dict:
     bound = flops / (peak * 1e9) * 1e3
     print(f"{flops / 1e6:.1f} MFLOP per image; bound {bound:.3f} ms at {peak:.0f} GFLOP/s (one core); measured "
           f"{wall:.3f} ms wall, {cpu:.3f} ms CPU per image: {wall / bound:.1f}x / {cpu / bound:.1f}x the bound")
+
+    # ---- 5. runs sized by working memory: the card says how much one image holds while it is encoded
+    work = onx.card.work_bytes
+    assert work == enc.graph.work_bytes() > 0
+    print(f"working memory {work / 1e6:.2f} MB per image (card key hashplug.work_bytes): OnnxEncoder runs "
+          f"{onx.batch_size} images at a time by default (1 GiB), where a fixed 8,192 would hold "
+          f"{8192 * work / 2**30:.1f} GiB")
     return {"data": data, "ms_per_image": wall, "cpu_ms_per_image": cpu, "flop_bound_ms": bound,
-            "profile": dict(ops)}
+            "profile": dict(ops), "work_bytes": work, "rows_per_run": onx.batch_size}
 
 
 if __name__ == "__main__":
