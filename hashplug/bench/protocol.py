@@ -107,6 +107,8 @@ def validation_rows(
         pick = np.concatenate([q, rng.permutation(np.setdiff1d(pool, q))])
     db = np.setdiff1d(pick, q)
     db = rng.permutation(db)[:n_db]
+    if labels is not None:  # a split on which every ranking is perfect chooses nothing
+        check_split_labels(np.asarray(labels)[q], np.asarray(labels)[db], "validation")
     return np.sort(q).astype(np.int64), np.sort(db).astype(np.int64)
 
 
