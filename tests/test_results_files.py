@@ -370,6 +370,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "angulardistill_unsupervised_3seeds.json": ex_angulardistill,
     "neurohash_ablation.json": ex_neurohash_ablation,
     "neurohash_spatial.json": ex_neurohash_spatial,
+    "neurohash_spatial_fair.json": ex_neurohash_spatial,
     "neurohash_cifar10.json": ex_neurohash_ablation,
     "neurohash_ablation_fair.json": ex_neurohash_ablation,
     "load.json": ex_load,
