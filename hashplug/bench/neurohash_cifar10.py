@@ -118,6 +118,24 @@ def _data(F: np.ndarray, y: np.ndarray, q: np.ndarray, db: np.ndarray) -> dict[s
             "db": {"inputs": cifar10_inputs(F[db]), "labels": None, "y": y[db], "F": F[db]}}
 
 
+def _splits(y: np.ndarray, val_rows: np.ndarray, test_rows: np.ndarray, backbone_rows: np.ndarray,
+            per_class_v: int, per_class_t: int, seed_ids: Sequence[int], backbone_seed: int
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """The validation queries and database (per class, from ``val_rows``), every seed's test split (per class,
+    from ``test_rows``) and their overlap report; a split of one class or any overlap is an error."""
+    vq, vdb = _split(y[val_rows], per_class_v, len(val_rows) - 10 * per_class_v, backbone_seed)
+    vq, vdb = val_rows[vq], val_rows[vdb]
+    check_split_labels(y[vq], y[vdb], "validation")
+    tests = {str(s): _split(y[test_rows], per_class_t, len(test_rows) - 10 * per_class_t, s) for s in seed_ids}
+    tests = {s: (test_rows[q], test_rows[db]) for s, (q, db) in tests.items()}
+    for s, (q, db) in tests.items():
+        check_split_labels(y[q], y[db], f"seed {s} test")
+    overlap = overlap_report({"queries": vq, "database": vdb, "backbone": backbone_rows},
+                             {s: {"queries": q, "database": db} for s, (q, db) in tests.items()})
+    check_no_overlap(overlap)
+    return vq, vdb, tests, overlap
+
+
 def _score(D: np.ndarray, d: dict[str, Any], K: int) -> float:
     from ..metrics import mean_average_precision
 
@@ -193,16 +211,8 @@ def run_cifar10(
     del X
     test_rows = np.arange(n_file, len(y)) if max_rows is None else np.arange(n_file, min(len(y), n_file + int(max_rows)))
     per_class_t, per_class_v = (100, 50) if max_rows is None else (max(1, len(test_rows) // 100), 1)
-    vq, vdb = _split(y[val_rows], per_class_v, len(val_rows) - 10 * per_class_v, backbone_seed)
-    vq, vdb = val_rows[vq], val_rows[vdb]
-    check_split_labels(y[vq], y[vdb], "validation")
-    tests = {str(s): _split(y[test_rows], per_class_t, len(test_rows) - 10 * per_class_t, s) for s in seed_ids}
-    tests = {s: (test_rows[q], test_rows[db]) for s, (q, db) in tests.items()}
-    for s, (q, db) in tests.items():
-        check_split_labels(y[q], y[db], f"seed {s} test")
-    overlap = overlap_report({"queries": vq, "database": vdb, "backbone": backbone_rows},
-                             {s: {"queries": q, "database": db} for s, (q, db) in tests.items()})
-    check_no_overlap(overlap)
+    vq, vdb, tests, overlap = _splits(y, val_rows, test_rows, backbone_rows, per_class_v, per_class_t, seed_ids,
+                                      backbone_seed)
     t0 = time.perf_counter()
     tune = _tune(_data(F, y, vq, vdb), hp, dict(TUNE_GRID), budget, 32 if 32 in bits else bits[0], K, seed_ids[0],
                  verbose)
