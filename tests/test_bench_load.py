@@ -19,8 +19,8 @@ def test_load_bench_small(tmp_path):
     assert ing["rows_in_table"] == 6000 and ing["commits"] == 6
     assert ing["peak_rss_mb"] >= ing["rss_before_mb"] > 0
     during = rows["search during ingest"]
-    assert during["errors"] == 0
-    assert during["searches"] >= 1
+    assert during["errors"] == 0, during["error_messages"]
+    assert during["searches"] >= 1  # the reader is waited for until its first search
     probes = rows["5 probe searches through the index"]
     assert probes["found_at_distance_0"] == 5
     assert rows["first search after ingest"]["self_at_distance_0"] == 1

@@ -104,7 +104,8 @@ def _source(rows: int, chunk: int, dim: int, centers: np.ndarray, seed: int) -> 
 def _searcher(db_path: str, name: str, stop_file: str, out_file: str, dim: int, seed: int, limit: int) -> None:
     """Search the table in a loop until ``stop_file`` exists; write latencies (s) and rows seen as JSON.
 
-    Writes ``out_file + ".ready"`` once its imports are done, so the writer starts only then."""
+    Writes ``out_file + ".ready"`` once its imports are done, so the writer starts only then, and
+    ``out_file + ".searched"`` after its first search, so a short ingest does not stop it before it searched."""
     import json
     import resource
 
@@ -137,6 +138,8 @@ def _searcher(db_path: str, name: str, stop_file: str, out_file: str, dim: int, 
             continue
         lat.append(time.perf_counter() - t0)
         seen.append(int(tbl.count_rows()))
+        if len(lat) == 1:
+            Path(out_file + ".searched").write_text("searched")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     Path(out_file).write_text(json.dumps({"latencies": lat, "rows_seen": seen, "errors": errors[:20],
                                           "n_errors": len(errors), "peak_rss_bytes": peak_kb * 1024}))
@@ -243,6 +246,10 @@ def _stop_searcher(proc: Any, stop: Path, out: Path) -> dict[str, Any]:
     """Tell the reader to stop; its report (``{}`` without a reader)."""
     import json
 
+    deadline = time.monotonic() + 120  # a short ingest may end before the reader's first search (its imports)
+    while proc is not None and proc.is_alive() and not Path(str(out) + ".searched").exists() \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop.write_text("stop")
     if proc is not None:
         proc.join(timeout=600)
@@ -294,7 +301,8 @@ def _phase_rows(searcher: dict[str, Any], after: dict[str, Any]) -> list[dict[st
          "p50_ms": None if not lat else round(1000 * _pct(lat, 50), 2),
          "p99_ms": None if not lat else round(1000 * _pct(lat, 99), 2),
          "max_ms": None if not lat else round(1000 * max(lat), 2),
-         "errors": searcher.get("n_errors"), "searcher_peak_rss_mb": round(searcher.get("peak_rss_bytes", 0) / 2**20, 1),
+         "errors": searcher.get("n_errors"), "error_messages": (searcher.get("errors") or [])[:3],
+         "searcher_peak_rss_mb": round(searcher.get("peak_rss_bytes", 0) / 2**20, 1),
          "rows_seen_last": (searcher.get("rows_seen") or [None])[-1]},
         {"phase": "first search after ingest (LanceDB flat, fresh connection)",
          "ms": round(1000 * after["first_lancedb_s"], 2), "self_at_distance_0": after["lancedb_found"]},
