@@ -362,11 +362,12 @@ class HammingIndex:
                                     f"{keep.dtype} {keep.shape}.")
             return self._keep(keep)
 
-    def _keep(self, keep: np.ndarray) -> int:
+    def _keep(self, keep: np.ndarray, ids: np.ndarray | None = None) -> int:
+        """``keep`` by position; ``ids``: the row ids when the caller has materialised them already."""
         k = int(keep.shape[0] - np.count_nonzero(keep))
         if not k:
             return 0
-        ids = self.row_ids
+        ids = self.row_ids if ids is None else ids
         if self.layout == "packed":
             self._words = np.ascontiguousarray(self._words[keep])
         else:
@@ -432,7 +433,8 @@ class HammingIndex:
             return self._delete(gone_ids)
 
     def _delete(self, gone_ids: np.ndarray) -> int:
-        return self._keep(~np.isin(self.row_ids, gone_ids))
+        ids = self.row_ids  # materialised once from the runs
+        return self._keep(~np.isin(ids, gone_ids), ids)
 
     def _merge_pending(self) -> None:
         """Merge the rows added since the last search into the postings (each unit: old rows, then new)."""
