@@ -257,10 +257,10 @@ class _AnnotationCheck:
 _upgrade_config = upgrade_config  # the 0.2 name
 
 
-#: Checked function instances by (configuration, model file identity): see :meth:`HashplugEmbeddings.create`.
-_INSTANCES: dict[tuple[Any, ...], Any] = {}
-_INSTANCES_LOCK = threading.Lock()
-_MAX_INSTANCES = 64
+#: Checked models by (configuration, model file identity): see :meth:`HashplugEmbeddings.__init__`.
+_CHECKED: dict[tuple[Any, ...], Any] = {}
+_CHECKED_LOCK = threading.Lock()
+_MAX_CHECKED = 64
 
 
 def _instance_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -292,10 +292,9 @@ def _instance_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
 
 
 def clear_function_cache() -> None:
-    """Forget the checked function instances (they are rebuilt and checked on the next use)."""
-    with _INSTANCES_LOCK:
-        _INSTANCES.clear()
-
+    """Forget the checked models (the next function built opens and checks its model file again)."""
+    with _CHECKED_LOCK:
+        _CHECKED.clear()
 
 @register("hashplug")
 class HashplugEmbeddings(EmbeddingFunction):
@@ -345,61 +344,83 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     _encoder: Any = PrivateAttr(default=None)
 
+    def __init__(self, **data: Any) -> None:
+        """Build the function and check its model (see :meth:`create`).
+
+        Every way LanceDB builds the function comes here: ``create`` (what a user calls, and what LanceDB
+        < 0.41 calls when it rebuilds a table's function from its saved config) and ``cls(**config)`` (what
+        LanceDB >= 0.41 calls). The model is found and checked now, in the caller's thread and frames, so a
+        ``{db}`` location resolves against the table being opened and a wrong file fails the open, not a later
+        read. A configuration already checked against the same file (same size, mtime and inode; or the same
+        ``file_sha256`` for a model named by content) reuses that check: no file is read again.
+        """
+        data = upgrade_config(data)
+        model = data.get("model")
+        keep = isinstance(model, str) and (is_db_reference(model) or is_uri(model))
+        if not keep:
+            data["model"] = str(check_path(model, "model (the ONNX file)", "the hashplug embedding function"))
+        if data.get("layout") is not None:
+            data["layout"] = normalize_layout(data["layout"], owner="the hashplug embedding function")
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise HashplugError(f"invalid configuration of the hashplug embedding function: {exc}") from None
+        key = _instance_key(data) if type(self) is HashplugEmbeddings else None
+        hit = _CHECKED.get(key) if key is not None else None
+        if hit is not None:
+            self._encoder = hit
+        else:
+            enc = self._load_and_check()  # outside pydantic validation, so our own error types reach the caller
+            if key is not None:
+                with _CHECKED_LOCK:
+                    while len(_CHECKED) >= _MAX_CHECKED:
+                        _CHECKED.pop(next(iter(_CHECKED)))
+                    _CHECKED.setdefault(key, enc)
+        enc = self._encoder
+        if self.file_sha256 is None:
+            self.file_sha256 = enc.file_sha256
+        for name in ("m", "k", "code_kind"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(enc, name))
+
     @classmethod
     def create(cls, **kwargs: Any) -> HashplugEmbeddings:
         """Create the function, check the model file, and record its absolute path, sha256 and shape.
 
-        LanceDB calls this on every rebuild of a table's function from its saved config (each ``add``, each
-        search, each ``table.embedding_functions``). One instance per configuration and model file is built
-        and checked, then returned again while the file is unchanged on disk (same size, mtime and inode; a
-        file replaced in place is opened and checked anew, so a swapped model is still refused). A model named
-        by content (a ``{db}/...`` or URI location with its ``file_sha256``) is one instance per configuration:
-        any copy with that sha256 is the same model. Where the model is looked for:
-        :func:`hashplug.integrations.store.resolve_encoder`.
+        LanceDB saves what this records (the config) in the table's schema metadata and rebuilds the function
+        from it on every ``add``, search and ``table.embedding_functions``. Each build checks the model against
+        the config, once per configuration and file: a rebuild of a configuration already checked against the
+        same file (same size, mtime and inode; a file replaced in place is opened and checked anew, so a
+        swapped model is still refused) reads nothing. A model named by content (a ``{db}/...`` or URI
+        location with its ``file_sha256``) is checked once per configuration: any copy with that sha256 is the
+        same model. Where the model is looked for: :func:`hashplug.integrations.store.resolve_encoder`.
         """
-        key = _instance_key(kwargs) if cls is HashplugEmbeddings else None
-        if key is not None:
-            hit = _INSTANCES.get(key)
-            if hit is not None:
-                return hit
-        inst = cls._create(**kwargs)
-        if key is not None:
-            with _INSTANCES_LOCK:
-                while len(_INSTANCES) >= _MAX_INSTANCES:
-                    _INSTANCES.pop(next(iter(_INSTANCES)))
-                inst = _INSTANCES.setdefault(key, inst)
-        return inst
-
-    @classmethod
-    def _create(cls, **kwargs: Any) -> HashplugEmbeddings:
-        kwargs = upgrade_config(kwargs)
-        model = kwargs.get("model")
-        keep = isinstance(model, str) and (model.startswith("$var:") or is_db_reference(model) or is_uri(model))
-        if not keep:
-            kwargs["model"] = str(check_path(model, "model (the ONNX file)", "the hashplug embedding function"))
-        if kwargs.get("layout") is not None:
-            kwargs["layout"] = normalize_layout(kwargs["layout"], owner="the hashplug embedding function")
-        try:
-            inst = super().create(**kwargs)
-        except ValidationError as exc:
-            raise HashplugError(f"invalid configuration of the hashplug embedding function: {exc}") from None
-        inst._load_and_check()  # outside pydantic validation, so our own error types reach the caller
+        inst = super().create(**upgrade_config(kwargs))
         args = dict(inst._original_args)
         if not (isinstance(args.get("model"), str) and args["model"].startswith("$var:")):
             args["model"] = inst.model
-        enc = inst.encoder
         args.setdefault("file_sha256", None)
         sha = args["file_sha256"]
         if sha is None or (isinstance(sha, str) and sha.startswith("$var:")):
-            args["file_sha256"] = enc.file_sha256
-        if inst.file_sha256 is None:
-            inst.file_sha256 = enc.file_sha256
+            args["file_sha256"] = inst.file_sha256
         args.setdefault("layout", inst.layout)
         for key in ("m", "k", "code_kind"):
             if args.get(key) is None:
-                args[key] = getattr(enc, key)
+                args[key] = getattr(inst, key)
         inst._original_args = args
         return inst
+
+    def endpoints(self) -> list[str]:
+        """Where this function reads its model from, when that is another machine (LanceDB >= 0.41).
+
+        A model at a URI (``s3://...``, ``gs://...``, ``http://...``) is read with this process's credentials
+        for that store, and a table's saved config could name any such URI (a query string can even carry an
+        ``endpoint_override``). So LanceDB >= 0.41 rebuilds a function whose config names a URI only when this
+        process created it or trusts it: ``get_registry().allow_endpoint(uri)``; otherwise the table's function
+        is LanceDB's ``UntrustedEmbeddingFunction``, whose message names that call. A local path and a copy in
+        the database's own model store (``{db}/...``) read nothing from elsewhere: no endpoint.
+        """
+        return [self.model] if is_uri(self.model) and not self.model.lower().startswith("memory://") else []
 
     def model_post_init(self, __context: Any) -> None:
         if self.layout not in LAYOUTS:  # pragma: no cover - pydantic's Literal already checks

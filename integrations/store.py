@@ -20,15 +20,18 @@ an absolute local path
     sees the config.
 
 LanceDB rebuilds the function from the saved config alone (``registry.parse_functions(metadata)`` ->
-``create(**config)``) on every ``add``, search and ``table.embedding_functions``: it does not say which
-table or database it is rebuilding for. :func:`resolve_encoder` therefore finds the model, in order:
+``create(**config)`` before 0.41, ``cls(**config)`` from 0.41) on every ``add``, search and
+``table.embedding_functions``: it does not say which table or database it is rebuilding for.
+:func:`resolve_encoder` therefore finds the model, in order:
 
 1. by content in this process (:meth:`hashplug.runtime.OnnxEncoder.from_cache`): any copy already read and
    checked, whatever its location (``{db}`` and URI configs; a local path config is read from its path first);
 2. at the configured location, with ``{db}`` resolved against the database of the table being opened:
-   :func:`database_root` when hashplug opens the table, else the nearest LanceDB table or connection object in
-   the calling frames (LanceDB's own ``add`` / ``search`` / ``embedding_functions`` / ``create_table``
-   frames, in the calling thread);
+   the nearest LanceDB table or connection object in the calling frames (LanceDB's own ``add`` / ``search``
+   / ``embedding_functions`` / ``create_table`` frames, in the calling thread), else :func:`database_root`
+   when hashplug opens the table; when neither tells it (LanceDB >= 0.41 rebuilds the function in a worker
+   thread), the databases of the calls waiting on this thread (:func:`caller_roots`: other threads' frames and
+   suspended asyncio tasks), the first whose store holds a copy with the config's sha256;
 3. for a local path that is gone (a database written by 0.2, moved): the database's store, by sha256.
 
 Every copy is checked against ``file_sha256`` before it is used; a missing or different model is an error
@@ -53,6 +56,7 @@ __all__ = [
     "is_db_reference",
     "database_root",
     "current_root",
+    "caller_roots",
     "table_root",
     "connection_root",
     "store_model",
@@ -130,35 +134,121 @@ def connection_root(db: Any) -> str | None:
     return None
 
 
-def _root_from_stack(depth: int = 48) -> str | None:
-    """The database of the nearest LanceDB table or connection in the calling frames (this thread)."""
+def _lancedb_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """LanceDB's (table classes, connection classes), from the loaded modules only (never imports LanceDB)."""
     mods = sys.modules
     tmod, dmod = mods.get("lancedb.table"), mods.get("lancedb.db")
     tables = tuple(t for t in (getattr(tmod, "LanceTable", None), getattr(tmod, "AsyncTable", None)) if t)
     conns = tuple(c for c in (getattr(dmod, "LanceDBConnection", None), getattr(dmod, "AsyncConnection", None)) if c)
+    return tables, conns
+
+
+def _root_of(obj: Any, tables: tuple[type, ...], conns: tuple[type, ...]) -> str | None:
+    if tables and isinstance(obj, tables):
+        return table_root(obj)
+    if conns and isinstance(obj, conns):
+        return connection_root(obj)
+    return None
+
+
+def _roots_in_frames(f: Any, depth: int, tables: tuple[type, ...], conns: tuple[type, ...]) -> Iterator[str]:
+    for _ in range(depth):
+        if f is None:
+            return
+        obj = f.f_locals.get("self")
+        if obj is not None:
+            root = _root_of(obj, tables, conns)
+            if root is not None:
+                yield root
+        f = f.f_back
+
+
+def _root_from_stack(depth: int = 48) -> str | None:
+    """The database of the nearest LanceDB table or connection in the calling frames (this thread)."""
+    tables, conns = _lancedb_classes()
     if not tables and not conns:
         return None
     try:
         f = sys._getframe(2)
     except ValueError:  # pragma: no cover - called from the top of a thread's stack
         return None
-    for _ in range(depth):
-        if f is None:
-            break
-        obj = f.f_locals.get("self")
-        if obj is not None:
-            if tables and isinstance(obj, tables):
-                return table_root(obj)
-            if conns and isinstance(obj, conns):
-                return connection_root(obj)
-        f = f.f_back
-    return None
+    return next(_roots_in_frames(f, depth, tables, conns), None)
 
 
 def current_root() -> str | None:
     """The database ``{db}`` stands for here: the table LanceDB is rebuilding the function for (the calling
     frames), else the one hashplug named with :func:`database_root`; None when neither is known."""
     return _root_from_stack() or _ROOT.get()
+
+
+def caller_roots(depth: int = 64) -> list[str]:
+    """The databases of the LanceDB tables and connections this call may be made for, as seen from another
+    thread: those in other threads' stacks, then those in the suspended asyncio tasks of the event loops
+    running there. Nearest frame first in each stack.
+
+    Where a ``{db}`` model is looked for when the calling frames do not tell the database: LanceDB >= 0.41
+    rebuilds a table's function in a worker thread (``asyncio.to_thread``), while the table's own frames wait
+    in the caller's thread (sync API) or in a suspended task (async API). Several such callers may be waiting
+    at once; any database whose store holds a file with the table's ``file_sha256`` holds the table's model (a
+    model is named by content, and each copy is checked), so the first such file found is the right one.
+    """
+    import asyncio
+    import threading
+
+    tables, conns = _lancedb_classes()
+    if not tables and not conns:
+        return []
+    seen: dict[str, None] = {}
+    loops: list[Any] = []
+    me = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        for root in _roots_in_frames(frame, depth, tables, conns):
+            seen.setdefault(root, None)
+        f = frame
+        for _ in range(depth):
+            if f is None:
+                break
+            obj = f.f_locals.get("self")
+            if isinstance(obj, asyncio.AbstractEventLoop) and obj not in loops:
+                loops.append(obj)
+            f = f.f_back
+    for loop in loops:
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+        except RuntimeError:  # pragma: no cover - the task set changed during the copy
+            continue
+        for task in tasks:
+            coro: Any = task.get_coro()
+            for _ in range(depth):  # the chain of awaits: each coroutine's own (suspended) frame
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is None:
+                    break
+                root = _root_of(frame.f_locals.get("self"), tables, conns)
+                if root is not None:
+                    seen.setdefault(root, None)
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return list(seen)
+
+
+def _from_caller_roots(
+    rel: str, sha256: str, providers: list[str] | None, batch_size: int | None
+) -> tuple[Any, list[str]]:
+    """``(model, roots looked in)``: the model at ``<root>/<rel>`` in the first database of
+    :func:`caller_roots` whose copy has ``sha256``, or None."""
+    from ..runtime import OnnxEncoder
+    from ..validation import ModelMismatchError
+
+    roots = caller_roots()
+    for root in roots:
+        where = join(root, rel)
+        try:
+            if exists(where):
+                return OnnxEncoder(where, providers=providers, batch_size=batch_size, sha256=sha256), roots
+        except (ModelMismatchError, ModelNotFoundError, OSError):
+            continue  # a file under this name that is not this model: another caller's, not ours
+    return None, roots
 
 
 def _model_bytes(model: Any, owner: str) -> tuple[bytes, str]:
@@ -260,15 +350,22 @@ def resolve_encoder(
                 return hit
         if is_uri(model):
             return OnnxEncoder(model, providers=prov, batch_size=bs, sha256=sha256)
+        rel = model[len(DB_PREFIX):]
         root = current_root()
+        if root is None and sha256:  # LanceDB >= 0.41 rebuilds functions in a worker thread: ask its callers
+            hit, looked = _from_caller_roots(rel, sha256, prov, bs)
+            if hit is not None:
+                return hit
+            if looked:
+                raise _not_found(model, sha256, None, "none of the databases this call was made for holds it "
+                                 f"({', '.join(join(r, rel) for r in looked)})")
         if root is None:
             raise _not_found(model, sha256, None, "it is stored relative to its database folder, and this call did "
                              "not come from a table whose database could be told (open the table with "
                              "lancedb.connect(folder).open_table(name), or hashplug.integrations.lancedb.get_function)")
-        where = join(root, model[len(DB_PREFIX):])
-        if not exists(where):
-            raise _not_found(model, sha256, where, "the database's model store has no such file")
-        return OnnxEncoder(where, providers=prov, batch_size=bs, sha256=sha256)
+        if exists(join(root, rel)):
+            return OnnxEncoder(join(root, rel), providers=prov, batch_size=bs, sha256=sha256)
+        raise _not_found(model, sha256, join(root, rel), "the database's model store has no such file")
     path = local_path(model)
     if exists(path) or not sha256:
         if not exists(path):
@@ -283,10 +380,13 @@ def resolve_encoder(
     if hit is not None:
         return hit
     root = current_root()
-    if root is not None:
-        where = join(root, f"{STORE_DIR}/{sha256}.onnx")
-        if exists(where):
-            return OnnxEncoder(where, providers=prov, batch_size=bs, sha256=sha256)
+    rel = f"{STORE_DIR}/{sha256}.onnx"
+    if root is not None and exists(join(root, rel)):
+        return OnnxEncoder(join(root, rel), providers=prov, batch_size=bs, sha256=sha256)
+    if root is None:
+        hit, _ = _from_caller_roots(rel, sha256, prov, bs)
+        if hit is not None:
+            return hit
     raise ModelNotFoundError(
         f"No ONNX model at {path!r} (sha256 {sha256}). The table's embedding function was configured with this path; "
         "restore the file there, or re-point the table at a copy (checked by sha256): "

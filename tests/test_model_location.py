@@ -429,3 +429,87 @@ def test_onnx_encoder_pickles_its_bytes_not_its_path(tmp_path, digits, models):
                           progress=False).table
     assert _config(tbl)["model"] == db_reference(enc.file_sha256)
     assert (tmp_path / "db" / STORE_DIR / f"{enc.file_sha256}.onnx").read_bytes() == models[0].read_bytes()
+
+
+# ------------------------------------------------------------------------------------------- how LanceDB builds it
+def test_constructing_the_function_checks_the_model_like_create(tmp_path, models):
+    """LanceDB >= 0.41 rebuilds a table's function with ``cls(**config)``, not ``create``: the same checks."""
+    from hashplug.integrations.function import HashplugEmbeddings
+
+    model = tmp_path / "enc.onnx"
+    shutil.copy(models[0], model)
+    made = get_registry().get("hashplug").create(model=str(model))
+    config = made.safe_model_dump() if hasattr(made, "safe_model_dump") else dict(made._original_args)
+    _forget_models()
+    rebuilt = HashplugEmbeddings(**config)
+    assert rebuilt.file_sha256 == made.file_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert (rebuilt.m, rebuilt.k, rebuilt.code_kind) == (32, 32, made.code_kind)
+    bare = HashplugEmbeddings(model=str(model))  # nothing recorded yet: filled from the file, as create does
+    assert (bare.file_sha256, bare.m) == (made.file_sha256, 32)
+    shutil.copy(models[1], model)  # another model at the saved path: refused at construction, not at a later read
+    _forget_models()
+    with pytest.raises(ModelMismatchError, match="is not the model this table was built with"):
+        HashplugEmbeddings(**config)
+    with pytest.raises(HashplugError, match="layout"):
+        HashplugEmbeddings(model=str(model), layout="bits")
+
+
+def test_endpoints_name_the_uris_a_table_reads_its_model_from(tmp_path, models):
+    from hashplug.integrations.function import HashplugEmbeddings
+
+    local = get_registry().get("hashplug").create(model=str(models[0]))
+    assert local.endpoints() == []
+    probe = HashplugEmbeddings.model_construct(model="s3://bucket/enc.onnx?endpoint_override=evil.example:9000",
+                                               file_sha256="0" * 64)
+    assert probe.endpoints() == ["s3://bucket/enc.onnx?endpoint_override=evil.example:9000"]
+    for model in (db_reference("0" * 64), "memory://x/enc.onnx", "file:///tmp/enc.onnx"):
+        assert HashplugEmbeddings.model_construct(model=model).endpoints() == []
+
+
+@pytest.mark.skipif(not hasattr(get_registry(), "allow_endpoint"), reason="LanceDB < 0.41 has no endpoint trust")
+def test_a_config_naming_an_untrusted_uri_is_not_read(tmp_path):
+    """A table's metadata names a URI this process never used: LanceDB >= 0.41 stands in its untrusted function
+    (nothing is fetched), whose message names ``allow_endpoint``."""
+    uri = "s3://hashplug-nowhere/enc.onnx?endpoint_override=127.0.0.1:9"
+    meta = {b"embedding_functions": json.dumps([{"name": "hashplug", "vector_column": "code",
+                                                 "source_column": "vector",
+                                                 "model": {"model": uri, "file_sha256": "0" * 64}}]).encode()}
+    func = get_registry().parse_functions(meta)["code"].function
+    assert type(func).__name__ == "UntrustedEmbeddingFunction"
+    with pytest.raises(PermissionError, match="allow_endpoint"):
+        func.compute_query_embeddings("q")
+
+
+def _blocked_on_worker(self, fn):  # noqa: ANN001 - `self` is the table, as in LanceTable's own methods
+    t = threading.Thread(target=fn)
+    t.start()
+    t.join()
+
+
+async def _awaiting_worker(self, fn):  # noqa: ANN001 - `self` is the table, as in AsyncTable's own coroutines
+    import asyncio
+
+    await asyncio.to_thread(fn)
+
+
+def test_caller_roots_find_the_database_from_a_worker_thread(tmp_path, digits, models):
+    """The databases a worker thread's call is made for: a table waiting in another thread's frames (LanceDB's
+    sync API), and one held by a suspended asyncio task (the async API)."""
+    import asyncio
+
+    from hashplug.integrations.store import caller_roots
+
+    X = digits[0]
+    for name in ("a", "b"):
+        hashplug.ingest(tmp_path / name, X[:10], name="t", model=str(models[0]), progress=False)
+    seen: list[list[str]] = []
+    _blocked_on_worker(lancedb.connect(tmp_path / "a").open_table("t"), lambda: seen.append(caller_roots()))
+    assert seen[-1][:1] == [str((tmp_path / "a").resolve())]
+
+    async def main():
+        atbl = await (await lancedb.connect_async(str(tmp_path / "b"))).open_table("t")
+        await _awaiting_worker(atbl, lambda: seen.append(caller_roots()))
+
+    asyncio.run(main())
+    assert str((tmp_path / "b").resolve()) in seen[-1] and str((tmp_path / "a").resolve()) not in seen[-1]
+    assert caller_roots() == []  # from the calling thread itself, with no other caller waiting: none
