@@ -77,17 +77,9 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def tiny_mnist(tmp_path: Path) -> Path:
     """An MNIST-format npz of 600 smooth synthetic 28x28 digits (two blobs per class), 10 classes."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-    imgs, labels = [], []
-    for c in range(10):
-        cy, cx = 6 + 2 * c, 20 - c
-        base = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0) + np.exp(-((yy - cx) ** 2 + (xx - cy) ** 2) / 30.0)
-        for _ in range(60):
-            img = base + 0.15 * rng.random((28, 28))
-            imgs.append(np.clip(255 * img / img.max(), 0, 255).astype(np.uint8))
-            labels.append(c)
-    X, y = np.stack(imgs), np.array(labels, np.uint8)
+    from _data import synthetic_digits
+
+    X, y = synthetic_digits()
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=X[::2], y_train=y[::2], x_test=X[1::2], y_test=y[1::2])
     return path

@@ -22,17 +22,9 @@ HP = '{"D": 256, "z_prime": 8, "hdc_epochs": 2, "epochs": 2}'
 def mixed_mnist(tmp_path_factory):
     """The tiny synthetic digits (conftest's ``tiny_mnist`` recipe) in shuffled order, so every digit range of
     the protocol holds every class (the sorted file puts classes 0-4 and 5-9 in different ranges)."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-    imgs, labels = [], []
-    for c in range(10):
-        cy, cx = 6 + 2 * c, 20 - c
-        base = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0) + np.exp(-((yy - cx) ** 2 + (xx - cy) ** 2) / 30.0)
-        for _ in range(60):
-            img = base + 0.15 * rng.random((28, 28))
-            imgs.append(np.clip(255 * img / img.max(), 0, 255).astype(np.uint8))
-            labels.append(c)
-    X, y = np.stack(imgs), np.array(labels, np.uint8)
+    from _data import synthetic_digits
+
+    X, y = synthetic_digits()
     order = np.random.default_rng(1).permutation(len(y))
     X, y = X[order], y[order]
     path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
