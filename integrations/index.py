@@ -226,33 +226,90 @@ class _Unprovable(Exception):
     """Catch-up cannot prove the rows it keeps unchanged: rebuild."""
 
 
-def _versions(table: Any) -> dict[int, Any] | None:
-    """{version: timestamp} of the table's history (None when LanceDB cannot list it)."""
-    try:
-        return {int(v["version"]): str(v["timestamp"]) for v in table.list_versions()}
-    except Exception:  # noqa: BLE001 - a table class without a history: nothing can be proved
-        return None
+class _History:
+    """The table's versions and their commit timestamps, read only as far as a check needs them.
+
+    Through the table's Lance dataset when LanceDB gives one: the manifest of each version asked about
+    (``checkout_version``; a version cleaned up or never written has none), opened once and kept, so a catch-up
+    reads the indexed version's manifest once for both its lineage check and its fragment list; else through
+    LanceDB's ``list_versions`` (every manifest of the table). Both give the same timestamp text for a version
+    (the one an index's binding records), so an index saved under either is checked by either.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._ds: Any = _UNSET
+        self._at: dict[int, Any] = {}
+        self._listed: dict[int, Any] | None | object = _UNSET
+
+    def dataset(self) -> Any | None:
+        """The table's Lance dataset (None: LanceDB gives none, e.g. a remote table or no pylance)."""
+        if self._ds is _UNSET:
+            to_lance = getattr(self._table, "to_lance", None)
+            try:
+                self._ds = None if to_lance is None else to_lance()
+            except Exception:  # noqa: BLE001 - no pylance, a remote table, another table class
+                self._ds = None
+        return self._ds
+
+    def dataset_at(self, version: int) -> Any | None:
+        """The Lance dataset checked out at ``version`` (None: no dataset, or no such version)."""
+        v = int(version)
+        if v not in self._at:
+            ds = self.dataset()
+            self._at[v] = None if ds is None else _checkout(ds, v)
+        return self._at[v]
+
+    def _list(self) -> dict[int, Any] | None:
+        if self._listed is _UNSET:
+            try:
+                self._listed = {int(v["version"]): str(v["timestamp"]) for v in self._table.list_versions()}
+            except Exception:  # noqa: BLE001 - a table class without a history: nothing can be proved
+                self._listed = None
+        return self._listed  # type: ignore[return-value]
+
+    @property
+    def known(self) -> bool:
+        """Whether the table's history can be read at all."""
+        return self.dataset() is not None or self._list() is not None
+
+    def timestamp(self, version: int) -> str | None:
+        """The commit timestamp of ``version`` (None: the table has no such version, or no readable history)."""
+        if self.dataset() is not None:
+            ds = self.dataset_at(version)
+            if ds is None:
+                return None
+            try:
+                return str(ds.get_version()["timestamp"])
+            except Exception:  # noqa: BLE001 - a pylance without get_version: list them
+                pass
+        listed = self._list()
+        return None if listed is None else listed.get(int(version))
 
 
-def _binding(table: Any, version: int, address_ids: bool, history: dict[int, Any] | None = None) -> dict[str, Any]:
-    history = _versions(table) if history is None else history
-    return {"version": int(version), "timestamp": None if history is None else history.get(int(version)),
+_UNSET = object()
+
+
+def _binding(table: Any, version: int, address_ids: bool, history: _History | None = None) -> dict[str, Any]:
+    history = _History(table) if history is None else history
+    return {"version": int(version), "timestamp": history.timestamp(version),
             "row_ids": "address" if address_ids else "stable", "uri": _table_uri(table)}
 
 
-def _lineage_problem(table: Any, binding: Any, history: dict[int, Any] | None = None) -> str | None:
+def _lineage_problem(table: Any, binding: Any, history: _History | None = None) -> str | None:
     """Why the index's binding is not a state of this table's history (None: it is)."""
     if not isinstance(binding, dict) or "version" not in binding or binding.get("timestamp") is None:
         return "it was saved without a table binding (an older hashplug, or a table without a history)"
-    history = _versions(table) if history is None else history
-    if history is None:
+    history = _History(table) if history is None else history
+    if not history.known:
         return "the table's history cannot be listed, so the index cannot be matched to it"
     v = binding.get("version")
-    if v not in history:
+    ts = history.timestamp(v) if isinstance(v, int) else None
+    if ts is None:
         return (f"the table has no version {v} in its history (dropped and re-created, or old versions cleaned "
                 "up)")
-    if history[v] != binding.get("timestamp"):
-        return (f"version {v} of this table was committed at {history[v]}, the indexed one at "
+    if ts != binding.get("timestamp"):
+        return (f"version {v} of this table was committed at {ts}, the indexed one at "
                 f"{binding.get('timestamp')}: another table of the same name (dropped and re-created)")
     return None
 
@@ -312,13 +369,14 @@ def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backe
     """The index of the table at ``version``: its Lance dataset read there in one scan (the code column and the
     row ids), or, for a table LanceDB gives no Lance dataset of, a LanceDB query on a handle pinned there."""
     idx = HammingIndex(func.layout, int(func.m), threads=threads, backend=backend)
-    ds = _lance_at(table, version)
+    history = _History(table)
+    ds = history.dataset_at(version)
     if ds is not None:
         ids, codes = _scan(ds, col)
         address = not bool(ds.has_stable_row_ids)
         _add_rows(idx, codes, ids)
         return BoundIndex(idx, column=col, table_version=int(version), model_sha256=func.file_sha256,
-                          binding=_binding(table, version, address))
+                          binding=_binding(table, version, address, history))
     for _ in range(5):
         h = _pinned(table, version)
         ids, addrs, codes = _read(h, col)
@@ -381,18 +439,6 @@ def catch_up(idx: BoundIndex, table: Any, column: str, *, version: int | None = 
 
 
 # ---------------------------------------------------------------------------------------------- Lance fragments
-def _lance_at(table: Any, version: int) -> Any | None:
-    """The table's Lance dataset checked out at ``version`` (None: LanceDB gives no Lance dataset of this table,
-    or that version cannot be opened)."""
-    to_lance = getattr(table, "to_lance", None)
-    if to_lance is None:
-        return None
-    try:
-        return _checkout(to_lance(), version)
-    except Exception:  # noqa: BLE001 - no pylance, a remote table, another table class
-        return None
-
-
 def _checkout(ds: Any, version: int) -> Any | None:
     """``ds`` at ``version`` (None when it cannot be opened there, e.g. cleaned up)."""
     try:
@@ -509,17 +555,17 @@ _COPY = 0.3
 _DROP = {"packed": 0.8, "indices": 0.2}
 
 
-def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: dict[int, Any] | None = None
+def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _History | None = None
               ) -> dict[str, Any]:
     """Catch ``idx`` up from its version to ``version`` by the fragments that changed (see :func:`catch_up`);
     :class:`_Unprovable` when the result could not be shown to be the table's. ``history``: the table's
     versions when the caller has just listed them."""
-    history = _versions(table) if history is None else history
+    history = _History(table) if history is None else history
     problem = _lineage_problem(table, idx.binding, history)
     if problem or (idx.binding or {}).get("row_ids") != "address":
         raise _Unprovable(problem or "stable row ids")
-    new_ds = _lance_at(table, version)
-    old_ds = None if new_ds is None or idx.table_version is None else _checkout(new_ds, idx.table_version)
+    new_ds = history.dataset_at(version)
+    old_ds = None if new_ds is None or idx.table_version is None else history.dataset_at(idx.table_version)
     if new_ds is None or old_ds is None:
         raise _Unprovable("the table's Lance dataset cannot be read at the indexed and the current version")
     if new_ds.has_stable_row_ids:
@@ -552,7 +598,7 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: d
     if ids.size:
         idx.index.add(codes, new_runs)
     idx.table_version = version
-    idx.binding = _binding(table, version, True, history if history and version in history else None)
+    idx.binding = _binding(table, version, True, history)
     return {"added": rows_read, "deleted": n_drop, "rows_read": int(ids.size), "rows_in_table": total,
             "read": "table" if whole else "fragments", "fragments_read": len(new) if whole else len(to_read),
             "fragments_dropped": len(set(old) - {f.fid for f in new}), "fragments_trimmed": len(trimmed)}
@@ -615,7 +661,7 @@ def _current(entry: _Entry | None, table: Any, version: int, func: Any, disk: An
     return _lineage_problem(table, entry.idx.binding) is None
 
 
-def _load_checked(where: Path, table: Any, func: Any, threads: int, history: dict[int, Any] | None = None
+def _load_checked(where: Path, table: Any, func: Any, threads: int, history: _History | None = None
                   ) -> tuple[BoundIndex | None, str | None]:
     """The saved index if it belongs to this table (else None and why); a foreign model is an error."""
     try:
@@ -712,7 +758,7 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
     """The table's index at ``version``: the saved one (when saved anew since) or the cached one, caught up on a
     copy; or rebuilt."""
     base, problem, loaded = None, None, False
-    history = _versions(table)  # listed once for every check below
+    history = _History(table)  # read once for every check below
     if entry is None or entry.disk != disk:  # saved by someone since: it may be newer, or of another model
         base, problem = _load_checked(where, table, func, threads, history)
         loaded = True

@@ -149,7 +149,7 @@ def test_a_table_without_a_lance_dataset_is_rebuilt(tmp_path, digits, monkeypatc
     t = hashplug.ingest(tmp_path / "db", X[:300], name="t", model=model(tmp_path, X), progress=False).table
     hashplug.build_hamming_index(t)
     hashplug.add(t, {"vector": list(X[300:350])})
-    monkeypatch.setattr(ix, "_lance_at", lambda table, version: None)
+    monkeypatch.setattr(ix._History, "dataset", lambda self: None)
     with pytest.warns(RuntimeWarning, match="Lance dataset cannot be read"):
         idx = ix.open_hamming_index(t)
     assert idx.last_catch_up["rebuilt"] and idx.binding["row_ids"] == "address"
