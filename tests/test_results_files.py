@@ -364,6 +364,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "bioconvhash_table1_mnist.json": ex_bioconvhash_mnist,
     "bioconvhash_table2_cifar10.json": ex_bioconvhash_cifar10,
     "tune_bioconvhash_cifar10_kci.json": ex_tune_kci,
+    "tune_bioconvhash_cifar10_kci_fair.json": ex_tune_kci,
     "mihash_table_mnist.json": ex_mihash_mnist,
     "mihash_ag_news.json": ex_mihash_single,
     "mihash_ag_news_val3.json": ex_mihash_single,
