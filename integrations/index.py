@@ -567,6 +567,12 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _
     new_ds = history.dataset_at(version)
     old_ds = None if new_ds is None or idx.table_version is None else history.dataset_at(idx.table_version)
     if new_ds is None or old_ds is None:
+        import importlib.util
+
+        if importlib.util.find_spec("lance") is None:
+            raise _Unprovable("pylance is not installed, so the table's Lance manifests cannot be read; install it "
+                              "(pip install 'hashplug[lance]') and the index catches up by reading only the rows "
+                              "added since")
         raise _Unprovable("the table's Lance dataset cannot be read at the indexed and the current version")
     if new_ds.has_stable_row_ids:
         raise _Unprovable("the table's row ids are not addresses (stable row ids): an id may hold new content")

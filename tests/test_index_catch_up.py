@@ -157,6 +157,25 @@ def test_a_table_without_a_lance_dataset_is_rebuilt(tmp_path, digits, monkeypatc
     _same_as_fresh(t, idx)
 
 
+def test_without_pylance_the_rebuild_warning_names_the_extra(tmp_path, digits, monkeypatch):
+    """A base install has no pylance: the manifests cannot be read, so the index is rebuilt (exact), and the
+    warning says which install makes it catch up instead."""
+    import importlib.util
+
+    X, _ = digits
+    t = hashplug.ingest(tmp_path / "db", X[:300], name="t", model=model(tmp_path, X), progress=False).table
+    hashplug.build_hamming_index(t)
+    hashplug.add(t, {"vector": list(X[300:350])})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(ix._History, "dataset", lambda self: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lance" else real(name, *a))
+    with pytest.warns(RuntimeWarning, match=r"pylance is not installed.*hashplug\[lance\]"):
+        idx = ix.open_hamming_index(t)
+    assert idx.last_catch_up["rebuilt"]
+    monkeypatch.undo()
+    _same_as_fresh(t, idx)
+
+
 def test_refresh_in_the_background_for_a_writer(tmp_path, digits, monkeypatch):
     X, _ = digits
     t = hashplug.ingest(tmp_path / "db", X[:500], name="t", model=model(tmp_path, X), progress=False).table
