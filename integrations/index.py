@@ -290,6 +290,25 @@ class _History:
 _UNSET = object()
 
 
+def _same_commit_time(a: Any, b: Any) -> bool:
+    """Whether two commit timestamps (as text) name the same commit.
+
+    Lance stores nanoseconds; LanceDB's ``list_versions`` and pylance's ``get_version`` both give microseconds,
+    but pylance converts through a float and may land 1 us off (2026-12-07 19:27:02.420781 against .420780).
+    Within 2 us they are the same commit: a table dropped and re-created is committed milliseconds apart at
+    the least.
+    """
+    if a == b:
+        return True
+    from datetime import datetime
+
+    try:
+        da, db = datetime.fromisoformat(str(a)), datetime.fromisoformat(str(b))
+        return abs((da - db).total_seconds()) <= 2e-6
+    except (TypeError, ValueError):  # unparsable, or naive against aware: only text equality counts
+        return False
+
+
 def _binding(table: Any, version: int, address_ids: bool, history: _History | None = None) -> dict[str, Any]:
     history = _History(table) if history is None else history
     return {"version": int(version), "timestamp": history.timestamp(version),
@@ -308,7 +327,7 @@ def _lineage_problem(table: Any, binding: Any, history: _History | None = None) 
     if ts is None:
         return (f"the table has no version {v} in its history (dropped and re-created, or old versions cleaned "
                 "up)")
-    if ts != binding.get("timestamp"):
+    if not _same_commit_time(ts, binding.get("timestamp")):
         return (f"version {v} of this table was committed at {ts}, the indexed one at "
                 f"{binding.get('timestamp')}: another table of the same name (dropped and re-created)")
     return None

@@ -157,6 +157,16 @@ def test_a_table_without_a_lance_dataset_is_rebuilt(tmp_path, digits, monkeypatc
     _same_as_fresh(t, idx)
 
 
+def test_commit_times_match_within_the_float_conversion_only():
+    """pylance and LanceDB may give one commit's time 1 us apart; another commit is never taken for it."""
+    assert ix._same_commit_time("2026-12-07 19:27:02.420780", "2026-12-07 19:27:02.420781")
+    assert ix._same_commit_time("2026-12-07 19:27:02.420780", "2026-12-07 19:27:02.420780")
+    assert not ix._same_commit_time("2026-12-07 19:27:02.420780", "2026-12-07 19:27:02.420790")
+    assert not ix._same_commit_time("2026-12-07 19:27:02.420780", "2026-12-07 19:27:03.420780")
+    assert not ix._same_commit_time("2026-12-07 19:27:02.420780", None)
+    assert not ix._same_commit_time("2026-12-07 19:27:02.420780", "2026-12-07 19:27:02.420780+00:00")
+
+
 def test_without_pylance_the_rebuild_warning_names_the_extra(tmp_path, digits, monkeypatch):
     """A base install has no pylance: the manifests cannot be read, so the index is rebuilt (exact), and the
     warning says which install makes it catch up instead."""
