@@ -232,8 +232,8 @@ class _History:
     Through the table's Lance dataset when LanceDB gives one: the manifest of each version asked about
     (``checkout_version``; a version cleaned up or never written has none), opened once and kept, so a catch-up
     reads the indexed version's manifest once for both its lineage check and its fragment list; else through
-    LanceDB's ``list_versions`` (every manifest of the table). Both give the same timestamp text for a version
-    (the one an index's binding records), so an index saved under either is checked by either.
+    LanceDB's ``list_versions`` (every manifest of the table). The two may give one commit's time 1 us apart
+    (:func:`_same_commit_time` compares them), so an index saved under either is checked by either.
     """
 
     def __init__(self, table: Any) -> None:
@@ -408,7 +408,7 @@ def _fresh(table: Any, col: str, func: Any, version: int, *, threads: int, backe
     if ids.size:
         idx.add(codes, ids)
     return BoundIndex(idx, column=col, table_version=int(version), model_sha256=func.file_sha256,
-                      binding=_binding(table, version, addrs is not None and np.array_equal(ids, addrs)))
+                      binding=_binding(table, version, addrs is not None and np.array_equal(ids, addrs), history))
 
 
 def catch_up(idx: BoundIndex, table: Any, column: str, *, version: int | None = None) -> dict[str, Any]:
@@ -577,8 +577,8 @@ _DROP = {"packed": 0.8, "indices": 0.2}
 def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _History | None = None
               ) -> dict[str, Any]:
     """Catch ``idx`` up from its version to ``version`` by the fragments that changed (see :func:`catch_up`);
-    :class:`_Unprovable` when the result could not be shown to be the table's. ``history``: the table's
-    versions when the caller has just listed them."""
+    :class:`_Unprovable` when the result could not be shown to be the table's. ``history``: the caller's
+    :class:`_History` of the table, whose manifests it has read already."""
     history = _History(table) if history is None else history
     problem = _lineage_problem(table, idx.binding, history)
     if problem or (idx.binding or {}).get("row_ids") != "address":

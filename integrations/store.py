@@ -151,15 +151,14 @@ def _root_of(obj: Any, tables: tuple[type, ...], conns: tuple[type, ...]) -> str
     return None
 
 
-def _roots_in_frames(f: Any, depth: int, tables: tuple[type, ...], conns: tuple[type, ...]) -> Iterator[str]:
+def _selves(f: Any, depth: int) -> Iterator[Any]:
+    """The ``self`` of each of the ``depth`` frames from ``f`` outwards (frames without one skipped)."""
     for _ in range(depth):
         if f is None:
             return
         obj = f.f_locals.get("self")
         if obj is not None:
-            root = _root_of(obj, tables, conns)
-            if root is not None:
-                yield root
+            yield obj
         f = f.f_back
 
 
@@ -172,7 +171,7 @@ def _root_from_stack(depth: int = 48) -> str | None:
         f = sys._getframe(2)
     except ValueError:  # pragma: no cover - called from the top of a thread's stack
         return None
-    return next(_roots_in_frames(f, depth, tables, conns), None)
+    return next((r for r in (_root_of(o, tables, conns) for o in _selves(f, depth)) if r is not None), None)
 
 
 def current_root() -> str | None:
@@ -204,16 +203,12 @@ def caller_roots(depth: int = 64) -> list[str]:
     for ident, frame in sys._current_frames().items():
         if ident == me:
             continue
-        for root in _roots_in_frames(frame, depth, tables, conns):
-            seen.setdefault(root, None)
-        f = frame
-        for _ in range(depth):
-            if f is None:
-                break
-            obj = f.f_locals.get("self")
-            if isinstance(obj, asyncio.AbstractEventLoop) and obj not in loops:
+        for obj in _selves(frame, depth):  # one walk: the tables / connections, and the event loops running
+            root = _root_of(obj, tables, conns)
+            if root is not None:
+                seen.setdefault(root, None)
+            elif isinstance(obj, asyncio.AbstractEventLoop) and obj not in loops:
                 loops.append(obj)
-            f = f.f_back
     for loop in loops:
         try:
             tasks = list(asyncio.all_tasks(loop))
