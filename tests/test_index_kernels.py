@@ -548,3 +548,53 @@ def test_unknown_backend_lists_the_available_ones():
         HammingIndex("packed", 64, backend="simd")
     with pytest.raises(HashplugError, match="backend must be one of"):
         dense_topk(np.zeros((1, 8), np.uint8), np.zeros((3, 1), np.uint64), 2, backend="simd")
+
+
+def test_every_compiled_kernel_is_defined_at_module_level():
+    """numba's disk cache never serves a jitted closure (its key holds the cells, and a jitted function pickles
+    with a per-process uuid): a kernel defined inside a function compiles again in every process (5 s before
+    the first search, until 0.12). Every ``@njit`` / ``@jit`` of the package is a module-level function."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    nested = []
+    for f in [*(root / "hashplug").rglob("*.py"), *(root / "integrations").rglob("*.py"), *(root / "export").rglob("*.py")]:
+        tree = ast.parse(f.read_text())
+        for parent in ast.walk(tree):
+            if not isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(parent):
+                if node is parent or not isinstance(node, ast.FunctionDef):
+                    continue
+                names = {ast.unparse(d).split("(")[0].split(".")[-1] for d in node.decorator_list}
+                if names & {"njit", "jit", "vectorize", "guvectorize"}:
+                    nested.append(f"{f.relative_to(root)}:{node.lineno} {node.name} (inside {parent.name})")
+    assert not nested, f"jitted functions defined inside functions (never cached): {nested}"
+
+
+def test_a_second_process_takes_the_compiled_kernels_from_the_cache(tmp_path):
+    """The k-hot postings fill, compiled in one process, is loaded from numba's cache in the next (a miss there
+    would mean every process compiles again)."""
+    pytest.importorskip("numba")
+    import json
+    import os
+    import subprocess
+
+    code = (
+        "import json, numpy as np\n"
+        "from hashplug.index import HammingIndex\n"
+        "from hashplug.index import _jit\n"
+        "idx = HammingIndex('indices', 64)\n"
+        "rows = (np.arange(0, 41, 4), (np.arange(40) * 7 % 64).reshape(10, 4))\n"
+        "idx.add((rows[0], np.sort(rows[1], axis=1).ravel()), np.arange(10))\n"
+        "s = _jit.fill_postings.stats\n"
+        "print(json.dumps({'hits': sum(s.cache_hits.values()), 'misses': sum(s.cache_misses.values())}))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert runs[0]["misses"] >= 1, runs  # compiled (and written to the cache) in the first process
+    assert runs[1] == {"hits": runs[0]["misses"], "misses": 0}, runs  # found there by the second

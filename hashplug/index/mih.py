@@ -186,139 +186,15 @@ def _flat_exact(q: np.ndarray, db_words: np.ndarray, lim: int) -> tuple[np.ndarr
 
 
 def _kernel() -> Any:
+    """``(probe, check)``: the compiled kernels of the search (:mod:`hashplug.index._jit`)."""
     global _KERNEL
     if _KERNEL is not None:
         return _KERNEL
     from ._numba import compiled_popcount64
 
-    popcount64 = compiled_popcount64()
-    if popcount64 is None:
+    if compiled_popcount64() is None:
         raise HashplugError("multi-index hashing needs numba: pip install 'hashplug[fast]'.")
-    from numba import njit
+    from . import _jit
 
-    @njit(inline="always")
-    def sub_value(words, lo, width):  # words: one row (w,) uint64
-        wi = lo >> 6
-        sh = lo & 63
-        v = words[wi] >> np.uint64(sh)
-        if sh + width > 64:
-            v = v | (words[wi + 1] << np.uint64(64 - sh))
-        return np.int64(v & np.uint64((1 << width) - 1))
-
-    @njit(cache=True, nogil=True)
-    def probe(qw, codes, ids, offsets, los, widths, r, limit, lane_lo, lane_hi, done, hist, bound, cnt, fill, bpos,
-              bd, overflow):
-        # lane = (query, table j): every bucket of table j at substring distance exactly r from the query
-        nq, w = qw.shape
-        s = los.shape[0]
-        cap = bpos.shape[1]
-        for lane in range(lane_lo, lane_hi):
-            qi = lane // s
-            j = lane % s
-            wd = widths[j]
-            if done[qi] or overflow[lane] or r > wd:
-                continue
-            q = qw[qi]
-            qsub = np.empty(s, np.int64)
-            for jj in range(s):
-                qsub[jj] = sub_value(q, los[jj], widths[jj])
-            b = bound[lane]
-            mask = (1 << r) - 1
-            top = 1 << wd
-            while mask < top:
-                bucket = qsub[j] ^ mask
-                for t in range(offsets[j, bucket], offsets[j, bucket + 1]):
-                    acc = np.uint64(0)
-                    for k in range(w):
-                        acc += popcount64(q[k] ^ codes[j, t, k])
-                    d = np.int64(acc)
-                    if d > b:
-                        continue
-                    # first encounter: no substring before j within r, none after j below r
-                    row = codes[j, t]
-                    first = True
-                    for jj in range(s):
-                        if jj == j:
-                            continue
-                        dj = np.int64(popcount64(np.uint64(sub_value(row, los[jj], widths[jj]) ^ qsub[jj])))
-                        if dj < r or (jj < j and dj == r):
-                            first = False
-                            break
-                    if not first:
-                        continue
-                    f = fill[lane]
-                    if f == cap:  # drop rows above the bound
-                        k2 = 0
-                        for e in range(f):
-                            if bd[lane, e] <= b:
-                                bpos[lane, k2] = bpos[lane, e]
-                                bd[lane, k2] = bd[lane, e]
-                                k2 += 1
-                        f = k2
-                        if f == cap:  # a tie larger than the buffer: the flat scan answers this query
-                            overflow[lane] = True
-                            break
-                    bpos[lane, f] = ids[j, t]
-                    bd[lane, f] = d
-                    fill[lane] = f + 1
-                    hist[lane, d] += 1
-                    cnt[lane] += 1
-                    while cnt[lane] - hist[lane, b] >= limit:
-                        cnt[lane] -= hist[lane, b]
-                        b -= 1
-                    bound[lane] = b
-                if overflow[lane] or r == 0:
-                    break
-                c = mask & -mask  # Gosper's hack: the next mask with r bits set
-                rr = mask + c
-                mask = (((rr ^ mask) >> 2) // c) | rr
-
-    @njit(cache=True, nogil=True)
-    def check(r, s, limit, min_width, n, hist, bound, fill, bpos, bd, overflow, done, pos_out, dist_out):
-        # per query: the limit-th smallest distance X found over its lanes (each lane's histogram is exact
-        # up to its bound); done when X < s (r + 1) (nothing unfound lies below) or r covers a whole substring
-        nq = done.shape[0]
-        for qi in range(nq):
-            if done[qi]:
-                continue
-            lanes = np.arange(qi * s, (qi + 1) * s)
-            ovf = False
-            top = hist.shape[1] - 1
-            for lane in lanes:
-                ovf = ovf or overflow[lane]
-                top = min(top, bound[lane])
-            if ovf:
-                done[qi] = True
-                continue
-            cum = 0
-            X = -1
-            for v in range(top + 1):
-                for lane in lanes:
-                    cum += hist[lane, v]
-                if cum >= limit:
-                    X = v
-                    break
-            if not ((X >= 0 and X < s * (r + 1)) or r >= min_width):
-                continue
-            if X < 0:
-                X = top
-            tot = 0
-            for lane in lanes:
-                for e in range(fill[lane]):
-                    if bd[lane, e] <= X:
-                        tot += 1
-            keys = np.empty(tot, np.int64)
-            k2 = 0
-            for lane in lanes:
-                for e in range(fill[lane]):
-                    if bd[lane, e] <= X:
-                        keys[k2] = bd[lane, e] * n + bpos[lane, e]
-                        k2 += 1
-            keys.sort()
-            for e in range(min(limit, tot)):
-                pos_out[qi, e] = keys[e] % n
-                dist_out[qi, e] = keys[e] // n
-            done[qi] = True
-
-    _KERNEL = (probe, check)
+    _KERNEL = (_jit.probe, _jit.check)
     return _KERNEL
