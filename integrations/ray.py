@@ -973,7 +973,8 @@ def local_ray(num_cpus: int | None = None) -> Iterator[Path | None]:
     Ray keeps its session files (and its sockets) under a temporary folder; a socket's path must stay under
     107 characters, which a deep temp dir (a test's) exceeds, so the folder is made where it stays short
     (the system temp dir, or ``/tmp``). Progress bars are off. A cluster already running is used as it is
-    (and left running).
+    (and left running): one this process is connected to, or the one the ``RAY_ADDRESS`` environment variable
+    names (Ray's own convention; ``num_cpus`` is then the cluster's, not this call's).
 
     Parameters
     ----------
@@ -989,6 +990,14 @@ def local_ray(num_cpus: int | None = None) -> Iterator[Path | None]:
     _need("ray.data")
     if ray.is_initialized():
         yield None
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            yield None
+        finally:
+            ray.shutdown()  # this driver's connection; the cluster keeps running
         return
     import shutil
     import tempfile

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS  # noqa: E402
 from _tmp_guard import system_temp_dir_stays_clean  # noqa: E402,F401  (the tests leave nothing in the temp dir)
+from _together import TOGETHER_ID, together  # noqa: E402
 
 __all__ = ["ALL_ENCODERS", "ENCODER_NAMES", "FAST_PARAMS"]
 
@@ -55,6 +56,38 @@ if "torch" in sys.modules:  # pragma: no cover - a plugin imported it already
     sys.modules["torch"].set_num_threads(1)
 else:
     sys.meta_path.insert(0, _OneTorchThread())
+
+
+@pytest.fixture(scope="session", params=together("ray", 2))
+def ray_cluster(request: pytest.FixtureRequest) -> Any:
+    """One local Ray cluster of 2 CPUs for the session's Ray tests (``hashplug.integrations.ray.local_ray``, its
+    files in a short folder of the system temp dir, removed at the end); yields the address a subprocess (an
+    example) joins through ``RAY_ADDRESS``. Starting Ray and its worker processes is the costliest set-up of
+    the suite: the tests that use it run on one pytest-xdist worker, so one cluster serves them all."""
+    pytest.importorskip("ray.data")
+    import ray
+
+    from hashplug.integrations.ray import local_ray
+
+    with local_ray(num_cpus=request.param):
+        yield ray.get_runtime_context().gcs_address
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``load`` scheduling (``-n``), except that the tests of one ``together`` fixture
+    (``tests/_together.py``) form one unit, sent to one worker. (xdist's own ``--dist loadgroup`` marks
+    groups by rewriting node ids, which pytest 9.2 no longer takes: pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "load":
+        return None  # another --dist asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Together(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            m = TOGETHER_ID.search(nodeid)
+            return m.group(1) if m else nodeid
+
+    return Together(config, log)
 
 
 @pytest.fixture
@@ -121,3 +154,4 @@ def v0_1_0_at_written_path() -> Any:
         finally:
             shutil.rmtree(V0_1_0_WRITTEN_AT, ignore_errors=True)
             fcntl.flock(lock, fcntl.LOCK_UN)
+

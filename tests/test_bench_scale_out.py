@@ -1,5 +1,6 @@
-"""``hashplug bench scale-out`` (hashplug/bench/scale_out.py): a smoke run of the suite on tiny settings (its
-own local Ray cluster, 300 rows per path), its flags, and the small BioConvHash of smoke runs."""
+"""``hashplug bench scale-out`` (hashplug/bench/scale_out.py): a smoke run of the suite on tiny settings (on the
+session's local Ray cluster, conftest's ``ray_cluster``, which the suite uses as it finds it; 300 rows per
+path), its flags, and the small BioConvHash of smoke runs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytest.importorskip("onnx")
 from hashplug.cli import main  # noqa: E402
 
 
-def test_scale_out_smoke_run_writes_one_row_per_encoder_and_path(tiny_mnist, tmp_path, capsys):
+def test_scale_out_smoke_run_writes_one_row_per_encoder_and_path(ray_cluster, tiny_mnist, tmp_path, capsys):
     out = tmp_path / "scale_out.json"
     assert main(["bench", "scale-out", "--data", str(tiny_mnist), "--encoders", "lsh", "--max-rows", "300",
                  "--out", str(out)]) == 0

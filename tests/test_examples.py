@@ -14,13 +14,31 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 
 def test_examples_exist():
     assert len(EXAMPLES) >= 3, EXAMPLES
+    assert RAY_EXAMPLES, "no example runs on Ray any more: conftest's ray_cluster serves nothing here"
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+#: Examples that start a local Ray cluster (``local_ray``): they run on the session's (conftest's ``ray_cluster``,
+#: joined through ``RAY_ADDRESS``, which ``local_ray`` honours), on the pytest-xdist worker of the other Ray tests.
+RAY_EXAMPLES = {p.name for p in EXAMPLES if "local_ray(" in p.read_text()}
+
+
+def _run(script: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HASHPLUG_EXAMPLE_SMALL": "1", "MPLBACKEND": "Agg", **env}
+    return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("script", [p for p in EXAMPLES if p.name not in RAY_EXAMPLES],
+                         ids=[p.name for p in EXAMPLES if p.name not in RAY_EXAMPLES])
 def test_example_runs(script, tmp_path):
-    env = {**os.environ, "HASHPLUG_EXAMPLE_SMALL": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = _run(script, tmp_path)
+    assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip(), f"{script.name} printed nothing"
+
+
+@pytest.mark.parametrize("script", [p for p in EXAMPLES if p.name in RAY_EXAMPLES],
+                         ids=[p.name for p in EXAMPLES if p.name in RAY_EXAMPLES])
+def test_ray_example_runs(script, tmp_path, ray_cluster):
+    proc = _run(script, tmp_path, RAY_ADDRESS=ray_cluster)
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), f"{script.name} printed nothing"

@@ -559,7 +559,10 @@ def test_every_compiled_kernel_is_defined_at_module_level():
     root = Path(__file__).resolve().parents[1]
     nested = []
     for f in [*(root / "hashplug").rglob("*.py"), *(root / "integrations").rglob("*.py"), *(root / "export").rglob("*.py")]:
-        tree = ast.parse(f.read_text())
+        text = f.read_text()
+        if "jit" not in text and "vectorize" not in text:
+            continue
+        tree = ast.parse(text)
         for parent in ast.walk(tree):
             if not isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue

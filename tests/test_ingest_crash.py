@@ -23,6 +23,9 @@ import hashplug
 from hashplug.cli import main
 from hashplug.runtime import OnnxEncoder
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _together import together  # noqa: E402
+
 pytest.importorskip("onnx")
 
 #: The child's head: arms one kill point; :func:`child_code` appends the job (exit 3: the point was never reached).
@@ -103,9 +106,10 @@ def run_job(spec: dict) -> None:
         assert main(argv) == 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=together("crash"))
 def killed(tmp_path_factory, digits):
-    """Start every scenario's child at once; returns ``{id: (spec, returncode, stderr)}``."""
+    """Start every scenario's child at once; returns ``{id: (spec, returncode, stderr)}``. (The tests run on one
+    pytest-xdist worker: the children start once.)"""
     from hashplug.export import to_onnx
 
     X = digits[0]

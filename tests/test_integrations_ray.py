@@ -1,6 +1,7 @@
 """hashplug on Ray Data and Lance (``hashplug.integrations.ray``), on a local 2-CPU Ray cluster.
 
-One cluster for the module (``ray.init(num_cpus=2, include_dashboard=False)``, its temp dir under pytest's),
+One cluster for the session (conftest's ``ray_cluster``: ``local_ray(num_cpus=2)``, shared with the scale-out
+smoke test and example 14 on one pytest-xdist worker),
 one actor per job (``concurrency=1``). Digits (float32 / 16, (n, 64)) through ``write_table`` and reopened by
 LanceDB in a fresh process; a Ray tensor source; backfill of a table written without codes (and its resume
 after a failure and after a driver that died between fragments); bad rows naming their source position with
@@ -43,12 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray cluster of 2 CPUs for the module; Ray's session files under pytest's temp dir."""
-    tmp = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp), log_to_driver=False,
-             configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+def cluster(ray_cluster):
+    """The session's local Ray cluster of 2 CPUs (conftest's ``ray_cluster``), Ray Data's logging quieted."""
     # Ray Data logs a failed job's exception, and pytest's log capture (a handler on Ray Data's own logger)
     # keeps the record, whose traceback keeps the job's actors, and their CPUs, alive until the test ends: the
     # next job on 2 CPUs then waits forever. Ray Data's records below CRITICAL are not made here (a logging
@@ -56,9 +53,8 @@ def cluster(tmp_path_factory):
     data_logger = logging.getLogger("ray.data")
     saved = data_logger.level
     data_logger.setLevel(logging.CRITICAL)
-    yield tmp
+    yield ray_cluster
     data_logger.setLevel(saved)
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
