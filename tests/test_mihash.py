@@ -502,3 +502,18 @@ def test_knn_mihash_keeps_nearest_neighbours_closer_than_the_distance_rule(digit
     np.testing.assert_array_equal(loaded.encode(Xq), knn.encode(Xq))
     with pytest.raises(HashplugError, match=r"'n_neighbours' parameter of MIHash must be an int in \[1, n - 1\]"):
         MIHash(k=8, epochs=1, device="cpu", neighbours="knn", n_neighbours=len(Xdb)).fit(Xdb)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_distance_rule_in_blocks_gives_the_threshold_of_all_pairs_at_once(metric, monkeypatch):
+    """The pairs' distances are computed a block at a time (two 614 MB temporaries at 200,000 pairs of 384
+    floats, before); the threshold is the same number."""
+    from hashplug.train import mihash as tm
+
+    X = np.random.default_rng(3).standard_normal((120, 16))
+    monkeypatch.setattr(tm, "_PAIR_BLOCK", 7)
+    got = tm.Neighbourhood.from_distances(X, percentile=5.0, metric=metric, n_pairs=1000, seed=4).threshold
+    rng = np.random.default_rng(4)
+    i = rng.integers(0, 120, 1000)
+    j = (i + rng.integers(1, 120, 1000)) % 120
+    assert got == float(np.percentile(tm._pair_distances(X[i], X[j], metric), 5.0))

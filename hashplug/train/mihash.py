@@ -306,7 +306,8 @@ class Neighbourhood:
         else:
             i = rng.integers(0, n, n_pairs)
             j = (i + rng.integers(1, n, n_pairs)) % n  # j != i
-        dist = _pair_distances(X[i], X[j], metric)
+        dist = np.concatenate([_pair_distances(X[i[s : s + _PAIR_BLOCK]], X[j[s : s + _PAIR_BLOCK]], metric)
+                               for s in range(0, len(i), _PAIR_BLOCK)])
         return cls("distance", metric=metric, threshold=float(np.percentile(dist, float(percentile))))
 
     def matrix(self, targets: Any) -> Any:
@@ -427,6 +428,11 @@ def knn_table(X: np.ndarray, n_neighbours: int, metric: str = "euclidean", chunk
     _KNN_CACHE.clear()
     _KNN_CACHE[key] = table.copy()
     return table
+
+
+#: Pairs per block of :meth:`Neighbourhood.from_distances`: the rows of 200,000 pairs of 384 float64 features
+#: gathered at once were two 614 MB temporaries; a block's distances are the same numbers (each is its own row's).
+_PAIR_BLOCK = 8192
 
 
 def _pair_distances(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
