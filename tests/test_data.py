@@ -427,6 +427,26 @@ def test_load_digits():
     np.testing.assert_array_equal(X, X2)
 
 
+def test_load_digits_reads_scikit_learns_file_as_it_does_without_importing_it(monkeypatch):
+    """The digits come from scikit-learn's bundled file, read without importing scikit-learn (1.4 s of every
+    process that trains on them); the arrays are exactly ``sklearn.datasets.load_digits``'s, and without the
+    file its loader is used."""
+    sk = pytest.importorskip("sklearn.datasets")
+    code = "import sys; from hashplug.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr[-2000:]
+    X, y = hd.load_digits(flat=True)
+    d = sk.load_digits()
+    np.testing.assert_array_equal(X, d.data.astype(np.float32))
+    np.testing.assert_array_equal(y, d.target)
+    from hashplug.data import digits
+
+    monkeypatch.setattr(digits, "_read_bundled_digits", lambda: (None, None))
+    X3, y3 = hd.load_digits(flat=True)
+    np.testing.assert_array_equal(X3, X)
+    np.testing.assert_array_equal(y3, y)
+
+
 def test_load_cifar10_synthetic_and_cache(tmp_path, monkeypatch):
     src = tmp_path / "cifar10_jpeg_q75.npz"
     orig, y_orig = _write_fake_cifar(src)
