@@ -26,7 +26,6 @@ from .._locations import is_uri
 from ..codes import INDEX_DTYPE
 from ..validation import (
     HashplugError,
-    ModelMismatchError,
     TableSchemaError,
     check_array,
     check_path,
@@ -41,6 +40,7 @@ from .arrow import (
     sample_converter,
 )
 from .store import (
+    check_model,
     connection_root,
     database_root,
     is_db_reference,
@@ -432,27 +432,8 @@ class HashplugEmbeddings(EmbeddingFunction):
 
     def _load_and_check(self) -> Any:
         enc = resolve_encoder(self.model, self.file_sha256, self.providers, self.batch_size)
-        if self.file_sha256 is not None and self.file_sha256 != enc.file_sha256:
-            raise ModelMismatchError(
-                f"The ONNX file at {self.model!r} is not the model this table was built with: its sha256 is "
-                f"{enc.file_sha256} but the table's saved config expects {self.file_sha256} (file sha256; the file's "
-                f"weights_sha256 is {enc.weights_sha256}). Put the original file back at that path, or rebuild the "
-                "table's codes with the new model."
-            )
-        diffs = [
-            f"{key}: table {want} != file {getattr(enc, key)}"
-            for key, want in (("m", self.m), ("k", self.k), ("code_kind", self.code_kind))
-            if want is not None and want != getattr(enc, key)
-        ]
-        if diffs:
-            raise ModelMismatchError(
-                f"The ONNX file at {self.model!r} does not match the saved config ({'; '.join(diffs)})."
-            )
-        if self.layout == "indices" and enc.code_kind != "khot":
-            raise ModelMismatchError(
-                f"layout='indices' stores the active unit ids of k-hot codes, but {self.model!r} produces "
-                f"{enc.code_kind} codes (m={enc.m}); use layout='packed'."
-            )
+        check_model(enc, self.model, file_sha256=self.file_sha256, m=self.m, k=self.k, code_kind=self.code_kind,
+                    layout=self.layout)
         self._encoder = enc
         return enc
 

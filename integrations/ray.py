@@ -23,7 +23,9 @@ Ray workers. Install with ``pip install 'hashplug[ray]'`` (ray, lance-ray, pylan
 :func:`create_lancedb_index`
     LanceDB's ``IVF_FLAT`` index with Hamming distance, built by Ray workers (``lance_ray.create_index``).
 :func:`load_model`
-    The one place a model reference becomes an embedding function (the driver and every worker call it).
+    The one place a model reference becomes an embedding function, on the driver; the workers open the same
+    file and hold it to the driver's sha256 (:mod:`hashplug.integrations.workers`, which imports no LanceDB:
+    an actor starts 1.5 s sooner).
 :func:`local_ray`
     A local Ray cluster for a script or a test (short temporary folder, removed afterwards).
 
@@ -41,7 +43,7 @@ import gc
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +52,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..validation import HashplugError, HashplugTypeError, IngestError, ModelMismatchError, check_int_param
-from .arrow import column_to_numpy, encode_batch, normalize_layout
+from .arrow import normalize_layout
 from .function import HashplugEmbeddings
 from .ingest import _atomic_write, _TableLock
 from .tables import check_column_name, code_field, schema
+from .workers import _ROWADDR, _BackfillActor, _EncodeActor, _need, _open_lance
 
 __all__ = [
     "encode_dataset",
@@ -71,32 +74,17 @@ __all__ = [
 #: The transaction property in which :func:`write_table` records its ``job_id`` (Lance keeps it with the
 #: commit, atomically).
 JOB_PROPERTY = "hashplug.job_id"
-#: The Lance row address column: ``fragment id << 32 | row offset``.
-_ROWADDR = "_rowaddr"
 #: Columns ``lance_ray.read_lance(..., with_metadata=True)`` adds; never written to a table.
 _META_COLS = (_ROWADDR, "_fragid")
-_EXTRA = "hashplug[ray]"
 _BACKFILL_VERSION = 1
-
-
-def _need(module: str) -> Any:
-    """Import ``module`` (ray, ray.data, lance, lance_ray) or say which extra brings it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"hashplug.integrations.ray needs {module.split('.')[0]!r} ({exc}); install the extra: "
-            f"pip install '{_EXTRA}' (ray[data], lance-ray, pylance; no torch)."
-        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------- the model
 def load_model(
     model: Any, *, layout: str | None = None, file_sha256: str | None = None
 ) -> HashplugEmbeddings:
-    """The embedding function of a model reference: the one place the driver and the workers load a model.
+    """The embedding function of a model reference: the one place the driver loads a model (the workers open
+    the same file by :func:`hashplug.integrations.workers.worker_model`, held to the driver's sha256).
 
     Parameters
     ----------
@@ -151,17 +139,6 @@ def table_uri(uri: str | os.PathLike, name: str) -> str:
     return str(Path(text).expanduser().resolve() / f"{name}.lance")
 
 
-def _open_lance(path: str, version: int | None = None) -> Any:
-    """The Lance dataset at ``path`` (at ``version``), or None when there is none."""
-    lance = _need("lance")
-    try:
-        return lance.dataset(path, version=version)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        if "not found" in str(exc).lower() or "does not exist" in str(exc).lower() or isinstance(exc, FileNotFoundError):
-            return None
-        raise
-
-
 def _committed_job(ds: Any, job_id: str) -> int | None:
     """The version whose commit carries ``job_id`` (:data:`JOB_PROPERTY`), or None."""
     for v in sorted((int(x["version"]) for x in ds.versions()), reverse=True):
@@ -172,75 +149,6 @@ def _committed_job(ds: Any, job_id: str) -> int | None:
         if tx is not None and (tx.transaction_properties or {}).get(JOB_PROPERTY) == job_id:
             return v
     return None
-
-
-# ---------------------------------------------------------------------------------------------------- the actor
-def _position(batch: pa.Table, row: int | None, id_column: str | None) -> str:
-    """Where row ``row`` of ``batch`` comes from: its Lance row address, its id, or its place in the batch."""
-    if row is None:  # the error is about the column (its width, its type), not one row
-        first = "" if batch.num_rows == 0 else f" starting at {_position(batch, 0, id_column)}"
-        return f"the batch of {batch.num_rows} rows{first} (the whole column, not one row)"
-    if _ROWADDR in batch.column_names:
-        addr = int(batch.column(_ROWADDR)[row].as_py())
-        return f"fragment {addr >> 32}, row {addr & 0xFFFFFFFF} (row address {addr})"
-    if id_column is not None and id_column in batch.column_names:
-        return f"the row with {id_column}={batch.column(id_column)[row].as_py()!r} (row {row} of its batch)"
-    return (f"row {row} of a batch of {batch.num_rows} rows (give the dataset an id column, or pass id_column=, "
-            "to have rows named by it)")
-
-
-class _EncodeActor:
-    """One Ray actor: one embedding function (one onnxruntime session), called on pyarrow batches.
-
-    The model is loaded by :func:`load_model` from the driver's reference and checked against the driver's
-    sha256. With ``out_schema`` (what :func:`write_table` writes) the source column is stored flat as the
-    schema declares and every column is cast to its declared type; without it (:func:`encode_dataset`) the
-    batch keeps its columns and gains the code column.
-    """
-
-    def __init__(self, ref: dict[str, Any], source: str, target: str, id_column: str | None,
-                 out_schema: pa.Schema | None = None, drop: Sequence[str] = ()) -> None:
-        self.func = load_model(ref["model"], layout=ref["layout"], file_sha256=ref["file_sha256"])
-        self.source, self.target, self.id_column = source, target, id_column
-        self.out_schema, self.drop = out_schema, list(drop)
-        self.shape = tuple(int(s) for s in self.func.input_shape)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        if not isinstance(batch, pa.Table):
-            batch = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else pa.table(batch)
-        try:
-            if self.out_schema is not None:  # validated and stored flat, as the table declares it
-                flat = column_to_numpy(batch.column(self.source), (int(np.prod(self.shape)),),
-                                       name=f"column {self.source!r}")
-                vec = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
-                batch = batch.set_column(batch.column_names.index(self.source), self.source, vec)
-            out = pa.Table.from_batches([encode_batch(batch, self.func, source=self.source, target=self.target)])
-        except HashplugError as exc:
-            row = getattr(exc, "row", None)
-            err = IngestError(f"hashplug.integrations.ray: bad row at {_position(batch, row, self.id_column)}: {exc}",
-                              row=row)
-            raise err from None
-        if self.drop:
-            out = out.drop_columns([c for c in self.drop if c in out.column_names])
-        if self.out_schema is not None:
-            out = _conform(out, self.out_schema)
-        return out
-
-
-def _conform(t: pa.Table, sch: pa.Schema) -> pa.Table:
-    """``t`` with the columns of ``sch``, in its order and types (a cast error names the column)."""
-    cols = []
-    for f in sch:
-        if f.name not in t.column_names:
-            raise HashplugError(f"hashplug.integrations.ray: the batch has no column {f.name!r} that the table declares.")
-        try:
-            cols.append(t.column(f.name).cast(f.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise HashplugError(
-                f"hashplug.integrations.ray: column {f.name!r} ({t.column(f.name).type}) cannot be stored as "
-                f"{f.type}: {exc}"
-            ) from None
-    return pa.Table.from_arrays(cols, schema=sch)
 
 
 def _check_resources(concurrency: int, num_cpus: float, writers: int, owner: str) -> None:
@@ -727,43 +635,6 @@ class BackfillResult:
     fragments_encoded: int
     fragments_resumed: int
     already_done: bool
-
-
-class _BackfillActor:
-    """One Ray actor: one embedding function; encodes whole fragments of one table version into new data
-    files (``LanceFragment.merge_columns``), committed later by the driver."""
-
-    def __init__(self, ref: dict[str, Any], path: str, version: int, source: str, target: str,
-                 batch_size: int, code_field_: pa.Field) -> None:
-        self.func = load_model(ref["model"], layout=ref["layout"], file_sha256=ref["file_sha256"])
-        self.path, self.version, self.source, self.target = path, version, source, target
-        self.batch_size, self.field = batch_size, code_field_
-
-    def merge(self, fragment_id: int) -> tuple[int, str, Any]:
-        ds = _open_lance(self.path, self.version)
-        frag = ds.get_fragment(int(fragment_id))
-        out_schema = pa.schema([self.field])
-
-        failed: list[IngestError] = []
-
-        def udf(batch: pa.RecordBatch) -> pa.RecordBatch:
-            try:
-                out = encode_batch(batch, self.func, source=self.source, target=self.target)
-            except HashplugError as exc:
-                row = getattr(exc, "row", None)
-                t = pa.Table.from_batches([batch])
-                failed.append(IngestError(
-                    f"hashplug.integrations.ray.backfill: bad row at {_position(t, row, None)}: {exc}", row=row))
-                raise failed[-1] from None
-            return pa.RecordBatch.from_arrays([out.column(self.target)], schema=out_schema)
-
-        try:
-            meta, lance_schema = frag.merge_columns(udf, columns=[self.source, _ROWADDR], batch_size=self.batch_size)
-        except Exception:
-            if failed:  # Lance hands the UDF's error back as a ValueError of its text: raise the error itself
-                raise failed[-1] from None
-            raise
-        return int(fragment_id), json.dumps(meta.to_json()), lance_schema
 
 
 def _default_checkpoint(path: str) -> Path | None:

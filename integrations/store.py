@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._locations import describe, exists, is_uri, join, local_path, parent, read_bytes, write_once
-from ..validation import HashplugError, HashplugTypeError, ModelNotFoundError
+from ..validation import HashplugError, HashplugTypeError, ModelMismatchError, ModelNotFoundError
 
 __all__ = [
     "DB_PREFIX",
@@ -61,6 +61,7 @@ __all__ = [
     "connection_root",
     "store_model",
     "resolve_encoder",
+    "check_model",
     "upgrade_config",
 ]
 
@@ -317,6 +318,48 @@ def _not_found(model: str, sha: str | None, where: str | None, why: str) -> Mode
         f"{STORE_DIR.split('/')[0]}/ folder, or re-point the table at a copy of the model (checked by sha256): "
         "hashplug.relocate_model(table, 'path/or/uri/of/model.onnx')."
     )
+
+
+def check_model(enc: Any, model: str, *, file_sha256: str | None = None, m: int | None = None, k: int | None = None,
+                code_kind: str | None = None, layout: str = "packed") -> None:
+    """Check an opened model against what a table's config (or a driver's reference) expects of it.
+
+    Parameters
+    ----------
+    enc : OnnxEncoder
+        The model found at ``model``.
+    model : str
+        Where it was found (named in the messages).
+    file_sha256, m, k, code_kind : optional
+        The file's sha256 and the code's length, number of active units and kind the config records (None:
+        not checked).
+    layout : {"packed", "indices"}
+        The code column's layout (``"indices"`` needs a k-hot model).
+
+    Raises
+    ------
+    ModelMismatchError
+        Another file (sha256), or a model that does not produce the recorded codes.
+    """
+    if file_sha256 is not None and file_sha256 != enc.file_sha256:
+        raise ModelMismatchError(
+            f"The ONNX file at {model!r} is not the model this table was built with: its sha256 is "
+            f"{enc.file_sha256} but the table's saved config expects {file_sha256} (file sha256; the file's "
+            f"weights_sha256 is {enc.weights_sha256}). Put the original file back at that path, or rebuild the "
+            "table's codes with the new model."
+        )
+    diffs = [
+        f"{key}: table {want} != file {getattr(enc, key)}"
+        for key, want in (("m", m), ("k", k), ("code_kind", code_kind))
+        if want is not None and want != getattr(enc, key)
+    ]
+    if diffs:
+        raise ModelMismatchError(f"The ONNX file at {model!r} does not match the saved config ({'; '.join(diffs)}).")
+    if layout == "indices" and enc.code_kind != "khot":
+        raise ModelMismatchError(
+            f"layout='indices' stores the active unit ids of k-hot codes, but {model!r} produces "
+            f"{enc.code_kind} codes (m={enc.m}); use layout='packed'."
+        )
 
 
 def resolve_encoder(

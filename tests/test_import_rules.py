@@ -108,6 +108,15 @@ RULES = (
         at_import=("ray", "lance", "lance_ray"),
     ),
     Rule(
+        "ray workers",
+        "integrations/workers.py (the Ray actors: a fresh process each) imports no LanceDB, and pylance only "
+        "inside the functions that use it, so an actor starts without LanceDB's import",
+        sources=("hashplug.integrations.workers",),
+        forbid=("lancedb", "pydantic", "sklearn", "scipy", "hashplug.integrations.function",
+                "hashplug.integrations.tables", "hashplug.integrations.ingest"),
+        at_import=("ray", "lance", "lance_ray"),
+    ),
+    Rule(
         "serve command",
         "the serving commands (cli/serve.py) never import torch, onnx, graph, export, encoders or train",
         sources=("hashplug.cli.serve",),
@@ -160,7 +169,7 @@ RULES = (
 #: other); ``complete``: every module of the package must be in a tier.
 ORDERS = (
     ("hashplug.integrations", (("lancedb", "ray"), ("aio",), ("reranker",), ("ingest",), ("search",), ("transforms",),
-                               ("index",), ("tables",), ("function",), ("store",), ("arrow",)), True),
+                               ("index",), ("tables",), ("function", "workers"), ("store",), ("arrow",)), True),
     ("hashplug.data", (("protocols",), ("registry",), ("ag_news", "arrays", "cifar10", "digits", "mnist"),
                        ("_io",)), False),
 )

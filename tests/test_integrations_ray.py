@@ -338,3 +338,38 @@ def test_the_module_imports_neither_ray_nor_torch_until_used():
     first, second = proc.stdout.strip().splitlines()[:2]
     assert first == "[]"
     assert "pip install 'hashplug[ray]'" in second
+
+
+def test_the_actors_module_starts_without_lancedb():
+    """A Ray actor imports the module of its class: the workers' module brings no LanceDB (1.5 s of every
+    actor's start), no Ray and no torch."""
+    code = ("import sys, hashplug.integrations.workers as w\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lancedb', 'ray', 'lance', 'torch', 'onnx', "
+            "'pydantic')))\n"
+            "print(w._EncodeActor.__module__, w._BackfillActor.__module__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.strip().splitlines()[:2]
+    assert first == "[]"
+    assert second == "hashplug.integrations.workers hashplug.integrations.workers"
+    from hashplug.integrations import workers
+
+    assert hr._EncodeActor is workers._EncodeActor  # the class write_table maps is the workers' one
+
+
+
+def test_a_worker_holds_the_model_to_the_drivers_sha256(digits_model, tmp_path):
+    """What an actor does with the driver's reference (no Ray needed): the same file opens; another file at the
+    same path, or a layout the model cannot fill, is a ModelMismatchError naming it."""
+    from hashplug.integrations import workers
+    from hashplug.validation import ModelMismatchError
+
+    X, _, model = digits_model
+    ref = hr._model_ref(hr.load_model(model))
+    enc, layout = workers.worker_model(ref)
+    assert layout == "packed" and enc.file_sha256 == ref["file_sha256"]
+    np.testing.assert_array_equal(enc.encode(X[:5]), OnnxEncoder(model).encode(X[:5]))
+    with pytest.raises(ModelMismatchError, match="is not the model this table was built with"):
+        workers.worker_model({**ref, "file_sha256": "0" * 64})
+    with pytest.raises(ModelMismatchError, match="layout='indices'"):
+        workers.worker_model({**ref, "layout": "indices"})  # LSH codes are not k-hot
