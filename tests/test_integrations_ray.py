@@ -328,14 +328,21 @@ def test_search_ranks_bits_not_bytes(cluster, digits_model, tmp_path):
     assert "vector_search" not in names
 
 
-def test_the_module_imports_neither_ray_nor_torch_until_used():
-    code = ("import sys, hashplug.integrations.ray as hr\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'lance_ray', 'torch', 'onnx', 'sklearn')))\n"
-            "sys.modules['ray'] = None\n"
-            "try:\n    hr.encode_dataset(None, 'x.onnx')\nexcept ImportError as e:\n    print(e)\n")
+def _fresh_process(module: str, heavy: tuple[str, ...], then: str) -> tuple[str, str]:
+    """In a fresh interpreter: import ``module`` as ``m``, print the ``heavy`` top-level packages it loaded, run
+    ``then``; returns the first two lines printed."""
+    code = (f"import sys, {module} as m\n"
+            f"print(sorted(x for x in sys.modules if x.split('.')[0] in {heavy!r}))\n" + then)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, second = proc.stdout.strip().splitlines()[:2]
+    return first, second
+
+
+def test_the_module_imports_neither_ray_nor_torch_until_used():
+    first, second = _fresh_process("hashplug.integrations.ray", ("ray", "lance_ray", "torch", "onnx", "sklearn"),
+                                   "sys.modules['ray'] = None\n"
+                                   "try:\n    m.encode_dataset(None, 'x.onnx')\nexcept ImportError as e:\n    print(e)\n")
     assert first == "[]"
     assert "pip install 'hashplug[ray]'" in second
 
@@ -343,13 +350,9 @@ def test_the_module_imports_neither_ray_nor_torch_until_used():
 def test_the_actors_module_starts_without_lancedb():
     """A Ray actor imports the module of its class: the workers' module brings no LanceDB (1.5 s of every
     actor's start), no Ray and no torch."""
-    code = ("import sys, hashplug.integrations.workers as w\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lancedb', 'ray', 'lance', 'torch', 'onnx', "
-            "'pydantic')))\n"
-            "print(w._EncodeActor.__module__, w._BackfillActor.__module__)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    first, second = proc.stdout.strip().splitlines()[:2]
+    first, second = _fresh_process("hashplug.integrations.workers",
+                                   ("lancedb", "ray", "lance", "torch", "onnx", "pydantic"),
+                                   "print(m._EncodeActor.__module__, m._BackfillActor.__module__)\n")
     assert first == "[]"
     assert second == "hashplug.integrations.workers hashplug.integrations.workers"
     from hashplug.integrations import workers

@@ -42,6 +42,7 @@ def compact(pos, dist, fill, b, quota):
             k += 1
     return k
 
+
 @njit(inline="always")
 def take(pos, dist, hist, b, below, fill, q, i, d, cap, limit):
     # row i at distance d < b[q] joins query q's list; the bound comes down while `limit` rows lie below it
@@ -57,6 +58,17 @@ def take(pos, dist, hist, b, below, fill, q, i, d, cap, limit):
         b[q] -= 1
         below[q] -= hist[b[q]]
     return b[q]
+
+
+@njit(inline="always")
+def emit(buf_pos, buf_d, fill, b, below, limit, out_pos, out_d, out_cnt):
+    # each query's buffer compacted to its exact top-`limit` (position order) and copied out
+    for q in range(buf_pos.shape[0]):
+        k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
+        out_cnt[q] = k
+        for r in range(k):
+            out_pos[q, r] = buf_pos[q, r]
+            out_d[q, r] = buf_d[q, r]
 
 
 @njit(cache=True, nogil=True)
@@ -96,6 +108,7 @@ def scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
                     d = np.int64(acc)
                     if d < bq:
                         bq = take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, d, cap, limit)
+
 
 @njit(cache=True, nogil=True)
 def scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
@@ -159,6 +172,7 @@ def scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill):
                 if acc[q] < b[q]:
                     take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, i, acc[q], cap, limit)
 
+
 @njit(cache=True, nogil=True)
 def scan(qw, dbw, s, e, limit, tiled, buf_pos, buf_d, out_pos, out_d, out_cnt):
     # one contiguous database range [s, e) (one Python thread each; nogil): per query, its exact
@@ -175,12 +189,8 @@ def scan(qw, dbw, s, e, limit, tiled, buf_pos, buf_d, out_pos, out_d, out_cnt):
         scan_tiled(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
     else:
         scan_rows(qw, dbw, s, e, limit, buf_pos, buf_d, hist, b, below, fill)
-    for q in range(nq):
-        k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
-        out_cnt[q] = k
-        for r in range(k):
-            out_pos[q, r] = buf_pos[q, r]
-            out_d[q, r] = buf_d[q, r]
+    emit(buf_pos, buf_d, fill, b, below, limit, out_pos, out_d, out_cnt)
+
 
 @njit(cache=True, nogil=True)
 def merge(out_pos, out_d, out_cnt, n, limit, pos_res, dist_res):
@@ -201,9 +211,11 @@ def merge(out_pos, out_d, out_cnt, n, limit, pos_res, dist_res):
             pos_res[q, r] = keys[r] % n
             dist_res[q, r] = keys[r] // n
 
+
 #: rows per sub-block of the counting scan: distances computed branch-free with their minimum; a sub-block is
 #: walked row by row only when that minimum is below the bound
 SUB = 64
+
 
 @njit(cache=True, nogil=True)
 def count_scan(qoff, qunits, uo, rows, lengths, cnt, s, e, limit, V, buf_pos, buf_d, out_pos, out_d, out_cnt):
@@ -248,12 +260,8 @@ def count_scan(qoff, qunits, uo, rows, lengths, cnt, s, e, limit, V, buf_pos, bu
                     if acc[i] < b[q]:
                         take(buf_pos[q], buf_d[q], hist[q], b, below, fill, q, sb + i, np.int64(acc[i]), cap,
                              limit)
-    for q in range(nq):
-        k = compact(buf_pos[q], buf_d[q], fill[q], b[q], limit - below[q])
-        out_cnt[q] = k
-        for r in range(k):
-            out_pos[q, r] = buf_pos[q, r]
-            out_d[q, r] = buf_d[q, r]
+    emit(buf_pos, buf_d, fill, b, below, limit, out_pos, out_d, out_cnt)
+
 
 @njit(cache=True, nogil=True)
 def fill_postings(offsets, values, m):
@@ -283,6 +291,7 @@ def sub_value(words, lo, width):  # words: one row (w,) uint64
     if sh + width > 64:
         v = v | (words[wi + 1] << np.uint64(64 - sh))
     return np.int64(v & np.uint64((1 << width) - 1))
+
 
 @njit(cache=True, nogil=True)
 def probe(qw, codes, ids, offsets, los, widths, r, limit, lane_lo, lane_hi, done, hist, bound, cnt, fill, bpos,
@@ -351,6 +360,7 @@ def probe(qw, codes, ids, offsets, los, widths, r, limit, lane_lo, lane_hi, done
             c = mask & -mask  # Gosper's hack: the next mask with r bits set
             rr = mask + c
             mask = (((rr ^ mask) >> 2) // c) | rr
+
 
 @njit(cache=True, nogil=True)
 def check(r, s, limit, min_width, n, hist, bound, fill, bpos, bd, overflow, done, pos_out, dist_out):
