@@ -132,3 +132,52 @@ def test_where_prefilter_is_cached_per_table_version(tmp_path, digits, name, kin
     want_ids, want_d = _brute(table, "code", q[0], 10, where="label = 4")
     np.testing.assert_array_equal(got_d[0], want_d)
     np.testing.assert_array_equal(got_ids[0], want_ids)
+
+
+@pytest.mark.parametrize("name, kind, layout", [("lsh", "dense", "packed"), ("flyhash", "khot", "indices")])
+@pytest.mark.parametrize("columns", [None, ["code"], ["id", "code"]])
+def test_result_rows_read_through_pylance_equal_lancedbs_take(tmp_path, digits, name, kind, layout, columns,
+                                                             monkeypatch):
+    """A search's result rows are taken from the table's Lance dataset at the index's version (pylance's take
+    by row id, 3.6x faster than LanceDB's take_row_ids); the table is LanceDB's own, schema and metadata
+    included, rows deleted since still read at the indexed version, and a pylance whose take fails hands the
+    read to LanceDB."""
+    pytest.importorskip("lance")
+    from hashplug.integrations import index as ix
+
+    X, y = digits
+    path, _ = _model(tmp_path, name, kind, X)
+    table = hashplug.ingest(tmp_path / "db", X[:600], name="t", model=str(path), layout=layout,
+                            columns={"id": np.arange(600)}, progress=False).table
+    build_hamming_index(table)
+    hashplug.add(table, {"vector": list(X[600:700]), "id": np.arange(600, 700)})
+    bound = open_hamming_index(table)  # caught up: its dataset is the catch-up's
+    table.delete("id < 50")  # after the snapshot: its rows are still read at the snapshot's version
+    ids = np.array(bound.row_ids)[[650, 3, 10, 0, 599, 640]]
+    used = []
+    real = ix._take_from_lance
+    monkeypatch.setattr(ix, "_take_from_lance", lambda *a: used.append(1) or real(*a))
+    got = ix.rows_by_id(table, ids, columns, at=bound)
+    assert used and real(bound, table, [int(i) for i in ids], columns) is not None  # pylance's path answered
+    monkeypatch.setattr(ix, "_take_from_lance", lambda *a: None)
+    want = ix.rows_by_id(table, ids, columns, at=bound)
+    _same_table(got, want)
+    assert got["_rowid"].to_pylist() == [int(i) for i in ids]
+
+    class Broken:  # a pylance whose take differs: LanceDB's take answers
+        schema = bound._lance[1].schema
+
+        def _take_rows(self, *a, **k):
+            raise TypeError("another signature")
+
+    bound._lance = (bound.table_version, Broken())
+    monkeypatch.setattr(ix, "_take_from_lance", real)
+    _same_table(ix.rows_by_id(table, ids, columns, at=bound), want)
+
+
+def _same_table(got, want):
+    """Equal columns, types and values, and equal schema and field metadata (as mappings: the order of a
+    field's metadata keys differs between pylance and LanceDB)."""
+    assert got.equals(want), (got.schema, want.schema)
+    assert got.schema.metadata == want.schema.metadata
+    assert [dict(f.metadata or {}) for f in got.schema] == [dict(f.metadata or {}) for f in want.schema]
