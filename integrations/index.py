@@ -363,14 +363,20 @@ def _pinned(table: Any, version: int) -> Any:
         return table
 
 
+def _at_version(idx: BoundIndex, attr: str, make: Any) -> Any:
+    """``make()``, kept on ``idx`` under ``attr`` as ``(version, value)`` for the version ``idx`` covers (a
+    snapshot never changes version; one caught up in place reads it anew)."""
+    hit = getattr(idx, attr)
+    if hit is None or hit[0] != idx.table_version:
+        hit = (idx.table_version, make())
+        setattr(idx, attr, hit)
+    return hit[1]
+
+
 def _snapshot_handle(idx: BoundIndex, table: Any) -> Any:
-    """The handle at the version ``idx`` covers, kept on ``idx`` (a snapshot never changes version)."""
-    hit = idx._pinned
-    if hit is not None and hit[0] == idx.table_version:
-        return hit[1]
-    h = table if idx.table_version is None else _pinned(table, idx.table_version)
-    idx._pinned = (idx.table_version, h)
-    return h
+    """The LanceDB handle at the version ``idx`` covers, kept on ``idx``."""
+    return _at_version(idx, "_pinned",
+                       lambda: table if idx.table_version is None else _pinned(table, idx.table_version))
 
 
 def _read(h: Any, column: str | None, where: str | None = None) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -631,7 +637,7 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _
         idx.index.add(codes, new_runs)
     idx.table_version = version
     idx.binding = _binding(table, version, True, history)
-    idx._pinned, idx._lance, idx._lancedb_schema = None, (int(version), new_ds), None
+    idx._lance = (int(version), new_ds)  # the other per-version caches are read anew at the new version
     return {"added": rows_read, "deleted": n_drop, "rows_read": int(ids.size), "rows_in_table": total,
             "read": "table" if whole else "fragments", "fragments_read": len(new) if whole else len(to_read),
             "fragments_dropped": len(set(old) - {f.fid for f in new}), "fragments_trimmed": len(trimmed)}
@@ -998,11 +1004,8 @@ def _take_from_lance(idx: BoundIndex, table: Any, ids: list[int], columns: list[
     ``take_row_ids`` (2026-12-07). None when that cannot be used (no pylance, a remote table, a pylance whose
     take differs): the caller asks LanceDB. Rows deleted since are left out, as LanceDB's take leaves them out;
     the caller names them."""
-    hit = idx._lance
-    if hit is None or hit[0] != idx.table_version:
-        ds = None if idx.table_version is None else _History(table).dataset_at(idx.table_version)
-        hit = idx._lance = (idx.table_version, ds)
-    ds = hit[1]
+    ds = _at_version(idx, "_lance", lambda: None if idx.table_version is None
+                     else _History(table).dataset_at(idx.table_version))
     take = getattr(ds, "_take_rows", None)  # pylance's own, documented as unstable: checked below, else LanceDB
     if take is None:
         return None
@@ -1015,9 +1018,7 @@ def _take_from_lance(idx: BoundIndex, table: Any, ids: list[int], columns: list[
         return None
     # the schema LanceDB's take gives (the table's fields and metadata at that version, which pylance's
     # projection may leave out), read once per snapshot; a type that differs hands the read to LanceDB
-    if idx._lancedb_schema is None or idx._lancedb_schema[0] != idx.table_version:
-        idx._lancedb_schema = (idx.table_version, _snapshot_handle(idx, table).schema)
-    sch = idx._lancedb_schema[1]
+    sch = _at_version(idx, "_lancedb_schema", lambda: _snapshot_handle(idx, table).schema)
     try:
         fields = [sch.field(n) for n in names] + [pa.field("_rowid", pa.int64())]
     except KeyError:
