@@ -73,6 +73,20 @@ def ray_cluster(request: pytest.FixtureRequest) -> Any:
         yield ray.get_runtime_context().gcs_address
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile hashplug's modules once, before the pytest-xdist workers start: an editable install has no
+    bytecode, and with ``PYTHONDONTWRITEBYTECODE=1`` (set on this machine) every interpreter the suite starts
+    (workers, examples, commands, Ray workers) compiled the modules it imported again. The ``.pyc`` files go
+    where Python looks for them (``__pycache__``, ignored by git); Python recompiles a module whose source changed."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller compiled them
+        return
+    import compileall
+
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("hashplug", "integrations", "export"):
+        compileall.compile_dir(root / folder, quiet=1, workers=1)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist's ``load`` scheduling (``-n``), except that the tests of one ``together`` fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _warm import run_python
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 
@@ -23,9 +23,10 @@ RAY_EXAMPLES = {p.name for p in EXAMPLES if "local_ray(" in p.read_text()}
 
 
 def _run(script: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python script`` in a new process forked from a warm interpreter (``tests/_warm.py``: the examples'
+    costly imports done once), with its own working directory and environment."""
     env = {**os.environ, "HASHPLUG_EXAMPLE_SMALL": "1", "MPLBACKEND": "Agg", **env}
-    return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_python([str(script)], cwd=cwd, env=env, timeout=600)
 
 
 @pytest.mark.parametrize("script", [p for p in EXAMPLES if p.name not in RAY_EXAMPLES],

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _warm import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -45,7 +46,7 @@ def test_readme_quickstart_prints_and_runs_twice(tmp_path):
     code = readme_block("## Quickstart (Python)")
     runs = []
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        proc = run_python(["-c", code], cwd=tmp_path, timeout=600)  # a new process forked from a warm interpreter
         assert proc.returncode == 0, f"run {len(runs) + 1} of the Quickstart failed:\n{proc.stderr[-3000:]}"
         runs.append(proc.stdout)
     assert runs[0].strip(), "the Quickstart printed nothing"

@@ -1,0 +1,226 @@
+"""Run a Python script in a new process forked from a warm interpreter (torch, onnx, scikit-learn, ... imported).
+
+The example scripts spend most of their time importing the same libraries in a fresh interpreter: 40 of the
+73 s the 17 examples took were imports (``python -X importtime``, 2026-12-07). ``run_python`` starts, once per
+pytest process, a small server that imports those libraries and nothing of hashplug, then forks one child per
+script. The child is a new process (its own pid, process group, working directory, environment, arguments and
+output files); the script runs in it as ``__main__`` (``runpy``), as ``python script.py`` would run it.
+
+Each child process is a new process; the server only saves the imports. What it does not give a script:
+
+- LanceDB, Ray and hashplug are not imported in the server: LanceDB's async runtime is not fork-safe (it
+  warns), and hashplug reads its environment when it is imported. The script imports them itself.
+- Environment variables that a library reads when it is imported (``OPENBLAS_NUM_THREADS``, ``MPLBACKEND``)
+  come from the server's environment. The tests set the thread counts through ``HASHPLUG_NUM_THREADS`` (read
+  at run time) and ``MPLBACKEND=Agg``; a test about the import environment itself runs a fresh interpreter.
+
+``HASHPLUG_TEST_FRESH=1`` runs every script in a fresh interpreter instead (``subprocess.run``), e.g. to tell a
+failure of the warm server from a failure of the script.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+#: What the server imports before it forks: the costly third-party imports of the examples (seconds each in a
+#: fresh interpreter), none of which starts work or reads state a script changes. Not LanceDB, Ray or hashplug
+#: (see the module docstring).
+PRELOAD = ("numpy", "pyarrow", "onnxruntime", "torch", "torch._dynamo", "torch.nn", "torch.optim", "onnx",
+           "scipy.linalg", "sklearn", "sklearn.datasets", "sklearn.decomposition", "sklearn.model_selection",
+           "matplotlib", "matplotlib.pyplot", "tqdm", "numba")
+
+_SERVER_ENV = {"MPLBACKEND": "Agg"}
+
+
+def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server process
+    """The server: import PRELOAD, then for each request (a JSON line on stdin) fork a child that runs the
+    script; answer on ``answer_fd`` with the child's pid, then its exit status."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    answer = os.fdopen(answer_fd, "w", buffering=1)
+    answer.write(json.dumps({"ready": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(req, answer_fd)  # never returns
+        answer.write(json.dumps({"pid": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        answer.write(json.dumps({"status": status}) + "\n")
+
+
+def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - runs in the forked child
+    """Become the script's process: own session, directory, environment, argv and output files; run it as
+    ``__main__``; exit with its code (atexit handlers run, as at a normal interpreter exit)."""
+    import io
+    import runpy
+    import traceback
+
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        for fd, path in ((1, req["stdout"]), (2, req["stderr"])):
+            f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(f, fd)
+            os.close(f)
+        os.close(answer_fd)
+        sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding="utf-8", write_through=False)
+        sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace",
+                                      line_buffering=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        args = req["args"]
+        try:
+            if args[0] == "-c":
+                sys.argv = ["-c", *args[2:]]
+                sys.path[0] = ""
+                exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            else:
+                script = str(Path(args[0]).resolve())
+                sys.argv = [args[0], *args[1:]]
+                sys.path[0] = str(Path(script).parent)
+                runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, int) and e.code is not None:
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        atexit._run_exitfuncs()
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code)
+
+
+class _Server:
+    """The warm interpreter of this pytest process (one request at a time)."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, **_SERVER_ENV}
+        env.pop("HASHPLUG_TEST_FRESH", None)
+        here = str(Path(__file__).parent)
+        env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"import _warm; _warm._serve({write_fd})"],
+            stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env, text=True,
+        )
+        os.close(write_fd)
+        self.answers = os.fdopen(read_fd, "r")
+        self.lock = threading.Lock()
+        self._read(timeout=300)  # {"ready": pid}
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        ready, _, _ = select.select([self.answers], [], [], timeout)
+        if not ready:
+            raise TimeoutError
+        line = self.answers.readline()
+        if not line:
+            raise RuntimeError(f"the warm server (pid {self.proc.pid}) died; rerun with HASHPLUG_TEST_FRESH=1")
+        return json.loads(line)
+
+    def run(self, args: list[str], cwd: Path | str, env: dict[str, str], timeout: float
+            ) -> subprocess.CompletedProcess:
+        with self.lock, tempfile.TemporaryDirectory(prefix="hashplug-warm-") as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            req = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            pid = self._read(timeout=60)["pid"]
+            start = time.monotonic()
+            try:
+                status = self._read(timeout=timeout)["status"]
+            except TimeoutError:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._read(timeout=60)
+                raise subprocess.TimeoutExpired(args, time.monotonic() - start,
+                                                output=_text(out), stderr=_text(err)) from None
+            return subprocess.CompletedProcess([sys.executable, *args], os.waitstatus_to_exitcode(status),
+                                               _text(out), _text(err))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.answers.close()
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+_server: _Server | None = None
+
+
+def run_python(args: list[str], cwd: Path | str, env: dict[str, str] | None = None, timeout: float = 600
+               ) -> subprocess.CompletedProcess:
+    """Run ``python *args`` (a script path and its arguments, or ``-c CODE``) in a new process forked from the
+    warm interpreter, or in a fresh interpreter when ``HASHPLUG_TEST_FRESH=1``; capture its text output.
+
+    Parameters
+    ----------
+    args : list of str
+        What follows ``python`` on its command line: ``[script, *argv]`` or ``["-c", code, *argv]``.
+    cwd : path
+        The working directory of the process.
+    env : dict of str to str, optional
+        Its whole environment (default: this process's).
+    timeout : float
+        Seconds before the process group is killed and ``subprocess.TimeoutExpired`` raised.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        ``returncode`` (negative for a signal, as ``subprocess.run``), ``stdout`` and ``stderr`` as text.
+    """
+    global _server
+    env = dict(os.environ if env is None else env)
+    if os.environ.get("HASHPLUG_TEST_FRESH") == "1" or not hasattr(os, "fork"):
+        return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    if _server is None or _server.proc.poll() is not None:
+        _server = _Server()
+        atexit.register(_server.close)
+    return _server.run([str(a) for a in args], cwd, env, timeout)

@@ -1,0 +1,46 @@
+"""tests/_warm.py: a script run in a process forked from the warm interpreter behaves as ``python script.py``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from _warm import run_python
+
+
+def test_a_script_runs_as_main_in_its_own_process_folder_environment_and_arguments(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import os, sys\n"
+        "print(__name__, os.getpid(), os.getcwd(), os.environ.get('HP_X'), os.environ.get('HP_Y'), sys.argv[1:])\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "import helper_beside\n"  # the script's folder is sys.path[0], as for python script.py
+        "sys.exit(3)\n"
+    )
+    (tmp_path / "helper_beside.py").write_text("")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "HP_Y"} | {"HP_X": "x"}
+    os.environ["HP_Y"] = "left out"
+    try:
+        proc = run_python([str(script), "a", "b"], cwd=work, env=env)
+    finally:
+        del os.environ["HP_Y"]
+    name, pid, cwd, x, y, argv = proc.stdout.split(" ", 5)
+    assert proc.returncode == 3 and name == "__main__" and int(pid) != os.getpid()
+    assert (cwd, x, y, argv.strip()) == (str(work), "x", "None", "['a', 'b']")
+    assert proc.stderr == "to stderr\n"
+    again = run_python([str(script)], cwd=work, env=env)
+    assert int(again.stdout.split()[1]) != int(pid)  # a new process each time
+
+
+def test_code_an_uncaught_error_and_a_timeout(tmp_path):
+    ok = run_python(["-c", "import sys; print(sys.argv)", "z"], cwd=tmp_path)
+    assert (ok.returncode, ok.stdout) == (0, "['-c', 'z']\n")
+    bad = run_python(["-c", "raise ValueError('named')"], cwd=tmp_path)
+    assert bad.returncode == 1 and "ValueError: named" in bad.stderr
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python(["-c", "import time; print('started', flush=True); time.sleep(60)"], cwd=tmp_path, timeout=2)
+    after = run_python(["-c", "print('next')"], cwd=tmp_path)  # the server serves on after a kill
+    assert after.stdout == "next\n"
