@@ -512,13 +512,20 @@ def _column_fields(ds: Any, column: str) -> set[int] | None:
     return out
 
 
+def _file_path(df: Any) -> str:
+    """A data file's path. (pylance's ``DataFile.path`` property defines a class at each call, for a
+    deprecated call form: 12 us, ten times a catch-up; it returns ``_path``.)"""
+    path = getattr(df, "_path", None)
+    return path if isinstance(path, str) else str(df.path)
+
+
 def _fragments(ds: Any, column: str) -> list[_Fragment]:
     """The dataset's fragments, in manifest order (metadata only: nothing of the data is read)."""
     fields = _column_fields(ds, column)
     out = []
     for frag in ds.get_fragments():
         md = frag.metadata
-        files = tuple(sorted(f"{df.path}@{getattr(df, 'base_id', None)}" for df in md.files
+        files = tuple(sorted(f"{_file_path(df)}@{getattr(df, 'base_id', None)}" for df in md.files
                              if fields is None or set(df.fields) & fields))
         overlays = tuple(repr(o) for o in (getattr(md, "overlays", None) or ()))
         d = md.deletion_file
@@ -553,6 +560,13 @@ def _rows_by_fragment(runs: RowIdRuns) -> dict[int, int] | None:
     starts, _, lengths = _run_table(runs)
     if not starts.size:
         return {}
+    if starts.size <= 64:  # a table's few runs: plain ints are faster than numpy's calls on tiny arrays
+        out: dict[int, int] = {}
+        for s, n in zip(starts.tolist(), lengths.tolist()):
+            if s < 0 or s >> 32 != (s + n - 1) >> 32:
+                return None
+            out[s >> 32] = out.get(s >> 32, 0) + n
+        return out
     if starts.min() < 0 or np.any((starts >> 32) != ((starts + lengths - 1) >> 32)):
         return None
     uniq, inv = np.unique(starts >> 32, return_inverse=True)
@@ -587,17 +601,20 @@ _COPY = 0.3
 _DROP = {"packed": 0.8, "indices": 0.2}
 
 
-def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _History | None = None
-              ) -> dict[str, Any]:
+def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _History | None = None,
+              old_ds: Any = None) -> dict[str, Any]:
     """Catch ``idx`` up from its version to ``version`` by the fragments that changed (see :func:`catch_up`);
     :class:`_Unprovable` when the result could not be shown to be the table's. ``history``: the caller's
-    :class:`_History` of the table, whose manifests it has read already."""
+    :class:`_History` of the table, whose manifests it has read already. ``old_ds``: the table's Lance dataset
+    at the indexed version, already proved to be this table's (:func:`_proven_dataset`); without it the
+    lineage is checked and the version checked out."""
     history = _History(table) if history is None else history
-    problem = _lineage_problem(table, idx.binding, history)
+    problem = None if old_ds is not None else _lineage_problem(table, idx.binding, history)
     if problem or (idx.binding or {}).get("row_ids") != "address":
         raise _Unprovable(problem or "stable row ids")
     new_ds = history.dataset_at(version)
-    old_ds = None if new_ds is None or idx.table_version is None else history.dataset_at(idx.table_version)
+    if old_ds is None and new_ds is not None and idx.table_version is not None:
+        old_ds = history.dataset_at(idx.table_version)
     if new_ds is None or old_ds is None:
         import importlib.util
 
@@ -616,14 +633,16 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _
     read = {f.fid for f in new if f.fid not in old or old[f.fid].content != f.content}
     trimmed = [f for f in new if f.fid not in read and f.fid in old and old[f.fid].deletions != f.deletions]
     starts, _, lengths = _run_table(runs)
-    gone = (set(old) - {f.fid for f in new}) | read
-    drop = np.repeat(np.isin(starts >> 32, np.array(sorted(gone), np.int64)), lengths)
+    gone = ((set(old) - {f.fid for f in new}) | read) & set(old)  # indexed fragments whose rows all go
+    # rows to drop, by position (None: none, the common append; no mask of every indexed row is made)
+    drop = np.repeat(np.isin(starts >> 32, np.array(sorted(gone), np.int64)), lengths) if gone or trimmed else None
     if trimmed:
+        assert drop is not None
         back = _trim(new_ds, trimmed, runs, drop)
         read |= back  # deletions undone (a restore, an older checkout): read again whole
         drop |= np.repeat(np.isin(starts >> 32, np.array(sorted(back), np.int64)), lengths)
     to_read = [f for f in new if f.fid in read]
-    n, n_drop = len(idx), int(drop.sum())
+    n, n_drop = len(idx), 0 if drop is None else int(drop.sum())
     rows_read, total = sum(f.rows for f in to_read), sum(f.rows for f in new)
     kept = n - n_drop
     work = rows_read + (_COPY * kept if not n_drop else 0 if not kept else _DROP.get(idx.layout, 1.0) * n)
@@ -631,6 +650,7 @@ def _catch_up(idx: BoundIndex, table: Any, column: str, version: int, history: _
     if whole or not kept:
         idx.index = HammingIndex(idx.layout, idx.m, threads=idx.threads, backend=idx.backend)
     elif n_drop:
+        assert drop is not None
         idx.index.keep(~drop)
     ids, codes, new_runs = _scan_new_rows(new_ds, column, new if whole else to_read)
     if ids.size:
@@ -698,6 +718,19 @@ def _current(entry: _Entry | None, table: Any, version: int, func: Any, disk: An
     if entry.sig is not None:
         return _manifest_sig(table, version) == entry.sig
     return _lineage_problem(table, entry.idx.binding) is None
+
+
+def _proven_dataset(entry: _Entry, table: Any) -> Any | None:
+    """The Lance dataset a cached snapshot read at its version, when that version's manifest file is still the
+    one the snapshot was published with (the stat :func:`_current` trusts: same name, inode, mtime and size),
+    so the snapshot is of this table's history without checking it out again; None otherwise (then the lineage
+    is checked from the table's history)."""
+    idx = entry.idx
+    cached = idx._lance
+    if (entry.sig is None or idx.table_version is None or cached is None or cached[0] != idx.table_version
+            or cached[1] is None):
+        return None
+    return cached[1] if _manifest_sig(table, int(idx.table_version)) == entry.sig else None
 
 
 def _load_checked(where: Path, table: Any, func: Any, threads: int, history: _History | None = None
@@ -798,7 +831,10 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
     copy; or rebuilt."""
     base, problem, loaded = None, None, False
     history = _History(table)  # read once for every check below
-    if entry is None or entry.disk != disk:  # saved by someone since: it may be newer, or of another model
+    proven = None if entry is None or entry.disk != disk or not _fits(entry.idx, func) else _proven_dataset(entry, table)
+    if proven is not None:
+        base = entry.idx  # type: ignore[union-attr]
+    elif entry is None or entry.disk != disk:  # saved by someone since: it may be newer, or of another model
         base, problem = _load_checked(where, table, func, threads, history)
         loaded = True
     if (base is None and entry is not None and _fits(entry.idx, func)
@@ -812,7 +848,7 @@ def _snapshot(entry: _Entry | None, table: Any, col: str, func: Any, where: Path
         if base.table_version != version:
             try:
                 t0 = time.perf_counter()
-                stats = _catch_up(idx, table, col, version, history)
+                stats = _catch_up(idx, table, col, version, history, old_ds=proven)
                 idx.last_catch_up = {**stats, "seconds": round(time.perf_counter() - t0, 4), "version": version,
                                      "rebuilt": False}
             except _Unprovable as exc:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _index_helpers import assert_exact, at_version, index_rows, model  # noqa: E402
@@ -125,6 +127,39 @@ def test_catching_up_to_an_older_version_reads_back_what_was_deleted(tmp_path, d
     assert_exact(ids[0], dist[0], at_version(t, idx.table_version), code, 5)
 
 
+def test_this_process_snapshot_is_proved_by_its_manifest_file_else_by_the_history(tmp_path, digits, monkeypatch,
+                                                                                  no_lancedb_queries):
+    """A snapshot this process published at version v catches up from the Lance dataset it read at v, without
+    checking v out again, while v's manifest file is the one it was published with (name, inode, mtime, size);
+    a manifest file that is not (touched here) sends the catch-up through the history's lineage check."""
+    X, _ = digits
+    t = hashplug.ingest(tmp_path / "db", X[:400], name="t", model=model(tmp_path, X), chunk_size=200,
+                        progress=False).table
+    v0 = hashplug.build_hamming_index(t).table_version
+    checks, checkouts = [], []
+    real_lineage, real_checkout = ix._lineage_problem, ix._checkout
+    monkeypatch.setattr(ix, "_lineage_problem", lambda *a: checks.append(1) or real_lineage(*a))
+    monkeypatch.setattr(ix, "_checkout", lambda ds, v: checkouts.append(v) or real_checkout(ds, v))
+    hashplug.add(t, {"vector": list(X[400:500])})
+    idx = ix.open_hamming_index(t)
+    assert (checks, v0 in checkouts) == ([], False)
+    assert idx.last_catch_up["fragments_read"] == 1 and not idx.last_catch_up["rebuilt"]
+    _same_as_fresh(t, idx)
+
+    v1 = idx.table_version
+    manifest = next(p for p in (Path(ix._table_uri(t)) / "_versions").iterdir()
+                    if p.name in (f"{2**64 - 1 - v1:020d}.manifest", f"{v1}.manifest"))
+    st = manifest.stat()
+    import os
+
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    hashplug.add(t, {"vector": list(X[500:560])})
+    idx = ix.open_hamming_index(t)
+    assert checks and v1 in checkouts  # proved through the history instead
+    assert idx.last_catch_up["fragments_read"] == 1 and not idx.last_catch_up["rebuilt"] and len(idx) == 560
+    _same_as_fresh(t, idx)
+
+
 def test_an_index_that_does_not_match_its_version_is_rebuilt_not_caught_up(tmp_path, digits):
     """The index's rows per fragment must be those of the indexed version's manifest: an index missing a row
     (saved with a valid checksum) cannot be caught up by fragments; it is rebuilt, with a warning."""
@@ -155,6 +190,24 @@ def test_a_table_without_a_lance_dataset_is_rebuilt(tmp_path, digits, monkeypatc
     assert idx.last_catch_up["rebuilt"] and idx.binding["row_ids"] == "address"
     monkeypatch.undo()
     _same_as_fresh(t, idx)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 2**32 - 3), st.integers(1, 4)), max_size=90))
+def test_rows_by_fragment_counts_each_fragment_and_refuses_what_cannot_be_addresses(runs):
+    """``{fragment: rows}`` of row addresses held as runs (plain ints for a few runs, numpy for many) is the
+    count of the materialised ids per ``id >> 32``; None for a negative id or a run across a fragment's end."""
+    from hashplug.index.core import RowIdRuns
+
+    ids = np.concatenate([np.arange((f << 32) + o, (f << 32) + o + n) for f, o, n in runs] or [np.zeros(0)])
+    ids = ids.astype(np.int64)
+    got = ix._rows_by_fragment(RowIdRuns(ids))
+    across = np.any((np.diff(ids) == 1) & ((ids[1:] >> 32) != (ids[:-1] >> 32)))  # a run over a fragment's end
+    if ids.size and (ids.min() < 0 or across):
+        assert got is None
+    else:
+        frag, count = np.unique(ids >> 32, return_counts=True)
+        assert got == dict(zip(frag.tolist(), count.tolist()))
 
 
 def test_commit_times_match_within_the_float_conversion_only():
@@ -195,8 +248,8 @@ def test_refresh_in_the_background_for_a_writer(tmp_path, digits, monkeypatch):
     hashplug.add(t, {"vector": list(X[500:900])})
     catch_ups = []
     real = ix._catch_up
-    monkeypatch.setattr(ix, "_catch_up", lambda idx, table, col, version, *rest: catch_ups.append(version)
-                        or real(idx, table, col, version, *rest))
+    monkeypatch.setattr(ix, "_catch_up", lambda idx, table, col, version, *rest, **kw: catch_ups.append(version)
+                        or real(idx, table, col, version, *rest, **kw))
     future = hashplug.refresh_hamming_index(t, background=True)
     assert isinstance(future, Future)
     code = query_code(t, X[700])

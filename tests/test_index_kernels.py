@@ -408,6 +408,9 @@ def test_row_id_runs_round_trip(ids, extra_run):
         np.testing.assert_array_equal(r.take(pos), a[pos])
     back = RowIdRuns.from_arrays(r.starts, r.run_pos, r.n)
     np.testing.assert_array_equal(back.to_array(), a)
+    for runs in (r, back):  # the run lengths, computed once and read-only
+        np.testing.assert_array_equal(runs.lengths(), np.diff(np.append(runs.run_pos, runs.n)))
+        assert runs.lengths() is runs.lengths() and not runs.lengths().flags.writeable
 
 
 def _runs_of(ranges: list[tuple[int, int]]) -> np.ndarray:

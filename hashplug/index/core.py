@@ -140,6 +140,7 @@ class RowIdRuns:
 
     def __init__(self, ids: Any = None) -> None:
         a = np.zeros(0, np.int64) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        self._lengths: np.ndarray | None = None
         self.n = int(a.shape[0])
         if self.n:
             brk = np.flatnonzero(np.diff(a) != 1) + 1
@@ -177,8 +178,13 @@ class RowIdRuns:
         return int(np.max(self.starts + ends - 1))
 
     def lengths(self) -> np.ndarray:
-        """The length of each run: ndarray of shape (n_runs,), int64."""
-        return np.diff(np.append(self.run_pos, self.n))
+        """The length of each run: ndarray of shape (n_runs,), int64 (computed once: the runs never change
+        after they are made; read-only)."""
+        if self._lengths is None:
+            lengths = np.diff(np.append(self.run_pos, self.n))
+            lengths.flags.writeable = False
+            self._lengths = lengths
+        return self._lengths
 
     def to_array(self) -> np.ndarray:
         """Every id in position order: ndarray of shape (n,), int64 (materialised in O(n), no search)."""
@@ -217,7 +223,7 @@ class RowIdRuns:
         if starts.shape != run_pos.shape or (run_pos.size and (run_pos[0] != 0 or np.any(np.diff(run_pos) <= 0)
                                                                 or run_pos[-1] >= n)) or (n and not run_pos.size):
             raise HashplugError("row id runs are inconsistent (positions must start at 0 and increase below n).")
-        out.starts, out.run_pos, out.n = starts, run_pos, int(n)
+        out.starts, out.run_pos, out.n, out._lengths = starts, run_pos, int(n), None
         return out
 
 
