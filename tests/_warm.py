@@ -8,8 +8,11 @@ output files); the script runs in it as ``__main__`` (``runpy``), as ``python sc
 
 Each child process is a new process; the server only saves the imports. What it does not give a script:
 
-- LanceDB, Ray and hashplug are not imported in the server: LanceDB's async runtime is not fork-safe (it
-  warns), and hashplug reads its environment when it is imported. The script imports them itself.
+- LanceDB, pylance, Ray and hashplug are not imported in the server: LanceDB's async runtime and pylance are
+  not fork-safe (both warn), and hashplug reads its environment when it is imported. The script imports them
+  itself.
+- The warning filters are the server's at its start with the child's ``PYTHONWARNINGS`` applied; the hash
+  seed (``PYTHONHASHSEED``) is the server's, the same for every child.
 - Environment variables that a library reads when it is imported (``OPENBLAS_NUM_THREADS``, ``MPLBACKEND``)
   come from the server's environment. The tests set the thread counts through ``HASHPLUG_NUM_THREADS`` (read
   at run time) and ``MPLBACKEND=Agg``; a test about the import environment itself runs a fresh interpreter.
@@ -29,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +40,24 @@ from typing import Any
 #: (see the module docstring).
 PRELOAD = ("numpy", "pyarrow", "onnxruntime", "torch", "torch._dynamo", "torch.nn", "torch.optim", "onnx",
            "scipy.linalg", "sklearn", "sklearn.datasets", "sklearn.decomposition", "sklearn.model_selection",
-           "matplotlib", "matplotlib.pyplot", "tqdm", "numba")
+           "matplotlib", "matplotlib.pyplot", "tqdm", "numba",
+           # LanceDB's pure-Python dependencies: 0.9 of the 1.1 s `import lancedb` takes (its namespace client
+           # alone 0.6 s); they start no thread. Not lancedb or lance (pylance): both warn that a fork is unsafe.
+           "pandas", "pyarrow.dataset", "pydantic", "lance_namespace")
 
 _SERVER_ENV = {"MPLBACKEND": "Agg"}
+_START_FILTERS: list[Any] = []
 
 
 def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server process
-    """The server: import PRELOAD, then for each request (a JSON line on stdin) fork a child that runs the
-    script; answer on ``answer_fd`` with the child's pid, then its exit status."""
+    """The server: import PRELOAD, then answer each request (a JSON line on stdin) on ``answer_fd``: ``spawn``
+    forks a child that runs the script (answer: its pid), ``poll`` and ``wait`` give a child's exit status
+    (``wait`` blocks until it exits; ``poll`` answers null while it runs)."""
     import importlib
+    import warnings
 
+    global _START_FILTERS
+    _START_FILTERS = list(warnings.filters)  # before the preloads add theirs
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -55,14 +65,21 @@ def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server pro
             pass
     answer = os.fdopen(answer_fd, "w", buffering=1)
     answer.write(json.dumps({"ready": os.getpid()}) + "\n")
+    done: dict[int, int] = {}  # exit statuses of the children reaped by a poll
     for line in sys.stdin:
         req = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(req, answer_fd)  # never returns
-        answer.write(json.dumps({"pid": pid}) + "\n")
-        _, status = os.waitpid(pid, 0)
-        answer.write(json.dumps({"status": status}) + "\n")
+        if req["op"] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                _child(req, answer_fd)  # never returns
+            answer.write(json.dumps({"pid": pid}) + "\n")
+            continue
+        pid = req["pid"]
+        if pid not in done:
+            got, status = os.waitpid(pid, os.WNOHANG if req["op"] == "poll" else 0)
+            if got:
+                done[pid] = status
+        answer.write(json.dumps({"status": done.get(pid)}) + "\n")
 
 
 def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - runs in the forked child
@@ -78,6 +95,11 @@ def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - r
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
+        import warnings
+
+        warnings.filters[:] = _START_FILTERS  # as a new interpreter starts, with the child's PYTHONWARNINGS
+        sys.warnoptions[:] = [o for o in os.environ.get("PYTHONWARNINGS", "").split(",") if o.strip()]
+        warnings._processoptions(sys.warnoptions)  # type: ignore[attr-defined]
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
@@ -126,7 +148,8 @@ def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - r
 
 
 class _Server:
-    """The warm interpreter of this pytest process (one request at a time)."""
+    """The warm interpreter of this pytest process: one request answered at a time (a ``wait`` blocks the
+    others until its child exits)."""
 
     def __init__(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -143,7 +166,7 @@ class _Server:
         self.lock = threading.Lock()
         self._read(timeout=300)  # {"ready": pid}
 
-    def _read(self, timeout: float) -> dict[str, Any]:
+    def _read(self, timeout: float | None) -> dict[str, Any]:
         ready, _, _ = select.select([self.answers], [], [], timeout)
         if not ready:
             raise TimeoutError
@@ -152,28 +175,20 @@ class _Server:
             raise RuntimeError(f"the warm server (pid {self.proc.pid}) died; rerun with HASHPLUG_TEST_FRESH=1")
         return json.loads(line)
 
-    def run(self, args: list[str], cwd: Path | str, env: dict[str, str], timeout: float
-            ) -> subprocess.CompletedProcess:
-        with self.lock, tempfile.TemporaryDirectory(prefix="hashplug-warm-") as tmp:
-            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-            req = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+    def ask(self, req: dict[str, Any], timeout: float | None = 60, on_timeout: Any = None) -> dict[str, Any]:
+        """Send one request and read its answer; ``on_timeout()`` (e.g. a kill) when none comes in time, then
+        the answer is read again."""
+        with self.lock:
             assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
-            pid = self._read(timeout=60)["pid"]
-            start = time.monotonic()
             try:
-                status = self._read(timeout=timeout)["status"]
+                return self._read(timeout)
             except TimeoutError:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self._read(timeout=60)
-                raise subprocess.TimeoutExpired(args, time.monotonic() - start,
-                                                output=_text(out), stderr=_text(err)) from None
-            return subprocess.CompletedProcess([sys.executable, *args], os.waitstatus_to_exitcode(status),
-                                               _text(out), _text(err))
+                if on_timeout is None:
+                    raise
+                on_timeout()
+                return self._read(60)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -187,11 +202,83 @@ class _Server:
         self.answers.close()
 
 
+class WarmProcess:
+    """A script running in a child of the warm server: the part of ``subprocess.Popen`` the tests use
+    (``pid``, ``returncode``, ``poll``, ``wait``, ``communicate`` giving text, ``kill``)."""
+
+    def __init__(self, server: _Server, args: list[str], cwd: Path | str, env: dict[str, str]) -> None:
+        self._server, self.args = server, [sys.executable, *args]
+        self._tmp = tempfile.TemporaryDirectory(prefix="hashplug-warm-")
+        self._out, self._err = Path(self._tmp.name) / "stdout", Path(self._tmp.name) / "stderr"
+        self.returncode: int | None = None
+        self.pid = int(server.ask({"op": "spawn", "args": args, "cwd": str(cwd), "env": env,
+                                   "stdout": str(self._out), "stderr": str(self._err)})["pid"])
+
+    def _status(self, status: int | None) -> int | None:
+        if status is not None and self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._status(self._server.ask({"op": "poll", "pid": self.pid})["status"])
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            expired: list[bool] = []
+            answer = self._server.ask({"op": "wait", "pid": self.pid}, timeout,
+                                      on_timeout=lambda: expired.append(True) or self.kill())
+            self._status(answer["status"])
+            if expired:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0, output=_text(self._out),
+                                                stderr=_text(self._err))
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the exit (killed after ``timeout`` s: ``subprocess.TimeoutExpired``); its output as text."""
+        self.wait(timeout)
+        out, err = _text(self._out), _text(self._err)
+        self._tmp.cleanup()
+        return out, err
+
+
 def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 _server: _Server | None = None
+
+
+def _warm_server() -> _Server:
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = _Server()
+        atexit.register(_server.close)
+    return _server
+
+
+def _fresh() -> bool:
+    return os.environ.get("HASHPLUG_TEST_FRESH") == "1" or not hasattr(os, "fork")
+
+
+def spawn_python(args: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> Any:
+    """Start ``python *args`` (a script path and its arguments, or ``-c CODE``) in a new process forked from the
+    warm interpreter, or in a fresh interpreter (``subprocess.Popen``, text pipes) when
+    ``HASHPLUG_TEST_FRESH=1``; returns a :class:`WarmProcess` (or the ``Popen``)."""
+    env = dict(os.environ if env is None else env)
+    if _fresh():
+        return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return WarmProcess(_warm_server(), [str(a) for a in args], cwd, env)
 
 
 def run_python(args: list[str], cwd: Path | str, env: dict[str, str] | None = None, timeout: float = 600
@@ -208,19 +295,18 @@ def run_python(args: list[str], cwd: Path | str, env: dict[str, str] | None = No
     env : dict of str to str, optional
         Its whole environment (default: this process's).
     timeout : float
-        Seconds before the process group is killed and ``subprocess.TimeoutExpired`` raised.
+        Seconds before the process (group) is killed and ``subprocess.TimeoutExpired`` raised.
 
     Returns
     -------
     subprocess.CompletedProcess
         ``returncode`` (negative for a signal, as ``subprocess.run``), ``stdout`` and ``stderr`` as text.
     """
-    global _server
-    env = dict(os.environ if env is None else env)
-    if os.environ.get("HASHPLUG_TEST_FRESH") == "1" or not hasattr(os, "fork"):
-        return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    if _server is None or _server.proc.poll() is not None:
-        _server = _Server()
-        atexit.register(_server.close)
-    return _server.run([str(a) for a in args], cwd, env, timeout)
+    proc = spawn_python(args, cwd, env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess([sys.executable, *args], proc.returncode, out, err)

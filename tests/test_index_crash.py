@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _index_helpers import assert_exact, at_version, model  # noqa: E402
+from _warm import run_python, spawn_python  # noqa: E402
 
 import hashplug  # noqa: E402
 from hashplug.index import HammingIndex  # noqa: E402
@@ -74,9 +75,9 @@ def _manifest(folder: Path) -> dict:
 
 
 def _run_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -c code *args`` in a new process (forked from the warm interpreter, ``tests/_warm.py``)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return run_python(["-c", code, *map(str, args)], cwd=os.getcwd(), env=env, timeout=timeout)
 
 
 @pytest.mark.parametrize("point", ["before-manifest", "mid-arrays", "mid-catch-up"])
@@ -192,10 +193,9 @@ def test_processes_search_exactly_while_another_process_writes_and_saves(tmp_pat
     stop = tmp_path / "stop"
     ready = [tmp_path / f"ready{i}" for i in range(2)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    readers = [subprocess.Popen([sys.executable, "-c", _READER, str(db), str(stop), str(i), str(ready[i])],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), str(stop), *map(str, ready)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    readers = [spawn_python(["-c", _READER, str(db), str(stop), str(i), str(ready[i])], os.getcwd(), env)
+               for i in range(2)]  # new processes forked from the warm interpreter (tests/_warm.py)
+    writer = spawn_python(["-c", _WRITER, str(db), str(stop), *map(str, ready)], os.getcwd(), env)
     try:
         _, werr = writer.communicate(timeout=180)
         assert writer.returncode == 0, werr[-2000:]
@@ -239,8 +239,7 @@ def test_two_processes_saving_at_once_leave_one_whole_index(tmp_path, digits):
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     ready = [tmp_path / f"ready{i}" for i in range(2)]
-    savers = [subprocess.Popen([sys.executable, "-c", _SAVER, str(db), str(go), str(r)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env) for r in ready]
+    savers = [spawn_python(["-c", _SAVER, str(db), str(go), str(r)], os.getcwd(), env) for r in ready]
     loads = 0
     try:
         while not all(r.exists() for r in ready) and all(p.poll() is None for p in savers):

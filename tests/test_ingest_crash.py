@@ -11,7 +11,7 @@ Data: the 1,797 digits rows in chunks of 300 (6 commits).
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from hashplug.runtime import OnnxEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _together import together  # noqa: E402
+from _warm import spawn_python  # noqa: E402
 
 pytest.importorskip("onnx")
 
@@ -127,13 +128,12 @@ def killed(tmp_path_factory, digits):
         }
         if job == "add":
             hashplug.ingest(spec["db"], X[:300], name="t", model=onnx, columns={"id": np.arange(300)}, progress=False)
-        procs[sid] = (spec, subprocess.Popen(
-            [sys.executable, "-c", child_code(), json.dumps(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        ))
+        # a new process forked from the warm interpreter (tests/_warm.py), which kills itself at its point
+        procs[sid] = (spec, spawn_python(["-c", child_code(), json.dumps(spec)], os.getcwd()))
     out = {}
     for sid, (spec, p) in procs.items():
         _, err = p.communicate(timeout=300)
-        out[sid] = (spec, p.returncode, err.decode(errors="replace")[-2000:])
+        out[sid] = (spec, p.returncode, err[-2000:])
     return out, X, OnnxEncoder(onnx).encode(X)
 
 

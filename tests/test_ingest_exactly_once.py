@@ -7,8 +7,7 @@ code of the table afterwards against :class:`hashplug.runtime.OnnxEncoder`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
+from _warm import spawn_python  # noqa: E402
 
 import hashplug
 from hashplug.cli import main
@@ -286,15 +286,12 @@ def test_two_identical_id_column_jobs_at_once_leave_each_id_once(model, tmp_path
     empty_table(db, onnx)
     go, npy = tmp_path / "go", tmp_path / "x.npy"
     np.save(npy, X)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", JOB, str(db), str(npy), str(go), str(i)], stderr=subprocess.PIPE)
-        for i in range(2)
-    ]
+    procs = [spawn_python(["-c", JOB, str(db), str(npy), str(go), str(i)], os.getcwd()) for i in range(2)]
     deadline = time.monotonic() + 60
     while not all(Path(f"{go}.{i}").exists() for i in range(2)) and time.monotonic() < deadline:
         time.sleep(0.005)
     go.touch()
-    errs = [p.communicate(timeout=120)[1].decode() for p in procs]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     check_exact(lancedb.connect(db).open_table("t"), np.arange(len(X)), P)
 

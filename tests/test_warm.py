@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from _warm import run_python
+from _warm import run_python, spawn_python
 
 
 def test_a_script_runs_as_main_in_its_own_process_folder_environment_and_arguments(tmp_path):
@@ -44,3 +44,27 @@ def test_code_an_uncaught_error_and_a_timeout(tmp_path):
         run_python(["-c", "import time; print('started', flush=True); time.sleep(60)"], cwd=tmp_path, timeout=2)
     after = run_python(["-c", "print('next')"], cwd=tmp_path)  # the server serves on after a kill
     assert after.stdout == "next\n"
+
+
+def test_the_child_takes_its_pythonwarnings_as_a_new_interpreter_would(tmp_path):
+    code = "import warnings; warnings.warn('w1', UserWarning); print('after')"
+    default = run_python(["-c", code], cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": ""})
+    assert default.returncode == 0 and "UserWarning: w1" in default.stderr
+    ignored = run_python(["-c", code], cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert (ignored.returncode, ignored.stderr, ignored.stdout) == (0, "", "after\n")
+    error = run_python(["-c", code], cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "error::UserWarning"})
+    assert error.returncode == 1 and "UserWarning: w1" in error.stderr and error.stdout == ""
+
+
+def test_children_run_at_once_and_answer_poll_wait_and_kill(tmp_path):
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\ngo = pathlib.Path(sys.argv[1])\nwhile not go.exists():\n    time.sleep(0.01)\n"
+            "print('went', sys.argv[2]); sys.exit(int(sys.argv[2]))")
+    a, b = (spawn_python(["-c", code, str(go), str(rc)], tmp_path) for rc in (0, 4))
+    stuck = spawn_python(["-c", "import time; time.sleep(60)"], tmp_path)
+    assert a.poll() is None and b.poll() is None and len({a.pid, b.pid, stuck.pid}) == 3  # all three alive
+    go.touch()
+    assert b.communicate(timeout=60) == ("went 4\n", "") and b.returncode == 4
+    assert a.wait(timeout=60) == 0 and a.poll() == 0
+    stuck.kill()
+    assert stuck.wait(timeout=60) == -9
