@@ -32,6 +32,7 @@ lance = pytest.importorskip("lance")
 pytest.importorskip("onnx")  # the test models are exported here (training side)
 
 import lancedb  # noqa: E402
+from _warm import run_python  # noqa: E402
 from test_integrations_lancedb import brute_hamming, make_model  # noqa: E402
 
 import hashplug  # noqa: E402
@@ -115,8 +116,7 @@ def test_write_table_opens_as_a_hashplug_table_in_a_fresh_process(cluster, digit
         print(json.dumps(out))
     """
     np.save(tmp_path / "X.npy", X)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    proc = run_python(["-c", textwrap.dedent(code)], cwd=tmp_path, timeout=300)  # a new process
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["type"] == "fixed_size_list<item: uint8>[8]"

@@ -171,13 +171,12 @@ def test_ingest_and_search_validate_once_and_build_one_function(tmp_path, digits
     # the right one; a fresh process reads the swapped file and refuses it
     ok = hashplug.search(lancedb.connect(tmp_path / "db").open_table("t"), X[0], limit=3)
     assert ok["_distance"].to_pylist()[0] == 0.0
-    import subprocess
-    import sys
+    from _warm import run_python
 
     code = (f"import lancedb, numpy as np, hashplug\n"
             f"t = lancedb.connect({str(tmp_path / 'db')!r}).open_table('t')\n"
             f"hashplug.search(t, np.zeros(64, np.float32), limit=3)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = run_python(["-c", code], cwd=tmp_path, timeout=120)  # a new process (no hashplug state)
     assert proc.returncode != 0
     assert "ModelMismatchError" in proc.stderr or "ModelFileError" in proc.stderr, proc.stderr[-2000:]
 
