@@ -57,6 +57,7 @@ def test_wheel_contains_every_subpackage(tmp_path):
 
 
 from _blocker import BLOCKER  # noqa: E402
+from _warm import run_python  # noqa: E402
 
 SERVE = r"""
 import numpy as np, lancedb, pyarrow as pa
@@ -157,13 +158,14 @@ def fixture_at_written_path(v0_1_0_at_written_path):
     ["import hashplug\nimport lancedb", "import lancedb\nimport hashplug", "from lancedb.embeddings import get_registry\nimport hashplug\nimport lancedb"],
 )
 def test_tables_reopen_after_import_hashplug_in_any_order(imports, fixture_at_written_path):
-    """LanceDB has no entry points: the face registers the function when LanceDB is (or gets) imported."""
+    """LanceDB has no entry points: the face registers the function when LanceDB is (or gets) imported. (In a
+    new process forked from the warm interpreter, ``tests/_warm.py``, which has imported neither.)"""
     code = imports + (
         "\nimport numpy as np\n"
         "t = lancedb.connect('/tmp/hashplug-fixture-v0_1_0/db').open_table('dense')\n"
         "x = np.load('/tmp/hashplug-fixture-v0_1_0/X.npy')[3]\n"
         "print('hit', t.search(hashplug.Query(x)).distance_type('hamming').limit(1).to_arrow()['id'][0].as_py())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = run_python(["-c", code], cwd=os.getcwd(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "hit 3" in proc.stdout

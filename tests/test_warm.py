@@ -68,3 +68,12 @@ def test_children_run_at_once_and_answer_poll_wait_and_kill(tmp_path):
     assert a.wait(timeout=60) == 0 and a.poll() == 0
     stuck.kill()
     assert stuck.wait(timeout=60) == -9
+
+
+def test_the_child_has_imported_neither_lancedb_pylance_ray_nor_hashplug(tmp_path):
+    """What the fresh-process tests run here rely on: the order in which LanceDB and hashplug get imported
+    is the script's own (tests/test_registration_order.py)."""
+    code = ("import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('lancedb', 'lance', 'ray', 'hashplug', 'hashplug_baseline')))")
+    proc = run_python(["-c", code], cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
