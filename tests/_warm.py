@@ -49,7 +49,7 @@ _SERVER_ENV = {"MPLBACKEND": "Agg"}
 _START_FILTERS: list[Any] = []
 
 
-def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server process
+def _serve(answer_fd: int, preload: tuple[str, ...] = PRELOAD) -> None:  # pragma: no cover - the server process
     """The server: import PRELOAD, then answer each request (a JSON line on stdin) on ``answer_fd``: ``spawn``
     forks a child that runs the script (answer: its pid), ``poll`` and ``wait`` give a child's exit status
     (``wait`` blocks until it exits; ``poll`` answers null while it runs)."""
@@ -58,7 +58,7 @@ def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server pro
 
     global _START_FILTERS
     _START_FILTERS = list(warnings.filters)  # before the preloads add theirs
-    for name in PRELOAD:
+    for name in preload:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -66,12 +66,18 @@ def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server pro
     answer = os.fdopen(answer_fd, "w", buffering=1)
     answer.write(json.dumps({"ready": os.getpid()}) + "\n")
     done: dict[int, int] = {}  # exit statuses of the children reaped by a poll
+    live: set[int] = set()
     for line in sys.stdin:
         req = json.loads(line)
         if req["op"] == "spawn":
             pid = os.fork()
             if pid == 0:
                 _child(req, answer_fd)  # never returns
+            try:  # its own process group, set on both sides of the fork: a kill right after the answer reaches it
+                os.setpgid(pid, pid)
+            except OSError:  # the child set it first, or has exited already
+                pass
+            live.add(pid)
             answer.write(json.dumps({"pid": pid}) + "\n")
             continue
         pid = req["pid"]
@@ -79,11 +85,22 @@ def _serve(answer_fd: int) -> None:  # pragma: no cover - runs in the server pro
             got, status = os.waitpid(pid, os.WNOHANG if req["op"] == "poll" else 0)
             if got:
                 done[pid] = status
+                live.discard(pid)
         answer.write(json.dumps({"status": done.get(pid)}) + "\n")
+    # the client is gone (pytest ended, or was interrupted): no child outlives the server
+    for pid in live:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - runs in the forked child
-    """Become the script's process: own session, directory, environment, argv and output files; run it as
+    """Become the script's process: own process group, directory, environment, argv and output files; run it as
     ``__main__``; exit with its code (atexit handlers run, as at a normal interpreter exit)."""
     import io
     import runpy
@@ -91,7 +108,10 @@ def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - r
 
     code = 1
     try:
-        os.setsid()
+        try:
+            os.setpgid(0, 0)  # its own process group (the server sets it too, whichever runs first)
+        except OSError:
+            pass
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -151,14 +171,14 @@ class _Server:
     """The warm interpreter of this pytest process: one request answered at a time (a ``wait`` blocks the
     others until its child exits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = PRELOAD) -> None:
         read_fd, write_fd = os.pipe()
         env = {**os.environ, **_SERVER_ENV}
         env.pop("HASHPLUG_TEST_FRESH", None)
         here = str(Path(__file__).parent)
         env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"import _warm; _warm._serve({write_fd})"],
+            [sys.executable, "-c", f"import _warm; _warm._serve({write_fd}, {tuple(preload)!r})"],
             stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env, text=True,
         )
         os.close(write_fd)
@@ -208,7 +228,7 @@ class WarmProcess:
 
     def __init__(self, server: _Server, args: list[str], cwd: Path | str, env: dict[str, str]) -> None:
         self._server, self.args = server, [sys.executable, *args]
-        self._tmp = tempfile.TemporaryDirectory(prefix="hashplug-warm-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="warm-child-")
         self._out, self._err = Path(self._tmp.name) / "stdout", Path(self._tmp.name) / "stderr"
         self.returncode: int | None = None
         self.pid = int(server.ask({"op": "spawn", "args": args, "cwd": str(cwd), "env": env,

@@ -80,3 +80,20 @@ def test_the_child_has_imported_neither_lancedb_pylance_ray_nor_hashplug(tmp_pat
     fresh = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == fresh.stdout, proc.stderr  # the .pth hook alone, as at a start
     assert "'lancedb" not in proc.stdout and "'hashplug'" not in proc.stdout
+
+
+def test_no_child_outlives_the_server(tmp_path):
+    """When pytest ends or is interrupted (the server's stdin closes), the children still running are killed."""
+    from _warm import WarmProcess, _Server
+
+    server = _Server(preload=())  # a server of its own (nothing preloaded: quick to start)
+    try:
+        started = WarmProcess(server, ["-c", "import time; time.sleep(120)"], tmp_path, dict(os.environ))
+        assert started.poll() is None
+        just_forked = WarmProcess(server, ["-c", "import time; time.sleep(120)"], tmp_path, dict(os.environ))
+    finally:
+        server.close()  # at once, whether or not the last child has started running its script
+    for child in (started, just_forked):
+        with pytest.raises(ProcessLookupError):
+            os.kill(child.pid, 0)  # killed and reaped by the server before it exited
+        child._tmp.cleanup()
