@@ -1,12 +1,12 @@
 """Run a Python script in a new process forked from a warm interpreter (torch, onnx, scikit-learn, ... imported).
 
 The example scripts spend most of their time importing the same libraries in a fresh interpreter: 40 of the
-73 s the 17 examples took were imports (``python -X importtime``, 2026-12-07). ``run_python`` starts, once per
-pytest process, a small server that imports those libraries and nothing of hashplug, then forks one child per
-script. The child is a new process (its own pid, process group, working directory, environment, arguments and
-output files); the script runs in it as ``__main__`` (``runpy``), as ``python script.py`` would run it.
-
-Each child process is a new process; the server only saves the imports. What it does not give a script:
+73 s the 17 examples took were imports (``python -X importtime``, 2026-12-07). ``run_python`` (run and wait)
+and ``spawn_python`` (start; a ``Popen``-like handle) start, once per pytest process, a small server that
+imports those libraries and nothing of hashplug, then fork one child per script. The child is a new process
+(its own pid, process group, working directory, environment, arguments and output files); the script runs in
+it as ``__main__`` (``runpy``), as ``python script.py`` would run it. The server only saves the imports; what
+it does not give a script:
 
 - LanceDB, pylance, Ray and hashplug are not imported in the server: LanceDB's async runtime and pylance are
   not fork-safe (both warn), and hashplug reads its environment when it is imported. The script imports them
@@ -17,8 +17,9 @@ Each child process is a new process; the server only saves the imports. What it 
   come from the server's environment. The tests set the thread counts through ``HASHPLUG_NUM_THREADS`` (read
   at run time) and ``MPLBACKEND=Agg``; a test about the import environment itself runs a fresh interpreter.
 
-``HASHPLUG_TEST_FRESH=1`` runs every script in a fresh interpreter instead (``subprocess.run``), e.g. to tell a
-failure of the warm server from a failure of the script.
+``HASHPLUG_TEST_FRESH=1`` runs every script in a fresh interpreter instead (``subprocess``), e.g. to tell a
+failure of the warm server from a failure of the script. No child outlives the server: those still running
+when pytest ends (or is interrupted) are killed.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 #: What the server imports before it forks: the costly third-party imports of the examples (seconds each in a
-#: fresh interpreter), none of which starts work or reads state a script changes. Not LanceDB, Ray or hashplug
-#: (see the module docstring).
+#: fresh interpreter), none of which starts work or reads state a script changes. Not LanceDB, pylance, Ray or
+#: hashplug (see the module docstring).
 PRELOAD = ("numpy", "pyarrow", "onnxruntime", "torch", "torch._dynamo", "torch.nn", "torch.optim", "onnx",
            "scipy.linalg", "sklearn", "sklearn.datasets", "sklearn.decomposition", "sklearn.model_selection",
            "matplotlib", "matplotlib.pyplot", "tqdm", "numba",
@@ -113,6 +114,10 @@ def _child(req: dict[str, Any], answer_fd: int) -> None:  # pragma: no cover - r
         except OSError:
             pass
         os.chdir(req["cwd"])
+        # sys.path as the child's PYTHONPATH makes it, not the server's (which holds this folder)
+        server_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        child_path = [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+        sys.path[1:] = [*child_path, *(p for p in sys.path[1:] if p not in server_path)]
         os.environ.clear()
         os.environ.update(req["env"])
         import warnings

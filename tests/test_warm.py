@@ -97,3 +97,13 @@ def test_no_child_outlives_the_server(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(child.pid, 0)  # killed and reaped by the server before it exited
         child._tmp.cleanup()
+
+
+def test_sys_path_is_the_childs_pythonpath_not_the_servers(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "only_here.py").write_text("X = 7\n")
+    code = "import only_here; print(only_here.X)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert run_python(["-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(tmp_path / "lib")}).stdout == "7\n"
+    missing = run_python(["-c", "import _blocker"], cwd=tmp_path, env=env)  # in the server's folder, not the child's path
+    assert missing.returncode == 1 and "No module named '_blocker'" in missing.stderr
