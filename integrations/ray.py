@@ -392,9 +392,10 @@ def _version_text(ds: Any) -> str:
 
 
 def _table_schema(func: HashplugEmbeddings, ds: Any, source: str, target: str, source_type: str,
-                  db: Any = None) -> pa.Schema:
-    """hashplug's schema for a new table: the dataset's other columns, the source, the code column."""
-    sch = _dataset_schema(ds)
+                  db: Any = None, known: pa.Schema | None = None) -> pa.Schema:
+    """hashplug's schema for a new table: the dataset's other columns, the source, the code column (the
+    dataset's columns from ``known`` when given, else from Ray, which may run the dataset's first block)."""
+    sch = known if known is not None else _dataset_schema(ds)
     if sch is None:
         sch = ds.schema()
         sch = getattr(sch, "base_schema", sch)
@@ -432,6 +433,7 @@ def write_table(
     id_column: str | None = None,
     min_rows_per_file: int = 131_072,
     max_rows_per_file: int = 64 * 1024 * 1024,
+    schema: pa.Schema | None = None,
 ) -> WriteResult:
     """Encode a Ray ``Dataset`` and write it as a hashplug table, in one commit.
 
@@ -474,6 +476,13 @@ def write_table(
     min_rows_per_file, max_rows_per_file : int
         Rows per Lance data file: a write task gathers at least ``min_rows_per_file`` rows (bounded memory per
         write task: ~0.4 GB of MNIST-sized rows at the default) and splits files above ``max_rows_per_file``.
+    schema : pyarrow.Schema or None
+        The dataset's columns (names and types), when the caller knows them. Ray knows a dataset's schema
+        without running it for sources such as ``from_arrow``, but not after a ``map_batches``: there
+        ``write_table`` would run the dataset's first block (starting its actors) once just to learn the
+        columns of a new table. Given here, the new table's columns come from it. Every batch the job encodes
+        must carry exactly these columns (Ray's metadata columns aside): one that lacks a column fails the job,
+        and so does one that carries a column the table does not have; nothing is committed either way.
 
     Returns
     -------
@@ -510,6 +519,11 @@ def write_table(
             "column. Encode with encode_dataset and write with hashplug.ingest, or write the rows without codes "
             "and use hashplug.ingest / hashplug.add. Nothing was written."
         )
+    if schema is not None and not isinstance(schema, pa.Schema):
+        raise HashplugTypeError(
+            f"{owner}: schema must be a pyarrow.Schema of the dataset's columns (e.g. pa.schema([('id', pa.int64()), "
+            f"('vector', pa.list_(pa.float32(), 64))])) or None; got {type(schema).__name__}. Nothing was written."
+        )
     args = _map_args(batch_size, concurrency, num_cpus, num_gpus, owner)
     before = _open_lance(path)
     if before is not None and job_id is not None:
@@ -526,13 +540,13 @@ def write_table(
             raise HashplugError(f"{owner}: mode='append' but there is no table {name!r} at {path!r}; use mode='create'.")
         out_schema = _append_schema(uri, name, func, target)
     else:
-        out_schema = _table_schema(func, ds, source, target, source_type)
+        out_schema = _table_schema(func, ds, source, target, source_type, known=schema)
     if source not in out_schema.names:
         raise HashplugError(f"{owner}: the table has no source column {source!r}; its columns: {out_schema.names}.")
     if id_column is None and "id" in out_schema.names:
         id_column = "id"
     _check_resources(args["concurrency"], num_cpus, 1, owner)
-    sch = _dataset_schema(ds)
+    sch = schema if schema is not None else _dataset_schema(ds)
     drop = [] if sch is None else [c for c in sch.names if c not in out_schema.names and c not in _META_COLS]
     if drop:
         raise HashplugError(
@@ -540,7 +554,7 @@ def write_table(
             "select the table's columns first (ds.select_columns([...])). Nothing was written."
         )
     if mode != "append":  # after every check (a refused call writes nothing): the model into the database's store
-        out_schema = _table_schema(func, ds, source, target, source_type, db=uri)
+        out_schema = _table_schema(func, ds, source, target, source_type, db=uri, known=schema)
     encoded = _map(ds, (_model_ref(func), source, target, id_column, out_schema, _META_COLS), args)
     min_rows = check_int_param(min_rows_per_file, "min_rows_per_file", owner, 1)
     max_rows = check_int_param(max_rows_per_file, "max_rows_per_file", owner, min_rows)

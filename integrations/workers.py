@@ -111,6 +111,12 @@ class _EncodeActor:
         if self.drop:
             out = out.drop_columns([c for c in self.drop if c in out.column_names])
         if self.out_schema is not None:
+            extra = [c for c in out.column_names if c not in self.out_schema.names]
+            if extra:  # never dropped quietly: the caller's data would be lost
+                raise HashplugError(
+                    f"hashplug.integrations.ray: the dataset's columns {extra} are not in the table (its columns: "
+                    f"{self.out_schema.names}); select the table's columns first (ds.select_columns([...]))."
+                )
             out = _conform(out, self.out_schema)
         return out
 

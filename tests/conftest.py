@@ -6,6 +6,7 @@ test modules; it is re-exported here for convenience.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import os
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _encoders import ALL_ENCODERS, ENCODER_NAMES, FAST_PARAMS  # noqa: E402
 from _tmp_guard import system_temp_dir_stays_clean  # noqa: E402,F401  (the tests leave nothing in the temp dir)
-from _together import TOGETHER_ID, together  # noqa: E402
+from _together import TOGETHER_ID, count_off, release_after_last_test, together  # noqa: E402
 
 __all__ = ["ALL_ENCODERS", "ENCODER_NAMES", "FAST_PARAMS"]
 
@@ -69,8 +70,19 @@ def ray_cluster(request: pytest.FixtureRequest) -> Any:
 
     from hashplug.integrations.ray import local_ray
 
-    with local_ray(num_cpus=request.param):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(local_ray(num_cpus=request.param))
+        release_after_last_test(request, stack)  # shut down once its last test is done, not at the session's end
         yield ray.get_runtime_context().gcs_address
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """After a test's teardown, count it off the session fixtures held by ``release_after_last_test``."""
+    try:
+        return (yield)
+    finally:
+        count_off(item)
 
 
 def pytest_configure(config: pytest.Config) -> None:

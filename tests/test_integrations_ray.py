@@ -176,6 +176,12 @@ def test_a_bad_row_fails_the_job_naming_it_and_commits_nothing(cluster, digits_m
                     "vector": pa.array([r.tolist() for r in rows], type=pa.list_(pa.float32()))})
     with pytest.raises(IngestError, match=r"id=542.*63 features.*expects 64.*Nothing was committed"):
         hr.write_table(ray.data.from_arrow(src), db, "items", model, mode="append", job_id="third")
+    # a column the table does not have, in a dataset whose schema Ray learns only by running it: the worker
+    # refuses the batch (it was dropped without a word before)
+    noted = ray.data.from_arrow(_table(X[500:600], y[500:600], start=500)).map_batches(
+        lambda b: b.append_column("note", pa.array(["x"] * len(b))), batch_format="pyarrow")
+    with pytest.raises(HashplugError, match=r"columns \['note'\] are not in the table.*Nothing was committed"):
+        hr.write_table(noted, db, "items", model, mode="append", job_id="fourth")
     tbl = lancedb.connect(db).open_table("items")
     assert (tbl.version, tbl.count_rows()) == (v0, n0)
     # a new table: nothing is created
@@ -233,6 +239,8 @@ def test_arguments_are_refused_before_anything_runs(cluster, digits_model, tmp_p
         hr.encode_dataset(ds, model, source="pixels")
     with pytest.raises(HashplugError, match="plain column name"):
         hr.write_table(ds, tmp_path / "db", "../t", model)
+    with pytest.raises(HashplugError, match="schema must be a pyarrow.Schema.*got dict"):
+        hr.write_table(ds, tmp_path / "db", "t", model, schema={"vector": "float32"})
     assert not (tmp_path / "db").exists()
 
 

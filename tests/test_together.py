@@ -30,3 +30,83 @@ def test_together_gives_one_param_named_for_the_group():
     assert p.values == (2,) and p.id == "together-ray"
     with pytest.raises(ValueError, match="lower-case"):
         together("Ray-Cluster")
+
+
+_HELD_CONFTEST = '''
+import contextlib
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, {tests!r})
+from _together import count_off, release_after_last_test
+
+LOG = os.path.join(os.path.dirname(__file__), "events.txt")
+
+
+def note(event):
+    with open(LOG, "a") as f:
+        f.write(event + "\\n")
+
+
+@pytest.fixture(scope="session")
+def costly(request):
+    with contextlib.ExitStack() as stack:
+        stack.callback(note, "closed")
+        release_after_last_test(request, stack)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _note_each(request):
+    note(request.node.name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        count_off(item)
+'''
+
+_HELD_TESTS = '''
+def test_1(costly):
+    pass
+
+
+def test_2(costly):
+    assert {passes}
+
+
+def test_3():
+    pass
+
+
+def test_4(costly):
+    pass
+
+
+def test_5():
+    pass
+'''
+
+
+@pytest.mark.parametrize(("args", "passes", "events"), [
+    ([], True, ["test_1", "test_2", "test_3", "test_4", "closed", "test_5"]),  # closed after its last test, once
+    (["-k", "not test_4"], True, ["test_1", "test_2", "closed", "test_3", "test_5"]),  # counted over the selection
+    (["-x"], False, ["test_1", "test_2", "closed"]),  # stopped early: closed at the session's end
+])
+def test_a_held_session_fixture_closes_after_its_last_test(tmp_path, args, passes, events):
+    """``release_after_last_test`` (the Ray cluster's): the fixture's set-up is closed right after the teardown
+    of the last test that uses it, exactly once; a run that never reaches that test closes it at the end."""
+    from _warm import run_python
+
+    (tmp_path / "conftest.py").write_text(_HELD_CONFTEST.format(tests=str(Path(__file__).parent)))
+    (tmp_path / "test_held.py").write_text(_HELD_TESTS.format(passes=passes))
+    code = "import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
+    proc = run_python(["-c", code, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "test_held.py", *args],
+                      cwd=tmp_path, timeout=120)
+    assert proc.returncode == (0 if passes else 1), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "events.txt").read_text().split() == events

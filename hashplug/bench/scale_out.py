@@ -103,6 +103,7 @@ def _time_ingest(db: Path, model: str, chunk: np.ndarray, n: int, chunk_size: in
 
 def _time_ray(db: Path, model: str, chunk: np.ndarray, n: int, workers: int, num_cpus: float,
               block_rows: int, batch_rows: int) -> dict[str, Any]:
+    import pyarrow as pa
     import ray.data
 
     from ..integrations.ray import write_table
@@ -112,7 +113,10 @@ def _time_ray(db: Path, model: str, chunk: np.ndarray, n: int, workers: int, num
     ds = ray.data.range(n, override_num_blocks=max(1, -(-n // block_rows)))
     ds = ds.map_batches(_Generate, fn_constructor_args=(chunk,), batch_format="pyarrow", batch_size=block_rows,
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0)
-    write_table(ds, db, name, model, concurrency=workers, num_cpus=num_cpus, batch_size=min(batch_rows, block_rows))
+    # the columns _Generate makes, given so that write_table need not run the generator once to learn them
+    schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), int(chunk.shape[1])))])
+    write_table(ds, db, name, model, concurrency=workers, num_cpus=num_cpus, batch_size=min(batch_rows, block_rows),
+                schema=schema)
     return {"path": f"Ray Data, {workers} worker{'s' if workers > 1 else ''} ({num_cpus:g} CPU each)",
             "workers": workers, "seconds": time.perf_counter() - t0, "commits": 1, "table": name}
 
