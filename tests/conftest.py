@@ -97,6 +97,72 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(__file__).resolve().parents[1]
     for folder in ("hashplug", "integrations", "export"):
         compileall.compile_dir(root / folder, quiet=1, workers=1)
+    for helper in Path(__file__).parent.glob("_*.py"):  # the tests' helper modules (not rewritten by pytest)
+        compileall.compile_file(helper, quiet=1)
+    _cache_rewritten_modules(config, Path(__file__).parent)
+
+
+def _cache_rewritten_modules(config: pytest.Config, tests: Path) -> None:
+    """Write pytest's cache of the modules whose asserts it rewrites (the test modules, conftest and the
+    modules of plugins such as hypothesis), as pytest itself does when bytecode may be written.
+
+    pytest caches a rewritten module in ``__pycache__`` only when ``sys.dont_write_bytecode`` is false; with
+    ``PYTHONDONTWRITEBYTECODE=1`` (this machine) every worker rewrote about 75 test modules and hypothesis' 100
+    modules at every run: 4 of the 11 s each worker spent collecting. The controller writes them once (with
+    pytest's own functions; a stale or missing entry is rewritten again, as pytest would); the workers read
+    them. A pytest whose internals moved on is left to rewrite them itself."""
+    if not sys.dont_write_bytecode:
+        return  # pytest writes its cache itself
+    try:
+        from _pytest.assertion import rewrite as rw
+
+        hook = config.pluginmanager.rewrite_hook
+        state = config.stash[rw.assertstate_key]
+        files = [*tests.glob("test_*.py"), tests / "conftest.py"]
+        for name in sorted(getattr(hook, "_must_rewrite", ())):
+            if "." in name:
+                continue  # a submodule of a package listed on its own
+            spec = importlib.util.find_spec(name)  # a top-level name: found, not imported
+            if spec is None or spec.origin is None:
+                continue
+            if spec.submodule_search_locations:
+                for folder in spec.submodule_search_locations:
+                    files += Path(folder).rglob("*.py")
+            elif spec.origin.endswith(".py"):
+                files.append(Path(spec.origin))
+        for fn in files:
+            pyc = rw.get_cache_dir(fn) / (fn.name[:-3] + rw.PYC_TAIL)
+            if rw._read_pyc(fn, pyc, state.trace) is not None or not rw.try_makedirs(pyc.parent):
+                continue  # cached and fresh, or a folder that cannot take it
+            source_hash, co = rw._rewrite_test(fn, config)
+            rw._write_pyc(state, co, source_hash, pyc)
+    except (AttributeError, ImportError, KeyError, TypeError, ValueError, OSError, SyntaxError):
+        return
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A pytest-xdist worker ends without tearing down its interpreter: once pytest and execnet are done with
+    it (results sent, the channel closed), its process exits straight away.
+
+    The controller waits for its workers to exit before it reports; a worker that has run its share of the suite
+    holds torch, Ray, LanceDB, onnxruntime and a large heap, and their exit handlers and the interpreter's
+    teardown took 2-4 s, during which nothing was tested. Only the exit handlers registered before this one
+    and the teardown itself are skipped (every fixture, pytest's and execnet's own clean-up have run). A worker
+    run under coverage, or with ``HASHPLUG_TEST_FULL_EXIT=1``, exits as usual."""
+    if hasattr(config, "workerinput") and "coverage" not in sys.modules and os.environ.get("HASHPLUG_TEST_FULL_EXIT") != "1":
+        import atexit
+
+        atexit.register(_exit_now)  # the last registered runs first
+
+
+def _exit_now() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 @pytest.hookimpl(optionalhook=True)

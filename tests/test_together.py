@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -93,20 +94,34 @@ def test_5():
 '''
 
 
-@pytest.mark.parametrize(("args", "passes", "events"), [
+_HELD_CASES = [  # (pytest's arguments, whether test_2 passes, what the run notes, in order)
     ([], True, ["test_1", "test_2", "test_3", "test_4", "closed", "test_5"]),  # closed after its last test, once
     (["-k", "not test_4"], True, ["test_1", "test_2", "closed", "test_3", "test_5"]),  # counted over the selection
     (["-x"], False, ["test_1", "test_2", "closed"]),  # stopped early: closed at the session's end
-])
-def test_a_held_session_fixture_closes_after_its_last_test(tmp_path, args, passes, events):
+]
+
+
+def test_a_held_session_fixture_closes_after_its_last_test(tmp_path):
     """``release_after_last_test`` (the Ray cluster's): the fixture's set-up is closed right after the teardown
-    of the last test that uses it, exactly once; a run that never reaches that test closes it at the end."""
+    of the last test that uses it, exactly once; a run that never reaches that test closes it at the end. Each
+    case is a pytest session of its own, run one after another in one new process."""
     from _warm import run_python
 
-    (tmp_path / "conftest.py").write_text(_HELD_CONFTEST.format(tests=str(Path(__file__).parent)))
-    (tmp_path / "test_held.py").write_text(_HELD_TESTS.format(passes=passes))
-    code = "import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
-    proc = run_python(["-c", code, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "test_held.py", *args],
-                      cwd=tmp_path, timeout=120)
-    assert proc.returncode == (0 if passes else 1), proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (tmp_path / "events.txt").read_text().split() == events
+    for i, (_, passes, _) in enumerate(_HELD_CASES):
+        (tmp_path / f"case{i}").mkdir()
+        (tmp_path / f"case{i}" / "conftest.py").write_text(_HELD_CONFTEST.format(tests=str(Path(__file__).parent)))
+        (tmp_path / f"case{i}" / f"test_held{i}.py").write_text(_HELD_TESTS.format(passes=passes))
+    code = (
+        "import json, pytest\n"
+        "codes = []\n"
+        f"for i, args in enumerate({[case[0] for case in _HELD_CASES]!r}):\n"
+        "    codes.append(int(pytest.main(['-q', '-p', 'no:cacheprovider', '--import-mode=importlib', '--rootdir', '.',\n"
+        "                                  f'case{i}/test_held{i}.py', *args])))\n"
+        "print(json.dumps(codes))\n"
+    )
+    proc = run_python(["-c", code], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    for i, (args, passes, events) in enumerate(_HELD_CASES):
+        assert codes[i] == (0 if passes else 1), (args, proc.stdout[-3000:])
+        assert (tmp_path / f"case{i}" / "events.txt").read_text().split() == events, args
