@@ -14,6 +14,7 @@ line, the arrow and the rule, with the rule's sentence from the docs.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 import sys
@@ -207,6 +208,17 @@ def _under(name: str, pattern: str) -> bool:
     return name == pattern or name.startswith(pattern + ".")
 
 
+@functools.cache
+def _parse_cached(path: str, mtime_ns: int, size: int) -> ast.Module:
+    return ast.parse(Path(path).read_text(), filename=path)
+
+
+def parse(f: Path) -> ast.Module:
+    """The syntax tree of ``f``, parsed once per version of the file (several tests walk the whole house)."""
+    st = f.stat()
+    return _parse_cached(str(f), st.st_mtime_ns, st.st_size)
+
+
 def modules(root: Path) -> dict[str, Path]:
     """Module name -> file, for every ``.py`` file of every mapped package folder."""
     dirs = package_dirs(root)
@@ -246,7 +258,7 @@ def arrows(root: Path) -> list[Arrow]:
                         found.append(Arrow(name, path, child.lineno, sub if sub in mods else base, lazy))
                 visit(child, inner)
 
-        visit(ast.parse(f.read_text(), filename=str(f)), False)
+        visit(parse(f), False)
     return list(dict.fromkeys(found))  # one arrow per line and target (``from x import a, b`` is one)
 
 
@@ -319,7 +331,7 @@ def _check_the_walk_covers_the_mapped_folders():
 def test_every_reader_of_the_version_reads_hashplug_version():
     wrong = []
     for f in modules(ROOT).values():
-        for node in ast.walk(ast.parse(f.read_text())):
+        for node in ast.walk(parse(f)):
             if isinstance(node, ast.ImportFrom) and any(a.name == "__version__" for a in node.names):
                 if not (node.module or "").endswith("_version"):
                     wrong.append(f"{f.relative_to(ROOT)}:{node.lineno}: imports __version__ from the face; "
@@ -336,7 +348,7 @@ def test_one_popcount_kernel():
     allowed = {"hashplug.hamming", "hashplug.bench.search"}
     numpy_kernels, compiled = [], []
     for name, f in modules(ROOT).items():
-        for node in ast.walk(ast.parse(f.read_text())):
+        for node in ast.walk(parse(f)):
             if isinstance(node, ast.Attribute) and node.attr == "bitwise_count" and name not in allowed:
                 numpy_kernels.append(f"{f.relative_to(ROOT)}:{node.lineno}")
             if isinstance(node, ast.FunctionDef) and node.name.startswith("popcount") and name not in allowed:

@@ -161,7 +161,8 @@ def test_a_ray_tensor_source_and_indices_codes(cluster, digits_model, tmp_path):
 def test_a_bad_row_fails_the_job_naming_it_and_commits_nothing(cluster, digits_model, tmp_path):
     X, y, model = digits_model
     db = tmp_path / "db"
-    hr.write_table(ray.data.from_arrow(_table(X[:500], y[:500])), db, "items", model, job_id="first")
+    # the table the jobs append to, written without Ray (write_table appends to any hashplug table of its model)
+    hashplug.ingest(db, _table(X[:500], y[:500]), name="items", model=model, progress=False)
     tbl = lancedb.connect(db).open_table("items")
     v0, n0 = tbl.version, tbl.count_rows()
     bad = X[500:900].copy()
@@ -203,7 +204,7 @@ class _DriverKilled(BaseException):
 def test_a_rerun_after_the_driver_died_writes_each_row_once(cluster, digits_model, tmp_path, monkeypatch):
     X, y, model = digits_model
     db = tmp_path / "db"
-    hr.write_table(ray.data.from_arrow(_table(X[:300], y[:300])), db, "items", model)
+    hashplug.ingest(db, _table(X[:300], y[:300]), name="items", model=model, progress=False)  # without Ray
     src = ray.data.from_arrow(_table(X[300:700], y[300:700], start=300))
     # 1. the driver dies while committing: nothing is committed, the rerun writes every row
     real = lance.LanceDataset.commit
@@ -314,7 +315,7 @@ def test_search_ranks_bits_not_bytes(cluster, digits_model, tmp_path):
     Hamming index Ray builds, and never calls ``vector_search``."""
     X, y, model = digits_model
     db = tmp_path / "db"
-    hr.write_table(ray.data.from_arrow(_table(X, y)), db, "items", model)
+    hashplug.ingest(db, _table(X, y), name="items", model=model, progress=False)  # the index is Ray's part here
     q = OnnxEncoder(model).encode(X[:1])[0]
     near, far = q.copy(), q.copy()
     near[:2] ^= np.uint8(1)  # 2 differing bits, in 2 bytes
