@@ -391,14 +391,20 @@ def _version_text(ds: Any) -> str:
     return "no table was created" if ds is None else f"the table stays at version {ds.version}"
 
 
-def _table_schema(func: HashplugEmbeddings, ds: Any, source: str, target: str, source_type: str,
-                  db: Any = None, known: pa.Schema | None = None) -> pa.Schema:
-    """hashplug's schema for a new table: the dataset's other columns, the source, the code column (the
-    dataset's columns from ``known`` when given, else from Ray, which may run the dataset's first block)."""
+def _columns(ds: Any, known: pa.Schema | None) -> Any:
+    """The dataset's columns: ``known`` when given, else what Ray knows without running the dataset, else
+    what Ray learns by running its first block (once per call: the caller keeps the result)."""
     sch = known if known is not None else _dataset_schema(ds)
     if sch is None:
         sch = ds.schema()
         sch = getattr(sch, "base_schema", sch)
+    return sch
+
+
+def _table_schema(func: HashplugEmbeddings, sch: Any, source: str, target: str, source_type: str,
+                  db: Any = None) -> pa.Schema:
+    """hashplug's schema for a new table: the dataset's other columns (``sch``: :func:`_columns`), the source,
+    the code column."""
     if not isinstance(sch, pa.Schema):
         raise HashplugError("write_table: the dataset's schema is not known (an empty dataset?); nothing was written.")
     if source not in sch.names:
@@ -540,7 +546,8 @@ def write_table(
             raise HashplugError(f"{owner}: mode='append' but there is no table {name!r} at {path!r}; use mode='create'.")
         out_schema = _append_schema(uri, name, func, target)
     else:
-        out_schema = _table_schema(func, ds, source, target, source_type, known=schema)
+        columns = _columns(ds, schema)  # the dataset's columns, learned once for both schemas below
+        out_schema = _table_schema(func, columns, source, target, source_type)
     if source not in out_schema.names:
         raise HashplugError(f"{owner}: the table has no source column {source!r}; its columns: {out_schema.names}.")
     if id_column is None and "id" in out_schema.names:
@@ -554,7 +561,7 @@ def write_table(
             "select the table's columns first (ds.select_columns([...])). Nothing was written."
         )
     if mode != "append":  # after every check (a refused call writes nothing): the model into the database's store
-        out_schema = _table_schema(func, ds, source, target, source_type, db=uri, known=schema)
+        out_schema = _table_schema(func, columns, source, target, source_type, db=uri)
     encoded = _map(ds, (_model_ref(func), source, target, id_column, out_schema, _META_COLS), args)
     min_rows = check_int_param(min_rows_per_file, "min_rows_per_file", owner, 1)
     max_rows = check_int_param(max_rows_per_file, "max_rows_per_file", owner, min_rows)
