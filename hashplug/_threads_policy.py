@@ -307,14 +307,82 @@ class _BlasPool:
                 lib.set_num_threads(int(n))
 
 
+def _loaded_libraries_stamp() -> tuple[str, int, int]:
+    """What changes when the process loads or unloads a shared library: glibc's counts of both
+    (``dl_iterate_phdr``'s ``dlpi_adds`` and ``dlpi_subs``, about 2 us to read); elsewhere the number of
+    imported modules (a BLAS comes with the import of numpy, scipy or torch)."""
+    global _dl_reader
+    if _dl_reader is None:
+        _dl_reader = _make_dl_reader()
+    got = _dl_reader() if _dl_reader is not False else None
+    if got is None:
+        import sys
+
+        return ("modules", len(sys.modules), 0)
+    return ("dl", *got)
+
+
+def _make_dl_reader() -> Any:
+    """A function giving glibc's (loads, unloads) of shared objects, or False where there is none."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        iterate = libc.dl_iterate_phdr
+    except (OSError, AttributeError):  # pragma: no cover - every glibc and musl has it
+        return False
+
+    class _Info(ctypes.Structure):  # struct dl_phdr_info (glibc >= 2.4, musl)
+        _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p), ("phdr", ctypes.c_void_p),
+                    ("phnum", ctypes.c_uint16), ("adds", ctypes.c_ulonglong), ("subs", ctypes.c_ulonglong)]
+
+    found: list[tuple[int, int]] = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_Info), ctypes.c_size_t, ctypes.c_void_p)
+    def first(info: Any, size: int, data: Any) -> int:
+        if size >= ctypes.sizeof(_Info):  # the loader fills the two counters
+            found.append((int(info.contents.adds), int(info.contents.subs)))
+        return 1  # the first object is enough: every entry carries the process-wide counts
+
+    iterate.argtypes = [type(first), ctypes.c_void_p]
+    iterate.restype = ctypes.c_int
+
+    def read() -> tuple[int, int] | None:
+        with _dl_lock:
+            found.clear()
+            iterate(first, None)
+            return found[0] if found else None
+
+    return read
+
+
+#: glibc's reader of the loaded-library counts (None: not made yet; False: none on this platform).
+_dl_reader: Any = None
+_dl_lock = threading.Lock()
+#: The BLAS libraries found at a stamp of the loaded libraries: threadpoolctl finds them by reading
+#: /proc/self/maps, 2-3 ms in a process that has loaded torch, which an encode of a few rows would pay each time.
+_blas_cache: tuple[Any, _BlasPool | None] | None = None
+
+
 def _blas_pool() -> _BlasPool | None:
-    """The BLAS libraries loaded now (None without threadpoolctl or without a BLAS it knows)."""
+    """The BLAS libraries loaded now (None without threadpoolctl or without a BLAS it knows); looked up again
+    only when the process has loaded or unloaded a shared library since the last lookup."""
+    global _blas_cache
+    stamp = _loaded_libraries_stamp()
+    cached = _blas_cache
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a base dependency
         return None
     libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-    return _BlasPool(libs) if libs else None
+    pool = _BlasPool(libs) if libs else None
+    _blas_cache = (stamp, pool)
+    return pool
 
 
 def blas_threads() -> int | None:

@@ -347,3 +347,33 @@ def test_numpy_work_under_the_policy_never_imports_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "pools ('blas',) False", proc.stdout
+
+
+def test_the_blas_libraries_are_looked_up_again_only_after_a_library_is_loaded():
+    """threadpoolctl finds the BLAS libraries by reading /proc/self/maps (milliseconds in a process that loaded
+    torch): the policy looks again only when the process has loaded a shared library since. Here scipy.linalg
+    brings a second OpenBLAS after numpy's, and the policy sets both."""
+    code = (
+        "import threadpoolctl, numpy as np\n"
+        "import hashplug._threads_policy as tp\n"
+        "looks = []\n"
+        "real = threadpoolctl.ThreadpoolController\n"
+        "threadpoolctl.ThreadpoolController = lambda: looks.append(1) or real()\n"
+        "def blas(): return sorted(i['num_threads'] for i in real().info() if i['user_api'] == 'blas')\n"
+        "with real().limit(limits=2, user_api='blas'):\n"
+        "    for _ in range(5):\n"
+        "        with tp.numeric_threads(1):\n"
+        "            inside = blas()\n"
+        "    print(len(looks), inside)\n"
+        "    import scipy.linalg\n"
+        "    with real().limit(limits=2, user_api='blas'):\n"
+        "        for _ in range(5):\n"
+        "            with tp.numeric_threads(1):\n"
+        "                inside = blas()\n"
+        "        print(len(looks), inside, blas())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.split("\n")[:2]
+    assert first == "1 [1]", proc.stdout  # one lookup for five policies, numpy's BLAS set to 1 inside
+    assert second == "2 [1, 1] [2, 2]", proc.stdout  # scipy's OpenBLAS found by the one new lookup, restored after
