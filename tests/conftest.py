@@ -141,6 +141,19 @@ def _cache_rewritten_modules(config: pytest.Config, tests: Path) -> None:
 
 
 @pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the test modules are imported, the objects alive (modules, classes, functions: torch's, LanceDB's,
+    Ray's, pytest's own) are moved out of the garbage collector's reach (``gc.freeze``): they live as long as
+    the process, and every full collection of a test's garbage walked all of them again (the collector's
+    share of tests/test_encoder_contract.py's CPU time under ``perf``: 20 % before, 12 % after). Cycles made
+    by the tests are collected as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """A pytest-xdist worker ends without tearing down its interpreter: once pytest and execnet are done with
     it (results sent, the channel closed), its process exits straight away.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from hashplug.bench import search as sb
 from hashplug.cli import main as cli_main
@@ -23,7 +24,7 @@ def test_search_bench_cli(tmp_path, capsys):
     out = tmp_path / "search.json"
     png = tmp_path / "latency.png"
     assert cli_main(["bench", "search", "--sizes", "800", "--codes", "dense-64", "khot-320-16", "--queries", "5",
-                     "--limit-results", "10", "--out", str(out), "--png", str(png)]) == 0
+                     "--limit-results", "10", "--bound-seconds", "0.05", "--out", str(out), "--png", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     res = json.loads(out.read_text())
     assert set(res["rows"]) == {"dense-64", "khot-320-16"}
@@ -49,10 +50,11 @@ def test_search_runs_merge_cell_by_cell(tmp_path, capsys):
     """--merge: a later run fills the cells an earlier one lacks (e.g. a size it could not finish); a cell both
     have comes from the first; anything but a search result is refused."""
     a, b, out, png = (tmp_path / n for n in ("a.json", "b.json", "m.json", "m.png"))
+    # FAISS as the only peer (LanceDB's tables and indexes are not what is merged; test_search_bench_cli has them)
     assert cli_main(["bench", "search", "--sizes", "500", "--codes", "dense-64", "--queries", "3",
-                     "--limit-results", "5", "--out", str(a)]) == 0
+                     "--limit-results", "5", "--peers", "faiss", "--bound-seconds", "0.05", "--out", str(a)]) == 0
     assert cli_main(["bench", "search", "--sizes", "500", "700", "--codes", "dense-64", "khot-320-16", "--queries", "3",
-                     "--limit-results", "5", "--out", str(b)]) == 0
+                     "--limit-results", "5", "--peers", "faiss", "--bound-seconds", "0.05", "--out", str(b)]) == 0
     first = json.loads(a.read_text())["rows"]["dense-64"]["500"]
     assert cli_main(["bench", "search", "--merge", str(a), str(b), "--out", str(out), "--png", str(png)]) == 0
     res = json.loads(out.read_text())
@@ -67,7 +69,15 @@ def test_search_runs_merge_cell_by_cell(tmp_path, capsys):
     assert "is not a `hashplug bench search` result" in capsys.readouterr().err
 
 
-def test_search_bench_batched_and_khot_summaries(tmp_path):
+@pytest.fixture
+def baseline_cache(request, tmp_path):
+    """Where the bench keeps its copy of a baseline tree: pytest's cache folder, which lasts between runs (numba's
+    compiled kernels of the copy with it), else a temporary one."""
+    cache = getattr(request.config, "cache", None)
+    return cache.mkdir("hashplug-bench-baseline") if cache is not None else tmp_path / "baseline-cache"
+
+
+def test_search_bench_batched_and_khot_summaries(tmp_path, baseline_cache):
     """The rows issue 31 asks for: batched q/s against FAISS (dense) and k-hot at several activities, with a
     baseline tree timed on the same codes (here this tree itself, imported from a private copy: it must return
     the exact result too)."""
@@ -77,7 +87,8 @@ def test_search_bench_batched_and_khot_summaries(tmp_path):
     root = Path(__file__).resolve().parents[1]
     assert cli_main(["bench", "search", "--sizes", "5000", "--codes", "dense-256", "khot-320-16", "khot-320-1",
                      "--queries", "12", "--limit-results", "7", "--peers", "faiss", "--baseline", str(root),
-                     "--repeats", "2", "--out", str(out)]) == 0
+                     "--baseline-cache", str(baseline_cache), "--repeats", "2", "--bound-seconds", "0.05",
+                     "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     dense = res["rows"]["dense-256"]["5000"]
     assert dense["baseline-index"]["identical_to_exact"] is True
@@ -93,3 +104,40 @@ def test_search_bench_batched_and_khot_summaries(tmp_path):
         assert b["qps_ratio_to_faiss"] == round(b["hashplug_qps"] / b["faiss_qps"], 3)
         assert kh["khot-320-16"]["5000"]["speedup_vs_faiss"] > 0
     assert res["baseline"]["path"] == str(root)
+
+
+def test_the_baseline_copy_is_made_once_checked_at_each_use_and_pruned(tmp_path, monkeypatch):
+    """The copy of a baseline tree lasts between runs (numba's cache of its kernels lives in it): the same tree
+    reuses it; a copy whose files changed is made again; an edited tree gets a copy of its own; only the most
+    recently used BASELINE_COPIES are kept."""
+    import shutil
+    from pathlib import Path
+
+    src = tmp_path / "tree" / "hashplug"
+    shutil.copytree(Path(sb.__file__).resolve().parents[1], src, ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    first = sb._baseline_copy(src, cache, "hashplug_baseline")
+    assert first.parent.parent == cache and sb._source_digest(first) == sb._source_digest(src)
+    (first / "index" / "__pycache__").mkdir(exist_ok=True)
+    (first / "index" / "__pycache__" / "kernels.nbi").write_bytes(b"numba's cache")  # stands for numba's files
+    assert sb._baseline_copy(src, cache, "hashplug_baseline") == first
+    assert (first / "index" / "__pycache__" / "kernels.nbi").exists()  # reused as it was
+    (first / "index" / "core.py").write_text("# altered\n")
+    assert sb._baseline_copy(src, cache, "hashplug_baseline") == first
+    assert (first / "index" / "core.py").read_bytes() == (src / "index" / "core.py").read_bytes()
+    assert not (first / "index" / "__pycache__").exists()  # made again from the tree
+    (src / "extra.py").write_text("X = 1\n")  # an edited tree
+    second = sb._baseline_copy(src, cache, "hashplug_baseline")
+    assert second != first and (second / "extra.py").exists() and first.exists()
+    monkeypatch.setattr(sb, "BASELINE_COPIES", 2)
+    (src / "extra.py").write_text("X = 2\n")
+    third = sb._baseline_copy(src, cache, "hashplug_baseline")
+    assert sorted(d.name for d in cache.iterdir()) == sorted([second.parent.name, third.parent.name])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 61, True, "0.5"])
+def test_bound_seconds_is_refused_naming_the_value(bad):
+    from hashplug.validation import HashplugError
+
+    with pytest.raises(HashplugError, match=rf"bound_seconds={bad!r} must be a number of seconds in \(0, 60\]"):
+        sb.run_search_bench(rows=[10], codes=["dense-64"], bound_seconds=bad, progress=False)

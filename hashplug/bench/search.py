@@ -22,7 +22,8 @@ FAISS is measured at ``--threads`` (``faiss-flat``) and, when that is not 1, at 
 on a loaded machine FAISS's OpenMP team can be much slower than one thread, so the summaries compare hashplug
 with the faster of the two. With ``--baseline DIR`` (a source tree of another hashplug, e.g. a ``git worktree``
 of an earlier commit) its :class:`HammingIndex` runs on the same codes in the same process (``baseline-index``;
-``ratio_to_baseline`` = latency / baseline latency). Two summaries beside ``rows``:
+``ratio_to_baseline`` = latency / baseline latency); the tree is copied once into ``--baseline-cache``, where
+numba keeps its compiled kernels for the next run. Two summaries beside ``rows``:
 
 * ``batched``: per dense code kind and N, queries/s of one batch of ``--queries`` queries (best of
   ``--repeats``), hashplug and FAISS, and ``qps_ratio_to_faiss`` (>= 1: hashplug answers at least as many);
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -111,6 +113,9 @@ def machine_bound(seconds: float = 0.5) -> dict[str, float]:
     return {"memory_gb_per_s": round(bw, 2), "popcount_words_per_s": round(pc, 0)}
 
 
+#: Seconds of each of the machine-bound readings (``--bound-seconds``).
+_BOUND_SECONDS: list[float] = [0.5]
+
 #: Single queries timed per latency figure (None: every query of the run; ``--latency-queries``).
 _LATENCY_QUERIES: list[int | None] = [None]
 
@@ -153,6 +158,8 @@ def run_search_bench(
     baseline: str | None = None,
     repeats: int = 3,
     latency_queries: int | None = None,
+    baseline_cache: str | os.PathLike[str] | None = None,
+    bound_seconds: float = 0.5,
 ) -> dict[str, Any]:
     """Run the suite (see the module docstring); returns the JSON document."""
     from ..validation import HashplugError
@@ -166,8 +173,11 @@ def run_search_bench(
             import faiss  # type: ignore[import-not-found]
         except ImportError:
             faiss = None
-    base_cls = _baseline_index(baseline, str(Path(out).parent) if out else None) if baseline else None
+    base_cls = _baseline_index(baseline, baseline_cache) if baseline else None
+    if isinstance(bound_seconds, bool) or not isinstance(bound_seconds, (int, float)) or not 0 < bound_seconds <= 60:
+        raise HashplugError(f"bound_seconds={bound_seconds!r} must be a number of seconds in (0, 60]; e.g. 0.5.")
     _LATENCY_QUERIES[0] = latency_queries
+    _BOUND_SECONDS[0] = float(bound_seconds)
     try:
         res = _run_search_bench(rows, names_of(codes), n_queries, limit, threads, lancedb_queries, ann_max_rows, seed,
                                 out, progress, peers, baseline, repeats, faiss, base_cls)
@@ -177,6 +187,7 @@ def run_search_bench(
     finally:
         _drop_baseline()
         _LATENCY_QUERIES[0] = None
+        _BOUND_SECONDS[0] = 0.5
 
 
 def names_of(codes: Sequence[str] | None) -> list[str]:
@@ -203,7 +214,7 @@ def _run_search_bench(rows: Sequence[int], names: list[str], n_queries: int, lim
         "build": {},
         "batched": {},
         "khot": {},
-        "bound": machine_bound(),
+        "bound": machine_bound(_BOUND_SECONDS[0]),
         "environment": environment(),
         "notes": "random codes; ms_per_query = median single-query latency; qps_batched = queries/s for one batch "
                  "of n_queries (best of `repeats`); recall = tie-aware recall@limit against hashplug's exact result",
@@ -352,16 +363,20 @@ def _git_commit(path: str) -> str | None:
         return None
 
 
-def _baseline_index(path: str, work: str | None = None) -> Any:
-    """The ``HammingIndex`` class of the hashplug source tree at ``path`` (its ``hashplug/`` package copied into a
-    temporary folder under ``work`` and imported under the name ``hashplug_baseline``, beside this one): the code
-    before a change, timed in the same run."""
+def _baseline_index(path: str, cache: str | os.PathLike[str] | None = None) -> Any:
+    """The ``HammingIndex`` class of the hashplug source tree at ``path``: its ``hashplug/`` package, copied
+    once into ``cache`` (default: ``bench-baseline/`` of :func:`hashplug.data.default_cache_dir`) under the
+    digest of its files and imported from there under the name ``hashplug_baseline``, beside this one: the code
+    before a change, timed in the same run.
+
+    A private copy because numba caches compiled kernels beside their source under the importing module's name,
+    and a cache written under another name would break the tree's own imports later. A lasting one because
+    compiling the baseline's kernels took longer than the measurements of a small run (14 of 16 s): the next
+    run of the same tree takes them from numba's cache in the copy. The copy is checked against its digest at
+    each use (a copy that differs is made again); the 8 most recently used copies are kept."""
     import importlib
     import importlib.util
-    import shutil
     import sys
-    import tempfile
-    from pathlib import Path
 
     from ..validation import HashplugError
 
@@ -371,13 +386,12 @@ def _baseline_index(path: str, work: str | None = None) -> Any:
                             "a checkout of another commit, e.g. `git worktree add /tmp/base <commit>`.")
     name = "hashplug_baseline"
     _drop_baseline()
-    # imported from a private copy (removed by _drop_baseline at the end of the run): numba caches compiled
-    # kernels beside their source under the importing module's name, and a cache written under another name
-    # would break the tree's own imports later
-    copy = Path(tempfile.mkdtemp(prefix="hashplug_baseline_", dir=work))
-    _BASELINE_COPY[:] = [copy]
-    pkg = Path(shutil.copytree(pkg, copy / name, ignore=shutil.ignore_patterns("__pycache__")))
-    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    if cache is None:
+        from ..data import default_cache_dir
+
+        cache = default_cache_dir() / "bench-baseline"
+    copy = _baseline_copy(pkg, Path(cache), name)
+    spec = importlib.util.spec_from_file_location(name, copy / "__init__.py", submodule_search_locations=[str(copy)])
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
@@ -385,20 +399,65 @@ def _baseline_index(path: str, work: str | None = None) -> Any:
     return importlib.import_module(f"{name}.index").HammingIndex
 
 
-#: The private copy of the baseline tree of the current run.
-_BASELINE_COPY: list[Any] = []
+#: Copies of baseline trees kept in the cache (the least recently used beyond this are removed).
+BASELINE_COPIES = 8
+
+
+def _source_digest(pkg: Path) -> str:
+    """sha256 over the relative paths and bytes of the files of a package (``__pycache__`` left out)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.relative_to(pkg).parts):
+        rel = f.relative_to(pkg).as_posix().encode()
+        h.update(len(rel).to_bytes(8, "little") + rel)
+        data = f.read_bytes()
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+def _baseline_copy(pkg: Path, cache: Path, name: str) -> Path:
+    """``cache/<digest>/<name>``: a copy of ``pkg`` whose files have the digest of ``pkg``'s, made (a new folder
+    renamed into place: two runs at once make one) when missing or different."""
+    import shutil
+    import tempfile
+
+    from ..validation import HashplugError
+
+    digest = _source_digest(pkg)
+    home = cache / digest[:32]
+    target = home / name
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if home.is_dir() and not (target.is_dir() and _source_digest(target) == digest):
+            shutil.rmtree(home, ignore_errors=True)  # a partial or altered copy: made again
+        if not home.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
+            shutil.copytree(pkg, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+            try:
+                os.rename(tmp, home)
+            except OSError:  # another run put its copy there first
+                shutil.rmtree(tmp, ignore_errors=True)
+        os.utime(home)  # most recently used
+    except OSError as exc:
+        raise HashplugError(f"could not copy the baseline tree {str(pkg.parent)!r} into {str(cache)!r} ({exc}); set "
+                            "HASHPLUG_CACHE to a writable folder.") from exc
+    if _source_digest(target) != digest:
+        raise HashplugError(f"the copy {str(target)!r} of the baseline tree changed while it was made; run again.")
+    kept = sorted((d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                  key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in kept[BASELINE_COPIES:]:
+        if old != home:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _drop_baseline() -> None:
-    """Forget the baseline package (its modules) and remove its private copy."""
-    import shutil
+    """Forget the baseline package (its modules; its copy stays in the cache for the next run)."""
     import sys
 
     for mod in [m for m in sys.modules if m == "hashplug_baseline" or m.startswith("hashplug_baseline.")]:
         del sys.modules[mod]
-    for copy in _BASELINE_COPY:
-        shutil.rmtree(copy, ignore_errors=True)
-    _BASELINE_COPY.clear()
 
 
 def _baseline_cells(base_cls: Any, res: dict[str, Any], name: str, n: int, packed: np.ndarray, csr: Any,
@@ -694,7 +753,12 @@ class SearchSuite(Suite):
         parser.add_argument("--baseline", default=None, metavar="DIR",
                             help="a hashplug source tree (e.g. `git worktree add /tmp/base <commit>`) whose index "
                                  "is timed on the same codes (rows baseline-index, ratio_to_baseline)")
+        parser.add_argument("--baseline-cache", default=None, metavar="DIR",
+                            help="where the copy of the --baseline tree is kept, with numba's cache of its compiled "
+                                 "kernels (default: bench-baseline/ in $HASHPLUG_CACHE or ~/.cache/hashplug)")
         parser.add_argument("--repeats", type=int, default=3, help="batched timings: best of this many batches")
+        parser.add_argument("--bound-seconds", type=float, default=0.5,
+                            help="seconds of each reading of the machine's bounds (memory bandwidth, popcount rate)")
         parser.add_argument("--latency-queries", type=int, default=None,
                             help="single-query latencies: the median over this many queries (default: all)")
         parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -720,7 +784,8 @@ class SearchSuite(Suite):
         res = run_search_bench(rows=sizes, codes=args.codes, n_queries=args.queries, limit=args.limit_results,
                                out=args.out, threads=args.threads, ann_max_rows=args.ann_max_rows,
                                peers=args.peers, baseline=args.baseline, repeats=args.repeats,
-                               latency_queries=args.latency_queries)
+                               latency_queries=args.latency_queries, baseline_cache=args.baseline_cache,
+                               bound_seconds=args.bound_seconds)
         if args.png:
             plot_latency(res, args.png)
         return res
