@@ -15,8 +15,8 @@ Usage::
 
 The digit CNN alone (60,000 digits, 3 epochs) took 455 s in issue 28's trial (2 CPU cores shared with other jobs; the full run was not
 repeated for this figure), then NeuroHash trains at D = 10,000 on 5,000 scenes. ``HASHPLUG_EXAMPLE_SMALL=1``
-(set by the tests) uses fewer scenes, fewer digits for the CNN (3,000, tested on 2,000) and a smaller D: about
-14 s on an idle machine (14.1 s measured, 2026-12-07). The long steps are announced and show progress bars on stderr. It works in
+(set by the tests) uses fewer scenes (400), fewer digits for the CNN (2,000, tested on 500) and a smaller D: about
+9 s on an idle machine (8.8 s measured, 2026-12-08). The long steps are announced and show progress bars on stderr. It works in
 ./hashplug_examples/10_neurohash/, replaced at each run.
 """
 
@@ -46,14 +46,14 @@ def main() -> None:
     from hashplug.train.digit_cnn import export_image_encoder, train_digit_cnn
 
     X, y = load_mnist(default_data_path("mnist"))
-    n_db, n_cnn = (600, 3000) if small else (5000, 60000)
+    n_db, n_cnn = (400, 2000) if small else (5000, 60000)
     # 1. scenes (database from MNIST test digits 5,000+, the query from test digits below 5,000) and features
     db_scenes = make_scenes(X[65000:], y[65000:], n_db, seed=1)
     q_scenes = make_scenes(X[60000:65000], y[60000:65000], 20, min_objects=2, seed=2)
     cnn_epochs = 1 if small else 3
     print(f"[1/4] training the digit CNN on {n_cnn} digits, {cnn_epochs} epoch(s) "
           f"({'a few seconds' if small else 'about 8 minutes'} on 2 CPU cores) ...", flush=True)
-    n_test = 2000 if small else 10_000
+    n_test = 500 if small else 10_000
     net, info = train_digit_cnn(X[:n_cnn], y[:n_cnn], epochs=cnn_epochs, X_test=X[60000 : 60000 + n_test],
                                 y_test=y[60000 : 60000 + n_test], verbose=True)  # verbose: a progress bar on stderr; the training is the same
     print(f"[1/4] digit CNN on {n_cnn} digits: test accuracy {info['test_accuracy']:.3f} ({info['seconds']} s)")

@@ -315,7 +315,8 @@ def test_search_ranks_bits_not_bytes(cluster, digits_model, tmp_path):
     Hamming index Ray builds, and never calls ``vector_search``."""
     X, y, model = digits_model
     db = tmp_path / "db"
-    hashplug.ingest(db, _table(X, y), name="items", model=model, progress=False)  # the index is Ray's part here
+    # 600 rows: IVF_FLAT with 2 partitions needs 512 (Lance samples 256 rows per partition)
+    hashplug.ingest(db, _table(X[:600], y[:600]), name="items", model=model, progress=False)  # the index is Ray's part
     q = OnnxEncoder(model).encode(X[:1])[0]
     near, far = q.copy(), q.copy()
     near[:2] ^= np.uint8(1)  # 2 differing bits, in 2 bytes
@@ -327,7 +328,7 @@ def test_search_ranks_bits_not_bytes(cluster, digits_model, tmp_path):
     where = "id >= 100000"
     r = hashplug.search(tbl, X[0], limit=2, where=where)
     assert r["id"].to_pylist() == [100_001, 100_000] and r["_distance"].to_pylist() == [2.0, 8.0]
-    hr.create_lancedb_index(db, "items", num_partitions=2, num_workers=2)
+    hr.create_lancedb_index(db, "items", num_partitions=2, num_workers=1)  # 2 workers: examples/14_ray.py
     tbl = lancedb.connect(db).open_table("items")
     assert [i.index_type for i in tbl.list_indices()] == ["IvfFlat"]
     r = hashplug.search(tbl, X[0], limit=2, where=where, nprobes=2)
