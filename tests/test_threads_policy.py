@@ -377,3 +377,17 @@ def test_the_blas_libraries_are_looked_up_again_only_after_a_library_is_loaded()
     first, second = proc.stdout.split("\n")[:2]
     assert first == "1 [1]", proc.stdout  # one lookup for five policies, numpy's BLAS set to 1 inside
     assert second == "2 [1, 1] [2, 2]", proc.stdout  # scipy's OpenBLAS found by the one new lookup, restored after
+
+
+def test_without_glibcs_counts_the_lookup_is_keyed_by_the_imported_modules(monkeypatch):
+    """Where dl_iterate_phdr gives no load counts (not glibc or musl), a new import stands for a new library."""
+    import types
+
+    monkeypatch.setattr(tp, "_dl_reader", False)
+    monkeypatch.setattr(tp, "_blas_cache", None)
+    stamp = tp._loaded_libraries_stamp()
+    assert stamp[0] == "modules"
+    pool = tp._blas_pool()
+    assert pool is not None and tp._blas_pool() is pool  # same modules: no new lookup
+    monkeypatch.setitem(sys.modules, "_hashplug_test_new_module", types.ModuleType("_hashplug_test_new_module"))
+    assert tp._loaded_libraries_stamp() != stamp and tp._blas_pool() is not pool
