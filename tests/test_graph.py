@@ -219,6 +219,35 @@ def test_float64_accumulation_gives_identical_ties_on_both_backends(torch):
     np.testing.assert_array_equal(g.bits(x=X), topk_mask(s_t, 8))
 
 
+def test_the_torch_module_frees_a_value_after_its_last_reader(torch):
+    """Like Graph.numpy, the torch module drops an intermediate once no later node reads it: while the last node
+    runs, "proj" (read by "prod" and "s") and "prod" are gone; "s" (its input) is alive. Training is unchanged:
+    autograd keeps what the backward pass needs."""
+    import weakref
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 6)).astype(np.float32)
+    g = Graph({"a": (5,), "b": (6,)},
+              [Node(MatMul(W), "a", "proj"), Node(Mul(), ("proj", "b"), "prod"), Node(Sin(), "prod", "s"),
+               Node(Affine(np.float32(2.0), np.float32(1.0)), "s", "scores")], KHot(2))
+    mod = g.to_torch(trainable=True)
+    made: dict[str, object] = {}
+    alive_at_last: dict[str, bool] = {}
+    for op, node in zip(mod.ops, g.nodes):
+        op.register_forward_hook(lambda m, i, o, name=node.output: made.__setitem__(name, weakref.ref(o)))
+    mod.ops[-1].register_forward_pre_hook(
+        lambda m, i: alive_at_last.update({n: r() is not None for n, r in made.items()}))
+    a, b = torch.as_tensor(rng.standard_normal((4, 5)), dtype=torch.float32), torch.ones(4, 6)
+    with torch.no_grad():
+        out = mod(a, b)
+    assert alive_at_last == {"proj": False, "prod": False, "s": True}
+    np.testing.assert_allclose(out.numpy(), g.numpy(a=a.numpy(), b=b.numpy()), rtol=1e-5, atol=1e-6)
+    out = mod(a, b)  # with gradients: the backward pass still reaches the matrix
+    out.sum().backward()
+    (W_t,) = mod.ops[0].parameters()
+    assert W_t.grad is not None and float(W_t.grad.abs().sum()) > 0
+
+
 def test_dag_with_several_named_inputs(torch):
     """Two inputs, a value read by two nodes, a two-input op: numpy and torch agree."""
     rng = np.random.default_rng(0)
