@@ -123,6 +123,26 @@ def test_encode_saved_models(fake_mnist, tmp_path, capsys):
         encode.bench_encode(args)
 
 
+@pytest.mark.parametrize("seconds_per_call, trials, calls_per_trial", [(0.01, 7, 30), (0.5, 7, 1), (2.5, 3, 1)])
+def test_median_rate_sizes_its_trials_and_times_a_long_call_fewer_times(monkeypatch, seconds_per_call, trials,
+                                                                       calls_per_trial):
+    """A trial lasts about target_seconds; a call longer than the whole budget (7 x 0.3 s) gets 3 trials."""
+    from hashplug.bench import common
+
+    clock = [0.0]
+    calls = []
+
+    def call(i):
+        calls.append(i)
+        clock[0] += seconds_per_call
+
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    res = common.median_rate(call, 10, repeats=7, target_seconds=0.3, max_calls=100)
+    assert (res["repeats"], res["calls_per_trial"]) == (trials, calls_per_trial)
+    assert len(calls) == 2 + trials * calls_per_trial  # warm-up, sizing, trials
+    assert res["median"] == pytest.approx(10 / seconds_per_call)
+
+
 def test_ingest_smoke(fake_mnist, tmp_path):
     out = tmp_path / "ingest.json"
     args = _args(data=str(fake_mnist), rows=1500, max_rows=200, lengths=[16], out=str(out))

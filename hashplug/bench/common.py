@@ -120,6 +120,10 @@ def load_mnist_float(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, n
     return (X.astype(np.float32) / np.float32(ds.scale)), y, str(path)
 
 
+#: Trials of :func:`median_rate` for a call longer than its whole timing budget.
+LONG_CALL_REPEATS = 3
+
+
 def median_rate(
     call: Callable[[int], Any],
     rows_per_call: int,
@@ -131,13 +135,18 @@ def median_rate(
     """Rows/s of ``call(i)`` (the i-th call of a trial): warm up, size the trial, take the median of repeats.
 
     A trial makes ``n`` calls, with ``n`` chosen after warm-up so that a trial lasts about
-    ``target_seconds`` (at least 1, at most ``max_calls``). Returns the median and the spread of rows/s.
+    ``target_seconds`` (at least 1, at most ``max_calls``). A call that alone lasts longer than ``repeats``
+    trials should (``repeats * target_seconds``) is timed over :data:`LONG_CALL_REPEATS` trials instead: a
+    reference backend taking seconds per call (BioConvHash's numpy encode at batch 1,024: 15 s) needs no
+    more to be measured, and took minutes. Returns the median and the spread of rows/s, and the trials made.
     """
     call(0)  # warm-up: first-call allocations, lazy initialisation, caches
     t0 = time.perf_counter()
     call(1)
     one = max(time.perf_counter() - t0, 1e-7)
     n = int(min(max_calls, max(1, math.ceil(target_seconds / one))))
+    if one > repeats * target_seconds:
+        repeats = min(int(repeats), LONG_CALL_REPEATS)
     rates = []
     for _ in range(int(repeats)):
         t0 = time.perf_counter()
