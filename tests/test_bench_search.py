@@ -131,8 +131,14 @@ def test_the_baseline_copy_is_made_once_checked_at_each_use_and_pruned(tmp_path,
     assert second != first and (second / "extra.py").exists() and first.exists()
     monkeypatch.setattr(sb, "BASELINE_COPIES", 2)
     (src / "extra.py").write_text("X = 2\n")
+    import os
+
+    for partial, age in ((".partial-killed", 7200), (".partial-running", 10)):  # a killed run's, a live one's
+        (cache / partial).mkdir()
+        os.utime(cache / partial, (os.path.getmtime(cache) - age,) * 2)
     third = sb._baseline_copy(src, cache, "hashplug_baseline")
-    assert sorted(d.name for d in cache.iterdir()) == sorted([second.parent.name, third.parent.name])
+    assert sorted(d.name for d in cache.iterdir()) == sorted([second.parent.name, third.parent.name,
+                                                              ".partial-running"])
 
 
 @pytest.mark.parametrize("bad", [0, -1, 61, True, "0.5"])

@@ -417,10 +417,9 @@ def _source_digest(pkg: Path) -> str:
 
 
 def _baseline_copy(pkg: Path, cache: Path, name: str) -> Path:
-    """``cache/<digest>/<name>``: a copy of ``pkg`` whose files have the digest of ``pkg``'s, made (a new folder
-    renamed into place: two runs at once make one) when missing or different."""
+    """``cache/<digest>/<name>``: a copy of ``pkg`` whose files have the digest of ``pkg``'s, made when missing or
+    different (in a new folder renamed into place: two runs at once make one) and checked after it is made."""
     import shutil
-    import tempfile
 
     from ..validation import HashplugError
 
@@ -429,27 +428,37 @@ def _baseline_copy(pkg: Path, cache: Path, name: str) -> Path:
     target = home / name
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        if home.is_dir() and not (target.is_dir() and _source_digest(target) == digest):
-            shutil.rmtree(home, ignore_errors=True)  # a partial or altered copy: made again
-        if not home.is_dir():
+        if not (target.is_dir() and _source_digest(target) == digest):
+            shutil.rmtree(home, ignore_errors=True)  # missing, partial or altered: made again
             tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
             shutil.copytree(pkg, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
             try:
                 os.rename(tmp, home)
             except OSError:  # another run put its copy there first
                 shutil.rmtree(tmp, ignore_errors=True)
+            if _source_digest(target) != digest:
+                raise HashplugError(f"the copy {str(target)!r} of the baseline tree {str(pkg.parent)!r} differs from "
+                                    "the tree (was the tree edited while it was copied?); run again.")
         os.utime(home)  # most recently used
+        now = time.time()
+        kept = sorted((d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".")), key=_mtime,
+                      reverse=True)
+        stale = [d for d in cache.glob(".partial-*") if now - _mtime(d) > 3600]  # left by a killed run
+        for old in [*kept[BASELINE_COPIES:], *stale]:
+            if old != home:
+                shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         raise HashplugError(f"could not copy the baseline tree {str(pkg.parent)!r} into {str(cache)!r} ({exc}); set "
                             "HASHPLUG_CACHE to a writable folder.") from exc
-    if _source_digest(target) != digest:
-        raise HashplugError(f"the copy {str(target)!r} of the baseline tree changed while it was made; run again.")
-    kept = sorted((d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                  key=lambda d: d.stat().st_mtime, reverse=True)
-    for old in kept[BASELINE_COPIES:]:
-        if old != home:
-            shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _mtime(path: Path) -> float:
+    """A folder's modification time; that of now when another run has just removed it (skipped, not pruned)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def _drop_baseline() -> None:
