@@ -332,6 +332,13 @@ def test_the_default_set_through_hashplug_torch_is_the_one_default(monkeypatch):
         assert blas_counts() == {1}
 
 
+def _fresh_python(code: str) -> str:
+    """What ``python -c code`` prints in a fresh interpreter (which has loaded no library of this one's)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_numpy_work_under_the_policy_never_imports_torch():
     code = (
         "import sys, numpy as np\n"
@@ -344,9 +351,8 @@ def test_numpy_work_under_the_policy_never_imports_torch():
         "    pass\n"
         "print('pools', pol.pools, 'torch' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "pools ('blas',) False", proc.stdout
+    out = _fresh_python(code)
+    assert out.strip() == "pools ('blas',) False", out
 
 
 def test_the_blas_libraries_are_looked_up_again_only_after_a_library_is_loaded():
@@ -372,11 +378,10 @@ def test_the_blas_libraries_are_looked_up_again_only_after_a_library_is_loaded()
         "                inside = blas()\n"
         "        print(len(looks), inside, blas())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    first, second = proc.stdout.split("\n")[:2]
-    assert first == "1 [1]", proc.stdout  # one lookup for five policies, numpy's BLAS set to 1 inside
-    assert second == "2 [1, 1] [2, 2]", proc.stdout  # scipy's OpenBLAS found by the one new lookup, restored after
+    out = _fresh_python(code)
+    first, second = out.split("\n")[:2]
+    assert first == "1 [1]", out  # one lookup for five policies, numpy's BLAS set to 1 inside
+    assert second == "2 [1, 1] [2, 2]", out  # scipy's OpenBLAS found by the one new lookup, restored after
 
 
 def test_without_glibcs_counts_the_lookup_is_keyed_by_the_imported_modules(monkeypatch):
