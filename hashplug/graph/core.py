@@ -204,13 +204,18 @@ class Graph:
     def numpy(self, **inputs: Any) -> np.ndarray:
         """Run the graph with numpy: inputs ``name=array (n, *shape)`` -> scores (n, *out_shape), float32."""
         vals = self._feed(inputs)
-        last_use = {name: i for i, node in enumerate(self.nodes) for name in node.inputs}
-        for i, node in enumerate(self.nodes):
+        for node, done in zip(self.nodes, self._freed_after()):
             vals[node.output] = node.op.numpy(*(vals[name] for name in node.inputs))
-            for name in set(node.inputs):  # free intermediates no later node reads
-                if last_use.get(name) == i and name != self.output:
-                    del vals[name]
+            for name in done:
+                del vals[name]
         return vals[self.output]
+
+    def _freed_after(self) -> list[tuple[str, ...]]:
+        """Per node, the values no later node reads (its inputs read for the last time; never the output):
+        what a run may free once the node has run."""
+        last_use = {name: i for i, node in enumerate(self.nodes) for name in node.inputs}
+        return [tuple(sorted(n for n in set(node.inputs) if last_use[n] == i and n != self.output))
+                for i, node in enumerate(self.nodes)]
 
     def bits(self, **inputs: Any) -> np.ndarray:
         """``head.bits(numpy(**inputs))``: ndarray (n, m), dtype=bool."""
@@ -267,12 +272,9 @@ def _graph_module_class() -> Any:
                 super().__init__()
                 self.graph = graph
                 self.ops = torch.nn.ModuleList([node.op.to_torch(trainable) for node in graph.nodes])
-                # the values no later node reads, dropped after node i as Graph.numpy does: a BioConvHash graph
-                # kept every map of both branches (8 of 1.3 GB each at batch 1,024) until its forward returned
-                last_use = {name: i for i, node in enumerate(graph.nodes) for name in node.inputs}
-                self._drop = [tuple(sorted(name for name in set(node.inputs)
-                                           if last_use[name] == i and name != graph.output))
-                              for i, node in enumerate(graph.nodes)]
+                # freed as Graph.numpy frees them: a BioConvHash graph kept every map of both branches (8 of
+                # 1.3 GB each at batch 1,024) until its forward returned
+                self._drop = graph._freed_after()
 
             def forward(self, *args: Any, **kwargs: Any) -> Any:
                 names = list(self.graph.inputs)
